@@ -1,0 +1,225 @@
+//! The checksum algebra.
+//!
+//! `H(table, row)` is a 128-bit xxh3 of the row's canonical bytes, seeded by the table. Each
+//! event adds `H(after) − H(before)` (an absent image counts 0) to the digest of its
+//! (stream, table, key range, window), lane-wise modulo 2^64. Addition makes a digest
+//! independent of event order and mergeable across partitions, threads and machines; the
+//! sum over all windows of a range is the change of its state, so equal states give equal
+//! digests.
+
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64, xxh3_64_with_seed};
+
+/// Debezium's operation codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+    Read,
+    Truncate,
+}
+
+impl Op {
+    #[inline]
+    pub fn from_code(code: &[u8]) -> Option<Op> {
+        Some(match code {
+            b"c" => Op::Create,
+            b"u" => Op::Update,
+            b"d" => Op::Delete,
+            b"r" => Op::Read,
+            b"t" => Op::Truncate,
+            _ => return None,
+        })
+    }
+
+    #[inline]
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The seed that makes the same row in two tables hash differently.
+pub fn table_seed(table: &str) -> u64 {
+    xxh3_64(table.as_bytes())
+}
+
+#[inline]
+pub fn row_hash(seed: u64, canonical: &[u8]) -> u128 {
+    xxh3_128_with_seed(canonical, seed)
+}
+
+#[inline]
+pub fn key_hash(seed: u64, canonical_key: &[u8]) -> u64 {
+    xxh3_64_with_seed(canonical_key, seed ^ 0x6b65_7973)
+}
+
+/// Two 64-bit lanes, summed independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub struct Lanes(pub [u64; 2]);
+
+impl Lanes {
+    pub const ZERO: Lanes = Lanes([0, 0]);
+
+    #[inline]
+    pub fn of(h: u128) -> Lanes {
+        Lanes([h as u64, (h >> 64) as u64])
+    }
+
+    #[inline]
+    pub fn add(&mut self, o: Lanes) {
+        self.0[0] = self.0[0].wrapping_add(o.0[0]);
+        self.0[1] = self.0[1].wrapping_add(o.0[1]);
+    }
+
+    #[inline]
+    pub fn sub(&mut self, o: Lanes) {
+        self.0[0] = self.0[0].wrapping_sub(o.0[0]);
+        self.0[1] = self.0[1].wrapping_sub(o.0[1]);
+    }
+
+    #[inline]
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0, 0]
+    }
+
+    /// The contribution of one event: `H(after) − H(before)`.
+    #[inline]
+    pub fn delta(before: Option<u128>, after: Option<u128>) -> Lanes {
+        let mut d = Lanes::ZERO;
+        if let Some(a) = after {
+            d.add(Lanes::of(a));
+        }
+        if let Some(b) = before {
+            d.sub(Lanes::of(b));
+        }
+        d
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}{:016x}", self.0[1], self.0[0])
+    }
+}
+
+/// Events per operation, reported beside a digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct OpCounts {
+    pub create: u32,
+    pub update: u32,
+    pub delete: u32,
+    pub read: u32,
+    pub truncate: u32,
+}
+
+impl OpCounts {
+    #[inline]
+    pub fn count(&mut self, op: Op) {
+        let slot = match op.index() {
+            0 => &mut self.create,
+            1 => &mut self.update,
+            2 => &mut self.delete,
+            3 => &mut self.read,
+            _ => &mut self.truncate,
+        };
+        *slot = slot.saturating_add(1);
+    }
+
+    pub fn merge(&mut self, o: &OpCounts) {
+        self.create += o.create;
+        self.update += o.update;
+        self.delete += o.delete;
+        self.read += o.read;
+        self.truncate += o.truncate;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.create as u64 + self.update as u64 + self.delete as u64 + self.read as u64 + self.truncate as u64
+    }
+}
+
+/// The digest of one (stream, table, range, window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct RangeDigest {
+    pub lanes: Lanes,
+    pub ops: OpCounts,
+}
+
+impl RangeDigest {
+    #[inline]
+    pub fn add_event(&mut self, op: Op, before: Option<u128>, after: Option<u128>) {
+        self.lanes.add(Lanes::delta(before, after));
+        self.ops.count(op);
+    }
+
+    pub fn merge(&mut self, o: &RangeDigest) {
+        self.lanes.add(o.lanes);
+        self.ops.merge(&o.ops);
+    }
+}
+
+/// How keys are grouped into ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KeyRanges {
+    /// Buckets of the canonical key's hash.
+    Hash { buckets: u32 },
+    /// Ordered ranges of the key's first integer field, `width` keys each.
+    Integer { width: u64 },
+}
+
+impl Default for KeyRanges {
+    fn default() -> Self {
+        KeyRanges::Hash { buckets: 1024 }
+    }
+}
+
+impl KeyRanges {
+    /// The range of a key, from its hash or its leading integer.
+    #[inline]
+    pub fn range(&self, key_hash: u64, leading_int: Option<i64>) -> u64 {
+        match *self {
+            KeyRanges::Hash { buckets } => ((key_hash as u128 * buckets as u128) >> 64) as u64,
+            KeyRanges::Integer { width } => match leading_int {
+                Some(v) => (v.div_euclid(width.max(1) as i64) as u64) ^ (1 << 63),
+                None => ((key_hash as u128 * 1024) >> 64) as u64 | (1 << 63),
+            },
+        }
+    }
+
+    /// A readable description of a range: `bucket 17/1024` or `id 2000..2999`.
+    pub fn describe(&self, range: u64) -> String {
+        match *self {
+            KeyRanges::Hash { buckets } => format!("bucket {range}/{buckets}"),
+            KeyRanges::Integer { width } => {
+                let lo = ((range ^ (1 << 63)) as i64).saturating_mul(width as i64);
+                format!("keys {lo}..={}", lo.saturating_add(width as i64 - 1))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_of_a_create_then_delete_is_zero() {
+        let mut d = RangeDigest::default();
+        d.add_event(Op::Create, None, Some(42));
+        d.add_event(Op::Delete, Some(42), None);
+        assert!(d.lanes.is_zero());
+        assert_eq!(d.ops.total(), 2);
+    }
+
+    #[test]
+    fn hash_buckets_cover_the_range() {
+        let r = KeyRanges::Hash { buckets: 1024 };
+        assert_eq!(r.range(0, None), 0);
+        assert_eq!(r.range(u64::MAX, None), 1023);
+        let i = KeyRanges::Integer { width: 1000 };
+        assert!(i.range(0, Some(999)) == i.range(0, Some(0)));
+        assert!(i.range(0, Some(1000)) > i.range(0, Some(999)));
+        assert!(i.range(0, Some(-1)) < i.range(0, Some(0)));
+        assert_eq!(i.describe(i.range(0, Some(1234))), "keys 1000..=1999");
+    }
+}

@@ -1,0 +1,1169 @@
+//! The verification engine: records in, verdicts out. Synchronous and free of I/O; the Kafka
+//! service, the replay command and the demo all drive this same code.
+//!
+//! Per record: split the wire format, decode the envelope with a plan compiled once per
+//! (writer schema, reference schema), hash both images, bucket the key, drop duplicates by
+//! the partition's position high-water mark, and add the event's delta to the digest of its
+//! (stream, table, range, window). Per batch ([`Engine::advance`]): move the watermarks, close
+//! windows, compare each replica's windows with the primary's and emit verdicts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::avro::reader::Reader;
+use crate::avro::resolve::{Plan, Scratch};
+use crate::avro::schema::{Node, Schema};
+use crate::avro::{json, FieldDiff};
+use crate::digest::{key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest};
+use crate::envelope::{EnvelopeLayout, Event, Position, PositionField};
+use crate::hashmap::FastMap;
+use crate::source::{FetchError, RegisteredSchema, SchemaSource};
+use crate::verdict::{Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side, WindowRef};
+use crate::wire;
+
+pub type StreamId = u16;
+pub type TopicId = u32;
+pub type TableId = u16;
+
+/// Which ranges keep per-key state, to name the exact keys that differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Drill {
+    #[default]
+    Off,
+    All,
+    Ranges(Vec<(String, u64)>),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub position: PositionField,
+    pub ranges: KeyRanges,
+    /// A window closes at least this often (origin commit time), even at low traffic.
+    pub cut_interval_ms: i64,
+    /// A caught-up partition with no record for this long does not hold its stream's watermark.
+    pub idle_grace_ms: i64,
+    /// A replica that has not passed a window this long after the primary did is lagging.
+    pub max_replica_lag_ms: i64,
+    /// A replica with no record at all for this long while the primary writes is silent.
+    pub silent_after_ms: i64,
+    /// Require each schema id to be registered under the subject its topic implies.
+    pub check_subjects: bool,
+    pub drill: Drill,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            position: PositionField::Gtid,
+            ranges: KeyRanges::default(),
+            cut_interval_ms: 200,
+            idle_grace_ms: 1000,
+            max_replica_lag_ms: 2000,
+            silent_after_ms: 10_000,
+            check_subjects: true,
+            drill: Drill::Off,
+        }
+    }
+}
+
+/// One Kafka record, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: TopicId,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    Counted,
+    Duplicate,
+    Tombstone,
+    /// A replica record ahead of the primary's watermark: held until the primary passes it.
+    Parked,
+    /// Undecodable: send to the dead-letter topic; the verdict says why.
+    Poison(Box<Divergence>),
+}
+
+/// The schema source could not answer now: pause this partition and retry the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schema id {id} cannot be fetched now: {reason}")]
+pub struct SchemaUnavailable {
+    pub id: u32,
+    pub reason: String,
+}
+
+/// Counters per topic, read by the metrics endpoint and the reports.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TopicStats {
+    pub events: u64,
+    pub bytes: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub tombstones: u64,
+    pub poison: u64,
+    pub parked: u64,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EngineStats {
+    pub windows_compared: u64,
+    pub verdicts: BTreeMap<String, u64>,
+    pub schema_fetches: u64,
+}
+
+struct Compiled {
+    reg: RegisteredSchema,
+    schema: Schema,
+    layout: Result<EnvelopeLayout, String>,
+    row_fp: u64,
+}
+
+impl Compiled {
+    fn version_for(&self, subject: &str) -> Option<u32> {
+        self.reg.subjects.iter().find(|s| s.subject == subject).map(|s| s.version)
+    }
+}
+
+struct Table {
+    name: String,
+    seed: u64,
+    /// The primary's value schema ids with the first position each was seen at.
+    refs: Vec<(u32, Position)>,
+    /// The primary's key schema id.
+    ref_key: Option<u32>,
+    value_subject_of_primary: Option<String>,
+}
+
+impl Table {
+    fn reference_at(&self, p: Position) -> Option<u32> {
+        self.refs.iter().filter(|(_, from)| *from <= p).max_by_key(|(_, from)| *from).or_else(|| self.refs.iter().min_by_key(|(_, f)| *f)).map(|(id, _)| *id)
+    }
+}
+
+#[derive(Default)]
+struct Part {
+    last_pos: Option<Position>,
+    hwm: Position,
+    /// Positions counted in still-open windows, ascending; tells a redelivery from an
+    /// out-of-order first delivery.
+    recent: Vec<Position>,
+    last_ts: i64,
+    caught_up: bool,
+    /// (window, first offset, last offset) for open windows.
+    offsets: VecDeque<(i64, i64, i64)>,
+    /// Cache of the last value schema id's plan on this partition.
+    cache: Option<(u32, u32, Arc<Plan>, Arc<Compiled>)>,
+}
+
+struct Topic {
+    name: String,
+    stream: StreamId,
+    table: TableId,
+    value_subject: String,
+    key_subject: String,
+    parts: Vec<Part>,
+    checked: Vec<u32>,
+    stats: TopicStats,
+    last_ms: i64,
+    silent: bool,
+}
+
+#[derive(Default)]
+struct DriftObs {
+    first: Position,
+    first_ts: i64,
+    actual_id: u32,
+    expected_id: u32,
+    events: u64,
+}
+
+#[derive(Default)]
+struct WindowAcc {
+    digests: FastMap<(TableId, u64), RangeDigest>,
+    drift: FastMap<TableId, DriftObs>,
+    tables: FastMap<TableId, ()>,
+}
+
+struct Parked {
+    rec_meta: (TopicId, u32, i64, i64),
+    position: Position,
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
+}
+
+struct Stream {
+    name: String,
+    topics: Vec<TopicId>,
+    windows: BTreeMap<i64, WindowAcc>,
+    parked: Vec<Parked>,
+    /// Replica: the last window compared. Primary: the last window dropped.
+    done_upto: Option<i64>,
+    /// Positions at or below this belong to windows already compared (late or duplicate).
+    closed_pos: Option<Position>,
+    lagging: Option<i64>,
+    /// Rolling (replica − primary) per range that has diverged, until it is zero again.
+    divergent: FastMap<(TableId, u64), Lanes>,
+    drifting: FastMap<TableId, ()>,
+}
+
+#[derive(Clone, Copy)]
+struct Bound {
+    first: Position,
+    last: Position,
+    min_ts: i64,
+    max_ts: i64,
+    final_at: Option<i64>,
+}
+
+/// Per-key state for drill-down.
+struct KeySide {
+    deltas: Vec<(i64, Lanes)>,
+    last: Option<(Position, Op, u32, Option<Vec<u8>>)>,
+}
+
+struct KeyEntry {
+    key: Vec<u8>,
+    key_schema: u32,
+    sides: Vec<KeySide>,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    streams: Vec<Stream>,
+    tables: Vec<Table>,
+    topics: Vec<Topic>,
+    schemas: FastMap<u32, Arc<Compiled>>,
+    plans: FastMap<(u32, u32), Arc<Plan>>,
+    scratch: Scratch,
+    key_scratch: Scratch,
+    bounds: BTreeMap<i64, Bound>,
+    open_floor: i64,
+    primary_wm: Position,
+    now_ms: i64,
+    start_ms: i64,
+    drill_keys: Vec<KeyEntry>,
+    drill_index: HashMap<(TableId, Vec<u8>), usize>,
+    drill_by_range: FastMap<(TableId, u64), Vec<usize>>,
+    drill_ranges: Vec<(TableId, u64)>,
+    stats: EngineStats,
+}
+
+const PRIMARY: StreamId = 0;
+
+impl Engine {
+    /// An engine for one primary and its replicas, by stream name.
+    pub fn new(cfg: EngineConfig, primary: &str, replicas: &[&str]) -> Engine {
+        let mk = |name: &str| Stream {
+            name: name.to_string(),
+            topics: Vec::new(),
+            windows: BTreeMap::new(),
+            parked: Vec::new(),
+            done_upto: None,
+            closed_pos: None,
+            lagging: None,
+            divergent: FastMap::default(),
+            drifting: FastMap::default(),
+        };
+        let mut streams = vec![mk(primary)];
+        streams.extend(replicas.iter().map(|r| mk(r)));
+        Engine {
+            cfg,
+            streams,
+            tables: Vec::new(),
+            topics: Vec::new(),
+            schemas: FastMap::default(),
+            plans: FastMap::default(),
+            scratch: Scratch::default(),
+            key_scratch: Scratch::default(),
+            bounds: BTreeMap::new(),
+            open_floor: i64::MIN,
+            primary_wm: Position::ZERO,
+            now_ms: i64::MIN,
+            start_ms: i64::MIN,
+            drill_keys: Vec::new(),
+            drill_index: HashMap::new(),
+            drill_by_range: FastMap::default(),
+            drill_ranges: Vec::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn stream_names(&self) -> impl Iterator<Item = &str> {
+        self.streams.iter().map(|s| s.name.as_str())
+    }
+
+    pub fn stream_id(&self, name: &str) -> Option<StreamId> {
+        self.streams.iter().position(|s| s.name == name).map(|i| i as StreamId)
+    }
+
+    fn table_id(&mut self, name: &str) -> TableId {
+        if let Some(i) = self.tables.iter().position(|t| t.name == name) {
+            return i as TableId;
+        }
+        self.tables.push(Table { name: name.to_string(), seed: table_seed(name), refs: Vec::new(), ref_key: None, value_subject_of_primary: None });
+        let id = (self.tables.len() - 1) as TableId;
+        if let Drill::Ranges(sel) = &self.cfg.drill {
+            for (t, r) in sel {
+                if t == name {
+                    self.drill_ranges.push((id, *r));
+                }
+            }
+        }
+        id
+    }
+
+    /// Registers a topic of a stream, carrying one table, with its partition count.
+    pub fn add_topic(&mut self, name: &str, stream: StreamId, table: &str, partitions: u32) -> TopicId {
+        let table = self.table_id(table);
+        if stream == PRIMARY {
+            self.tables[table as usize].value_subject_of_primary = Some(format!("{name}-value"));
+        }
+        self.topics.push(Topic {
+            name: name.to_string(),
+            stream,
+            table,
+            value_subject: format!("{name}-value"),
+            key_subject: format!("{name}-key"),
+            parts: (0..partitions).map(|_| Part::default()).collect(),
+            checked: Vec::new(),
+            stats: TopicStats::default(),
+            last_ms: i64::MIN,
+            silent: false,
+        });
+        let id = (self.topics.len() - 1) as TopicId;
+        self.streams[stream as usize].topics.push(id);
+        id
+    }
+
+    pub fn topic_name(&self, t: TopicId) -> &str {
+        &self.topics[t as usize].name
+    }
+
+    pub fn topic_stats(&self) -> impl Iterator<Item = (&str, &str, &str, &TopicStats)> {
+        self.topics.iter().map(|t| (self.streams[t.stream as usize].name.as_str(), self.tables[t.table as usize].name.as_str(), t.name.as_str(), &t.stats))
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The verifier's clock: the newest record timestamp seen, or later if told so.
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    pub fn primary_watermark(&self) -> Position {
+        self.primary_wm
+    }
+
+    /// Tells whether a partition has nothing more to read right now.
+    pub fn set_caught_up(&mut self, topic: TopicId, partition: u32, caught_up: bool) {
+        if let Some(p) = self.topics[topic as usize].parts.get_mut(partition as usize) {
+            p.caught_up = caught_up;
+        }
+    }
+
+    pub fn set_all_caught_up(&mut self, caught_up: bool) {
+        for t in &mut self.topics {
+            for p in &mut t.parts {
+                p.caught_up = caught_up;
+            }
+        }
+    }
+
+    fn compiled(&mut self, id: u32, src: &mut dyn SchemaSource) -> Result<Result<Arc<Compiled>, String>, SchemaUnavailable> {
+        if let Some(c) = self.schemas.get(&id) {
+            return Ok(Ok(c.clone()));
+        }
+        self.stats.schema_fetches += 1;
+        let reg = match src.fetch(id) {
+            Ok(reg) => reg,
+            Err(FetchError::NotFound(_)) => return Ok(Err(format!("schema id {id} is not registered"))),
+            Err(FetchError::Unavailable(reason)) => return Err(SchemaUnavailable { id, reason }),
+        };
+        let schema = match Schema::parse_str(&reg.schema) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(format!("schema id {id} does not parse: {e}"))),
+        };
+        let layout = EnvelopeLayout::compile(&schema, &self.cfg.position).map_err(|e| e.to_string());
+        let row_fp = layout.as_ref().map(|l| schema.fingerprint(l.row)).unwrap_or(0);
+        let c = Arc::new(Compiled { reg, schema, layout, row_fp });
+        self.schemas.insert(id, c.clone());
+        Ok(Ok(c))
+    }
+
+    fn row_plan(&mut self, writer: &Arc<Compiled>, wid: u32, rid: u32) -> Arc<Plan> {
+        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
+        let rid = if Arc::ptr_eq(&reference, writer) { wid } else { rid };
+        self.plan(writer, wid, &reference, rid, true)
+    }
+
+    fn plan(&mut self, writer: &Arc<Compiled>, wid: u32, reference: &Arc<Compiled>, rid: u32, rows: bool) -> Arc<Plan> {
+        let key = if rows { (wid, rid) } else { (wid | 0x8000_0000, rid) };
+        if let Some(p) = self.plans.get(&key) {
+            return p.clone();
+        }
+        let (w, r) = if rows {
+            let wl = writer.layout.as_ref().map(|l| l.row).unwrap_or(writer.schema.root());
+            let rl = reference.layout.as_ref().map(|l| l.row).unwrap_or(reference.schema.root());
+            (wl, rl)
+        } else {
+            (writer.schema.root(), reference.schema.root())
+        };
+        let p = Arc::new(Plan::compile(&writer.schema, w, &reference.schema, r));
+        self.plans.insert(key, p.clone());
+        p
+    }
+
+    fn poison(&mut self, rec: &Record<'_>, error: String) -> Ingested {
+        let topic = &mut self.topics[rec.topic as usize];
+        topic.stats.poison += 1;
+        let mut d = Divergence::new(Kind::PoisonEvent, &self.streams[topic.stream as usize].name, self.now_ms.max(rec.timestamp_ms));
+        d.table = Some(self.tables[topic.table as usize].name.clone());
+        d.poison = Some(PoisonInfo { topic: topic.name.clone(), partition: rec.partition, offset: rec.offset, error });
+        *self.stats.verdicts.entry(Kind::PoisonEvent.to_string()).or_default() += 1;
+        Ingested::Poison(Box::new(d))
+    }
+
+    /// Feeds one record. Returns `Err` only when a schema cannot be fetched now: the caller
+    /// pauses the partition and offers the same record again later.
+    pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
+        let ti = rec.topic as usize;
+        let stream = self.topics[ti].stream;
+        if rec.timestamp_ms > self.now_ms {
+            self.now_ms = rec.timestamp_ms;
+        }
+        if self.start_ms == i64::MIN {
+            self.start_ms = rec.timestamp_ms;
+        }
+        self.topics[ti].last_ms = self.topics[ti].last_ms.max(rec.timestamp_ms);
+        let Some(part) = self.topics[ti].parts.get_mut(rec.partition as usize) else {
+            return Ok(self.poison(rec, format!("partition {} is beyond the {} partitions known at start", rec.partition, self.topics[ti].parts.len())));
+        };
+        part.last_ts = part.last_ts.max(rec.timestamp_ms);
+        let Some(value) = rec.value else {
+            self.topics[ti].stats.tombstones += 1;
+            return Ok(Ingested::Tombstone);
+        };
+        self.topics[ti].stats.bytes += value.len() as u64 + rec.key.map_or(0, |k| k.len() as u64);
+        let (vid, datum) = match wire::split(value) {
+            Ok(x) => x,
+            Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
+        };
+        let table = self.topics[ti].table;
+
+        // Writer schema and the reference it is read with: the primary's own; a replica's is
+        // the primary's schema in effect at the event's position, known once the primary's
+        // watermark has passed it.
+        let cached = self.topics[ti].parts[rec.partition as usize].cache.clone();
+        let (writer, mut plan, mut reference_id) = match cached {
+            Some((w, r, plan, c)) if w == vid => (c, plan, r),
+            _ => {
+                let writer = match self.compiled(vid, src)? {
+                    Ok(c) => c,
+                    Err(e) => return Ok(self.poison(rec, e)),
+                };
+                if let Err(e) = &writer.layout {
+                    return Ok(self.poison(rec, format!("value schema id {vid} is not a Debezium envelope: {e}")));
+                }
+                if self.cfg.check_subjects && !self.topics[ti].checked.contains(&vid) {
+                    let subject = &self.topics[ti].value_subject;
+                    if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
+                        let e = format!("value schema id {vid} is not registered under subject {subject}");
+                        return Ok(self.poison(rec, e));
+                    }
+                    self.topics[ti].checked.push(vid);
+                }
+                let rid = if stream == PRIMARY { vid } else { self.tables[table as usize].refs.last().map_or(vid, |r| r.0) };
+                let plan = self.row_plan(&writer, vid, rid);
+                self.topics[ti].parts[rec.partition as usize].cache = Some((vid, rid, plan.clone(), writer.clone()));
+                (writer, plan, rid)
+            }
+        };
+        let layout = writer.layout.as_ref().expect("checked when compiled");
+        let seed = self.tables[table as usize].seed;
+        let mut ev = match layout.decode(&writer.schema, &plan, seed, datum, &mut self.scratch) {
+            Ok(ev) => ev,
+            Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
+        };
+        if stream != PRIMARY {
+            if ev.position > self.primary_wm {
+                return Ok(self.park(rec, ev.position));
+            }
+            let rid = self.tables[table as usize].reference_at(ev.position).unwrap_or(vid);
+            if rid != reference_id {
+                // A migration lies between the cached reference and this position.
+                reference_id = rid;
+                plan = self.row_plan(&writer, vid, rid);
+                self.topics[ti].parts[rec.partition as usize].cache = Some((vid, rid, plan.clone(), writer.clone()));
+                ev = match layout.decode(&writer.schema, &plan, seed, datum, &mut self.scratch) {
+                    Ok(ev) => ev,
+                    Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
+                };
+            }
+        }
+
+        // The key, canonical under the primary's key schema, picks the range.
+        let (range, key_canon) = match self.key_range(rec, table, stream, src)? {
+            Ok(x) => x,
+            Err(e) => return Ok(self.poison(rec, e)),
+        };
+
+        if stream == PRIMARY {
+            let t = &mut self.tables[table as usize];
+            match t.refs.iter_mut().find(|(id, _)| *id == vid) {
+                Some((_, from)) => {
+                    if ev.position < *from {
+                        *from = ev.position;
+                    }
+                }
+                None => t.refs.push((vid, ev.position)),
+            }
+        }
+        self.count(rec, stream, table, range, &ev, vid, reference_id, &writer, key_canon, datum)
+    }
+
+    fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
+        let topic = &mut self.topics[rec.topic as usize];
+        topic.stats.parked += 1;
+        let stream = topic.stream;
+        self.streams[stream as usize].parked.push(Parked {
+            rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
+            position,
+            key: rec.key.map(<[u8]>::to_vec),
+            value: rec.value.unwrap_or_default().to_vec(),
+        });
+        Ingested::Parked
+    }
+
+    /// The range of the record's key and, when drilling down, its canonical bytes.
+    fn key_range(&mut self, rec: &Record<'_>, table: TableId, stream: StreamId, src: &mut dyn SchemaSource) -> Result<Result<(u64, Option<(Vec<u8>, u32)>), String>, SchemaUnavailable> {
+        let seed = self.tables[table as usize].seed;
+        let Some(key) = rec.key else {
+            return Ok(Err("record has a value but no key".into()));
+        };
+        let (kid, kdatum) = match wire::split(key) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(format!("key: {e}"))),
+        };
+        let writer = match self.compiled(kid, src)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("key: {e}"))),
+        };
+        let ti = rec.topic as usize;
+        if self.cfg.check_subjects && !self.topics[ti].checked.contains(&(kid | 0x8000_0000)) {
+            let subject = &self.topics[ti].key_subject;
+            if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
+                return Ok(Err(format!("key schema id {kid} is not registered under subject {subject}")));
+            }
+            self.topics[ti].checked.push(kid | 0x8000_0000);
+        }
+        if stream == PRIMARY && self.tables[table as usize].ref_key.is_none() {
+            self.tables[table as usize].ref_key = Some(kid);
+        }
+        let rid = self.tables[table as usize].ref_key.unwrap_or(kid);
+        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
+        let plan = self.plan(&writer, kid, &reference, rid, false);
+        let mut r = Reader::new(kdatum);
+        let canon = match plan.canonical(&writer.schema, &mut r, &mut self.key_scratch) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("key: {e}"))),
+        };
+        if let Err(e) = r.finish() {
+            return Ok(Err(format!("key: {e}")));
+        }
+        let bytes = canon.bytes();
+        let h = key_hash(seed, bytes);
+        let leading = match self.cfg.ranges {
+            KeyRanges::Integer { .. } => leading_int(&reference.schema, bytes),
+            KeyRanges::Hash { .. } => None,
+        };
+        let range = self.cfg.ranges.range(h, leading);
+        let drill = match &self.cfg.drill {
+            Drill::Off => false,
+            Drill::All => true,
+            Drill::Ranges(_) => self.drill_ranges.contains(&(table, range)),
+        };
+        Ok(Ok((range, drill.then(|| (bytes.to_vec(), rid)))))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &mut self,
+        rec: &Record<'_>,
+        stream: StreamId,
+        table: TableId,
+        range: u64,
+        ev: &Event,
+        vid: u32,
+        reference_id: u32,
+        writer: &Arc<Compiled>,
+        key_canon: Option<(Vec<u8>, u32)>,
+        datum: &[u8],
+    ) -> Result<Ingested, SchemaUnavailable> {
+        let ti = rec.topic as usize;
+        // Duplicates: at or below the partition's high-water mark and already counted (or
+        // in a window already compared) — counted as such, not summed.
+        let closed = self.streams[stream as usize].closed_pos;
+        let part = &mut self.topics[ti].parts[rec.partition as usize];
+        if part.last_pos.is_some() && ev.position <= part.hwm {
+            let dup = closed.is_some_and(|c| ev.position <= c) || part.recent.binary_search(&ev.position).is_ok();
+            if dup {
+                let late = part.recent.binary_search(&ev.position).is_err();
+                let stats = &mut self.topics[ti].stats;
+                if late {
+                    stats.late += 1;
+                }
+                stats.duplicates += 1;
+                return Ok(Ingested::Duplicate);
+            }
+            let at = part.recent.partition_point(|p| *p < ev.position);
+            part.recent.insert(at, ev.position);
+        } else {
+            part.hwm = ev.position;
+            part.recent.push(ev.position);
+        }
+        part.last_pos = Some(part.last_pos.map_or(ev.position, |l| l.max(ev.position)));
+
+        let w = if stream == PRIMARY {
+            let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
+            let b = self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None });
+            b.first = b.first.min(ev.position);
+            b.last = b.last.max(ev.position);
+            b.min_ts = b.min_ts.min(ev.ts_ms);
+            b.max_ts = b.max_ts.max(ev.ts_ms);
+            w
+        } else {
+            self.window_of(ev.position)
+        };
+
+        let part = &mut self.topics[ti].parts[rec.partition as usize];
+        match part.offsets.iter_mut().rev().find(|(pw, _, _)| *pw == w) {
+            Some((_, first, last)) => {
+                *first = (*first).min(rec.offset);
+                *last = (*last).max(rec.offset);
+            }
+            None => {
+                let at = part.offsets.partition_point(|(pw, _, _)| *pw < w);
+                part.offsets.insert(at, (w, rec.offset, rec.offset));
+            }
+        }
+        self.topics[ti].stats.events += 1;
+
+        let acc = self.streams[stream as usize].windows.entry(w).or_default();
+        acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.before, ev.after);
+        acc.tables.entry(table).or_default();
+        if stream != PRIMARY {
+            if let Some(reference) = self.schemas.get(&reference_id) {
+                if reference.row_fp != writer.row_fp {
+                    let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id: vid, expected_id: reference_id, events: 0 });
+                    if ev.position < d.first {
+                        d.first = ev.position;
+                        d.first_ts = ev.ts_ms;
+                    }
+                    d.events += 1;
+                }
+            }
+        }
+        if let Some((key, key_schema)) = key_canon {
+            let image = ev.image.map(|(a, b)| datum[a as usize..b as usize].to_vec());
+            self.drill_observe(stream, table, range, key, key_schema, w, ev, vid, image);
+        }
+        Ok(Ingested::Counted)
+    }
+
+    /// The primary's window holding position `p` (the primary's watermark has passed `p`).
+    fn window_of(&self, p: Position) -> i64 {
+        for (w, b) in self.bounds.range(self.open_floor.min(self.first_bound())..) {
+            if b.last >= p {
+                return *w;
+            }
+        }
+        self.bounds.keys().next_back().copied().unwrap_or(self.open_floor.max(0))
+    }
+
+    fn first_bound(&self) -> i64 {
+        self.bounds.keys().next().copied().unwrap_or(i64::MAX)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn drill_observe(&mut self, stream: StreamId, table: TableId, range: u64, key: Vec<u8>, key_schema: u32, w: i64, ev: &Event, vid: u32, image: Option<Vec<u8>>) {
+        let n = self.streams.len();
+        let idx = match self.drill_index.get(&(table, key.clone())) {
+            Some(i) => *i,
+            None => {
+                self.drill_keys.push(KeyEntry { key: key.clone(), key_schema, sides: (0..n).map(|_| KeySide { deltas: Vec::new(), last: None }).collect() });
+                let i = self.drill_keys.len() - 1;
+                self.drill_index.insert((table, key), i);
+                self.drill_by_range.entry((table, range)).or_default().push(i);
+                i
+            }
+        };
+        let side = &mut self.drill_keys[idx].sides[stream as usize];
+        let d = Lanes::delta(ev.before, ev.after);
+        match side.deltas.iter_mut().find(|(dw, _)| *dw == w) {
+            Some((_, l)) => l.add(d),
+            None => side.deltas.push((w, d)),
+        }
+        if side.last.as_ref().is_none_or(|(p, ..)| ev.position >= *p) {
+            let row = if ev.after.is_some() { image } else { None };
+            side.last = Some((ev.position, ev.op, vid, row));
+        }
+    }
+
+    /// Moves watermarks with the clock at `now_ms`, closes and compares windows, and appends
+    /// the verdicts reached to `out`.
+    pub fn advance(&mut self, now_ms: i64, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+        if now_ms > self.now_ms {
+            self.now_ms = now_ms;
+        }
+        let wm = self.watermark(PRIMARY);
+        if wm > self.primary_wm {
+            self.primary_wm = wm;
+        }
+        self.drain_parked(src, out)?;
+        self.finalize_primary_windows();
+        for r in 1..self.streams.len() as StreamId {
+            self.compare_ready(r, out);
+            self.check_silence(r, out);
+        }
+        self.drop_compared();
+        Ok(())
+    }
+
+    /// End of input: every partition is caught up and nothing more will come, so all windows
+    /// the primary holds can close.
+    pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+        self.set_all_caught_up(true);
+        let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
+        self.advance(far, src, out)
+    }
+
+    fn drain_parked(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+        for s in 1..self.streams.len() {
+            if self.streams[s].parked.is_empty() {
+                continue;
+            }
+            let wm = self.primary_wm;
+            let parked = std::mem::take(&mut self.streams[s].parked);
+            let (ready, mut keep): (Vec<_>, Vec<_>) = parked.into_iter().partition(|p| p.position <= wm);
+            for p in ready {
+                let (topic, partition, offset, timestamp_ms) = p.rec_meta;
+                let rec = Record { topic, partition, offset, timestamp_ms, key: p.key.as_deref(), value: Some(&p.value) };
+                self.topics[topic as usize].stats.parked -= 1;
+                match self.ingest(&rec, src) {
+                    Ok(Ingested::Poison(d)) => out.push(*d),
+                    Ok(_) => {}
+                    Err(e) => {
+                        keep.push(p);
+                        self.streams[s].parked.append(&mut keep);
+                        return Err(e);
+                    }
+                }
+            }
+            self.streams[s].parked.append(&mut keep);
+        }
+        Ok(())
+    }
+
+    /// Minimum over the stream's partitions of the last position seen; a caught-up partition
+    /// idle for `idle_grace_ms` does not hold it back. With every partition idle the stream
+    /// has reached only what it has sent.
+    fn watermark(&self, s: StreamId) -> Position {
+        let mut min: Option<Position> = None;
+        let mut max = Position::ZERO;
+        for t in &self.streams[s as usize].topics {
+            for p in &self.topics[*t as usize].parts {
+                if let Some(l) = p.last_pos {
+                    max = max.max(l);
+                }
+                let idle = p.caught_up && self.now_ms.saturating_sub(p.last_ts) >= self.cfg.idle_grace_ms;
+                if !idle {
+                    let l = p.last_pos.unwrap_or(Position::ZERO);
+                    min = Some(min.map_or(l, |m| m.min(l)));
+                }
+            }
+        }
+        min.unwrap_or(max)
+    }
+
+    fn stream_idle(&self, s: StreamId) -> bool {
+        self.streams[s as usize].topics.iter().all(|t| {
+            self.topics[*t as usize].parts.iter().all(|p| p.caught_up && self.now_ms.saturating_sub(p.last_ts) >= self.cfg.idle_grace_ms)
+        })
+    }
+
+    fn finalize_primary_windows(&mut self) {
+        let wm = self.primary_wm;
+        let idle = self.stream_idle(PRIMARY);
+        let keys: Vec<i64> = self.bounds.iter().filter(|(_, b)| b.final_at.is_none()).map(|(w, _)| *w).collect();
+        for w in &keys {
+            // Final once the primary has passed the start of a later window; or, at low
+            // traffic, once the primary is idle and the window's time is over.
+            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm);
+            let time_over = idle && self.now_ms >= (w + 1) * self.cfg.cut_interval_ms + self.cfg.idle_grace_ms && self.bounds[w].last <= wm;
+            if later_passed || time_over {
+                self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
+                if time_over && !later_passed {
+                    self.open_floor = self.open_floor.max(w + 1);
+                }
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn window_ref(&self, w: i64) -> WindowRef {
+        let b = self.bounds[&w];
+        WindowRef { id: w, first: b.first, last: b.last, start_ms: w * self.cfg.cut_interval_ms, end_ms: (w + 1) * self.cfg.cut_interval_ms }
+    }
+
+    fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
+        let rwm = self.watermark(r);
+        let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
+        let ready: Vec<(i64, Bound)> = self.bounds.range(from..).map(|(w, b)| (*w, *b)).collect();
+        for (w, b) in ready {
+            let Some(final_at) = b.final_at else { break };
+            if rwm < b.last {
+                let behind = self.now_ms - final_at;
+                if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() {
+                    self.streams[r as usize].lagging = Some(w);
+                    let mut d = Divergence::new(Kind::ReplicaLag, &self.streams[r as usize].name, self.now_ms);
+                    d.window = Some(self.window_ref(w));
+                    d.lag = Some(LagInfo {
+                        primary_position: self.primary_wm,
+                        replica_position: rwm,
+                        positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
+                        ms_behind: behind,
+                    });
+                    self.emit(d, out);
+                }
+                break;
+            }
+            self.compare(w, r, out);
+            self.streams[r as usize].done_upto = Some(w);
+            self.streams[r as usize].closed_pos = Some(b.last);
+            if let Some(since) = self.streams[r as usize].lagging {
+                // Caught up: within the allowed lag of the primary again.
+                if self.now_ms - final_at < self.cfg.max_replica_lag_ms {
+                    self.streams[r as usize].lagging = None;
+                    let mut d = Divergence::new(Kind::Recovered, &self.streams[r as usize].name, self.now_ms);
+                    d.recovered = Some(Kind::ReplicaLag);
+                    d.window = Some(self.window_ref(since));
+                    self.emit(d, out);
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, d: Divergence, out: &mut Vec<Divergence>) {
+        *self.stats.verdicts.entry(d.kind.to_string()).or_default() += 1;
+        out.push(d);
+    }
+
+    fn offsets_for(&self, w: i64, streams: &[StreamId], table: TableId) -> Vec<OffsetRange> {
+        let mut v = Vec::new();
+        for s in streams {
+            for t in &self.streams[*s as usize].topics {
+                let topic = &self.topics[*t as usize];
+                if topic.table != table {
+                    continue;
+                }
+                for (i, p) in topic.parts.iter().enumerate() {
+                    if let Some((_, first, last)) = p.offsets.iter().find(|(pw, _, _)| *pw == w) {
+                        v.push(OffsetRange { stream: self.streams[*s as usize].name.clone(), topic: topic.name.clone(), partition: i as u32, first: *first, last: *last });
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn compare(&mut self, w: i64, r: StreamId, out: &mut Vec<Divergence>) {
+        self.stats.windows_compared += 1;
+        let racc = self.streams[r as usize].windows.remove(&w).unwrap_or_default();
+        let empty = WindowAcc::default();
+        let pacc = self.streams[PRIMARY as usize].windows.get(&w).unwrap_or(&empty);
+        let mut keys: Vec<((TableId, u64), RangeDigest)> =
+            pacc.digests.iter().map(|(k, d)| (*k, *d)).chain(racc.digests.keys().filter(|k| !pacc.digests.contains_key(k)).map(|k| (*k, RangeDigest::default()))).collect();
+        keys.sort_unstable_by_key(|(k, _)| *k);
+        let mut mismatches = Vec::new();
+        let mut recovered = Vec::new();
+        for (k, pd) in keys {
+            let rd = racc.digests.get(&k).copied().unwrap_or_default();
+            let div = &mut self.streams[r as usize].divergent;
+            let was_divergent = div.contains_key(&k);
+            let mut d = div.get(&k).copied().unwrap_or_default();
+            d.add(rd.lanes);
+            d.sub(pd.lanes);
+            if d.is_zero() {
+                div.remove(&k);
+            } else {
+                div.insert(k, d);
+            }
+            if pd.lanes != rd.lanes {
+                mismatches.push((k, pd, rd));
+            } else if was_divergent && d.is_zero() {
+                recovered.push(k);
+            }
+        }
+        let window = self.window_ref(w);
+        let rname = self.streams[r as usize].name.clone();
+
+        // Schema drift first: it is the cause the data mismatches of the same window follow from.
+        let mut drift: Vec<(&TableId, &DriftObs)> = racc.drift.iter().collect();
+        drift.sort_by_key(|(t, _)| **t);
+        for (table, obs) in drift {
+            if self.streams[r as usize].drifting.contains_key(table) {
+                continue;
+            }
+            self.streams[r as usize].drifting.insert(*table, ());
+            let d = self.drift_verdict(&rname, *table, obs, window);
+            self.emit(d, out);
+        }
+        let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
+        let ended: Vec<TableId> = self.streams[r as usize].drifting.keys().filter(|t| rtables.contains(t) && !racc.drift.contains_key(t)).copied().collect();
+        for t in ended {
+            self.streams[r as usize].drifting.remove(&t);
+            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
+            d.recovered = Some(Kind::SchemaDrift);
+            d.table = Some(self.tables[t as usize].name.clone());
+            d.window = Some(window);
+            self.emit(d, out);
+        }
+
+        for ((table, range), pd, rd) in mismatches {
+            let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
+            d.table = Some(self.tables[table as usize].name.clone());
+            d.range = Some(range);
+            d.range_label = Some(self.cfg.ranges.describe(range));
+            d.window = Some(window);
+            d.primary = Some(Side { digest: pd.lanes.hex(), ops: pd.ops });
+            d.replica_side = Some(Side { digest: rd.lanes.hex(), ops: rd.ops });
+            d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
+            d.keys = self.key_diffs(w, r, table, range);
+            self.emit(d, out);
+        }
+        for (table, range) in recovered {
+            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
+            d.recovered = Some(Kind::DataMismatch);
+            d.table = Some(self.tables[table as usize].name.clone());
+            d.range = Some(range);
+            d.range_label = Some(self.cfg.ranges.describe(range));
+            d.window = Some(window);
+            self.emit(d, out);
+        }
+    }
+
+    fn drift_verdict(&self, replica: &str, table: TableId, obs: &DriftObs, window: WindowRef) -> Divergence {
+        let mut d = Divergence::new(Kind::SchemaDrift, replica, self.now_ms);
+        d.table = Some(self.tables[table as usize].name.clone());
+        d.window = Some(window);
+        let expected = self.schemas.get(&obs.expected_id);
+        let actual = self.schemas.get(&obs.actual_id);
+        let fields = match (expected, actual) {
+            (Some(e), Some(a)) => match (&e.layout, &a.layout) {
+                (Ok(el), Ok(al)) => Schema::field_diff(&e.schema, el.row, &a.schema, al.row),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let replica_subject = self
+            .topics
+            .iter()
+            .find(|t| self.streams[t.stream as usize].name == replica && t.table == table)
+            .map(|t| t.value_subject.clone())
+            .unwrap_or_default();
+        let primary_subject = self.tables[table as usize].value_subject_of_primary.clone().unwrap_or_default();
+        d.schema = Some(SchemaInfo {
+            subject: replica_subject.clone(),
+            expected_id: obs.expected_id,
+            expected_version: expected.and_then(|e| e.version_for(&primary_subject)),
+            actual_id: obs.actual_id,
+            actual_version: actual.and_then(|a| a.version_for(&replica_subject)),
+            fields,
+            first_position: obs.first,
+            first_ts_ms: obs.first_ts,
+            events: obs.events,
+        });
+        d.offsets = self.offsets_for(window.id, &[self.stream_id(replica).unwrap_or(0)], table);
+        d
+    }
+
+    fn key_diffs(&self, w: i64, r: StreamId, table: TableId, range: u64) -> Vec<KeyDiff> {
+        let Some(idxs) = self.drill_by_range.get(&(table, range)) else { return Vec::new() };
+        let mut out = Vec::new();
+        for i in idxs {
+            let k = &self.drill_keys[*i];
+            let dp = k.sides[PRIMARY as usize].deltas.iter().find(|(dw, _)| *dw == w).map(|x| x.1).unwrap_or_default();
+            let dr = k.sides[r as usize].deltas.iter().find(|(dw, _)| *dw == w).map(|x| x.1).unwrap_or_default();
+            if dp == dr {
+                continue;
+            }
+            out.push(KeyDiff {
+                key: self.render_key(k),
+                primary: self.render_side(&k.sides[PRIMARY as usize]),
+                replica: self.render_side(&k.sides[r as usize]),
+            });
+        }
+        out.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+        out
+    }
+
+    fn render_key(&self, k: &KeyEntry) -> serde_json::Value {
+        match self.schemas.get(&k.key_schema) {
+            Some(c) => json::to_json(&c.schema, c.schema.root(), &mut Reader::new(&k.key)).unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        }
+    }
+
+    fn render_side(&self, side: &KeySide) -> Option<RowImage> {
+        let (position, op, schema_id, image) = side.last.as_ref()?;
+        let row = match (image, self.schemas.get(schema_id)) {
+            (Some(bytes), Some(c)) => match &c.layout {
+                Ok(l) => json::to_json(&c.schema, l.row, &mut Reader::new(bytes)).unwrap_or(serde_json::Value::Null),
+                Err(_) => serde_json::Value::Null,
+            },
+            _ => serde_json::Value::Null,
+        };
+        Some(RowImage { position: *position, op: *op, row, schema_id: *schema_id })
+    }
+
+    /// A replica table with no record for `silent_after_ms` while the primary's same table
+    /// keeps writing is silent; once per episode.
+    fn check_silence(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
+        let topics = self.streams[r as usize].topics.clone();
+        for t in topics {
+            let table = self.topics[t as usize].table;
+            let primary_last = self.streams[PRIMARY as usize]
+                .topics
+                .iter()
+                .filter(|pt| self.topics[**pt as usize].table == table)
+                .map(|pt| self.topics[*pt as usize].last_ms)
+                .max()
+                .unwrap_or(i64::MIN);
+            if primary_last == i64::MIN {
+                continue;
+            }
+            let last = self.topics[t as usize].last_ms.max(self.start_ms);
+            let silent_for = primary_last.saturating_sub(last);
+            let silent_now = silent_for >= self.cfg.silent_after_ms;
+            let was = self.topics[t as usize].silent;
+            if silent_now == was {
+                continue;
+            }
+            self.topics[t as usize].silent = silent_now;
+            let name = self.streams[r as usize].name.clone();
+            let mut d = Divergence::new(if silent_now { Kind::StreamSilent } else { Kind::Recovered }, &name, self.now_ms);
+            d.table = Some(self.tables[table as usize].name.clone());
+            if silent_now {
+                let rwm = self.watermark(r);
+                d.lag = Some(LagInfo {
+                    primary_position: self.primary_wm,
+                    replica_position: rwm,
+                    positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
+                    ms_behind: silent_for,
+                });
+            } else {
+                d.recovered = Some(Kind::StreamSilent);
+            }
+            self.emit(d, out);
+        }
+    }
+
+    /// Drops the primary's windows every replica has compared, and the per-partition state
+    /// that only served them.
+    fn drop_compared(&mut self) {
+        let min_done = (1..self.streams.len()).map(|r| self.streams[r].done_upto.unwrap_or(i64::MIN)).min().unwrap_or_else(|| {
+            // No replica: the primary's windows close as soon as they are final.
+            self.bounds.iter().filter(|(_, b)| b.final_at.is_some()).map(|(w, _)| *w).max().unwrap_or(i64::MIN)
+        });
+        if min_done == i64::MIN {
+            return;
+        }
+        let dropped: Vec<i64> = self.bounds.range(..=min_done).map(|(w, _)| *w).collect();
+        if dropped.is_empty() {
+            return;
+        }
+        let last_pos = self.bounds[dropped.last().expect("non-empty")].last;
+        for w in &dropped {
+            self.bounds.remove(w);
+            self.streams[PRIMARY as usize].windows.remove(w);
+        }
+        self.streams[PRIMARY as usize].done_upto = Some(min_done);
+        self.streams[PRIMARY as usize].closed_pos = Some(last_pos);
+        for t in &mut self.topics {
+            let closed = self.streams[t.stream as usize].closed_pos;
+            let done = self.streams[t.stream as usize].done_upto;
+            for p in &mut t.parts {
+                if let Some(c) = closed {
+                    let n = p.recent.partition_point(|x| *x <= c);
+                    p.recent.drain(..n);
+                }
+                if let Some(d) = done {
+                    while p.offsets.front().is_some_and(|(w, _, _)| *w <= d.min(min_done)) {
+                        p.offsets.pop_front();
+                    }
+                }
+            }
+        }
+        for k in &mut self.drill_keys {
+            for s in &mut k.sides {
+                s.deltas.retain(|(w, _)| *w > min_done);
+            }
+        }
+    }
+
+    /// Open windows per stream, for the terminal view and metrics.
+    pub fn open_windows(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Records held because they are ahead of the primary.
+    pub fn parked(&self) -> usize {
+        self.streams.iter().map(|s| s.parked.len()).sum()
+    }
+
+    /// The replica's watermark and how far (in positions) it is behind the primary.
+    pub fn replica_positions(&self) -> Vec<(String, Position, u64)> {
+        (1..self.streams.len() as StreamId)
+            .map(|r| {
+                let w = self.watermark(r);
+                (self.streams[r as usize].name.clone(), w, self.primary_wm.tx.saturating_sub(w.tx))
+            })
+            .collect()
+    }
+
+    /// Whether a field-level diff exists between the primary's current schema and `id`'s, for reports.
+    pub fn schema_fields(&self, expected: u32, actual: u32) -> Vec<FieldDiff> {
+        match (self.schemas.get(&expected), self.schemas.get(&actual)) {
+            (Some(e), Some(a)) => match (&e.layout, &a.layout) {
+                (Ok(el), Ok(al)) => Schema::field_diff(&e.schema, el.row, &a.schema, al.row),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The value of the first field of a canonical key if it is an int or long.
+fn leading_int(schema: &Schema, canonical: &[u8]) -> Option<i64> {
+    let root = schema.root();
+    let first = match schema.node(root) {
+        Node::Record { fields, .. } => fields.first()?.node,
+        _ => root,
+    };
+    match schema.node(first) {
+        Node::Int(_) | Node::Long(_) => Reader::new(canonical).read_long().ok(),
+        _ => None,
+    }
+}

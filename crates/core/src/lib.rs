@@ -1,0 +1,25 @@
+//! The verification core of cdc-verifier: pure, synchronous, free of I/O.
+//!
+//! - [`wire`]: the Confluent wire format.
+//! - [`avro`]: schemas, the bounds-checked reader, canonical re-encoding under schema
+//!   resolution, JSON rendering.
+//! - [`envelope`]: Debezium envelopes and origin positions.
+//! - [`digest`]: the checksum algebra (row hashes, additive range digests).
+//! - [`engine`]: windows, watermarks, comparison and verdicts.
+//! - [`verdict`]: divergence events.
+//! - [`source`]: where schemas come from.
+
+pub mod avro;
+pub mod digest;
+pub mod engine;
+pub mod envelope;
+mod hashmap;
+pub mod source;
+pub mod verdict;
+pub mod wire;
+
+pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
+pub use engine::{Drill, Engine, EngineConfig, Ingested, Record, SchemaUnavailable, StreamId, TopicId};
+pub use envelope::{Position, PositionField};
+pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
+pub use verdict::{Divergence, Kind};
