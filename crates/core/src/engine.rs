@@ -205,7 +205,7 @@ struct Stream {
     done_upto: Option<i64>,
     /// Positions at or below this belong to windows already compared (late or duplicate).
     closed_pos: Option<Position>,
-    lagging: Option<i64>,
+    lagging: Option<WindowRef>,
     /// Rolling (replica − primary) per range that has diverged, until it is zero again.
     divergent: FastMap<(TableId, u64), Lanes>,
     drifting: FastMap<TableId, ()>,
@@ -836,9 +836,10 @@ impl Engine {
             if rwm < b.last {
                 let behind = self.now_ms - final_at;
                 if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() {
-                    self.streams[r as usize].lagging = Some(w);
+                    let window = self.window_ref(w);
+                    self.streams[r as usize].lagging = Some(window);
                     let mut d = Divergence::new(Kind::ReplicaLag, &self.streams[r as usize].name, self.now_ms);
-                    d.window = Some(self.window_ref(w));
+                    d.window = Some(window);
                     d.lag = Some(LagInfo {
                         primary_position: self.primary_wm,
                         replica_position: rwm,
@@ -858,7 +859,7 @@ impl Engine {
                     self.streams[r as usize].lagging = None;
                     let mut d = Divergence::new(Kind::Recovered, &self.streams[r as usize].name, self.now_ms);
                     d.recovered = Some(Kind::ReplicaLag);
-                    d.window = Some(self.window_ref(since));
+                    d.window = Some(since);
                     self.emit(d, out);
                 }
             }
