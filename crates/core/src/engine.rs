@@ -246,6 +246,8 @@ pub struct Engine {
     primary_wm: Position,
     now_ms: i64,
     start_ms: i64,
+    /// Set by [`Engine::finish`]: the input has ended.
+    ended: bool,
     drill_keys: Vec<KeyEntry>,
     drill_index: HashMap<(TableId, Vec<u8>), usize>,
     drill_by_range: FastMap<(TableId, u64), Vec<usize>>,
@@ -285,6 +287,7 @@ impl Engine {
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
             start_ms: i64::MIN,
+            ended: false,
             drill_keys: Vec::new(),
             drill_index: HashMap::new(),
             drill_by_range: FastMap::default(),
@@ -740,11 +743,15 @@ impl Engine {
         Ok(())
     }
 
-    /// End of input: every partition is caught up and nothing more will come, so all windows
-    /// the primary holds can close.
+    /// End of a bounded input (a replay, a capture): nothing more will come, so every window
+    /// closes and every replica is compared with what it sent — a replica that never reached
+    /// the primary's last positions is missing those events, not late. A live service never
+    /// calls this; on shutdown it leaves open windows to the next run.
     pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
         self.set_all_caught_up(true);
         let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
+        self.advance(far, src, out)?;
+        self.ended = true;
         self.advance(far, src, out)
     }
 
@@ -828,7 +835,9 @@ impl Engine {
     }
 
     fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
-        let rwm = self.watermark(r);
+        // At the end of a bounded input every replica has sent all it will, unless it fell
+        // silent: then its missing tail is the silence already reported, not a mismatch.
+        let rwm = if self.ended && !self.stream_silent(r) { Position::MAX } else { self.watermark(r) };
         let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
         let ready: Vec<(i64, Bound)> = self.bounds.range(from..).map(|(w, b)| (*w, *b)).collect();
         for (w, b) in ready {
@@ -866,6 +875,15 @@ impl Engine {
         }
     }
 
+    fn stream_silent(&self, r: StreamId) -> bool {
+        let topics = &self.streams[r as usize].topics;
+        !topics.is_empty() && topics.iter().all(|t| self.topics[*t as usize].silent)
+    }
+
+    fn table_silent(&self, r: StreamId, table: TableId) -> bool {
+        self.streams[r as usize].topics.iter().any(|t| self.topics[*t as usize].table == table && self.topics[*t as usize].silent)
+    }
+
     fn emit(&mut self, d: Divergence, out: &mut Vec<Divergence>) {
         *self.stats.verdicts.entry(d.kind.to_string()).or_default() += 1;
         out.push(d);
@@ -900,7 +918,10 @@ impl Engine {
         let mut mismatches = Vec::new();
         let mut recovered = Vec::new();
         for (k, pd) in keys {
-            let rd = racc.digests.get(&k).copied().unwrap_or_default();
+            let Some(rd) = racc.digests.get(&k).copied().or_else(|| (!self.table_silent(r, k.0)).then(RangeDigest::default)) else {
+                // A silent replica table sent nothing: that is the StreamSilent verdict.
+                continue;
+            };
             let div = &mut self.streams[r as usize].divergent;
             let was_divergent = div.contains_key(&k);
             let mut d = div.get(&k).copied().unwrap_or_default();

@@ -261,6 +261,7 @@ fn a_silent_replica_is_reported() {
     let silent = h.of_kind(Kind::StreamSilent);
     assert_eq!(silent.len(), 1, "{:#?}", h.out);
     assert_eq!(h.of_kind(Kind::ReplicaLag).len(), 1);
+    assert!(h.of_kind(Kind::DataMismatch).is_empty(), "the silence is the verdict, not its missing rows");
 }
 
 #[test]

@@ -49,8 +49,12 @@ fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Res
                 if n == 0 {
                     break;
                 }
-                for _ in 0..n.min(r.remaining() + 1) {
+                for _ in 0..n {
+                    let before = r.pos();
                     out.push(value(schema, *item, r, depth + 1)?);
+                    if r.pos() == before && out.len() > 1 << 16 {
+                        return Err(r.err(DecodeErrorKind::LengthBeyondInput { length: n as u64, remaining: r.remaining() }));
+                    }
                 }
             }
             Json::Array(out)
@@ -62,7 +66,7 @@ fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Res
                 if n == 0 {
                     break;
                 }
-                for _ in 0..n.min(r.remaining() + 1) {
+                for _ in 0..n {
                     let k = r.read_str()?.to_string();
                     out.insert(k, value(schema, *v, r, depth + 1)?);
                 }

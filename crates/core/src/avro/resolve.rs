@@ -169,6 +169,25 @@ impl Plan {
                     DecimalRepr::Bytes => r.read_bytes()?,
                     DecimalRepr::Fixed(n) => r.read_fixed(*n)?,
                 };
+                if *rescale == 0 {
+                    // Same scale: the minimal two's-complement bytes, of any length.
+                    let minimal: &[u8] = if raw.is_empty() { &[0] } else { minimal_twos_complement(raw) };
+                    match to {
+                        DecimalRepr::Bytes => {
+                            write_long(out, minimal.len() as i64);
+                            out.extend_from_slice(minimal);
+                        }
+                        DecimalRepr::Fixed(n) => {
+                            if minimal.len() > *n {
+                                return Err(DecodeError { kind: DecodeErrorKind::Unresolvable("decimal does not fit the reader's fixed size".into()), offset: at });
+                            }
+                            let fill = if minimal[0] & 0x80 != 0 { 0xff } else { 0 };
+                            out.extend(std::iter::repeat_n(fill, n - minimal.len()));
+                            out.extend_from_slice(minimal);
+                        }
+                    }
+                    return Ok(());
+                }
                 let unscaled = decimal_value(raw).ok_or(DecodeError {
                     kind: DecodeErrorKind::Unresolvable(format!("decimal of {} bytes", raw.len())),
                     offset: at,
@@ -220,11 +239,7 @@ impl Plan {
                         for _ in 0..n {
                             let before = r.pos();
                             self.run(writer, *item, r, &mut items, pool, depth + 1)?;
-                            if r.pos() == before && r.remaining() == 0 {
-                                // zero-width items cannot be counted past the input's end
-                                count += n as i64;
-                                break;
-                            }
+                            zero_width_guard(r, before, n)?;
                             count += 1;
                         }
                     }
@@ -380,6 +395,18 @@ fn minimal_twos_complement(b: &[u8]) -> &[u8] {
     &b[i..]
 }
 
+/// Items that take no bytes (nulls, empty records) are the one way a tiny input could claim
+/// an enormous amount of work; a block of more of them than this is refused.
+const MAX_ZERO_WIDTH_ITEMS: usize = 1 << 16;
+
+#[inline]
+fn zero_width_guard(r: &Reader<'_>, before: usize, n: usize) -> Result<(), DecodeError> {
+    if r.pos() == before && n > MAX_ZERO_WIDTH_ITEMS {
+        return Err(DecodeError { kind: DecodeErrorKind::LengthBeyondInput { length: n as u64, remaining: r.remaining() }, offset: before });
+    }
+    Ok(())
+}
+
 /// Walks one value without decoding it. With `check`, flags bytes that are not in canonical
 /// form (non-minimal decimals; varints are flagged by the reader itself).
 pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, check: bool) -> Result<(), DecodeError> {
@@ -442,9 +469,7 @@ pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, che
                 for _ in 0..n {
                     let before = r.pos();
                     skip(schema, *item, r, depth + 1, check)?;
-                    if r.pos() == before && r.remaining() == 0 {
-                        break;
-                    }
+                    zero_width_guard(r, before, n)?;
                 }
             }
             if blocks > 1 {
@@ -901,6 +926,27 @@ mod tests {
         assert!(matches!(canon(s, s, &[0x02, 0xff, 0x00]).unwrap_err().kind, DecodeErrorKind::InvalidUtf8));
         assert!(matches!(canon(s, s, &[0x00, 0x06]).unwrap_err().kind, DecodeErrorKind::UnionIndex { index: 3, branches: 2 }));
         assert!(matches!(canon(s, s, &[0x00, 0x00, 0x00]).unwrap_err().kind, DecodeErrorKind::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn a_huge_block_of_nulls_is_refused_not_looped() {
+        let a = r#"{"type":"array","items":"null"}"#;
+        let mut d = enc_long(i64::MAX / 2);
+        d.push(0);
+        assert!(matches!(canon(a, a, &d).unwrap_err().kind, DecodeErrorKind::LengthBeyondInput { .. }));
+        let small = [0x06, 0x00];
+        assert_eq!(canon(a, a, &small).unwrap(), small.to_vec());
+    }
+
+    #[test]
+    fn wide_decimals_keep_their_bytes() {
+        let d = r#"{"type":"bytes","logicalType":"decimal","precision":60,"scale":2}"#;
+        let mut wide = vec![0x22u8];
+        wide.extend([0x7fu8; 17]);
+        assert_eq!(canon(d, d, &wide).unwrap(), wide);
+        let mut padded = vec![0x24u8, 0x00];
+        padded.extend([0x7fu8; 17]);
+        assert_eq!(canon(d, d, &padded).unwrap(), wide);
     }
 
     #[test]
