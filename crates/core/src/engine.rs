@@ -156,8 +156,27 @@ struct Part {
     caught_up: bool,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
-    /// Cache of the last value schema id's plan on this partition.
-    cache: Option<(u32, u32, Arc<Plan>, Arc<Compiled>)>,
+    /// The plans of the schemas last seen on this partition.
+    cache: Option<PartCache>,
+}
+
+struct PartCache {
+    vid: u32,
+    /// The reference the plan reads rows with.
+    rid: u32,
+    /// The writer's row schema differs structurally from the reference's.
+    drift: bool,
+    plan: Arc<Plan>,
+    writer: Arc<Compiled>,
+    key: KeyCache,
+}
+
+struct KeyCache {
+    kid: u32,
+    rid: u32,
+    plan: Arc<Plan>,
+    writer: Arc<Compiled>,
+    reference: Arc<Compiled>,
 }
 
 struct Topic {
@@ -187,6 +206,7 @@ struct WindowAcc {
     digests: FastMap<(TableId, u64), RangeDigest>,
     drift: FastMap<TableId, DriftObs>,
     tables: FastMap<TableId, ()>,
+    last_table: Option<TableId>,
 }
 
 struct Parked {
@@ -404,12 +424,6 @@ impl Engine {
         Ok(Ok(c))
     }
 
-    fn row_plan(&mut self, writer: &Arc<Compiled>, wid: u32, rid: u32) -> Arc<Plan> {
-        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
-        let rid = if Arc::ptr_eq(&reference, writer) { wid } else { rid };
-        self.plan(writer, wid, &reference, rid, true)
-    }
-
     fn plan(&mut self, writer: &Arc<Compiled>, wid: u32, reference: &Arc<Compiled>, rid: u32, rows: bool) -> Arc<Plan> {
         let key = if rows { (wid, rid) } else { (wid | 0x8000_0000, rid) };
         if let Some(p) = self.plans.get(&key) {
@@ -441,18 +455,30 @@ impl Engine {
     /// pauses the partition and offers the same record again later.
     pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
         let ti = rec.topic as usize;
-        let stream = self.topics[ti].stream;
         if rec.timestamp_ms > self.now_ms {
             self.now_ms = rec.timestamp_ms;
         }
         if self.start_ms == i64::MIN {
             self.start_ms = rec.timestamp_ms;
         }
-        self.topics[ti].last_ms = self.topics[ti].last_ms.max(rec.timestamp_ms);
-        let Some(part) = self.topics[ti].parts.get_mut(rec.partition as usize) else {
-            return Ok(self.poison(rec, format!("partition {} is beyond the {} partitions known at start", rec.partition, self.topics[ti].parts.len())));
+        let topic = &mut self.topics[ti];
+        topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
+        let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
+            let n = topic.parts.len();
+            return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
         };
         part.last_ts = part.last_ts.max(rec.timestamp_ms);
+        // The partition's plans are taken out for the call, so that the hot path borrows them
+        // without reference counting, and put back whatever the outcome.
+        let mut cache = part.cache.take();
+        let result = self.ingest_with(rec, src, &mut cache);
+        self.topics[ti].parts[rec.partition as usize].cache = cache;
+        result
+    }
+
+    fn ingest_with(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource, cache: &mut Option<PartCache>) -> Result<Ingested, SchemaUnavailable> {
+        let ti = rec.topic as usize;
+        let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
         let Some(value) = rec.value else {
             self.topics[ti].stats.tombstones += 1;
             return Ok(Ingested::Tombstone);
@@ -462,39 +488,28 @@ impl Engine {
             Ok(x) => x,
             Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
         };
-        let table = self.topics[ti].table;
+        let Some(key) = rec.key else {
+            return Ok(self.poison(rec, "record has a value but no key".into()));
+        };
+        let (kid, kdatum) = match wire::split(key) {
+            Ok(x) => x,
+            Err(e) => return Ok(self.poison(rec, format!("key: {e}"))),
+        };
 
         // Writer schema and the reference it is read with: the primary's own; a replica's is
         // the primary's schema in effect at the event's position, known once the primary's
         // watermark has passed it.
-        let cached = self.topics[ti].parts[rec.partition as usize].cache.clone();
-        let (writer, mut plan, mut reference_id) = match cached {
-            Some((w, r, plan, c)) if w == vid => (c, plan, r),
-            _ => {
-                let writer = match self.compiled(vid, src)? {
-                    Ok(c) => c,
-                    Err(e) => return Ok(self.poison(rec, e)),
-                };
-                if let Err(e) = &writer.layout {
-                    return Ok(self.poison(rec, format!("value schema id {vid} is not a Debezium envelope: {e}")));
-                }
-                if self.cfg.check_subjects && !self.topics[ti].checked.contains(&vid) {
-                    let subject = &self.topics[ti].value_subject;
-                    if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
-                        let e = format!("value schema id {vid} is not registered under subject {subject}");
-                        return Ok(self.poison(rec, e));
-                    }
-                    self.topics[ti].checked.push(vid);
-                }
-                let rid = if stream == PRIMARY { vid } else { self.tables[table as usize].refs.last().map_or(vid, |r| r.0) };
-                let plan = self.row_plan(&writer, vid, rid);
-                self.topics[ti].parts[rec.partition as usize].cache = Some((vid, rid, plan.clone(), writer.clone()));
-                (writer, plan, rid)
+        if !cache.as_ref().is_some_and(|c| c.vid == vid && c.key.kid == kid) {
+            let rid = if stream == PRIMARY { vid } else { self.tables[table as usize].refs.last().map_or(vid, |r| r.0) };
+            match self.fill_cache(rec, vid, rid, kid, src)? {
+                Ok(c) => *cache = Some(c),
+                Err(e) => return Ok(self.poison(rec, e)),
             }
-        };
-        let layout = writer.layout.as_ref().expect("checked when compiled");
+        }
         let seed = self.tables[table as usize].seed;
-        let mut ev = match layout.decode(&writer.schema, &plan, seed, datum, &mut self.scratch) {
+        let mut c = cache.as_ref().expect("filled above");
+        let layout = c.writer.layout.as_ref().expect("checked when cached");
+        let mut ev = match layout.decode(&c.writer.schema, &c.plan, seed, datum, &mut self.scratch) {
             Ok(ev) => ev,
             Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
         };
@@ -503,12 +518,15 @@ impl Engine {
                 return Ok(self.park(rec, ev.position));
             }
             let rid = self.tables[table as usize].reference_at(ev.position).unwrap_or(vid);
-            if rid != reference_id {
+            if rid != c.rid {
                 // A migration lies between the cached reference and this position.
-                reference_id = rid;
-                plan = self.row_plan(&writer, vid, rid);
-                self.topics[ti].parts[rec.partition as usize].cache = Some((vid, rid, plan.clone(), writer.clone()));
-                ev = match layout.decode(&writer.schema, &plan, seed, datum, &mut self.scratch) {
+                match self.fill_cache(rec, vid, rid, kid, src)? {
+                    Ok(n) => *cache = Some(n),
+                    Err(e) => return Ok(self.poison(rec, e)),
+                }
+                c = cache.as_ref().expect("filled above");
+                let layout = c.writer.layout.as_ref().expect("checked when cached");
+                ev = match layout.decode(&c.writer.schema, &c.plan, seed, datum, &mut self.scratch) {
                     Ok(ev) => ev,
                     Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
                 };
@@ -516,9 +534,25 @@ impl Engine {
         }
 
         // The key, canonical under the primary's key schema, picks the range.
-        let (range, key_canon) = match self.key_range(rec, table, stream, src)? {
-            Ok(x) => x,
-            Err(e) => return Ok(self.poison(rec, e)),
+        let k = &c.key;
+        let mut r = Reader::new(kdatum);
+        let canon = match k.plan.canonical(&k.writer.schema, &mut r, &mut self.key_scratch) {
+            Ok(canon) => canon,
+            Err(e) => return Ok(self.poison(rec, format!("key: {e}"))),
+        };
+        if let Err(e) = r.finish() {
+            return Ok(self.poison(rec, format!("key: {e}")));
+        }
+        let key_bytes = canon.bytes();
+        let leading = match self.cfg.ranges {
+            KeyRanges::Integer { .. } => leading_int(&k.reference.schema, key_bytes),
+            KeyRanges::Hash { .. } => None,
+        };
+        let range = self.cfg.ranges.range(key_hash(seed, key_bytes), leading);
+        let drill = match &self.cfg.drill {
+            Drill::Off => None,
+            Drill::All => Some((key_bytes.to_vec(), k.rid)),
+            Drill::Ranges(_) => self.drill_ranges.contains(&(table, range)).then(|| (key_bytes.to_vec(), k.rid)),
         };
 
         if stream == PRIMARY {
@@ -532,7 +566,58 @@ impl Engine {
                 None => t.refs.push((vid, ev.position)),
             }
         }
-        self.count(rec, stream, table, range, &ev, vid, reference_id, &writer, key_canon, datum)
+        let drift = c.drift.then_some((vid, c.rid));
+        let image = drill.as_ref().and_then(|_| ev.image.map(|(a, b)| datum[a as usize..b as usize].to_vec()));
+        Ok(self.count(rec, stream, table, range, &ev, drift, drill.map(|(k, ks)| (k, ks, vid, image))))
+    }
+
+    /// Compiles (or finds) what decoding records of this value and key schema needs.
+    fn fill_cache(&mut self, rec: &Record<'_>, vid: u32, rid: u32, kid: u32, src: &mut dyn SchemaSource) -> Result<Result<PartCache, String>, SchemaUnavailable> {
+        let ti = rec.topic as usize;
+        let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
+        let writer = match self.compiled(vid, src)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = &writer.layout {
+            return Ok(Err(format!("value schema id {vid} is not a Debezium envelope: {e}")));
+        }
+        if self.cfg.check_subjects && !self.topics[ti].checked.contains(&vid) {
+            let subject = &self.topics[ti].value_subject;
+            if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
+                return Ok(Err(format!("value schema id {vid} is not registered under subject {subject}")));
+            }
+            self.topics[ti].checked.push(vid);
+        }
+        let key_writer = match self.compiled(kid, src)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("key: {e}"))),
+        };
+        if self.cfg.check_subjects && !self.topics[ti].checked.contains(&(kid | 0x8000_0000)) {
+            let subject = &self.topics[ti].key_subject;
+            if !key_writer.reg.subjects.is_empty() && !key_writer.reg.subjects.iter().any(|s| &s.subject == subject) {
+                return Ok(Err(format!("key schema id {kid} is not registered under subject {subject}")));
+            }
+            self.topics[ti].checked.push(kid | 0x8000_0000);
+        }
+        if stream == PRIMARY && self.tables[table as usize].ref_key.is_none() {
+            self.tables[table as usize].ref_key = Some(kid);
+        }
+        let key_rid = self.tables[table as usize].ref_key.unwrap_or(kid);
+        let key_reference = self.schemas.get(&key_rid).cloned().unwrap_or_else(|| key_writer.clone());
+        let key_rid = if Arc::ptr_eq(&key_reference, &key_writer) { kid } else { key_rid };
+        let key_plan = self.plan(&key_writer, kid, &key_reference, key_rid, false);
+        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
+        let rid = if Arc::ptr_eq(&reference, &writer) { vid } else { rid };
+        let plan = self.plan(&writer, vid, &reference, rid, true);
+        Ok(Ok(PartCache {
+            vid,
+            rid,
+            drift: reference.row_fp != writer.row_fp,
+            plan,
+            writer,
+            key: KeyCache { kid, rid: key_rid, plan: key_plan, writer: key_writer, reference: key_reference },
+        }))
     }
 
     fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
@@ -548,58 +633,7 @@ impl Engine {
         Ingested::Parked
     }
 
-    /// The range of the record's key and, when drilling down, its canonical bytes.
-    fn key_range(&mut self, rec: &Record<'_>, table: TableId, stream: StreamId, src: &mut dyn SchemaSource) -> Result<Result<(u64, Option<(Vec<u8>, u32)>), String>, SchemaUnavailable> {
-        let seed = self.tables[table as usize].seed;
-        let Some(key) = rec.key else {
-            return Ok(Err("record has a value but no key".into()));
-        };
-        let (kid, kdatum) = match wire::split(key) {
-            Ok(x) => x,
-            Err(e) => return Ok(Err(format!("key: {e}"))),
-        };
-        let writer = match self.compiled(kid, src)? {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("key: {e}"))),
-        };
-        let ti = rec.topic as usize;
-        if self.cfg.check_subjects && !self.topics[ti].checked.contains(&(kid | 0x8000_0000)) {
-            let subject = &self.topics[ti].key_subject;
-            if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
-                return Ok(Err(format!("key schema id {kid} is not registered under subject {subject}")));
-            }
-            self.topics[ti].checked.push(kid | 0x8000_0000);
-        }
-        if stream == PRIMARY && self.tables[table as usize].ref_key.is_none() {
-            self.tables[table as usize].ref_key = Some(kid);
-        }
-        let rid = self.tables[table as usize].ref_key.unwrap_or(kid);
-        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
-        let plan = self.plan(&writer, kid, &reference, rid, false);
-        let mut r = Reader::new(kdatum);
-        let canon = match plan.canonical(&writer.schema, &mut r, &mut self.key_scratch) {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("key: {e}"))),
-        };
-        if let Err(e) = r.finish() {
-            return Ok(Err(format!("key: {e}")));
-        }
-        let bytes = canon.bytes();
-        let h = key_hash(seed, bytes);
-        let leading = match self.cfg.ranges {
-            KeyRanges::Integer { .. } => leading_int(&reference.schema, bytes),
-            KeyRanges::Hash { .. } => None,
-        };
-        let range = self.cfg.ranges.range(h, leading);
-        let drill = match &self.cfg.drill {
-            Drill::Off => false,
-            Drill::All => true,
-            Drill::Ranges(_) => self.drill_ranges.contains(&(table, range)),
-        };
-        Ok(Ok((range, drill.then(|| (bytes.to_vec(), rid)))))
-    }
-
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn count(
         &mut self,
         rec: &Record<'_>,
@@ -607,30 +641,25 @@ impl Engine {
         table: TableId,
         range: u64,
         ev: &Event,
-        vid: u32,
-        reference_id: u32,
-        writer: &Arc<Compiled>,
-        key_canon: Option<(Vec<u8>, u32)>,
-        datum: &[u8],
-    ) -> Result<Ingested, SchemaUnavailable> {
+        drift: Option<(u32, u32)>,
+        drill: Option<(Vec<u8>, u32, u32, Option<Vec<u8>>)>,
+    ) -> Ingested {
         let ti = rec.topic as usize;
         // Duplicates: at or below the partition's high-water mark and already counted (or
         // in a window already compared) — counted as such, not summed.
         let closed = self.streams[stream as usize].closed_pos;
         let part = &mut self.topics[ti].parts[rec.partition as usize];
         if part.last_pos.is_some() && ev.position <= part.hwm {
-            let dup = closed.is_some_and(|c| ev.position <= c) || part.recent.binary_search(&ev.position).is_ok();
-            if dup {
-                let late = part.recent.binary_search(&ev.position).is_err();
+            let seen = part.recent.binary_search(&ev.position);
+            if closed.is_some_and(|c| ev.position <= c) || seen.is_ok() {
                 let stats = &mut self.topics[ti].stats;
-                if late {
+                if seen.is_err() {
                     stats.late += 1;
                 }
                 stats.duplicates += 1;
-                return Ok(Ingested::Duplicate);
+                return Ingested::Duplicate;
             }
-            let at = part.recent.partition_point(|p| *p < ev.position);
-            part.recent.insert(at, ev.position);
+            part.recent.insert(seen.unwrap_err(), ev.position);
         } else {
             part.hwm = ev.position;
             part.recent.push(ev.position);
@@ -639,7 +668,10 @@ impl Engine {
 
         let w = if stream == PRIMARY {
             let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
-            let b = self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None });
+            let b = match self.bounds.last_entry() {
+                Some(e) if *e.key() == w => e.into_mut(),
+                _ => self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None }),
+            };
             b.first = b.first.min(ev.position);
             b.last = b.last.max(ev.position);
             b.min_ts = b.min_ts.min(ev.ts_ms);
@@ -650,38 +682,46 @@ impl Engine {
         };
 
         let part = &mut self.topics[ti].parts[rec.partition as usize];
-        match part.offsets.iter_mut().rev().find(|(pw, _, _)| *pw == w) {
-            Some((_, first, last)) => {
+        match part.offsets.back_mut() {
+            Some((pw, first, last)) if *pw == w => {
                 *first = (*first).min(rec.offset);
                 *last = (*last).max(rec.offset);
             }
-            None => {
-                let at = part.offsets.partition_point(|(pw, _, _)| *pw < w);
-                part.offsets.insert(at, (w, rec.offset, rec.offset));
-            }
+            _ => match part.offsets.iter_mut().find(|(pw, _, _)| *pw == w) {
+                Some((_, first, last)) => {
+                    *first = (*first).min(rec.offset);
+                    *last = (*last).max(rec.offset);
+                }
+                None => {
+                    let at = part.offsets.partition_point(|(pw, _, _)| *pw < w);
+                    part.offsets.insert(at, (w, rec.offset, rec.offset));
+                }
+            },
         }
         self.topics[ti].stats.events += 1;
 
-        let acc = self.streams[stream as usize].windows.entry(w).or_default();
+        let windows = &mut self.streams[stream as usize].windows;
+        let acc = match windows.last_entry() {
+            Some(e) if *e.key() == w => e.into_mut(),
+            _ => windows.entry(w).or_default(),
+        };
         acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.before, ev.after);
-        acc.tables.entry(table).or_default();
-        if stream != PRIMARY {
-            if let Some(reference) = self.schemas.get(&reference_id) {
-                if reference.row_fp != writer.row_fp {
-                    let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id: vid, expected_id: reference_id, events: 0 });
-                    if ev.position < d.first {
-                        d.first = ev.position;
-                        d.first_ts = ev.ts_ms;
-                    }
-                    d.events += 1;
-                }
-            }
+        if acc.last_table != Some(table) {
+            acc.tables.entry(table).or_default();
+            acc.last_table = Some(table);
         }
-        if let Some((key, key_schema)) = key_canon {
-            let image = ev.image.map(|(a, b)| datum[a as usize..b as usize].to_vec());
+        if let Some((actual_id, expected_id)) = drift {
+            let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id, expected_id, events: 0 });
+            if ev.position < d.first {
+                d.first = ev.position;
+                d.first_ts = ev.ts_ms;
+            }
+            d.events += 1;
+        }
+        if let Some((key, key_schema, vid, image)) = drill {
             self.drill_observe(stream, table, range, key, key_schema, w, ev, vid, image);
         }
-        Ok(Ingested::Counted)
+        Ingested::Counted
     }
 
     /// The primary's window holding position `p` (the primary's watermark has passed `p`).

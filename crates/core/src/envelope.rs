@@ -6,7 +6,7 @@
 //! datum must end exactly where the schema says.
 
 use crate::avro::reader::{DecodeError, DecodeErrorKind, Reader};
-use crate::avro::resolve::{skip, Plan, Scratch};
+use crate::avro::resolve::{skip, Plan, Scratch, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
@@ -81,20 +81,20 @@ enum Step {
     Op(NodeId),
     Source(Vec<SourceStep>),
     Transaction { union: NodeId, fields: Vec<TxStep> },
-    Skip(NodeId),
+    Skip(SkipStep),
 }
 
 #[derive(Debug, Clone)]
 enum SourceStep {
     Position(NodeId),
     TsMs(NodeId),
-    Skip(NodeId),
+    Skip(SkipStep),
 }
 
 #[derive(Debug, Clone)]
 enum TxStep {
     TotalOrder(NodeId),
-    Skip(NodeId),
+    Skip(SkipStep),
 }
 
 /// How to walk one writer's envelope.
@@ -157,7 +157,7 @@ impl EnvelopeLayout {
                         } else if g.name == "ts_ms" {
                             SourceStep::TsMs(g.node)
                         } else {
-                            SourceStep::Skip(g.node)
+                            SourceStep::Skip(SkipStep::compile(schema, g.node))
                         });
                     }
                     Step::Source(ss)
@@ -169,13 +169,13 @@ impl EnvelopeLayout {
                             union: f.node,
                             fields: tf
                                 .iter()
-                                .map(|g| if g.name == "total_order" { TxStep::TotalOrder(g.node) } else { TxStep::Skip(g.node) })
+                                .map(|g| if g.name == "total_order" { TxStep::TotalOrder(g.node) } else { TxStep::Skip(SkipStep::compile(schema, g.node)) })
                                 .collect(),
                         },
-                        _ => Step::Skip(f.node),
+                        _ => Step::Skip(SkipStep::compile(schema, f.node)),
                     }
                 }
-                _ => Step::Skip(f.node),
+                _ => Step::Skip(SkipStep::compile(schema, f.node)),
             };
             steps.push(step);
         }
@@ -212,7 +212,6 @@ impl EnvelopeLayout {
         for step in &self.steps {
             match step {
                 Step::Before(node) | Step::After(node) => {
-                    let at = r.pos();
                     let branch = read_union_branch(schema, *node, &mut r)?;
                     let hash = match branch {
                         Some(_) => {
@@ -226,7 +225,6 @@ impl EnvelopeLayout {
                         }
                         None => None,
                     };
-                    let _ = at;
                     if matches!(step, Step::Before(_)) {
                         ev.before = hash;
                     } else {
@@ -261,7 +259,7 @@ impl EnvelopeLayout {
                                     ev.ts_ms = v;
                                 }
                             }
-                            SourceStep::Skip(node) => skip(schema, *node, &mut r, 1, false)?,
+                            SourceStep::Skip(step) => step.run(schema, &mut r, false)?,
                         }
                     }
                 }
@@ -274,12 +272,12 @@ impl EnvelopeLayout {
                                         ev.position.order = v.clamp(0, u32::MAX as i64) as u32;
                                     }
                                 }
-                                TxStep::Skip(node) => skip(schema, *node, &mut r, 1, false)?,
+                                TxStep::Skip(step) => step.run(schema, &mut r, false)?,
                             }
                         }
                     }
                 }
-                Step::Skip(node) => skip(schema, *node, &mut r, 1, false)?,
+                Step::Skip(step) => step.run(schema, &mut r, false)?,
             }
         }
         r.finish()?;

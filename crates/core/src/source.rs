@@ -86,6 +86,18 @@ impl MemorySource {
         self.by_id.insert(schema.id, schema);
     }
 
+    /// Adds one (id, subject, version) registration, as listed by a registry or a capture.
+    pub fn add(&mut self, id: u32, subject: &str, version: u32, schema: &str) {
+        let entry = self.by_id.entry(id).or_insert_with(|| RegisteredSchema { id, schema: schema.to_string(), subjects: Vec::new() });
+        if !entry.subjects.iter().any(|s| s.subject == subject) {
+            entry.subjects.push(SubjectVersion { subject: subject.to_string(), version });
+        }
+        self.by_text.insert(schema.to_string(), id);
+        let v = self.versions.entry(subject.to_string()).or_insert(0);
+        *v = (*v).max(version);
+        self.next_id = self.next_id.max(id + 1);
+    }
+
     pub fn schemas(&self) -> impl Iterator<Item = &RegisteredSchema> {
         self.by_id.values()
     }

@@ -120,11 +120,35 @@ impl<'a> Reader<'a> {
     /// A zigzag varint (`int` or `long`).
     #[inline(always)]
     pub fn read_long(&mut self) -> Result<i64, DecodeError> {
-        // Fast path: one byte.
-        if let Some(&b) = self.buf.get(self.pos) {
+        let rest = &self.buf[self.pos..];
+        if let Some(&b) = rest.first() {
             if b & 0x80 == 0 {
                 self.pos += 1;
                 return Ok(((b >> 1) as i64) ^ -((b & 1) as i64));
+            }
+            if rest.len() >= 10 {
+                // Enough input for any varint: no bounds check per byte.
+                let mut value = (b & 0x7f) as u64;
+                let mut i = 1;
+                loop {
+                    let b = rest[i];
+                    value |= ((b & 0x7f) as u64) << (7 * i);
+                    i += 1;
+                    if b & 0x80 == 0 {
+                        if b == 0 {
+                            self.non_minimal = true;
+                        }
+                        if i == 10 && b > 1 {
+                            return Err(self.err(DecodeErrorKind::VarintOverflow));
+                        }
+                        break;
+                    }
+                    if i == 10 {
+                        return Err(self.err(DecodeErrorKind::VarintOverflow));
+                    }
+                }
+                self.pos += i;
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
             }
         }
         self.read_long_slow()
@@ -206,6 +230,10 @@ impl<'a> Reader<'a> {
     pub fn read_str(&mut self) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.read_bytes()?;
+        if b.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(b) });
+        }
         std::str::from_utf8(b).map_err(|_| DecodeError { kind: DecodeErrorKind::InvalidUtf8, offset: at })
     }
 

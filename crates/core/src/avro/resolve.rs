@@ -64,7 +64,7 @@ pub struct Plan {
     root: OpId,
     /// Writer and reader are structurally identical at this node.
     identity: bool,
-    writer_node: NodeId,
+    flat: SkipProgram,
 }
 
 /// Canonical bytes: borrowed from the input (already canonical) or from the scratch buffer.
@@ -95,7 +95,7 @@ impl Plan {
         let identity = writer.describe(w) == reader.describe(r);
         let mut c = Compiler { writer, reader, ops: Vec::new(), memo: HashMap::new() };
         let root = c.compile(w, r);
-        Plan { ops: c.ops, root, identity, writer_node: w }
+        Plan { ops: c.ops, root, identity, flat: SkipProgram::compile(writer, w) }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -110,7 +110,7 @@ impl Plan {
             let start = r.pos();
             let was_non_minimal = r.non_minimal;
             r.non_minimal = false;
-            skip(writer, self.writer_node, r, 0, true)?;
+            self.flat.run(writer, r)?;
             let non_minimal = r.non_minimal;
             r.non_minimal |= was_non_minimal;
             if !non_minimal {
@@ -393,6 +393,160 @@ fn minimal_twos_complement(b: &[u8]) -> &[u8] {
         i += 1;
     }
     &b[i..]
+}
+
+/// A value of a primitive type, walked without the schema tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prim {
+    Null,
+    Bool,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bytes,
+    Str,
+    Decimal,
+    Fixed(u32),
+    Enum(u32),
+}
+
+/// One step of a flat skip program: a primitive, a nullable primitive (`["null", T]` in
+/// either order), or anything else through the schema tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipStep {
+    P(Prim),
+    Opt { null_index: u8, p: Prim },
+    Node(NodeId),
+}
+
+fn prim_of(schema: &Schema, node: NodeId) -> Option<Prim> {
+    Some(match schema.node(node) {
+        Node::Null => Prim::Null,
+        Node::Boolean => Prim::Bool,
+        Node::Int(_) => Prim::Int,
+        Node::Long(_) => Prim::Long,
+        Node::Float => Prim::Float,
+        Node::Double => Prim::Double,
+        Node::Bytes(Logical::Decimal { .. }) => Prim::Decimal,
+        Node::Bytes(_) => Prim::Bytes,
+        Node::String(_) => Prim::Str,
+        Node::Fixed { size, .. } => Prim::Fixed(*size as u32),
+        Node::Enum { symbols, .. } => Prim::Enum(symbols.len() as u32),
+        _ => return None,
+    })
+}
+
+impl SkipStep {
+    pub fn compile(schema: &Schema, node: NodeId) -> SkipStep {
+        if let Some(p) = prim_of(schema, node) {
+            return SkipStep::P(p);
+        }
+        if let Node::Union(b) = schema.node(node) {
+            if b.len() == 2 {
+                for (null_index, other) in [(0u8, b[1]), (1u8, b[0])] {
+                    if matches!(schema.node(b[null_index as usize]), Node::Null) {
+                        if let Some(p) = prim_of(schema, other) {
+                            return SkipStep::Opt { null_index, p };
+                        }
+                    }
+                }
+            }
+        }
+        SkipStep::Node(node)
+    }
+
+    #[inline(always)]
+    pub fn run(&self, schema: &Schema, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError> {
+        match *self {
+            SkipStep::P(p) => skip_prim(p, r, check),
+            SkipStep::Opt { null_index, p } => {
+                let at = r.pos();
+                match r.read_long()? {
+                    i if i == null_index as i64 => Ok(()),
+                    i if i == 1 - null_index as i64 => skip_prim(p, r, check),
+                    i => Err(DecodeError { kind: DecodeErrorKind::UnionIndex { index: i, branches: 2 }, offset: at }),
+                }
+            }
+            SkipStep::Node(n) => skip(schema, n, r, 1, check),
+        }
+    }
+}
+
+#[inline(always)]
+fn skip_prim(p: Prim, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError> {
+    match p {
+        Prim::Null => {}
+        Prim::Bool => {
+            r.read_bool()?;
+        }
+        Prim::Int => {
+            r.read_int()?;
+        }
+        Prim::Long => {
+            r.read_long()?;
+        }
+        Prim::Float => {
+            let f = f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap());
+            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits() {
+                r.non_minimal = true;
+            }
+        }
+        Prim::Double => {
+            let f = f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap());
+            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits() {
+                r.non_minimal = true;
+            }
+        }
+        Prim::Bytes => {
+            r.read_bytes()?;
+        }
+        Prim::Str if check => {
+            r.read_str()?;
+        }
+        // Outside the row images (envelope metadata) text is not hashed: its bytes suffice.
+        Prim::Str => {
+            r.read_bytes()?;
+        }
+        Prim::Decimal => {
+            let b = r.read_bytes()?;
+            if check && (b.is_empty() || minimal_twos_complement(b).len() != b.len()) {
+                r.non_minimal = true;
+            }
+        }
+        Prim::Fixed(n) => {
+            r.read_fixed(n as usize)?;
+        }
+        Prim::Enum(n) => {
+            let at = r.pos();
+            let i = r.read_long()?;
+            if i < 0 || i >= n as i64 {
+                return Err(DecodeError { kind: DecodeErrorKind::EnumIndex { index: i, symbols: n as usize }, offset: at });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer's row as a flat list of steps (its fields, if it is a record).
+#[derive(Debug, Clone)]
+struct SkipProgram(Vec<SkipStep>);
+
+impl SkipProgram {
+    fn compile(schema: &Schema, node: NodeId) -> SkipProgram {
+        match schema.node(node) {
+            Node::Record { fields, .. } => SkipProgram(fields.iter().map(|f| SkipStep::compile(schema, f.node)).collect()),
+            _ => SkipProgram(vec![SkipStep::compile(schema, node)]),
+        }
+    }
+
+    #[inline]
+    fn run(&self, schema: &Schema, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        for step in &self.0 {
+            step.run(schema, r, true)?;
+        }
+        Ok(())
+    }
 }
 
 /// Items that take no bytes (nulls, empty records) are the one way a tiny input could claim
