@@ -290,7 +290,7 @@ impl EnvelopeLayout {
 
 /// For a union node, reads the branch index and returns `None` for the null branch; for a
 /// plain node returns `Some(node)` without reading.
-#[inline]
+#[inline(always)]
 fn read_union_branch(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Option<NodeId>, DecodeError> {
     match schema.node(node) {
         Node::Union(branches) => {
@@ -307,7 +307,7 @@ fn read_union_branch(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Resul
     }
 }
 
-#[inline]
+#[inline(always)]
 fn read_long_or_null(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Option<i64>, DecodeError> {
     match read_union_branch(schema, node, r)? {
         None => Ok(None),

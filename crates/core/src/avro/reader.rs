@@ -106,7 +106,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_u8(&mut self) -> Result<u8, DecodeError> {
         match self.buf.get(self.pos) {
             Some(b) => {
@@ -185,7 +185,7 @@ impl<'a> Reader<'a> {
         Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_int(&mut self) -> Result<i32, DecodeError> {
         let at = self.pos;
         let v = self.read_long()?;
@@ -194,7 +194,7 @@ impl<'a> Reader<'a> {
 
     /// A length prefix, checked against the bytes that remain (so a huge or negative length
     /// never turns into an allocation).
-    #[inline]
+    #[inline(always)]
     pub fn read_len(&mut self) -> Result<usize, DecodeError> {
         let at = self.pos;
         let n = self.read_long()?;
@@ -210,7 +210,7 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_fixed(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return Err(self.err(DecodeErrorKind::Truncated { needed: n - self.remaining() }));
@@ -220,13 +220,13 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.read_len()?;
         self.read_fixed(n)
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_str(&mut self) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.read_bytes()?;
@@ -237,7 +237,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(b).map_err(|_| DecodeError { kind: DecodeErrorKind::InvalidUtf8, offset: at })
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn read_bool(&mut self) -> Result<bool, DecodeError> {
         match self.read_u8()? {
             0 => Ok(false),
