@@ -1,11 +1,28 @@
 //! `cdc-verifier`: continuous verification of database replicas through their CDC streams.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
+mod config;
+mod kafka_replay;
+mod progress;
+mod replay;
+mod report;
+mod service;
 mod simulate;
+mod verify;
 
 #[derive(Parser)]
-#[command(name = "cdc-verifier", version, about = "Verifies database replicas continuously through their change-data-capture streams in Kafka")]
+#[command(
+    name = "cdc-verifier",
+    version,
+    about = "Verifies database replicas continuously through their change-data-capture streams in Kafka",
+    long_about = "Verifies database replicas continuously through their change-data-capture streams in Kafka.\n\n\
+        It reads the Debezium events of the primary and of every replica, compares additive per-key-range \
+        digests at equal origin positions, validates every event against its registered schema, and reports \
+        which replica, table, key range, schema version and offsets diverged."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,20 +30,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Verify the primary and every replica continuously from Kafka and publish divergence events
+    Run(service::Args),
+    /// Verify a window of history (a capture file, or Kafka by time or offsets) and name the exact keys that differ
+    Replay(replay::Args),
     /// Produce realistic primary and replica CDC traffic, with injected faults and a ground-truth manifest
     Simulate(simulate::Args),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => service::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }

@@ -1,0 +1,397 @@
+//! One configuration tree: embedded defaults, then a TOML file, then `CDC_VERIFIER__*`
+//! environment variables, then command-line flags. Keys are kebab-case; an unknown key or a
+//! wrong value fails at start with a message that names it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use anyhow::{bail, Context};
+use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, PositionField};
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults, also shipped as `config/default.toml`.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// A value never printed: `Debug` and `Serialize` show `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub registry: RegistryConfig,
+    pub primary: StreamConfig,
+    pub replicas: Vec<StreamConfig>,
+    pub verify: VerifyConfig,
+    pub alerts: AlertsConfig,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    /// Extra librdkafka properties passed through as they are (`security.protocol`,
+    /// `sasl.mechanism`, `ssl.ca.location`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Properties whose values are secrets (`sasl.password`, `ssl.key.password`, …).
+    #[serde(default)]
+    pub secret_properties: BTreeMap<String, Secret>,
+    /// Records fetched per poll batch.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    pub timeout_ms: u64,
+    /// First retry delay while the registry is unreachable; doubles up to `retry-max-ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Topics are `<topic-prefix><table>`; the table is what follows the prefix.
+    pub topic_prefix: String,
+    /// Tables to verify; empty means every topic with the prefix.
+    #[serde(default)]
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// `gtid`, `lsn`, or the name of another `source` field.
+    pub position: String,
+    /// `hash` (buckets of the key's hash) or `integer` (ordered ranges of the leading key field).
+    pub key_ranges: String,
+    pub buckets: u32,
+    pub range_width: u64,
+    pub cut_interval_ms: i64,
+    pub idle_grace_ms: i64,
+    pub max_replica_lag_ms: i64,
+    pub silent_after_ms: i64,
+    pub check_subjects: bool,
+    /// Ranges kept per key to name the exact keys that differ: `table:range` entries.
+    #[serde(default)]
+    pub drill_down: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub topic: String,
+    pub dead_letter_topic: String,
+    /// Partitions of the alert and dead-letter topics when the verifier creates them.
+    pub partitions: i32,
+    /// Names this verifier in its divergence events; the host name when empty.
+    #[serde(default)]
+    pub instance: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
+    pub listen: String,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Seconds between one-line summaries on the terminal; 0 turns them off.
+    pub summary_interval_s: u64,
+    /// Seconds SIGTERM waits for in-flight windows before exiting anyway.
+    pub shutdown_timeout_s: u64,
+}
+
+impl Config {
+    /// The embedded defaults alone.
+    pub fn defaults() -> Config {
+        Config::load(None, &[], &[]).expect("embedded defaults are valid")
+    }
+
+    /// Defaults, then `file`, then the environment (`CDC_VERIFIER__…`), then `overrides`
+    /// (`section.key=value`, as given by flags).
+    pub fn load(file: Option<&std::path::Path>, env: &[(String, String)], overrides: &[(String, String)]) -> anyhow::Result<Config> {
+        let mut tree: toml::Table = DEFAULTS.parse().context("embedded defaults do not parse")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            let file_tree: toml::Table = text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            merge(&mut tree, file_tree);
+        }
+        for (k, v) in env {
+            let Some(rest) = k.strip_prefix("CDC_VERIFIER__") else { continue };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
+            set_path(&mut tree, &path, v).with_context(|| format!("environment variable {k}"))?;
+        }
+        for (k, v) in overrides {
+            let path: Vec<String> = k.split('.').map(str::to_string).collect();
+            set_path(&mut tree, &path, v).with_context(|| format!("setting {k}"))?;
+        }
+        let cfg: Config = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads with the process environment.
+    pub fn from_env(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("CDC_VERIFIER__")).collect();
+        Config::load(file, &env, overrides)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.replicas.is_empty() {
+            bail!("replicas: at least one replica must be configured");
+        }
+        let mut names = vec![&self.primary.name];
+        for r in &self.replicas {
+            if names.contains(&&r.name) {
+                bail!("replicas: stream name `{}` is used twice", r.name);
+            }
+            names.push(&r.name);
+        }
+        let mut prefixes = vec![&self.primary.topic_prefix];
+        for r in &self.replicas {
+            if prefixes.iter().any(|p| r.topic_prefix.starts_with(p.as_str()) || p.starts_with(r.topic_prefix.as_str())) {
+                bail!("replicas.{}.topic-prefix: `{}` overlaps another stream's prefix", r.name, r.topic_prefix);
+            }
+            prefixes.push(&r.topic_prefix);
+        }
+        if self.verify.cut_interval_ms <= 0 {
+            bail!("verify.cut-interval-ms must be positive, not {}", self.verify.cut_interval_ms);
+        }
+        if !matches!(self.verify.key_ranges.as_str(), "hash" | "integer") {
+            bail!("verify.key-ranges must be `hash` or `integer`, not `{}`", self.verify.key_ranges);
+        }
+        if self.verify.buckets == 0 {
+            bail!("verify.buckets must be at least 1");
+        }
+        if self.verify.range_width == 0 {
+            bail!("verify.range-width must be at least 1");
+        }
+        if !matches!(self.service.log_format.as_str(), "text" | "json") {
+            bail!("service.log-format must be `text` or `json`, not `{}`", self.service.log_format);
+        }
+        if !self.registry.url.starts_with("http://") && !self.registry.url.starts_with("https://") {
+            bail!("registry.url must start with http:// or https://, not `{}`", self.registry.url);
+        }
+        for d in &self.verify.drill_down {
+            parse_drill(d).with_context(|| format!("verify.drill-down entry `{d}`"))?;
+        }
+        Ok(())
+    }
+
+    /// The verification core's settings.
+    pub fn engine(&self) -> EngineConfig {
+        let ranges = match self.verify.key_ranges.as_str() {
+            "integer" => KeyRanges::Integer { width: self.verify.range_width },
+            _ => KeyRanges::Hash { buckets: self.verify.buckets },
+        };
+        let drill = if self.verify.drill_down.is_empty() {
+            Drill::Off
+        } else {
+            Drill::Ranges(self.verify.drill_down.iter().filter_map(|d| parse_drill(d).ok()).collect())
+        };
+        EngineConfig {
+            position: self.verify.position.parse::<PositionField>().unwrap_or(PositionField::Gtid),
+            ranges,
+            cut_interval_ms: self.verify.cut_interval_ms,
+            idle_grace_ms: self.verify.idle_grace_ms,
+            max_replica_lag_ms: self.verify.max_replica_lag_ms,
+            silent_after_ms: self.verify.silent_after_ms,
+            check_subjects: self.verify.check_subjects,
+            drill,
+        }
+    }
+
+    /// Every stream: the primary first.
+    pub fn streams(&self) -> impl Iterator<Item = &StreamConfig> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
+    }
+
+    /// The stream and table a topic belongs to, if any.
+    pub fn route(&self, topic: &str) -> Option<(usize, String)> {
+        for (i, s) in self.streams().enumerate() {
+            if let Some(table) = topic.strip_prefix(s.topic_prefix.as_str()) {
+                if table.is_empty() || table.contains('.') {
+                    continue;
+                }
+                if s.tables.is_empty() || s.tables.iter().any(|t| t == table) {
+                    return Some((i, table.to_string()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Sets every stream's topic prefix to `<prefix><stream name>.shop.`, the simulator's layout.
+    pub fn with_simulator_topics(mut self, prefix: &str) -> Config {
+        self.primary.topic_prefix = format!("{prefix}{}.shop.", self.primary.name);
+        for r in &mut self.replicas {
+            r.topic_prefix = format!("{prefix}{}.shop.", r.name);
+        }
+        self
+    }
+
+    /// The instance name in divergence events.
+    pub fn instance(&self) -> String {
+        if !self.alerts.instance.is_empty() {
+            return self.alerts.instance.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "cdc-verifier".into())
+    }
+}
+
+fn parse_drill(d: &str) -> anyhow::Result<(String, u64)> {
+    let (t, r) = d.rsplit_once(':').context("expected `table:range`")?;
+    Ok((t.to_string(), r.parse().context("range is not a number")?))
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets a dotted path in the tree; numeric segments index arrays (`replicas.0.name`).
+fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Result<()> {
+    let (first, rest) = path.split_first().context("empty key")?;
+    let value = parse_scalar(raw);
+    if rest.is_empty() {
+        tree.insert(first.clone(), value);
+        return Ok(());
+    }
+    let child = tree.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    set_in(child, rest, value)
+}
+
+fn set_in(node: &mut toml::Value, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    let (seg, rest) = path.split_first().context("empty key")?;
+    let slot = match node {
+        toml::Value::Table(t) => t.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())),
+        toml::Value::Array(a) => {
+            let i: usize = seg.parse().with_context(|| format!("`{seg}` is not an index of a list"))?;
+            while a.len() <= i {
+                a.push(toml::Value::Table(toml::Table::new()));
+            }
+            &mut a[i]
+        }
+        _ => bail!("`{seg}` is inside a value that is not a table"),
+    };
+    if rest.is_empty() {
+        *slot = value;
+        Ok(())
+    } else {
+        set_in(slot, rest, value)
+    }
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match raw {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    if raw.starts_with('[') {
+        if let Ok(v) = format!("v = {raw}").parse::<toml::Table>() {
+            if let Some(v) = v.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_name_two_replicas() {
+        let c = Config::defaults();
+        assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(c.replicas.len(), 2);
+        assert_eq!(c.route("replica-2.shop.orders"), Some((2, "orders".into())));
+        assert_eq!(c.route("elsewhere.orders"), None);
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[kafka]\nbootstrap-servers = \"file:1\"\ngroup-id = \"from-file\"\n").unwrap();
+        let env = vec![
+            ("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS".to_string(), "env:2".to_string()),
+            ("CDC_VERIFIER__VERIFY__CUT_INTERVAL_MS".to_string(), "500".to_string()),
+            ("CDC_VERIFIER__REPLICAS__0__NAME".to_string(), "r-one".to_string()),
+        ];
+        let c = Config::load(Some(&f), &env, &[("registry.url".into(), "http://flag:3".into())]).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "env:2");
+        assert_eq!(c.kafka.group_id, "from-file");
+        assert_eq!(c.verify.cut_interval_ms, 500);
+        assert_eq!(c.replicas[0].name, "r-one");
+        assert_eq!(c.registry.url, "http://flag:3");
+    }
+
+    #[test]
+    fn a_wrong_setting_fails_naming_it() {
+        let err = Config::load(None, &[("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVER".into(), "x".into())], &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("bootstrap-server"), "{err:#}");
+        let err = Config::load(None, &[], &[("verify.cut-interval-ms".into(), "0".into())]).unwrap_err();
+        assert!(format!("{err:#}").contains("cut-interval-ms"), "{err:#}");
+        let err = Config::load(None, &[], &[("verify.cut-interval-ms".into(), "soon".into())]).unwrap_err();
+        assert!(format!("{err:#}").contains("cut-interval-ms") || format!("{err:#}").contains("invalid type"), "{err:#}");
+        let err = Config::load(None, &[], &[("registry.url".into(), "localhost:8081".into())]).unwrap_err();
+        assert!(format!("{err:#}").contains("registry.url"), "{err:#}");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[registry]\npassword = \"hunter2\"\n[kafka.secret-properties]\n\"sasl.password\" = \"s3cret\"\n").unwrap();
+        let c = Config::load(Some(&f), &[], &[]).unwrap();
+        assert_eq!(c.registry.password.as_ref().unwrap().expose(), "hunter2");
+        let shown = format!("{c:?} {}", toml::to_string(&c).unwrap());
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+}

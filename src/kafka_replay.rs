@@ -1,0 +1,243 @@
+//! Replay from Kafka: a bounded window of every verified topic, by time or by offsets, read
+//! with a consumer that never commits (it leaves the live service's group alone).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cdc_verifier_core::verdict::Kind;
+use cdc_verifier_core::Drill;
+use cdc_verifier_kafka::consume::{discover, offsets_for_time, watermarks, KafkaSettings};
+use cdc_verifier_kafka::registry::RegistryClient;
+use cdc_verifier_kafka::source::RegistrySource;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::report::{self, Report, SourceInfo};
+use crate::verify::Verifier;
+
+const META_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The offsets to read: [start, end) per (topic, partition).
+struct Window {
+    topics: Vec<(String, u32)>,
+    ranges: HashMap<(String, u32), (i64, i64)>,
+}
+
+impl Window {
+    fn total(&self) -> u64 {
+        self.ranges.values().map(|(s, e)| (e - s).max(0) as u64).sum()
+    }
+}
+
+pub fn settings(cfg: &Config) -> KafkaSettings {
+    let mut properties: Vec<(String, String)> = cfg.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    properties.extend(cfg.kafka.secret_properties.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
+    KafkaSettings { bootstrap_servers: cfg.kafka.bootstrap_servers.clone(), properties }
+}
+
+pub fn registry(cfg: &Config) -> anyhow::Result<RegistrySource> {
+    let client = RegistryClient::new(&cfg.registry.url).with_context(|| format!("registry.url {}", cfg.registry.url))?;
+    Ok(RegistrySource::new(crate::service::configure_registry(client, cfg)))
+}
+
+/// Parses RFC 3339 (`2024-08-14T15:40:00Z`, fractional seconds and offsets allowed) or epoch
+/// milliseconds.
+pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds");
+    let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let [y, m, dd] = d[..] else { return Err(bad()) };
+    let (time, offset_min) = if let Some(t) = rest.strip_suffix('Z') {
+        (t, 0)
+    } else if let Some(i) = rest.rfind(['+', '-']) {
+        let (t, o) = rest.split_at(i);
+        let sign = if o.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
+        (t, sign * (oh.parse::<i64>().map_err(|_| bad())? * 60 + om.parse::<i64>().map_err(|_| bad())?))
+    } else {
+        (rest, 0)
+    };
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<i64> = hms.split(':').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let [h, mi, sec] = t[..] else { return Err(bad()) };
+    let ms: i64 = if frac.is_empty() { 0 } else { format!("{:0<3}", &frac[..frac.len().min(3)]).parse().map_err(|_| bad())? };
+    // Days from civil (Howard Hinnant).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms)
+}
+
+fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&str>, offsets: Option<&str>) -> anyhow::Result<Window> {
+    let all = discover(consumer, META_TIMEOUT).with_context(|| format!("cannot list topics at {}", cfg.kafka.bootstrap_servers))?;
+    let topics: Vec<(String, u32)> = all.into_iter().filter(|(t, _)| cfg.route(t).is_some()).collect();
+    if topics.is_empty() {
+        bail!(
+            "no topic at {} matches the configured streams (prefixes {})",
+            cfg.kafka.bootstrap_servers,
+            cfg.streams().map(|s| s.topic_prefix.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let (from_ms, to_ms) = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
+    let (off_start, off_end) = match offsets {
+        Some(o) => {
+            let (a, b) = o.split_once("..").with_context(|| format!("--offsets `{o}` is not START..END"))?;
+            let p = |x: &str| -> anyhow::Result<Option<i64>> { if x.is_empty() { Ok(None) } else { Ok(Some(x.parse().with_context(|| format!("offset `{x}`"))?)) } };
+            (p(a)?, p(b)?)
+        }
+        None => (None, None),
+    };
+    let mut ranges = HashMap::new();
+    for (t, n) in &topics {
+        let starts = match from_ms {
+            Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
+            None => (0..*n).map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.0)).collect::<anyhow::Result<_>>()?,
+        };
+        let ends = match to_ms {
+            Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
+            None => (0..*n).map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.1)).collect::<anyhow::Result<_>>()?,
+        };
+        for p in 0..*n {
+            let (lo, hi) = watermarks(consumer, t, p, META_TIMEOUT)?;
+            let start = off_start.unwrap_or(starts[p as usize]).clamp(lo, hi);
+            let end = off_end.unwrap_or(ends[p as usize]).clamp(start, hi);
+            ranges.insert((t.clone(), p), (start, end));
+        }
+    }
+    Ok(Window { topics, ranges })
+}
+
+pub fn replay(cfg: &Config, from: Option<&str>, to: Option<&str>, offsets: Option<&str>, progress: bool) -> anyhow::Result<Report> {
+    let settings = settings(cfg);
+    let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
+    let window = plan(cfg, &consumer, from, to, offsets)?;
+    let mut src = registry(cfg)?;
+    let first = pass(cfg, &settings, &window, Drill::Off, &mut src, progress.then_some("checking digests"))?;
+    let mut diverged: Vec<(String, u64)> = first.verdicts.iter().filter(|d| d.kind == Kind::DataMismatch).filter_map(|d| Some((d.table.clone()?, d.range?))).collect();
+    diverged.sort();
+    diverged.dedup();
+    let v = if diverged.is_empty() { first } else { pass(cfg, &settings, &window, Drill::Ranges(diverged), &mut src, progress.then_some("naming keys"))? };
+    let desc = format!(
+        "kafka {} {}",
+        cfg.kafka.bootstrap_servers,
+        match (from, to, offsets) {
+            (_, _, Some(o)) => format!("offsets {o}"),
+            (f, t, None) => format!("from {} to {}", f.unwrap_or("the beginning"), t.unwrap_or("the end")),
+        }
+    );
+    let (f, t) = crate::replay::time_span(&v);
+    Ok(report::build(&v.engine, &v.verdicts, SourceInfo { kind: "kafka".into(), description: desc, from: f, to: t }))
+}
+
+fn pass(cfg: &Config, settings: &KafkaSettings, window: &Window, drill: Drill, src: &mut RegistrySource, progress: Option<&str>) -> anyhow::Result<Verifier> {
+    let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
+    let mut engine_cfg = cfg.engine();
+    engine_cfg.drill = drill;
+    let mut v = Verifier::new(cfg, engine_cfg, &window.topics);
+    let index: HashMap<&str, usize> = window.topics.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0usize;
+    for (i, (t, n)) in window.topics.iter().enumerate() {
+        for p in 0..*n {
+            let (start, end) = window.ranges[&(t.clone(), p)];
+            let topic = v.route(i).expect("planned topics are routed");
+            if start < end {
+                tpl.add_partition_offset(t, p as i32, Offset::Offset(start))?;
+                v.engine.set_caught_up(topic, p, false);
+                remaining += 1;
+            } else {
+                v.engine.set_caught_up(topic, p, true);
+            }
+        }
+    }
+    let bar = progress.map(|what| crate::progress::records_bar(what, window.total()));
+    if remaining > 0 {
+        consumer.assign(&tpl)?;
+    }
+    let mut done: HashMap<(usize, i32), bool> = HashMap::new();
+    let mut last_ts = 0;
+    let mut idle_since = Instant::now();
+    while remaining > 0 {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {
+                if idle_since.elapsed() > Duration::from_secs(60) {
+                    bail!("no record from Kafka for 60 s with {remaining} partitions still to read");
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => return Err(e).context("reading from Kafka"),
+            Some(Ok(m)) => {
+                idle_since = Instant::now();
+                let ti = index[m.topic()];
+                let (_, end) = window.ranges[&(m.topic().to_string(), m.partition() as u32)];
+                if m.offset() >= end || done.contains_key(&(ti, m.partition())) {
+                    continue;
+                }
+                let ts = m.timestamp().to_millis().unwrap_or(last_ts);
+                last_ts = last_ts.max(ts);
+                let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
+                loop {
+                    match v.feed(ti, m.partition() as u32, m.offset(), ts, m.key(), m.payload(), src) {
+                        Ok(_) => break,
+                        Err(e) => {
+                            // The registry is away: wait and retry the same record.
+                            tracing::warn!(error = %e, "schema registry unavailable, retrying in {backoff:?}");
+                            std::thread::sleep(backoff);
+                            backoff = (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
+                        }
+                    }
+                }
+                if m.offset() + 1 >= end {
+                    done.insert((ti, m.partition()), true);
+                    let topic = v.route(ti).expect("routed");
+                    v.engine.set_caught_up(topic, m.partition() as u32, true);
+                    remaining -= 1;
+                }
+                if let Some(b) = &bar {
+                    if v.records % 16_384 == 0 {
+                        b.set_position(v.records);
+                        b.set_message(format!("{} findings", v.findings()));
+                    }
+                }
+            }
+        }
+    }
+    loop {
+        match v.advance(last_ts, src) {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "schema registry unavailable, retrying");
+                std::thread::sleep(Duration::from_millis(cfg.registry.retry_max_ms.min(1000)));
+            }
+        }
+    }
+    v.finish(src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("2024-08-14T15:45:00Z").unwrap(), 1_723_650_300_000);
+        assert_eq!(parse_time("2024-08-14T15:45:00.250Z").unwrap(), 1_723_650_300_250);
+        assert_eq!(parse_time("2024-08-14T17:45:00+02:00").unwrap(), 1_723_650_300_000);
+        assert_eq!(parse_time("1723650300000").unwrap(), 1_723_650_300_000);
+        assert!(parse_time("yesterday").is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! Reports of a verification run: a JSON document with stable field names (documented in
+//! `docs/report-format.md`) and a self-contained HTML page rendered from it.
+
+pub mod html;
+
+use cdc_verifier_core::verdict::{Divergence, Kind};
+use cdc_verifier_core::{SchemaSeen, Segment};
+use serde::{Deserialize, Serialize};
+
+/// Version of the report format; bumped on any incompatible change.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    /// When the report was written (RFC 3339, UTC).
+    pub generated_at: String,
+    /// What was verified: a capture file, a Kafka time or offset window, or the demo.
+    pub source: SourceInfo,
+    /// `consistent` when no divergence was found, else `divergent`.
+    pub verdict: String,
+    pub primary: String,
+    pub streams: Vec<StreamSummary>,
+    pub replicas: Vec<ReplicaReport>,
+    /// Every verdict, in the order it was reached.
+    pub divergences: Vec<Divergence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `capture`, `kafka` or `demo`.
+    pub kind: String,
+    pub description: String,
+    /// Origin time of the first and last event verified (RFC 3339), when known.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Records read per stream.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub name: String,
+    pub role: String,
+    pub events: u64,
+    pub bytes: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub tombstones: u64,
+    pub poison: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub name: String,
+    pub consistent: bool,
+    /// Verdicts about this replica, by kind (`Recovered` included).
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub tables: Vec<TableReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableReport {
+    pub table: String,
+    pub consistent: bool,
+    /// The first window in which this replica's table diverged, with what was seen there.
+    pub first_divergence: Option<FirstDivergence>,
+    /// The compared windows as runs of equal status: consistent, lagging, mismatched, drifted.
+    pub timeline: Vec<Segment>,
+    /// Value schemas the primary and this replica wrote the table with.
+    pub schemas: Vec<SchemaSeen>,
+    /// Keys whose rows differ, with both row images.
+    pub differing_keys: Vec<KeyRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FirstDivergence {
+    pub kind: Kind,
+    pub window: i64,
+    /// The first divergent origin position and its commit time (RFC 3339).
+    pub position: u64,
+    pub time: String,
+    pub schema_subject: Option<String>,
+    pub expected_version: Option<u32>,
+    pub actual_version: Option<u32>,
+    pub missing_fields: Vec<String>,
+}
+
+/// One differing key: both row images as of the end of the window where they differed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRow {
+    pub key: serde_json::Value,
+    pub window: i64,
+    pub range: Option<String>,
+    pub primary_position: Option<u64>,
+    pub primary_row: serde_json::Value,
+    pub replica_position: Option<u64>,
+    pub replica_row: serde_json::Value,
+}
+
+impl Report {
+    pub fn is_consistent(&self) -> bool {
+        self.verdict == "consistent"
+    }
+
+    /// Divergences that count against consistency (everything but `Recovered`).
+    pub fn findings(&self) -> impl Iterator<Item = &Divergence> {
+        self.divergences.iter().filter(|d| d.kind != Kind::Recovered)
+    }
+}
+
+/// Assembles a report from what a run concluded.
+pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source: SourceInfo) -> Report {
+    use std::collections::{BTreeMap, BTreeSet};
+    let names: Vec<String> = engine.stream_names().map(str::to_string).collect();
+    let primary = names[0].clone();
+
+    let mut streams: Vec<StreamSummary> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| StreamSummary { name: n.clone(), role: if i == 0 { "primary".into() } else { "replica".into() }, ..Default::default() })
+        .collect();
+    for (stream, _table, _topic, st) in engine.topic_stats() {
+        if let Some(s) = streams.iter_mut().find(|s| s.name == stream) {
+            s.events += st.events;
+            s.bytes += st.bytes;
+            s.duplicates += st.duplicates;
+            s.late += st.late;
+            s.tombstones += st.tombstones;
+            s.poison += st.poison;
+        }
+    }
+
+    let timeline = engine.timeline();
+    let seen = engine.schemas_seen();
+    let mut replicas = Vec::new();
+    for name in &names[1..] {
+        let mine: Vec<&Divergence> = verdicts.iter().filter(|d| &d.replica == name).collect();
+        let mut counts = BTreeMap::new();
+        for d in &mine {
+            *counts.entry(d.kind.to_string()).or_insert(0u64) += 1;
+        }
+        let mut tables: BTreeSet<String> = timeline.iter().filter(|(r, _, _)| r == name).map(|(_, t, _)| t.clone()).collect();
+        tables.extend(mine.iter().filter_map(|d| d.table.clone()));
+        let mut table_reports = Vec::new();
+        for table in tables {
+            let of_table: Vec<&&Divergence> = mine.iter().filter(|d| d.table.as_deref() == Some(table.as_str())).collect();
+            let findings: Vec<&&Divergence> = of_table.iter().copied().filter(|d| d.kind != Kind::Recovered).collect();
+            let drift = of_table.iter().find(|d| d.kind == Kind::SchemaDrift);
+            let first = of_table
+                .iter()
+                .filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift))
+                .min_by_key(|d| (d.window.map(|w| w.id).unwrap_or(i64::MAX), d.kind != Kind::SchemaDrift))
+                .map(|d| {
+                    let w = d.window.expect("window verdicts carry a window");
+                    let (position, ts) = match &d.schema {
+                        Some(s) => (s.first_position.tx, s.first_ts_ms),
+                        None => (w.first.tx, w.start_ms),
+                    };
+                    let s = drift.and_then(|d| d.schema.as_ref());
+                    FirstDivergence {
+                        kind: d.kind,
+                        window: w.id,
+                        position,
+                        time: cdc_verifier_core::avro::json::format_millis(ts),
+                        schema_subject: s.map(|s| s.subject.clone()),
+                        expected_version: s.and_then(|s| s.expected_version),
+                        actual_version: s.and_then(|s| s.actual_version),
+                        missing_fields: s
+                            .map(|s| {
+                                s.fields
+                                    .iter()
+                                    .filter_map(|f| match f {
+                                        cdc_verifier_core::avro::FieldDiff::Missing { field, .. } => Some(field.clone()),
+                                        _ => None,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                });
+            let mut keys: Vec<KeyRow> = Vec::new();
+            for d in of_table.iter().filter(|d| d.kind == Kind::DataMismatch) {
+                for k in &d.keys {
+                    if keys.iter().any(|x| x.key == k.key) {
+                        continue;
+                    }
+                    keys.push(KeyRow {
+                        key: k.key.clone(),
+                        window: d.window.map(|w| w.id).unwrap_or_default(),
+                        range: d.range_label.clone(),
+                        primary_position: k.primary.as_ref().map(|i| i.position.tx),
+                        primary_row: k.primary.as_ref().map(|i| i.row.clone()).unwrap_or(serde_json::Value::Null),
+                        replica_position: k.replica.as_ref().map(|i| i.position.tx),
+                        replica_row: k.replica.as_ref().map(|i| i.row.clone()).unwrap_or(serde_json::Value::Null),
+                    });
+                }
+            }
+            table_reports.push(TableReport {
+                consistent: findings.is_empty(),
+                first_divergence: first,
+                timeline: timeline.iter().find(|(r, t, _)| r == name && *t == table).map(|(_, _, s)| s.clone()).unwrap_or_default(),
+                schemas: seen.iter().filter(|s| s.table == table && (s.stream == primary || &s.stream == name)).cloned().collect(),
+                differing_keys: keys,
+                table,
+            });
+        }
+        replicas.push(ReplicaReport {
+            consistent: mine.iter().all(|d| d.kind == Kind::Recovered),
+            name: name.clone(),
+            counts,
+            tables: table_reports,
+        });
+    }
+    let consistent = verdicts.iter().all(|d| d.kind == Kind::Recovered);
+    Report {
+        format: FORMAT,
+        generated_at: cdc_verifier_core::avro::json::format_millis(now_ms()),
+        source,
+        verdict: if consistent { "consistent".into() } else { "divergent".into() },
+        primary,
+        streams,
+        replicas,
+        divergences: verdicts.to_vec(),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The answer in a few lines, for the terminal.
+pub fn summary_text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let events: u64 = r.streams.iter().map(|s| s.events).sum();
+    let _ = writeln!(s, "verified {events} events of {} streams ({})", r.streams.len(), r.source.description);
+    if r.is_consistent() {
+        let _ = writeln!(s, "CONSISTENT: every replica matches {} at equal positions", r.primary);
+        return s;
+    }
+    let _ = writeln!(s, "DIVERGENT: {} finding(s)", r.findings().count());
+    for rep in &r.replicas {
+        if rep.consistent {
+            let _ = writeln!(s, "  {}: consistent ({} tables)", rep.name, rep.tables.len());
+            continue;
+        }
+        for t in rep.tables.iter().filter(|t| !t.consistent) {
+            match &t.first_divergence {
+                Some(f) => {
+                    let _ = writeln!(s, "  {} / {}: {} since position {} ({})", rep.name, t.table, f.kind, f.position, f.time);
+                    if let (Some(subject), Some(a)) = (&f.schema_subject, f.actual_version) {
+                        let missing = if f.missing_fields.is_empty() { String::new() } else { format!("; missing field(s): {}", f.missing_fields.join(", ")) };
+                        let _ = writeln!(
+                            s,
+                            "      writes {subject} version {a}, the primary writes version {}{missing}",
+                            f.expected_version.map_or("?".into(), |v| v.to_string())
+                        );
+                    }
+                }
+                None => {
+                    let kinds: Vec<String> = r
+                        .divergences
+                        .iter()
+                        .filter(|d| d.replica == rep.name && d.table.as_deref() == Some(t.table.as_str()) && d.kind != Kind::Recovered)
+                        .map(|d| d.kind.to_string())
+                        .collect();
+                    let _ = writeln!(s, "  {} / {}: {}", rep.name, t.table, kinds.join(", "));
+                }
+            }
+            if !t.differing_keys.is_empty() {
+                let k = &t.differing_keys[0];
+                let _ = writeln!(s, "      {} row(s) differ, e.g. key {}", t.differing_keys.len(), k.key);
+            }
+        }
+        for d in r.divergences.iter().filter(|d| d.replica == rep.name && d.table.is_none() && d.kind != Kind::Recovered) {
+            let _ = writeln!(s, "  {}", d.summary());
+        }
+    }
+    for d in r.divergences.iter().filter(|d| d.kind == Kind::PoisonEvent) {
+        let _ = writeln!(s, "  {}", d.summary());
+    }
+    s
+}
