@@ -252,8 +252,42 @@ struct KeyEntry {
     sides: Vec<KeySide>,
 }
 
+/// How a window of one table compared, for timelines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowStatus {
+    Consistent,
+    Lagging,
+    Mismatched,
+    Drifted,
+}
+
+/// Consecutive compared windows of one (replica, table) with the same status.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Segment {
+    pub status: WindowStatus,
+    pub first_window: i64,
+    pub last_window: i64,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub first_position: Position,
+    pub last_position: Position,
+    pub windows: u64,
+}
+
+/// A schema a stream wrote a table with.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SchemaSeen {
+    pub stream: String,
+    pub table: String,
+    pub schema_id: u32,
+    pub subject: String,
+    pub version: Option<u32>,
+}
+
 pub struct Engine {
     cfg: EngineConfig,
+    timeline: BTreeMap<(StreamId, TableId), Vec<Segment>>,
     streams: Vec<Stream>,
     tables: Vec<Table>,
     topics: Vec<Topic>,
@@ -295,6 +329,7 @@ impl Engine {
         streams.extend(replicas.iter().map(|r| mk(r)));
         Engine {
             cfg,
+            timeline: BTreeMap::new(),
             streams,
             tables: Vec::new(),
             topics: Vec::new(),
@@ -1003,6 +1038,7 @@ impl Engine {
             self.emit(d, out);
         }
 
+        let mismatch_tables: Vec<TableId> = mismatches.iter().map(|((t, _), _, _)| *t).collect();
         for ((table, range), pd, rd) in mismatches {
             let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());
@@ -1015,6 +1051,7 @@ impl Engine {
             d.keys = self.key_diffs(w, r, table, range);
             self.emit(d, out);
         }
+        self.record_timeline(r, window, &pacc_tables_and(&racc, self.streams[PRIMARY as usize].windows.get(&w)), &racc, &mismatch_tables);
         for (table, range) in recovered {
             let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
             d.recovered = Some(Kind::DataMismatch);
@@ -1024,6 +1061,66 @@ impl Engine {
             d.window = Some(window);
             self.emit(d, out);
         }
+    }
+
+    fn record_timeline(&mut self, r: StreamId, window: WindowRef, tables: &[TableId], racc: &WindowAcc, mismatched: &[TableId]) {
+        let lagging = self.streams[r as usize].lagging.is_some();
+        for t in tables {
+            let status = if racc.drift.contains_key(t) {
+                WindowStatus::Drifted
+            } else if mismatched.contains(t) {
+                WindowStatus::Mismatched
+            } else if lagging {
+                WindowStatus::Lagging
+            } else {
+                WindowStatus::Consistent
+            };
+            let segs = self.timeline.entry((r, *t)).or_default();
+            match segs.last_mut() {
+                Some(last) if last.status == status => {
+                    last.last_window = window.id;
+                    last.end_ms = window.end_ms;
+                    last.last_position = window.last;
+                    last.windows += 1;
+                }
+                _ => segs.push(Segment {
+                    status,
+                    first_window: window.id,
+                    last_window: window.id,
+                    start_ms: window.start_ms,
+                    end_ms: window.end_ms,
+                    first_position: window.first,
+                    last_position: window.last,
+                    windows: 1,
+                }),
+            }
+        }
+    }
+
+    /// Per (replica, table), the compared windows as runs of equal status.
+    pub fn timeline(&self) -> Vec<(String, String, Vec<Segment>)> {
+        self.timeline
+            .iter()
+            .map(|((r, t), segs)| (self.streams[*r as usize].name.clone(), self.tables[*t as usize].name.clone(), segs.clone()))
+            .collect()
+    }
+
+    /// The value schemas each stream wrote each table with.
+    pub fn schemas_seen(&self) -> Vec<SchemaSeen> {
+        let mut out = Vec::new();
+        for t in &self.topics {
+            for id in t.checked.iter().filter(|id| *id & 0x8000_0000 == 0) {
+                let version = self.schemas.get(id).and_then(|c| c.version_for(&t.value_subject));
+                out.push(SchemaSeen {
+                    stream: self.streams[t.stream as usize].name.clone(),
+                    table: self.tables[t.table as usize].name.clone(),
+                    schema_id: *id,
+                    subject: t.value_subject.clone(),
+                    version,
+                });
+            }
+        }
+        out
     }
 
     fn drift_verdict(&self, replica: &str, table: TableId, obs: &DriftObs, window: WindowRef) -> Divergence {
@@ -1185,6 +1282,32 @@ impl Engine {
         }
     }
 
+    /// The smallest offset of this partition that is not yet settled — fed into a window not
+    /// yet compared by every replica, or parked ahead of the primary. Offsets below it may be
+    /// committed; `None` when everything fed so far is settled.
+    pub fn pending_offset(&self, topic: TopicId, partition: u32) -> Option<i64> {
+        let t = &self.topics[topic as usize];
+        let windows = t.parts.get(partition as usize)?.offsets.iter().map(|(_, first, _)| *first).min();
+        let parked = self.streams[t.stream as usize]
+            .parked
+            .iter()
+            .filter(|p| p.rec_meta.0 == topic && p.rec_meta.1 == partition)
+            .map(|p| p.rec_meta.2)
+            .min();
+        match (windows, parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How long (ms of the verifier's clock) the oldest window a replica has not reached has
+    /// been closed on the primary.
+    pub fn replica_lag_ms(&self, replica: &str) -> i64 {
+        let Some(r) = self.stream_id(replica) else { return 0 };
+        let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
+        self.bounds.range(from..).next().and_then(|(_, b)| b.final_at).map_or(0, |f| (self.now_ms - f).max(0))
+    }
+
     /// Open windows per stream, for the terminal view and metrics.
     pub fn open_windows(&self) -> usize {
         self.bounds.len()
@@ -1215,6 +1338,13 @@ impl Engine {
             _ => Vec::new(),
         }
     }
+}
+
+fn pacc_tables_and(racc: &WindowAcc, pacc: Option<&WindowAcc>) -> Vec<TableId> {
+    let mut v: Vec<TableId> = racc.tables.keys().copied().chain(pacc.into_iter().flat_map(|p| p.tables.keys().copied())).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The value of the first field of a canonical key if it is an int or long.

@@ -9,14 +9,20 @@ use cdc_verifier_core::source::{FetchError, RegisteredSchema, SchemaSource, Subj
 
 use crate::registry::{RegistryClient, RegistryError};
 
+/// Upper bounds (seconds) of the fetch latency histogram.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 /// Counters of the cache and of the registry calls behind it.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RegistryStats {
     pub hits: u64,
     pub misses: u64,
     pub errors: u64,
-    /// Total time spent in successful registry calls.
+    /// Successful fetches, their total time, and their count per latency bucket (the last
+    /// bucket also counts fetches slower than every bound).
+    pub fetches: u64,
     pub fetch_time: Duration,
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
 }
 
 pub struct RegistrySource {
@@ -66,7 +72,11 @@ impl SchemaSource for RegistrySource {
                 return Err(classify(id, e));
             }
         };
-        self.stats.fetch_time += start.elapsed();
+        let took = start.elapsed();
+        self.stats.fetches += 1;
+        self.stats.fetch_time += took;
+        let i = LATENCY_BUCKETS.iter().position(|b| took.as_secs_f64() <= *b).unwrap_or(LATENCY_BUCKETS.len() - 1);
+        self.stats.buckets[i] += 1;
         let s = RegisteredSchema { id, schema, subjects };
         self.cache.insert(id, s.clone());
         Ok(s)
