@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod demo;
 mod kafka_replay;
 mod progress;
 mod replay;
@@ -30,12 +31,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Replay the 14 August 2024 incident in memory through the verifier and show the answer (no service needed)
+    Demo(demo::Args),
     /// Verify the primary and every replica continuously from Kafka and publish divergence events
     Run(service::Args),
     /// Verify a window of history (a capture file, or Kafka by time or offsets) and name the exact keys that differ
     Replay(replay::Args),
     /// Produce realistic primary and replica CDC traffic, with injected faults and a ground-truth manifest
     Simulate(simulate::Args),
+    /// Render a saved JSON report as a self-contained HTML page
+    #[command(name = "report-html")]
+    ReportHtml {
+        /// The JSON report (from `replay --report` or the demo)
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Where to write the page
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +57,8 @@ fn main() -> ExitCode {
         Command::Run(args) => service::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::ReportHtml { input, output } => report::html::cli(&input, &output).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

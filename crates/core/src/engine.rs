@@ -241,9 +241,23 @@ struct Bound {
 }
 
 /// Per-key state for drill-down.
+/// A row image as the reference schema reads it: (position, op, reference schema id,
+/// canonical row bytes or None when deleted).
+type Image = (Position, Op, u32, Option<Vec<u8>>);
+
+#[derive(Default)]
 struct KeySide {
-    deltas: Vec<(i64, Lanes)>,
-    last: Option<(Position, Op, u32, Option<Vec<u8>>)>,
+    /// Per open window: the key's delta and its last image in that window.
+    windows: Vec<(i64, Lanes, Option<Image>)>,
+    /// The last image of windows already settled.
+    settled: Option<Image>,
+}
+
+impl KeySide {
+    /// The key's image as of the end of window `w`.
+    fn image_at(&self, w: i64) -> Option<&Image> {
+        self.windows.iter().filter(|(dw, _, img)| *dw <= w && img.is_some()).max_by_key(|(dw, _, _)| *dw).and_then(|(_, _, i)| i.as_ref()).or(self.settled.as_ref())
+    }
 }
 
 struct KeyEntry {
@@ -602,8 +616,17 @@ impl Engine {
             }
         }
         let drift = c.drift.then_some((vid, c.rid));
-        let image = drill.as_ref().and_then(|_| ev.image.map(|(a, b)| datum[a as usize..b as usize].to_vec()));
-        Ok(self.count(rec, stream, table, range, &ev, drift, drill.map(|(k, ks)| (k, ks, vid, image))))
+        // Drill-down keeps the row as the reference schema reads it, so that both sides
+        // render with the same columns (a column an outdated writer lacks shows its default).
+        let image = match (&drill, ev.image) {
+            (Some(_), Some((a, b))) => {
+                let mut r = Reader::new(&datum[a as usize..b as usize]);
+                c.plan.canonical(&c.writer.schema, &mut r, &mut self.scratch).ok().map(|b| b.bytes().to_vec())
+            }
+            _ => None,
+        };
+        let reference = c.rid;
+        Ok(self.count(rec, stream, table, range, &ev, drift, drill.map(|(k, ks)| (k, ks, reference, image))))
     }
 
     /// Compiles (or finds) what decoding records of this value and key schema needs.
@@ -779,7 +802,7 @@ impl Engine {
         let idx = match self.drill_index.get(&(table, key.clone())) {
             Some(i) => *i,
             None => {
-                self.drill_keys.push(KeyEntry { key: key.clone(), key_schema, sides: (0..n).map(|_| KeySide { deltas: Vec::new(), last: None }).collect() });
+                self.drill_keys.push(KeyEntry { key: key.clone(), key_schema, sides: (0..n).map(|_| KeySide::default()).collect() });
                 let i = self.drill_keys.len() - 1;
                 self.drill_index.insert((table, key), i);
                 self.drill_by_range.entry((table, range)).or_default().push(i);
@@ -788,13 +811,16 @@ impl Engine {
         };
         let side = &mut self.drill_keys[idx].sides[stream as usize];
         let d = Lanes::delta(ev.before, ev.after);
-        match side.deltas.iter_mut().find(|(dw, _)| *dw == w) {
-            Some((_, l)) => l.add(d),
-            None => side.deltas.push((w, d)),
-        }
-        if side.last.as_ref().is_none_or(|(p, ..)| ev.position >= *p) {
-            let row = if ev.after.is_some() { image } else { None };
-            side.last = Some((ev.position, ev.op, vid, row));
+        let row = if ev.after.is_some() { image } else { None };
+        let img = Some((ev.position, ev.op, vid, row));
+        match side.windows.iter_mut().find(|(dw, _, _)| *dw == w) {
+            Some((_, l, last)) => {
+                l.add(d);
+                if last.as_ref().is_none_or(|(p, ..)| ev.position >= *p) {
+                    *last = img;
+                }
+            }
+            None => side.windows.push((w, d, img)),
         }
     }
 
@@ -1163,15 +1189,15 @@ impl Engine {
         let mut out = Vec::new();
         for i in idxs {
             let k = &self.drill_keys[*i];
-            let dp = k.sides[PRIMARY as usize].deltas.iter().find(|(dw, _)| *dw == w).map(|x| x.1).unwrap_or_default();
-            let dr = k.sides[r as usize].deltas.iter().find(|(dw, _)| *dw == w).map(|x| x.1).unwrap_or_default();
+            let dp = k.sides[PRIMARY as usize].windows.iter().find(|(dw, _, _)| *dw == w).map(|x| x.1).unwrap_or_default();
+            let dr = k.sides[r as usize].windows.iter().find(|(dw, _, _)| *dw == w).map(|x| x.1).unwrap_or_default();
             if dp == dr {
                 continue;
             }
             out.push(KeyDiff {
                 key: self.render_key(k),
-                primary: self.render_side(&k.sides[PRIMARY as usize]),
-                replica: self.render_side(&k.sides[r as usize]),
+                primary: self.render_side(&k.sides[PRIMARY as usize], w),
+                replica: self.render_side(&k.sides[r as usize], w),
             });
         }
         out.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
@@ -1185,8 +1211,8 @@ impl Engine {
         }
     }
 
-    fn render_side(&self, side: &KeySide) -> Option<RowImage> {
-        let (position, op, schema_id, image) = side.last.as_ref()?;
+    fn render_side(&self, side: &KeySide, w: i64) -> Option<RowImage> {
+        let (position, op, schema_id, image) = side.image_at(w)?;
         let row = match (image, self.schemas.get(schema_id)) {
             (Some(bytes), Some(c)) => match &c.layout {
                 Ok(l) => json::to_json(&c.schema, l.row, &mut Reader::new(bytes)).unwrap_or(serde_json::Value::Null),
@@ -1277,7 +1303,11 @@ impl Engine {
         }
         for k in &mut self.drill_keys {
             for s in &mut k.sides {
-                s.deltas.retain(|(w, _)| *w > min_done);
+                let settled = s.windows.iter().filter(|(w, _, img)| *w <= min_done && img.is_some()).max_by_key(|(w, _, _)| *w).and_then(|(_, _, i)| i.clone());
+                if settled.is_some() {
+                    s.settled = settled;
+                }
+                s.windows.retain(|(w, _, _)| *w > min_done);
             }
         }
     }

@@ -178,9 +178,9 @@ impl Divergence {
                 "DataMismatch {} {table} {}{window}: primary {} ({} events), replica {} ({} events)",
                 self.replica,
                 self.range_label.as_deref().unwrap_or("-"),
-                self.primary.as_ref().map_or("-", |s| &s.digest[..8]),
+                self.primary.as_ref().map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
                 self.primary.as_ref().map_or(0, |s| s.ops.total()),
-                self.replica_side.as_ref().map_or("-", |s| &s.digest[..8]),
+                self.replica_side.as_ref().map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
                 self.replica_side.as_ref().map_or(0, |s| s.ops.total()),
             ),
             Kind::SchemaDrift => {
