@@ -1,0 +1,536 @@
+//! The simulator's output, read back with an independent Avro implementation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use apache_avro::types::Value;
+use apache_avro::{Schema, from_avro_datum};
+use cdc_verifier_sim::*;
+
+struct Run {
+    records: Vec<Record>,
+    manifest: Manifest,
+    topics: Vec<TopicInfo>,
+    schemas: Vec<SchemaEntry>,
+    header: CaptureHeader,
+}
+
+fn run(cfg: SimConfig) -> Run {
+    let mut registry = OfflineRegistry::new();
+    let mut sim = Simulation::new(cfg, &mut registry).unwrap();
+    let header = sim.capture_header();
+    let records: Vec<Record> = sim.by_ref().collect();
+    Run { records, manifest: sim.manifest(), topics: sim.topics().to_vec(), schemas: sim.schemas().to_vec(), header }
+}
+
+fn cfg(scenario: Scenario, events: u64) -> SimConfig {
+    SimConfig { scenario, events, ..SimConfig::default() }
+}
+
+/// A decoded change event.
+#[derive(Clone, Debug)]
+struct Event {
+    index: usize,
+    topic: String,
+    stream: String,
+    table: Table,
+    partition: u32,
+    offset: i64,
+    timestamp_ms: i64,
+    key: serde_json::Value,
+    schema_id: u32,
+    /// None for a tombstone.
+    envelope: Option<Vec<(String, Value)>>,
+}
+
+impl Event {
+    fn field(&self, name: &str) -> &Value {
+        field(self.envelope.as_ref().unwrap(), name)
+    }
+    fn op(&self) -> &str {
+        match self.field("op") {
+            Value::String(s) => s,
+            v => panic!("op {v:?}"),
+        }
+    }
+    fn source(&self, name: &str) -> &Value {
+        match self.field("source") {
+            Value::Record(f) => field(f, name),
+            v => panic!("source {v:?}"),
+        }
+    }
+    fn position(&self) -> u64 {
+        match self.source("gtid") {
+            Value::Union(1, g) => match &**g {
+                Value::String(s) => s.rsplit_once(':').unwrap().1.parse().unwrap(),
+                v => panic!("gtid {v:?}"),
+            },
+            _ => match self.source("lsn") {
+                Value::Union(1, l) => match **l {
+                    Value::Long(l) => l as u64,
+                    ref v => panic!("lsn {v:?}"),
+                },
+                v => panic!("no position: {v:?}"),
+            },
+        }
+    }
+    fn image(&self, name: &str) -> Option<&Vec<(String, Value)>> {
+        match self.field(name) {
+            Value::Union(0, _) => None,
+            Value::Union(1, r) => match &**r {
+                Value::Record(f) => Some(f),
+                v => panic!("{name} {v:?}"),
+            },
+            v => panic!("{name} {v:?}"),
+        }
+    }
+}
+
+fn field<'a>(fields: &'a [(String, Value)], name: &str) -> &'a Value {
+    &fields.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Long(l) => (*l).into(),
+        Value::Int(i) => (*i).into(),
+        Value::String(s) => s.clone().into(),
+        v => panic!("key field {v:?}"),
+    }
+}
+
+struct Decoded {
+    events: Vec<Event>,
+    /// (topic, partition, offset) of records that do not decode, with the error.
+    undecodable: BTreeMap<(String, u32, i64), String>,
+}
+
+fn decode(run: &Run) -> Decoded {
+    let schemas: HashMap<u32, Schema> =
+        run.schemas.iter().map(|s| (s.id, Schema::parse_str(&s.schema).unwrap())).collect();
+    let mut events = Vec::new();
+    let mut undecodable = BTreeMap::new();
+    for (index, r) in run.records.iter().enumerate() {
+        let t = &run.topics[r.topic as usize];
+        let key = r.key.as_ref().unwrap();
+        assert_eq!(key[0], 0);
+        let key_schema = &schemas[&u32::from_be_bytes(key[1..5].try_into().unwrap())];
+        let key = match from_avro_datum(key_schema, &mut &key[5..], None).unwrap() {
+            Value::Record(f) => serde_json::Value::Object(f.iter().map(|(n, v)| (n.clone(), to_json(v))).collect()),
+            v => panic!("key {v:?}"),
+        };
+        let (schema_id, envelope) = match &r.value {
+            None => (0, None),
+            Some(v) => {
+                let decoded = (|| {
+                    if v.len() < 5 || v[0] != 0 {
+                        return Err("bad magic byte".to_string());
+                    }
+                    let id = u32::from_be_bytes(v[1..5].try_into().unwrap());
+                    let schema = schemas.get(&id).ok_or(format!("unknown schema id {id}"))?;
+                    let mut rest = &v[5..];
+                    let value = from_avro_datum(schema, &mut rest, None).map_err(|e| format!("truncated: {e}"))?;
+                    if !rest.is_empty() {
+                        return Err(format!("{} trailing bytes", rest.len()));
+                    }
+                    match value {
+                        Value::Record(f) => Ok((id, f)),
+                        v => Err(format!("not a record: {v:?}")),
+                    }
+                })();
+                match decoded {
+                    Ok((id, f)) => (id, Some(f)),
+                    Err(e) => {
+                        undecodable.insert((t.name.clone(), r.partition, r.offset), e);
+                        continue;
+                    }
+                }
+            }
+        };
+        events.push(Event {
+            index,
+            topic: t.name.clone(),
+            stream: t.stream.clone(),
+            table: t.table,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key,
+            schema_id,
+            envelope,
+        });
+    }
+    Decoded { events, undecodable }
+}
+
+fn fingerprint(run: &Run) -> u64 {
+    // FNV-1a over everything a consumer would see.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: &[u8]| {
+        for &x in b {
+            h = (h ^ x as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for r in &run.records {
+        eat(&r.topic.to_le_bytes());
+        eat(&r.partition.to_le_bytes());
+        eat(&r.offset.to_le_bytes());
+        eat(&r.timestamp_ms.to_le_bytes());
+        eat(r.key.as_deref().unwrap_or(b"<null>"));
+        eat(r.value.as_deref().unwrap_or(b"<null>"));
+    }
+    eat(serde_json::to_string(&run.manifest).unwrap().as_bytes());
+    h
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+    let a = run(cfg(Scenario::Faults, 20_000));
+    let b = run(cfg(Scenario::Faults, 20_000));
+    assert_eq!(a.records.len(), b.records.len());
+    assert!(a.records == b.records, "records differ between runs of one seed");
+    assert_eq!(serde_json::to_string(&a.manifest).unwrap(), serde_json::to_string(&b.manifest).unwrap());
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    let c = run(SimConfig { seed: 43, ..cfg(Scenario::Faults, 20_000) });
+    assert_ne!(fingerprint(&a), fingerprint(&c));
+}
+
+#[test]
+fn every_record_is_a_well_formed_debezium_event() {
+    for position in [PositionKind::Gtid, PositionKind::Lsn] {
+        let run = run(SimConfig { position, ..cfg(Scenario::Faults, 15_000) });
+        let d = decode(&run);
+        let poison: Vec<_> = run.manifest.faults_of(FaultKind::Poison).collect();
+        assert_eq!(d.undecodable.len(), poison.len(), "only poison records are undecodable: {:?}", d.undecodable);
+
+        let mut next_offset: HashMap<(u16, u32), i64> = HashMap::new();
+        let mut last_ts = i64::MIN;
+        for r in &run.records {
+            let o = next_offset.entry((r.topic, r.partition)).or_insert(0);
+            assert_eq!(r.offset, *o, "offsets count from 0 per partition");
+            *o += 1;
+            assert!(r.timestamp_ms >= last_ts, "records come out in timestamp order");
+            last_ts = r.timestamp_ms;
+            let key = r.key.as_ref().unwrap();
+            assert_eq!(r.partition, partition_for_key(key, 8), "Kafka's default partitioner");
+        }
+
+        let mut tables_seen = BTreeMap::new();
+        for (i, e) in d.events.iter().enumerate() {
+            let Some(env) = &e.envelope else {
+                // A tombstone directly follows its delete in the same partition (or is redelivered).
+                let prev = d.events[..i].iter().rev().find(|p| p.topic == e.topic && p.partition == e.partition).unwrap();
+                assert_eq!(prev.key, e.key);
+                assert!(prev.envelope.is_none() || prev.op() == "d");
+                continue;
+            };
+            assert_eq!(env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["before", "after", "source", "op", "ts_ms", "transaction"]);
+            let op = e.op().to_string();
+            *tables_seen.entry((e.table, op.clone())).or_insert(0) += 1;
+            let (before, after) = (e.image("before"), e.image("after"));
+            match op.as_str() {
+                "r" | "c" => assert!(before.is_none() && after.is_some()),
+                "u" => assert!(before.is_some() && after.is_some()),
+                "d" => assert!(before.is_some() && after.is_none()),
+                other => panic!("op {other}"),
+            }
+            // The key is the row's primary key.
+            let row = after.or(before).unwrap();
+            for (k, v) in e.key.as_object().unwrap() {
+                assert_eq!(&to_json(field(row, k)), v, "{}: key field {k}", e.topic);
+            }
+            assert_eq!(e.source("snapshot"), &Value::Union(1, Box::new(Value::String(if op == "r" { "true" } else { "false" }.into()))));
+            assert_eq!(e.source("table"), &Value::Union(1, Box::new(Value::String(e.table.name().into()))));
+            let redelivered = run.manifest.faults_of(FaultKind::Duplicate).any(|f| {
+                f.topic.as_ref() == Some(&e.topic)
+                    && f.partition == Some(e.partition)
+                    && (f.offset.unwrap()..f.offset.unwrap() + f.count.unwrap() as i64).contains(&e.offset)
+            });
+            if !redelivered {
+                assert_eq!(e.field("ts_ms"), &Value::Union(1, Box::new(Value::Long(e.timestamp_ms))), "envelope ts_ms is the record time");
+            }
+            let Value::Long(commit) = e.source("ts_ms") else { panic!() };
+            assert!(*commit < e.timestamp_ms, "emitted after the commit");
+            let Value::Union(1, tx) = e.field("transaction") else { panic!("transaction block missing") };
+            let Value::Record(tx) = &**tx else { panic!() };
+            let Value::String(tx_id) = field(tx, "id") else { panic!() };
+            match position {
+                PositionKind::Gtid => {
+                    let Value::Union(1, g) = e.source("gtid") else { panic!("gtid missing") };
+                    assert_eq!(&**g, &Value::String(tx_id.clone()), "transaction id is the gtid");
+                    assert!(tx_id.starts_with(&run.manifest.server_uuid));
+                    assert_eq!(e.source("lsn"), &Value::Union(0, Box::new(Value::Null)));
+                }
+                PositionKind::Lsn => {
+                    assert_eq!(e.source("gtid"), &Value::Union(0, Box::new(Value::Null)));
+                    assert!(tx_id.ends_with(&format!(":{}", e.position())));
+                }
+            }
+            let (Value::Long(total), Value::Long(dco)) = (field(tx, "total_order"), field(tx, "data_collection_order")) else { panic!() };
+            assert!(*total >= 1 && *dco >= 1 && dco <= total);
+        }
+        // Every table sees snapshot reads, inserts, updates; deletes where the shop deletes.
+        for table in Table::ALL {
+            for op in ["r", "c", "u"] {
+                let n = tables_seen.get(&(table, op.to_string())).copied().unwrap_or(0);
+                assert!(n > 0 || (table == Table::Products && op == "c") || (table == Table::Inventory && op == "c"), "no {op} on {table}");
+            }
+        }
+        for table in [Table::CartItems, Table::Carts] {
+            assert!(tables_seen.contains_key(&(table, "d".to_string())), "no deletes on {table}");
+        }
+    }
+}
+
+#[test]
+fn events_of_one_transaction_share_a_position_and_positions_grow() {
+    let run = run(cfg(Scenario::Clean, 10_000));
+    let d = decode(&run);
+    let mut last: HashMap<String, u64> = HashMap::new();
+    let mut by_position: BTreeMap<u64, Vec<&Event>> = BTreeMap::new();
+    for e in d.events.iter().filter(|e| e.envelope.is_some()) {
+        let p = e.position();
+        // In a clean run a stream's positions never go back: a connector reads its log in order.
+        let l = last.entry(e.stream.clone()).or_insert(0);
+        assert!(p >= *l, "{} went from {l} to {p}", e.stream);
+        *l = p;
+        if e.stream == "primary" {
+            by_position.entry(p).or_default().push(e);
+        }
+    }
+    let multi_table = by_position.values().filter(|v| {
+        let tables: std::collections::BTreeSet<_> = v.iter().map(|e| e.table).collect();
+        tables.contains(&Table::Orders) && tables.contains(&Table::Payments) && tables.contains(&Table::Inventory) && tables.contains(&Table::CartItems)
+    });
+    assert!(multi_table.count() > 10, "orders touch orders, payments, inventory and cart_items in one transaction");
+    for events in by_position.values() {
+        let mut totals: Vec<i64> = events
+            .iter()
+            .map(|e| {
+                let Value::Union(1, tx) = e.field("transaction") else { panic!() };
+                let Value::Record(tx) = &**tx else { panic!() };
+                let Value::Long(t) = field(tx, "total_order") else { panic!() };
+                *t
+            })
+            .collect();
+        totals.sort();
+        assert_eq!(totals, (1..=totals.len() as i64).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn clean_replicas_mirror_the_primary() {
+    let run = run(cfg(Scenario::Clean, 10_000));
+    assert!(run.manifest.faults.is_empty());
+    let d = decode(&run);
+    type Image = Option<Vec<(String, Value)>>;
+    let mut per_stream: BTreeMap<String, Vec<(Table, String, u64, String, Image, Image)>> = BTreeMap::new();
+    for e in d.events.iter().filter(|e| e.envelope.is_some()) {
+        per_stream.entry(e.stream.clone()).or_default().push((
+            e.table,
+            e.key.to_string(),
+            e.position(),
+            e.op().to_string(),
+            e.image("before").cloned(),
+            e.image("after").cloned(),
+        ));
+    }
+    let mut primary = per_stream.remove("primary").unwrap();
+    primary.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+    assert_eq!(per_stream.len(), 2);
+    for (name, mut events) in per_stream {
+        events.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        assert!(primary == events, "{name} differs from the primary");
+    }
+}
+
+/// The events of `stream` for `table` and `key`, in emission order.
+fn key_history<'a>(d: &'a Decoded, stream: &str, table: &str, key: &serde_json::Value) -> Vec<&'a Event> {
+    d.events
+        .iter()
+        .filter(|e| e.stream == stream && e.table.name() == table && &e.key == key && e.envelope.is_some())
+        .collect()
+}
+
+#[test]
+fn the_manifest_describes_every_fault() {
+    let run = run(cfg(Scenario::Faults, 30_000));
+    let m = &run.manifest;
+    let d = decode(&run);
+    let at = |f: &Fault| {
+        let topic = f.topic.as_ref().unwrap();
+        d.events.iter().find(|e| &e.topic == topic && Some(e.partition) == f.partition && Some(e.offset) == f.offset)
+    };
+    for kind in FaultKind::ALL {
+        let n = m.faults_of(kind).count();
+        assert!(n >= 1, "no {} fault", kind.name());
+    }
+    let (lo, hi) = (m.snapshot_end_position, m.last_position);
+    for f in &m.faults {
+        assert_eq!(f.benign, matches!(f.kind, FaultKind::Duplicate | FaultKind::LatePartition), "{f:?}");
+        assert!(m.replicas.contains(&f.replica), "{f:?}");
+        if !matches!(f.kind, FaultKind::Lag) {
+            assert!(f.table.is_some(), "{f:?}");
+        }
+        if matches!(f.kind, FaultKind::Dropped | FaultKind::Corrupted | FaultKind::Extra | FaultKind::Reordered | FaultKind::SchemaDrift | FaultKind::Poison) {
+            assert!(f.key.is_some(), "{f:?}");
+        }
+        if f.kind != FaultKind::Poison {
+            let p = f.position.unwrap_or_else(|| panic!("no position: {f:?}"));
+            if f.kind != FaultKind::SchemaDrift {
+                assert!(p > lo + (hi - lo) / 20 && p < hi - (hi - lo) / 20, "{f:?} too close to the start or end ({lo}..{hi})");
+            }
+        }
+    }
+    let migration = m.migration.as_ref().unwrap();
+    assert_eq!(migration.skipped_by, ["replica-2"]);
+
+    for f in m.faults_of(FaultKind::Poison) {
+        let key = (f.topic.clone().unwrap(), f.partition.unwrap(), f.offset.unwrap());
+        let err = &d.undecodable[&key];
+        let detail = f.detail.as_ref().unwrap();
+        let expected = if detail.starts_with("bad magic") {
+            "bad magic"
+        } else if detail.starts_with("unknown schema id") {
+            "unknown schema id"
+        } else {
+            "truncated"
+        };
+        assert!(err.starts_with(expected), "{detail}: {err}");
+    }
+    for f in m.faults_of(FaultKind::Dropped) {
+        let (table, key, p) = (f.table.as_deref().unwrap(), f.key.as_ref().unwrap(), f.position.unwrap());
+        let primary = key_history(&d, "primary", table, key);
+        assert!(primary.iter().any(|e| e.position() == p && e.op() == "u"), "{f:?}");
+        let replica = key_history(&d, &f.replica, table, key);
+        assert!(!replica.iter().any(|e| e.position() == p), "{f:?}: the replica emitted the dropped update");
+        // The next update carries the replica's own (stale) before image.
+        let stale = primary.iter().rev().find(|e| e.position() < p).and_then(|e| e.image("after"));
+        if let Some(next) = replica.iter().find(|e| e.position() > p) {
+            assert_eq!(next.image("before"), stale, "{f:?}");
+        }
+    }
+    for f in m.faults_of(FaultKind::Corrupted) {
+        let e = at(f).unwrap();
+        assert_eq!(&e.key, f.key.as_ref().unwrap());
+        assert_eq!(e.position(), f.position.unwrap());
+        let primary = key_history(&d, "primary", e.table.name(), &e.key);
+        let p = primary.iter().find(|p| p.position() == e.position()).unwrap();
+        assert_ne!(p.image("after"), e.image("after"), "{f:?}");
+        let replica = key_history(&d, &f.replica, e.table.name(), &e.key);
+        if let Some(next) = replica.iter().find(|n| n.position() > e.position()) {
+            assert_eq!(next.image("before"), e.image("after"), "later events carry the corrupted before image");
+        }
+    }
+    for f in m.faults_of(FaultKind::Extra) {
+        let e = at(f).unwrap();
+        assert_eq!(e.op(), "c");
+        assert_eq!(&e.key, f.key.as_ref().unwrap());
+        assert_eq!(e.position(), f.position.unwrap());
+        assert!(key_history(&d, "primary", e.table.name(), &e.key).is_empty(), "the primary never wrote it");
+        assert!(d.events.iter().any(|p| p.stream == "primary" && p.envelope.is_some() && p.position() == e.position()), "a position of a real transaction");
+    }
+    for f in m.faults_of(FaultKind::Reordered) {
+        let e = at(f).unwrap();
+        let (p1, p2) = (f.position.unwrap(), f.other_position.unwrap());
+        assert!(p1 < p2);
+        let replica = key_history(&d, &f.replica, e.table.name(), &e.key);
+        let i = replica.iter().position(|x| x.position() == p2).unwrap();
+        assert_eq!(replica[i + 1].position(), p1, "the later update is emitted first");
+        assert_eq!(replica[i + 1].offset, e.offset);
+        let primary = key_history(&d, "primary", e.table.name(), &e.key);
+        let last_primary = primary.iter().rev().find(|x| x.position() <= p2).unwrap();
+        assert_ne!(replica[i + 1].image("after"), last_primary.image("after"), "the replica ends with the wrong row");
+    }
+    for f in m.faults_of(FaultKind::Duplicate) {
+        let topic = f.topic.as_ref().unwrap();
+        let part: Vec<&Record> = run
+            .records
+            .iter()
+            .filter(|r| &run.topics[r.topic as usize].name == topic && Some(r.partition) == f.partition)
+            .collect();
+        let start = f.offset.unwrap() as usize;
+        let n = f.count.unwrap() as usize;
+        let copies = &part[start..start + n];
+        let originals_at = part.iter().position(|r| r.key == copies[0].key && r.value == copies[0].value).unwrap();
+        assert!(originals_at < start);
+        for (o, c) in part[originals_at..originals_at + n].iter().zip(copies) {
+            assert_eq!((&o.key, &o.value), (&c.key, &c.value), "byte-identical redelivery");
+        }
+    }
+    for f in m.faults_of(FaultKind::Lag) {
+        let (from, until) = (f.position.unwrap(), f.until_position.unwrap());
+        for e in d.events.iter().filter(|e| e.stream == f.replica && e.envelope.is_some()) {
+            let p = e.position();
+            if p >= from && p <= until {
+                let Value::Long(commit) = e.source("ts_ms") else { panic!() };
+                assert!(e.timestamp_ms >= commit + LAG_DELAY_MS, "lagging records are late");
+            }
+        }
+    }
+    for f in m.faults_of(FaultKind::Silent) {
+        let table = f.table.as_deref().unwrap();
+        let from = f.position.unwrap();
+        assert!(!d.events.iter().any(|e| e.stream == f.replica && e.table.name() == table && e.envelope.is_some() && e.position() >= from));
+        assert!(d.events.iter().any(|e| e.stream == "primary" && e.table.name() == table && e.envelope.is_some() && e.position() >= from));
+    }
+    for f in m.faults_of(FaultKind::LatePartition) {
+        assert!(f.partition.is_some() && f.topic.is_some() && f.delay_ms == Some(LATE_PARTITION_DELAY_MS));
+    }
+}
+
+#[test]
+fn the_incident_replica_keeps_writing_schema_v1() {
+    let run = run(cfg(Scenario::Incident, 30_000));
+    let m = &run.manifest;
+    let mig = m.migration.as_ref().unwrap();
+    let at_1545 = time::parse_utc("2024-08-14T15:45:00Z").unwrap();
+    assert!(mig.timestamp_ms >= at_1545 && mig.timestamp_ms < at_1545 + 100, "migration at 15:45 UTC");
+    assert!(m.start_timestamp_ms < at_1545 && m.start_timestamp_ms >= at_1545 - 120_000, "clock starts shortly before");
+    assert!(m.faults.iter().all(|f| f.kind == FaultKind::SchemaDrift && f.replica == "replica-2"));
+    let version = |id: u32| run.schemas.iter().find(|s| s.id == id).unwrap().version;
+    let d = decode(&run);
+    let orders: Vec<&Event> = d.events.iter().filter(|e| e.table == Table::Orders && e.envelope.is_some()).collect();
+    for e in &orders {
+        let after_migration = e.position() > mig.position;
+        let want = if after_migration && e.stream != "replica-2" { 2 } else { 1 };
+        assert_eq!(version(e.schema_id), want, "{} at {}", e.stream, e.position());
+        let row = e.image("after").or(e.image("before")).unwrap();
+        assert_eq!(row.iter().any(|(n, _)| n == "currency"), want == 2);
+    }
+    let first = &m.faults[0];
+    assert!(first.detail.as_deref().unwrap().contains("v1"));
+    let first_drifted = orders.iter().filter(|e| e.stream == "replica-2" && e.position() > mig.position).min_by_key(|e| e.index).unwrap();
+    assert_eq!((first.position, first.key.as_ref()), (Some(first_drifted.position()), Some(&first_drifted.key)));
+    let lost: Vec<&Fault> = m.faults[1..].iter().collect();
+    assert!(!lost.is_empty());
+    for f in lost {
+        assert!(f.detail.as_deref().unwrap().starts_with("value lost to outdated schema"));
+        let primary = orders
+            .iter()
+            .find(|e| e.stream == "primary" && e.position() == f.position.unwrap() && Some(&e.key) == f.key.as_ref())
+            .unwrap();
+        let currency = |img: Option<&Vec<(String, Value)>>| img.map(|r| field(r, "currency").clone());
+        let usd = Some(Value::String("USD".into()));
+        assert!(currency(primary.image("after")) != usd || currency(primary.image("before")) != usd, "{f:?}");
+    }
+    // The primary writes other currencies after the migration.
+    let eur = ("currency".to_string(), Value::String("EUR".into()));
+    assert!(orders.iter().any(|e| e.stream == "primary" && e.image("after").is_some_and(|r| r.contains(&eur))));
+}
+
+#[test]
+fn captures_round_trip() {
+    let run = run(cfg(Scenario::Faults, 10_000));
+    let mut w = CaptureWriter::new(Vec::new(), &run.header).unwrap();
+    for r in &run.records {
+        w.write(&r.as_ref()).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    let mut reader = CaptureReader::new(&bytes[..]).unwrap();
+    assert_eq!(reader.header(), &run.header);
+    assert_eq!(reader.header().schemas, run.schemas);
+    for r in &run.records {
+        assert_eq!(reader.next_record().unwrap().unwrap(), r.as_ref());
+    }
+    assert!(reader.next_record().unwrap().is_none());
+}
