@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_sim::{
-    CaptureWriter, FaultKind, OfflineRegistry, PositionKind, Registered, Scenario, SchemaRegistrar, SimConfig, Simulation,
-    time,
+    CaptureWriter, FaultKind, OfflineRegistry, PositionKind, Registered, Scenario, SchemaRegistrar,
+    SimConfig, Simulation, time,
 };
 
 const SCENARIOS_HELP: &str = "\
@@ -112,11 +112,19 @@ pub struct Args {
     position: PositionArg,
 
     /// Kafka bootstrap servers
-    #[arg(long, env = "CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     bootstrap_servers: String,
 
     /// Confluent-compatible schema registry
-    #[arg(long, env = "CDC_VERIFIER__REGISTRY__URL", default_value = "http://127.0.0.1:8081/apis/ccompat/v7")]
+    #[arg(
+        long,
+        env = "CDC_VERIFIER__REGISTRY__URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
+    )]
     registry_url: String,
 
     /// Also write every record, with the schemas, to this capture file (replayable offline)
@@ -144,16 +152,17 @@ pub struct Args {
     #[arg(long)]
     offline: bool,
 
-    /// Producer compression: none, lz4, zstd, snappy or gzip
+    /// Producer compression: none, lz4, snappy or gzip
     #[arg(long, default_value = "lz4")]
     compression: String,
 
-    /// Producer linger.ms [default: 100 when preloading, 5 when paced by --rate]
+    /// Producer linger.ms [default: 10 when preloading, 5 when paced by --rate]
     #[arg(long)]
     linger_ms: Option<u32>,
 
-    /// Producer instances (Kafka connections) to spread the topic-partitions over
-    #[arg(long, default_value_t = 4)]
+    /// Producer instances (Kafka connections) to spread the topic-partitions over; into one local
+    /// broker more than one costs the broker more CPU than it gains
+    #[arg(long, default_value_t = 1)]
     producers: usize,
 
     /// Extra librdkafka producer property, KEY=VALUE (repeatable)
@@ -165,7 +174,11 @@ pub struct Args {
 struct OnlineRegistrar(RegistryClient);
 
 impl SchemaRegistrar for OnlineRegistrar {
-    fn register(&mut self, subject: &str, schema: &str) -> Result<Registered, Box<dyn std::error::Error + Send + Sync>> {
+    fn register(
+        &mut self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Registered, Box<dyn std::error::Error + Send + Sync>> {
         let id = self.0.register(subject, schema)?;
         let version = match self.0.lookup(subject, schema) {
             Ok(r) => r.version,
@@ -185,8 +198,14 @@ impl SchemaRegistrar for OnlineRegistrar {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let start_ms = match args.start_time.as_deref() {
         None => None,
-        Some("now") => Some(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64),
-        Some(t) => Some(time::parse_utc(t).with_context(|| format!("--start-time {t:?} is not a UTC time like 2024-08-14T15:44:00Z"))?),
+        Some("now") => Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64,
+        ),
+        Some(t) => Some(time::parse_utc(t).with_context(|| {
+            format!("--start-time {t:?} is not a UTC time like 2024-08-14T15:44:00Z")
+        })?),
     };
     if let Some(r) = args.rate
         && !(r.is_finite() && r > 0.0)
@@ -235,16 +254,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 configs: vec![("retention.ms".into(), "-1".into())],
             })
             .collect();
-        ensure_topics(&args.bootstrap_servers, &specs, true, Duration::from_secs(30))
-            .with_context(|| format!("preparing topics on {}", args.bootstrap_servers))?;
+        ensure_topics(
+            &args.bootstrap_servers,
+            &specs,
+            true,
+            Duration::from_secs(30),
+        )
+        .with_context(|| format!("preparing topics on {}", args.bootstrap_servers))?;
         let mut settings = ProducerSettings::new(&args.bootstrap_servers);
         settings.compression = args.compression.clone();
         // Preloading wants big batches; a paced (live) run wants records out promptly.
-        settings.linger_ms = args.linger_ms.unwrap_or(if args.rate.is_some() { 5 } else { 100 });
+        // A paced (live) run wants records out promptly; longer lingers did not speed up preloading.
+        settings.linger_ms = args
+            .linger_ms
+            .unwrap_or(if args.rate.is_some() { 5 } else { 10 });
         settings.instances = args.producers;
         for kv in &args.producer_properties {
-            let (k, v) = kv.split_once('=').with_context(|| format!("--producer-property {kv:?} is not KEY=VALUE"))?;
-            settings.extra.push((k.trim().to_owned(), v.trim().to_owned()));
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--producer-property {kv:?} is not KEY=VALUE"))?;
+            settings
+                .extra
+                .push((k.trim().to_owned(), v.trim().to_owned()));
         }
         Some(RecordProducer::new(&settings)?)
     };
@@ -263,7 +294,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut per_topic = vec![0u64; topic_names.len()];
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut next_report = Instant::now() + Duration::from_secs(5);
-    for rec in sim.by_ref() {
+    // Generation runs on its own thread and hands over batches, so it overlaps with producing.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<cdc_verifier_sim::Record>>(8);
+    let generator = std::thread::Builder::new()
+        .name("simulate-gen".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(GEN_BATCH);
+            for rec in sim.by_ref() {
+                batch.push(rec);
+                if batch.len() == GEN_BATCH
+                    && tx
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(GEN_BATCH)))
+                        .is_err()
+                {
+                    break; // the producing side gave up
+                }
+            }
+            let _ = tx.send(batch);
+            sim.manifest()
+        })
+        .context("starting the generator thread")?;
+    for rec in rx.iter().flatten() {
         if pace {
             let t0 = *first_ts.get_or_insert(rec.timestamp_ms);
             let due = started + Duration::from_millis((rec.timestamp_ms - t0).max(0) as u64);
@@ -276,11 +327,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             w.write(&rec.as_ref()).context("writing the capture")?;
         }
         if let Some(p) = producer.as_mut() {
-            p.send(&topic_names[rec.topic as usize], rec.partition as i32, rec.timestamp_ms, rec.key.as_deref(), rec.value.as_deref())?;
+            p.send(
+                &topic_names[rec.topic as usize],
+                rec.partition as i32,
+                rec.timestamp_ms,
+                rec.key.as_deref(),
+                rec.value.as_deref(),
+            )?;
         }
         per_topic[rec.topic as usize] += 1;
         records += 1;
-        bytes += (rec.key.as_ref().map_or(0, Vec::len) + rec.value.as_ref().map_or(0, Vec::len)) as u64;
+        bytes +=
+            (rec.key.as_ref().map_or(0, Vec::len) + rec.value.as_ref().map_or(0, Vec::len)) as u64;
         if records % 4096 == 0 && Instant::now() >= next_report {
             next_report += Duration::from_secs(5);
             let secs = started.elapsed().as_secs_f64();
@@ -294,13 +352,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let generated = started.elapsed();
     if let Some(p) = &producer {
-        p.flush(Duration::from_secs(120)).context("waiting for Kafka to acknowledge every record")?;
+        p.flush(Duration::from_secs(120))
+            .context("waiting for Kafka to acknowledge every record")?;
     }
     let elapsed = started.elapsed();
     if let Some(w) = capture.take() {
         w.finish().context("finishing the capture")?;
     }
-    let manifest = sim.manifest();
+    let manifest = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?;
     if let Some(path) = &args.manifest {
         manifest.write(path)?;
     }
@@ -318,7 +379,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         secs,
         records as f64 / secs,
         manifest.primary_events as f64 / secs,
-        if producer.is_some() { format!(" (generation and enqueueing {:.2}s)", generated.as_secs_f64()) } else { String::new() }
+        if producer.is_some() {
+            format!(
+                " (generation and enqueueing {:.2}s)",
+                generated.as_secs_f64()
+            )
+        } else {
+            String::new()
+        }
     );
     println!(
         "synthetic time {} .. {}, positions {} .. {}",
@@ -334,7 +402,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             m.to_version,
             m.position,
             time::format_utc(m.timestamp_ms),
-            if m.skipped_by.is_empty() { String::new() } else { format!("; not applied by {}", m.skipped_by.join(", ")) }
+            if m.skipped_by.is_empty() {
+                String::new()
+            } else {
+                format!("; not applied by {}", m.skipped_by.join(", "))
+            }
         );
     }
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -351,7 +423,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("faults: {}", list.join(", "));
     }
     if producer.is_some() {
-        println!("kafka: {} (schemas in {})", args.bootstrap_servers, args.registry_url);
+        println!(
+            "kafka: {} (schemas in {})",
+            args.bootstrap_servers, args.registry_url
+        );
     }
     if let Some(p) = &args.capture {
         println!("capture: {}", p.display());
@@ -362,7 +437,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Records per hand-over from the generator thread.
+const GEN_BATCH: usize = 4096;
+
 fn sim_events(per_topic: &[u64], names: &[String]) -> u64 {
     // Primary records, tombstones included: close enough for a progress line.
-    names.iter().zip(per_topic).filter(|(n, _)| n.contains("primary.shop.")).map(|(_, c)| c).sum()
+    names
+        .iter()
+        .zip(per_topic)
+        .filter(|(n, _)| n.contains("primary.shop."))
+        .map(|(_, c)| c)
+        .sum()
 }

@@ -39,8 +39,23 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
     let manifest_path = temp_path(&format!("{prefix}manifest.json"));
 
     let out = Command::new(env!("CARGO_BIN_EXE_cdc-verifier"))
-        .args(["simulate", "--scenario", "faults", "--events", "20000", "--seed", "7"])
-        .args(["--topic-prefix", &prefix, "--bootstrap-servers", &bootstrap(), "--registry-url", &registry_url()])
+        .args([
+            "simulate",
+            "--scenario",
+            "faults",
+            "--events",
+            "20000",
+            "--seed",
+            "7",
+        ])
+        .args([
+            "--topic-prefix",
+            &prefix,
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--registry-url",
+            &registry_url(),
+        ])
         .arg("--capture")
         .arg(&capture_path)
         .arg("--manifest")
@@ -48,8 +63,15 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
         .output()
         .expect("running cdc-verifier simulate");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "simulate failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("capture: ") && stdout.contains("manifest: "), "{stdout}");
+    assert!(
+        out.status.success(),
+        "simulate failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("capture: ") && stdout.contains("manifest: "),
+        "{stdout}"
+    );
 
     // The capture: every record by (topic, partition, offset).
     let mut reader = CaptureReader::open(&capture_path).expect("opening the capture");
@@ -57,11 +79,25 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
     let mut expected: BTreeMap<(String, i32, i64), Rec> = BTreeMap::new();
     while let Some(r) = reader.next_record().expect("reading the capture") {
         let topic = header.topics[r.topic as usize].name.clone();
-        let rec = Rec { timestamp_ms: r.timestamp_ms, key: r.key.map(<[u8]>::to_vec), value: r.value.map(<[u8]>::to_vec) };
-        assert!(expected.insert((topic, r.partition as i32, r.offset), rec).is_none(), "offsets are unique");
+        let rec = Rec {
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+        };
+        assert!(
+            expected
+                .insert((topic, r.partition as i32, r.offset), rec)
+                .is_none(),
+            "offsets are unique"
+        );
     }
     assert_eq!(header.topics.len(), 21);
-    assert!(header.topics.iter().all(|t| t.name.starts_with(&prefix) && t.partitions == 8));
+    assert!(
+        header
+            .topics
+            .iter()
+            .all(|t| t.name.starts_with(&prefix) && t.partitions == 8)
+    );
     let manifest = Manifest::read(&manifest_path).expect("reading the manifest");
     assert_eq!(manifest.records as usize, expected.len());
 
@@ -73,7 +109,10 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
     for t in &header.topics {
         for p in 0..t.partitions as i32 {
             let (low, high) = watermarks(&t.name, p);
-            let want = per_partition.get(&(t.name.clone(), p)).copied().unwrap_or(0);
+            let want = per_partition
+                .get(&(t.name.clone(), p))
+                .copied()
+                .unwrap_or(0);
             assert_eq!((low, high), (0, want), "{}/{p}", t.name);
         }
     }
@@ -83,23 +122,36 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
     let mut tpl = TopicPartitionList::new();
     for t in &header.topics {
         for p in 0..t.partitions as i32 {
-            tpl.add_partition_offset(&t.name, p, Offset::Beginning).unwrap();
+            tpl.add_partition_offset(&t.name, p, Offset::Beginning)
+                .unwrap();
         }
     }
     consumer.assign(&tpl).expect("assigning partitions");
     let mut seen = 0usize;
     let deadline = Instant::now() + Duration::from_secs(120);
     while seen < expected.len() {
-        assert!(Instant::now() < deadline, "consumed {seen} of {} records", expected.len());
-        let Some(m) = consumer.poll(Duration::from_millis(500)) else { continue };
+        assert!(
+            Instant::now() < deadline,
+            "consumed {seen} of {} records",
+            expected.len()
+        );
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let m = m.expect("consuming");
         let k = (m.topic().to_owned(), m.partition(), m.offset());
-        let want = expected.get(&k).unwrap_or_else(|| panic!("{k:?} is not in the capture"));
+        let want = expected
+            .get(&k)
+            .unwrap_or_else(|| panic!("{k:?} is not in the capture"));
         let ts = match m.timestamp() {
             Timestamp::CreateTime(t) => t,
             other => panic!("{k:?}: timestamp {other:?}, want CreateTime"),
         };
-        let got = Rec { timestamp_ms: ts, key: m.key().map(<[u8]>::to_vec), value: m.payload().map(<[u8]>::to_vec) };
+        let got = Rec {
+            timestamp_ms: ts,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        };
         assert_eq!(&got, want, "{k:?}");
         seen += 1;
     }
@@ -107,22 +159,43 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
     // Schemas: every id resolves in the registry under the subject and version the capture says.
     let registry = RegistryClient::new(&registry_url()).unwrap();
     for s in &header.schemas {
-        let text = registry.schema_by_id(s.id).unwrap_or_else(|e| panic!("schema {}: {e}", s.id));
-        let (a, b): (serde_json::Value, serde_json::Value) =
-            (serde_json::from_str(&text).unwrap(), serde_json::from_str(&s.schema).unwrap());
+        let text = registry
+            .schema_by_id(s.id)
+            .unwrap_or_else(|e| panic!("schema {}: {e}", s.id));
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&text).unwrap(),
+            serde_json::from_str(&s.schema).unwrap(),
+        );
         assert_eq!(a["name"], b["name"]);
         assert_eq!(a["namespace"], b["namespace"]);
         let versions = registry.versions_by_id(s.id).unwrap();
-        assert!(versions.iter().any(|v| v.subject == s.subject && v.version == s.version), "{} v{} not in {versions:?}", s.subject, s.version);
+        assert!(
+            versions
+                .iter()
+                .any(|v| v.subject == s.subject && v.version == s.version),
+            "{} v{} not in {versions:?}",
+            s.subject,
+            s.version
+        );
     }
     // Every record's ids are registered under the subjects its topic implies.
-    let subject_of: HashMap<u32, Vec<&str>> = header.schemas.iter().fold(HashMap::new(), |mut m, s| {
-        m.entry(s.id).or_default().push(s.subject.as_str());
-        m
-    });
+    let subject_of: HashMap<u32, Vec<&str>> =
+        header.schemas.iter().fold(HashMap::new(), |mut m, s| {
+            m.entry(s.id).or_default().push(s.subject.as_str());
+            m
+        });
     let poison: HashMap<(String, i32, i64), &str> = manifest
         .faults_of(FaultKind::Poison)
-        .map(|f| ((f.topic.clone().unwrap(), f.partition.unwrap() as i32, f.offset.unwrap()), f.detail.as_deref().unwrap()))
+        .map(|f| {
+            (
+                (
+                    f.topic.clone().unwrap(),
+                    f.partition.unwrap() as i32,
+                    f.offset.unwrap(),
+                ),
+                f.detail.as_deref().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(poison.len(), 3);
     for ((topic, p, o), rec) in &expected {
@@ -144,7 +217,10 @@ fn a_faults_run_lands_on_kafka_as_its_capture_and_manifest_say() {
         }
         assert_eq!(value[0], 0);
         let value_id = u32::from_be_bytes(value[1..5].try_into().unwrap());
-        assert!(subject_of[&value_id].contains(&format!("{topic}-value").as_str()), "{topic}: value schema {value_id}");
+        assert!(
+            subject_of[&value_id].contains(&format!("{topic}-value").as_str()),
+            "{topic}: value schema {value_id}"
+        );
     }
     // The faults the manifest locates are where it says.
     for f in &manifest.faults {
@@ -167,10 +243,18 @@ fn simulate_refuses_topics_with_another_partition_count() {
     create_topic(&format!("{prefix}primary.shop.orders"), 3);
     let out = Command::new(env!("CARGO_BIN_EXE_cdc-verifier"))
         .args(["simulate", "--events", "1000", "--topic-prefix", &prefix])
-        .args(["--bootstrap-servers", &bootstrap(), "--registry-url", &registry_url()])
+        .args([
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--registry-url",
+            &registry_url(),
+        ])
         .output()
         .expect("running cdc-verifier simulate");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("exists with 3 partitions, not 8"), "{stderr}");
+    assert!(
+        stderr.contains("exists with 3 partitions, not 8"),
+        "{stderr}"
+    );
 }

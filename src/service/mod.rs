@@ -59,6 +59,11 @@ pub struct Args {
     /// Print the effective configuration (secrets masked) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Verify what the topics hold now, then stop: once every partition is read to its end
+    /// and stays so for a moment, compare every window as for a bounded input, publish,
+    /// commit and exit (for batch runs, catch-up checks and benchmarks).
+    #[arg(long)]
+    pub until_caught_up: bool,
 }
 
 /// Applies the configured registry credentials and timeout to a client.
@@ -141,6 +146,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.primary.name,
         cfg.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    svc.until_caught_up = args.until_caught_up;
     svc.run_loop(&signals)?;
     metrics.alive.store(false, Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)
@@ -181,6 +187,9 @@ struct Service {
     dead_lettered: u64,
     commits: u64,
     max_record_ts: i64,
+    /// When the newest record time last moved.
+    max_record_seen: Instant,
+    until_caught_up: bool,
 }
 
 impl Service {
@@ -290,6 +299,8 @@ impl Service {
             dead_lettered: 0,
             commits: 0,
             max_record_ts: i64::MIN,
+            max_record_seen: Instant::now(),
+            until_caught_up: false,
         })
     }
 
@@ -300,10 +311,23 @@ impl Service {
         let mut last_caught_up = Instant::now();
         let summary_every = Duration::from_secs(self.cfg.service.summary_interval_s.max(1));
         let mut summary_events = 0u64;
+        let mut caught_up_since: Option<Instant> = None;
         loop {
             if signals.load(Ordering::SeqCst) > 0 {
                 tracing::info!("stopping: finishing in-flight windows, publishing and committing");
-                return self.drain();
+                return self.drain(false);
+            }
+            if self.until_caught_up {
+                let settle = Duration::from_millis((self.cfg.verify.idle_grace_ms + self.cfg.verify.cut_interval_ms) as u64 + 500);
+                if self.all_caught_up() {
+                    let since = *caught_up_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= settle {
+                        tracing::info!("every partition is read to its end: comparing the last windows and stopping");
+                        return self.drain(true);
+                    }
+                } else {
+                    caught_up_since = None;
+                }
             }
             match consumer::recv(&self.full_rx, Duration::from_millis(50)) {
                 Ok(Some(batch)) => {
@@ -368,7 +392,10 @@ impl Service {
             if rec.offset < self.partitions[pi].next {
                 continue; // already fed (a re-fetch after resume)
             }
-            self.max_record_ts = self.max_record_ts.max(rec.timestamp_ms);
+            if rec.timestamp_ms > self.max_record_ts {
+                self.max_record_ts = rec.timestamp_ms;
+                self.max_record_seen = Instant::now();
+            }
             let (topic, partition) = (self.partitions[pi].engine_topic, rec.partition);
             self.verifier.engine.set_caught_up(topic, partition, false);
             if !self.partitions[pi].held.is_empty() {
@@ -489,14 +516,15 @@ impl Service {
     }
 
     fn advance(&mut self) -> anyhow::Result<()> {
-        // The clock is the newest record time; when everything is read, wall time moves it on
-        // so that windows close at low traffic.
+        // The clock is the newest record time. When everything is read it goes on at wall
+        // speed from there, so that windows close at low traffic — and verdicts depend on
+        // the records, not on when they were read.
+        if self.max_record_ts == i64::MIN {
+            return Ok(());
+        }
         let mut now = self.max_record_ts;
         if self.all_caught_up() {
-            now = now.max(wall_ms());
-        }
-        if now == i64::MIN {
-            return Ok(());
+            now += self.max_record_seen.elapsed().as_millis() as i64;
         }
         if let Err(e) = self.verifier.advance(now, &mut self.src) {
             tracing::warn!(error = %e, "schema registry unavailable while releasing parked records");
@@ -582,7 +610,9 @@ impl Service {
         Ok(())
     }
 
-    fn drain(&mut self) -> anyhow::Result<()> {
+    /// Stops: verifies the batches already fetched, compares what can be compared (all
+    /// windows when `bounded`), publishes, commits.
+    fn drain(&mut self, bounded: bool) -> anyhow::Result<()> {
         self.stop_consumer.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(self.cfg.service.shutdown_timeout_s);
         // Batches already fetched are verified; nothing more is read.
@@ -597,6 +627,10 @@ impl Service {
         }
         self.update_caught_up();
         self.advance()?;
+        if bounded {
+            self.verifier.finish(&mut self.src).map_err(|e| anyhow::anyhow!("{e}"))?;
+            self.publish_new()?;
+        }
         self.commit()?;
         self.producer.flush(Duration::from_secs(10)).ok();
         self.publish_metrics();

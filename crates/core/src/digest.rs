@@ -6,6 +6,12 @@
 //! independent of event order and mergeable across partitions, threads and machines; the
 //! sum over all windows of a range is the change of its state, so equal states give equal
 //! digests.
+//!
+//! Beside that state digest, each range keeps an event digest: the sum of a hash of every
+//! event's (transaction position, before image, after image). Two streams that applied the
+//! same transactions to the same rows have equal event digests, so an event dropped,
+//! altered or reordered shows even when a later change of the same row, within the same
+//! window, brought the states back together.
 
 use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64, xxh3_64_with_seed};
 
@@ -137,23 +143,49 @@ impl OpCounts {
     }
 }
 
+/// The hash of one event as applied: its transaction and both images.
+#[inline]
+pub fn event_hash(tx: u64, before: Option<u128>, after: Option<u128>) -> u128 {
+    let mut b = [0u8; 42];
+    b[..8].copy_from_slice(&tx.to_le_bytes());
+    if let Some(h) = before {
+        b[8] = 1;
+        b[9..25].copy_from_slice(&h.to_le_bytes());
+    }
+    if let Some(h) = after {
+        b[25] = 1;
+        b[26..42].copy_from_slice(&h.to_le_bytes());
+    }
+    xxh3_128_with_seed(&b, 0x6576_656e_7473)
+}
+
 /// The digest of one (stream, table, range, window).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RangeDigest {
+    /// Σ H(after) − H(before): the change of the range's state.
     pub lanes: Lanes,
+    /// Σ H(position, before, after): the events that made the change.
+    pub events: Lanes,
     pub ops: OpCounts,
 }
 
 impl RangeDigest {
     #[inline]
-    pub fn add_event(&mut self, op: Op, before: Option<u128>, after: Option<u128>) {
+    pub fn add_event(&mut self, op: Op, tx: u64, before: Option<u128>, after: Option<u128>) {
         self.lanes.add(Lanes::delta(before, after));
+        self.events.add(Lanes::of(event_hash(tx, before, after)));
         self.ops.count(op);
     }
 
     pub fn merge(&mut self, o: &RangeDigest) {
         self.lanes.add(o.lanes);
+        self.events.add(o.events);
         self.ops.merge(&o.ops);
+    }
+
+    /// Same state change made by the same events.
+    pub fn agrees(&self, o: &RangeDigest) -> bool {
+        self.lanes == o.lanes && self.events == o.events
     }
 }
 
@@ -205,9 +237,10 @@ mod tests {
     #[test]
     fn delta_of_a_create_then_delete_is_zero() {
         let mut d = RangeDigest::default();
-        d.add_event(Op::Create, None, Some(42));
-        d.add_event(Op::Delete, Some(42), None);
+        d.add_event(Op::Create, 1, None, Some(42));
+        d.add_event(Op::Delete, 2, Some(42), None);
         assert!(d.lanes.is_zero());
+        assert!(!d.events.is_zero(), "the events that cancelled out are still seen");
         assert_eq!(d.ops.total(), 2);
     }
 

@@ -247,8 +247,8 @@ type Image = (Position, Op, u32, Option<Vec<u8>>);
 
 #[derive(Default)]
 struct KeySide {
-    /// Per open window: the key's delta and its last image in that window.
-    windows: Vec<(i64, Lanes, Option<Image>)>,
+    /// Per open window: the key's state change, its event digest, and its last image there.
+    windows: Vec<(i64, Lanes, Lanes, Option<Image>)>,
     /// The last image of windows already settled.
     settled: Option<Image>,
 }
@@ -256,7 +256,7 @@ struct KeySide {
 impl KeySide {
     /// The key's image as of the end of window `w`.
     fn image_at(&self, w: i64) -> Option<&Image> {
-        self.windows.iter().filter(|(dw, _, img)| *dw <= w && img.is_some()).max_by_key(|(dw, _, _)| *dw).and_then(|(_, _, i)| i.as_ref()).or(self.settled.as_ref())
+        self.windows.iter().filter(|(dw, _, _, img)| *dw <= w && img.is_some()).max_by_key(|(dw, ..)| *dw).and_then(|(.., i)| i.as_ref()).or(self.settled.as_ref())
     }
 }
 
@@ -763,7 +763,7 @@ impl Engine {
             Some(e) if *e.key() == w => e.into_mut(),
             _ => windows.entry(w).or_default(),
         };
-        acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.before, ev.after);
+        acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.position.tx, ev.before, ev.after);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
             acc.last_table = Some(table);
@@ -811,16 +811,18 @@ impl Engine {
         };
         let side = &mut self.drill_keys[idx].sides[stream as usize];
         let d = Lanes::delta(ev.before, ev.after);
+        let e = Lanes::of(crate::digest::event_hash(ev.position.tx, ev.before, ev.after));
         let row = if ev.after.is_some() { image } else { None };
         let img = Some((ev.position, ev.op, vid, row));
-        match side.windows.iter_mut().find(|(dw, _, _)| *dw == w) {
-            Some((_, l, last)) => {
+        match side.windows.iter_mut().find(|(dw, ..)| *dw == w) {
+            Some((_, l, evs, last)) => {
                 l.add(d);
+                evs.add(e);
                 if last.as_ref().is_none_or(|(p, ..)| ev.position >= *p) {
                     *last = img;
                 }
             }
-            None => side.windows.push((w, d, img)),
+            None => side.windows.push((w, d, e, img)),
         }
     }
 
@@ -1033,7 +1035,9 @@ impl Engine {
             } else {
                 div.insert(k, d);
             }
-            if pd.lanes != rd.lanes {
+            // A window whose state change differs is a mismatch; so is one made of other
+            // events, unless those events are what brought a diverged range back in line.
+            if pd.lanes != rd.lanes || (!pd.agrees(&rd) && !(was_divergent && d.is_zero())) {
                 mismatches.push((k, pd, rd));
             } else if was_divergent && d.is_zero() {
                 recovered.push(k);
@@ -1189,8 +1193,8 @@ impl Engine {
         let mut out = Vec::new();
         for i in idxs {
             let k = &self.drill_keys[*i];
-            let dp = k.sides[PRIMARY as usize].windows.iter().find(|(dw, _, _)| *dw == w).map(|x| x.1).unwrap_or_default();
-            let dr = k.sides[r as usize].windows.iter().find(|(dw, _, _)| *dw == w).map(|x| x.1).unwrap_or_default();
+            let dp = k.sides[PRIMARY as usize].windows.iter().find(|(dw, ..)| *dw == w).map(|x| (x.1, x.2)).unwrap_or_default();
+            let dr = k.sides[r as usize].windows.iter().find(|(dw, ..)| *dw == w).map(|x| (x.1, x.2)).unwrap_or_default();
             if dp == dr {
                 continue;
             }
@@ -1303,11 +1307,11 @@ impl Engine {
         }
         for k in &mut self.drill_keys {
             for s in &mut k.sides {
-                let settled = s.windows.iter().filter(|(w, _, img)| *w <= min_done && img.is_some()).max_by_key(|(w, _, _)| *w).and_then(|(_, _, i)| i.clone());
+                let settled = s.windows.iter().filter(|(w, .., img)| *w <= min_done && img.is_some()).max_by_key(|(w, ..)| *w).and_then(|(.., i)| i.clone());
                 if settled.is_some() {
                     s.settled = settled;
                 }
-                s.windows.retain(|(w, _, _)| *w > min_done);
+                s.windows.retain(|(w, ..)| *w > min_done);
             }
         }
     }

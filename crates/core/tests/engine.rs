@@ -291,3 +291,34 @@ fn verdicts_do_not_depend_on_how_streams_interleave() {
     assert!(!a.is_empty());
     assert_eq!(a, run(40 * 3));
 }
+
+#[test]
+fn a_reorder_healed_within_its_window_is_still_seen() {
+    let row = |n: i64| Row::new(5, ["placed", "paid", "shipped", "delivered"][n as usize], 100 + n);
+    let c = |op: &'static str, b: Option<Row>, a: Option<Row>, tx: u64| Change { op, before: b, after: a, tx, order: 1, ts_ms: 1_723_650_000_000 + tx as i64 };
+    let primary = vec![
+        c("c", None, Some(row(0)), 1),
+        c("u", Some(row(0)), Some(row(1)), 2),
+        c("u", Some(row(1)), Some(row(2)), 3),
+        c("u", Some(row(2)), Some(row(3)), 4),
+    ];
+    // The replica applies 3 before 2, then 4 brings its row back in line.
+    let replica = vec![
+        c("c", None, Some(row(0)), 1),
+        c("u", Some(row(0)), Some(row(2)), 3),
+        c("u", Some(row(2)), Some(row(1)), 2),
+        c("u", Some(row(1)), Some(row(3)), 4),
+    ];
+    let mut h = Harness::new(&["replica-1"], 1, true);
+    for x in &primary {
+        h.send(0, x, false);
+    }
+    for x in &replica {
+        h.send(1, x, false);
+    }
+    h.finish();
+    let mm = h.of_kind(Kind::DataMismatch);
+    assert_eq!(mm.len(), 1, "{:#?}", h.out);
+    assert_eq!(mm[0].keys.len(), 1);
+    assert_eq!(mm[0].keys[0].key, serde_json::json!({"id": 5}));
+}

@@ -50,13 +50,13 @@ proptest! {
     }
 
     #[test]
-    fn digests_of_disjoint_partitions_add_up_to_the_whole(events in prop::collection::vec((0u8..4, any::<Option<u128>>(), any::<Option<u128>>(), 0usize..8), 0..300)) {
+    fn digests_of_disjoint_partitions_add_up_to_the_whole(events in prop::collection::vec((0u8..4, any::<u64>(), any::<Option<u128>>(), any::<Option<u128>>(), 0usize..8), 0..300)) {
         let op = |i: u8| [Op::Create, Op::Update, Op::Delete, Op::Read][i as usize];
         let mut whole = RangeDigest::default();
         let mut parts = [RangeDigest::default(); 8];
-        for (o, b, a, p) in &events {
-            whole.add_event(op(*o), *b, *a);
-            parts[*p].add_event(op(*o), *b, *a);
+        for (o, tx, b, a, p) in &events {
+            whole.add_event(op(*o), *tx, *b, *a);
+            parts[*p].add_event(op(*o), *tx, *b, *a);
         }
         let mut merged = RangeDigest::default();
         for p in &parts {

@@ -26,19 +26,35 @@ use rdkafka::{ClientContext, Message};
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     #[error("cannot create a Kafka client for {bootstrap}")]
-    Client { bootstrap: String, source: KafkaError },
+    Client {
+        bootstrap: String,
+        source: KafkaError,
+    },
     #[error("cannot read metadata from {bootstrap}")]
-    Metadata { bootstrap: String, source: KafkaError },
+    Metadata {
+        bootstrap: String,
+        source: KafkaError,
+    },
     #[error("cannot create topic {topic}")]
     CreateTopic { topic: String, source: KafkaError },
-    #[error("topic {topic} exists with {actual} partitions, not {expected}; use another topic prefix or delete it")]
-    PartitionMismatch { topic: String, expected: i32, actual: i32 },
+    #[error(
+        "topic {topic} exists with {actual} partitions, not {expected}; use another topic prefix or delete it"
+    )]
+    PartitionMismatch {
+        topic: String,
+        expected: i32,
+        actual: i32,
+    },
     #[error("topic {topic} already holds {records} records; use another topic prefix or delete it")]
     NotEmpty { topic: String, records: i64 },
     #[error("topics did not become ready within {0:?}: {1}")]
     TopicsNotReady(Duration, String),
     #[error("cannot enqueue a record for {topic}/{partition}")]
-    Enqueue { topic: String, partition: i32, source: KafkaError },
+    Enqueue {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
     #[error("{failed} records were not delivered, first: {first}")]
     Delivery { failed: u64, first: String },
     #[error("records still in flight after {0:?}")]
@@ -51,14 +67,14 @@ pub struct ProducerSettings {
     pub bootstrap_servers: String,
     pub linger_ms: u32,
     pub batch_size: u32,
-    /// `none`, `lz4`, `zstd`, `snappy` or `gzip`.
+    /// `none`, `lz4`, `snappy` or `gzip` (this build has no zstd).
     pub compression: String,
     /// Further librdkafka properties, applied last.
     pub extra: Vec<(String, String)>,
     /// Producer instances (connections). librdkafka sends one request per partition and keeps at
-    /// most 5 in flight per connection when idempotent, so many partitions on one broker are
-    /// served faster by several connections. A topic-partition always uses the same instance,
-    /// which keeps its order.
+    /// most 5 in flight per connection when idempotent; several connections can help a remote
+    /// cluster, but into one local broker they cost it more CPU than they gain. A topic-partition
+    /// always uses the same instance, which keeps its order.
     pub instances: usize,
 }
 
@@ -85,7 +101,9 @@ impl ProducerSettings {
             .set("compression.type", &self.compression)
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
-            .set("message.timeout.ms", "120000");
+            .set("message.timeout.ms", "120000")
+            // Only failures need a report; success reports cost a callback per record.
+            .set("delivery.report.only.error", "true");
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -93,10 +111,9 @@ impl ProducerSettings {
     }
 }
 
-/// Counts deliveries; keeps the first failure for the report.
+/// Counts failed deliveries; keeps the first failure for the report.
 #[derive(Default)]
 pub struct DeliveryCounter {
-    delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
 }
@@ -108,12 +125,11 @@ impl ProducerContext for DeliveryCounter {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(_) => {}
             Err((e, m)) => {
                 if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                    *self.first_error.lock().unwrap() = Some(format!("{}/{}: {e}", m.topic(), m.partition()));
+                    *self.first_error.lock().unwrap() =
+                        Some(format!("{}/{}: {e}", m.topic(), m.partition()));
                 }
             }
         }
@@ -133,7 +149,10 @@ impl RecordProducer {
                 settings
                     .client_config()
                     .create_with_context(DeliveryCounter::default())
-                    .map_err(|source| ProduceError::Client { bootstrap: settings.bootstrap_servers.clone(), source })
+                    .map_err(|source| ProduceError::Client {
+                        bootstrap: settings.bootstrap_servers.clone(),
+                        source,
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(RecordProducer { producers, sent: 0 })
@@ -161,7 +180,9 @@ impl RecordProducer {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<(), ProduceError> {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).partition(partition).timestamp(timestamp_ms);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(partition)
+            .timestamp(timestamp_ms);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -181,7 +202,11 @@ impl RecordProducer {
                     thread::sleep(Duration::from_micros(500));
                 }
                 Err((source, _)) => {
-                    return Err(ProduceError::Enqueue { topic: topic.to_owned(), partition, source });
+                    return Err(ProduceError::Enqueue {
+                        topic: topic.to_owned(),
+                        partition,
+                        source,
+                    });
                 }
             }
         }
@@ -191,8 +216,12 @@ impl RecordProducer {
         self.sent
     }
 
-    pub fn delivered(&self) -> u64 {
-        self.producers.iter().map(|p| p.context().delivered.load(Ordering::Relaxed)).sum()
+    /// Records that failed delivery so far (successes are not reported one by one).
+    pub fn failed(&self) -> u64 {
+        self.producers
+            .iter()
+            .map(|p| p.context().failed.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Records enqueued but not yet acknowledged.
@@ -212,7 +241,11 @@ impl RecordProducer {
                 let _ = p.flush(Duration::from_millis(200));
             }
         }
-        let failed: u64 = self.producers.iter().map(|p| p.context().failed.load(Ordering::Relaxed)).sum();
+        let failed: u64 = self
+            .producers
+            .iter()
+            .map(|p| p.context().failed.load(Ordering::Relaxed))
+            .sum();
         if failed > 0 {
             let first = self
                 .producers
@@ -236,12 +269,23 @@ pub struct TopicSpec {
 
 /// Creates the topics that do not exist; fails if one exists with another partition count or,
 /// when `require_empty`, already holds records. Waits until every partition has a leader.
-pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool, timeout: Duration) -> Result<(), ProduceError> {
+pub fn ensure_topics(
+    bootstrap: &str,
+    topics: &[TopicSpec],
+    require_empty: bool,
+    timeout: Duration,
+) -> Result<(), ProduceError> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| ProduceError::Client { bootstrap: bootstrap.to_owned(), source })?;
-    let metadata_err = |source| ProduceError::Metadata { bootstrap: bootstrap.to_owned(), source };
+        config.create().map_err(|source| ProduceError::Client {
+            bootstrap: bootstrap.to_owned(),
+            source,
+        })?;
+    let metadata_err = |source| ProduceError::Metadata {
+        bootstrap: bootstrap.to_owned(),
+        source,
+    };
 
     let deadline = Instant::now() + timeout;
     let existing: Vec<(String, i32)> = metadata(&admin, deadline)
@@ -254,7 +298,11 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
     for t in topics {
         match existing.iter().find(|(n, _)| n == &t.name) {
             Some(&(_, actual)) if actual != t.partitions => {
-                return Err(ProduceError::PartitionMismatch { topic: t.name.clone(), expected: t.partitions, actual });
+                return Err(ProduceError::PartitionMismatch {
+                    topic: t.name.clone(),
+                    expected: t.partitions,
+                    actual,
+                });
             }
             Some(_) => {}
             None => missing.push(t),
@@ -271,15 +319,22 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(timeout));
-        let results = block_on(admin.create_topics(&new, &opts))
-            .map_err(|source| ProduceError::CreateTopic { topic: missing[0].name.clone(), source })?;
+        let results = block_on(admin.create_topics(&new, &opts)).map_err(|source| {
+            ProduceError::CreateTopic {
+                topic: missing[0].name.clone(),
+                source,
+            }
+        })?;
         for r in results {
             match r {
                 Ok(_) => {}
                 // Someone else created it meanwhile; its partition count is checked below.
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(ProduceError::CreateTopic { topic, source: KafkaError::AdminOp(code) });
+                    return Err(ProduceError::CreateTopic {
+                        topic,
+                        source: KafkaError::AdminOp(code),
+                    });
                 }
             }
         }
@@ -314,7 +369,9 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
         }
         match not_ready {
             None => break,
-            Some(why) if Instant::now() >= deadline => return Err(ProduceError::TopicsNotReady(timeout, why)),
+            Some(why) if Instant::now() >= deadline => {
+                return Err(ProduceError::TopicsNotReady(timeout, why));
+            }
             Some(_) => thread::sleep(Duration::from_millis(100)),
         }
     }
@@ -323,8 +380,12 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
         for t in topics {
             let mut records = 0;
             for p in 0..t.partitions {
-                let (lo, hi) = retrying(deadline, || admin.inner().fetch_watermarks(&t.name, p, Duration::from_secs(5)))
-                    .map_err(metadata_err)?;
+                let (lo, hi) = retrying(deadline, || {
+                    admin
+                        .inner()
+                        .fetch_watermarks(&t.name, p, Duration::from_secs(5))
+                })
+                .map_err(metadata_err)?;
                 records += hi - lo.max(0);
                 if hi > 0 && records == 0 {
                     // Emptied by retention or deletion: offsets would not start at 0.
@@ -332,7 +393,10 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
                 }
             }
             if records > 0 {
-                return Err(ProduceError::NotEmpty { topic: t.name.clone(), records });
+                return Err(ProduceError::NotEmpty {
+                    topic: t.name.clone(),
+                    records,
+                });
             }
         }
     }
@@ -341,12 +405,20 @@ pub fn ensure_topics(bootstrap: &str, topics: &[TopicSpec], require_empty: bool,
 
 /// The cluster's metadata, retried until `deadline`: while topics are being created (by us or
 /// anyone else) the broker may answer with leadership errors for a moment.
-fn metadata(admin: &AdminClient<DefaultClientContext>, deadline: Instant) -> Result<Metadata, KafkaError> {
-    retrying(deadline, || admin.inner().fetch_metadata(None, Duration::from_secs(5)))
+fn metadata(
+    admin: &AdminClient<DefaultClientContext>,
+    deadline: Instant,
+) -> Result<Metadata, KafkaError> {
+    retrying(deadline, || {
+        admin.inner().fetch_metadata(None, Duration::from_secs(5))
+    })
 }
 
 /// Retries a metadata-like request until it succeeds or `deadline` passes.
-fn retrying<T>(deadline: Instant, mut f: impl FnMut() -> Result<T, KafkaError>) -> Result<T, KafkaError> {
+fn retrying<T>(
+    deadline: Instant,
+    mut f: impl FnMut() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
     loop {
         match f() {
             Ok(v) => return Ok(v),

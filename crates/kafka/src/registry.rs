@@ -30,10 +30,22 @@ pub enum RegistryError {
     InvalidUrl { url: String, reason: String },
     #[error("cannot reach the schema registry at {url}")]
     Http { url: String, source: reqwest::Error },
-    #[error("schema registry answered {status} to {method} {url}: {message} (error code {error_code})")]
-    Api { method: Method, url: String, status: u16, error_code: i64, message: String },
+    #[error(
+        "schema registry answered {status} to {method} {url}: {message} (error code {error_code})"
+    )]
+    Api {
+        method: Method,
+        url: String,
+        status: u16,
+        error_code: i64,
+        message: String,
+    },
     #[error("unexpected response from the schema registry to {method} {url}")]
-    Decode { method: Method, url: String, source: reqwest::Error },
+    Decode {
+        method: Method,
+        url: String,
+        source: reqwest::Error,
+    },
 }
 
 impl RegistryError {
@@ -50,7 +62,11 @@ impl RegistryError {
         matches!(self, RegistryError::Api { status: 404, .. })
             || matches!(
                 self.error_code(),
-                Some(error_code::SUBJECT_NOT_FOUND | error_code::VERSION_NOT_FOUND | error_code::SCHEMA_NOT_FOUND)
+                Some(
+                    error_code::SUBJECT_NOT_FOUND
+                        | error_code::VERSION_NOT_FOUND
+                        | error_code::SCHEMA_NOT_FOUND
+                )
             )
     }
 }
@@ -119,8 +135,12 @@ impl RegistryClient {
     /// A client for the API at `base_url` (for example `http://127.0.0.1:8081` or
     /// `http://127.0.0.1:8081/apis/ccompat/v7`).
     pub fn new(base_url: &str) -> Result<Self, RegistryError> {
-        let invalid = |reason: String| RegistryError::InvalidUrl { url: base_url.to_owned(), reason };
-        let base = Url::parse(base_url.trim_end_matches('/')).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |reason: String| RegistryError::InvalidUrl {
+            url: base_url.to_owned(),
+            reason,
+        };
+        let base =
+            Url::parse(base_url.trim_end_matches('/')).map_err(|e| invalid(e.to_string()))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             return Err(invalid("expected an http(s) url".into()));
         }
@@ -128,8 +148,16 @@ impl RegistryClient {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .build()
-            .map_err(|source| RegistryError::Http { url: base_url.to_owned(), source })?;
-        Ok(RegistryClient { base, http, auth: Auth::None, timeout: None })
+            .map_err(|source| RegistryError::Http {
+                url: base_url.to_owned(),
+                source,
+            })?;
+        Ok(RegistryClient {
+            base,
+            http,
+            auth: Auth::None,
+            timeout: None,
+        })
     }
 
     /// Sends HTTP basic credentials with every request.
@@ -162,7 +190,11 @@ impl RegistryClient {
     /// Registers an Avro schema under `subject` (or finds it there) and returns its global id.
     pub fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let body = serde_json::json!({ "schema": schema });
-        let r: IdResponse = self.call(Method::POST, &["subjects", subject, "versions"], Some(&body))?;
+        let r: IdResponse = self.call(
+            Method::POST,
+            &["subjects", subject, "versions"],
+            Some(&body),
+        )?;
         Ok(r.id)
     }
 
@@ -174,18 +206,31 @@ impl RegistryClient {
 
     /// The schema text of a global id.
     pub fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        let r: SchemaResponse = self.call(Method::GET, &["schemas", "ids", &id.to_string()], None)?;
+        let r: SchemaResponse =
+            self.call(Method::GET, &["schemas", "ids", &id.to_string()], None)?;
         Ok(r.schema)
     }
 
     /// Every (subject, version) that holds the schema of a global id.
     pub fn versions_by_id(&self, id: u32) -> Result<Vec<SubjectVersion>, RegistryError> {
-        self.call(Method::GET, &["schemas", "ids", &id.to_string(), "versions"], None)
+        self.call(
+            Method::GET,
+            &["schemas", "ids", &id.to_string(), "versions"],
+            None,
+        )
     }
 
     /// One version of a subject (`version` 0 or below means the latest).
-    pub fn subject_version(&self, subject: &str, version: i32) -> Result<RegisteredSchema, RegistryError> {
-        let v = if version <= 0 { "latest".to_string() } else { version.to_string() };
+    pub fn subject_version(
+        &self,
+        subject: &str,
+        version: i32,
+    ) -> Result<RegisteredSchema, RegistryError> {
+        let v = if version <= 0 {
+            "latest".to_string()
+        } else {
+            version.to_string()
+        };
         self.call(Method::GET, &["subjects", subject, "versions", &v], None)
     }
 
@@ -197,7 +242,10 @@ impl RegistryClient {
     fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();
         // Percent-encodes each segment, so subjects with `/` or `%` stay one segment.
-        url.path_segments_mut().expect("checked in new").pop_if_empty().extend(segments);
+        url.path_segments_mut()
+            .expect("checked in new")
+            .pop_if_empty()
+            .extend(segments);
         url
     }
 
@@ -208,7 +256,10 @@ impl RegistryClient {
         body: Option<&serde_json::Value>,
     ) -> Result<T, RegistryError> {
         let url = self.url(segments);
-        let mut req = self.http.request(method.clone(), url.clone()).header(reqwest::header::ACCEPT, CONTENT_TYPE);
+        let mut req = self
+            .http
+            .request(method.clone(), url.clone())
+            .header(reqwest::header::ACCEPT, CONTENT_TYPE);
         req = match &self.auth {
             Auth::None => req,
             Auth::Basic(user, password) => req.basic_auth(user, password.as_deref()),
@@ -222,22 +273,38 @@ impl RegistryClient {
                 .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
                 .body(serde_json::to_vec(body).expect("a JSON value serializes"));
         }
-        let resp = req.send().map_err(|source| RegistryError::Http { url: url.to_string(), source })?;
+        let resp = req.send().map_err(|source| RegistryError::Http {
+            url: url.to_string(),
+            source,
+        })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(api_error(method, url, status, resp));
         }
-        resp.json().map_err(|source| RegistryError::Decode { method, url: url.to_string(), source })
+        resp.json().map_err(|source| RegistryError::Decode {
+            method,
+            url: url.to_string(),
+            source,
+        })
     }
 }
 
 fn api_error(method: Method, url: Url, status: StatusCode, resp: Response) -> RegistryError {
     let text = resp.text().unwrap_or_default();
     let (error_code, message) = match serde_json::from_str::<ErrorResponse>(&text) {
-        Ok(e) => (e.error_code.unwrap_or(status.as_u16() as i64), e.message.unwrap_or_default()),
+        Ok(e) => (
+            e.error_code.unwrap_or(status.as_u16() as i64),
+            e.message.unwrap_or_default(),
+        ),
         Err(_) => (status.as_u16() as i64, text.chars().take(200).collect()),
     };
-    RegistryError::Api { method, url: url.to_string(), status: status.as_u16(), error_code, message }
+    RegistryError::Api {
+        method,
+        url: url.to_string(),
+        status: status.as_u16(),
+        error_code,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -252,8 +319,14 @@ mod tests {
             "http://127.0.0.1:8081/apis/ccompat/v7/subjects/a%2Fb%20c-value/versions"
         );
         let c = RegistryClient::new("http://localhost:8081").unwrap();
-        assert_eq!(c.url(&["schemas", "ids", "7"]).as_str(), "http://localhost:8081/schemas/ids/7");
-        assert!(matches!(RegistryClient::new("not a url"), Err(RegistryError::InvalidUrl { .. })));
+        assert_eq!(
+            c.url(&["schemas", "ids", "7"]).as_str(),
+            "http://localhost:8081/schemas/ids/7"
+        );
+        assert!(matches!(
+            RegistryClient::new("not a url"),
+            Err(RegistryError::InvalidUrl { .. })
+        ));
     }
 
     #[test]
@@ -267,6 +340,9 @@ mod tests {
         };
         assert!(e.is_not_found());
         assert_eq!(e.error_code(), Some(40403));
-        assert_eq!(e.to_string(), "schema registry answered 404 to GET u: Schema not found (error code 40403)");
+        assert_eq!(
+            e.to_string(),
+            "schema registry answered 404 to GET u: Schema not found (error code 40403)"
+        );
     }
 }

@@ -46,7 +46,10 @@ pub struct CaptureHeader {
 
 impl CaptureHeader {
     pub fn topic_index(&self, name: &str) -> Option<u16> {
-        self.topics.iter().position(|t| t.name == name).map(|i| i as u16)
+        self.topics
+            .iter()
+            .position(|t| t.name == name)
+            .map(|i| i as u16)
     }
 
     pub fn schema(&self, id: u32) -> Option<&SchemaEntry> {
@@ -76,7 +79,9 @@ pub enum CaptureError {
     Io(#[from] io::Error),
     #[error("not a capture file (bad magic)")]
     BadMagic,
-    #[error("capture format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "capture format version {0} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u32),
     #[error("capture is truncated in {0}")]
     Truncated(&'static str),
@@ -101,7 +106,11 @@ impl<W: Write> CaptureWriter<W> {
         let mut out = BufWriter::with_capacity(1 << 20, inner);
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        let metadata = if header.metadata.is_empty() { "{}" } else { &header.metadata };
+        let metadata = if header.metadata.is_empty() {
+            "{}"
+        } else {
+            &header.metadata
+        };
         write_bytes32(&mut out, metadata.as_bytes())?;
         out.write_all(&(header.topics.len() as u32).to_le_bytes())?;
         for t in &header.topics {
@@ -151,11 +160,14 @@ impl<W: Write> CaptureWriter<W> {
 }
 
 fn len_or_null(b: Option<&[u8]>) -> i32 {
-    b.map_or(-1, |b| i32::try_from(b.len()).expect("record parts are below 2 GiB"))
+    b.map_or(-1, |b| {
+        i32::try_from(b.len()).expect("record parts are below 2 GiB")
+    })
 }
 
 fn write_bytes16(out: &mut impl Write, b: &[u8]) -> io::Result<()> {
-    let n = u16::try_from(b.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name longer than 65535 bytes"))?;
+    let n = u16::try_from(b.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name longer than 65535 bytes"))?;
     out.write_all(&n.to_le_bytes())?;
     out.write_all(b)
 }
@@ -250,7 +262,8 @@ impl<R: Read> CaptureReader<R> {
 
     fn string(&mut self, n: usize, what: &'static str) -> Result<String, CaptureError> {
         let b = self.take(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| CaptureError::Corrupt(format!("{what} is not UTF-8")))
+        String::from_utf8(b.to_vec())
+            .map_err(|_| CaptureError::Corrupt(format!("{what} is not UTF-8")))
     }
 
     fn read_header(&mut self) -> Result<CaptureHeader, CaptureError> {
@@ -268,7 +281,10 @@ impl<R: Read> CaptureReader<R> {
             .map(|_| {
                 let n = self.u16("topic name")? as usize;
                 let name = self.string(n, "topic name")?;
-                Ok(CaptureTopic { name, partitions: self.u32("topic")? })
+                Ok(CaptureTopic {
+                    name,
+                    partitions: self.u32("topic")?,
+                })
             })
             .collect::<Result<Vec<_>, CaptureError>>()?;
         let schemas = (0..self.u32("schemas")?)
@@ -279,10 +295,19 @@ impl<R: Read> CaptureReader<R> {
                 let subject = self.string(n, "subject")?;
                 let n = self.u32("schema")? as usize;
                 let schema = self.string(n, "schema")?;
-                Ok(SchemaEntry { id, subject, version, schema })
+                Ok(SchemaEntry {
+                    id,
+                    subject,
+                    version,
+                    schema,
+                })
             })
             .collect::<Result<Vec<_>, CaptureError>>()?;
-        Ok(CaptureHeader { metadata, topics, schemas })
+        Ok(CaptureHeader {
+            metadata,
+            topics,
+            schemas,
+        })
     }
 
     /// The next record, or None after the end marker.
@@ -306,10 +331,16 @@ impl<R: Read> CaptureReader<R> {
         let klen = i32::from_le_bytes(h[23..27].try_into().unwrap());
         let vlen = i32::from_le_bytes(h[27..31].try_into().unwrap());
         if klen < -1 || vlen < -1 {
-            return Err(CaptureError::Corrupt(format!("negative length in record {}", self.records)));
+            return Err(CaptureError::Corrupt(format!(
+                "negative length in record {}",
+                self.records
+            )));
         }
         if topic as usize >= self.header.topics.len() {
-            return Err(CaptureError::Corrupt(format!("record {} names topic index {topic}", self.records)));
+            return Err(CaptureError::Corrupt(format!(
+                "record {} names topic index {topic}",
+                self.records
+            )));
         }
         let (kn, vn) = (klen.max(0) as usize, vlen.max(0) as usize);
         self.pos += RECORD_HEADER;
@@ -333,11 +364,17 @@ impl<R: Read> CaptureReader<R> {
     fn read_end(&mut self) -> Result<Option<RecordRef<'_>>, CaptureError> {
         let tag = self.take(1, "the end marker")?[0];
         if tag != TAG_END {
-            return Err(CaptureError::Corrupt(format!("unknown tag {tag:#x} after record {}", self.records)));
+            return Err(CaptureError::Corrupt(format!(
+                "unknown tag {tag:#x} after record {}",
+                self.records
+            )));
         }
         let count = u64::from_le_bytes(self.take(8, "the end marker")?.try_into().unwrap());
         if count != self.records {
-            return Err(CaptureError::Corrupt(format!("end marker counts {count} records, read {}", self.records)));
+            return Err(CaptureError::Corrupt(format!(
+                "end marker counts {count} records, read {}",
+                self.records
+            )));
         }
         self.done = true;
         Ok(None)
@@ -352,10 +389,21 @@ mod tests {
         CaptureHeader {
             metadata: r#"{"scenario":"test"}"#.into(),
             topics: vec![
-                CaptureTopic { name: "primary.shop.orders".into(), partitions: 8 },
-                CaptureTopic { name: "replica-1.shop.orders".into(), partitions: 8 },
+                CaptureTopic {
+                    name: "primary.shop.orders".into(),
+                    partitions: 8,
+                },
+                CaptureTopic {
+                    name: "replica-1.shop.orders".into(),
+                    partitions: 8,
+                },
             ],
-            schemas: vec![SchemaEntry { id: 7, subject: "primary.shop.orders-value".into(), version: 2, schema: "\"long\"".into() }],
+            schemas: vec![SchemaEntry {
+                id: 7,
+                subject: "primary.shop.orders-value".into(),
+                version: 2,
+                schema: "\"long\"".into(),
+            }],
         }
     }
 
@@ -366,7 +414,14 @@ mod tests {
             .map(|i| {
                 let key = (i % 7 != 0).then(|| vec![i as u8; (i % 13) as usize]);
                 let value = (i % 5 != 0).then(|| vec![(i * 3) as u8; (i * 37 % 3000) as usize]);
-                ((i % 2) as u16, (i % 8) as u32, i / 2, 1_700_000_000_000 + i, key, value)
+                (
+                    (i % 2) as u16,
+                    (i % 8) as u32,
+                    i / 2,
+                    1_700_000_000_000 + i,
+                    key,
+                    value,
+                )
             })
             .collect()
     }
@@ -374,8 +429,15 @@ mod tests {
     fn write_all(h: &CaptureHeader) -> Vec<u8> {
         let mut w = CaptureWriter::new(Vec::new(), h).unwrap();
         for (t, p, o, ts, k, v) in records() {
-            w.write(&RecordRef { topic: t, partition: p, offset: o, timestamp_ms: ts, key: k.as_deref(), value: v.as_deref() })
-                .unwrap();
+            w.write(&RecordRef {
+                topic: t,
+                partition: p,
+                offset: o,
+                timestamp_ms: ts,
+                key: k.as_deref(),
+                value: v.as_deref(),
+            })
+            .unwrap();
         }
         w.finish().unwrap()
     }
@@ -398,7 +460,17 @@ mod tests {
         assert_eq!(r.header(), &h);
         for (t, p, o, ts, k, v) in records() {
             let rec = r.next_record().unwrap().unwrap();
-            assert_eq!(rec, RecordRef { topic: t, partition: p, offset: o, timestamp_ms: ts, key: k.as_deref(), value: v.as_deref() });
+            assert_eq!(
+                rec,
+                RecordRef {
+                    topic: t,
+                    partition: p,
+                    offset: o,
+                    timestamp_ms: ts,
+                    key: k.as_deref(),
+                    value: v.as_deref()
+                }
+            );
         }
         assert!(r.next_record().unwrap().is_none());
         assert!(r.next_record().unwrap().is_none());
@@ -418,6 +490,9 @@ mod tests {
             }
         };
         assert!(matches!(err, CaptureError::Truncated(_)), "{err}");
-        assert!(matches!(CaptureReader::new(&b"PAR1 not a capture"[..]), Err(CaptureError::BadMagic)));
+        assert!(matches!(
+            CaptureReader::new(&b"PAR1 not a capture"[..]),
+            Err(CaptureError::BadMagic)
+        ));
     }
 }

@@ -25,13 +25,15 @@ mod sim;
 pub mod time;
 mod world;
 
-pub use capture::{CaptureError, CaptureHeader, CaptureReader, CaptureTopic, CaptureWriter, RecordRef};
+pub use capture::{
+    CaptureError, CaptureHeader, CaptureReader, CaptureTopic, CaptureWriter, RecordRef,
+};
 pub use manifest::{Fault, FaultKind, Manifest, ManifestError, Migration};
 pub use partitioner::{murmur2, partition_for_key};
 pub use schema::{OfflineRegistry, Registered, SchemaEntry, SchemaRegistrar, Table};
 pub use sim::{
-    DEFAULT_RATE, DUPLICATE_RUN, EXTRA_ID_BASE, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS, PositionKind, Record, Scenario,
-    SimConfig, SimError, Simulation, TopicInfo, UNKNOWN_SCHEMA_ID,
+    DEFAULT_RATE, DUPLICATE_RUN, EXTRA_ID_BASE, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS,
+    PositionKind, Record, Scenario, SimConfig, SimError, Simulation, TopicInfo, UNKNOWN_SCHEMA_ID,
 };
 pub use world::Op;
 
@@ -50,7 +52,14 @@ impl Simulation {
         });
         CaptureHeader {
             metadata: metadata.to_string(),
-            topics: self.topics().iter().map(|t| CaptureTopic { name: t.name.clone(), partitions: t.partitions }).collect(),
+            topics: self
+                .topics()
+                .iter()
+                .map(|t| CaptureTopic {
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                })
+                .collect(),
             schemas: self.schemas().to_vec(),
         }
     }

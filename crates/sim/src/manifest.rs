@@ -177,24 +177,42 @@ pub struct Manifest {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("cannot read manifest {path}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot write manifest {path}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("manifest {path} is not valid")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
 }
 
 impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest, ManifestError> {
         let display = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| ManifestError::Read { path: display.clone(), source })?;
-        serde_json::from_slice(&text).map_err(|source| ManifestError::Parse { path: display, source })
+        let text = std::fs::read(path).map_err(|source| ManifestError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| ManifestError::Parse {
+            path: display,
+            source,
+        })
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ManifestError> {
         let mut text = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
         text.push(b'\n');
-        std::fs::write(path, text).map_err(|source| ManifestError::Write { path: path.display().to_string(), source })
+        std::fs::write(path, text).map_err(|source| ManifestError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The faults of one kind.

@@ -8,21 +8,70 @@ use crate::avro::{Enc, push_u64, push_u64_padded, push_uuid};
 use crate::schema::Table;
 
 pub const FIRST_NAMES: &[&str] = &[
-    "Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "Lucas", "Mia",
-    "Mateo", "Amelia", "Benjamin", "Harper", "Henry", "Evelyn", "Theodore", "Luna", "Jack", "Aiko",
-    "Ravi", "Fatima", "Chen", "Sofia", "Mohammed", "Ingrid", "Diego", "Priya", "Kwame", "Yuki",
-    "Lena", "Omar", "Zara", "Mikhail", "Chloe", "Samuel", "Nora", "Hugo", "Leila",
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "Lucas",
+    "Mia", "Mateo", "Amelia", "Benjamin", "Harper", "Henry", "Evelyn", "Theodore", "Luna", "Jack",
+    "Aiko", "Ravi", "Fatima", "Chen", "Sofia", "Mohammed", "Ingrid", "Diego", "Priya", "Kwame",
+    "Yuki", "Lena", "Omar", "Zara", "Mikhail", "Chloe", "Samuel", "Nora", "Hugo", "Leila",
 ];
 pub const LAST_NAMES: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore",
-    "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Nguyen",
-    "Kim", "Patel", "Okafor", "Schmidt", "Rossi", "Tanaka", "Kowalski", "Novak", "Larsen", "Silva",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Nguyen",
+    "Kim",
+    "Patel",
+    "Okafor",
+    "Schmidt",
+    "Rossi",
+    "Tanaka",
+    "Kowalski",
+    "Novak",
+    "Larsen",
+    "Silva",
 ];
-pub const DOMAINS: &[&str] = &["example.com", "mail.example.org", "shopper.example.net", "inbox.example.io"];
+pub const DOMAINS: &[&str] = &[
+    "example.com",
+    "mail.example.org",
+    "shopper.example.net",
+    "inbox.example.io",
+];
 const STREETS: &[&str] = &[
-    "Maple Street", "Oak Avenue", "Pine Road", "Cedar Lane", "Elm Street", "Washington Avenue",
-    "Lake View Drive", "Hillcrest Road", "Sunset Boulevard", "River Road", "Park Place", "Main Street",
+    "Maple Street",
+    "Oak Avenue",
+    "Pine Road",
+    "Cedar Lane",
+    "Elm Street",
+    "Washington Avenue",
+    "Lake View Drive",
+    "Hillcrest Road",
+    "Sunset Boulevard",
+    "River Road",
+    "Park Place",
+    "Main Street",
 ];
 const CITIES: &[(&str, &str, u32)] = &[
     ("Springfield", "IL", 62704),
@@ -37,15 +86,49 @@ const CITIES: &[(&str, &str, u32)] = &[
     ("Richmond", "VA", 23219),
 ];
 const ADJECTIVES: &[&str] = &[
-    "Ergonomic", "Rustic", "Sleek", "Compact", "Deluxe", "Organic", "Wireless", "Vintage", "Smart",
-    "Portable", "Handcrafted", "Premium", "Recycled", "Classic",
+    "Ergonomic",
+    "Rustic",
+    "Sleek",
+    "Compact",
+    "Deluxe",
+    "Organic",
+    "Wireless",
+    "Vintage",
+    "Smart",
+    "Portable",
+    "Handcrafted",
+    "Premium",
+    "Recycled",
+    "Classic",
 ];
 const NOUNS: &[&str] = &[
-    "Desk Lamp", "Coffee Grinder", "Backpack", "Water Bottle", "Headphones", "Yoga Mat", "Chef Knife",
-    "Throw Blanket", "Bluetooth Speaker", "Running Shoes", "Notebook", "Plant Pot", "Tea Kettle",
-    "Phone Case", "Desk Chair", "Sunglasses",
+    "Desk Lamp",
+    "Coffee Grinder",
+    "Backpack",
+    "Water Bottle",
+    "Headphones",
+    "Yoga Mat",
+    "Chef Knife",
+    "Throw Blanket",
+    "Bluetooth Speaker",
+    "Running Shoes",
+    "Notebook",
+    "Plant Pot",
+    "Tea Kettle",
+    "Phone Case",
+    "Desk Chair",
+    "Sunglasses",
 ];
-const CATEGORIES: &[&str] = &["home", "kitchen", "outdoor", "electronics", "apparel", "office", "fitness", "garden"];
+const CATEGORIES: &[&str] = &[
+    "home",
+    "kitchen",
+    "outdoor",
+    "electronics",
+    "apparel",
+    "office",
+    "fitness",
+    "garden",
+];
 const DESCRIPTIONS: &[&str] = &[
     "Bestseller. Ships in 1-2 business days.",
     "Limited edition, while stocks last.",
@@ -197,7 +280,9 @@ impl Key {
     /// The key as the JSON object a reader of the `Key` record would print (`{"id": 42}`).
     pub fn to_json(self, table: Table) -> serde_json::Value {
         match (table, self) {
-            (Table::CartItems, Key::Pair(c, p)) => serde_json::json!({"cart_id": c, "product_id": p}),
+            (Table::CartItems, Key::Pair(c, p)) => {
+                serde_json::json!({"cart_id": c, "product_id": p})
+            }
             (Table::Inventory, Key::Id(id)) => serde_json::json!({"product_id": id}),
             (_, Key::Id(id)) => serde_json::json!({"id": id}),
             (_, Key::Pair(a, b)) => serde_json::json!({"id": a, "id2": b}),
@@ -329,7 +414,9 @@ impl Row {
                 e.decimal(r.total_cents);
                 e.int(r.item_count);
                 e.string_with(scratch, |s| push_address(s, r.shipping_address));
-                e.optional(r.billing_address, |e, a| e.string_with(scratch, |s| push_address(s, a)));
+                e.optional(r.billing_address, |e, a| {
+                    e.string_with(scratch, |s| push_address(s, a))
+                });
                 e.optional(r.coupon, |e, c| e.string(COUPONS[c as usize]));
                 e.int(r.placed_date);
                 e.long(r.created_at_ms);
@@ -414,7 +501,12 @@ impl Row {
 }
 
 fn cents(v: i64) -> String {
-    format!("{}{}.{:02}", if v < 0 { "-" } else { "" }, v.abs() / 100, v.abs() % 100)
+    format!(
+        "{}{}.{:02}",
+        if v < 0 { "-" } else { "" },
+        v.abs() / 100,
+        v.abs() % 100
+    )
 }
 
 fn push_lower(out: &mut Vec<u8>, s: &str) {
@@ -491,7 +583,11 @@ mod tests {
         row.encode(version, &mut Enc::new(&mut buf), &mut scratch);
         let mut cursor = std::io::Cursor::new(&buf);
         let value = from_avro_datum(&schema, &mut cursor, None).unwrap();
-        assert_eq!(cursor.position() as usize, buf.len(), "{table}: trailing bytes");
+        assert_eq!(
+            cursor.position() as usize,
+            buf.len(),
+            "{table}: trailing bytes"
+        );
         match value {
             V::Record(fields) => fields,
             other => panic!("{table}: not a record: {other:?}"),
@@ -500,7 +596,11 @@ mod tests {
 
     fn dec(cents: i64) -> V {
         let be = cents.to_be_bytes();
-        let skip = be.iter().zip(&be[1..]).take_while(|&(&b, &n)| (b == 0 && n < 0x80) || (b == 0xff && n >= 0x80)).count();
+        let skip = be
+            .iter()
+            .zip(&be[1..])
+            .take_while(|&(&b, &n)| (b == 0 && n < 0x80) || (b == 0xff && n >= 0x80))
+            .count();
         V::Decimal(apache_avro::Decimal::from(be[skip..].to_vec()))
     }
 
@@ -518,7 +618,10 @@ mod tests {
 
     fn check(table: Table, version: u8, row: Row, want: &[(&str, V)]) {
         let got = decode(table, version, &row);
-        let want: Vec<(String, V)> = want.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let want: Vec<(String, V)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         assert_eq!(got, want, "{table} v{version}");
     }
 
@@ -652,8 +755,16 @@ mod tests {
             shipping_cents: 0,
             total_cents: 10_800,
             item_count: 3,
-            shipping_address: Address { number: 1234, street: 0, city: 0 },
-            billing_address: Some(Address { number: 5, street: 1, city: 1 }),
+            shipping_address: Address {
+                number: 1234,
+                street: 0,
+                city: 0,
+            },
+            billing_address: Some(Address {
+                number: 5,
+                street: 1,
+                city: 1,
+            }),
             coupon: Some(2),
             placed_date: 19_949,
             created_at_ms: T_MS,
@@ -671,8 +782,14 @@ mod tests {
                 ("shipping", dec(0)),
                 ("total", dec(10_800)),
                 ("item_count", V::Int(3)),
-                ("shipping_address", s("1234 Maple Street, Springfield, IL 62706, US")),
-                ("billing_address", some(s("5 Oak Avenue, Austin, TX 73306, US"))),
+                (
+                    "shipping_address",
+                    s("1234 Maple Street, Springfield, IL 62706, US"),
+                ),
+                (
+                    "billing_address",
+                    some(s("5 Oak Avenue, Austin, TX 73306, US")),
+                ),
                 ("coupon_code", some(s("FREESHIP"))),
                 ("placed_date", V::Date(19_949)),
                 ("created_at", V::TimestampMillis(T_MS)),
@@ -684,7 +801,12 @@ mod tests {
             f
         };
         check(Table::Orders, 1, Row::Order(order), &order_fields(None));
-        check(Table::Orders, 2, Row::Order(order), &order_fields(Some("EUR")));
+        check(
+            Table::Orders,
+            2,
+            Row::Order(order),
+            &order_fields(Some("EUR")),
+        );
         check(
             Table::Payments,
             1,
@@ -724,7 +846,11 @@ mod tests {
             shipping_cents: 0,
             total_cents: 1,
             item_count: 1,
-            shipping_address: Address { number: 1, street: 0, city: 0 },
+            shipping_address: Address {
+                number: 1,
+                street: 0,
+                city: 0,
+            },
             billing_address: None,
             coupon: None,
             placed_date: 0,
@@ -735,12 +861,16 @@ mod tests {
         // apache-avro 0.21's schema resolution rejects bytes decimals shorter than their
         // precision's maximal width (Java writes them minimal, as we do), so resolve without the
         // decimal logical type.
-        let plain = |v| row_schema("replica-2", Table::Orders, v).replace(r#""logicalType":"decimal","#, "");
+        let plain = |v| {
+            row_schema("replica-2", Table::Orders, v).replace(r#""logicalType":"decimal","#, "")
+        };
         let v1 = Schema::parse_str(&plain(1)).unwrap();
         let v2 = Schema::parse_str(&plain(2)).unwrap();
         let mut buf = Vec::new();
         Row::Order(order).encode(1, &mut Enc::new(&mut buf), &mut Vec::new());
-        let V::Record(fields) = from_avro_datum(&v1, &mut &buf[..], Some(&v2)).unwrap() else { panic!() };
+        let V::Record(fields) = from_avro_datum(&v1, &mut &buf[..], Some(&v2)).unwrap() else {
+            panic!()
+        };
         assert_eq!(fields.last().unwrap(), &("currency".to_string(), s("USD")));
     }
 }

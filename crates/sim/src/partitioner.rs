@@ -51,7 +51,10 @@ mod tests {
             (b"foobar", -790332482),
             (b"a-little-bit-long-string", -985981536),
             (b"a-little-bit-longer-string", -1486304829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58897971,
+            ),
             (b"abc", 479470107),
             (b"1", -1993445489),
             (b"12", 126087238),
@@ -68,7 +71,10 @@ mod tests {
     #[test]
     fn partition_is_non_negative_modulo() {
         // murmur2("21") is negative; toPositive masks the sign bit before the modulo.
-        assert_eq!(partition_for_key(b"21", 8), ((-973932308i32 & 0x7fffffff) % 8) as u32);
+        assert_eq!(
+            partition_for_key(b"21", 8),
+            ((-973932308i32 & 0x7fffffff) % 8) as u32
+        );
         for p in 1..20 {
             assert!(partition_for_key(b"foobar", p) < p);
         }

@@ -100,7 +100,13 @@ pub fn stream_namespace(stream: &str, table: Table) -> String {
         if part.starts_with(|c: char| c.is_ascii_digit()) || part.is_empty() {
             ns.push('_');
         }
-        ns.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+        ns.extend(part.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        }));
     }
     ns.push_str(".shop.");
     ns.push_str(table.name());
@@ -135,13 +141,21 @@ pub fn minify_json(text: &str) -> String {
 fn with_namespace(avsc: &str, table: Table, namespace: &str) -> String {
     let text = minify_json(avsc);
     let placeholder = format!("\"namespace\":\"shop.{}\"", table.name());
-    debug_assert_eq!(text.matches(&placeholder).count(), 1, "{table} schema must name namespace shop.{table} once");
+    debug_assert_eq!(
+        text.matches(&placeholder).count(),
+        1,
+        "{table} schema must name namespace shop.{table} once"
+    );
     text.replacen(&placeholder, &format!("\"namespace\":\"{namespace}\""), 1)
 }
 
 /// The row (`Value`) schema of `table` at `version` for `stream`.
 pub fn row_schema(stream: &str, table: Table, version: u8) -> String {
-    with_namespace(table.row_avsc(version), table, &stream_namespace(stream, table))
+    with_namespace(
+        table.row_avsc(version),
+        table,
+        &stream_namespace(stream, table),
+    )
 }
 
 /// The `Key` schema of `table` for `stream`.
@@ -183,7 +197,8 @@ pub const TRANSACTION_SCHEMA: &str = concat!(
 pub fn envelope_schema(stream: &str, table: Table, version: u8) -> String {
     let ns = stream_namespace(stream, table);
     let row = row_schema(stream, table, version);
-    let mut s = String::with_capacity(row.len() + SOURCE_SCHEMA.len() + TRANSACTION_SCHEMA.len() + 400);
+    let mut s =
+        String::with_capacity(row.len() + SOURCE_SCHEMA.len() + TRANSACTION_SCHEMA.len() + 400);
     s.push_str(r#"{"type":"record","name":"Envelope","namespace":""#);
     s.push_str(&ns);
     s.push_str(r#"","fields":[{"name":"before","type":["null","#);
@@ -238,7 +253,10 @@ pub struct OfflineRegistry {
 
 impl OfflineRegistry {
     pub fn new() -> Self {
-        OfflineRegistry { next_id: 1, ..Default::default() }
+        OfflineRegistry {
+            next_id: 1,
+            ..Default::default()
+        }
     }
 }
 
@@ -265,7 +283,10 @@ impl SchemaRegistrar for OfflineRegistry {
                 versions.len()
             }
         };
-        Ok(Registered { id, version: version as u32 })
+        Ok(Registered {
+            id,
+            version: version as u32,
+        })
     }
 }
 
@@ -275,14 +296,23 @@ mod tests {
 
     #[test]
     fn namespaces_are_valid_avro_names() {
-        assert_eq!(stream_namespace("primary", Table::Orders), "primary.shop.orders");
-        assert_eq!(stream_namespace("replica-2", Table::CartItems), "replica_2.shop.cart_items");
+        assert_eq!(
+            stream_namespace("primary", Table::Orders),
+            "primary.shop.orders"
+        );
+        assert_eq!(
+            stream_namespace("replica-2", Table::CartItems),
+            "replica_2.shop.cart_items"
+        );
         assert_eq!(stream_namespace("9x", Table::Carts), "_9x.shop.carts");
     }
 
     #[test]
     fn minify_keeps_strings() {
-        assert_eq!(minify_json("{ \"a b\" : [ 1, \"c\\\" d\" ] }"), "{\"a b\":[1,\"c\\\" d\"]}");
+        assert_eq!(
+            minify_json("{ \"a b\" : [ 1, \"c\\\" d\" ] }"),
+            "{\"a b\":[1,\"c\\\" d\"]}"
+        );
     }
 
     #[test]
@@ -295,7 +325,8 @@ mod tests {
                 assert_eq!(v["namespace"], format!("primary.shop.{table}"));
                 assert_eq!(p.replace("primary.shop", "replica_1.shop"), r);
             }
-            let k: serde_json::Value = serde_json::from_str(&key_schema("replica-1", table)).unwrap();
+            let k: serde_json::Value =
+                serde_json::from_str(&key_schema("replica-1", table)).unwrap();
             assert_eq!(k["name"], "Key");
             assert_eq!(k["namespace"], format!("replica_1.shop.{table}"));
         }
@@ -304,9 +335,21 @@ mod tests {
     #[test]
     fn offline_registry_has_confluent_semantics() {
         let mut r = OfflineRegistry::new();
-        assert_eq!(r.register("a-value", "S1").unwrap(), Registered { id: 1, version: 1 });
-        assert_eq!(r.register("b-value", "S1").unwrap(), Registered { id: 1, version: 1 });
-        assert_eq!(r.register("a-value", "S2").unwrap(), Registered { id: 2, version: 2 });
-        assert_eq!(r.register("a-value", "S1").unwrap(), Registered { id: 1, version: 1 });
+        assert_eq!(
+            r.register("a-value", "S1").unwrap(),
+            Registered { id: 1, version: 1 }
+        );
+        assert_eq!(
+            r.register("b-value", "S1").unwrap(),
+            Registered { id: 1, version: 1 }
+        );
+        assert_eq!(
+            r.register("a-value", "S2").unwrap(),
+            Registered { id: 2, version: 2 }
+        );
+        assert_eq!(
+            r.register("a-value", "S1").unwrap(),
+            Registered { id: 1, version: 1 }
+        );
     }
 }

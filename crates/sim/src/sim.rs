@@ -150,7 +150,10 @@ pub struct Record {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot register schema for subject {subject}")]
-    Register { subject: String, source: Box<dyn std::error::Error + Send + Sync> },
+    Register {
+        subject: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("invalid configuration: {0}")]
     Config(String),
 }
@@ -264,7 +267,9 @@ impl Queue {
             return None;
         }
         self.heap.pop();
-        let p = self.slots[(seq - self.base) as usize].take().expect("a queued record leaves once");
+        let p = self.slots[(seq - self.base) as usize]
+            .take()
+            .expect("a queued record leaves once");
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
             self.base += 1;
@@ -371,19 +376,30 @@ enum MigrationAt {
 
 impl Simulation {
     /// Registers every schema the run will use and prepares the first transaction.
-    pub fn new(cfg: SimConfig, registrar: &mut dyn SchemaRegistrar) -> Result<Simulation, SimError> {
+    pub fn new(
+        cfg: SimConfig,
+        registrar: &mut dyn SchemaRegistrar,
+    ) -> Result<Simulation, SimError> {
         if cfg.replicas == 0 || cfg.replicas > 64 {
-            return Err(SimError::Config(format!("replicas must be 1..=64, not {}", cfg.replicas)));
+            return Err(SimError::Config(format!(
+                "replicas must be 1..=64, not {}",
+                cfg.replicas
+            )));
         }
         if cfg.partitions == 0 || cfg.partitions > 10_000 {
-            return Err(SimError::Config(format!("partitions must be 1..=10000, not {}", cfg.partitions)));
+            return Err(SimError::Config(format!(
+                "partitions must be 1..=10000, not {}",
+                cfg.partitions
+            )));
         }
         if cfg.events == 0 {
             return Err(SimError::Config("events must be positive".into()));
         }
         let rate = cfg.rate.unwrap_or(DEFAULT_RATE);
         if !(rate.is_finite() && rate > 0.0) {
-            return Err(SimError::Config(format!("rate must be positive, not {rate}")));
+            return Err(SimError::Config(format!(
+                "rate must be positive, not {rate}"
+            )));
         }
         let seed_rng = |stream: u64| {
             let mut r = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -412,8 +428,16 @@ impl Simulation {
         let mut register = |subject: String, schema: String, schemas: &mut Vec<SchemaEntry>| {
             let r = registrar
                 .register(&subject, &schema)
-                .map_err(|source| SimError::Register { subject: subject.clone(), source })?;
-            schemas.push(SchemaEntry { id: r.id, subject, version: r.version, schema });
+                .map_err(|source| SimError::Register {
+                    subject: subject.clone(),
+                    source,
+                })?;
+            schemas.push(SchemaEntry {
+                id: r.id,
+                subject,
+                version: r.version,
+                schema,
+            });
             Ok::<u32, SimError>(r.id)
         };
         let mut streams = Vec::new();
@@ -422,10 +446,23 @@ impl Simulation {
             let mut value_ids = [[0; 2]; 7];
             for table in Table::ALL {
                 let topic = format!("{}{name}.shop.{table}", cfg.topic_prefix);
-                key_ids[table.index()] = register(format!("{topic}-key"), key_schema(name, table), &mut schemas)?;
-                let v1 = register(format!("{topic}-value"), envelope_schema(name, table, 1), &mut schemas)?;
+                key_ids[table.index()] = register(
+                    format!("{topic}-key"),
+                    key_schema(name, table),
+                    &mut schemas,
+                )?;
+                let v1 = register(
+                    format!("{topic}-value"),
+                    envelope_schema(name, table, 1),
+                    &mut schemas,
+                )?;
                 value_ids[table.index()] = [v1, v1];
-                topics.push(TopicInfo { name: topic, stream: name.clone(), table, partitions: cfg.partitions });
+                topics.push(TopicInfo {
+                    name: topic,
+                    stream: name.clone(),
+                    table,
+                    partitions: cfg.partitions,
+                });
             }
             streams.push(Stream {
                 name: name.clone(),
@@ -457,7 +494,11 @@ impl Simulation {
             // The new version of `orders` for every stream that applies the migration.
             for st in streams.iter_mut().filter(|st| !st.drift) {
                 let topic = format!("{}{}.shop.orders", cfg.topic_prefix, st.name);
-                let v2 = register(format!("{topic}-value"), envelope_schema(&st.name, Table::Orders, 2), &mut schemas)?;
+                let v2 = register(
+                    format!("{topic}-value"),
+                    envelope_schema(&st.name, Table::Orders, 2),
+                    &mut schemas,
+                )?;
                 st.value_ids[Table::Orders.index()][1] = v2;
             }
         }
@@ -467,7 +508,11 @@ impl Simulation {
             Scenario::Incident => (0.35, 0.60, 3.0),
             _ => (0.55, 0.65, 4.0),
         };
-        let burst = (burst.0 * cfg.events as f64, burst.1 * cfg.events as f64, burst.2);
+        let burst = (
+            burst.0 * cfg.events as f64,
+            burst.1 * cfg.events as f64,
+            burst.2,
+        );
         let migration_event = (cfg.events as f64 * 0.4) as u64;
         let elapsed = |e: u64| elapsed_ns(e, ns_per_event, burst);
         let incident_at = utc_ms(2024, 8, 14, 15, 45, 0);
@@ -475,9 +520,15 @@ impl Simulation {
             (Scenario::Incident, None) => {
                 let lead_ms = elapsed(migration_event) / 1_000_000;
                 // Start on a whole second, shortly before 15:45.
-                (((incident_at - lead_ms) as f64 / 1000.0).floor() as i64 * 1000, MigrationAt::Time(incident_at))
+                (
+                    ((incident_at - lead_ms) as f64 / 1000.0).floor() as i64 * 1000,
+                    MigrationAt::Time(incident_at),
+                )
             }
-            (_, start) => (start.unwrap_or(utc_ms(2024, 8, 14, 12, 0, 0)), MigrationAt::Event(migration_event)),
+            (_, start) => (
+                start.unwrap_or(utc_ms(2024, 8, 14, 12, 0, 0)),
+                MigrationAt::Event(migration_event),
+            ),
         };
 
         let mut world = World::new(seed_rng(2));
@@ -525,9 +576,18 @@ impl Simulation {
                 primary_events: 0,
                 redelivery_gap: (cfg.events / 50).max(50),
             },
-            ctx: Ctx { topic_names, partitions, position: cfg.position, server_uuid, events: cfg.events },
+            ctx: Ctx {
+                topic_names,
+                partitions,
+                position: cfg.position,
+                server_uuid,
+                events: cfg.events,
+            },
             manifest,
-            phase: Phase::Snapshot { rows: snapshot_rows, next: 0 },
+            phase: Phase::Snapshot {
+                rows: snapshot_rows,
+                next: 0,
+            },
             plan,
             fault_rng,
             reorder_due: None,
@@ -547,7 +607,9 @@ impl Simulation {
         if let Some(s) = drifted {
             let name = sim.streams[s].name.clone();
             let mut f = Fault::new(FaultKind::SchemaDrift, &name, Some("orders"));
-            f.detail = Some("replica does not apply the orders v2 migration and keeps writing schema v1".into());
+            f.detail = Some(
+                "replica does not apply the orders v2 migration and keeps writing schema v1".into(),
+            );
             // Filled in when the replica emits its first drifted event.
             sim.out.faults.push(f);
         }
@@ -578,7 +640,8 @@ impl Simulation {
         let mut m = self.manifest.clone();
         m.faults = self.out.faults.clone();
         // The drift placeholder stays only if the replica emitted a drifted event.
-        m.faults.retain(|f| f.kind != FaultKind::SchemaDrift || f.position.is_some());
+        m.faults
+            .retain(|f| f.kind != FaultKind::SchemaDrift || f.position.is_some());
         m
     }
 
@@ -606,21 +669,28 @@ impl Simulation {
     /// Generates the next transaction and hands it to every stream.
     fn step(&mut self) {
         let ns = self.commit_ns();
-        self.world.set_now(ns.div_euclid(1_000_000), ns.div_euclid(1000));
+        self.world
+            .set_now(ns.div_euclid(1_000_000), ns.div_euclid(1000));
         let snapshot = match &mut self.phase {
             Phase::Done => return,
             Phase::Snapshot { rows, next } => {
                 let table = rows[*next].table();
                 let end = (*next + SNAPSHOT_CHUNK).min(rows.len());
-                let end = *next + rows[*next..end].iter().take_while(|r| r.table() == table).count();
+                let end = *next
+                    + rows[*next..end]
+                        .iter()
+                        .take_while(|r| r.table() == table)
+                        .count();
                 self.world.changes.clear();
-                self.world.changes.extend(rows[*next..end].iter().map(|r| Change {
-                    table,
-                    op: Op::Read,
-                    key: r.key(),
-                    before: None,
-                    after: Some(*r),
-                }));
+                self.world
+                    .changes
+                    .extend(rows[*next..end].iter().map(|r| Change {
+                        table,
+                        op: Op::Read,
+                        key: r.key(),
+                        before: None,
+                        after: Some(*r),
+                    }));
                 *next = end;
                 if end == rows.len() {
                     self.phase = Phase::Streaming;
@@ -637,8 +707,13 @@ impl Simulation {
                 } else if let Some((s, table, fault)) = self.reorder_due.take() {
                     match self.world.single_update(table) {
                         Some(key) => {
-                            self.streams[s].reorder =
-                                Some(Reorder { table, key, first_position: 0, held: None, fault });
+                            self.streams[s].reorder = Some(Reorder {
+                                table,
+                                key,
+                                first_position: 0,
+                                held: None,
+                                fault,
+                            });
                             self.forced_next = Some((table, key));
                         }
                         None => self.world.transaction(),
@@ -650,7 +725,12 @@ impl Simulation {
         }
         let changes = std::mem::take(&mut self.world.changes);
         let meta = self.next_meta(changes.len(), snapshot);
-        if let Some(r) = self.streams.iter_mut().filter_map(|s| s.reorder.as_mut()).find(|r| r.first_position == 0) {
+        if let Some(r) = self
+            .streams
+            .iter_mut()
+            .filter_map(|s| s.reorder.as_mut())
+            .find(|r| r.first_position == 0)
+        {
             r.first_position = meta.position;
         }
         if self.manifest.first_position == 0 {
@@ -666,12 +746,21 @@ impl Simulation {
         let mut per_table = [0u32; 7];
         for (i, ch) in changes.iter().enumerate() {
             per_table[ch.table.index()] += 1;
-            self.change_orders.push((i as u32 + 1, per_table[ch.table.index()]));
+            self.change_orders
+                .push((i as u32 + 1, per_table[ch.table.index()]));
         }
         self.out.primary_events = self.primary_events;
         for s in 0..self.streams.len() {
             let st = &mut self.streams[s];
-            st.emit_txn(&mut self.out, &self.ctx, &mut self.world, &meta, &changes, &self.change_orders, self.primary_events);
+            st.emit_txn(
+                &mut self.out,
+                &self.ctx,
+                &mut self.world,
+                &meta,
+                &changes,
+                &self.change_orders,
+                self.primary_events,
+            );
         }
         self.primary_events += changes.len() as u64;
         self.world.changes = changes;
@@ -714,7 +803,11 @@ impl Simulation {
                 });
             }
         }
-        while self.plan.first().is_some_and(|p| p.at_event <= self.primary_events) {
+        while self
+            .plan
+            .first()
+            .is_some_and(|p| p.at_event <= self.primary_events)
+        {
             let p = self.plan.remove(0);
             self.fire(p, commit_ms);
         }
@@ -737,6 +830,7 @@ impl Simulation {
         st.last_emit[slot] = emit;
         let topic = st.topic_base + d.table.index() as u16;
         self.out.faults[d.fault].timestamp_ms = Some(emit);
+        self.out.faults[d.fault].count = Some(d.records.len() as u64);
         for (i, (key, value)) in d.records.into_iter().enumerate() {
             let tag = if i == 0 { d.fault as u32 } else { NO_FAULT };
             self.out.push(emit, topic, d.partition, key, value, tag);
@@ -750,7 +844,11 @@ impl Simulation {
         let st = &mut self.streams[p.stream];
         match p.kind {
             FaultKind::Dropped | FaultKind::Corrupted | FaultKind::Extra | FaultKind::Poison => {
-                st.armed.push(Armed { kind: p.kind, table: p.table.unwrap(), variant: p.variant });
+                st.armed.push(Armed {
+                    kind: p.kind,
+                    table: p.table.unwrap(),
+                    variant: p.variant,
+                });
             }
             FaultKind::Reordered => {
                 let mut f = Fault::new(FaultKind::Reordered, &name, table_name);
@@ -763,16 +861,25 @@ impl Simulation {
                 let (delay_ms, partition) = if p.kind == FaultKind::Lag {
                     (LAG_DELAY_MS, None)
                 } else {
-                    (LATE_PARTITION_DELAY_MS, Some(self.fault_rng.random_range(0..self.ctx.partitions)))
+                    (
+                        LATE_PARTITION_DELAY_MS,
+                        Some(self.fault_rng.random_range(0..self.ctx.partitions)),
+                    )
                 };
                 let mut f = Fault::new(p.kind, &name, table_name);
                 f.delay_ms = Some(delay_ms);
                 f.partition = partition;
-                f.topic = p.table.map(|t| self.topics[st.topic_base as usize + t.index()].name.clone());
+                f.topic = p
+                    .table
+                    .map(|t| self.topics[st.topic_base as usize + t.index()].name.clone());
                 f.timestamp_ms = Some(commit_ms);
                 f.detail = Some(match p.kind {
-                    FaultKind::Lag => format!("replica emits {delay_ms} ms late for about {stretch_events} primary events, then catches up"),
-                    _ => format!("one partition's records delayed by {delay_ms} ms for about {stretch_events} primary events"),
+                    FaultKind::Lag => format!(
+                        "replica emits {delay_ms} ms late for about {stretch_events} primary events, then catches up"
+                    ),
+                    _ => format!(
+                        "one partition's records delayed by {delay_ms} ms for about {stretch_events} primary events"
+                    ),
                 });
                 self.out.faults.push(f);
                 let stretch = Stretch {
@@ -802,7 +909,9 @@ impl Simulation {
             FaultKind::Duplicate => {
                 let mut f = Fault::new(FaultKind::Duplicate, &name, table_name);
                 f.count = Some(DUPLICATE_RUN as u64);
-                f.detail = Some(format!("{DUPLICATE_RUN} records of one partition redelivered byte-identical (at-least-once)"));
+                f.detail = Some(format!(
+                    "{DUPLICATE_RUN} records of one partition redelivered byte-identical (at-least-once)"
+                ));
                 self.out.faults.push(f);
                 st.dup = Some(DupCapture {
                     table: p.table.unwrap(),
@@ -826,7 +935,14 @@ impl Simulation {
             if let Some(dup) = self.streams[s].dup.take()
                 && let Some(partition) = dup.partition
             {
-                let d = Deferred { due_event: 0, stream: s, table: dup.table, partition, records: dup.records, fault: dup.fault };
+                let d = Deferred {
+                    due_event: 0,
+                    stream: s,
+                    table: dup.table,
+                    partition,
+                    records: dup.records,
+                    fault: dup.fault,
+                };
                 self.redeliver(d, last);
             }
         }
@@ -885,15 +1001,44 @@ fn plan_faults(cfg: &SimConfig, rng: &mut ChaCha8Rng) -> Vec<Planned> {
         })
         .collect();
     // Stretches and the silence sit where they cannot hide the other faults.
-    plan.push(Planned { at_event: (n * 0.45) as u64, kind: Lag, stream: r1, table: None, variant: 0 });
-    plan.push(Planned { at_event: (n * 0.78) as u64, kind: Silent, stream: r1, table: Some(CartItems), variant: 0 });
+    plan.push(Planned {
+        at_event: (n * 0.45) as u64,
+        kind: Lag,
+        stream: r1,
+        table: None,
+        variant: 0,
+    });
+    plan.push(Planned {
+        at_event: (n * 0.78) as u64,
+        kind: Silent,
+        stream: r1,
+        table: Some(CartItems),
+        variant: 0,
+    });
     plan.sort_by_key(|p| p.at_event);
     plan
 }
 
 impl Out {
-    fn push(&mut self, emit_ms: i64, topic: u16, partition: u32, key: Option<Vec<u8>>, value: Option<Vec<u8>>, fault: u32) {
-        self.queue.push(emit_ms, Pending { topic, partition, fault, key, value });
+    fn push(
+        &mut self,
+        emit_ms: i64,
+        topic: u16,
+        partition: u32,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        fault: u32,
+    ) {
+        self.queue.push(
+            emit_ms,
+            Pending {
+                topic,
+                partition,
+                fault,
+                key,
+                value,
+            },
+        );
     }
 }
 
@@ -915,7 +1060,9 @@ impl Stream {
     }
 
     fn silenced(&self, table: Table) -> bool {
-        self.silent.iter().any(|&(t, _)| t.is_none_or(|t| t == table))
+        self.silent
+            .iter()
+            .any(|&(t, _)| t.is_none_or(|t| t == table))
     }
 
     fn replica_row(&self, table: Table, key: Key, primary_before: Option<Row>) -> Option<Row> {
@@ -983,9 +1130,22 @@ impl Stream {
 
         for (i, ch) in changes.iter().enumerate() {
             let (total_order, dco) = orders[i];
-            let before = if self.is_primary() { ch.before } else { self.replica_row(ch.table, ch.key, ch.before) };
+            let before = if self.is_primary() {
+                ch.before
+            } else {
+                self.replica_row(ch.table, ch.key, ch.before)
+            };
             let silent = !self.silent.is_empty() && self.silenced(ch.table);
-            let ev = Emit { meta, table: ch.table, op: ch.op, key: ch.key, before, after: ch.after, total_order, dco };
+            let ev = Emit {
+                meta,
+                table: ch.table,
+                op: ch.op,
+                key: ch.key,
+                before,
+                after: ch.after,
+                total_order,
+                dco,
+            };
 
             if let Some(r) = self.reorder
                 && r.table == ch.table
@@ -994,7 +1154,12 @@ impl Stream {
                 match r.held {
                     None if meta.position == r.first_position => {
                         // Hold the first update back; the replica still has the old row.
-                        self.reorder.as_mut().unwrap().held = Some(Held { meta: *meta, change: *ch, total_order, dco });
+                        self.reorder.as_mut().unwrap().held = Some(Held {
+                            meta: *meta,
+                            change: *ch,
+                            total_order,
+                            dco,
+                        });
                         self.set_row(ch.table, ch.key, before, ch.after);
                         continue;
                     }
@@ -1040,8 +1205,12 @@ impl Stream {
                     f.position = Some(meta.position);
                     if a.kind == FaultKind::Dropped {
                         let (_, partition) = self.key_bytes(ctx, ch.table, ch.key);
-                        f.detail = Some("replica skipped this update; it keeps the previous row".into());
-                        f.topic = Some(ctx.topic_names[(self.topic_base + ch.table.index() as u16) as usize].clone());
+                        f.detail =
+                            Some("replica skipped this update; it keeps the previous row".into());
+                        f.topic = Some(
+                            ctx.topic_names[(self.topic_base + ch.table.index() as u16) as usize]
+                                .clone(),
+                        );
                         f.partition = Some(partition);
                         out.faults.push(f);
                         self.set_row(ch.table, ch.key, before, ch.after);
@@ -1052,7 +1221,10 @@ impl Stream {
                     f.detail = Some(format!("replica's after image differs: {what}"));
                     out.faults.push(f);
                     self.set_row(ch.table, ch.key, Some(row), ch.after);
-                    let ev = Emit { after: Some(row), ..ev };
+                    let ev = Emit {
+                        after: Some(row),
+                        ..ev
+                    };
                     self.emit(out, ctx, ev, pos, base, (out.faults.len() - 1) as u32, None);
                     continue;
                 }
@@ -1112,12 +1284,23 @@ impl Stream {
                 };
                 self.emit(out, ctx, ev, pos, base, (out.faults.len() - 1) as u32, None);
             } else {
-                let Some(key) = world.random_key(a.table) else { continue };
+                let Some(key) = world.random_key(a.table) else {
+                    continue;
+                };
                 let row = self.replica_row(a.table, key, world.get(a.table, key));
                 let (key_bytes, partition) = self.key_bytes(ctx, a.table, key);
                 let version = self.version(a.table);
                 let mut value = Vec::with_capacity(512);
-                let ev = Emit { meta, table: a.table, op: Op::Update, key, before: row, after: row, total_order: 1, dco: 1 };
+                let ev = Emit {
+                    meta,
+                    table: a.table,
+                    op: Op::Update,
+                    key,
+                    before: row,
+                    after: row,
+                    total_order: 1,
+                    dco: 1,
+                };
                 self.encode_value(&mut value, &mut out.scratch, ctx, &ev, version, pos, base);
                 out.poison_count += 1;
                 let detail = match a.variant {
@@ -1142,13 +1325,24 @@ impl Stream {
                 let emit_ms = self.emit_time(a.table, partition, base);
                 let topic = self.topic_base + a.table.index() as u16;
                 out.faults.last_mut().unwrap().timestamp_ms = Some(emit_ms);
-                out.push(emit_ms, topic, partition, Some(key_bytes), Some(value), (out.faults.len() - 1) as u32);
+                out.push(
+                    emit_ms,
+                    topic,
+                    partition,
+                    Some(key_bytes),
+                    Some(value),
+                    (out.faults.len() - 1) as u32,
+                );
             }
         }
     }
 
     fn version(&self, table: Table) -> u8 {
-        if table == Table::Orders { self.orders_version } else { 1 }
+        if table == Table::Orders {
+            self.orders_version
+        } else {
+            1
+        }
     }
 
     fn key_bytes(&self, ctx: &Ctx, table: Table, key: Key) -> (Vec<u8>, u32) {
@@ -1179,12 +1373,29 @@ impl Stream {
 
     /// Encodes and queues one change event (and its tombstone after a delete).
     #[allow(clippy::too_many_arguments)]
-    fn emit(&mut self, out: &mut Out, ctx: &Ctx, ev: Emit, pos: i64, base: i64, fault: u32, primary: Option<&Change>) {
+    fn emit(
+        &mut self,
+        out: &mut Out,
+        ctx: &Ctx,
+        ev: Emit,
+        pos: i64,
+        base: i64,
+        fault: u32,
+        primary: Option<&Change>,
+    ) {
         let (key_bytes, partition) = self.key_bytes(ctx, ev.table, ev.key);
         let emit_ms = self.emit_time(ev.table, partition, base);
         let version = self.version(ev.table);
         let mut value = Vec::with_capacity(if ev.table == Table::Orders { 560 } else { 360 });
-        self.encode_value(&mut value, &mut out.scratch, ctx, &ev, version, pos, emit_ms);
+        self.encode_value(
+            &mut value,
+            &mut out.scratch,
+            ctx,
+            &ev,
+            version,
+            pos,
+            emit_ms,
+        );
         let topic = self.topic_base + ev.table.index() as u16;
 
         let mut fault = fault;
@@ -1209,10 +1420,33 @@ impl Stream {
             f.timestamp_ms = Some(emit_ms);
         }
         let tombstone = (ev.op == Op::Delete).then(|| key_bytes.clone());
-        self.capture_dup(out, ev.table, partition, ev.meta.position, &key_bytes, Some(&value), primary.is_some());
-        out.push(emit_ms, topic, partition, Some(key_bytes), Some(value), fault);
+        self.capture_dup(
+            out,
+            ev.table,
+            partition,
+            ev.meta.position,
+            &key_bytes,
+            Some(&value),
+            primary.is_some(),
+        );
+        out.push(
+            emit_ms,
+            topic,
+            partition,
+            Some(key_bytes),
+            Some(value),
+            fault,
+        );
         if let Some(k) = tombstone {
-            self.capture_dup(out, ev.table, partition, ev.meta.position, &k, None, primary.is_some());
+            self.capture_dup(
+                out,
+                ev.table,
+                partition,
+                ev.meta.position,
+                &k,
+                None,
+                primary.is_some(),
+            );
             out.push(emit_ms, topic, partition, Some(k), None, NO_FAULT);
         }
     }
@@ -1227,7 +1461,9 @@ impl Stream {
         let lost = currency(ch.before).max(currency(ch.after));
         if !self.drift_seen {
             self.drift_seen = true;
-            let idx = out.faults.iter().position(|f| f.kind == FaultKind::SchemaDrift && f.replica == self.name && f.position.is_none());
+            let idx = out.faults.iter().position(|f| {
+                f.kind == FaultKind::SchemaDrift && f.replica == self.name && f.position.is_none()
+            });
             if let Some(idx) = idx {
                 let f = &mut out.faults[idx];
                 f.key = Some(ch.key.to_json(Table::Orders));
@@ -1238,7 +1474,10 @@ impl Stream {
             let mut f = Fault::new(FaultKind::SchemaDrift, &self.name, Some("orders"));
             f.key = Some(ch.key.to_json(Table::Orders));
             f.position = Some(meta.position);
-            f.detail = Some(format!("value lost to outdated schema: primary currency {}, replica reads the default USD", CURRENCIES[lost as usize]));
+            f.detail = Some(format!(
+                "value lost to outdated schema: primary currency {}, replica reads the default USD",
+                CURRENCIES[lost as usize]
+            ));
             out.faults.push(f);
             if fault == NO_FAULT {
                 return (out.faults.len() - 1) as u32;
@@ -1248,7 +1487,16 @@ impl Stream {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn capture_dup(&mut self, out: &mut Out, table: Table, partition: u32, position: u64, key: &[u8], value: Option<&[u8]>, regular: bool) {
+    fn capture_dup(
+        &mut self,
+        out: &mut Out,
+        table: Table,
+        partition: u32,
+        position: u64,
+        key: &[u8],
+        value: Option<&[u8]>,
+        regular: bool,
+    ) {
         let Some(dup) = self.dup.as_mut() else { return };
         if dup.table != table || !regular || dup.partition.is_some_and(|p| p != partition) {
             return;
@@ -1258,7 +1506,8 @@ impl Stream {
         f.position.get_or_insert(position);
         f.until_position = Some(position);
         f.partition = Some(partition);
-        dup.records.push((Some(key.to_vec()), value.map(<[u8]>::to_vec)));
+        dup.records
+            .push((Some(key.to_vec()), value.map(<[u8]>::to_vec)));
         if dup.records.len() >= DUPLICATE_RUN {
             let dup = self.dup.take().unwrap();
             // The connector restarts a little later and re-sends from its last committed offset.
@@ -1274,7 +1523,16 @@ impl Stream {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn encode_value(&self, value: &mut Vec<u8>, scratch: &mut Vec<u8>, ctx: &Ctx, ev: &Emit, version: u8, pos: i64, emit_ms: i64) {
+    fn encode_value(
+        &self,
+        value: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        ctx: &Ctx,
+        ev: &Emit,
+        version: u8,
+        pos: i64,
+        emit_ms: i64,
+    ) {
         let meta = ev.meta;
         let mut e = Enc::new(value);
         e.wire_header(self.value_ids[ev.table.index()][version as usize - 1]);
@@ -1362,7 +1620,14 @@ impl Iterator for Simulation {
         loop {
             if let Some((emit_ms, p)) = self.out.queue.pop_due(self.safe_ms) {
                 let offset = &mut self.offsets[p.topic as usize][p.partition as usize];
-                let rec = Record { topic: p.topic, partition: p.partition, offset: *offset, timestamp_ms: emit_ms, key: p.key, value: p.value };
+                let rec = Record {
+                    topic: p.topic,
+                    partition: p.partition,
+                    offset: *offset,
+                    timestamp_ms: emit_ms,
+                    key: p.key,
+                    value: p.value,
+                };
                 *offset += 1;
                 self.manifest.records += 1;
                 self.manifest.end_timestamp_ms = self.manifest.end_timestamp_ms.max(emit_ms);

@@ -31,7 +31,9 @@ pub fn utc_ms(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
 
 /// Parses `2024-08-14T15:44:00Z` or `2024-08-14T15:44:00.250Z` (a trailing `Z` or `+00:00`).
 pub fn parse_utc(text: &str) -> Option<i64> {
-    let t = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
+    let t = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
     let (date, time) = t.split_once(['T', ' '])?;
     let mut dp = date.splitn(3, '-');
     let y: i64 = dp.next()?.parse().ok()?;
@@ -63,7 +65,12 @@ pub fn parse_utc(text: &str) -> Option<i64> {
 pub fn format_utc(ms: i64) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
-    let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, mi, s, f) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{f:03}Z")
 }
 

@@ -97,7 +97,8 @@ impl World {
     /// returns them in snapshot order (table by table, by key).
     pub fn populate(&mut self, rows: u64, now_ms: i64) -> Vec<Row> {
         let n = |share: f64, min: u64| ((rows as f64 * share) as u64).max(min);
-        let (customers, products, carts, orders) = (n(0.28, 20), n(0.08, 20), n(0.08, 5), n(0.16, 10));
+        let (customers, products, carts, orders) =
+            (n(0.28, 20), n(0.08, 20), n(0.08, 5), n(0.16, 10));
         self.set_now(now_ms - 30 * DAY_MS, (now_ms - 30 * DAY_MS) * 1000);
         let past = |rng: &mut ChaCha8Rng| now_ms - rng.random_range(DAY_MS..400 * DAY_MS);
         for _ in 0..products {
@@ -118,7 +119,9 @@ impl World {
             self.set_now(created, us);
             let customer_id = self.pick_customer();
             let items = self.rng.random_range(1..=4);
-            let subtotal = (0..items).map(|_| self.rng.random_range(500..15_000i64)).sum::<i64>();
+            let subtotal = (0..items)
+                .map(|_| self.rng.random_range(500..15_000i64))
+                .sum::<i64>();
             self.place_order(customer_id, items, subtotal, false);
         }
         for _ in 0..carts {
@@ -211,7 +214,10 @@ impl World {
             Table::CartItems => {
                 let (_, cart) = self.pick_open_cart(true)?;
                 let items = &self.cart_contents[&cart];
-                Some(Key::Pair(cart, items[self.rng.random_range(0..items.len())]))
+                Some(Key::Pair(
+                    cart,
+                    items[self.rng.random_range(0..items.len())],
+                ))
             }
             Table::Orders => self.pick_active_order().map(|(_, id)| Key::Id(id)),
             Table::Payments => {
@@ -224,13 +230,27 @@ impl World {
     pub fn get(&self, table: Table, key: Key) -> Option<Row> {
         let idx = |id: i64| usize::try_from(id - 1).ok();
         match (table, key) {
-            (Table::Customers, Key::Id(id)) => idx(id).and_then(|i| *self.customers.get(i)?).map(Row::Customer),
-            (Table::Products, Key::Id(id)) => idx(id).and_then(|i| self.products.get(i)).copied().map(Row::Product),
-            (Table::Inventory, Key::Id(id)) => idx(id).and_then(|i| self.inventory.get(i)).copied().map(Row::Inventory),
+            (Table::Customers, Key::Id(id)) => idx(id)
+                .and_then(|i| *self.customers.get(i)?)
+                .map(Row::Customer),
+            (Table::Products, Key::Id(id)) => idx(id)
+                .and_then(|i| self.products.get(i))
+                .copied()
+                .map(Row::Product),
+            (Table::Inventory, Key::Id(id)) => idx(id)
+                .and_then(|i| self.inventory.get(i))
+                .copied()
+                .map(Row::Inventory),
             (Table::Carts, Key::Id(id)) => idx(id).and_then(|i| *self.carts.get(i)?).map(Row::Cart),
-            (Table::CartItems, Key::Pair(c, p)) => self.cart_items.get(&(c, p)).copied().map(Row::CartItem),
-            (Table::Orders, Key::Id(id)) => idx(id).and_then(|i| *self.orders.get(i)?).map(Row::Order),
-            (Table::Payments, Key::Id(id)) => idx(id).and_then(|i| *self.payments.get(i)?).map(Row::Payment),
+            (Table::CartItems, Key::Pair(c, p)) => {
+                self.cart_items.get(&(c, p)).copied().map(Row::CartItem)
+            }
+            (Table::Orders, Key::Id(id)) => {
+                idx(id).and_then(|i| *self.orders.get(i)?).map(Row::Order)
+            }
+            (Table::Payments, Key::Id(id)) => idx(id)
+                .and_then(|i| *self.payments.get(i)?)
+                .map(Row::Payment),
             _ => None,
         }
     }
@@ -243,7 +263,9 @@ impl World {
             (Table::Inventory, Some(Row::Inventory(r))) => set_dense(&mut self.inventory, i, r),
             (Table::Carts, r) => set(&mut self.carts, i, r.map(|r| expect!(r, Cart))),
             (Table::CartItems, r) => {
-                let Key::Pair(c, p) = key else { unreachable!("cart_items keys are pairs") };
+                let Key::Pair(c, p) = key else {
+                    unreachable!("cart_items keys are pairs")
+                };
                 match r {
                     Some(r) => {
                         self.cart_items.insert((c, p), expect!(r, CartItem));
@@ -263,7 +285,13 @@ impl World {
         let (table, key) = (row.table(), row.key());
         self.put(table, key, Some(row));
         if emit {
-            self.changes.push(Change { table, op: Op::Create, key, before: None, after: Some(row) });
+            self.changes.push(Change {
+                table,
+                op: Op::Create,
+                key,
+                before: None,
+                after: Some(row),
+            });
         }
     }
 
@@ -273,7 +301,13 @@ impl World {
         let before = self.get(table, key);
         debug_assert!(before.is_some(), "update of a missing {table} row {key:?}");
         self.put(table, key, Some(row));
-        self.changes.push(Change { table, op: Op::Update, key, before, after: Some(row) });
+        self.changes.push(Change {
+            table,
+            op: Op::Update,
+            key,
+            before,
+            after: Some(row),
+        });
     }
 
     fn delete(&mut self, table: Table, key: Key) {
@@ -282,7 +316,13 @@ impl World {
             return;
         }
         self.put(table, key, None);
-        self.changes.push(Change { table, op: Op::Delete, key, before, after: None });
+        self.changes.push(Change {
+            table,
+            op: Op::Delete,
+            key,
+            before,
+            after: None,
+        });
     }
 
     /// Skewed index in `0..n`: low indices (the hot keys) are picked far more often.
@@ -294,7 +334,10 @@ impl World {
     fn pick_customer(&mut self) -> i64 {
         let n = self.customers.len();
         let start = self.skewed(n);
-        (0..n).map(|k| (start + k) % n).find(|&i| self.customers[i].is_some()).map_or(1, |i| i as i64 + 1)
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.customers[i].is_some())
+            .map_or(1, |i| i as i64 + 1)
     }
 
     fn pick_product(&mut self) -> i64 {
@@ -364,7 +407,9 @@ impl World {
             price_cents: r.random_range(299..25_000i64) / 100 * 100 + 99,
             weight_grams: r.random_range(50..5000),
             is_active: true,
-            description: r.random_bool(0.6).then(|| r.random_range(0..w.descriptions) as u8),
+            description: r
+                .random_bool(0.6)
+                .then(|| r.random_range(0..w.descriptions) as u8),
             created_at_ms: self.now_ms,
             updated_at_us: self.now_us,
         };
@@ -384,7 +429,11 @@ impl World {
     fn new_cart(&mut self, emit: bool) -> i64 {
         let id = self.carts.len() as i64 + 1;
         self.carts.push(None);
-        let customer_id = if self.rng.random_bool(0.8) { Some(self.pick_customer()) } else { None };
+        let customer_id = if self.rng.random_bool(0.8) {
+            Some(self.pick_customer())
+        } else {
+            None
+        };
         let mut session = (self.rng.next_u64() as u128) << 64 | self.rng.next_u64() as u128;
         // A version-4 UUID.
         session = (session & !(0xf << 76)) | (0x4 << 76);
@@ -411,7 +460,11 @@ impl World {
             if emit {
                 self.update(Row::CartItem(item));
             } else {
-                self.put(Table::CartItems, Key::Pair(cart_id, product_id), Some(Row::CartItem(item)));
+                self.put(
+                    Table::CartItems,
+                    Key::Pair(cart_id, product_id),
+                    Some(Row::CartItem(item)),
+                );
             }
         } else {
             let item = CartItem {
@@ -423,7 +476,10 @@ impl World {
                 updated_at_us: self.now_us,
             };
             self.insert(Row::CartItem(item), emit);
-            self.cart_contents.entry(cart_id).or_default().push(product_id);
+            self.cart_contents
+                .entry(cart_id)
+                .or_default()
+                .push(product_id);
         }
         let mut cart = self.carts[cart_id as usize - 1].unwrap();
         cart.item_count = self.cart_contents[&cart_id].len() as i32;
@@ -445,11 +501,16 @@ impl World {
             city: r.random_range(0..cities) as u8,
         };
         let billing = if r.random_bool(0.25) {
-            Some(Address { number: r.random_range(1..9999), ..address })
+            Some(Address {
+                number: r.random_range(1..9999),
+                ..address
+            })
         } else {
             None
         };
-        let coupon = r.random_bool(0.15).then(|| r.random_range(0..word_counts().coupons) as u8);
+        let coupon = r
+            .random_bool(0.15)
+            .then(|| r.random_range(0..word_counts().coupons) as u8);
         let tax = subtotal * 8 / 100;
         let shipping = if subtotal >= 5000 { 0 } else { 599 };
         let currency = if !self.currency_column {
@@ -507,14 +568,18 @@ impl World {
     }
 
     fn txn_update_quantity(&mut self) {
-        let Some(Key::Pair(c, p)) = self.random_key(Table::CartItems) else { return };
+        let Some(Key::Pair(c, p)) = self.random_key(Table::CartItems) else {
+            return;
+        };
         let mut item = self.cart_items[&(c, p)];
         item.quantity = self.rng.random_range(1..=5);
         self.update(Row::CartItem(item));
     }
 
     fn txn_remove_item(&mut self) {
-        let Some(Key::Pair(c, p)) = self.random_key(Table::CartItems) else { return };
+        let Some(Key::Pair(c, p)) = self.random_key(Table::CartItems) else {
+            return;
+        };
         self.delete(Table::CartItems, Key::Pair(c, p));
         let contents = self.cart_contents.get_mut(&c).unwrap();
         contents.retain(|&x| x != p);
@@ -525,7 +590,9 @@ impl World {
 
     /// An order: touches orders, payments, inventory, cart_items and carts in one transaction.
     fn txn_checkout(&mut self) {
-        let Some((i, cart_id)) = self.pick_open_cart(true) else { return };
+        let Some((i, cart_id)) = self.pick_open_cart(true) else {
+            return;
+        };
         self.open_carts.swap_remove(i);
         let items = self.cart_contents.remove(&cart_id).unwrap_or_default();
         let mut cart = self.carts[cart_id as usize - 1].unwrap();
@@ -533,8 +600,14 @@ impl World {
             Some(c) => c,
             None => self.new_customer(true),
         };
-        let lines: Vec<CartItem> = items.iter().map(|&p| self.cart_items[&(cart_id, p)]).collect();
-        let subtotal = lines.iter().map(|l| l.unit_price_cents * l.quantity as i64).sum();
+        let lines: Vec<CartItem> = items
+            .iter()
+            .map(|&p| self.cart_items[&(cart_id, p)])
+            .collect();
+        let subtotal = lines
+            .iter()
+            .map(|l| l.unit_price_cents * l.quantity as i64)
+            .sum();
         self.place_order(customer_id, lines.len() as i32, subtotal, true);
         for l in &lines {
             let mut inv = self.inventory[l.product_id as usize - 1];
@@ -554,7 +627,9 @@ impl World {
     }
 
     fn txn_order_progress(&mut self) {
-        let Some((i, id)) = self.pick_active_order() else { return };
+        let Some((i, id)) = self.pick_active_order() else {
+            return;
+        };
         let mut order = self.orders[id as usize - 1].unwrap();
         order.status += 1;
         self.update(Row::Order(order));
@@ -571,7 +646,9 @@ impl World {
     }
 
     fn txn_cancel_order(&mut self) {
-        let Some((i, id)) = self.pick_active_order() else { return };
+        let Some((i, id)) = self.pick_active_order() else {
+            return;
+        };
         let mut order = self.orders[id as usize - 1].unwrap();
         if order.status > 1 {
             return self.txn_order_progress();
@@ -588,7 +665,9 @@ impl World {
 
     fn txn_customer_update(&mut self) {
         let id = self.pick_customer();
-        let Some(mut c) = self.customers[id as usize - 1] else { return };
+        let Some(mut c) = self.customers[id as usize - 1] else {
+            return;
+        };
         match self.rng.random_range(0..4) {
             0 => c.phone = Some(self.rng.random_range(0..10_000_000)),
             1 => c.is_active = !c.is_active,
@@ -618,7 +697,9 @@ impl World {
     }
 
     fn txn_abandon_cart(&mut self) {
-        let Some((i, cart_id)) = self.pick_open_cart(false) else { return };
+        let Some((i, cart_id)) = self.pick_open_cart(false) else {
+            return;
+        };
         self.open_carts.swap_remove(i);
         let items = self.cart_contents.remove(&cart_id).unwrap_or_default();
         for p in items {
@@ -645,7 +726,9 @@ impl World {
 
     /// An ordinary update of `key`, as the shop would make it.
     fn update_key(&mut self, table: Table, key: Key) {
-        let Some(mut row) = self.get(table, key) else { return };
+        let Some(mut row) = self.get(table, key) else {
+            return;
+        };
         match &mut row {
             Row::Customer(c) => c.loyalty_points += 10,
             Row::Product(p) => p.price_cents += 100,
@@ -700,7 +783,6 @@ impl World {
         row
     }
 }
-
 
 fn set<T>(v: &mut Vec<Option<T>>, i: usize, value: Option<T>) {
     if v.len() <= i {

@@ -19,11 +19,21 @@ fn run(cfg: SimConfig) -> Run {
     let mut sim = Simulation::new(cfg, &mut registry).unwrap();
     let header = sim.capture_header();
     let records: Vec<Record> = sim.by_ref().collect();
-    Run { records, manifest: sim.manifest(), topics: sim.topics().to_vec(), schemas: sim.schemas().to_vec(), header }
+    Run {
+        records,
+        manifest: sim.manifest(),
+        topics: sim.topics().to_vec(),
+        schemas: sim.schemas().to_vec(),
+        header,
+    }
 }
 
 fn cfg(scenario: Scenario, events: u64) -> SimConfig {
-    SimConfig { scenario, events, ..SimConfig::default() }
+    SimConfig {
+        scenario,
+        events,
+        ..SimConfig::default()
+    }
 }
 
 /// A decoded change event.
@@ -86,7 +96,11 @@ impl Event {
 }
 
 fn field<'a>(fields: &'a [(String, Value)], name: &str) -> &'a Value {
-    &fields.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1
+    &fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .1
 }
 
 fn to_json(v: &Value) -> serde_json::Value {
@@ -105,8 +119,11 @@ struct Decoded {
 }
 
 fn decode(run: &Run) -> Decoded {
-    let schemas: HashMap<u32, Schema> =
-        run.schemas.iter().map(|s| (s.id, Schema::parse_str(&s.schema).unwrap())).collect();
+    let schemas: HashMap<u32, Schema> = run
+        .schemas
+        .iter()
+        .map(|s| (s.id, Schema::parse_str(&s.schema).unwrap()))
+        .collect();
     let mut events = Vec::new();
     let mut undecodable = BTreeMap::new();
     for (index, r) in run.records.iter().enumerate() {
@@ -115,7 +132,9 @@ fn decode(run: &Run) -> Decoded {
         assert_eq!(key[0], 0);
         let key_schema = &schemas[&u32::from_be_bytes(key[1..5].try_into().unwrap())];
         let key = match from_avro_datum(key_schema, &mut &key[5..], None).unwrap() {
-            Value::Record(f) => serde_json::Value::Object(f.iter().map(|(n, v)| (n.clone(), to_json(v))).collect()),
+            Value::Record(f) => {
+                serde_json::Value::Object(f.iter().map(|(n, v)| (n.clone(), to_json(v))).collect())
+            }
             v => panic!("key {v:?}"),
         };
         let (schema_id, envelope) = match &r.value {
@@ -128,7 +147,8 @@ fn decode(run: &Run) -> Decoded {
                     let id = u32::from_be_bytes(v[1..5].try_into().unwrap());
                     let schema = schemas.get(&id).ok_or(format!("unknown schema id {id}"))?;
                     let mut rest = &v[5..];
-                    let value = from_avro_datum(schema, &mut rest, None).map_err(|e| format!("truncated: {e}"))?;
+                    let value = from_avro_datum(schema, &mut rest, None)
+                        .map_err(|e| format!("truncated: {e}"))?;
                     if !rest.is_empty() {
                         return Err(format!("{} trailing bytes", rest.len()));
                     }
@@ -159,7 +179,10 @@ fn decode(run: &Run) -> Decoded {
             envelope,
         });
     }
-    Decoded { events, undecodable }
+    Decoded {
+        events,
+        undecodable,
+    }
 }
 
 fn fingerprint(run: &Run) -> u64 {
@@ -187,20 +210,37 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
     let a = run(cfg(Scenario::Faults, 20_000));
     let b = run(cfg(Scenario::Faults, 20_000));
     assert_eq!(a.records.len(), b.records.len());
-    assert!(a.records == b.records, "records differ between runs of one seed");
-    assert_eq!(serde_json::to_string(&a.manifest).unwrap(), serde_json::to_string(&b.manifest).unwrap());
+    assert!(
+        a.records == b.records,
+        "records differ between runs of one seed"
+    );
+    assert_eq!(
+        serde_json::to_string(&a.manifest).unwrap(),
+        serde_json::to_string(&b.manifest).unwrap()
+    );
     assert_eq!(fingerprint(&a), fingerprint(&b));
-    let c = run(SimConfig { seed: 43, ..cfg(Scenario::Faults, 20_000) });
+    let c = run(SimConfig {
+        seed: 43,
+        ..cfg(Scenario::Faults, 20_000)
+    });
     assert_ne!(fingerprint(&a), fingerprint(&c));
 }
 
 #[test]
 fn every_record_is_a_well_formed_debezium_event() {
     for position in [PositionKind::Gtid, PositionKind::Lsn] {
-        let run = run(SimConfig { position, ..cfg(Scenario::Faults, 15_000) });
+        let run = run(SimConfig {
+            position,
+            ..cfg(Scenario::Faults, 15_000)
+        });
         let d = decode(&run);
         let poison: Vec<_> = run.manifest.faults_of(FaultKind::Poison).collect();
-        assert_eq!(d.undecodable.len(), poison.len(), "only poison records are undecodable: {:?}", d.undecodable);
+        assert_eq!(
+            d.undecodable.len(),
+            poison.len(),
+            "only poison records are undecodable: {:?}",
+            d.undecodable
+        );
 
         let mut next_offset: HashMap<(u16, u32), i64> = HashMap::new();
         let mut last_ts = i64::MIN;
@@ -208,22 +248,36 @@ fn every_record_is_a_well_formed_debezium_event() {
             let o = next_offset.entry((r.topic, r.partition)).or_insert(0);
             assert_eq!(r.offset, *o, "offsets count from 0 per partition");
             *o += 1;
-            assert!(r.timestamp_ms >= last_ts, "records come out in timestamp order");
+            assert!(
+                r.timestamp_ms >= last_ts,
+                "records come out in timestamp order"
+            );
             last_ts = r.timestamp_ms;
             let key = r.key.as_ref().unwrap();
-            assert_eq!(r.partition, partition_for_key(key, 8), "Kafka's default partitioner");
+            assert_eq!(
+                r.partition,
+                partition_for_key(key, 8),
+                "Kafka's default partitioner"
+            );
         }
 
         let mut tables_seen = BTreeMap::new();
         for (i, e) in d.events.iter().enumerate() {
             let Some(env) = &e.envelope else {
                 // A tombstone directly follows its delete in the same partition (or is redelivered).
-                let prev = d.events[..i].iter().rev().find(|p| p.topic == e.topic && p.partition == e.partition).unwrap();
+                let prev = d.events[..i]
+                    .iter()
+                    .rev()
+                    .find(|p| p.topic == e.topic && p.partition == e.partition)
+                    .unwrap();
                 assert_eq!(prev.key, e.key);
                 assert!(prev.envelope.is_none() || prev.op() == "d");
                 continue;
             };
-            assert_eq!(env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["before", "after", "source", "op", "ts_ms", "transaction"]);
+            assert_eq!(
+                env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                ["before", "after", "source", "op", "ts_ms", "transaction"]
+            );
             let op = e.op().to_string();
             *tables_seen.entry((e.table, op.clone())).or_insert(0) += 1;
             let (before, after) = (e.image("before"), e.image("after"));
@@ -238,25 +292,53 @@ fn every_record_is_a_well_formed_debezium_event() {
             for (k, v) in e.key.as_object().unwrap() {
                 assert_eq!(&to_json(field(row, k)), v, "{}: key field {k}", e.topic);
             }
-            assert_eq!(e.source("snapshot"), &Value::Union(1, Box::new(Value::String(if op == "r" { "true" } else { "false" }.into()))));
-            assert_eq!(e.source("table"), &Value::Union(1, Box::new(Value::String(e.table.name().into()))));
+            assert_eq!(
+                e.source("snapshot"),
+                &Value::Union(
+                    1,
+                    Box::new(Value::String(
+                        if op == "r" { "true" } else { "false" }.into()
+                    ))
+                )
+            );
+            assert_eq!(
+                e.source("table"),
+                &Value::Union(1, Box::new(Value::String(e.table.name().into())))
+            );
             let redelivered = run.manifest.faults_of(FaultKind::Duplicate).any(|f| {
                 f.topic.as_ref() == Some(&e.topic)
                     && f.partition == Some(e.partition)
-                    && (f.offset.unwrap()..f.offset.unwrap() + f.count.unwrap() as i64).contains(&e.offset)
+                    && (f.offset.unwrap()..f.offset.unwrap() + f.count.unwrap() as i64)
+                        .contains(&e.offset)
             });
             if !redelivered {
-                assert_eq!(e.field("ts_ms"), &Value::Union(1, Box::new(Value::Long(e.timestamp_ms))), "envelope ts_ms is the record time");
+                assert_eq!(
+                    e.field("ts_ms"),
+                    &Value::Union(1, Box::new(Value::Long(e.timestamp_ms))),
+                    "envelope ts_ms is the record time"
+                );
             }
-            let Value::Long(commit) = e.source("ts_ms") else { panic!() };
+            let Value::Long(commit) = e.source("ts_ms") else {
+                panic!()
+            };
             assert!(*commit < e.timestamp_ms, "emitted after the commit");
-            let Value::Union(1, tx) = e.field("transaction") else { panic!("transaction block missing") };
+            let Value::Union(1, tx) = e.field("transaction") else {
+                panic!("transaction block missing")
+            };
             let Value::Record(tx) = &**tx else { panic!() };
-            let Value::String(tx_id) = field(tx, "id") else { panic!() };
+            let Value::String(tx_id) = field(tx, "id") else {
+                panic!()
+            };
             match position {
                 PositionKind::Gtid => {
-                    let Value::Union(1, g) = e.source("gtid") else { panic!("gtid missing") };
-                    assert_eq!(&**g, &Value::String(tx_id.clone()), "transaction id is the gtid");
+                    let Value::Union(1, g) = e.source("gtid") else {
+                        panic!("gtid missing")
+                    };
+                    assert_eq!(
+                        &**g,
+                        &Value::String(tx_id.clone()),
+                        "transaction id is the gtid"
+                    );
                     assert!(tx_id.starts_with(&run.manifest.server_uuid));
                     assert_eq!(e.source("lsn"), &Value::Union(0, Box::new(Value::Null)));
                 }
@@ -265,18 +347,33 @@ fn every_record_is_a_well_formed_debezium_event() {
                     assert!(tx_id.ends_with(&format!(":{}", e.position())));
                 }
             }
-            let (Value::Long(total), Value::Long(dco)) = (field(tx, "total_order"), field(tx, "data_collection_order")) else { panic!() };
+            let (Value::Long(total), Value::Long(dco)) =
+                (field(tx, "total_order"), field(tx, "data_collection_order"))
+            else {
+                panic!()
+            };
             assert!(*total >= 1 && *dco >= 1 && dco <= total);
         }
         // Every table sees snapshot reads, inserts, updates; deletes where the shop deletes.
         for table in Table::ALL {
             for op in ["r", "c", "u"] {
-                let n = tables_seen.get(&(table, op.to_string())).copied().unwrap_or(0);
-                assert!(n > 0 || (table == Table::Products && op == "c") || (table == Table::Inventory && op == "c"), "no {op} on {table}");
+                let n = tables_seen
+                    .get(&(table, op.to_string()))
+                    .copied()
+                    .unwrap_or(0);
+                assert!(
+                    n > 0
+                        || (table == Table::Products && op == "c")
+                        || (table == Table::Inventory && op == "c"),
+                    "no {op} on {table}"
+                );
             }
         }
         for table in [Table::CartItems, Table::Carts] {
-            assert!(tables_seen.contains_key(&(table, "d".to_string())), "no deletes on {table}");
+            assert!(
+                tables_seen.contains_key(&(table, "d".to_string())),
+                "no deletes on {table}"
+            );
         }
     }
 }
@@ -299,16 +396,26 @@ fn events_of_one_transaction_share_a_position_and_positions_grow() {
     }
     let multi_table = by_position.values().filter(|v| {
         let tables: std::collections::BTreeSet<_> = v.iter().map(|e| e.table).collect();
-        tables.contains(&Table::Orders) && tables.contains(&Table::Payments) && tables.contains(&Table::Inventory) && tables.contains(&Table::CartItems)
+        tables.contains(&Table::Orders)
+            && tables.contains(&Table::Payments)
+            && tables.contains(&Table::Inventory)
+            && tables.contains(&Table::CartItems)
     });
-    assert!(multi_table.count() > 10, "orders touch orders, payments, inventory and cart_items in one transaction");
+    assert!(
+        multi_table.count() > 10,
+        "orders touch orders, payments, inventory and cart_items in one transaction"
+    );
     for events in by_position.values() {
         let mut totals: Vec<i64> = events
             .iter()
             .map(|e| {
-                let Value::Union(1, tx) = e.field("transaction") else { panic!() };
+                let Value::Union(1, tx) = e.field("transaction") else {
+                    panic!()
+                };
                 let Value::Record(tx) = &**tx else { panic!() };
-                let Value::Long(t) = field(tx, "total_order") else { panic!() };
+                let Value::Long(t) = field(tx, "total_order") else {
+                    panic!()
+                };
                 *t
             })
             .collect();
@@ -323,7 +430,8 @@ fn clean_replicas_mirror_the_primary() {
     assert!(run.manifest.faults.is_empty());
     let d = decode(&run);
     type Image = Option<Vec<(String, Value)>>;
-    let mut per_stream: BTreeMap<String, Vec<(Table, String, u64, String, Image, Image)>> = BTreeMap::new();
+    type Seen = (Table, String, u64, String, Image, Image);
+    let mut per_stream: BTreeMap<String, Vec<Seen>> = BTreeMap::new();
     for e in d.events.iter().filter(|e| e.envelope.is_some()) {
         per_stream.entry(e.stream.clone()).or_default().push((
             e.table,
@@ -344,10 +452,17 @@ fn clean_replicas_mirror_the_primary() {
 }
 
 /// The events of `stream` for `table` and `key`, in emission order.
-fn key_history<'a>(d: &'a Decoded, stream: &str, table: &str, key: &serde_json::Value) -> Vec<&'a Event> {
+fn key_history<'a>(
+    d: &'a Decoded,
+    stream: &str,
+    table: &str,
+    key: &serde_json::Value,
+) -> Vec<&'a Event> {
     d.events
         .iter()
-        .filter(|e| e.stream == stream && e.table.name() == table && &e.key == key && e.envelope.is_some())
+        .filter(|e| {
+            e.stream == stream && e.table.name() == table && &e.key == key && e.envelope.is_some()
+        })
         .collect()
 }
 
@@ -358,7 +473,9 @@ fn the_manifest_describes_every_fault() {
     let d = decode(&run);
     let at = |f: &Fault| {
         let topic = f.topic.as_ref().unwrap();
-        d.events.iter().find(|e| &e.topic == topic && Some(e.partition) == f.partition && Some(e.offset) == f.offset)
+        d.events.iter().find(|e| {
+            &e.topic == topic && Some(e.partition) == f.partition && Some(e.offset) == f.offset
+        })
     };
     for kind in FaultKind::ALL {
         let n = m.faults_of(kind).count();
@@ -366,18 +483,33 @@ fn the_manifest_describes_every_fault() {
     }
     let (lo, hi) = (m.snapshot_end_position, m.last_position);
     for f in &m.faults {
-        assert_eq!(f.benign, matches!(f.kind, FaultKind::Duplicate | FaultKind::LatePartition), "{f:?}");
+        assert_eq!(
+            f.benign,
+            matches!(f.kind, FaultKind::Duplicate | FaultKind::LatePartition),
+            "{f:?}"
+        );
         assert!(m.replicas.contains(&f.replica), "{f:?}");
         if !matches!(f.kind, FaultKind::Lag) {
             assert!(f.table.is_some(), "{f:?}");
         }
-        if matches!(f.kind, FaultKind::Dropped | FaultKind::Corrupted | FaultKind::Extra | FaultKind::Reordered | FaultKind::SchemaDrift | FaultKind::Poison) {
+        if matches!(
+            f.kind,
+            FaultKind::Dropped
+                | FaultKind::Corrupted
+                | FaultKind::Extra
+                | FaultKind::Reordered
+                | FaultKind::SchemaDrift
+                | FaultKind::Poison
+        ) {
             assert!(f.key.is_some(), "{f:?}");
         }
         if f.kind != FaultKind::Poison {
             let p = f.position.unwrap_or_else(|| panic!("no position: {f:?}"));
             if f.kind != FaultKind::SchemaDrift {
-                assert!(p > lo + (hi - lo) / 20 && p < hi - (hi - lo) / 20, "{f:?} too close to the start or end ({lo}..{hi})");
+                assert!(
+                    p > lo + (hi - lo) / 20 && p < hi - (hi - lo) / 20,
+                    "{f:?} too close to the start or end ({lo}..{hi})"
+                );
             }
         }
     }
@@ -385,7 +517,11 @@ fn the_manifest_describes_every_fault() {
     assert_eq!(migration.skipped_by, ["replica-2"]);
 
     for f in m.faults_of(FaultKind::Poison) {
-        let key = (f.topic.clone().unwrap(), f.partition.unwrap(), f.offset.unwrap());
+        let key = (
+            f.topic.clone().unwrap(),
+            f.partition.unwrap(),
+            f.offset.unwrap(),
+        );
         let err = &d.undecodable[&key];
         let detail = f.detail.as_ref().unwrap();
         let expected = if detail.starts_with("bad magic") {
@@ -398,13 +534,27 @@ fn the_manifest_describes_every_fault() {
         assert!(err.starts_with(expected), "{detail}: {err}");
     }
     for f in m.faults_of(FaultKind::Dropped) {
-        let (table, key, p) = (f.table.as_deref().unwrap(), f.key.as_ref().unwrap(), f.position.unwrap());
+        let (table, key, p) = (
+            f.table.as_deref().unwrap(),
+            f.key.as_ref().unwrap(),
+            f.position.unwrap(),
+        );
         let primary = key_history(&d, "primary", table, key);
-        assert!(primary.iter().any(|e| e.position() == p && e.op() == "u"), "{f:?}");
+        assert!(
+            primary.iter().any(|e| e.position() == p && e.op() == "u"),
+            "{f:?}"
+        );
         let replica = key_history(&d, &f.replica, table, key);
-        assert!(!replica.iter().any(|e| e.position() == p), "{f:?}: the replica emitted the dropped update");
+        assert!(
+            !replica.iter().any(|e| e.position() == p),
+            "{f:?}: the replica emitted the dropped update"
+        );
         // The next update carries the replica's own (stale) before image.
-        let stale = primary.iter().rev().find(|e| e.position() < p).and_then(|e| e.image("after"));
+        let stale = primary
+            .iter()
+            .rev()
+            .find(|e| e.position() < p)
+            .and_then(|e| e.image("after"));
         if let Some(next) = replica.iter().find(|e| e.position() > p) {
             assert_eq!(next.image("before"), stale, "{f:?}");
         }
@@ -414,11 +564,18 @@ fn the_manifest_describes_every_fault() {
         assert_eq!(&e.key, f.key.as_ref().unwrap());
         assert_eq!(e.position(), f.position.unwrap());
         let primary = key_history(&d, "primary", e.table.name(), &e.key);
-        let p = primary.iter().find(|p| p.position() == e.position()).unwrap();
+        let p = primary
+            .iter()
+            .find(|p| p.position() == e.position())
+            .unwrap();
         assert_ne!(p.image("after"), e.image("after"), "{f:?}");
         let replica = key_history(&d, &f.replica, e.table.name(), &e.key);
         if let Some(next) = replica.iter().find(|n| n.position() > e.position()) {
-            assert_eq!(next.image("before"), e.image("after"), "later events carry the corrupted before image");
+            assert_eq!(
+                next.image("before"),
+                e.image("after"),
+                "later events carry the corrupted before image"
+            );
         }
     }
     for f in m.faults_of(FaultKind::Extra) {
@@ -426,8 +583,16 @@ fn the_manifest_describes_every_fault() {
         assert_eq!(e.op(), "c");
         assert_eq!(&e.key, f.key.as_ref().unwrap());
         assert_eq!(e.position(), f.position.unwrap());
-        assert!(key_history(&d, "primary", e.table.name(), &e.key).is_empty(), "the primary never wrote it");
-        assert!(d.events.iter().any(|p| p.stream == "primary" && p.envelope.is_some() && p.position() == e.position()), "a position of a real transaction");
+        assert!(
+            key_history(&d, "primary", e.table.name(), &e.key).is_empty(),
+            "the primary never wrote it"
+        );
+        assert!(
+            d.events.iter().any(|p| p.stream == "primary"
+                && p.envelope.is_some()
+                && p.position() == e.position()),
+            "a position of a real transaction"
+        );
     }
     for f in m.faults_of(FaultKind::Reordered) {
         let e = at(f).unwrap();
@@ -435,46 +600,82 @@ fn the_manifest_describes_every_fault() {
         assert!(p1 < p2);
         let replica = key_history(&d, &f.replica, e.table.name(), &e.key);
         let i = replica.iter().position(|x| x.position() == p2).unwrap();
-        assert_eq!(replica[i + 1].position(), p1, "the later update is emitted first");
+        assert_eq!(
+            replica[i + 1].position(),
+            p1,
+            "the later update is emitted first"
+        );
         assert_eq!(replica[i + 1].offset, e.offset);
         let primary = key_history(&d, "primary", e.table.name(), &e.key);
         let last_primary = primary.iter().rev().find(|x| x.position() <= p2).unwrap();
-        assert_ne!(replica[i + 1].image("after"), last_primary.image("after"), "the replica ends with the wrong row");
+        assert_ne!(
+            replica[i + 1].image("after"),
+            last_primary.image("after"),
+            "the replica ends with the wrong row"
+        );
     }
     for f in m.faults_of(FaultKind::Duplicate) {
         let topic = f.topic.as_ref().unwrap();
         let part: Vec<&Record> = run
             .records
             .iter()
-            .filter(|r| &run.topics[r.topic as usize].name == topic && Some(r.partition) == f.partition)
+            .filter(|r| {
+                &run.topics[r.topic as usize].name == topic && Some(r.partition) == f.partition
+            })
             .collect();
         let start = f.offset.unwrap() as usize;
         let n = f.count.unwrap() as usize;
         let copies = &part[start..start + n];
-        let originals_at = part.iter().position(|r| r.key == copies[0].key && r.value == copies[0].value).unwrap();
+        let originals_at = part
+            .iter()
+            .position(|r| r.key == copies[0].key && r.value == copies[0].value)
+            .unwrap();
         assert!(originals_at < start);
         for (o, c) in part[originals_at..originals_at + n].iter().zip(copies) {
-            assert_eq!((&o.key, &o.value), (&c.key, &c.value), "byte-identical redelivery");
+            assert_eq!(
+                (&o.key, &o.value),
+                (&c.key, &c.value),
+                "byte-identical redelivery"
+            );
         }
     }
     for f in m.faults_of(FaultKind::Lag) {
         let (from, until) = (f.position.unwrap(), f.until_position.unwrap());
-        for e in d.events.iter().filter(|e| e.stream == f.replica && e.envelope.is_some()) {
+        for e in d
+            .events
+            .iter()
+            .filter(|e| e.stream == f.replica && e.envelope.is_some())
+        {
             let p = e.position();
             if p >= from && p <= until {
-                let Value::Long(commit) = e.source("ts_ms") else { panic!() };
-                assert!(e.timestamp_ms >= commit + LAG_DELAY_MS, "lagging records are late");
+                let Value::Long(commit) = e.source("ts_ms") else {
+                    panic!()
+                };
+                assert!(
+                    e.timestamp_ms >= commit + LAG_DELAY_MS,
+                    "lagging records are late"
+                );
             }
         }
     }
     for f in m.faults_of(FaultKind::Silent) {
         let table = f.table.as_deref().unwrap();
         let from = f.position.unwrap();
-        assert!(!d.events.iter().any(|e| e.stream == f.replica && e.table.name() == table && e.envelope.is_some() && e.position() >= from));
-        assert!(d.events.iter().any(|e| e.stream == "primary" && e.table.name() == table && e.envelope.is_some() && e.position() >= from));
+        assert!(!d.events.iter().any(|e| e.stream == f.replica
+            && e.table.name() == table
+            && e.envelope.is_some()
+            && e.position() >= from));
+        assert!(d.events.iter().any(|e| e.stream == "primary"
+            && e.table.name() == table
+            && e.envelope.is_some()
+            && e.position() >= from));
     }
     for f in m.faults_of(FaultKind::LatePartition) {
-        assert!(f.partition.is_some() && f.topic.is_some() && f.delay_ms == Some(LATE_PARTITION_DELAY_MS));
+        assert!(
+            f.partition.is_some()
+                && f.topic.is_some()
+                && f.delay_ms == Some(LATE_PARTITION_DELAY_MS)
+        );
     }
 }
 
@@ -484,38 +685,86 @@ fn the_incident_replica_keeps_writing_schema_v1() {
     let m = &run.manifest;
     let mig = m.migration.as_ref().unwrap();
     let at_1545 = time::parse_utc("2024-08-14T15:45:00Z").unwrap();
-    assert!(mig.timestamp_ms >= at_1545 && mig.timestamp_ms < at_1545 + 100, "migration at 15:45 UTC");
-    assert!(m.start_timestamp_ms < at_1545 && m.start_timestamp_ms >= at_1545 - 120_000, "clock starts shortly before");
-    assert!(m.faults.iter().all(|f| f.kind == FaultKind::SchemaDrift && f.replica == "replica-2"));
+    assert!(
+        mig.timestamp_ms >= at_1545 && mig.timestamp_ms < at_1545 + 100,
+        "migration at 15:45 UTC"
+    );
+    assert!(
+        m.start_timestamp_ms < at_1545 && m.start_timestamp_ms >= at_1545 - 120_000,
+        "clock starts shortly before"
+    );
+    assert!(
+        m.faults
+            .iter()
+            .all(|f| f.kind == FaultKind::SchemaDrift && f.replica == "replica-2")
+    );
     let version = |id: u32| run.schemas.iter().find(|s| s.id == id).unwrap().version;
     let d = decode(&run);
-    let orders: Vec<&Event> = d.events.iter().filter(|e| e.table == Table::Orders && e.envelope.is_some()).collect();
+    let orders: Vec<&Event> = d
+        .events
+        .iter()
+        .filter(|e| e.table == Table::Orders && e.envelope.is_some())
+        .collect();
     for e in &orders {
         let after_migration = e.position() > mig.position;
-        let want = if after_migration && e.stream != "replica-2" { 2 } else { 1 };
-        assert_eq!(version(e.schema_id), want, "{} at {}", e.stream, e.position());
+        let want = if after_migration && e.stream != "replica-2" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            version(e.schema_id),
+            want,
+            "{} at {}",
+            e.stream,
+            e.position()
+        );
         let row = e.image("after").or(e.image("before")).unwrap();
         assert_eq!(row.iter().any(|(n, _)| n == "currency"), want == 2);
     }
     let first = &m.faults[0];
     assert!(first.detail.as_deref().unwrap().contains("v1"));
-    let first_drifted = orders.iter().filter(|e| e.stream == "replica-2" && e.position() > mig.position).min_by_key(|e| e.index).unwrap();
-    assert_eq!((first.position, first.key.as_ref()), (Some(first_drifted.position()), Some(&first_drifted.key)));
+    let first_drifted = orders
+        .iter()
+        .filter(|e| e.stream == "replica-2" && e.position() > mig.position)
+        .min_by_key(|e| e.index)
+        .unwrap();
+    assert_eq!(
+        (first.position, first.key.as_ref()),
+        (Some(first_drifted.position()), Some(&first_drifted.key))
+    );
     let lost: Vec<&Fault> = m.faults[1..].iter().collect();
     assert!(!lost.is_empty());
     for f in lost {
-        assert!(f.detail.as_deref().unwrap().starts_with("value lost to outdated schema"));
+        assert!(
+            f.detail
+                .as_deref()
+                .unwrap()
+                .starts_with("value lost to outdated schema")
+        );
         let primary = orders
             .iter()
-            .find(|e| e.stream == "primary" && e.position() == f.position.unwrap() && Some(&e.key) == f.key.as_ref())
+            .find(|e| {
+                e.stream == "primary"
+                    && e.position() == f.position.unwrap()
+                    && Some(&e.key) == f.key.as_ref()
+            })
             .unwrap();
-        let currency = |img: Option<&Vec<(String, Value)>>| img.map(|r| field(r, "currency").clone());
+        let currency =
+            |img: Option<&Vec<(String, Value)>>| img.map(|r| field(r, "currency").clone());
         let usd = Some(Value::String("USD".into()));
-        assert!(currency(primary.image("after")) != usd || currency(primary.image("before")) != usd, "{f:?}");
+        assert!(
+            currency(primary.image("after")) != usd || currency(primary.image("before")) != usd,
+            "{f:?}"
+        );
     }
     // The primary writes other currencies after the migration.
     let eur = ("currency".to_string(), Value::String("EUR".into()));
-    assert!(orders.iter().any(|e| e.stream == "primary" && e.image("after").is_some_and(|r| r.contains(&eur))));
+    assert!(
+        orders
+            .iter()
+            .any(|e| e.stream == "primary" && e.image("after").is_some_and(|r| r.contains(&eur)))
+    );
 }
 
 #[test]
