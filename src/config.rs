@@ -231,6 +231,7 @@ impl Config {
             silent_after_ms: self.verify.silent_after_ms,
             check_subjects: self.verify.check_subjects,
             drill,
+            origin_span: (None, None),
         }
     }
 

@@ -89,6 +89,9 @@ fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&s
         );
     }
     let (from_ms, to_ms) = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
+    // Records of transactions committed before `to` can be written later (replication lag):
+    // read on past it; the engine keeps exactly the transactions of the span.
+    let to_ms = to_ms.map(|t| t + read_margin_ms(cfg));
     let (off_start, off_end) = match offsets {
         Some(o) => {
             let (a, b) = o.split_once("..").with_context(|| format!("--offsets `{o}` is not START..END"))?;
@@ -117,16 +120,22 @@ fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&s
     Ok(Window { topics, ranges })
 }
 
+/// How far past the end of a time span records are read.
+fn read_margin_ms(cfg: &Config) -> i64 {
+    cfg.verify.max_replica_lag_ms + cfg.verify.silent_after_ms
+}
+
 pub fn replay(cfg: &Config, from: Option<&str>, to: Option<&str>, offsets: Option<&str>, progress: bool) -> anyhow::Result<Report> {
     let settings = settings(cfg);
     let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
     let window = plan(cfg, &consumer, from, to, offsets)?;
+    let span = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
     let mut src = registry(cfg)?;
-    let first = pass(cfg, &settings, &window, Drill::Off, &mut src, progress.then_some("checking digests"))?;
+    let first = pass(cfg, &settings, &window, span, Drill::Off, &mut src, progress.then_some("checking digests"))?;
     let mut diverged: Vec<(String, u64)> = first.verdicts.iter().filter(|d| d.kind == Kind::DataMismatch).filter_map(|d| Some((d.table.clone()?, d.range?))).collect();
     diverged.sort();
     diverged.dedup();
-    let v = if diverged.is_empty() { first } else { pass(cfg, &settings, &window, Drill::Ranges(diverged), &mut src, progress.then_some("naming keys"))? };
+    let v = if diverged.is_empty() { first } else { pass(cfg, &settings, &window, span, Drill::Ranges(diverged), &mut src, progress.then_some("naming keys"))? };
     let desc = format!(
         "kafka {} {}",
         cfg.kafka.bootstrap_servers,
@@ -139,10 +148,19 @@ pub fn replay(cfg: &Config, from: Option<&str>, to: Option<&str>, offsets: Optio
     Ok(report::build(&v.engine, &v.verdicts, SourceInfo { kind: "kafka".into(), description: desc, from: f, to: t }))
 }
 
-fn pass(cfg: &Config, settings: &KafkaSettings, window: &Window, drill: Drill, src: &mut RegistrySource, progress: Option<&str>) -> anyhow::Result<Verifier> {
+fn pass(
+    cfg: &Config,
+    settings: &KafkaSettings,
+    window: &Window,
+    span: (Option<i64>, Option<i64>),
+    drill: Drill,
+    src: &mut RegistrySource,
+    progress: Option<&str>,
+) -> anyhow::Result<Verifier> {
     let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
     let mut engine_cfg = cfg.engine();
     engine_cfg.drill = drill;
+    engine_cfg.origin_span = span;
     let mut v = Verifier::new(cfg, engine_cfg, &window.topics);
     let index: HashMap<&str, usize> = window.topics.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
     let mut tpl = TopicPartitionList::new();

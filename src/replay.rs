@@ -29,12 +29,14 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Replay a capture file written by `cdc-verifier simulate --capture` or by a capture of
     /// real topics, with no service running.
-    #[arg(long, conflicts_with_all = ["from", "to", "offsets"])]
+    #[arg(long, conflicts_with = "offsets")]
     pub capture: Option<PathBuf>,
-    /// Replay from Kafka starting at this time (RFC 3339, e.g. 2024-08-14T15:40:00Z, or epoch ms).
+    /// Verify the transactions the primary committed from this time on (RFC 3339, e.g.
+    /// 2024-08-14T15:40:00Z, or epoch ms), from Kafka or within the capture. Replicas are
+    /// verified at the positions of those transactions, whenever they applied them.
     #[arg(long)]
     pub from: Option<String>,
-    /// Replay from Kafka up to this time (exclusive); default: the end of each partition now.
+    /// ... and before this time; default: up to the end of each partition (or of the capture).
     #[arg(long)]
     pub to: Option<String>,
     /// Replay from Kafka by offsets, `START..END` in every partition (either side may be empty).
@@ -74,7 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg = cfg.with_simulator_topics(p);
     }
     let report = if let Some(path) = &args.capture {
-        replay_capture(&cfg, path, !args.quiet)?
+        let from = args.from.as_deref().map(crate::kafka_replay::parse_time).transpose()?;
+        let to = args.to.as_deref().map(crate::kafka_replay::parse_time).transpose()?;
+        replay_capture(&cfg, path, (from, to), !args.quiet)?
     } else if args.from.is_some() || args.to.is_some() || args.offsets.is_some() {
         crate::kafka_replay::replay(&cfg, args.from.as_deref(), args.to.as_deref(), args.offsets.as_deref(), !args.quiet)?
     } else {
@@ -114,10 +118,13 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-fn replay_capture(cfg: &Config, path: &Path, progress: bool) -> anyhow::Result<Report> {
+/// Record-time bounds `[from, to)`.
+type Span = (Option<i64>, Option<i64>);
+
+fn replay_capture(cfg: &Config, path: &Path, span: Span, progress: bool) -> anyhow::Result<Report> {
     let size = std::fs::metadata(path).with_context(|| format!("cannot open capture {}", path.display()))?.len();
     // Pass 1: digests only.
-    let first = capture_pass(cfg, path, Drill::Off, progress.then_some(("checking digests", size)))?;
+    let first = capture_pass(cfg, path, span, Drill::Off, progress.then_some(("checking digests", size)))?;
     let diverged: Vec<(String, u64)> = {
         let mut v: Vec<(String, u64)> = first
             .verdicts
@@ -133,7 +140,7 @@ fn replay_capture(cfg: &Config, path: &Path, progress: bool) -> anyhow::Result<R
         first
     } else {
         // Pass 2: per-key state for the ranges that diverged.
-        let second = capture_pass(cfg, path, Drill::Ranges(diverged), progress.then_some(("naming keys", size)))?;
+        let second = capture_pass(cfg, path, span, Drill::Ranges(diverged), progress.then_some(("naming keys", size)))?;
         let keys = |v: &Verifier| {
             let mut k: Vec<String> = v.verdicts.iter().map(|d| d.key()).collect();
             k.sort();
@@ -144,7 +151,15 @@ fn replay_capture(cfg: &Config, path: &Path, progress: bool) -> anyhow::Result<R
         }
         second
     };
-    let header_desc = format!("capture {}", path.display());
+    let header_desc = match span {
+        (None, None) => format!("capture {}", path.display()),
+        (f, t) => format!(
+            "capture {} from {} to {}",
+            path.display(),
+            f.map_or("the beginning".into(), cdc_verifier_core::avro::json::format_millis),
+            t.map_or("the end".into(), cdc_verifier_core::avro::json::format_millis)
+        ),
+    };
     let (from, to) = time_span(&v);
     Ok(report::build(&v.engine, &v.verdicts, SourceInfo { kind: "capture".into(), description: header_desc, from, to }))
 }
@@ -156,7 +171,7 @@ pub fn time_span(v: &Verifier) -> (Option<String>, Option<String>) {
     (from.map(cdc_verifier_core::avro::json::format_millis), to.map(cdc_verifier_core::avro::json::format_millis))
 }
 
-fn capture_pass(cfg: &Config, path: &Path, drill: Drill, progress: Option<(&str, u64)>) -> anyhow::Result<Verifier> {
+fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progress: Option<(&str, u64)>) -> anyhow::Result<Verifier> {
     let read = Arc::new(AtomicU64::new(0));
     let file = std::fs::File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
     let mut reader = CaptureReader::new(Counting { inner: std::io::BufReader::with_capacity(1 << 20, file), read: read.clone() })
@@ -169,6 +184,7 @@ fn capture_pass(cfg: &Config, path: &Path, drill: Drill, progress: Option<(&str,
     let topics: Vec<(String, u32)> = header.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
     let mut engine_cfg = cfg.engine();
     engine_cfg.drill = drill;
+    engine_cfg.origin_span = (from, to);
     let mut v = Verifier::new(cfg, engine_cfg, &topics);
     if v.routed_topics() == 0 {
         bail!(

@@ -329,7 +329,13 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     clean.verify_until_caught_up();
     let uninterrupted = alert_keys(&alerts(&clean.alerts));
     assert!(!uninterrupted.is_empty());
-    assert_eq!(crashed, uninterrupted, "a crash lost or invented verdicts");
+    let show = |keys: Vec<&Vec<u8>>| keys.iter().map(|k| String::from_utf8_lossy(&k[5..]).replace(|c: char| c.is_control(), " ")).collect::<Vec<_>>();
+    assert!(
+        crashed == uninterrupted,
+        "a crash lost or invented verdicts: lost {:?}, new {:?}",
+        show(uninterrupted.difference(&crashed).collect()),
+        show(crashed.difference(&uninterrupted).collect())
+    );
 }
 
 /// An HTTP proxy in front of the registry (one request per connection) that goes down for a

@@ -98,7 +98,8 @@ fn load(args: &Args) -> anyhow::Result<Config> {
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("CDC_VERIFIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     let _ = if format == "json" { b.json().try_init() } else { b.try_init() };
 }
 
@@ -190,6 +191,9 @@ struct Service {
     /// When the newest record time last moved.
     max_record_seen: Instant,
     until_caught_up: bool,
+    /// When the first record was fed, and when everything was first read (for `--until-caught-up`).
+    first_record_at: Option<Instant>,
+    caught_up_at: Option<(Instant, u64)>,
 }
 
 impl Service {
@@ -301,6 +305,8 @@ impl Service {
             max_record_ts: i64::MIN,
             max_record_seen: Instant::now(),
             until_caught_up: false,
+            first_record_at: None,
+            caught_up_at: None,
         })
     }
 
@@ -321,6 +327,9 @@ impl Service {
                 let settle = Duration::from_millis((self.cfg.verify.idle_grace_ms + self.cfg.verify.cut_interval_ms) as u64 + 500);
                 if self.all_caught_up() {
                     let since = *caught_up_since.get_or_insert_with(Instant::now);
+                    if self.caught_up_at.is_none() && self.first_record_at.is_some() {
+                        self.caught_up_at = Some((Instant::now(), self.verifier.records));
+                    }
                     if since.elapsed() >= settle {
                         tracing::info!("every partition is read to its end: comparing the last windows and stopping");
                         return self.drain(true);
@@ -387,6 +396,9 @@ impl Service {
     }
 
     fn process(&mut self, batch: &Batch) -> anyhow::Result<()> {
+        if self.first_record_at.is_none() && !batch.recs.is_empty() {
+            self.first_record_at = Some(Instant::now());
+        }
         for rec in &batch.recs {
             let Some(&pi) = self.part_index.get(&(rec.topic, rec.partition)) else { continue };
             if rec.offset < self.partitions[pi].next {
@@ -634,7 +646,11 @@ impl Service {
         self.commit()?;
         self.producer.flush(Duration::from_secs(10)).ok();
         self.publish_metrics();
-        tracing::info!(events = self.verifier.records, alerts = self.published, dead_lettered = self.dead_lettered, "stopped cleanly");
+        if let (Some(first), Some((at, records))) = (self.first_record_at, self.caught_up_at) {
+            let secs = at.duration_since(first).as_secs_f64().max(1e-6);
+            tracing::info!(records, seconds = secs, rate = records as f64 / secs, "caught up: {records} records in {secs:.3} s ({:.0} records/s)", records as f64 / secs);
+        }
+        tracing::info!(events = self.verifier.records, alerts = self.published, dead_lettered = self.dead_lettered, peak_rss_mib = peak_rss_mib(), "stopped cleanly");
         Ok(())
     }
 
@@ -678,6 +694,14 @@ impl Service {
         s.commits = self.commits;
         self.metrics.publish(s);
     }
+}
+
+/// The process's peak resident memory, from /proc.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Waits up to `registry.timeout-ms × 6` for the registry to answer, retrying with backoff.

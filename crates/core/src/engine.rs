@@ -49,6 +49,9 @@ pub struct EngineConfig {
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
+    /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
+    /// the replicas' events are kept by the positions of those transactions.
+    pub origin_span: (Option<i64>, Option<i64>),
 }
 
 impl Default for EngineConfig {
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             silent_after_ms: 10_000,
             check_subjects: true,
             drill: Drill::Off,
+            origin_span: (None, None),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Record<'a> {
 pub enum Ingested {
     Counted,
     Duplicate,
+    /// Outside the origin span being verified.
+    Outside,
     Tombstone,
     /// A replica record ahead of the primary's watermark: held until the primary passes it.
     Parked,
@@ -107,6 +113,7 @@ pub struct TopicStats {
     pub tombstones: u64,
     pub poison: u64,
     pub parked: u64,
+    pub outside: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -190,6 +197,8 @@ struct Topic {
     stats: TopicStats,
     last_ms: i64,
     silent: bool,
+    /// The highest position seen on this topic.
+    max_pos: Position,
 }
 
 #[derive(Default)]
@@ -207,6 +216,10 @@ struct WindowAcc {
     drift: FastMap<TableId, DriftObs>,
     tables: FastMap<TableId, ()>,
     last_table: Option<TableId>,
+    /// The primary's last position per table in the window.
+    table_last: Vec<(TableId, Position)>,
+    /// The newest record time among the window's events (when they were written to Kafka).
+    max_record_ms: i64,
 }
 
 struct Parked {
@@ -228,6 +241,10 @@ struct Stream {
     lagging: Option<WindowRef>,
     /// Rolling (replica − primary) per range that has diverged, until it is zero again.
     divergent: FastMap<(TableId, u64), Lanes>,
+    /// Mismatches of a table this replica has not been heard from beyond the primary's last
+    /// change of it in the window: held back until it is (then they are real losses and
+    /// published) or the table falls silent (then StreamSilent says it all).
+    absent: BTreeMap<TableId, Vec<(Position, Divergence)>>,
     drifting: FastMap<TableId, ()>,
 }
 
@@ -316,6 +333,9 @@ pub struct Engine {
     start_ms: i64,
     /// Set by [`Engine::finish`]: the input has ended.
     ended: bool,
+    /// The primary's first position inside the origin span, and first one after it.
+    span_lo: Option<Position>,
+    span_out: Option<Position>,
     drill_keys: Vec<KeyEntry>,
     drill_index: HashMap<(TableId, Vec<u8>), usize>,
     drill_by_range: FastMap<(TableId, u64), Vec<usize>>,
@@ -337,6 +357,7 @@ impl Engine {
             closed_pos: None,
             lagging: None,
             divergent: FastMap::default(),
+            absent: BTreeMap::new(),
             drifting: FastMap::default(),
         };
         let mut streams = vec![mk(primary)];
@@ -357,6 +378,8 @@ impl Engine {
             now_ms: i64::MIN,
             start_ms: i64::MIN,
             ended: false,
+            span_lo: None,
+            span_out: None,
             drill_keys: Vec::new(),
             drill_index: HashMap::new(),
             drill_by_range: FastMap::default(),
@@ -410,6 +433,7 @@ impl Engine {
             stats: TopicStats::default(),
             last_ms: i64::MIN,
             silent: false,
+            max_pos: Position::ZERO,
         });
         let id = (self.topics.len() - 1) as TopicId;
         self.streams[stream as usize].topics.push(id);
@@ -724,6 +748,11 @@ impl Engine {
         }
         part.last_pos = Some(part.last_pos.map_or(ev.position, |l| l.max(ev.position)));
 
+        if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
+            self.topics[ti].stats.outside += 1;
+            return Ingested::Outside;
+        }
+
         let w = if stream == PRIMARY {
             let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
             let b = match self.bounds.last_entry() {
@@ -757,6 +786,9 @@ impl Engine {
             },
         }
         self.topics[ti].stats.events += 1;
+        if ev.position > self.topics[ti].max_pos {
+            self.topics[ti].max_pos = ev.position;
+        }
 
         let windows = &mut self.streams[stream as usize].windows;
         let acc = match windows.last_entry() {
@@ -764,9 +796,16 @@ impl Engine {
             _ => windows.entry(w).or_default(),
         };
         acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.position.tx, ev.before, ev.after);
+        acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
             acc.last_table = Some(table);
+        }
+        if stream == PRIMARY {
+            match acc.table_last.iter_mut().find(|(t, _)| *t == table) {
+                Some((_, p)) => *p = (*p).max(ev.position),
+                None => acc.table_last.push((table, ev.position)),
+            }
         }
         if let Some((actual_id, expected_id)) = drift {
             let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id, expected_id, events: 0 });
@@ -780,6 +819,30 @@ impl Engine {
             self.drill_observe(stream, table, range, key, key_schema, w, ev, vid, image);
         }
         Ingested::Counted
+    }
+
+    /// Whether an event lies outside the origin span: by its commit time on the primary; by
+    /// its position on a replica (the primary's watermark has passed it, so the primary's
+    /// positions around it are known).
+    fn outside_span(&mut self, stream: StreamId, ev: &Event) -> bool {
+        let (from, to) = self.cfg.origin_span;
+        if stream == PRIMARY {
+            if to.is_some_and(|t| ev.ts_ms >= t) {
+                self.span_out = Some(self.span_out.map_or(ev.position, |o| o.min(ev.position)));
+                return true;
+            }
+            if from.is_some_and(|f| ev.ts_ms < f) {
+                return true;
+            }
+            self.span_lo = Some(self.span_lo.map_or(ev.position, |l| l.min(ev.position)));
+            return false;
+        }
+        let after_start = match from {
+            None => true,
+            Some(_) => self.span_lo.is_some_and(|lo| ev.position.tx >= lo.tx),
+        };
+        let before_end = self.span_out.is_none_or(|o| ev.position.tx < o.tx);
+        !(after_start && before_end)
     }
 
     /// The primary's window holding position `p` (the primary's watermark has passed `p`).
@@ -840,6 +903,7 @@ impl Engine {
         self.finalize_primary_windows();
         for r in 1..self.streams.len() as StreamId {
             self.compare_ready(r, out);
+            self.release_heard(r, out);
             self.check_silence(r, out);
         }
         self.drop_compared();
@@ -855,7 +919,43 @@ impl Engine {
         let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
         self.advance(far, src, out)?;
         self.ended = true;
-        self.advance(far, src, out)
+        self.advance(far, src, out)?;
+        // Tables a replica stopped sending before the input ended: silent when the primary
+        // went on writing them for a while (a few windows), else just missing their last rows.
+        let quiet_enough = (2 * self.cfg.cut_interval_ms).max(self.cfg.idle_grace_ms);
+        for r in 1..self.streams.len() {
+            let absent = std::mem::take(&mut self.streams[r].absent);
+            for (table, held) in absent {
+                let last_ms = |s: usize| self.streams[s].topics.iter().filter(|t| self.topics[**t as usize].table == table).map(|t| self.topics[*t as usize].last_ms).max().unwrap_or(i64::MIN);
+                let quiet = last_ms(PRIMARY as usize).saturating_sub(last_ms(r));
+                let topic = self.streams[r].topics.iter().copied().find(|t| self.topics[*t as usize].table == table);
+                if quiet < quiet_enough {
+                    for (_, d) in held {
+                        self.emit(d, out);
+                    }
+                    continue;
+                }
+                if let Some(t) = topic {
+                    if self.topics[t as usize].silent {
+                        continue;
+                    }
+                    self.topics[t as usize].silent = true;
+                }
+                let first = held.iter().filter_map(|(_, d)| d.window).min_by_key(|w| w.id);
+                let mut d = Divergence::new(Kind::StreamSilent, &self.streams[r].name, self.now_ms);
+                d.table = Some(self.tables[table as usize].name.clone());
+                d.window = first;
+                let rwm = self.watermark(r as StreamId);
+                d.lag = Some(LagInfo {
+                    primary_position: self.primary_wm,
+                    replica_position: rwm,
+                    positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
+                    ms_behind: quiet,
+                });
+                self.emit(d, out);
+            }
+        }
+        Ok(())
     }
 
     fn drain_parked(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
@@ -946,34 +1046,74 @@ impl Engine {
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
             if rwm < b.last {
+                // Not reached yet. Judged by the clock only when the replica has nothing more
+                // to read: while records are still pending, their times say how late they are.
                 let behind = self.now_ms - final_at;
-                if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() {
+                if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() && self.caught_up(r) {
                     let window = self.window_ref(w);
-                    self.streams[r as usize].lagging = Some(window);
-                    let mut d = Divergence::new(Kind::ReplicaLag, &self.streams[r as usize].name, self.now_ms);
-                    d.window = Some(window);
-                    d.lag = Some(LagInfo {
-                        primary_position: self.primary_wm,
-                        replica_position: rwm,
-                        positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
-                        ms_behind: behind,
-                    });
-                    self.emit(d, out);
+                    self.start_lag(r, window, rwm, behind, out);
                 }
                 break;
             }
+            // How late the replica wrote this window: its last record's time against the end
+            // of the window at the origin. Taken from the records, so the same in any replay.
+            let written = self.streams[r as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
             self.compare(w, r, out);
             self.streams[r as usize].done_upto = Some(w);
             self.streams[r as usize].closed_pos = Some(b.last);
-            if let Some(since) = self.streams[r as usize].lagging {
-                // Caught up: within the allowed lag of the primary again.
-                if self.now_ms - final_at < self.cfg.max_replica_lag_ms {
+            if written == i64::MIN {
+                continue;
+            }
+            let window = self.window_ref(w);
+            let late = written - window.end_ms;
+            match self.streams[r as usize].lagging {
+                None if late >= self.cfg.max_replica_lag_ms => self.start_lag(r, window, b.last, late, out),
+                Some(since) if late < self.cfg.max_replica_lag_ms => {
                     self.streams[r as usize].lagging = None;
                     let mut d = Divergence::new(Kind::Recovered, &self.streams[r as usize].name, self.now_ms);
                     d.recovered = Some(Kind::ReplicaLag);
                     d.window = Some(since);
                     self.emit(d, out);
                 }
+                _ => {}
+            }
+        }
+    }
+
+    fn start_lag(&mut self, r: StreamId, window: WindowRef, replica_position: Position, behind: i64, out: &mut Vec<Divergence>) {
+        self.streams[r as usize].lagging = Some(window);
+        let mut d = Divergence::new(Kind::ReplicaLag, &self.streams[r as usize].name, self.now_ms);
+        d.window = Some(window);
+        d.lag = Some(LagInfo {
+            primary_position: self.primary_wm,
+            replica_position,
+            positions_behind: self.primary_wm.tx.saturating_sub(replica_position.tx),
+            ms_behind: behind,
+        });
+        self.emit(d, out);
+    }
+
+    /// Whether every partition of a stream has nothing more to read right now.
+    fn caught_up(&self, s: StreamId) -> bool {
+        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| p.caught_up))
+    }
+
+    fn replica_table_pos(&self, r: StreamId, table: TableId) -> Position {
+        self.streams[r as usize].topics.iter().filter(|t| self.topics[**t as usize].table == table).map(|t| self.topics[*t as usize].max_pos).max().unwrap_or(Position::ZERO)
+    }
+
+    /// Publishes held mismatches of tables the replica has since been heard from beyond.
+    fn release_heard(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
+        let tables: Vec<TableId> = self.streams[r as usize].absent.keys().copied().collect();
+        for t in tables {
+            let pos = self.replica_table_pos(r, t);
+            let held = self.streams[r as usize].absent.remove(&t).unwrap_or_default();
+            let (ready, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|(p, _)| pos >= *p);
+            for (_, d) in ready {
+                self.emit(d, out);
+            }
+            if !keep.is_empty() {
+                self.streams[r as usize].absent.insert(t, keep);
             }
         }
     }
@@ -1069,6 +1209,7 @@ impl Engine {
         }
 
         let mismatch_tables: Vec<TableId> = mismatches.iter().map(|((t, _), _, _)| *t).collect();
+        let primary_last: Vec<(TableId, Position)> = self.streams[PRIMARY as usize].windows.get(&w).map(|p| p.table_last.clone()).unwrap_or_default();
         for ((table, range), pd, rd) in mismatches {
             let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());
@@ -1079,8 +1220,15 @@ impl Engine {
             d.replica_side = Some(Side { digest: rd.lanes.hex(), ops: rd.ops });
             d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
             d.keys = self.key_diffs(w, r, table, range);
-            self.emit(d, out);
+            // Held while this replica has sent nothing of the table beyond the primary's last
+            // change of it in the window: it may have stopped sending the table.
+            let needed = primary_last.iter().find(|(t, _)| *t == table).map(|(_, p)| *p);
+            match needed {
+                Some(p) if self.replica_table_pos(r, table) < p => self.streams[r as usize].absent.entry(table).or_default().push((p, d)),
+                _ => self.emit(d, out),
+            }
         }
+        self.release_heard(r, out);
         self.record_timeline(r, window, &pacc_tables_and(&racc, self.streams[PRIMARY as usize].windows.get(&w)), &racc, &mismatch_tables);
         for (table, range) in recovered {
             let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
@@ -1251,6 +1399,9 @@ impl Engine {
                 continue;
             }
             self.topics[t as usize].silent = silent_now;
+            if silent_now {
+                self.streams[r as usize].absent.remove(&table);
+            }
             let name = self.streams[r as usize].name.clone();
             let mut d = Divergence::new(if silent_now { Kind::StreamSilent } else { Kind::Recovered }, &name, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());

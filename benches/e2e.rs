@@ -1,0 +1,286 @@
+//! End to end against the local broker and registry (`scripts/services up`):
+//!
+//! 1. preloads topics with the simulator (primary + 2 replicas, 8 partitions each);
+//! 2. measures, on those same topics, raw rdkafka consume-and-discard throughput, then the
+//!    verifier's (`cdc-verifier run --until-caught-up`, from its first record until it has
+//!    read everything);
+//! 3. produces the `incident` scenario at a steady 50,000 events/s while the verifier runs
+//!    live, and measures the time from each faulty record's produce timestamp to its
+//!    divergence event on the alert topic (hdrhistogram);
+//! 4. reports the verifier's peak RSS.
+//!
+//! The last line is the summary.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdc_verifier_core::digest::{key_hash, table_seed};
+use cdc_verifier_core::KeyRanges;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::Value as Json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
+
+fn env_or(k: &str, d: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| d.to_string())
+}
+
+fn bootstrap() -> String {
+    env_or("CDC_VERIFIER_TEST_BOOTSTRAP", "127.0.0.1:9092")
+}
+
+fn registry() -> String {
+    env_or("CDC_VERIFIER_TEST_REGISTRY", "http://127.0.0.1:8081/apis/ccompat/v7")
+}
+
+fn unique(prefix: &str) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    format!("{prefix}-{t}-")
+}
+
+fn simulate(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("simulate").args(args).args(["--bootstrap-servers", &bootstrap(), "--registry-url", &registry()]).output().unwrap();
+    assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn consumer(group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "20")
+        .set("queued.min.messages", "200000")
+        .set("fetch.max.bytes", "104857600")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .unwrap()
+}
+
+/// Every partition of the topics with `prefix`, with its high watermark.
+fn partitions(c: &BaseConsumer, prefix: &str) -> Vec<(String, i32, i64)> {
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let mut v = Vec::new();
+    for t in md.topics().iter().filter(|t| t.name().starts_with(prefix)) {
+        for p in t.partitions() {
+            let (_, high) = c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).unwrap();
+            v.push((t.name().to_string(), p.id(), high));
+        }
+    }
+    v
+}
+
+/// Reads every record of the prefix's topics and discards it: records/s from the first
+/// record to the last.
+fn raw_consume(prefix: &str) -> (u64, f64) {
+    let c = consumer(&format!("{prefix}raw"));
+    let parts = partitions(&c, prefix);
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
+    for (t, p, high) in &parts {
+        if *high > 0 {
+            tpl.add_partition_offset(t, *p, Offset::Beginning).unwrap();
+            remaining.insert((t.clone(), *p), *high);
+        }
+    }
+    c.assign(&tpl).unwrap();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    let mut start = None;
+    while !remaining.is_empty() {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(m)) => {
+                start.get_or_insert_with(Instant::now);
+                n += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len);
+                let k = (m.topic().to_string(), m.partition());
+                if m.offset() + 1 >= remaining.get(&k).copied().unwrap_or(i64::MAX) {
+                    remaining.remove(&k);
+                }
+            }
+            Some(Err(e)) => panic!("consume: {e}"),
+            None => panic!("raw consume stalled with {} partitions left", remaining.len()),
+        }
+    }
+    std::hint::black_box(bytes);
+    (n, n as f64 / start.unwrap().elapsed().as_secs_f64())
+}
+
+fn verifier_args(prefix: &str, alerts: &str) -> Vec<String> {
+    [
+        "run",
+        "--topic-prefix",
+        prefix,
+        "--group-id",
+        &format!("{prefix}verifier"),
+        "--bootstrap-servers",
+        &bootstrap(),
+        "--registry-url",
+        &registry(),
+        "--set",
+        &format!("alerts.topic={alerts}"),
+        "--set",
+        &format!("alerts.dead-letter-topic={prefix}dead-letter"),
+        "--set",
+        "service.listen=127.0.0.1:0",
+        "--set",
+        "service.summary-interval-s=0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().rev().find_map(|l| l.split(&format!("{name}=")).nth(1).and_then(|s| s.split_whitespace().next()))
+}
+
+fn range_of(key: &Json) -> u64 {
+    let mut bytes = Vec::new();
+    for (_, v) in key.as_object().unwrap() {
+        cdc_verifier_core::avro::reader::write_long(&mut bytes, v.as_i64().unwrap());
+    }
+    KeyRanges::default().range(key_hash(table_seed("orders"), &bytes), None)
+}
+
+fn main() {
+    let events: u64 = env_or("E2E_EVENTS", "1000000").parse().unwrap();
+    let rate: u64 = env_or("E2E_RATE", "50000").parse().unwrap();
+    let live_events: u64 = env_or("E2E_LIVE_EVENTS", "600000").parse().unwrap();
+
+    // 1. Preload.
+    let prefix = unique("e2e");
+    let t = Instant::now();
+    simulate(&["--scenario", "clean", "--events", &events.to_string(), "--partitions", "8", "--topic-prefix", &prefix]);
+    let preload = t.elapsed().as_secs_f64();
+    let c = consumer(&format!("{prefix}probe"));
+    let records: i64 = partitions(&c, &prefix).iter().map(|(_, _, h)| h).sum();
+    drop(c);
+    println!("preloaded {records} records ({events} primary events) in {preload:.1} s: {:.0} records/s", records as f64 / preload);
+
+    // 2. Raw consume, then the verifier, on the same topics.
+    let (n, raw) = raw_consume(&prefix);
+    println!("raw consume-and-discard: {n} records, {raw:.0} records/s");
+    let out = Command::new(BIN).args(verifier_args(&prefix, &format!("{prefix}alerts"))).arg("--until-caught-up").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "verifier failed: {err}");
+    let verified: f64 = field(&err, "rate").and_then(|r| r.parse().ok()).expect("the verifier reports its catch-up rate");
+    let rss_bulk: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    println!("verifier: {verified:.0} records/s (peak RSS {rss_bulk:.0} MiB)");
+
+    // 3. Detection latency at a steady rate, live.
+    let live = unique("e2e-live");
+    let alerts = format!("{live}alerts");
+    let dir = std::env::temp_dir().join(format!("{}manifest.json", live));
+    let sim = {
+        let (live, dir) = (live.clone(), dir.clone());
+        std::thread::spawn(move || {
+            simulate(&[
+                "--scenario",
+                "incident",
+                "--events",
+                &live_events.to_string(),
+                "--rate",
+                &rate.to_string(),
+                "--start-time",
+                "now",
+                "--partitions",
+                "8",
+                "--topic-prefix",
+                &live,
+                "--manifest",
+                dir.to_str().unwrap(),
+            ])
+        })
+    };
+    // The verifier starts once the topics exist.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let sim_out = sim.join().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "live verifier: {err}");
+    let rss_live: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
+    let achieved = sim_out.lines().find(|l| l.contains("events/s")).unwrap_or("").trim().to_string();
+    println!("live production: {achieved}");
+
+    // Alerts by (kind, range) with their produce timestamps.
+    let c = consumer(&format!("{live}alert-reader"));
+    c.subscribe(&[&alerts]).unwrap();
+    let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
+    let mut first_alert: HashMap<(String, Option<u64>, i64), i64> = HashMap::new();
+    let quiet = Instant::now();
+    let mut last = Instant::now();
+    while last.elapsed() < Duration::from_secs(3) && quiet.elapsed() < Duration::from_secs(60) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            last = Instant::now();
+            let v = apache_avro::from_avro_datum(&schema, &mut &m.payload().unwrap()[5..], None).unwrap();
+            let apache_avro::types::Value::Record(f) = v else { continue };
+            let get = |n: &str| f.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap();
+            let kind = match get("kind") {
+                apache_avro::types::Value::Enum(_, s) => s,
+                _ => continue,
+            };
+            let range = match get("range") {
+                apache_avro::types::Value::Union(_, b) => match *b {
+                    apache_avro::types::Value::Long(r) => Some(r as u64),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let window = match get("window") {
+                apache_avro::types::Value::Union(_, b) => match *b {
+                    apache_avro::types::Value::Record(w) => match w[0].1 {
+                        apache_avro::types::Value::Long(id) => id,
+                        _ => 0,
+                    },
+                    _ => 0,
+                },
+                _ => 0,
+            };
+            let ts = m.timestamp().to_millis().unwrap();
+            first_alert.entry((kind, range, window)).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
+        }
+    }
+    let manifest: Json = serde_json::from_slice(&std::fs::read(&dir).unwrap()).unwrap();
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
+    let mut missed = 0;
+    for f in manifest["faults"].as_array().unwrap() {
+        let Some(ts) = f["timestamp_ms"].as_i64() else { continue };
+        let window = ts.div_euclid(200);
+        let alert = if f["detail"].as_str().unwrap_or("").contains("value lost") {
+            // The faulty record's window, or a later one if the replica applied it late.
+            (window - 10..window + 50).find_map(|w| first_alert.get(&("DataMismatch".to_string(), Some(range_of(&f["key"])), w)))
+        } else {
+            first_alert.iter().filter(|((k, _, _), _)| k == "SchemaDrift").map(|(_, t)| t).min()
+        };
+        match alert {
+            Some(at) => hist.record((at - ts).max(1) as u64).unwrap(),
+            None => missed += 1,
+        }
+    }
+    println!(
+        "detection latency over {} faulty records ({missed} unmatched): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        hist.len(),
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.9),
+        hist.value_at_quantile(0.99),
+        hist.max()
+    );
+    println!(
+        "e2e: verifier {verified:.0} events/s, raw consume {raw:.0} events/s, ratio {:.2}, detect p50 {} ms p99 {} ms, rss {:.0} MiB",
+        verified / raw,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+        rss_bulk.max(rss_live)
+    );
+}
