@@ -291,8 +291,8 @@ fn check_faults_covered(m: &Json, a: &[Alert]) {
     }
 }
 
-fn alert_keys(a: &[Alert]) -> BTreeSet<Vec<u8>> {
-    a.iter().filter(|x| x.kind != "Recovered").map(|x| x.key.clone()).collect()
+fn alert_keys(a: &[Alert]) -> BTreeSet<(String, String, Option<String>, Option<u64>, Option<i64>)> {
+    a.iter().filter(|x| x.kind != "Recovered").map(|x| (x.kind.clone(), x.replica.clone(), x.table.clone(), x.range, x.window.map(|w| w.0))).collect()
 }
 
 #[test]
@@ -329,12 +329,11 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     clean.verify_until_caught_up();
     let uninterrupted = alert_keys(&alerts(&clean.alerts));
     assert!(!uninterrupted.is_empty());
-    let show = |keys: Vec<&Vec<u8>>| keys.iter().map(|k| String::from_utf8_lossy(&k[5..]).replace(|c: char| c.is_control(), " ")).collect::<Vec<_>>();
     assert!(
         crashed == uninterrupted,
         "a crash lost or invented verdicts: lost {:?}, new {:?}",
-        show(uninterrupted.difference(&crashed).collect()),
-        show(crashed.difference(&uninterrupted).collect())
+        uninterrupted.difference(&crashed).collect::<Vec<_>>(),
+        crashed.difference(&uninterrupted).collect::<Vec<_>>()
     );
 }
 

@@ -194,6 +194,7 @@ struct Service {
     /// When the first record was fed, and when everything was first read (for `--until-caught-up`).
     first_record_at: Option<Instant>,
     caught_up_at: Option<(Instant, u64)>,
+    last_checkpoint: String,
 }
 
 impl Service {
@@ -246,6 +247,7 @@ impl Service {
         let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(15)).context("cannot read committed offsets")?;
         let mut assign = TopicPartitionList::new();
         let verifier = Verifier::new(cfg, cfg.engine(), &topics);
+        // (restored from the checkpoint below, once the committed offsets are known)
         let mut partitions = Vec::new();
         let mut part_index = HashMap::new();
         for (ti, (t, n)) in topics.iter().enumerate() {
@@ -265,6 +267,20 @@ impl Service {
                     paused: false,
                     committed: start,
                 });
+            }
+        }
+        // The episodes in progress at the last commit ride on the first partition's metadata.
+        let mut verifier = verifier;
+        if let Some((t, _)) = topics.first() {
+            let meta = committed.find_partition(t, 0).map(|e| e.metadata().to_string()).unwrap_or_default();
+            if !meta.is_empty() {
+                match serde_json::from_str::<cdc_verifier_core::Checkpoint>(&meta) {
+                    Ok(c) => {
+                        tracing::info!(?c, "continuing the episodes of the last commit");
+                        verifier.engine.restore(&c);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "ignoring unreadable checkpoint metadata"),
+                }
             }
         }
         consumer.assign(&assign).context("cannot assign partitions")?;
@@ -307,6 +323,7 @@ impl Service {
             until_caught_up: false,
             first_record_at: None,
             caught_up_at: None,
+            last_checkpoint: String::new(),
         })
     }
 
@@ -596,13 +613,22 @@ impl Service {
     fn commit(&mut self) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         let mut changed = Vec::new();
+        let checkpoint = serde_json::to_string(&self.verifier.engine.checkpoint())?;
+        let checkpoint_changed = checkpoint != self.last_checkpoint;
         for (i, p) in self.partitions.iter().enumerate() {
             let mut upto = self.verifier.engine.pending_offset(p.engine_topic, p.partition).unwrap_or(p.next).min(p.next);
             if let Some((r, _)) = p.held.front() {
                 upto = upto.min(r.offset);
             }
-            if upto > p.committed {
-                tpl.add_partition_offset(&self.topic_names[p.topic_index as usize], p.partition as i32, Offset::Offset(upto))?;
+            let anchor = i == 0;
+            if upto > p.committed || (anchor && checkpoint_changed) {
+                let upto = upto.max(p.committed);
+                let mut e = tpl.add_partition(&self.topic_names[p.topic_index as usize], p.partition as i32);
+                e.set_offset(Offset::Offset(upto))?;
+                if anchor {
+                    // Kafka keeps up to 4 KiB of metadata per partition by default.
+                    e.set_metadata(if checkpoint.len() <= 4000 { checkpoint.clone() } else { String::new() });
+                }
                 changed.push((i, upto));
             }
         }
@@ -618,6 +644,7 @@ impl Service {
         for (i, upto) in changed {
             self.partitions[i].committed = upto;
         }
+        self.last_checkpoint = checkpoint;
         self.commits += 1;
         Ok(())
     }

@@ -306,6 +306,21 @@ pub struct Segment {
     pub windows: u64,
 }
 
+/// The episodes in progress, kept with committed offsets so that a restart continues them
+/// instead of opening new ones (the same verdicts as a run without the restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// (replica, table) drifting from the primary's schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifting: Vec<(String, String)>,
+    /// (replica, first window of the episode) lagging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lagging: Vec<(String, WindowRef)>,
+    /// (replica, table) silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent: Vec<(String, String)>,
+}
+
 /// A schema a stream wrote a table with.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaSeen {
@@ -1393,7 +1408,10 @@ impl Engine {
             }
             let last = self.topics[t as usize].last_ms.max(self.start_ms);
             let silent_for = primary_last.saturating_sub(last);
-            let silent_now = silent_for >= self.cfg.silent_after_ms;
+            // Only a table with nothing left to read is silent: while its records are still
+            // pending (a backlog read in another order), their times speak for it.
+            let pending = !self.topics[t as usize].parts.iter().all(|p| p.caught_up);
+            let silent_now = silent_for >= self.cfg.silent_after_ms && !(pending && !self.topics[t as usize].silent);
             let was = self.topics[t as usize].silent;
             if silent_now == was {
                 continue;
@@ -1491,6 +1509,45 @@ impl Engine {
         let Some(r) = self.stream_id(replica) else { return 0 };
         let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
         self.bounds.range(from..).next().and_then(|(_, b)| b.final_at).map_or(0, |f| (self.now_ms - f).max(0))
+    }
+
+    /// The episodes in progress.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut c = Checkpoint::default();
+        for s in &self.streams[1..] {
+            let mut drifting: Vec<(String, String)> = s.drifting.keys().map(|t| (s.name.clone(), self.tables[*t as usize].name.clone())).collect();
+            drifting.sort();
+            c.drifting.extend(drifting);
+            if let Some(w) = s.lagging {
+                c.lagging.push((s.name.clone(), w));
+            }
+        }
+        for t in self.topics.iter().filter(|t| t.silent) {
+            c.silent.push((self.streams[t.stream as usize].name.clone(), self.tables[t.table as usize].name.clone()));
+        }
+        c
+    }
+
+    /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
+    pub fn restore(&mut self, c: &Checkpoint) {
+        for (replica, table) in &c.drifting {
+            if let (Some(r), Some(t)) = (self.stream_id(replica), self.tables.iter().position(|x| &x.name == table)) {
+                self.streams[r as usize].drifting.insert(t as TableId, ());
+            }
+        }
+        for (replica, w) in &c.lagging {
+            if let Some(r) = self.stream_id(replica) {
+                self.streams[r as usize].lagging = Some(*w);
+            }
+        }
+        for (replica, table) in &c.silent {
+            let r = self.stream_id(replica);
+            for t in self.topics.iter_mut() {
+                if Some(t.stream) == r && self.tables[t.table as usize].name == *table {
+                    t.silent = true;
+                }
+            }
+        }
     }
 
     /// Open windows per stream, for the terminal view and metrics.
