@@ -50,32 +50,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let bad = || anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds");
-    let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-    let [y, m, dd] = d[..] else { return Err(bad()) };
-    let (time, offset_min) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, o) = rest.split_at(i);
-        let sign = if o.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = o[1..].split_once(':').ok_or_else(bad)?;
-        (t, sign * (oh.parse::<i64>().map_err(|_| bad())? * 60 + om.parse::<i64>().map_err(|_| bad())?))
-    } else {
-        (rest, 0)
-    };
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<i64> = hms.split(':').map(|p| p.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
-    let [h, mi, sec] = t[..] else { return Err(bad()) };
-    let ms: i64 = if frac.is_empty() { 0 } else { format!("{:0<3}", &frac[..frac.len().min(3)]).parse().map_err(|_| bad())? };
-    // Days from civil (Howard Hinnant).
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 86_400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms)
+    cdc_verifier_core::time::parse_utc(s).ok_or_else(|| anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds"))
 }
 
 fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&str>, offsets: Option<&str>) -> anyhow::Result<Window> {

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use cdc_verifier_core::verdict::{Divergence, Kind};
+use cdc_verifier_core::time::civil_from_days;
 use cdc_verifier_core::{SchemaSeen, Segment, WindowStatus};
 use serde_json::Value;
 
@@ -856,19 +857,6 @@ fn clock(ms: i64, millis: bool) -> String {
     let rem = ms.rem_euclid(86_400_000);
     let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
     if millis { format!("{h:02}:{mi:02}:{s:02}.{f:03}") } else { format!("{h:02}:{mi:02}:{s:02}") }
-}
-
-/// The date of a day since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + (m <= 2) as i64, m, d)
 }
 
 const CSS: &str = r#"

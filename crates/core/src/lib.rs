@@ -15,6 +15,7 @@ pub mod engine;
 pub mod envelope;
 mod hashmap;
 pub mod source;
+pub mod time;
 pub mod verdict;
 pub mod wire;
 

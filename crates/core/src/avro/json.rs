@@ -5,6 +5,7 @@ use serde_json::{Map, Value as Json};
 
 use super::reader::{DecodeError, DecodeErrorKind, Reader, MAX_DEPTH};
 use super::schema::{Logical, Node, NodeId, Schema};
+use crate::time::civil_from_days;
 
 pub fn to_json(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Json, DecodeError> {
     value(schema, node, r, 0)
@@ -118,26 +119,13 @@ pub fn format_decimal(raw: &[u8], scale: u32) -> String {
     format!("{sign}{int}.{frac}")
 }
 
-/// Days since 1970-01-01 as a civil date (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + (m <= 2) as i64, m, d)
-}
-
 pub fn format_date(days: i64) -> String {
-    let (y, m, d) = civil(days);
+    let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 pub fn format_ts(secs: i64, nanos: i64) -> String {
-    let (y, m, d) = civil(secs.div_euclid(86_400));
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
     let frac = if nanos % 1_000_000 == 0 { format!(".{:03}", nanos / 1_000_000) } else { format!(".{:06}", nanos / 1000) };
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", s / 3600, s % 3600 / 60, s % 60)
@@ -145,7 +133,7 @@ pub fn format_ts(secs: i64, nanos: i64) -> String {
 
 /// Milliseconds since the epoch as RFC 3339 text.
 pub fn format_millis(ms: i64) -> String {
-    format_ts(ms.div_euclid(1000), ms.rem_euclid(1000) * 1_000_000)
+    crate::time::format_utc(ms)
 }
 
 #[cfg(test)]
