@@ -6,7 +6,7 @@
 //! datum must end exactly where the schema says.
 
 use crate::avro::reader::{DecodeError, DecodeErrorKind, Reader};
-use crate::avro::resolve::{skip, Plan, Scratch, SkipStep};
+use crate::avro::resolve::{run_steps, skip, Plan, Scratch, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
@@ -88,7 +88,8 @@ enum Step {
 enum SourceStep {
     Position(NodeId),
     TsMs(NodeId),
-    Skip(SkipStep),
+    /// A run of fields the verifier does not need.
+    Skip(Vec<SkipStep>),
 }
 
 #[derive(Debug, Clone)]
@@ -149,16 +150,20 @@ impl EnvelopeLayout {
                         // A nullable source would need a union step; Debezium never emits one.
                         return Err(LayoutError::MissingField("source"));
                     }
-                    let mut ss = Vec::with_capacity(sf.len());
+                    let mut ss: Vec<SourceStep> = Vec::with_capacity(sf.len());
                     for g in sf {
-                        ss.push(if g.name == position.name() {
+                        if g.name == position.name() {
                             have_pos = true;
-                            SourceStep::Position(g.node)
+                            ss.push(SourceStep::Position(g.node));
                         } else if g.name == "ts_ms" {
-                            SourceStep::TsMs(g.node)
+                            ss.push(SourceStep::TsMs(g.node));
                         } else {
-                            SourceStep::Skip(SkipStep::compile(schema, g.node))
-                        });
+                            let step = SkipStep::compile(schema, g.node);
+                            match ss.last_mut() {
+                                Some(SourceStep::Skip(run)) => run.push(step),
+                                _ => ss.push(SourceStep::Skip(vec![step])),
+                            }
+                        }
                     }
                     Step::Source(ss)
                 }
@@ -259,7 +264,7 @@ impl EnvelopeLayout {
                                     ev.ts_ms = v;
                                 }
                             }
-                            SourceStep::Skip(step) => step.run(schema, &mut r, false)?,
+                            SourceStep::Skip(steps) => run_steps(steps, schema, &mut r, false)?,
                         }
                     }
                 }

@@ -94,6 +94,13 @@ impl<'a> Reader<'a> {
         self.buf
     }
 
+    /// Moves to `pos`, a position a fast path has validated.
+    #[inline]
+    pub(crate) fn advance_to(&mut self, pos: usize) {
+        debug_assert!(pos >= self.pos && pos <= self.buf.len());
+        self.pos = pos;
+    }
+
     #[inline]
     pub fn err(&self, kind: DecodeErrorKind) -> DecodeError {
         DecodeError { kind, offset: self.pos }

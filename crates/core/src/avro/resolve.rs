@@ -542,11 +542,128 @@ impl SkipProgram {
 
     #[inline]
     fn run(&self, schema: &Schema, r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        for step in &self.0 {
-            step.run(schema, r, true)?;
-        }
-        Ok(())
+        run_steps(&self.0, schema, r, true)
     }
+}
+
+/// Walks `steps` over the reader: first by the fast path, and when that cannot finish
+/// (a nested type, or bad input) again by the checked path, which names the error.
+#[inline]
+pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError> {
+    if let Some((end, non_minimal)) = fast_skip(steps, r.input(), r.pos(), check) {
+        r.advance_to(end);
+        r.non_minimal |= non_minimal;
+        return Ok(());
+    }
+    for step in steps {
+        step.run(schema, r, check)?;
+    }
+    Ok(())
+}
+
+/// A varint's raw (zigzag) value, its end, and whether it was longer than needed.
+#[inline(always)]
+fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, bool)> {
+    let mut value = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let b = *buf.get(pos)?;
+        pos += 1;
+        value |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            if shift == 63 && b > 1 {
+                return None;
+            }
+            return Some((value, pos, b == 0 && shift > 0));
+        }
+        shift += 7;
+        if shift > 63 {
+            return None;
+        }
+    }
+}
+
+/// Skips primitive and nullable-primitive steps without building errors; `None` means "use
+/// the checked path" (a nested type, or input that is not valid).
+#[inline]
+fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Option<(usize, bool)> {
+    let mut non_minimal = false;
+    for step in steps {
+        let p = match *step {
+            SkipStep::P(p) => p,
+            SkipStep::Opt { null_index, p } => {
+                let (i, end, nm) = fast_varint(buf, pos)?;
+                pos = end;
+                non_minimal |= nm;
+                // zigzag: 0 → 0, 2 → 1
+                match i {
+                    0 if null_index == 0 => continue,
+                    2 if null_index == 1 => continue,
+                    0 | 2 => p,
+                    _ => return None,
+                }
+            }
+            SkipStep::Node(_) => return None,
+        };
+        match p {
+            Prim::Null => {}
+            Prim::Bool => {
+                if *buf.get(pos)? > 1 {
+                    return None;
+                }
+                pos += 1;
+            }
+            Prim::Int | Prim::Long | Prim::Enum(_) => {
+                let (raw, end, nm) = fast_varint(buf, pos)?;
+                let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+                match p {
+                    Prim::Int if i32::try_from(v).is_err() => return None,
+                    Prim::Enum(n) if v < 0 || v >= n as i64 => return None,
+                    _ => {}
+                }
+                pos = end;
+                non_minimal |= nm;
+            }
+            Prim::Float => {
+                let b = buf.get(pos..pos + 4)?;
+                if check {
+                    let f = f32::from_le_bytes(b.try_into().unwrap());
+                    non_minimal |= (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits();
+                }
+                pos += 4;
+            }
+            Prim::Double => {
+                let b = buf.get(pos..pos + 8)?;
+                if check {
+                    let f = f64::from_le_bytes(b.try_into().unwrap());
+                    non_minimal |= (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits();
+                }
+                pos += 8;
+            }
+            Prim::Bytes | Prim::Str | Prim::Decimal => {
+                let (raw, end, nm) = fast_varint(buf, pos)?;
+                if raw & 1 == 1 {
+                    return None; // negative length
+                }
+                let len = (raw >> 1) as usize;
+                let data = buf.get(end..end.checked_add(len)?)?;
+                non_minimal |= nm;
+                if check {
+                    match p {
+                        Prim::Str if !data.is_ascii() && std::str::from_utf8(data).is_err() => return None,
+                        Prim::Decimal => non_minimal |= data.is_empty() || minimal_twos_complement(data).len() != data.len(),
+                        _ => {}
+                    }
+                }
+                pos = end + len;
+            }
+            Prim::Fixed(n) => {
+                buf.get(pos..pos + n as usize)?;
+                pos += n as usize;
+            }
+        }
+    }
+    Some((pos, non_minimal))
 }
 
 /// Items that take no bytes (nulls, empty records) are the one way a tiny input could claim
