@@ -548,7 +548,7 @@ impl SkipProgram {
 
 /// Walks `steps` over the reader: first by the fast path, and when that cannot finish
 /// (a nested type, or bad input) again by the checked path, which names the error.
-#[inline]
+#[inline(always)]
 pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError> {
     if let Some((end, non_minimal)) = fast_skip(steps, r.input(), r.pos(), check) {
         r.advance_to(end);
@@ -583,6 +583,36 @@ fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, bool)> {
     }
 }
 
+/// The end of a varint whose value is not needed, and whether it was longer than needed:
+/// one 8-byte load finds the terminating byte of any varint up to 8 bytes.
+#[inline(always)]
+fn varint_end(buf: &[u8], pos: usize) -> Option<(usize, bool)> {
+    if let Some(bytes) = buf.get(pos..pos + 8) {
+        let w = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+        let stops = !w & 0x8080_8080_8080_8080;
+        if stops != 0 {
+            let len = (stops.trailing_zeros() / 8 + 1) as usize;
+            let last = (w >> ((len - 1) * 8)) as u8;
+            return Some((pos + len, len > 1 && last == 0));
+        }
+    }
+    fast_varint(buf, pos).map(|(_, end, nm)| (end, nm))
+}
+
+/// A length prefix (non-negative), its end, and whether it was longer than needed.
+#[inline(always)]
+fn length(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
+    let b = *buf.get(pos)?;
+    if b & 0x80 == 0 {
+        return if b & 1 == 0 { Some(((b >> 1) as usize, pos + 1, false)) } else { None };
+    }
+    let (raw, end, nm) = fast_varint(buf, pos)?;
+    if raw & 1 == 1 {
+        return None;
+    }
+    Some(((raw >> 1) as usize, end, nm))
+}
+
 /// Skips primitive and nullable-primitive steps without building errors; `None` means "use
 /// the checked path" (a nested type, or input that is not valid).
 #[inline]
@@ -592,14 +622,12 @@ fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Opt
         let p = match *step {
             SkipStep::P(p) => p,
             SkipStep::Opt { null_index, p } => {
-                let (i, end, nm) = fast_varint(buf, pos)?;
-                pos = end;
-                non_minimal |= nm;
-                // zigzag: 0 → 0, 2 → 1
-                match i {
-                    0 if null_index == 0 => continue,
-                    2 if null_index == 1 => continue,
-                    0 | 2 => p,
+                // The branch index of a two-branch union is one byte: 0 or 2 (zigzag 0, 1).
+                let b = *buf.get(pos)?;
+                pos += 1;
+                match (b, null_index) {
+                    (0, 0) | (2, 1) => continue,
+                    (0, 1) | (2, 0) => p,
                     _ => return None,
                 }
             }
@@ -607,22 +635,36 @@ fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Opt
         };
         match p {
             Prim::Null => {}
+            Prim::Long => {
+                let (end, nm) = varint_end(buf, pos)?;
+                pos = end;
+                non_minimal |= nm;
+            }
+            Prim::Int => {
+                let (end, nm) = varint_end(buf, pos)?;
+                if end - pos >= 5 {
+                    // Could be out of the int range: let the checked path judge.
+                    let (raw, _, _) = fast_varint(buf, pos)?;
+                    let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+                    i32::try_from(v).ok()?;
+                }
+                pos = end;
+                non_minimal |= nm;
+            }
+            Prim::Enum(n) => {
+                let (raw, end, nm) = fast_varint(buf, pos)?;
+                let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+                if v < 0 || v >= n as i64 {
+                    return None;
+                }
+                pos = end;
+                non_minimal |= nm;
+            }
             Prim::Bool => {
                 if *buf.get(pos)? > 1 {
                     return None;
                 }
                 pos += 1;
-            }
-            Prim::Int | Prim::Long | Prim::Enum(_) => {
-                let (raw, end, nm) = fast_varint(buf, pos)?;
-                let v = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
-                match p {
-                    Prim::Int if i32::try_from(v).is_err() => return None,
-                    Prim::Enum(n) if v < 0 || v >= n as i64 => return None,
-                    _ => {}
-                }
-                pos = end;
-                non_minimal |= nm;
             }
             Prim::Float => {
                 let b = buf.get(pos..pos + 4)?;
@@ -641,17 +683,19 @@ fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Opt
                 pos += 8;
             }
             Prim::Bytes | Prim::Str | Prim::Decimal => {
-                let (raw, end, nm) = fast_varint(buf, pos)?;
-                if raw & 1 == 1 {
-                    return None; // negative length
-                }
-                let len = (raw >> 1) as usize;
+                let (len, end, nm) = length(buf, pos)?;
                 let data = buf.get(end..end.checked_add(len)?)?;
                 non_minimal |= nm;
                 if check {
                     match p {
                         Prim::Str if !data.is_ascii() && std::str::from_utf8(data).is_err() => return None,
-                        Prim::Decimal => non_minimal |= data.is_empty() || minimal_twos_complement(data).len() != data.len(),
+                        Prim::Decimal => {
+                            non_minimal |= match data {
+                                [] => true,
+                                [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
+                                [_] => false,
+                            }
+                        }
                         _ => {}
                     }
                 }
