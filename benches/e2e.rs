@@ -12,7 +12,6 @@
 //! The last line is the summary.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -201,13 +200,17 @@ fn main() {
     };
     // The verifier starts once the topics exist.
     std::thread::sleep(Duration::from_secs(2));
-    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
+    let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let sim_out = sim.join().unwrap();
+    eprintln!("live: production done; stopping the verifier");
     std::thread::sleep(Duration::from_secs(3));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    eprintln!("live: verifier stopped; reading alerts");
+    let err = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "live verifier: {err}");
     let rss_live: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
     let achieved = sim_out.lines().find(|l| l.contains("events/s")).unwrap_or("").trim().to_string();

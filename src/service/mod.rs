@@ -195,6 +195,7 @@ struct Service {
     first_record_at: Option<Instant>,
     caught_up_at: Option<(Instant, u64)>,
     last_checkpoint: String,
+    throttled: bool,
 }
 
 impl Service {
@@ -324,6 +325,7 @@ impl Service {
             first_record_at: None,
             caught_up_at: None,
             last_checkpoint: String::new(),
+            throttled: false,
         })
     }
 
@@ -372,6 +374,7 @@ impl Service {
                 }
             }
             self.retry_held()?;
+            self.throttle()?;
             if last_caught_up.elapsed() >= Duration::from_millis(50) {
                 last_caught_up = Instant::now();
                 self.update_caught_up();
@@ -527,6 +530,32 @@ impl Service {
             self.backoff = Duration::from_millis(self.cfg.registry.retry_initial_ms);
         }
         self.publish_new()
+    }
+
+    /// Flow control: replica records read far ahead of the primary wait in memory; past a
+    /// bound the replicas' partitions pause until the primary catches up.
+    fn throttle(&mut self) -> anyhow::Result<()> {
+        const HIGH: usize = 200_000;
+        const LOW: usize = 50_000;
+        let parked = self.verifier.engine.parked();
+        let want = if self.throttled { parked > LOW } else { parked > HIGH };
+        if want == self.throttled {
+            return Ok(());
+        }
+        self.throttled = want;
+        let primary = self.cfg.primary.topic_prefix.clone();
+        let mut tpl = TopicPartitionList::new();
+        for p in self.partitions.iter().filter(|p| !p.paused && !self.topic_names[p.topic_index as usize].starts_with(&primary)) {
+            tpl.add_partition_offset(&self.topic_names[p.topic_index as usize], p.partition as i32, Offset::Offset(p.next))?;
+        }
+        if want {
+            tracing::debug!(parked, "replicas far ahead of the primary: pausing them");
+            self.consumer.pause(&tpl).context("cannot pause replica partitions")?;
+        } else {
+            self.consumer.seek_partitions(tpl.clone(), Duration::from_secs(5)).ok();
+            self.consumer.resume(&tpl).context("cannot resume replica partitions")?;
+        }
+        Ok(())
     }
 
     /// A partition is caught up when it was read to librdkafka's last known high watermark.

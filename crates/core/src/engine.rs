@@ -165,6 +165,8 @@ struct Part {
     offsets: VecDeque<(i64, i64, i64)>,
     /// The plans of the schemas last seen on this partition.
     cache: Option<PartCache>,
+    /// Smallest offset of this partition's parked records.
+    parked_min: Option<i64>,
 }
 
 struct PartCache {
@@ -720,6 +722,8 @@ impl Engine {
     fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.parked += 1;
+        let part = &mut topic.parts[rec.partition as usize];
+        part.parked_min = Some(part.parked_min.map_or(rec.offset, |m| m.min(rec.offset)));
         let stream = topic.stream;
         self.streams[stream as usize].parked.push(Parked {
             rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
@@ -996,6 +1000,17 @@ impl Engine {
                 }
             }
             self.streams[s].parked.append(&mut keep);
+            // What is still parked bounds what may be committed.
+            for t in self.streams[s].topics.clone() {
+                for p in &mut self.topics[t as usize].parts {
+                    p.parked_min = None;
+                }
+            }
+            for p in &self.streams[s].parked {
+                let (t, part, offset, _) = p.rec_meta;
+                let m = &mut self.topics[t as usize].parts[part as usize].parked_min;
+                *m = Some(m.map_or(offset, |x| x.min(offset)));
+            }
         }
         Ok(())
     }
@@ -1489,14 +1504,9 @@ impl Engine {
     /// yet compared by every replica, or parked ahead of the primary. Offsets below it may be
     /// committed; `None` when everything fed so far is settled.
     pub fn pending_offset(&self, topic: TopicId, partition: u32) -> Option<i64> {
-        let t = &self.topics[topic as usize];
-        let windows = t.parts.get(partition as usize)?.offsets.iter().map(|(_, first, _)| *first).min();
-        let parked = self.streams[t.stream as usize]
-            .parked
-            .iter()
-            .filter(|p| p.rec_meta.0 == topic && p.rec_meta.1 == partition)
-            .map(|p| p.rec_meta.2)
-            .min();
+        let part = self.topics[topic as usize].parts.get(partition as usize)?;
+        let windows = part.offsets.iter().map(|(_, first, _)| *first).min();
+        let parked = part.parked_min;
         match (windows, parked) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

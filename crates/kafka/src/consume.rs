@@ -51,9 +51,12 @@ impl KafkaSettings {
             .set("enable.partition.eof", "true")
             .set("fetch.min.bytes", "1")
             .set("fetch.wait.max.ms", "20")
-            .set("queued.min.messages", "200000")
-            .set("fetch.max.bytes", "104857600")
-            .set("max.partition.fetch.bytes", "10485760");
+            // Small per-partition fetches keep the streams interleaved (a replica read far
+            // ahead of its primary only waits); bounded local queues keep memory bounded.
+            .set("max.partition.fetch.bytes", "1048576")
+            .set("fetch.max.bytes", "52428800")
+            .set("queued.min.messages", "20000")
+            .set("queued.max.messages.kbytes", "16384");
         Ok(c.create()?)
     }
 }
