@@ -218,7 +218,12 @@ fn main() {
 
     // Alerts by (kind, range) with their produce timestamps.
     let c = consumer(&format!("{live}alert-reader"));
-    c.subscribe(&[&alerts]).unwrap();
+    let md = c.fetch_metadata(Some(&alerts), Duration::from_secs(10)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(&alerts, p.id(), Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
     let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
     let mut first_alert: HashMap<(String, Option<u64>, i64), i64> = HashMap::new();
     let quiet = Instant::now();

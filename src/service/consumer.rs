@@ -62,6 +62,7 @@ pub struct ConsumerThread {
 impl ConsumerThread {
     pub fn run(self) -> anyhow::Result<()> {
         let mut spare: Option<Batch> = None;
+        let mut last_topic: Option<(String, u32)> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let mut batch = match spare.take() {
                 Some(b) => b,
@@ -83,7 +84,16 @@ impl ConsumerThread {
                         break;
                     }
                     Some(Ok(m)) => {
-                        let Some(&topic) = self.topics.get(m.topic()) else { continue };
+                        // Consecutive records mostly share a topic: compare before hashing.
+                        let name = m.topic();
+                        let topic = match last_topic {
+                            Some((ref n, t)) if n == name => t,
+                            _ => {
+                                let Some(&t) = self.topics.get(name) else { continue };
+                                last_topic = Some((name.to_string(), t));
+                                t
+                            }
+                        };
                         let key = batch.push_bytes(m.key());
                         let value = batch.push_bytes(m.payload());
                         batch.recs.push(Rec {

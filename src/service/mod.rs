@@ -176,7 +176,8 @@ struct Service {
     topic_names: Vec<String>,
     topic_cnames: Vec<CString>,
     partitions: Vec<PartState>,
-    part_index: HashMap<(u32, u32), usize>,
+    /// Index of a topic's partition 0 in `partitions`; its partitions follow in order.
+    topic_base: Vec<usize>,
     metrics: Arc<Metrics>,
     full_rx: std::sync::mpsc::Receiver<Batch>,
     empty_tx: std::sync::mpsc::SyncSender<Batch>,
@@ -250,15 +251,15 @@ impl Service {
         let verifier = Verifier::new(cfg, cfg.engine(), &topics);
         // (restored from the checkpoint below, once the committed offsets are known)
         let mut partitions = Vec::new();
-        let mut part_index = HashMap::new();
+        let mut topic_base = Vec::with_capacity(topics.len());
         for (ti, (t, n)) in topics.iter().enumerate() {
+            topic_base.push(partitions.len());
             for p in 0..*n {
                 let start = match committed.find_partition(t, p as i32).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
                     _ => consumer.fetch_watermarks(t, p as i32, Duration::from_secs(10))?.0,
                 };
                 assign.add_partition_offset(t, p as i32, Offset::Offset(start))?;
-                part_index.insert((ti as u32, p), partitions.len());
                 partitions.push(PartState {
                     topic_index: ti as u32,
                     partition: p,
@@ -308,7 +309,7 @@ impl Service {
             topic_cnames: topics.iter().map(|(t, _)| CString::new(t.as_str()).expect("topic names have no NUL")).collect(),
             topic_names: topics.into_iter().map(|(t, _)| t).collect(),
             partitions,
-            part_index,
+            topic_base,
             metrics,
             full_rx,
             empty_tx,
@@ -420,7 +421,7 @@ impl Service {
             self.first_record_at = Some(Instant::now());
         }
         for rec in &batch.recs {
-            let Some(&pi) = self.part_index.get(&(rec.topic, rec.partition)) else { continue };
+            let Some(pi) = self.part_of(rec.topic, rec.partition) else { continue };
             if rec.offset < self.partitions[pi].next {
                 continue; // already fed (a re-fetch after resume)
             }
@@ -449,6 +450,14 @@ impl Service {
             }
         }
         self.publish_new()
+    }
+
+    #[inline]
+    fn part_of(&self, topic: u32, partition: u32) -> Option<usize> {
+        let base = *self.topic_base.get(topic as usize)?;
+        let next = self.topic_base.get(topic as usize + 1).copied().unwrap_or(self.partitions.len());
+        let i = base + partition as usize;
+        (i < next).then_some(i)
     }
 
     fn hold(&mut self, pi: usize, rec: &consumer::Rec, batch: &Batch) {

@@ -60,7 +60,7 @@ impl Default for EngineConfig {
             position: PositionField::Gtid,
             ranges: KeyRanges::default(),
             cut_interval_ms: 200,
-            idle_grace_ms: 1000,
+            idle_grace_ms: 400,
             max_replica_lag_ms: 2000,
             silent_after_ms: 10_000,
             check_subjects: true,

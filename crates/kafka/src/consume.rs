@@ -55,8 +55,8 @@ impl KafkaSettings {
             // ahead of its primary only waits); bounded local queues keep memory bounded.
             .set("max.partition.fetch.bytes", "1048576")
             .set("fetch.max.bytes", "52428800")
-            .set("queued.min.messages", "20000")
-            .set("queued.max.messages.kbytes", "16384");
+            .set("queued.min.messages", "5000")
+            .set("queued.max.messages.kbytes", "2048");
         Ok(c.create()?)
     }
 }
