@@ -241,6 +241,8 @@ struct Stream {
     /// Positions at or below this belong to windows already compared (late or duplicate).
     closed_pos: Option<Position>,
     lagging: Option<WindowRef>,
+    /// The newest record time of the stream.
+    max_record_ms: i64,
     /// Rolling (replica − primary) per range that has diverged, until it is zero again.
     divergent: FastMap<(TableId, u64), Lanes>,
     /// Mismatches of a table this replica has not been heard from beyond the primary's last
@@ -345,6 +347,8 @@ pub struct Engine {
     key_scratch: Scratch,
     bounds: BTreeMap<i64, Bound>,
     open_floor: i64,
+    /// The newest record time of any stream (the clock, `now_ms`, may run ahead of it).
+    max_record_ms: i64,
     primary_wm: Position,
     now_ms: i64,
     start_ms: i64,
@@ -373,6 +377,7 @@ impl Engine {
             done_upto: None,
             closed_pos: None,
             lagging: None,
+            max_record_ms: i64::MIN,
             divergent: FastMap::default(),
             absent: BTreeMap::new(),
             drifting: FastMap::default(),
@@ -391,6 +396,7 @@ impl Engine {
             key_scratch: Scratch::default(),
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
+            max_record_ms: i64::MIN,
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
             start_ms: i64::MIN,
@@ -551,6 +557,9 @@ impl Engine {
         if self.start_ms == i64::MIN {
             self.start_ms = rec.timestamp_ms;
         }
+        self.max_record_ms = self.max_record_ms.max(rec.timestamp_ms);
+        let stream = &mut self.streams[self.topics[ti].stream as usize];
+        stream.max_record_ms = stream.max_record_ms.max(rec.timestamp_ms);
         let topic = &mut self.topics[ti];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
@@ -1026,7 +1035,7 @@ impl Engine {
                 if let Some(l) = p.last_pos {
                     max = max.max(l);
                 }
-                let idle = p.caught_up && self.now_ms.saturating_sub(p.last_ts) >= self.cfg.idle_grace_ms;
+                let idle = self.idle(s, p);
                 if !idle {
                     let l = p.last_pos.unwrap_or(Position::ZERO);
                     min = Some(min.map_or(l, |m| m.min(l)));
@@ -1037,9 +1046,17 @@ impl Engine {
     }
 
     fn stream_idle(&self, s: StreamId) -> bool {
-        self.streams[s as usize].topics.iter().all(|t| {
-            self.topics[*t as usize].parts.iter().all(|p| p.caught_up && self.now_ms.saturating_sub(p.last_ts) >= self.cfg.idle_grace_ms)
-        })
+        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| self.idle(s, p)))
+    }
+
+    /// A partition is idle when it has nothing to read and either its own stream has moved on
+    /// without it for `idle_grace_ms` (measured by that stream's record times, so that a
+    /// lagging stream is not mistaken for an idle one) or nothing at all has arrived for
+    /// that long.
+    #[inline]
+    fn idle(&self, s: StreamId, p: &Part) -> bool {
+        let grace = self.cfg.idle_grace_ms;
+        p.caught_up && (self.streams[s as usize].max_record_ms.saturating_sub(p.last_ts) >= grace || self.now_ms.saturating_sub(self.max_record_ms) >= grace)
     }
 
     fn finalize_primary_windows(&mut self) {
