@@ -103,6 +103,7 @@ pub struct VerifyConfig {
     pub idle_grace_ms: i64,
     pub max_replica_lag_ms: i64,
     pub silent_after_ms: i64,
+    pub publish_skew_ms: i64,
     pub check_subjects: bool,
     /// Ranges kept per key to name the exact keys that differ: `table:range` entries.
     #[serde(default)]
@@ -229,6 +230,7 @@ impl Config {
             idle_grace_ms: self.verify.idle_grace_ms,
             max_replica_lag_ms: self.verify.max_replica_lag_ms,
             silent_after_ms: self.verify.silent_after_ms,
+            publish_skew_ms: self.verify.publish_skew_ms,
             check_subjects: self.verify.check_subjects,
             drill,
             origin_span: (None, None),

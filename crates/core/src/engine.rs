@@ -46,6 +46,10 @@ pub struct EngineConfig {
     pub max_replica_lag_ms: i64,
     /// A replica with no record at all for this long while the primary writes is silent.
     pub silent_after_ms: i64,
+    /// How much later than each other the records of one moment may become readable in
+    /// different partitions (producer batching): a window is compared only once its stream
+    /// has written records this much later than the window's last.
+    pub publish_skew_ms: i64,
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
@@ -60,9 +64,10 @@ impl Default for EngineConfig {
             position: PositionField::Gtid,
             ranges: KeyRanges::default(),
             cut_interval_ms: 200,
-            idle_grace_ms: 400,
+            idle_grace_ms: 1000,
             max_replica_lag_ms: 2000,
             silent_after_ms: 10_000,
+            publish_skew_ms: 100,
             check_subjects: true,
             drill: Drill::Off,
             origin_span: (None, None),
@@ -1066,7 +1071,7 @@ impl Engine {
         for w in &keys {
             // Final once the primary has passed the start of a later window; or, at low
             // traffic, once the primary is idle and the window's time is over.
-            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm);
+            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm) && self.settled(PRIMARY, *w);
             let time_over = idle && self.now_ms >= (w + 1) * self.cfg.cut_interval_ms + self.cfg.idle_grace_ms && self.bounds[w].last <= wm;
             if later_passed || time_over {
                 self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
@@ -1092,7 +1097,7 @@ impl Engine {
         let ready: Vec<(i64, Bound)> = self.bounds.range(from..).map(|(w, b)| (*w, *b)).collect();
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
-            if rwm < b.last {
+            if rwm < b.last || !self.settled(r, w) {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.
                 let behind = self.now_ms - final_at;
@@ -1138,6 +1143,21 @@ impl Engine {
             ms_behind: behind,
         });
         self.emit(d, out);
+    }
+
+    /// Whether the stream has written records at least `publish_skew_ms` after its last one in
+    /// window `w`: a record of `w` still on its way to a quiet partition (producers batch
+    /// per partition) has arrived by then.
+    fn settled(&self, s: StreamId, w: i64) -> bool {
+        if self.ended || self.cfg.publish_skew_ms <= 0 {
+            return true;
+        }
+        let reference = match self.streams[s as usize].windows.get(&w) {
+            Some(acc) => acc.max_record_ms,
+            None => (w + 1) * self.cfg.cut_interval_ms,
+        };
+        let quiet = self.now_ms.saturating_sub(self.max_record_ms) >= self.cfg.publish_skew_ms;
+        quiet || self.streams[s as usize].max_record_ms >= reference.saturating_add(self.cfg.publish_skew_ms)
     }
 
     /// Whether every partition of a stream has nothing more to read right now.
