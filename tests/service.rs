@@ -299,25 +299,19 @@ fn alert_keys(a: &[Alert]) -> BTreeSet<(String, String, Option<String>, Option<u
 fn a_crash_and_restart_reaches_the_same_verdicts() {
     support::require_services();
     let run = Run::new("svc-crash");
-    // Paced traffic, so that the verifier is killed while events still arrive.
-    let sim = {
-        let run_prefix = run.prefix.clone();
-        std::thread::spawn(move || {
-            let r = Run { prefix: run_prefix, alerts: String::new(), dlq: String::new(), group: String::new() };
-            r.simulate("incident", 60_000, &["--rate", "8000"])
-        })
-    };
-    // The verifier starts once the topics exist and is killed while traffic still flows.
-    std::thread::sleep(Duration::from_millis(1500));
+    // A backlog large enough that the verifier is killed halfway through it, after it has
+    // committed some of it and published some verdicts.
+    let m = run.simulate("incident", 400_000, &[]);
     let mut child: Child = Command::new(BIN).args(run.verifier_args(&run.group, &support::registry_url())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(3500));
     child.kill().unwrap(); // SIGKILL: no drain, no final commit
     child.wait().unwrap();
-    let m = sim.join().unwrap();
     assert!(!faults(&m).is_empty());
+    let before = alerts(&run.alerts).len();
     // Restarted under the same group, it resumes from the committed offsets.
     run.verify_until_caught_up();
     let crashed_alerts = alerts(&run.alerts);
+    assert!(before > 0 && before < crashed_alerts.len(), "killed halfway: {before} verdicts before the crash, {} after the restart", crashed_alerts.len());
     let crashed = alert_keys(&crashed_alerts);
 
     // The same topics verified in one go, under another group and alert topic.

@@ -246,8 +246,9 @@ struct Stream {
     /// Positions at or below this belong to windows already compared (late or duplicate).
     closed_pos: Option<Position>,
     lagging: Option<WindowRef>,
-    /// The newest record time of the stream.
+    /// The newest and the oldest record time of the stream.
     max_record_ms: i64,
+    first_record_ms: i64,
     /// Rolling (replica − primary) per range that has diverged, until it is zero again.
     divergent: FastMap<(TableId, u64), Lanes>,
     /// Mismatches of a table this replica has not been heard from beyond the primary's last
@@ -383,6 +384,7 @@ impl Engine {
             closed_pos: None,
             lagging: None,
             max_record_ms: i64::MIN,
+            first_record_ms: i64::MAX,
             divergent: FastMap::default(),
             absent: BTreeMap::new(),
             drifting: FastMap::default(),
@@ -565,6 +567,7 @@ impl Engine {
         self.max_record_ms = self.max_record_ms.max(rec.timestamp_ms);
         let stream = &mut self.streams[self.topics[ti].stream as usize];
         stream.max_record_ms = stream.max_record_ms.max(rec.timestamp_ms);
+        stream.first_record_ms = stream.first_record_ms.min(rec.timestamp_ms);
         let topic = &mut self.topics[ti];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
@@ -1058,10 +1061,14 @@ impl Engine {
     /// without it for `idle_grace_ms` (measured by that stream's record times, so that a
     /// lagging stream is not mistaken for an idle one) or nothing at all has arrived for
     /// that long.
+    /// A partition never heard from counts from its stream's first record: it is not idle
+    /// merely because nothing has come yet.
     #[inline]
     fn idle(&self, s: StreamId, p: &Part) -> bool {
         let grace = self.cfg.idle_grace_ms;
-        p.caught_up && (self.streams[s as usize].max_record_ms.saturating_sub(p.last_ts) >= grace || self.now_ms.saturating_sub(self.max_record_ms) >= grace)
+        let stream = &self.streams[s as usize];
+        let last = if p.last_pos.is_none() && p.last_ts == 0 { stream.first_record_ms } else { p.last_ts };
+        p.caught_up && (stream.max_record_ms.saturating_sub(last) >= grace || self.now_ms.saturating_sub(self.max_record_ms) >= grace)
     }
 
     fn finalize_primary_windows(&mut self) {
