@@ -303,7 +303,8 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     // committed some of it and published some verdicts.
     let m = run.simulate("incident", 400_000, &[]);
     let mut child: Child = Command::new(BIN).args(run.verifier_args(&run.group, &support::registry_url())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(3500));
+    // Killed as soon as its first verdict is on the alert topic: mid-way through the backlog.
+    wait_for_first_record(&run.alerts, Duration::from_secs(60));
     child.kill().unwrap(); // SIGKILL: no drain, no final commit
     child.wait().unwrap();
     assert!(!faults(&m).is_empty());
@@ -334,6 +335,30 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     // The records' Kafka keys too: a verdict published twice is the same record.
     let raw = |a: &[Alert]| a.iter().filter(|x| x.kind != "Recovered").map(|x| x.key.clone()).collect::<BTreeSet<_>>();
     assert_eq!(raw(&crashed_alerts), raw(&clean_alerts));
+}
+
+fn wait_for_first_record(topic: &str, timeout: Duration) {
+    let c = support::consumer(&support::unique_name("watch"), "read_committed");
+    let deadline = Instant::now() + timeout;
+    loop {
+        assert!(Instant::now() < deadline, "nothing reached {topic}");
+        let parts = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok().map(|md| md.topics()[0].partitions().len()).unwrap_or(0);
+        if parts > 0 {
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for p in 0..parts as i32 {
+                tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+            }
+            c.assign(&tpl).unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    while Instant::now() < deadline {
+        if let Some(Ok(_)) = c.poll(Duration::from_millis(20)) {
+            return;
+        }
+    }
+    panic!("nothing reached {topic}");
 }
 
 /// An HTTP proxy in front of the registry (one request per connection) that goes down for a
