@@ -883,8 +883,9 @@ impl Engine {
 
     /// The primary's window holding position `p` (the primary's watermark has passed `p`).
     fn window_of(&self, p: Position) -> i64 {
+        // By transaction: all events of one transaction share its commit time, so its window.
         for (w, b) in self.bounds.range(self.open_floor.min(self.first_bound())..) {
-            if b.last >= p {
+            if b.last.tx >= p.tx {
                 return *w;
             }
         }
@@ -953,6 +954,9 @@ impl Engine {
     pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
         self.set_all_caught_up(true);
         let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
+        // The primary has passed all it ever will: records parked ahead of it (positions it
+        // never wrote) are verified now, in its last window, before that window is compared.
+        self.primary_wm = Position::MAX;
         self.advance(far, src, out)?;
         self.ended = true;
         self.advance(far, src, out)?;

@@ -372,6 +372,19 @@ fn canonical_f64(f: f64) -> f64 {
     if f.is_nan() { f64::NAN } else if f == 0.0 { 0.0 } else { f }
 }
 
+/// A float whose bytes are not its canonical form (another NaN, or -0).
+#[inline]
+fn non_canonical_f32(b: &[u8]) -> bool {
+    let f = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+    (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits()
+}
+
+#[inline]
+fn non_canonical_f64(b: &[u8]) -> bool {
+    let f = f64::from_le_bytes(b.try_into().expect("8 bytes"));
+    (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits()
+}
+
 fn decimal_value(raw: &[u8]) -> Option<i128> {
     if raw.is_empty() {
         return Some(0);
@@ -487,16 +500,12 @@ fn skip_prim(p: Prim, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError
             r.read_long()?;
         }
         Prim::Float => {
-            let f = f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap());
-            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits() {
-                r.non_minimal = true;
-            }
+            let b = r.read_fixed(4)?;
+            r.non_minimal |= check && non_canonical_f32(b);
         }
         Prim::Double => {
-            let f = f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap());
-            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits() {
-                r.non_minimal = true;
-            }
+            let b = r.read_fixed(8)?;
+            r.non_minimal |= check && non_canonical_f64(b);
         }
         Prim::Bytes => {
             r.read_bytes()?;
@@ -667,19 +676,11 @@ fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Opt
                 pos += 1;
             }
             Prim::Float => {
-                let b = buf.get(pos..pos + 4)?;
-                if check {
-                    let f = f32::from_le_bytes(b.try_into().unwrap());
-                    non_minimal |= (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits();
-                }
+                non_minimal |= check && non_canonical_f32(buf.get(pos..pos + 4)?);
                 pos += 4;
             }
             Prim::Double => {
-                let b = buf.get(pos..pos + 8)?;
-                if check {
-                    let f = f64::from_le_bytes(b.try_into().unwrap());
-                    non_minimal |= (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits();
-                }
+                non_minimal |= check && non_canonical_f64(buf.get(pos..pos + 8)?);
                 pos += 8;
             }
             Prim::Bytes | Prim::Str | Prim::Decimal => {
@@ -740,16 +741,12 @@ pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, che
             r.read_long()?;
         }
         Node::Float => {
-            let f = f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap());
-            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits() {
-                r.non_minimal = true;
-            }
+            let b = r.read_fixed(4)?;
+            r.non_minimal |= check && non_canonical_f32(b);
         }
         Node::Double => {
-            let f = f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap());
-            if check && (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits() {
-                r.non_minimal = true;
-            }
+            let b = r.read_fixed(8)?;
+            r.non_minimal |= check && non_canonical_f64(b);
         }
         Node::Bytes(Logical::Decimal { .. }) => {
             let b = r.read_bytes()?;
