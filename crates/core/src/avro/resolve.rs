@@ -729,47 +729,10 @@ pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, che
     if depth > MAX_DEPTH {
         return Err(r.err(DecodeErrorKind::TooDeep));
     }
+    if let Some(p) = prim_of(schema, node) {
+        return skip_prim(p, r, check);
+    }
     match schema.node(node) {
-        Node::Null => {}
-        Node::Boolean => {
-            r.read_bool()?;
-        }
-        Node::Int(_) => {
-            r.read_int()?;
-        }
-        Node::Long(_) => {
-            r.read_long()?;
-        }
-        Node::Float => {
-            let b = r.read_fixed(4)?;
-            r.non_minimal |= check && non_canonical_f32(b);
-        }
-        Node::Double => {
-            let b = r.read_fixed(8)?;
-            r.non_minimal |= check && non_canonical_f64(b);
-        }
-        Node::Bytes(Logical::Decimal { .. }) => {
-            let b = r.read_bytes()?;
-            if check && (b.is_empty() || minimal_twos_complement(b).len() != b.len()) {
-                r.non_minimal = true;
-            }
-        }
-        Node::Bytes(_) => {
-            r.read_bytes()?;
-        }
-        Node::String(_) => {
-            r.read_str()?;
-        }
-        Node::Fixed { size, .. } => {
-            r.read_fixed(*size)?;
-        }
-        Node::Enum { symbols, .. } => {
-            let at = r.pos();
-            let i = r.read_long()?;
-            if i < 0 || i as usize >= symbols.len() {
-                return Err(DecodeError { kind: DecodeErrorKind::EnumIndex { index: i, symbols: symbols.len() }, offset: at });
-            }
-        }
         Node::Array(item) => {
             let mut blocks = 0;
             loop {
@@ -818,6 +781,8 @@ pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, che
                 None => return Err(DecodeError { kind: DecodeErrorKind::UnionIndex { index: i, branches: branches.len() }, offset: at }),
             }
         }
+        // Primitives, enums and fixed were walked by `skip_prim` above.
+        Node::Null | Node::Boolean | Node::Int(_) | Node::Long(_) | Node::Float | Node::Double | Node::Bytes(_) | Node::String(_) | Node::Fixed { .. } | Node::Enum { .. } => {}
     }
     Ok(())
 }
