@@ -61,6 +61,8 @@ pub struct KafkaConfig {
     pub secret_properties: BTreeMap<String, Secret>,
     /// Records fetched per poll batch.
     pub batch_size: usize,
+    /// How often the partitions' end offsets are read from the broker.
+    pub end_offsets_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +192,15 @@ impl Config {
         }
         if self.verify.cut_interval_ms <= 0 {
             bail!("verify.cut-interval-ms must be positive, not {}", self.verify.cut_interval_ms);
+        }
+        if self.verify.publish_skew_ms < 0 {
+            bail!("verify.publish-skew-ms must not be negative, not {}", self.verify.publish_skew_ms);
+        }
+        if self.verify.idle_grace_ms < 0 {
+            bail!("verify.idle-grace-ms must not be negative, not {}", self.verify.idle_grace_ms);
+        }
+        if self.kafka.end_offsets_interval_ms == 0 {
+            bail!("kafka.end-offsets-interval-ms must be at least 1");
         }
         if !matches!(self.verify.key_ranges.as_str(), "hash" | "integer") {
             bail!("verify.key-ranges must be `hash` or `integer`, not `{}`", self.verify.key_ranges);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cdc_verifier_core::verdict::{Divergence, Kind};
-use cdc_verifier_core::{Drill, MemorySource};
+use cdc_verifier_core::{Drill, MemorySource, Progress};
 use cdc_verifier_sim::{OfflineRegistry, Record, Scenario, SimConfig, Simulation};
 
 use crate::config::Config;
@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The demo names the exact rows: per-key state for every range (a bounded, in-memory run).
     engine_cfg.drill = Drill::All;
     let mut v = Verifier::new(&cfg, engine_cfg, &topics);
-    v.engine.set_all_caught_up(true);
+    v.engine.set_all_progress(Progress::Following);
 
     println!("cdc-verifier demo: 14 August 2024, 15:44 UTC. Peak traffic on the shop database; at 15:45 a");
     println!("maintenance deploy adds orders.currency (schema v2). replica-1 and replica-2 replicate it...");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::Drill;
+use cdc_verifier_core::{Drill, Progress};
 use cdc_verifier_kafka::consume::{discover, offsets_for_time, watermarks, KafkaSettings};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_kafka::source::RegistrySource;
@@ -146,10 +146,10 @@ fn pass(
             let topic = v.route(i).expect("planned topics are routed");
             if start < end {
                 tpl.add_partition_offset(t, p as i32, Offset::Offset(start))?;
-                v.engine.set_caught_up(topic, p, false);
+                v.engine.set_progress(topic, p, Progress::Reading);
                 remaining += 1;
             } else {
-                v.engine.set_caught_up(topic, p, true);
+                v.engine.set_progress(topic, p, Progress::Ended);
             }
         }
     }
@@ -193,7 +193,7 @@ fn pass(
                 if m.offset() + 1 >= end {
                     done.insert((ti, m.partition()), true);
                     let topic = v.route(ti).expect("routed");
-                    v.engine.set_caught_up(topic, m.partition() as u32, true);
+                    v.engine.set_progress(topic, m.partition() as u32, Progress::Ended);
                     remaining -= 1;
                 }
                 if let Some(b) = &bar {

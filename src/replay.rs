@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::{Drill, MemorySource};
+use cdc_verifier_core::{Drill, MemorySource, Progress};
 use cdc_verifier_sim::CaptureReader;
 
 use crate::config::Config;
@@ -193,9 +193,8 @@ fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progr
             cfg.streams().map(|s| s.topic_prefix.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
-    // A capture is complete: a partition is behind only while its records are still ahead in
-    // the file, so idleness is judged by record time alone.
-    v.engine.set_all_caught_up(true);
+    // A capture holds its records in time order: every partition is read as far as the clock.
+    v.engine.set_all_progress(Progress::Following);
     let bar = progress.map(|(what, size)| crate::progress::bytes_bar(what, size));
     let mut last_ts = 0;
     while let Some(r) = reader.next_record().with_context(|| format!("reading {}", path.display()))? {

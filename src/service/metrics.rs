@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub open_windows: u64,
     pub parked_records: u64,
     pub paused_partitions: u64,
+    pub arrival_behind_max_ms: i64,
+    pub late_records: u64,
     pub dead_lettered: u64,
     pub alerts_published: u64,
     pub commits: u64,
@@ -111,10 +113,16 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_arrival_behind_max_seconds The most a record arrived stamped before the time its partition was known to be read through; verify.publish-skew-ms must exceed it.\n# TYPE cdc_verifier_arrival_behind_max_seconds gauge\ncdc_verifier_arrival_behind_max_seconds {}",
+            s.arrival_behind_max_ms.max(0) as f64 / 1000.0
+        );
         for (name, help, v) in [
             ("cdc_verifier_dead_lettered_total", "Records sent to the dead-letter topic.", s.dead_lettered),
             ("cdc_verifier_alerts_published_total", "Divergence events acknowledged by Kafka.", s.alerts_published),
             ("cdc_verifier_commits_total", "Offset commits.", s.commits),
+            ("cdc_verifier_late_records_total", "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.", s.late_records),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         }

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use cdc_verifier_core::verdict::{Divergence, Kind};
-use cdc_verifier_core::Ingested;
+use cdc_verifier_core::{Ingested, Progress};
 use cdc_verifier_kafka::consume::{cached_high_watermark, discover};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_kafka::source::RegistrySource;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -197,6 +198,53 @@ struct Service {
     caught_up_at: Option<(Instant, u64)>,
     last_checkpoint: String,
     throttled: bool,
+    /// End offsets asked of the broker in the background (see [`EndOffsets`]).
+    end_offsets: EndOffsets,
+    /// Every partition was read to its end at the last answer.
+    all_read: bool,
+    skew_warned: u64,
+}
+
+/// Asks the broker for the end offset of every assigned partition, on its own thread, one
+/// question at a time. An answer says which partitions held nothing unread at that moment;
+/// the clock reading sent with the question says how far that vouches for them. (The
+/// client's cached high watermarks are not enough: they are only refreshed by fetches, which
+/// stop while the local queue is full.)
+struct EndOffsets {
+    ask: std::sync::mpsc::SyncSender<i64>,
+    answers: std::sync::mpsc::Receiver<(i64, KafkaResult<Vec<(String, i32, i64)>>)>,
+    pending: bool,
+    last_asked: Instant,
+}
+
+impl EndOffsets {
+    fn start(consumer: Arc<BaseConsumer>, timeout: Duration) -> anyhow::Result<EndOffsets> {
+        let (ask, questions) = std::sync::mpsc::sync_channel::<i64>(1);
+        let (reply, answers) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new().name("end-offsets".into()).spawn(move || {
+            for as_of in questions {
+                let ends = end_offsets(&consumer, timeout);
+                if reply.send((as_of, ends)).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(EndOffsets { ask, answers, pending: false, last_asked: Instant::now() - Duration::from_secs(60) })
+    }
+}
+
+fn end_offsets(consumer: &BaseConsumer, timeout: Duration) -> KafkaResult<Vec<(String, i32, i64)>> {
+    // The timestamp "end" (-1) asks for the latest offset (the last stable offset under
+    // read_committed).
+    let mut tpl = TopicPartitionList::new();
+    for e in consumer.assignment()?.elements() {
+        tpl.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
+    }
+    let tpl = consumer.offsets_for_times(tpl, timeout)?;
+    Ok(tpl.elements().iter().filter_map(|e| match e.offset() {
+        Offset::Offset(o) if e.error().is_ok() => Some((e.topic().to_string(), e.partition(), o)),
+        _ => None,
+    }).collect())
 }
 
 impl Service {
@@ -299,6 +347,7 @@ impl Service {
             stop: stop_consumer.clone(),
         };
         let consumer_thread = std::thread::Builder::new().name("consumer".into()).spawn(move || thread.run())?;
+        let end_offsets = EndOffsets::start(consumer.clone(), Duration::from_secs(10))?;
         Ok(Service {
             cfg: cfg.clone(),
             verifier,
@@ -327,6 +376,9 @@ impl Service {
             caught_up_at: None,
             last_checkpoint: String::new(),
             throttled: false,
+            end_offsets,
+            all_read: false,
+            skew_warned: 0,
         })
     }
 
@@ -334,7 +386,6 @@ impl Service {
         let commit_every = Duration::from_secs(1);
         let mut last_commit = Instant::now();
         let mut last_summary = Instant::now();
-        let mut last_caught_up = Instant::now();
         let summary_every = Duration::from_secs(self.cfg.service.summary_interval_s.max(1));
         let mut summary_events = 0u64;
         let mut caught_up_since: Option<Instant> = None;
@@ -344,8 +395,8 @@ impl Service {
                 return self.drain(false);
             }
             if self.until_caught_up {
-                let settle = Duration::from_millis((self.cfg.verify.idle_grace_ms + self.cfg.verify.cut_interval_ms) as u64 + 500);
-                if self.all_caught_up() {
+                let settle = Duration::from_millis((self.cfg.verify.publish_skew_ms + self.cfg.verify.cut_interval_ms) as u64 + 500);
+                if self.all_read {
                     let since = *caught_up_since.get_or_insert_with(Instant::now);
                     if self.caught_up_at.is_none() && self.first_record_at.is_some() {
                         self.caught_up_at = Some((Instant::now(), self.verifier.records));
@@ -376,15 +427,13 @@ impl Service {
             }
             self.retry_held()?;
             self.throttle()?;
-            if last_caught_up.elapsed() >= Duration::from_millis(50) {
-                last_caught_up = Instant::now();
-                self.update_caught_up();
-            }
+            self.ask_end_offsets();
             self.advance()?;
             if last_commit.elapsed() >= commit_every {
                 last_commit = Instant::now();
                 self.commit()?;
                 self.publish_metrics();
+                self.warn_skew();
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {
                 let secs = last_summary.elapsed().as_secs_f64();
@@ -393,6 +442,23 @@ impl Service {
                 eprintln!("{}", self.summary_line((events - summary_events) as f64 / secs));
                 summary_events = events;
             }
+        }
+    }
+
+    /// Records later than `verify.publish-skew-ms` allows may have missed their window's
+    /// comparison: said once per second at most, with the figure to set instead.
+    fn warn_skew(&mut self) {
+        let e = &self.verifier.engine;
+        let late = e.late_records();
+        if late > self.skew_warned {
+            let seen = e.stats().arrival_behind_max_ms;
+            tracing::warn!(
+                records = late - self.skew_warned,
+                seen_ms = seen,
+                publish_skew_ms = self.cfg.verify.publish_skew_ms,
+                "records came after their window was compared, up to {seen} ms after their partition was read through their time: they were not verified, and findings on their windows may be wrong; raise verify.publish-skew-ms above {seen}"
+            );
+            self.skew_warned = late;
         }
     }
 
@@ -429,8 +495,7 @@ impl Service {
                 self.max_record_ts = rec.timestamp_ms;
                 self.max_record_seen = Instant::now();
             }
-            let (topic, partition) = (self.partitions[pi].engine_topic, rec.partition);
-            self.verifier.engine.set_caught_up(topic, partition, false);
+            let partition = rec.partition;
             if !self.partitions[pi].held.is_empty() {
                 self.hold(pi, rec, batch);
                 continue;
@@ -567,19 +632,60 @@ impl Service {
         Ok(())
     }
 
-    /// A partition is caught up when it was read to librdkafka's last known high watermark.
-    fn update_caught_up(&mut self) {
-        for p in &self.partitions {
-            let caught = p.held.is_empty()
-                && cached_high_watermark(&self.consumer, &self.topic_cnames[p.topic_index as usize], p.partition).is_some_and(|high| p.next >= high);
-            self.verifier.engine.set_caught_up(p.engine_topic, p.partition, caught);
+    /// Asks for the end offsets every `kafka.end-offsets-interval-ms`, with the clock reading
+    /// of now, and applies an answer when one has come.
+    fn ask_end_offsets(&mut self) {
+        let every = Duration::from_millis(self.cfg.kafka.end_offsets_interval_ms);
+        if !self.end_offsets.pending && self.end_offsets.last_asked.elapsed() >= every {
+            let as_of = self.verifier.engine.now_ms();
+            if self.end_offsets.ask.try_send(as_of).is_ok() {
+                self.end_offsets.pending = true;
+                self.end_offsets.last_asked = Instant::now();
+            }
+        }
+        match self.end_offsets.answers.try_recv() {
+            Ok((as_of, Ok(ends))) => {
+                self.end_offsets.pending = false;
+                self.apply_end_offsets(as_of, &ends);
+            }
+            Ok((_, Err(e))) => {
+                self.end_offsets.pending = false;
+                tracing::warn!(error = %e, "cannot read the partitions' end offsets; quiet partitions hold their streams back until it answers");
+            }
+            Err(_) => {}
         }
     }
 
-    fn all_caught_up(&self) -> bool {
-        self.partitions.iter().all(|p| {
-            p.held.is_empty() && cached_high_watermark(&self.consumer, &self.topic_cnames[p.topic_index as usize], p.partition).is_some_and(|high| p.next >= high)
-        })
+    /// A partition read to the end offset the broker gave is complete through the clock
+    /// reading taken when it was asked; one with records still to read holds its stream back.
+    fn apply_end_offsets(&mut self, as_of: i64, ends: &[(String, i32, i64)]) {
+        let mut end: HashMap<(u32, u32), i64> = HashMap::with_capacity(ends.len());
+        for (t, p, o) in ends {
+            if let Some(i) = self.topic_names.iter().position(|n| n == t) {
+                end.insert((i as u32, *p as u32), *o);
+            }
+        }
+        let mut all = true;
+        for p in &self.partitions {
+            let read = p.held.is_empty() && end.get(&(p.topic_index, p.partition)).is_some_and(|e| p.next >= *e);
+            all &= read;
+            let progress = if read && as_of != i64::MIN { Progress::CaughtUpAt(as_of) } else { Progress::Reading };
+            self.verifier.engine.set_progress(p.engine_topic, p.partition, progress);
+        }
+        self.all_read = all;
+    }
+
+    /// Asks for the end offsets and waits for the answer (at shutdown).
+    fn read_end_offsets_now(&mut self) {
+        if self.end_offsets.pending {
+            if let Ok((_, Ok(_))) = self.end_offsets.answers.recv_timeout(Duration::from_secs(10)) {}
+            self.end_offsets.pending = false;
+        }
+        let as_of = self.verifier.engine.now_ms();
+        match end_offsets(&self.consumer, Duration::from_secs(10)) {
+            Ok(ends) => self.apply_end_offsets(as_of, &ends),
+            Err(e) => tracing::warn!(error = %e, "cannot read the partitions' end offsets"),
+        }
     }
 
     fn advance(&mut self) -> anyhow::Result<()> {
@@ -590,7 +696,7 @@ impl Service {
             return Ok(());
         }
         let mut now = self.max_record_ts;
-        if self.all_caught_up() {
+        if self.all_read {
             now += self.max_record_seen.elapsed().as_millis() as i64;
         }
         if let Err(e) = self.verifier.advance(now, &mut self.src) {
@@ -702,7 +808,7 @@ impl Service {
         if let Some(h) = self.consumer_thread.take() {
             let _ = h.join();
         }
-        self.update_caught_up();
+        self.read_end_offsets_now();
         self.advance()?;
         if bounded {
             self.verifier.finish(&mut self.src).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -754,6 +860,8 @@ impl Service {
         s.open_windows = e.open_windows() as u64;
         s.parked_records = e.parked() as u64;
         s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;
+        s.arrival_behind_max_ms = e.stats().arrival_behind_max_ms;
+        s.late_records = e.late_records();
         s.dead_lettered = self.dead_lettered;
         s.alerts_published = self.published;
         s.commits = self.commits;

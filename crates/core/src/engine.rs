@@ -40,15 +40,18 @@ pub struct EngineConfig {
     pub ranges: KeyRanges,
     /// A window closes at least this often (origin commit time), even at low traffic.
     pub cut_interval_ms: i64,
-    /// A caught-up partition with no record for this long does not hold its stream's watermark.
+    /// At low traffic, a primary window closes once every partition of the primary is known
+    /// to be read this long past the window's end (origin time).
     pub idle_grace_ms: i64,
     /// A replica that has not passed a window this long after the primary did is lagging.
     pub max_replica_lag_ms: i64,
     /// A replica with no record at all for this long while the primary writes is silent.
     pub silent_after_ms: i64,
-    /// How much later than each other the records of one moment may become readable in
-    /// different partitions (producer batching): a window is compared only once its stream
-    /// has written records this much later than the window's last.
+    /// How much later than each other records stamped at one moment may become readable in
+    /// different partitions (producer batching, retries, clock differences). A partition
+    /// found read to its end when the clock read T holds nothing more stamped before
+    /// T − publish_skew_ms: that, not silence, is what lets a quiet partition stop holding
+    /// its stream back.
     pub publish_skew_ms: i64,
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
@@ -64,10 +67,10 @@ impl Default for EngineConfig {
             position: PositionField::Gtid,
             ranges: KeyRanges::default(),
             cut_interval_ms: 200,
-            idle_grace_ms: 1000,
+            idle_grace_ms: 200,
             max_replica_lag_ms: 2000,
             silent_after_ms: 10_000,
-            publish_skew_ms: 100,
+            publish_skew_ms: 500,
             check_subjects: true,
             drill: Drill::Off,
             origin_span: (None, None),
@@ -96,6 +99,9 @@ pub enum Ingested {
     Tombstone,
     /// A replica record ahead of the primary's watermark: held until the primary passes it.
     Parked,
+    /// A first delivery into a window already compared (it came later than
+    /// `publish_skew_ms` allows): not verified.
+    Late,
     /// Undecodable: send to the dead-letter topic; the verdict says why.
     Poison(Box<Divergence>),
 }
@@ -124,6 +130,10 @@ pub struct TopicStats {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EngineStats {
     pub windows_compared: u64,
+    /// The most a record arrived stamped before the time its partition was known to be read
+    /// through (how much of `publish_skew_ms` was needed; more is harmless while the
+    /// record's position is beyond what was passed, which `TopicStats::late` counts).
+    pub arrival_behind_max_ms: i64,
     pub verdicts: BTreeMap<String, u64>,
     pub schema_fetches: u64,
 }
@@ -157,6 +167,21 @@ impl Table {
     }
 }
 
+/// What is known of a partition beyond the records read from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// It may hold records not read yet: it holds its stream back at its last position.
+    #[default]
+    Reading,
+    /// It was found read to its end when the clock read this time (origin record time).
+    CaughtUpAt(i64),
+    /// Its records arrive in time order with the others' (a capture): it is read as far as
+    /// the clock.
+    Following,
+    /// Nothing more will ever come (the end of a bounded input).
+    Ended,
+}
+
 #[derive(Default)]
 struct Part {
     last_pos: Option<Position>,
@@ -165,7 +190,7 @@ struct Part {
     /// out-of-order first delivery.
     recent: Vec<Position>,
     last_ts: i64,
-    caught_up: bool,
+    progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
     /// The plans of the schemas last seen on this partition.
@@ -246,9 +271,11 @@ struct Stream {
     /// Positions at or below this belong to windows already compared (late or duplicate).
     closed_pos: Option<Position>,
     lagging: Option<WindowRef>,
-    /// The newest and the oldest record time of the stream.
+    /// The newest record time of the stream.
     max_record_ms: i64,
-    first_record_ms: i64,
+    /// The highest position of the stream's records per bucket of record time, for the
+    /// question "which positions were written before time T".
+    clock: ClockIndex,
     /// Rolling (replica − primary) per range that has diverged, until it is zero again.
     divergent: FastMap<(TableId, u64), Lanes>,
     /// Mismatches of a table this replica has not been heard from beyond the primary's last
@@ -372,6 +399,70 @@ pub struct Engine {
 
 const PRIMARY: StreamId = 0;
 
+/// Highest position written per bucket of record time, over a trailing span. Answers "the
+/// highest position among the records stamped before T" for T within the span; older
+/// buckets fold into a floor.
+#[derive(Default)]
+struct ClockIndex {
+    buckets: VecDeque<(i64, Position)>,
+    floor: Position,
+    /// Buckets below this have been folded into `floor`.
+    folded_below: i64,
+}
+
+impl ClockIndex {
+    const BUCKET_MS: i64 = 10;
+    const SPAN: usize = 3000;
+
+    #[inline]
+    fn note(&mut self, ts_ms: i64, p: Position) {
+        let b = ts_ms.div_euclid(Self::BUCKET_MS);
+        match self.buckets.back_mut() {
+            Some((bb, max)) if *bb == b => {
+                if p > *max {
+                    *max = p;
+                }
+                return;
+            }
+            Some((bb, _)) if *bb > b => {
+                if b < self.folded_below {
+                    self.floor = self.floor.max(p);
+                    return;
+                }
+                let at = self.buckets.partition_point(|(x, _)| *x < b);
+                match self.buckets.get_mut(at) {
+                    Some((x, max)) if *x == b => *max = (*max).max(p),
+                    _ => self.buckets.insert(at, (b, p)),
+                }
+                return;
+            }
+            _ => self.buckets.push_back((b, p)),
+        }
+        while self.buckets.len() > Self::SPAN {
+            let (b, max) = self.buckets.pop_front().expect("non-empty");
+            self.floor = self.floor.max(max);
+            self.folded_below = b + 1;
+        }
+    }
+
+    /// The highest position among records stamped before `t` (whole buckets only, so never
+    /// more than the truth); `None` when `t` lies before the span kept.
+    fn before(&self, t: i64) -> Option<Position> {
+        let limit = t.div_euclid(Self::BUCKET_MS); // buckets strictly below are wholly before t
+        if limit < self.folded_below {
+            return None;
+        }
+        let mut max = self.floor;
+        for (b, p) in &self.buckets {
+            if *b >= limit {
+                break;
+            }
+            max = max.max(*p);
+        }
+        Some(max)
+    }
+}
+
 impl Engine {
     /// An engine for one primary and its replicas, by stream name.
     pub fn new(cfg: EngineConfig, primary: &str, replicas: &[&str]) -> Engine {
@@ -384,7 +475,7 @@ impl Engine {
             closed_pos: None,
             lagging: None,
             max_record_ms: i64::MIN,
-            first_record_ms: i64::MAX,
+            clock: ClockIndex::default(),
             divergent: FastMap::default(),
             absent: BTreeMap::new(),
             drifting: FastMap::default(),
@@ -478,6 +569,11 @@ impl Engine {
         self.topics.iter().map(|t| (self.streams[t.stream as usize].name.as_str(), self.tables[t.table as usize].name.as_str(), t.name.as_str(), &t.stats))
     }
 
+    /// Records that came into windows already compared, over every topic.
+    pub fn late_records(&self) -> u64 {
+        self.topics.iter().map(|t| t.stats.late).sum()
+    }
+
     pub fn stats(&self) -> &EngineStats {
         &self.stats
     }
@@ -491,17 +587,18 @@ impl Engine {
         self.primary_wm
     }
 
-    /// Tells whether a partition has nothing more to read right now.
-    pub fn set_caught_up(&mut self, topic: TopicId, partition: u32, caught_up: bool) {
+    /// Tells what is known of a partition beyond the records fed from it.
+    pub fn set_progress(&mut self, topic: TopicId, partition: u32, progress: Progress) {
         if let Some(p) = self.topics[topic as usize].parts.get_mut(partition as usize) {
-            p.caught_up = caught_up;
+            p.progress = progress;
         }
     }
 
-    pub fn set_all_caught_up(&mut self, caught_up: bool) {
+    /// The same progress for every partition: `Following` for inputs read in time order.
+    pub fn set_all_progress(&mut self, progress: Progress) {
         for t in &mut self.topics {
             for p in &mut t.parts {
-                p.caught_up = caught_up;
+                p.progress = progress;
             }
         }
     }
@@ -567,7 +664,6 @@ impl Engine {
         self.max_record_ms = self.max_record_ms.max(rec.timestamp_ms);
         let stream = &mut self.streams[self.topics[ti].stream as usize];
         stream.max_record_ms = stream.max_record_ms.max(rec.timestamp_ms);
-        stream.first_record_ms = stream.first_record_ms.min(rec.timestamp_ms);
         let topic = &mut self.topics[ti];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
@@ -575,6 +671,17 @@ impl Engine {
             return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
         };
         part.last_ts = part.last_ts.max(rec.timestamp_ms);
+        // A record stamped before what the partition was known to be complete through came
+        // later than the producers' skew allows: measured, so that the setting can be checked.
+        let complete_through = match part.progress {
+            Progress::Reading | Progress::Ended => i64::MIN,
+            Progress::CaughtUpAt(t) => t,
+            Progress::Following => self.now_ms,
+        };
+        if complete_through != i64::MIN {
+            let behind = complete_through.saturating_sub(rec.timestamp_ms);
+            self.stats.arrival_behind_max_ms = self.stats.arrival_behind_max_ms.max(behind);
+        }
         // The partition's plans are taken out for the call, so that the hot path borrows them
         // without reference counting, and put back whatever the outcome.
         let mut cache = part.cache.take();
@@ -770,11 +877,9 @@ impl Engine {
         if part.last_pos.is_some() && ev.position <= part.hwm {
             let seen = part.recent.binary_search(&ev.position);
             if closed.is_some_and(|c| ev.position <= c) || seen.is_ok() {
-                let stats = &mut self.topics[ti].stats;
-                if seen.is_err() {
-                    stats.late += 1;
-                }
-                stats.duplicates += 1;
+                // (Below the high-water mark and in a compared window: a redelivery, or a
+                // first delivery that came too late — the two cannot be told apart.)
+                self.topics[ti].stats.duplicates += 1;
                 return Ingested::Duplicate;
             }
             part.recent.insert(seen.unwrap_err(), ev.position);
@@ -783,10 +888,24 @@ impl Engine {
             part.recent.push(ev.position);
         }
         part.last_pos = Some(part.last_pos.map_or(ev.position, |l| l.max(ev.position)));
+        self.streams[stream as usize].clock.note(rec.timestamp_ms, ev.position);
 
         if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
             self.topics[ti].stats.outside += 1;
             return Ingested::Outside;
+        }
+
+        // A first delivery into a window already compared came later than the watermarks
+        // allowed for (see `publish_skew_ms`): that comparison went without it.
+        let late = if stream == PRIMARY {
+            let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
+            (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| w <= d))
+        } else {
+            closed.is_some_and(|c| ev.position <= c)
+        };
+        if late {
+            self.topics[ti].stats.late += 1;
+            return Ingested::Late;
         }
 
         let w = if stream == PRIMARY {
@@ -952,7 +1071,7 @@ impl Engine {
     /// the primary's last positions is missing those events, not late. A live service never
     /// calls this; on shutdown it leaves open windows to the next run.
     pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
-        self.set_all_caught_up(true);
+        self.set_all_progress(Progress::Ended);
         let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
         // The primary has passed all it ever will: records parked ahead of it (positions it
         // never wrote) are verified now, in its last window, before that window is compared.
@@ -1036,54 +1155,61 @@ impl Engine {
         Ok(())
     }
 
-    /// Minimum over the stream's partitions of the last position seen; a caught-up partition
-    /// idle for `idle_grace_ms` does not hold it back. With every partition idle the stream
-    /// has reached only what it has sent.
+    /// How far a stream has been read: the minimum over its partitions of what each is known
+    /// to have passed — its last position, or, for a partition read to its end when the clock
+    /// read T, every position its stream wrote before T − `publish_skew_ms` (anything it still
+    /// receives is stamped later, so comes later in the stream's order). Ended partitions do
+    /// not count; with all of them ended the stream has reached only what it has sent.
     fn watermark(&self, s: StreamId) -> Position {
+        let stream = &self.streams[s as usize];
+        let skew = self.cfg.publish_skew_ms;
+        let following = stream.clock.before(self.now_ms.saturating_sub(skew));
         let mut min: Option<Position> = None;
         let mut max = Position::ZERO;
-        for t in &self.streams[s as usize].topics {
+        for t in &stream.topics {
             for p in &self.topics[*t as usize].parts {
-                if let Some(l) = p.last_pos {
-                    max = max.max(l);
-                }
-                let idle = self.idle(s, p);
-                if !idle {
-                    let l = p.last_pos.unwrap_or(Position::ZERO);
-                    min = Some(min.map_or(l, |m| m.min(l)));
-                }
+                let last = p.last_pos.unwrap_or(Position::ZERO);
+                max = max.max(last);
+                let complete = match p.progress {
+                    Progress::Ended => continue,
+                    Progress::Reading => None,
+                    Progress::CaughtUpAt(at) => stream.clock.before(at.saturating_sub(skew)),
+                    Progress::Following => following,
+                };
+                let reached = complete.map_or(last, |c| c.max(last));
+                min = Some(min.map_or(reached, |m| m.min(reached)));
             }
         }
         min.unwrap_or(max)
     }
 
-    fn stream_idle(&self, s: StreamId) -> bool {
-        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| self.idle(s, p)))
-    }
-
-    /// A partition is idle when it has nothing to read and either its own stream has moved on
-    /// without it for `idle_grace_ms` (measured by that stream's record times, so that a
-    /// lagging stream is not mistaken for an idle one) or nothing at all has arrived for
-    /// that long.
-    /// A partition never heard from counts from its stream's first record: it is not idle
-    /// merely because nothing has come yet.
-    #[inline]
-    fn idle(&self, s: StreamId, p: &Part) -> bool {
-        let grace = self.cfg.idle_grace_ms;
-        let stream = &self.streams[s as usize];
-        let last = if p.last_pos.is_none() && p.last_ts == 0 { stream.first_record_ms } else { p.last_ts };
-        p.caught_up && (stream.max_record_ms.saturating_sub(last) >= grace || self.now_ms.saturating_sub(self.max_record_ms) >= grace)
+    /// The record time every partition of the stream is known to be read through (skew
+    /// allowed for); `i64::MIN` while any partition may hold unread records.
+    fn read_through(&self, s: StreamId) -> i64 {
+        let mut min = i64::MAX;
+        for t in &self.streams[s as usize].topics {
+            for p in &self.topics[*t as usize].parts {
+                let at = match p.progress {
+                    Progress::Reading => return i64::MIN,
+                    Progress::CaughtUpAt(at) => at,
+                    Progress::Following => self.now_ms,
+                    Progress::Ended => continue,
+                };
+                min = min.min(at.saturating_sub(self.cfg.publish_skew_ms));
+            }
+        }
+        min
     }
 
     fn finalize_primary_windows(&mut self) {
         let wm = self.primary_wm;
-        let idle = self.stream_idle(PRIMARY);
+        let read_through = self.read_through(PRIMARY);
         let keys: Vec<i64> = self.bounds.iter().filter(|(_, b)| b.final_at.is_none()).map(|(w, _)| *w).collect();
         for w in &keys {
             // Final once the primary has passed the start of a later window; or, at low
             // traffic, once the primary is idle and the window's time is over.
-            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm) && self.settled(PRIMARY, *w);
-            let time_over = idle && self.now_ms >= (w + 1) * self.cfg.cut_interval_ms + self.cfg.idle_grace_ms && self.bounds[w].last <= wm;
+            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm);
+            let time_over = read_through >= (w + 1) * self.cfg.cut_interval_ms + self.cfg.idle_grace_ms && self.bounds[w].last <= wm;
             if later_passed || time_over {
                 self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
                 if time_over && !later_passed {
@@ -1108,7 +1234,7 @@ impl Engine {
         let ready: Vec<(i64, Bound)> = self.bounds.range(from..).map(|(w, b)| (*w, *b)).collect();
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
-            if rwm < b.last || !self.settled(r, w) {
+            if rwm < b.last {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.
                 let behind = self.now_ms - final_at;
@@ -1156,24 +1282,9 @@ impl Engine {
         self.emit(d, out);
     }
 
-    /// Whether the stream has written records at least `publish_skew_ms` after its last one in
-    /// window `w`: a record of `w` still on its way to a quiet partition (producers batch
-    /// per partition) has arrived by then.
-    fn settled(&self, s: StreamId, w: i64) -> bool {
-        if self.ended || self.cfg.publish_skew_ms <= 0 {
-            return true;
-        }
-        let reference = match self.streams[s as usize].windows.get(&w) {
-            Some(acc) => acc.max_record_ms,
-            None => (w + 1) * self.cfg.cut_interval_ms,
-        };
-        let quiet = self.now_ms.saturating_sub(self.max_record_ms) >= self.cfg.publish_skew_ms;
-        quiet || self.streams[s as usize].max_record_ms >= reference.saturating_add(self.cfg.publish_skew_ms)
-    }
-
     /// Whether every partition of a stream has nothing more to read right now.
     fn caught_up(&self, s: StreamId) -> bool {
-        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| p.caught_up))
+        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| p.progress != Progress::Reading))
     }
 
     fn replica_table_pos(&self, r: StreamId, table: TableId) -> Position {
@@ -1473,7 +1584,7 @@ impl Engine {
             let silent_for = primary_last.saturating_sub(last);
             // Only a table with nothing left to read is silent: while its records are still
             // pending (a backlog read in another order), their times speak for it.
-            let pending = !self.topics[t as usize].parts.iter().all(|p| p.caught_up);
+            let pending = self.topics[t as usize].parts.iter().any(|p| p.progress == Progress::Reading);
             let silent_now = silent_for >= self.cfg.silent_after_ms && !(pending && !self.topics[t as usize].silent);
             let was = self.topics[t as usize].silent;
             if silent_now == was {

@@ -20,7 +20,7 @@ pub mod verdict;
 pub mod wire;
 
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
-pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
+pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
 pub use envelope::{Position, PositionField};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
 pub use verdict::{Divergence, Kind};

@@ -4,7 +4,7 @@
 mod support;
 
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::{avro::FieldDiff, Ingested};
+use cdc_verifier_core::{avro::FieldDiff, Ingested, Progress};
 use support::harness::{range_of, Harness};
 use support::{history, Change, Row};
 
@@ -321,4 +321,98 @@ fn a_reorder_healed_within_its_window_is_still_seen() {
     assert_eq!(mm.len(), 1, "{:#?}", h.out);
     assert_eq!(mm[0].keys.len(), 1);
     assert_eq!(mm[0].keys[0].key, serde_json::json!({"id": 5}));
+}
+
+/// A live consumer: records are read in order of their arrival, each stamped with its
+/// creation time; every 100 ms of arrival time the end offsets are asked and every partition
+/// is found read to its end (everything arrived so far has been read).
+fn deliver_live(h: &mut Harness, changes: &[Change], replica: &[(i64, Change)], quiet_reading: Option<(usize, u32)>) -> u64 {
+    let mut events: Vec<(i64, usize, Change)> = changes.iter().map(|c| (c.ts_ms, 0, c.clone())).collect();
+    events.extend(replica.iter().map(|(t, c)| (*t, 1, c.clone())));
+    events.sort_by_key(|(t, s, _)| (*t, *s));
+    let mut next_probe = events[0].0;
+    for (arrival, s, c) in &events {
+        while *arrival >= next_probe {
+            for (si, topic) in h.topics.clone().into_iter().enumerate() {
+                for p in 0..h.partitions {
+                    let progress = if quiet_reading == Some((si, p)) { Progress::Reading } else { Progress::CaughtUpAt(next_probe) };
+                    h.engine.set_progress(topic, p, progress);
+                }
+            }
+            h.advance(next_probe);
+            next_probe += 100;
+        }
+        h.send_at(*s, c, false, c.ts_ms);
+    }
+    h.advance(next_probe);
+    h.engine.stats().windows_compared
+}
+
+/// The replica's records, each arriving `delay(i)` ms after it was stamped (a producer that
+/// holds some partitions' batches back), in order within each partition.
+fn delayed(h: &Harness, changes: &[Change], delay: impl Fn(usize, u32) -> i64) -> Vec<(i64, Change)> {
+    let mut last = vec![i64::MIN; h.partitions as usize];
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let p = h.partition_of(c.key());
+            let t = (c.ts_ms + 5 + delay(i, p)).max(last[p as usize]);
+            last[p as usize] = t;
+            (t, c.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn quiet_partitions_read_to_their_end_let_windows_close_and_skew_within_bounds_is_harmless() {
+    // Partition 1 of the replica is held back 400 ms (less than publish_skew_ms) for a while;
+    // two partitions go quiet in between. Windows are compared as the run goes, and nothing
+    // is reported.
+    let changes = history(6000, 100, 21);
+    let mut h = Harness::new(&["replica-1"], 4, false);
+    let skew = h.engine.config().publish_skew_ms;
+    assert!(skew > 400);
+    let quiet = |i: usize, p: u32| (2000..2600).contains(&i) && p >= 2;
+    let primary: Vec<Change> = changes.iter().enumerate().filter(|(i, c)| !quiet(*i, h.partition_of(c.key()))).map(|(_, c)| c.clone()).collect();
+    let replica = delayed(&h, &primary, |i, p| if p == 1 && (1000..1800).contains(&i) { 400 } else { 0 });
+    let compared = deliver_live(&mut h, &primary, &replica, None);
+    let windows = (primary.last().unwrap().ts_ms - primary[0].ts_ms) / h.engine.config().cut_interval_ms;
+    assert!(compared >= (windows - 5) as u64, "windows compared while running: {compared} of {windows}");
+    assert_eq!(h.engine.late_records(), 0);
+    assert!(h.engine.stats().arrival_behind_max_ms >= 300, "{:?}", h.engine.stats());
+    assert!(h.finish().is_empty(), "{:#?}", h.out);
+}
+
+#[test]
+fn a_partition_not_known_to_be_read_to_its_end_holds_its_stream_back() {
+    let changes = history(3000, 100, 22);
+    let mut h = Harness::new(&["replica-1"], 4, false);
+    // Partition 3 of the replica receives nothing and the end offsets never vouch for it.
+    let primary: Vec<Change> = changes.iter().filter(|c| h.partition_of(c.key()) != 3).cloned().collect();
+    let replica = delayed(&h, &primary, |_, _| 0);
+    assert_eq!(deliver_live(&mut h, &primary, &replica, Some((1, 3))), 0, "no window may be compared past a partition that may hold records");
+    assert!(h.finish().is_empty(), "{:#?}", h.out);
+    assert!(h.engine.stats().windows_compared > 10);
+}
+
+#[test]
+fn records_later_than_the_skew_allows_are_counted_late_not_summed() {
+    let changes = history(4000, 100, 23);
+    let mut h = Harness::new(&["replica-1"], 4, false);
+    let skew = h.engine.config().publish_skew_ms;
+    let replica = delayed(&h, &changes, |i, p| if p == 1 && (1000..1100).contains(&i) { skew + 1500 } else { 0 });
+    deliver_live(&mut h, &changes, &replica, None);
+    let late = h.engine.late_records();
+    assert!(late > 0, "records {} ms late must come after their window was compared", skew + 1500);
+    assert!(h.engine.stats().arrival_behind_max_ms > skew, "{:?}", h.engine.stats());
+    // The windows compared without them differ; each late record was counted once and not
+    // added to any later window (which would make those differ too).
+    h.finish();
+    let mm = h.of_kind(Kind::DataMismatch);
+    assert!(!mm.is_empty());
+    let held: std::collections::BTreeSet<u64> = replica.iter().filter(|(t, c)| t - c.ts_ms > skew).map(|(_, c)| range_of(c.key())).collect();
+    for d in &mm {
+        assert!(held.contains(&d.range.unwrap()), "mismatch outside the held-back records' ranges: {d:#?}");
+    }
 }
