@@ -276,6 +276,11 @@ fn main() {
             None => missed += 1,
         }
     }
+    // Verdicts with no fault behind them (the incident touches only replica-2's orders).
+    let fault_ranges: std::collections::HashSet<u64> = manifest["faults"].as_array().unwrap().iter().filter(|f| !f["key"].is_null()).map(|f| range_of(&f["key"])).collect();
+    let unexplained = first_alert.keys().filter(|(k, r, _)| k == "DataMismatch" && r.is_some_and(|r| !fault_ranges.contains(&r))).count();
+    let late: u64 = err.lines().filter_map(|l| l.split("records=").nth(1).filter(|_| l.contains("after their window was compared"))).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
+    println!("live verdicts: {} distinct, {unexplained} DataMismatch on ranges without a fault, {late} records late", first_alert.len());
     println!(
         "detection latency over {} faulty records ({missed} unmatched): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         hist.len(),

@@ -48,7 +48,7 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
+            .set("enable.partition.eof", "false")
             .set("fetch.min.bytes", "1")
             .set("fetch.wait.max.ms", "20")
             // Small per-partition fetches keep the streams interleaved (a replica read far
