@@ -821,7 +821,16 @@ impl Service {
             let secs = at.duration_since(first).as_secs_f64().max(1e-6);
             tracing::info!(records, seconds = secs, rate = records as f64 / secs, "caught up: {records} records in {secs:.3} s ({:.0} records/s)", records as f64 / secs);
         }
-        tracing::info!(events = self.verifier.records, alerts = self.published, dead_lettered = self.dead_lettered, peak_rss_mib = peak_rss_mib(), "stopped cleanly");
+        let e = &self.verifier.engine;
+        tracing::info!(
+            events = self.verifier.records,
+            alerts = self.published,
+            dead_lettered = self.dead_lettered,
+            late = e.late_records(),
+            arrival_behind_max_ms = e.stats().arrival_behind_max_ms,
+            peak_rss_mib = peak_rss_mib(),
+            "stopped cleanly"
+        );
         Ok(())
     }
 
