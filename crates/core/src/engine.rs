@@ -195,8 +195,8 @@ struct Part {
     offsets: VecDeque<(i64, i64, i64)>,
     /// The plans of the schemas last seen on this partition.
     cache: Option<PartCache>,
-    /// Smallest offset of this partition's parked records.
-    parked_min: Option<i64>,
+    /// Records parked ahead of the primary, in offset order (released from the front).
+    parked: VecDeque<Parked>,
 }
 
 struct PartCache {
@@ -265,7 +265,8 @@ struct Stream {
     name: String,
     topics: Vec<TopicId>,
     windows: BTreeMap<i64, WindowAcc>,
-    parked: Vec<Parked>,
+    /// Records parked over the stream's partitions.
+    parked: usize,
     /// Replica: the last window compared. Primary: the last window dropped.
     done_upto: Option<i64>,
     /// Positions at or below this belong to windows already compared (late or duplicate).
@@ -513,7 +514,7 @@ impl Engine {
             name: name.to_string(),
             topics: Vec::new(),
             windows: BTreeMap::new(),
-            parked: Vec::new(),
+            parked: 0,
             done_upto: None,
             closed_pos: None,
             lagging: None,
@@ -889,15 +890,14 @@ impl Engine {
     fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.parked += 1;
-        let part = &mut topic.parts[rec.partition as usize];
-        part.parked_min = Some(part.parked_min.map_or(rec.offset, |m| m.min(rec.offset)));
         let stream = topic.stream;
-        self.streams[stream as usize].parked.push(Parked {
+        topic.parts[rec.partition as usize].parked.push_back(Parked {
             rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
             position,
             key: rec.key.map(<[u8]>::to_vec),
             value: rec.value.unwrap_or_default().to_vec(),
         });
+        self.streams[stream as usize].parked += 1;
         Ingested::Parked
     }
 
@@ -1163,39 +1163,35 @@ impl Engine {
         Ok(())
     }
 
+    /// Verifies the parked records the primary has now passed, partition by partition in
+    /// offset order.
     fn drain_parked(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+        let wm = self.primary_wm;
         for s in 1..self.streams.len() {
-            if self.streams[s].parked.is_empty() {
+            if self.streams[s].parked == 0 {
                 continue;
             }
-            let wm = self.primary_wm;
-            let parked = std::mem::take(&mut self.streams[s].parked);
-            let (ready, mut keep): (Vec<_>, Vec<_>) = parked.into_iter().partition(|p| p.position <= wm);
-            for p in ready {
-                let (topic, partition, offset, timestamp_ms) = p.rec_meta;
-                let rec = Record { topic, partition, offset, timestamp_ms, key: p.key.as_deref(), value: Some(&p.value) };
-                self.topics[topic as usize].stats.parked -= 1;
-                match self.ingest(&rec, src) {
-                    Ok(Ingested::Poison(d)) => out.push(*d),
-                    Ok(_) => {}
-                    Err(e) => {
-                        keep.push(p);
-                        self.streams[s].parked.append(&mut keep);
-                        return Err(e);
+            for ti in 0..self.streams[s].topics.len() {
+                let t = self.streams[s].topics[ti] as usize;
+                for pi in 0..self.topics[t].parts.len() {
+                    while self.topics[t].parts[pi].parked.front().is_some_and(|p| p.position <= wm) {
+                        let p = self.topics[t].parts[pi].parked.pop_front().expect("checked");
+                        self.topics[t].stats.parked -= 1;
+                        self.streams[s].parked -= 1;
+                        let (topic, partition, offset, timestamp_ms) = p.rec_meta;
+                        let rec = Record { topic, partition, offset, timestamp_ms, key: p.key.as_deref(), value: Some(&p.value) };
+                        match self.ingest(&rec, src) {
+                            Ok(Ingested::Poison(d)) => out.push(*d),
+                            Ok(_) => {}
+                            Err(e) => {
+                                self.topics[t].stats.parked += 1;
+                                self.streams[s].parked += 1;
+                                self.topics[t].parts[pi].parked.push_front(p);
+                                return Err(e);
+                            }
+                        }
                     }
                 }
-            }
-            self.streams[s].parked.append(&mut keep);
-            // What is still parked bounds what may be committed.
-            for t in self.streams[s].topics.clone() {
-                for p in &mut self.topics[t as usize].parts {
-                    p.parked_min = None;
-                }
-            }
-            for p in &self.streams[s].parked {
-                let (t, part, offset, _) = p.rec_meta;
-                let m = &mut self.topics[t as usize].parts[part as usize].parked_min;
-                *m = Some(m.map_or(offset, |x| x.min(offset)));
             }
         }
         Ok(())
@@ -1724,7 +1720,7 @@ impl Engine {
     pub fn pending_offset(&self, topic: TopicId, partition: u32) -> Option<i64> {
         let part = self.topics[topic as usize].parts.get(partition as usize)?;
         let windows = part.offsets.iter().map(|(_, first, _)| *first).min();
-        let parked = part.parked_min;
+        let parked = part.parked.front().map(|p| p.rec_meta.2);
         match (windows, parked) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1785,7 +1781,7 @@ impl Engine {
 
     /// Records held because they are ahead of the primary.
     pub fn parked(&self) -> usize {
-        self.streams.iter().map(|s| s.parked.len()).sum()
+        self.streams.iter().map(|s| s.parked).sum()
     }
 
     /// The replica's watermark and how far (in positions) it is behind the primary.
