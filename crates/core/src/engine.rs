@@ -197,6 +197,9 @@ struct Part {
     cache: Option<PartCache>,
     /// Records parked ahead of the primary, in offset order (released from the front).
     parked: VecDeque<Parked>,
+    /// (bounds generation, window, lowest tx exclusive, highest tx inclusive) of the window
+    /// the last record fell in.
+    window_cache: Option<(u64, i64, u64, u64)>,
 }
 
 struct PartCache {
@@ -381,6 +384,8 @@ pub struct Engine {
     key_scratch: Scratch,
     bounds: BTreeMap<i64, Bound>,
     open_floor: i64,
+    /// Changes whenever a window is added before the last or dropped.
+    bounds_gen: u64,
     /// The newest record time of any stream (the clock, `now_ms`, may run ahead of it).
     max_record_ms: i64,
     primary_wm: Position,
@@ -538,6 +543,7 @@ impl Engine {
             key_scratch: Scratch::default(),
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
+            bounds_gen: 0,
             max_record_ms: i64::MIN,
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
@@ -955,7 +961,12 @@ impl Engine {
             let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
             let b = match self.bounds.last_entry() {
                 Some(e) if *e.key() == w => e.into_mut(),
-                _ => self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None }),
+                _ => {
+                    if self.bounds.last_key_value().is_some_and(|(k, _)| *k > w) || !self.bounds.contains_key(&w) {
+                        self.bounds_gen += 1;
+                    }
+                    self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None })
+                }
             };
             b.first = b.first.min(ev.position);
             b.last = b.last.max(ev.position);
@@ -963,7 +974,21 @@ impl Engine {
             b.max_ts = b.max_ts.max(ev.ts_ms);
             w
         } else {
-            self.window_of(ev.position)
+            // Consecutive records of a partition mostly fall in one window: the last answer,
+            // valid while no window was added or dropped, is tried first.
+            let cached = self.topics[ti].parts[rec.partition as usize].window_cache;
+            match cached {
+                Some((generation, w, lo, hi)) if generation == self.bounds_gen && lo < ev.position.tx && ev.position.tx <= hi => w,
+                _ => {
+                    let w = self.window_of(ev.position);
+                    let hi = self.bounds.get(&w).map_or(0, |b| b.last.tx);
+                    let lo = self.bounds.range(..w).next_back().map_or(0, |(_, b)| b.last.tx);
+                    if ev.position.tx <= hi {
+                        self.topics[ti].parts[rec.partition as usize].window_cache = Some((self.bounds_gen, w, lo, hi));
+                    }
+                    w
+                }
+            }
         };
 
         let part = &mut self.topics[ti].parts[rec.partition as usize];
@@ -1684,6 +1709,7 @@ impl Engine {
         let last_pos = self.bounds[dropped.last().expect("non-empty")].last;
         for w in &dropped {
             self.bounds.remove(w);
+            self.bounds_gen += 1;
             self.streams[PRIMARY as usize].windows.remove(w);
         }
         self.streams[PRIMARY as usize].done_upto = Some(min_done);
