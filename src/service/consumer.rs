@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::consumer::Consumer;
 
 /// One record of a batch: coordinates and where its bytes lie in the batch buffer.
 #[derive(Debug, Clone, Copy)]
@@ -59,10 +58,32 @@ pub struct ConsumerThread {
     pub stop: Arc<AtomicBool>,
 }
 
+/// The consumer's queue, read in batches: one call hands over up to a batch of messages,
+/// instead of one poll (with its clock readings and event wrapping) per message.
+struct MessageQueue(*mut rdkafka::bindings::rd_kafka_queue_t);
+
+// SAFETY: librdkafka queue handles may be used from any thread; this one is used by the
+// consumer thread only.
+unsafe impl Send for MessageQueue {}
+
+impl Drop for MessageQueue {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from rd_kafka_queue_get_consumer and is released once.
+        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.0) }
+    }
+}
+
 impl ConsumerThread {
     pub fn run(self) -> anyhow::Result<()> {
+        use rdkafka::bindings as rd;
+        // SAFETY: the client pointer is valid for the consumer's lifetime, which the Arc held
+        // here outlives the queue handle.
+        let queue = MessageQueue(unsafe { rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr()) });
+        anyhow::ensure!(!queue.0.is_null(), "the Kafka consumer has no consumer queue (no group.id?)");
+        let mut msgs: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); 1024];
+        // Topic handles are stable for the client's lifetime: names are looked up once.
+        let mut topic_of: HashMap<usize, Option<u32>> = HashMap::new();
         let mut spare: Option<Batch> = None;
-        let mut last_topic: Option<(String, u32)> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let mut batch = match spare.take() {
                 Some(b) => b,
@@ -73,40 +94,43 @@ impl ConsumerThread {
                 },
             };
             batch.clear();
-            let mut wait = Duration::from_millis(50);
+            let mut wait_ms = 50;
             while batch.recs.len() < self.batch_size {
-                match self.consumer.poll(wait) {
-                    None => break,
-                    // Whether a partition is caught up is read from cached watermarks by the loop.
-                    Some(Err(KafkaError::PartitionEOF(_))) => {}
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "kafka consumer error");
-                        break;
-                    }
-                    Some(Ok(m)) => {
-                        // Consecutive records mostly share a topic: compare before hashing.
-                        let name = m.topic();
-                        let topic = match last_topic {
-                            Some((ref n, t)) if n == name => t,
-                            _ => {
-                                let Some(&t) = self.topics.get(name) else { continue };
-                                last_topic = Some((name.to_string(), t));
-                                t
+                let want = (self.batch_size - batch.recs.len()).min(msgs.len());
+                // SAFETY: `msgs` has room for `want` pointers; librdkafka fills the first n.
+                let n = unsafe { rd::rd_kafka_consume_batch_queue(queue.0, wait_ms, msgs.as_mut_ptr(), want) };
+                if n <= 0 {
+                    break;
+                }
+                for &m in &msgs[..n as usize] {
+                    // SAFETY: a message returned by librdkafka, valid until destroyed below;
+                    // its key and payload are `key_len` and `len` bytes when not null.
+                    unsafe {
+                        let msg = &*m;
+                        if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                                let what = std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy();
+                                tracing::warn!(error = %what, partition = msg.partition, "kafka consumer error");
                             }
-                        };
-                        let key = batch.push_bytes(m.key());
-                        let value = batch.push_bytes(m.payload());
-                        batch.recs.push(Rec {
-                            topic,
-                            partition: m.partition() as u32,
-                            offset: m.offset(),
-                            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                            key,
-                            value,
+                            rd::rd_kafka_message_destroy(m);
+                            continue;
+                        }
+                        let topic = *topic_of.entry(msg.rkt as usize).or_insert_with(|| {
+                            let name = std::ffi::CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)).to_string_lossy();
+                            self.topics.get(name.as_ref()).copied()
                         });
+                        if let Some(topic) = topic {
+                            let slice = |p: *mut std::ffi::c_void, len: usize| (!p.is_null()).then(|| std::slice::from_raw_parts(p as *const u8, len));
+                            let key = batch.push_bytes(slice(msg.key, msg.key_len));
+                            let value = batch.push_bytes(slice(msg.payload, msg.len));
+                            let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+                            let ts = rd::rd_kafka_message_timestamp(m, &mut ts_type);
+                            batch.recs.push(Rec { topic, partition: msg.partition as u32, offset: msg.offset, timestamp_ms: ts.max(0), key, value });
+                        }
+                        rd::rd_kafka_message_destroy(m);
                     }
                 }
-                wait = Duration::ZERO;
+                wait_ms = 0;
             }
             if batch.recs.is_empty() {
                 spare = Some(batch);
@@ -129,8 +153,6 @@ impl ConsumerThread {
     }
 }
 
-/// `SyncSender` has no timed send: try, then sleep briefly, so that a stop request is seen
-/// while the verification loop is busy.
 trait SendTimeout<T> {
     fn send_timeout_compat(&self, t: T, d: Duration) -> Result<(), (T, bool)>;
 }
