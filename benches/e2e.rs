@@ -281,6 +281,10 @@ fn main() {
     let unexplained = first_alert.keys().filter(|(k, r, _)| k == "DataMismatch" && r.is_some_and(|r| !fault_ranges.contains(&r))).count();
     let late: u64 = err.lines().filter_map(|l| l.split("records=").nth(1).filter(|_| l.contains("after their window was compared"))).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
     println!("live verdicts: {} distinct, {unexplained} DataMismatch on ranges without a fault, {late} records late", first_alert.len());
+    // How long after their produce timestamp the verifier could read records at all: the part
+    // of the detection time spent before the verifier sees anything.
+    let age = |q: &str| field(&err, &format!("record_age_{q}_ms")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    println!("records readable after their produce timestamp: p50 {} ms, p99 {} ms", age("p50"), age("p99"));
     println!(
         "detection latency over {} faulty records ({missed} unmatched): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         hist.len(),

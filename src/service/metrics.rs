@@ -38,6 +38,8 @@ pub struct Snapshot {
     pub parked_records: u64,
     pub paused_partitions: u64,
     pub arrival_behind_max_ms: i64,
+    /// (quantile, ms) of how long after their timestamp records were read, since the last snapshot.
+    pub record_age_ms: [(f64, u64); 4],
     pub late_records: u64,
     pub dead_lettered: u64,
     pub alerts_published: u64,
@@ -118,6 +120,10 @@ impl Metrics {
             "# HELP cdc_verifier_arrival_behind_max_seconds The most a record arrived stamped before the time its partition was known to be read through; verify.publish-skew-ms must exceed it.\n# TYPE cdc_verifier_arrival_behind_max_seconds gauge\ncdc_verifier_arrival_behind_max_seconds {}",
             s.arrival_behind_max_ms.max(0) as f64 / 1000.0
         );
+        let _ = writeln!(out, "# HELP cdc_verifier_record_age_seconds How long after their timestamp records were read, over the last second (the floor under detection time).\n# TYPE cdc_verifier_record_age_seconds summary");
+        for (q, ms) in s.record_age_ms {
+            let _ = writeln!(out, "cdc_verifier_record_age_seconds{{quantile=\"{q}\"}} {}", ms as f64 / 1000.0);
+        }
         for (name, help, v) in [
             ("cdc_verifier_dead_lettered_total", "Records sent to the dead-letter topic.", s.dead_lettered),
             ("cdc_verifier_alerts_published_total", "Divergence events acknowledged by Kafka.", s.alerts_published),

@@ -203,6 +203,10 @@ struct Service {
     /// Every partition was read to its end at the last answer.
     all_read: bool,
     skew_warned: u64,
+    /// How long after their timestamp records were read (ms): since start, and since the
+    /// last metrics snapshot.
+    record_age: hdrhistogram::Histogram<u64>,
+    record_age_recent: hdrhistogram::Histogram<u64>,
 }
 
 /// Asks the broker for the end offset of every assigned partition, on its own thread, one
@@ -379,6 +383,8 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
+            record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
+            record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
         })
     }
 
@@ -485,6 +491,14 @@ impl Service {
     fn process(&mut self, batch: &Batch) -> anyhow::Result<()> {
         if self.first_record_at.is_none() && !batch.recs.is_empty() {
             self.first_record_at = Some(Instant::now());
+        }
+        let wall = wall_ms();
+        for rec in &batch.recs {
+            if rec.timestamp_ms > 0 {
+                let age = (wall - rec.timestamp_ms).clamp(1, 86_400_000) as u64;
+                self.record_age.saturating_record(age);
+                self.record_age_recent.saturating_record(age);
+            }
         }
         for rec in &batch.recs {
             let Some(pi) = self.part_of(rec.topic, rec.partition) else { continue };
@@ -828,13 +842,15 @@ impl Service {
             dead_lettered = self.dead_lettered,
             late = e.late_records(),
             arrival_behind_max_ms = e.stats().arrival_behind_max_ms,
+            record_age_p50_ms = self.record_age.value_at_quantile(0.5),
+            record_age_p99_ms = self.record_age.value_at_quantile(0.99),
             peak_rss_mib = peak_rss_mib(),
             "stopped cleanly"
         );
         Ok(())
     }
 
-    fn publish_metrics(&self) {
+    fn publish_metrics(&mut self) {
         let e = &self.verifier.engine;
         let mut s = Snapshot::default();
         for (stream, table, _topic, st) in e.topic_stats() {
@@ -870,11 +886,13 @@ impl Service {
         s.parked_records = e.parked() as u64;
         s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;
         s.arrival_behind_max_ms = e.stats().arrival_behind_max_ms;
+        s.record_age_ms = [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
         s.late_records = e.late_records();
         s.dead_lettered = self.dead_lettered;
         s.alerts_published = self.published;
         s.commits = self.commits;
         self.metrics.publish(s);
+        self.record_age_recent.reset();
     }
 }
 

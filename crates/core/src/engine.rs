@@ -270,6 +270,8 @@ struct Stream {
     windows: BTreeMap<i64, WindowAcc>,
     /// Records parked over the stream's partitions.
     parked: usize,
+    /// How many ranges a window of this stream held lately (the size new windows start at).
+    digest_hint: usize,
     /// Replica: the last window compared. Primary: the last window dropped.
     done_upto: Option<i64>,
     /// Positions at or below this belong to windows already compared (late or duplicate).
@@ -520,6 +522,7 @@ impl Engine {
             topics: Vec::new(),
             windows: BTreeMap::new(),
             parked: 0,
+            digest_hint: 0,
             done_upto: None,
             closed_pos: None,
             lagging: None,
@@ -1013,10 +1016,16 @@ impl Engine {
             self.topics[ti].max_pos = ev.position;
         }
 
-        let windows = &mut self.streams[stream as usize].windows;
-        let acc = match windows.last_entry() {
+        let st = &mut self.streams[stream as usize];
+        let acc = match st.windows.last_entry() {
             Some(e) if *e.key() == w => e.into_mut(),
-            _ => windows.entry(w).or_default(),
+            _ => {
+                // Sized like the stream's last window, so that a busy window does not rehash
+                // its way up.
+                let hint = st.windows.values().next_back().map_or(st.digest_hint, |a| a.digests.len());
+                st.digest_hint = hint;
+                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: FastMap::with_capacity_and_hasher(hint, Default::default()), ..WindowAcc::default() })
+            }
         };
         acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.position.tx, ev.before, ev.after);
         acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
@@ -1323,10 +1332,6 @@ impl Engine {
             // How late the replica wrote this window: its last record's time against the end
             // of the window at the origin. Taken from the records, so the same in any replay.
             let written = self.streams[r as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
-            if std::env::var_os("CDCV_DEBUG_LAT").is_some() {
-                let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-                eprintln!("LAT r={r} w={w} end={} final_at={} now={} wall={} pwm_age={}", (w + 1) * self.cfg.cut_interval_ms, final_at, self.now_ms, wall, wall - (w + 1) * self.cfg.cut_interval_ms);
-            }
             self.compare(w, r, out);
             self.streams[r as usize].done_upto = Some(w);
             self.streams[r as usize].closed_pos = Some(b.last);
