@@ -51,12 +51,18 @@ impl KafkaSettings {
             .set("enable.partition.eof", "false")
             .set("fetch.min.bytes", "1")
             .set("fetch.wait.max.ms", "20")
-            // Small per-partition fetches keep the streams interleaved (a replica read far
-            // ahead of its primary only waits); bounded local queues keep memory bounded.
-            .set("max.partition.fetch.bytes", "1048576")
-            .set("fetch.max.bytes", "52428800")
-            .set("queued.min.messages", "5000")
-            .set("queued.max.messages.kbytes", "2048");
+            // Large fetches and a deep local queue: the fetcher never waits for the verifier to
+            // drain a small queue before asking again (with 2 MB it read 40 % slower). The
+            // queue stays bounded (64 MB); a replica read far ahead of its primary is parked,
+            // and past a bound paused.
+            .set("max.partition.fetch.bytes", "10485760")
+            .set("fetch.max.bytes", "104857600")
+            .set("queued.min.messages", "200000")
+            .set("queued.max.messages.kbytes", "65536");
+        // The configured properties win over these defaults.
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
         Ok(c.create()?)
     }
 }
