@@ -106,6 +106,7 @@ pub struct VerifyConfig {
     pub max_replica_lag_ms: i64,
     pub silent_after_ms: i64,
     pub publish_skew_ms: i64,
+    pub max_publish_skew_ms: i64,
     pub check_subjects: bool,
     /// Ranges kept per key to name the exact keys that differ: `table:range` entries.
     #[serde(default)]
@@ -196,6 +197,9 @@ impl Config {
         if self.verify.publish_skew_ms < 0 {
             bail!("verify.publish-skew-ms must not be negative, not {}", self.verify.publish_skew_ms);
         }
+        if self.verify.max_publish_skew_ms < self.verify.publish_skew_ms {
+            bail!("verify.max-publish-skew-ms ({}) must be at least verify.publish-skew-ms ({})", self.verify.max_publish_skew_ms, self.verify.publish_skew_ms);
+        }
         if self.verify.idle_grace_ms < 0 {
             bail!("verify.idle-grace-ms must not be negative, not {}", self.verify.idle_grace_ms);
         }
@@ -242,6 +246,7 @@ impl Config {
             max_replica_lag_ms: self.verify.max_replica_lag_ms,
             silent_after_ms: self.verify.silent_after_ms,
             publish_skew_ms: self.verify.publish_skew_ms,
+            max_publish_skew_ms: self.verify.max_publish_skew_ms,
             check_subjects: self.verify.check_subjects,
             drill,
             origin_span: (None, None),

@@ -38,6 +38,7 @@ pub struct Snapshot {
     pub parked_records: u64,
     pub paused_partitions: u64,
     pub arrival_behind_max_ms: i64,
+    pub publish_skew_ms: i64,
     /// (quantile, ms) of how long after their timestamp records were read, since the last snapshot.
     pub record_age_ms: [(f64, u64); 4],
     pub late_records: u64,
@@ -119,6 +120,11 @@ impl Metrics {
             out,
             "# HELP cdc_verifier_arrival_behind_max_seconds The most a record arrived stamped before the time its partition was known to be read through; verify.publish-skew-ms must exceed it.\n# TYPE cdc_verifier_arrival_behind_max_seconds gauge\ncdc_verifier_arrival_behind_max_seconds {}",
             s.arrival_behind_max_ms.max(0) as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_publish_skew_seconds The producers' skew allowed for now (verify.publish-skew-ms, or more when records were seen to arrive later).\n# TYPE cdc_verifier_publish_skew_seconds gauge\ncdc_verifier_publish_skew_seconds {}",
+            s.publish_skew_ms as f64 / 1000.0
         );
         let _ = writeln!(out, "# HELP cdc_verifier_record_age_seconds How long after their timestamp records were read, over the last second (the floor under detection time).\n# TYPE cdc_verifier_record_age_seconds summary");
         for (q, ms) in s.record_age_ms {

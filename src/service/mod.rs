@@ -203,6 +203,7 @@ struct Service {
     /// Every partition was read to its end at the last answer.
     all_read: bool,
     skew_warned: u64,
+    skew_logged: i64,
     /// How long after their timestamp records were read (ms): since start, and since the
     /// last metrics snapshot.
     record_age: hdrhistogram::Histogram<u64>,
@@ -383,6 +384,7 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
+            skew_logged: 0,
             record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
             record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
         })
@@ -455,6 +457,13 @@ impl Service {
     /// comparison: said once per second at most, with the figure to set instead.
     fn warn_skew(&mut self) {
         let e = &self.verifier.engine;
+        let skew = e.publish_skew_ms();
+        if skew > self.skew_logged + self.skew_logged / 4 && skew > self.cfg.verify.publish_skew_ms {
+            tracing::info!(allowed_ms = skew, seen_ms = e.stats().arrival_behind_max_ms, "records arrive later than verify.publish-skew-ms: allowing {skew} ms for the producers' skew (comparisons wait that much longer)");
+            self.skew_logged = skew;
+        } else if skew < self.skew_logged / 2 {
+            self.skew_logged = skew;
+        }
         let late = e.late_records();
         if late > self.skew_warned {
             let seen = e.stats().arrival_behind_max_ms;
@@ -886,6 +895,7 @@ impl Service {
         s.parked_records = e.parked() as u64;
         s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;
         s.arrival_behind_max_ms = e.stats().arrival_behind_max_ms;
+        s.publish_skew_ms = e.publish_skew_ms();
         s.record_age_ms = [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
         s.late_records = e.late_records();
         s.dead_lettered = self.dead_lettered;

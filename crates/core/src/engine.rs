@@ -51,8 +51,13 @@ pub struct EngineConfig {
     /// different partitions (producer batching, retries, clock differences). A partition
     /// found read to its end when the clock read T holds nothing more stamped before
     /// T − publish_skew_ms: that, not silence, is what lets a quiet partition stop holding
-    /// its stream back.
+    /// its stream back. This is the least allowed; the engine allows more when it sees
+    /// records arrive later (see `max_publish_skew_ms`).
     pub publish_skew_ms: i64,
+    /// The most the learned skew may grow to: 1.5 times the latest a record was seen to
+    /// arrive behind its partition's read-through time, decaying by half per minute without
+    /// a new high. Equal to `publish_skew_ms`, nothing is learned.
+    pub max_publish_skew_ms: i64,
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
@@ -71,6 +76,7 @@ impl Default for EngineConfig {
             max_replica_lag_ms: 2000,
             silent_after_ms: 10_000,
             publish_skew_ms: 500,
+            max_publish_skew_ms: 30_000,
             check_subjects: true,
             drill: Drill::Off,
             origin_span: (None, None),
@@ -388,6 +394,10 @@ pub struct Engine {
     open_floor: i64,
     /// Changes whenever a window is added before the last or dropped.
     bounds_gen: u64,
+    /// The latest a record arrived behind its partition's read-through time (decaying), and
+    /// when that was last raised or halved.
+    skew_seen: i64,
+    skew_seen_at: i64,
     /// The newest record time of any stream (the clock, `now_ms`, may run ahead of it).
     max_record_ms: i64,
     primary_wm: Position,
@@ -547,6 +557,8 @@ impl Engine {
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
             bounds_gen: 0,
+            skew_seen: 0,
+            skew_seen_at: i64::MIN,
             max_record_ms: i64::MIN,
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
@@ -620,6 +632,13 @@ impl Engine {
 
     pub fn topic_stats(&self) -> impl Iterator<Item = (&str, &str, &str, &TopicStats)> {
         self.topics.iter().map(|t| (self.streams[t.stream as usize].name.as_str(), self.tables[t.table as usize].name.as_str(), t.name.as_str(), &t.stats))
+    }
+
+    /// The skew allowed for now: the configured least, or more when records were seen to
+    /// arrive that late lately (up to `max_publish_skew_ms`).
+    pub fn publish_skew_ms(&self) -> i64 {
+        let learned = self.skew_seen.saturating_mul(3) / 2;
+        self.cfg.publish_skew_ms.max(learned.min(self.cfg.max_publish_skew_ms))
     }
 
     /// Records that came into windows already compared, over every topic.
@@ -734,6 +753,10 @@ impl Engine {
         if complete_through != i64::MIN {
             let behind = complete_through.saturating_sub(rec.timestamp_ms);
             self.stats.arrival_behind_max_ms = self.stats.arrival_behind_max_ms.max(behind);
+            if behind > self.skew_seen {
+                self.skew_seen = behind;
+                self.skew_seen_at = self.now_ms;
+            }
         }
         // The partition's plans are taken out for the call, so that the hot path borrows them
         // without reference counting, and put back whatever the outcome.
@@ -1131,6 +1154,11 @@ impl Engine {
         for s in &mut self.streams {
             s.clock.refresh_all();
         }
+        // What was learned of the producers' skew fades by half per minute without a new high.
+        if self.skew_seen > 0 && self.now_ms.saturating_sub(self.skew_seen_at) >= 60_000 {
+            self.skew_seen /= 2;
+            self.skew_seen_at = self.now_ms;
+        }
         let wm = self.watermark(PRIMARY);
         if wm > self.primary_wm {
             self.primary_wm = wm;
@@ -1238,7 +1266,7 @@ impl Engine {
     /// not count; with all of them ended the stream has reached only what it has sent.
     fn watermark(&self, s: StreamId) -> Position {
         let stream = &self.streams[s as usize];
-        let skew = self.cfg.publish_skew_ms;
+        let skew = self.publish_skew_ms();
         let following = stream.clock.before(self.now_ms.saturating_sub(skew));
         // Partitions found read to their end by one answer share its time: asked once.
         let mut asked: Option<(i64, Option<Position>)> = None;
@@ -1280,7 +1308,7 @@ impl Engine {
                     Progress::Following => self.now_ms,
                     Progress::Ended => continue,
                 };
-                min = min.min(at.saturating_sub(self.cfg.publish_skew_ms));
+                min = min.min(at.saturating_sub(self.publish_skew_ms()));
             }
         }
         min

@@ -416,3 +416,31 @@ fn records_later_than_the_skew_allows_are_counted_late_not_summed() {
         assert!(held.contains(&d.range.unwrap()), "mismatch outside the held-back records' ranges: {d:#?}");
     }
 }
+
+#[test]
+fn a_growing_producer_skew_is_learned_before_it_makes_records_late() {
+    // Partition 1 of the replica falls behind steadily, up to 3 s: the skew allowed for
+    // follows what is seen, and nothing is late or reported. Without learning, the same
+    // input makes records late.
+    let changes = history(8000, 100, 24);
+    let run = |learn: bool| {
+        let mut cfg = cdc_verifier_core::EngineConfig::default();
+        if !learn {
+            cfg.max_publish_skew_ms = cfg.publish_skew_ms;
+        }
+        let mut h = Harness::with_config(cfg, &["replica-1"], 4);
+        let n = changes.len() as i64;
+        let replica = delayed(&h, &changes, |i, p| if p == 1 { 3000 * i as i64 / n } else { 0 });
+        deliver_live(&mut h, &changes, &replica, None);
+        let late = h.engine.late_records();
+        let skew = h.engine.publish_skew_ms();
+        h.finish();
+        (late, skew, h.out.iter().filter(|d| d.kind != Kind::ReplicaLag && d.kind != Kind::Recovered).count())
+    };
+    let (late, skew, verdicts) = run(true);
+    assert_eq!((late, verdicts), (0, 0), "learning the skew: no late record, nothing but the lag reported");
+    assert!(skew > 2000, "the skew allowed for grew with what was seen: {skew} ms");
+    let (late, skew, _) = run(false);
+    assert!(late > 0, "without learning, records {} ms behind are late", 3000);
+    assert_eq!(skew, 500);
+}
