@@ -206,7 +206,9 @@ fn main() {
     let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let sim_out = sim.join().unwrap();
     eprintln!("live: production done; stopping the verifier");
-    std::thread::sleep(Duration::from_secs(3));
+    // Time for the last windows: records readable seconds late here make the verifier allow
+    // that much skew before comparing them.
+    std::thread::sleep(Duration::from_secs(8));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     eprintln!("live: verifier stopped; reading alerts");
