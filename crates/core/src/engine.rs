@@ -1351,6 +1351,9 @@ impl Engine {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.
                 let behind = self.now_ms - final_at;
+                // Records may still be on their way for the skew allowed for: that much of the
+                // wait is not the replica's.
+                let behind = behind - self.publish_skew_ms();
                 if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() && self.caught_up(r) {
                     let window = self.window_ref(w);
                     self.start_lag(r, window, rwm, behind, out);
@@ -1370,7 +1373,9 @@ impl Engine {
             let late = written - window.end_ms;
             match self.streams[r as usize].lagging {
                 None if late >= self.cfg.max_replica_lag_ms => self.start_lag(r, window, b.last, late, out),
-                Some(since) if late < self.cfg.max_replica_lag_ms => {
+                // Recovered once well clear of the bound (half of it), so that a replica hovering
+                // around it is not reported lagging and recovered over and over.
+                Some(since) if late < self.cfg.max_replica_lag_ms / 2 => {
                     self.streams[r as usize].lagging = None;
                     let mut d = Divergence::new(Kind::Recovered, &self.streams[r as usize].name, self.now_ms);
                     d.recovered = Some(Kind::ReplicaLag);
