@@ -1907,7 +1907,7 @@ mod clock_tests {
         };
         let mut idx = ClockIndex::default();
         let mut noted: Vec<(i64, Position)> = Vec::new();
-        let mut now = 0i64;
+        let mut now = 10_000i64;
         for i in 0..60_000u64 {
             now += rnd(3) as i64;
             // Mostly recent, sometimes well behind (a partition read late).
