@@ -54,7 +54,7 @@ pub struct EngineConfig {
     /// its stream back. This is the least allowed; the engine allows more when it sees
     /// records arrive later (see `max_publish_skew_ms`).
     pub publish_skew_ms: i64,
-    /// The most the learned skew may grow to: 1.5 times the latest a record was seen to
+    /// The most the learned skew may grow to: 3 times the latest a record was seen to
     /// arrive behind its partition's read-through time, decaying by half per minute without
     /// a new high. Equal to `publish_skew_ms`, nothing is learned.
     pub max_publish_skew_ms: i64,
@@ -637,7 +637,8 @@ impl Engine {
     /// The skew allowed for now: the configured least, or more when records were seen to
     /// arrive that late lately (up to `max_publish_skew_ms`).
     pub fn publish_skew_ms(&self) -> i64 {
-        let learned = self.skew_seen.saturating_mul(3) / 2;
+        // Three times what was seen: an overloaded producer's skew can triple within a second.
+        let learned = self.skew_seen.saturating_mul(3);
         self.cfg.publish_skew_ms.max(learned.min(self.cfg.max_publish_skew_ms))
     }
 
