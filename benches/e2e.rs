@@ -208,7 +208,7 @@ fn main() {
     eprintln!("live: production done; stopping the verifier");
     // Time for the last windows: records readable seconds late here make the verifier allow
     // that much skew before comparing them.
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(15));
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     eprintln!("live: verifier stopped; reading alerts");
