@@ -262,7 +262,11 @@ fn main() {
         }
     }
     let manifest: Json = serde_json::from_slice(&std::fs::read(&dir).unwrap()).unwrap();
+    // The simulator's clock started before it had set up topics and schemas: each record went
+    // out this long after its timestamp. Latencies are measured from the send.
+    let offset: i64 = sim_out.lines().find_map(|l| l.split("records are sent ").nth(1)).and_then(|s| s.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
+    let mut stamped = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
     let mut missed = 0;
     for f in manifest["faults"].as_array().unwrap() {
         let Some(ts) = f["timestamp_ms"].as_i64() else { continue };
@@ -274,7 +278,10 @@ fn main() {
             first_alert.iter().filter(|((k, _, _), _)| k == "SchemaDrift").map(|(_, t)| t).min()
         };
         match alert {
-            Some(at) => hist.record((at - ts).max(1) as u64).unwrap(),
+            Some(at) => {
+                stamped.record((at - ts).max(1) as u64).unwrap();
+                hist.record((at - ts - offset).max(1) as u64).unwrap();
+            }
             None => missed += 1,
         }
     }
@@ -285,10 +292,16 @@ fn main() {
     println!("live verdicts: {} distinct, {unexplained} DataMismatch on ranges without a fault, {late} records late", first_alert.len());
     // How long after their produce timestamp the verifier could read records at all: the part
     // of the detection time spent before the verifier sees anything.
-    let age = |q: &str| field(&err, &format!("record_age_{q}_ms")).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    println!("records readable after their produce timestamp: p50 {} ms, p99 {} ms", age("p50"), age("p99"));
+    let age = |q: &str| field(&err, &format!("record_age_{q}_ms")).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    println!("records were sent {offset} ms after their timestamps (the simulator's set-up)");
+    println!("records readable after they were sent: p50 {} ms, p99 {} ms", age("p50") - offset, age("p99") - offset);
     println!(
-        "detection latency over {} faulty records ({missed} unmatched): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        "from the faulty record's timestamp: p50 {} ms, p99 {} ms",
+        stamped.value_at_quantile(0.5),
+        stamped.value_at_quantile(0.99)
+    );
+    println!(
+        "detection latency from the faulty record's send, over {} faulty records ({missed} unmatched): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         hist.len(),
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.9),

@@ -316,7 +316,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("starting the generator thread")?;
     for rec in rx.iter().flatten() {
         if pace {
-            let t0 = *first_ts.get_or_insert(rec.timestamp_ms);
+            let t0 = *first_ts.get_or_insert_with(|| {
+                // With `--start-time now`, the synthetic clock started before the topics and
+                // schemas were set up: every record goes out this much after its timestamp.
+                if args.start_time.as_deref() == Some("now") {
+                    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+                    eprintln!("simulate: pacing: records are sent {} ms after their timestamps", wall - rec.timestamp_ms);
+                }
+                rec.timestamp_ms
+            });
             let due = started + Duration::from_millis((rec.timestamp_ms - t0).max(0) as u64);
             let now = Instant::now();
             if due > now {
