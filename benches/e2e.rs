@@ -227,7 +227,7 @@ fn main() {
     }
     c.assign(&tpl).unwrap();
     let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
-    let mut first_alert: HashMap<(String, Option<u64>, i64), i64> = HashMap::new();
+    let mut first_alert: HashMap<(String, Option<u64>, (i64, i64, i64)), i64> = HashMap::new();
     let quiet = Instant::now();
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(3) && quiet.elapsed() < Duration::from_secs(60) {
@@ -247,15 +247,19 @@ fn main() {
                 },
                 _ => None,
             };
+            // The window's id and its first and last origin positions.
             let window = match get("window") {
                 apache_avro::types::Value::Union(_, b) => match *b {
-                    apache_avro::types::Value::Record(w) => match w[0].1 {
-                        apache_avro::types::Value::Long(id) => id,
-                        _ => 0,
-                    },
-                    _ => 0,
+                    apache_avro::types::Value::Record(w) => {
+                        let long = |i: usize| match w[i].1 {
+                            apache_avro::types::Value::Long(v) => v,
+                            _ => 0,
+                        };
+                        (long(0), long(1), long(2))
+                    }
+                    _ => (0, 0, 0),
                 },
-                _ => 0,
+                _ => (0, 0, 0),
             };
             let ts = m.timestamp().to_millis().unwrap();
             first_alert.entry((kind, range, window)).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
@@ -270,10 +274,10 @@ fn main() {
     let mut missed = 0;
     for f in manifest["faults"].as_array().unwrap() {
         let Some(ts) = f["timestamp_ms"].as_i64() else { continue };
-        let window = ts.div_euclid(200);
         let alert = if f["detail"].as_str().unwrap_or("").contains("value lost") {
-            // The faulty record's window, or a later one if the replica applied it late.
-            (window - 10..window + 50).find_map(|w| first_alert.get(&("DataMismatch".to_string(), Some(range_of(&f["key"])), w)))
+            // The mismatch of the window holding the faulty event's origin position.
+            let (range, pos) = (range_of(&f["key"]), f["position"].as_i64().unwrap_or(-1));
+            first_alert.iter().find(|((k, r, (_, lo, hi)), _)| k == "DataMismatch" && *r == Some(range) && *lo <= pos && pos <= *hi).map(|(_, t)| t)
         } else {
             first_alert.iter().filter(|((k, _, _), _)| k == "SchemaDrift").map(|(_, t)| t).min()
         };

@@ -502,10 +502,15 @@ impl Service {
             self.first_record_at = Some(Instant::now());
         }
         let wall = wall_ms();
+        // Since start: counted from the first time everything was read, so that the backlog
+        // found at start does not count as delay.
+        let steady = self.caught_up_at.is_some();
         for rec in &batch.recs {
             if rec.timestamp_ms > 0 {
                 let age = (wall - rec.timestamp_ms).clamp(1, 86_400_000) as u64;
-                self.record_age.saturating_record(age);
+                if steady {
+                    self.record_age.saturating_record(age);
+                }
                 self.record_age_recent.saturating_record(age);
             }
         }
@@ -696,6 +701,9 @@ impl Service {
             self.verifier.engine.set_progress(p.engine_topic, p.partition, progress);
         }
         self.all_read = all;
+        if all && self.caught_up_at.is_none() && self.first_record_at.is_some() {
+            self.caught_up_at = Some((Instant::now(), self.verifier.records));
+        }
     }
 
     /// Asks for the end offsets and waits for the answer (at shutdown).
