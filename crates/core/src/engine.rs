@@ -368,6 +368,14 @@ pub struct Checkpoint {
     /// (replica, table) silent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silent: Vec<(String, String)>,
+    /// The producers' skew learned so far (ms), so that a restart does not relearn it the
+    /// hard way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skew_seen_ms: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A schema a stream wrote a table with.
@@ -1156,6 +1164,9 @@ impl Engine {
             s.clock.refresh_all();
         }
         // What was learned of the producers' skew fades by half per minute without a new high.
+        if self.skew_seen_at == i64::MIN && self.now_ms != i64::MIN {
+            self.skew_seen_at = self.now_ms;
+        }
         if self.skew_seen > 0 && self.now_ms.saturating_sub(self.skew_seen_at) >= 60_000 {
             self.skew_seen /= 2;
             self.skew_seen_at = self.now_ms;
@@ -1814,11 +1825,17 @@ impl Engine {
         for t in self.topics.iter().filter(|t| t.silent) {
             c.silent.push((self.streams[t.stream as usize].name.clone(), self.tables[t.table as usize].name.clone()));
         }
+        c.skew_seen_ms = self.skew_seen;
         c
     }
 
     /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
     pub fn restore(&mut self, c: &Checkpoint) {
+        if c.skew_seen_ms > self.skew_seen {
+            // Fades from the first clock reading on, as if just seen.
+            self.skew_seen = c.skew_seen_ms;
+            self.skew_seen_at = i64::MIN;
+        }
         for (replica, table) in &c.drifting {
             if let (Some(r), Some(t)) = (self.stream_id(replica), self.tables.iter().position(|x| &x.name == table)) {
                 self.streams[r as usize].drifting.insert(t as TableId, ());

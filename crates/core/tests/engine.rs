@@ -448,3 +448,19 @@ fn a_growing_producer_skew_is_learned_before_it_makes_records_late() {
     assert!(late > 0, "without learning, records {} ms behind are late", 3000);
     assert_eq!(skew, 500);
 }
+
+#[test]
+fn the_learned_skew_survives_a_restart_through_the_checkpoint() {
+    let changes = history(4000, 100, 25);
+    let mut h = Harness::new(&["replica-1"], 4, false);
+    let n = changes.len() as i64;
+    let replica = delayed(&h, &changes, |i, p| if p == 1 { 2000 * i as i64 / n } else { 0 });
+    deliver_live(&mut h, &changes, &replica, None);
+    let learned = h.engine.publish_skew_ms();
+    assert!(learned > 1000, "{learned}");
+    let c = h.engine.checkpoint();
+    let c: cdc_verifier_core::Checkpoint = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    let mut again = Harness::new(&["replica-1"], 4, false);
+    again.engine.restore(&c);
+    assert_eq!(again.engine.publish_skew_ms(), learned);
+}
