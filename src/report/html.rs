@@ -1018,23 +1018,12 @@ mod tests {
     }
 
     fn divergence(kind: Kind, replica: &str, table: Option<&str>, w: Option<i64>) -> Divergence {
-        Divergence {
-            kind,
-            replica: replica.into(),
-            table: table.map(Into::into),
-            range: w.map(|_| 3),
-            range_label: w.map(|_| "[0x3000..0x4000)".into()),
-            window: w.map(window),
-            primary: None,
-            replica_side: None,
-            schema: None,
-            offsets: Vec::new(),
-            lag: None,
-            poison: None,
-            recovered: None,
-            keys: Vec::new(),
-            detected_at_ms: T0 + 600_000,
-        }
+        let mut d = Divergence::new(kind, replica, T0 + 600_000);
+        d.table = table.map(Into::into);
+        d.range = w.map(|_| 3);
+        d.range_label = w.map(|_| "[0x3000..0x4000)".into());
+        d.window = w.map(window);
+        d
     }
 
     fn stream(name: &str, role: &str, events: u64) -> StreamSummary {

@@ -195,7 +195,6 @@ struct Part {
     /// Positions counted in still-open windows, ascending; tells a redelivery from an
     /// out-of-order first delivery.
     recent: Vec<Position>,
-    last_ts: i64,
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
@@ -283,8 +282,6 @@ struct Stream {
     /// Positions at or below this belong to windows already compared (late or duplicate).
     closed_pos: Option<Position>,
     lagging: Option<WindowRef>,
-    /// The newest record time of the stream.
-    max_record_ms: i64,
     /// The highest position of the stream's records per bucket of record time, for the
     /// question "which positions were written before time T".
     clock: ClockIndex,
@@ -406,8 +403,6 @@ pub struct Engine {
     /// when that was last raised or halved.
     skew_seen: i64,
     skew_seen_at: i64,
-    /// The newest record time of any stream (the clock, `now_ms`, may run ahead of it).
-    max_record_ms: i64,
     primary_wm: Position,
     now_ms: i64,
     start_ms: i64,
@@ -544,7 +539,6 @@ impl Engine {
             done_upto: None,
             closed_pos: None,
             lagging: None,
-            max_record_ms: i64::MIN,
             clock: ClockIndex::default(),
             divergent: FastMap::default(),
             absent: BTreeMap::new(),
@@ -567,7 +561,6 @@ impl Engine {
             bounds_gen: 0,
             skew_seen: 0,
             skew_seen_at: i64::MIN,
-            max_record_ms: i64::MIN,
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
             start_ms: i64::MIN,
@@ -742,16 +735,12 @@ impl Engine {
         if self.start_ms == i64::MIN {
             self.start_ms = rec.timestamp_ms;
         }
-        self.max_record_ms = self.max_record_ms.max(rec.timestamp_ms);
-        let stream = &mut self.streams[self.topics[ti].stream as usize];
-        stream.max_record_ms = stream.max_record_ms.max(rec.timestamp_ms);
         let topic = &mut self.topics[ti];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
             let n = topic.parts.len();
             return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
         };
-        part.last_ts = part.last_ts.max(rec.timestamp_ms);
         // A record stamped before what the partition was known to be complete through came
         // later than the producers' skew allows: measured, so that the setting can be checked.
         let complete_through = match part.progress {

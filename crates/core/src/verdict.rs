@@ -134,7 +134,8 @@ pub struct Divergence {
 }
 
 impl Divergence {
-    pub(crate) fn new(kind: Kind, replica: &str, detected_at_ms: i64) -> Self {
+    /// A verdict of `kind` about `replica` with every detail left empty.
+    pub fn new(kind: Kind, replica: &str, detected_at_ms: i64) -> Self {
         Divergence {
             kind,
             replica: replica.to_string(),

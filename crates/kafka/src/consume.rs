@@ -31,8 +31,16 @@ pub enum ConsumeError {
 
 impl KafkaSettings {
     pub fn client_config(&self) -> ClientConfig {
+        self.config_with(&[])
+    }
+
+    /// The client's settings over `defaults`: the configured properties win.
+    fn config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -42,27 +50,24 @@ impl KafkaSettings {
     /// A consumer that owns its offsets: no auto-commit, committed transactions only, and
     /// large fetches for throughput.
     pub fn consumer(&self, group_id: &str) -> Result<BaseConsumer, ConsumeError> {
-        let mut c = self.client_config();
-        c.set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "false")
-            .set("fetch.min.bytes", "1")
-            .set("fetch.wait.max.ms", "20")
+        let c = self.config_with(&[
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("isolation.level", "read_committed"),
+            ("enable.partition.eof", "false"),
+            ("fetch.min.bytes", "1"),
+            ("fetch.wait.max.ms", "20"),
             // Large fetches and a deep local queue: the fetcher never waits for the verifier to
             // drain a small queue before asking again (with 2 MB it read 40 % slower). The
             // queue stays bounded (64 MB); a replica read far ahead of its primary is parked,
             // and past a bound paused.
-            .set("max.partition.fetch.bytes", "10485760")
-            .set("fetch.max.bytes", "104857600")
-            .set("queued.min.messages", "200000")
-            .set("queued.max.messages.kbytes", "65536");
-        // The configured properties win over these defaults.
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
+            ("max.partition.fetch.bytes", "10485760"),
+            ("fetch.max.bytes", "104857600"),
+            ("queued.min.messages", "200000"),
+            ("queued.max.messages.kbytes", "65536"),
+        ]);
         Ok(c.create()?)
     }
 }
