@@ -10,6 +10,9 @@ use crate::avro::resolve::{run_steps, skip, Plan, Scratch, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
+mod fast;
+use fast::FastEnvelope;
+
 /// The origin position of an event: its transaction's position at the primary, then the
 /// event's order within that transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
@@ -104,6 +107,8 @@ pub struct EnvelopeLayout {
     steps: Vec<Step>,
     /// The writer's row record (the non-null branch of `after`).
     pub row: NodeId,
+    /// The flat walk for well-formed input in canonical form, when the schema has one.
+    fast: Option<FastEnvelope>,
 }
 
 /// What the verifier needs of one event.
@@ -204,13 +209,36 @@ impl EnvelopeLayout {
             (Some(b), None) => b,
             _ => return Err(LayoutError::MissingField("after")),
         };
-        Ok(EnvelopeLayout { steps, row })
+        let fast = FastEnvelope::compile(schema, position.name());
+        Ok(EnvelopeLayout { steps, row, fast })
     }
 
     /// Decodes one envelope datum, hashing its row images with `plan` (writer row → the
     /// reference row schema) seeded by `seed` (the table).
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity()) {
+            if let Some(ev) = fast.decode(seed, datum) {
+                return Ok(ev);
+            }
+        }
+        self.decode_general(schema, plan, seed, datum, scratch)
+    }
+
+    /// Whether envelopes of this schema have the flat walk (see `fast.rs`).
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The flat walk alone, for a writer whose row schema is the reference: `None` when it
+    /// cannot decide (no flat walk for this schema, bad input, bytes not in canonical form)
+    /// and [`decode_general`](Self::decode_general) must.
+    pub fn decode_fast(&self, seed: u64, datum: &[u8]) -> Option<Event> {
+        self.fast.as_ref()?.decode(seed, datum)
+    }
+
+    /// The general walk: any schema, any input; names what is wrong with bad input.
+    pub fn decode_general(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         let mut r = Reader::new(datum);
         let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
         let mut have_pos = false;
@@ -336,16 +364,7 @@ fn read_position(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Op
             Node::String(_) => {
                 let at = r.pos();
                 let s = r.read_bytes()?;
-                let digits = match s.iter().rposition(|c| *c == b':') {
-                    Some(i) => &s[i + 1..],
-                    None => s,
-                };
-                // GTID sets may carry ranges (`uuid:1-42`): the position is the upper end.
-                let digits = match digits.iter().rposition(|c| *c == b'-') {
-                    Some(i) => &digits[i + 1..],
-                    None => digits,
-                };
-                parse_u64(digits).map(Some).ok_or_else(|| DecodeError {
+                parse_position(s).map(Some).ok_or_else(|| DecodeError {
                     kind: DecodeErrorKind::Unresolvable(format!("position `{}` does not end in a number", String::from_utf8_lossy(s))),
                     offset: at,
                 })
@@ -356,6 +375,21 @@ fn read_position(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Op
             }
         },
     }
+}
+
+/// The number after the last `:` of a position string such as a GTID.
+#[inline]
+fn parse_position(s: &[u8]) -> Option<u64> {
+    let digits = match s.iter().rposition(|c| *c == b':') {
+        Some(i) => &s[i + 1..],
+        None => s,
+    };
+    // GTID sets may carry ranges (`uuid:1-42`): the position is the upper end.
+    let digits = match digits.iter().rposition(|c| *c == b'-') {
+        Some(i) => &digits[i + 1..],
+        None => digits,
+    };
+    parse_u64(digits)
 }
 
 #[inline]

@@ -374,13 +374,13 @@ fn canonical_f64(f: f64) -> f64 {
 
 /// A float whose bytes are not its canonical form (another NaN, or -0).
 #[inline]
-fn non_canonical_f32(b: &[u8]) -> bool {
+pub(crate) fn non_canonical_f32(b: &[u8]) -> bool {
     let f = f32::from_le_bytes(b.try_into().expect("4 bytes"));
     (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f32(f).to_bits()
 }
 
 #[inline]
-fn non_canonical_f64(b: &[u8]) -> bool {
+pub(crate) fn non_canonical_f64(b: &[u8]) -> bool {
     let f = f64::from_le_bytes(b.try_into().expect("8 bytes"));
     (f.is_nan() || f == 0.0) && f.to_bits() != canonical_f64(f).to_bits()
 }
@@ -572,7 +572,7 @@ pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check:
 
 /// A varint's raw (zigzag) value, its end, and whether it was longer than needed.
 #[inline(always)]
-fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, bool)> {
+pub(crate) fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, bool)> {
     let mut value = 0u64;
     let mut shift = 0u32;
     loop {
@@ -595,7 +595,7 @@ fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, bool)> {
 /// The end of a varint whose value is not needed, and whether it was longer than needed:
 /// one 8-byte load finds the terminating byte of any varint up to 8 bytes.
 #[inline(always)]
-fn varint_end(buf: &[u8], pos: usize) -> Option<(usize, bool)> {
+pub(crate) fn varint_end(buf: &[u8], pos: usize) -> Option<(usize, bool)> {
     if let Some(bytes) = buf.get(pos..pos + 8) {
         let w = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
         let stops = !w & 0x8080_8080_8080_8080;
@@ -625,7 +625,7 @@ fn length(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
 /// Skips primitive and nullable-primitive steps without building errors; `None` means "use
 /// the checked path" (a nested type, or input that is not valid).
 #[inline]
-fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Option<(usize, bool)> {
+pub(crate) fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Option<(usize, bool)> {
     let mut non_minimal = false;
     for step in steps {
         let p = match *step {

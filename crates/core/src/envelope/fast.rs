@@ -1,0 +1,439 @@
+//! The envelope walked in one flat loop: a writer schema whose envelope fields, `source`,
+//! `transaction` and row images are all primitives or nullable primitives (every Debezium
+//! connector's are) compiles into one list of steps, with no recursion, no per-part calls and
+//! one dispatch per field.
+//!
+//! It serves the common case only: the writer's row schema is the reference (so each image's
+//! bytes are hashed as they are), the input is well formed, and every value is in canonical
+//! form. Anything else — an error to name, non-minimal bytes to re-encode, a long varint —
+//! returns `None` and [`EnvelopeLayout::decode`](super::EnvelopeLayout::decode) takes its
+//! general path, which decides. The two paths agree on every input the fast one accepts
+//! (tested on mutated envelopes below and by the fuzz target).
+
+use crate::avro::resolve::{fast_skip, fast_varint, varint_end, Prim, SkipStep};
+use crate::avro::schema::{Node, NodeId, Schema};
+use crate::digest::{row_hash, Op};
+
+use super::{parse_position, Event, Position};
+
+/// One step. `chk`: the value lies in a row image, whose bytes are hashed as they are, so
+/// they must be in canonical form. `present`: the branch byte (zigzag index) of the non-null
+/// branch of a `["null", T]` union.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Var { chk: bool },
+    Int { chk: bool },
+    Str { chk: bool },
+    Bytes { chk: bool },
+    Decimal { chk: bool },
+    OptVar { present: u8, chk: bool },
+    OptStr { present: u8, chk: bool },
+    /// Any other primitive, by the general fast skip.
+    Prim(SkipStep, bool),
+    /// A row image (0 = before, 1 = after); when absent, the walk goes on at `next`.
+    Image { slot: u8, present: Option<u8>, next: u16 },
+    ImageEnd { slot: u8 },
+    OpCode { present: Option<u8> },
+    PositionLong { present: Option<u8> },
+    PositionStr { present: Option<u8> },
+    TsMs { present: Option<u8> },
+    /// The transaction block; when absent, the walk goes on at `next`.
+    Tx { present: u8, next: u16 },
+    TotalOrder { present: Option<u8> },
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct FastEnvelope {
+    steps: Vec<Step>,
+}
+
+/// The branch bytes of a two-branch union with one null branch: (present, absent).
+fn nullable(schema: &Schema, node: NodeId) -> Option<(u8, NodeId)> {
+    match schema.node(node) {
+        Node::Union(b) if b.len() == 2 => {
+            let ni = b.iter().position(|n| matches!(schema.node(*n), Node::Null))?;
+            let other = b[1 - ni];
+            (!matches!(schema.node(other), Node::Null | Node::Union(_))).then_some((2 * (1 - ni) as u8, other))
+        }
+        _ => None,
+    }
+}
+
+/// A field that is `T` or `["null", T]`: (present byte if a union, T).
+fn maybe_null(schema: &Schema, node: NodeId) -> Option<(Option<u8>, NodeId)> {
+    match schema.node(node) {
+        Node::Union(_) => nullable(schema, node).map(|(p, n)| (Some(p), n)),
+        Node::Null => None,
+        _ => Some((None, node)),
+    }
+}
+
+fn skip_step(schema: &Schema, node: NodeId, chk: bool) -> Option<Step> {
+    Some(match SkipStep::compile(schema, node) {
+        SkipStep::P(Prim::Long) => Step::Var { chk },
+        SkipStep::P(Prim::Int) => Step::Int { chk },
+        SkipStep::P(Prim::Str) => Step::Str { chk },
+        SkipStep::P(Prim::Bytes) => Step::Bytes { chk },
+        SkipStep::P(Prim::Decimal) => Step::Decimal { chk },
+        SkipStep::Opt { null_index, p: Prim::Long } => Step::OptVar { present: 2 * (1 - null_index), chk },
+        SkipStep::Opt { null_index, p: Prim::Str } => Step::OptStr { present: 2 * (1 - null_index), chk },
+        SkipStep::Node(_) => return None,
+        other => Step::Prim(other, chk),
+    })
+}
+
+fn is_long(schema: &Schema, node: NodeId) -> bool {
+    matches!(schema.node(node), Node::Int(_) | Node::Long(_))
+}
+
+impl FastEnvelope {
+    /// The flat walk of this envelope schema, if every part of it has one.
+    pub(super) fn compile(schema: &Schema, position: &str) -> Option<FastEnvelope> {
+        let Node::Record { fields, .. } = schema.node(schema.root()) else { return None };
+        let mut steps = Vec::new();
+        for f in fields {
+            match f.name.as_str() {
+                "before" | "after" => {
+                    let (present, row) = maybe_null(schema, f.node)?;
+                    let Node::Record { fields: rf, .. } = schema.node(row) else { return None };
+                    let at = steps.len();
+                    let slot = (f.name == "after") as u8;
+                    steps.push(Step::Image { slot, present, next: 0 });
+                    for g in rf {
+                        steps.push(skip_step(schema, g.node, true)?);
+                    }
+                    steps.push(Step::ImageEnd { slot });
+                    let next = u16::try_from(steps.len()).ok()?;
+                    steps[at] = Step::Image { slot, present, next };
+                }
+                "op" => {
+                    let (present, n) = maybe_null(schema, f.node)?;
+                    if !matches!(schema.node(n), Node::String(_)) {
+                        return None;
+                    }
+                    steps.push(Step::OpCode { present });
+                }
+                "source" => {
+                    let Node::Record { fields: sf, .. } = schema.node(f.node) else { return None };
+                    for g in sf {
+                        if g.name == position {
+                            let (present, n) = maybe_null(schema, g.node)?;
+                            steps.push(match schema.node(n) {
+                                Node::Int(_) | Node::Long(_) => Step::PositionLong { present },
+                                Node::String(_) => Step::PositionStr { present },
+                                _ => return None,
+                            });
+                        } else if g.name == "ts_ms" {
+                            let (present, n) = maybe_null(schema, g.node)?;
+                            if !is_long(schema, n) {
+                                return None;
+                            }
+                            steps.push(Step::TsMs { present });
+                        } else {
+                            steps.push(skip_step(schema, g.node, false)?);
+                        }
+                    }
+                }
+                "transaction" => {
+                    let (present, tx) = nullable(schema, f.node)?;
+                    let Node::Record { fields: tf, .. } = schema.node(tx) else { return None };
+                    let at = steps.len();
+                    steps.push(Step::Tx { present, next: 0 });
+                    for g in tf {
+                        if g.name == "total_order" {
+                            let (present, n) = maybe_null(schema, g.node)?;
+                            if !is_long(schema, n) {
+                                return None;
+                            }
+                            steps.push(Step::TotalOrder { present });
+                        } else {
+                            steps.push(skip_step(schema, g.node, false)?);
+                        }
+                    }
+                    let next = u16::try_from(steps.len()).ok()?;
+                    steps[at] = Step::Tx { present, next };
+                }
+                _ => steps.push(skip_step(schema, f.node, false)?),
+            }
+        }
+        Some(FastEnvelope { steps })
+    }
+
+    /// The event, or `None` when the general path must decide (see the module docs).
+    #[inline]
+    pub(super) fn decode(&self, seed: u64, buf: &[u8]) -> Option<Event> {
+        let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
+        let mut images: [Option<(usize, usize)>; 2] = [None, None];
+        let mut image_start = 0;
+        let (mut have_pos, mut have_op, mut nm) = (false, false, false);
+        let mut pos = 0usize;
+        let mut i = 0usize;
+        let steps = &self.steps[..];
+        while let Some(step) = steps.get(i) {
+            i += 1;
+            match *step {
+                Step::Var { chk } => {
+                    let (end, n) = varint_end(buf, pos)?;
+                    nm |= chk & n;
+                    pos = end;
+                }
+                Step::Int { chk } => pos = int_end(buf, pos, chk, &mut nm)?,
+                Step::Str { chk } => pos = str_end(buf, pos, chk, &mut nm)?,
+                Step::Bytes { chk } => {
+                    let (_, end, n) = len_end(buf, pos)?;
+                    nm |= chk & n;
+                    pos = end;
+                }
+                Step::Decimal { chk } => pos = decimal_end(buf, pos, chk, &mut nm)?,
+                Step::OptVar { present, chk } => {
+                    if branch(buf, &mut pos, present)? {
+                        let (end, n) = varint_end(buf, pos)?;
+                        nm |= chk & n;
+                        pos = end;
+                    }
+                }
+                Step::OptStr { present, chk } => {
+                    if branch(buf, &mut pos, present)? {
+                        pos = str_end(buf, pos, chk, &mut nm)?;
+                    }
+                }
+                Step::Prim(s, chk) => pos = prim_end(s, buf, pos, chk, &mut nm)?,
+                Step::Image { slot, present, next } => {
+                    if opt_present(buf, &mut pos, present)? {
+                        image_start = pos;
+                    } else {
+                        images[slot as usize] = None;
+                        i = next as usize;
+                    }
+                }
+                Step::ImageEnd { slot } => images[slot as usize] = Some((image_start, pos)),
+                Step::OpCode { present } => {
+                    let code: &[u8] = if opt_present(buf, &mut pos, present)? {
+                        let (start, end, _) = len_end(buf, pos)?;
+                        pos = end;
+                        &buf[start..end]
+                    } else {
+                        b""
+                    };
+                    ev.op = Op::from_code(code)?;
+                    have_op = true;
+                }
+                Step::PositionLong { present } => {
+                    if opt_present(buf, &mut pos, present)? {
+                        let (raw, end, _) = fast_varint(buf, pos)?;
+                        pos = end;
+                        ev.position.tx = unzigzag(raw) as u64;
+                        have_pos = true;
+                    }
+                }
+                Step::PositionStr { present } => {
+                    if opt_present(buf, &mut pos, present)? {
+                        let (start, end, _) = len_end(buf, pos)?;
+                        pos = end;
+                        ev.position.tx = parse_position(&buf[start..end])?;
+                        have_pos = true;
+                    }
+                }
+                Step::TsMs { present } => {
+                    if opt_present(buf, &mut pos, present)? {
+                        let (raw, end, _) = fast_varint(buf, pos)?;
+                        pos = end;
+                        ev.ts_ms = unzigzag(raw);
+                    }
+                }
+                Step::Tx { present, next } => {
+                    if !branch(buf, &mut pos, present)? {
+                        i = next as usize;
+                    }
+                }
+                Step::TotalOrder { present } => {
+                    if opt_present(buf, &mut pos, present)? {
+                        let (raw, end, _) = fast_varint(buf, pos)?;
+                        pos = end;
+                        ev.position.order = unzigzag(raw).clamp(0, u32::MAX as i64) as u32;
+                    }
+                }
+            }
+        }
+        if pos != buf.len() || nm || !have_op || (!have_pos && ev.op != Op::Truncate) {
+            return None;
+        }
+        if let Some((a, b)) = images[0] {
+            ev.before = Some(row_hash(seed, &buf[a..b]));
+            ev.image = Some((a as u32, b as u32));
+        }
+        if let Some((a, b)) = images[1] {
+            ev.after = Some(row_hash(seed, &buf[a..b]));
+            ev.image = Some((a as u32, b as u32));
+        }
+        Some(ev)
+    }
+}
+
+#[inline(always)]
+fn unzigzag(raw: u64) -> i64 {
+    ((raw >> 1) as i64) ^ -((raw & 1) as i64)
+}
+
+/// Reads a nullable's branch byte: whether the value is present; `None` for any other byte.
+#[inline(always)]
+fn branch(buf: &[u8], pos: &mut usize, present: u8) -> Option<bool> {
+    let b = *buf.get(*pos)?;
+    *pos += 1;
+    if b == present {
+        Some(true)
+    } else if b == 2 - present {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[inline(always)]
+fn opt_present(buf: &[u8], pos: &mut usize, present: Option<u8>) -> Option<bool> {
+    match present {
+        None => Some(true),
+        Some(p) => branch(buf, pos, p),
+    }
+}
+
+#[inline(always)]
+fn load8(buf: &[u8], pos: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(buf.get(pos..pos + 8)?.try_into().expect("8 bytes")))
+}
+
+/// A length prefix of up to three bytes (lengths below 1 MiB) read from one 8-byte load
+/// without a branch per byte; longer prefixes, negative lengths and the last bytes of the
+/// input go the byte-wise way. Returns the data's start and end.
+#[inline(always)]
+fn len_end(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
+    if let Some(w) = load8(buf, pos) {
+        let stops = !w & 0x8080_8080_8080_8080;
+        let n = (stops.trailing_zeros() / 8 + 1) as usize;
+        if n <= 3 {
+            let raw = ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000)) & ((1u64 << (7 * n)) - 1);
+            if raw & 1 != 0 {
+                return None;
+            }
+            let last = (w >> ((n - 1) * 8)) as u8;
+            let start = pos + n;
+            let end = start + (raw >> 1) as usize;
+            return (end <= buf.len()).then_some((start, end, n > 1 && last == 0));
+        }
+    }
+    len_end_slow(buf, pos)
+}
+
+#[inline(never)]
+fn len_end_slow(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
+    let (raw, start, n) = fast_varint(buf, pos)?;
+    if raw & 1 != 0 {
+        return None;
+    }
+    let end = start.checked_add(usize::try_from(raw >> 1).ok()?)?;
+    (end <= buf.len()).then_some((start, end, n))
+}
+
+#[inline(always)]
+fn str_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
+    let (start, end, n) = len_end(buf, pos)?;
+    *nm |= chk & n;
+    if chk && !is_ascii(buf, start, end) && std::str::from_utf8(&buf[start..end]).is_err() {
+        return None;
+    }
+    Some(end)
+}
+
+/// ASCII check of `buf[start..end]`: one masked load for up to 8 bytes, two for up to 16.
+#[inline(always)]
+fn is_ascii(buf: &[u8], start: usize, end: usize) -> bool {
+    let n = end - start;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    if n == 0 {
+        return true;
+    }
+    if n <= 8 {
+        if let Some(w) = load8(buf, start) {
+            return w & HI & (u64::MAX >> (64 - 8 * n)) == 0;
+        }
+    } else if n <= 16 {
+        // Both words lie inside the string.
+        let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+        return (word(start) | word(end - 8)) & HI == 0;
+    }
+    buf[start..end].is_ascii()
+}
+
+#[inline(always)]
+fn decimal_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
+    let (start, end, n) = len_end(buf, pos)?;
+    if chk {
+        *nm |= n;
+        *nm |= match &buf[start..end] {
+            [] => true,
+            [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
+            [_] => false,
+        };
+    }
+    Some(end)
+}
+
+#[inline(always)]
+fn int_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
+    let (end, n) = varint_end(buf, pos)?;
+    if end - pos >= 5 {
+        let (raw, _, _) = fast_varint(buf, pos)?;
+        i32::try_from(unzigzag(raw)).ok()?;
+    }
+    *nm |= chk & n;
+    Some(end)
+}
+
+#[inline(never)]
+fn prim_end(step: SkipStep, buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
+    let (end, n) = fast_skip(&[step], buf, pos, chk)?;
+    *nm |= chk & n;
+    Some(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_checks_agree_with_the_standard_library() {
+        let mut buf = vec![b'a'; 64];
+        for n in 0..40usize {
+            for bad in [None, Some(0), Some(n / 2), Some(n.saturating_sub(1))] {
+                let mut b = buf.clone();
+                if let Some(at) = bad.filter(|at| *at < n) {
+                    b[10 + at] = 0xc3;
+                }
+                // A non-ASCII byte right after the range must not count.
+                b[10 + n] = 0xff;
+                assert_eq!(is_ascii(&b, 10, 10 + n), b[10..10 + n].is_ascii(), "n={n} bad={bad:?}");
+            }
+        }
+        buf.truncate(12);
+        assert!(is_ascii(&buf, 8, 12));
+    }
+
+    #[test]
+    fn lengths_agree_with_the_byte_wise_reader() {
+        let mut buf = Vec::new();
+        for len in [0usize, 1, 63, 64, 127, 128, 8191, 8192, 16383, 16384, 70_000] {
+            buf.clear();
+            crate::avro::reader::write_long(&mut buf, len as i64);
+            let header = buf.len();
+            buf.resize(header + len + 8, b'x');
+            assert_eq!(len_end(&buf, 0), Some((header, header + len, false)), "len {len}");
+            // The same at the input's end, where the 8-byte load does not fit.
+            buf.truncate(header + len);
+            assert_eq!(len_end(&buf, 0), Some((header, header + len, false)), "len {len} at the end");
+        }
+        // Negative, non-minimal, beyond the input.
+        assert_eq!(len_end(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0], 0), None);
+        assert_eq!(len_end(&[0x84, 0x00, b'a', b'b', 0, 0, 0, 0, 0], 0), Some((2, 4, true)));
+        assert_eq!(len_end(&[0x10, b'a', 0, 0, 0, 0, 0, 0], 0), None);
+    }
+}
