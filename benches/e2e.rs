@@ -4,8 +4,9 @@
 //! 2. measures, on those same topics, raw rdkafka consume-and-discard throughput, then the
 //!    verifier's (`cdc-verifier run --until-caught-up`, from its first record until it has
 //!    read everything);
-//! 3. produces the `incident` scenario at a steady 50,000 events/s while the verifier runs
-//!    live, and measures the time from each faulty record's produce timestamp to its
+//! 3. produces the `incident` scenario at a steady 50,000 records/s over all its topics
+//!    (`E2E_RATE`; records, as the throughput figures count them — or `E2E_PRIMARY_RATE`
+//!    primary events/s) while the verifier runs live, and measures the time from each faulty record's produce timestamp to its
 //!    divergence event on the alert topic (hdrhistogram);
 //! 4. reports the verifier's peak RSS.
 //!
@@ -151,6 +152,7 @@ fn range_of(key: &Json) -> u64 {
 fn main() {
     let events: u64 = env_or("E2E_EVENTS", "1000000").parse().unwrap();
     let rate: u64 = env_or("E2E_RATE", "50000").parse().unwrap();
+    let primary_rate: Option<u64> = std::env::var("E2E_PRIMARY_RATE").ok().map(|v| v.parse().unwrap());
     let live_events: u64 = env_or("E2E_LIVE_EVENTS", "600000").parse().unwrap();
 
     // 1. Preload.
@@ -162,6 +164,10 @@ fn main() {
     let records: i64 = partitions(&c, &prefix).iter().map(|(_, _, h)| h).sum();
     drop(c);
     println!("preloaded {records} records ({events} primary events) in {preload:.1} s: {:.0} records/s", records as f64 / preload);
+    // The simulator paces primary events; each becomes this many records over all topics.
+    let per_event = records as f64 / events as f64;
+    let rate = primary_rate.unwrap_or_else(|| (rate as f64 / per_event).round() as u64);
+    println!("live phase: {rate} primary events/s, ~{:.0} records/s", rate as f64 * per_event);
 
     // 2. Raw consume, then the verifier, on the same topics.
     let (n, raw) = raw_consume(&prefix);
@@ -198,8 +204,23 @@ fn main() {
             ])
         })
     };
-    // The verifier starts once the topics exist.
-    std::thread::sleep(Duration::from_secs(2));
+    // The verifier starts once the simulator has created every topic (as many as the preload's).
+    let expected = {
+        let c = consumer(&format!("{prefix}count"));
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+        md.topics().iter().filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop.")).count()
+    };
+    let c = consumer(&format!("{live}wait"));
+    let waited = Instant::now();
+    loop {
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+        if md.topics().iter().filter(|t| t.name().starts_with(&live) && t.name().contains(".shop.")).count() >= expected {
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(120), "the simulator did not create the live topics");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(c);
     // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
     let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
     let log = std::fs::File::create(&log_path).unwrap();
@@ -286,7 +307,12 @@ fn main() {
                 stamped.record((at - ts).max(1) as u64).unwrap();
                 hist.record((at - ts - offset).max(1) as u64).unwrap();
             }
-            None => missed += 1,
+            None => {
+                if missed < 5 {
+                    println!("unmatched fault: {f}");
+                }
+                missed += 1
+            }
         }
     }
     // Verdicts with no fault behind them (the incident touches only replica-2's orders).

@@ -238,6 +238,38 @@ impl EndOffsets {
     }
 }
 
+/// Runs a start-up call again while the cluster answers that it is still settling (topics
+/// just created have no leader yet, a leader is moving, a request timed out), for up to a
+/// minute with growing pauses; any other error, or one that lasts, is returned.
+fn until_settled<T>(what: &str, mut call: impl FnMut() -> KafkaResult<T>) -> KafkaResult<T> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call() {
+            Err(e) if Instant::now() < deadline => {
+                let settling = match &e {
+                    KafkaError::MetadataFetch(c) | KafkaError::OffsetFetch(c) => Some(*c),
+                    other => other.rdkafka_error_code(),
+                }
+                .is_some_and(|c| {
+                    matches!(
+                        c,
+                        C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition | C::RequestTimedOut | C::OperationTimedOut | C::BrokerTransportFailure | C::CoordinatorLoadInProgress | C::NotCoordinator | C::CoordinatorNotAvailable
+                    )
+                });
+                if !settling {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "{what}: the cluster is settling; trying again in {} ms", pause.as_millis());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn end_offsets(consumer: &BaseConsumer, timeout: Duration) -> KafkaResult<Vec<(String, i32, i64)>> {
     // The timestamp "end" (-1) asks for the latest offset (the last stable offset under
     // read_committed).
@@ -299,7 +331,7 @@ impl Service {
                 tpl.add_partition(t, p as i32);
             }
         }
-        let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(15)).context("cannot read committed offsets")?;
+        let committed = until_settled("reading committed offsets", || consumer.committed_offsets(tpl.clone(), Duration::from_secs(15))).context("cannot read committed offsets")?;
         let mut assign = TopicPartitionList::new();
         let verifier = Verifier::new(cfg, cfg.engine(), &topics);
         // (restored from the checkpoint below, once the committed offsets are known)
@@ -310,7 +342,7 @@ impl Service {
             for p in 0..*n {
                 let start = match committed.find_partition(t, p as i32).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
-                    _ => consumer.fetch_watermarks(t, p as i32, Duration::from_secs(10))?.0,
+                    _ => until_settled("reading the first offsets", || consumer.fetch_watermarks(t, p as i32, Duration::from_secs(10))).with_context(|| format!("cannot read the first offset of {t} [{p}]"))?.0,
                 };
                 assign.add_partition_offset(t, p as i32, Offset::Offset(start))?;
                 partitions.push(PartState {
@@ -969,4 +1001,28 @@ fn ensure_topics(kafka: &cdc_verifier_kafka::consume::KafkaSettings, cfg: &Confi
 /// Runs an admin future to completion on a throwaway runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::until_settled;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[test]
+    fn start_up_calls_wait_for_a_settling_cluster_and_give_up_on_anything_else() {
+        let mut calls = 0;
+        let r = until_settled("test", || {
+            calls += 1;
+            if calls < 3 { Err(KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition)) } else { Ok(calls) }
+        });
+        assert_eq!(r.unwrap(), 3);
+
+        let mut calls = 0;
+        let r: Result<(), _> = until_settled("test", || {
+            calls += 1;
+            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1, "an error that is not transient is returned at once");
+    }
 }
