@@ -728,21 +728,24 @@ impl Engine {
     /// Feeds one record. Returns `Err` only when a schema cannot be fetched now: the caller
     /// pauses the partition and offers the same record again later.
     pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
-        let ti = rec.topic as usize;
+        self.note_arrival(rec);
+        self.ingest_record(rec, src)
+    }
+
+    /// The clock, and how late a record read from its partition came: a record stamped
+    /// before what the partition was known to be complete through came later than the
+    /// producers' skew allows — measured, so that the setting can be checked and the skew
+    /// learned. (Only on arrival: a parked record released later arrived in time.)
+    fn note_arrival(&mut self, rec: &Record<'_>) {
         if rec.timestamp_ms > self.now_ms {
             self.now_ms = rec.timestamp_ms;
         }
         if self.start_ms == i64::MIN {
             self.start_ms = rec.timestamp_ms;
         }
-        let topic = &mut self.topics[ti];
+        let topic = &mut self.topics[rec.topic as usize];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
-        let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
-            let n = topic.parts.len();
-            return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
-        };
-        // A record stamped before what the partition was known to be complete through came
-        // later than the producers' skew allows: measured, so that the setting can be checked.
+        let Some(part) = topic.parts.get(rec.partition as usize) else { return };
         let complete_through = match part.progress {
             Progress::Reading | Progress::Ended => i64::MIN,
             Progress::CaughtUpAt(t) => t,
@@ -756,6 +759,15 @@ impl Engine {
                 self.skew_seen_at = self.now_ms;
             }
         }
+    }
+
+    fn ingest_record(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
+        let ti = rec.topic as usize;
+        let topic = &mut self.topics[ti];
+        let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
+            let n = topic.parts.len();
+            return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
+        };
         // The partition's plans are taken out for the call, so that the hot path borrows them
         // without reference counting, and put back whatever the outcome.
         let mut cache = part.cache.take();
@@ -1243,7 +1255,7 @@ impl Engine {
                         self.streams[s].parked -= 1;
                         let (topic, partition, offset, timestamp_ms) = p.rec_meta;
                         let rec = Record { topic, partition, offset, timestamp_ms, key: p.key.as_deref(), value: Some(&p.value) };
-                        match self.ingest(&rec, src) {
+                        match self.ingest_record(&rec, src) {
                             Ok(Ingested::Poison(d)) => out.push(*d),
                             Ok(_) => {}
                             Err(e) => {

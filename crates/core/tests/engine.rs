@@ -464,3 +464,18 @@ fn the_learned_skew_survives_a_restart_through_the_checkpoint() {
     again.engine.restore(&c);
     assert_eq!(again.engine.publish_skew_ms(), learned);
 }
+
+#[test]
+fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew() {
+    // Every record arrives as soon as it is stamped; replica records wait (parked) until the
+    // primary's watermark has passed them. Their release later is not a late arrival: the
+    // skew allowed for stays at its setting, so windows do not wait longer and longer.
+    let changes = history(8000, 100, 26);
+    let mut h = Harness::new(&["replica-1"], 4, false);
+    let replica = delayed(&h, &changes, |_, _| 0);
+    deliver_live(&mut h, &changes, &replica, None);
+    let setting = h.engine.config().publish_skew_ms;
+    assert!(h.engine.stats().arrival_behind_max_ms < 100, "{:?}", h.engine.stats());
+    assert_eq!(h.engine.publish_skew_ms(), setting);
+    assert!(h.finish().is_empty(), "{:#?}", h.out);
+}
