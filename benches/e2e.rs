@@ -293,6 +293,9 @@ fn main() {
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
     let mut stamped = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
     let mut missed = 0;
+    // Detection by when the fault happened, in 5-second steps of the run.
+    let mut by_time: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+    let first_ts = manifest["faults"].as_array().unwrap().iter().filter_map(|f| f["timestamp_ms"].as_i64()).min().unwrap_or(0);
     for f in manifest["faults"].as_array().unwrap() {
         let Some(ts) = f["timestamp_ms"].as_i64() else { continue };
         let alert = if f["detail"].as_str().unwrap_or("").contains("value lost") {
@@ -306,14 +309,23 @@ fn main() {
             Some(at) => {
                 stamped.record((at - ts).max(1) as u64).unwrap();
                 hist.record((at - ts - offset).max(1) as u64).unwrap();
+                by_time.entry((ts - first_ts) / 5000).or_default().push(at - ts - offset);
             }
             None => {
                 if missed < 5 {
                     println!("unmatched fault: {f}");
+                    let range = range_of(&f["key"]);
+                    for ((k, _, w), t) in first_alert.iter().filter(|((_, r, _), _)| *r == Some(range)) {
+                        println!("  alert on its range: {k} window {w:?} at {}", t - ts);
+                    }
                 }
                 missed += 1
             }
         }
+    }
+    for (step, mut v) in by_time {
+        v.sort_unstable();
+        println!("  faults {:>3}-{:<3} s into the run: {:>5}, detected p50 {} ms, max {} ms", step * 5, step * 5 + 5, v.len(), v[v.len() / 2], v[v.len() - 1]);
     }
     // Verdicts with no fault behind them (the incident touches only replica-2's orders).
     let fault_ranges: std::collections::HashSet<u64> = manifest["faults"].as_array().unwrap().iter().filter(|f| !f["key"].is_null()).map(|f| range_of(&f["key"])).collect();
