@@ -4,10 +4,11 @@
 //! 2. measures, on those same topics, raw rdkafka consume-and-discard throughput, then the
 //!    verifier's (`cdc-verifier run --until-caught-up`, from its first record until it has
 //!    read everything);
-//! 3. produces the `incident` scenario at a steady 50,000 records/s over all its topics
-//!    (`E2E_RATE`; records, as the throughput figures count them — or `E2E_PRIMARY_RATE`
-//!    primary events/s) while the verifier runs live, and measures the time from each faulty record's produce timestamp to its
-//!    divergence event on the alert topic (hdrhistogram);
+//! 3. with the verifier already running on freshly created topics, produces the `incident`
+//!    scenario at a steady 50,000 records/s over all its topics (`E2E_RATE`; records, as the
+//!    throughput figures count them — or `E2E_PRIMARY_RATE` primary events/s), and measures
+//!    the time from each faulty record's send to its divergence event on the alert topic
+//!    (hdrhistogram);
 //! 4. reports the verifier's peak RSS.
 //!
 //! The last line is the summary.
@@ -47,6 +48,16 @@ fn simulate(args: &[&str]) -> String {
     let out = Command::new(BIN).arg("simulate").args(args).args(["--bootstrap-servers", &bootstrap(), "--registry-url", &registry()]).output().unwrap();
     assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn create_topics(names: &[String], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
+    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in rt.block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
 }
 
 fn consumer(group: &str) -> BaseConsumer {
@@ -179,10 +190,28 @@ fn main() {
     let rss_bulk: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
     println!("verifier: {verified:.0} records/s (peak RSS {rss_bulk:.0} MiB)");
 
-    // 3. Detection latency at a steady rate, live.
+    // 3. Detection latency at a steady rate, live. The verifier is running before traffic
+    //    starts, as a service in production is: the topics are created (as the preload's),
+    //    the verifier started, and then the simulator produces into them.
     let live = unique("e2e-live");
     let alerts = format!("{live}alerts");
     let dir = std::env::temp_dir().join(format!("{}manifest.json", live));
+    let names: Vec<String> = {
+        let c = consumer(&format!("{prefix}count"));
+        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+        md.topics().iter().filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop.")).map(|t| t.name().replacen(&prefix, &live, 1)).collect()
+    };
+    create_topics(&names, 8);
+    // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
+    let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let waited = Instant::now();
+    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("verifying primary against") {
+        assert!(child.try_wait().unwrap().is_none(), "live verifier: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+        assert!(waited.elapsed() < Duration::from_secs(60), "the live verifier did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let sim = {
         let (live, dir) = (live.clone(), dir.clone());
         std::thread::spawn(move || {
@@ -204,27 +233,6 @@ fn main() {
             ])
         })
     };
-    // The verifier starts once the simulator has created every topic (as many as the preload's).
-    let expected = {
-        let c = consumer(&format!("{prefix}count"));
-        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-        md.topics().iter().filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop.")).count()
-    };
-    let c = consumer(&format!("{live}wait"));
-    let waited = Instant::now();
-    loop {
-        let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-        if md.topics().iter().filter(|t| t.name().starts_with(&live) && t.name().contains(".shop.")).count() >= expected {
-            break;
-        }
-        assert!(waited.elapsed() < Duration::from_secs(120), "the simulator did not create the live topics");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    drop(c);
-    // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
-    let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts)).stdout(Stdio::null()).stderr(log).spawn().unwrap();
     let sim_out = sim.join().unwrap();
     eprintln!("live: production done; stopping the verifier");
     // Time for the last windows: records readable seconds late here make the verifier allow
