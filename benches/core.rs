@@ -63,6 +63,8 @@ fn main() {
     println!("raw xxh3_128 over each datum: {:.2} M events/s", raw / 1e6);
     let core = median(passes, || core_engine(&events, &src, partitions));
     println!("core (decode, canonical hash of both images, key, digest, duplicate check): {:.2} M events/s", core / 1e6);
+    let decode = median(passes, || decode_only(&events, &src));
+    println!("of which decoding (envelope walk, hashes of both images and of the key): {:.2} M events/s alone", decode / 1e6);
     let baseline = median(passes.min(3), || apache_avro_baseline(&events, events.len().min(40_000), &src));
     println!("apache-avro from_avro_datum + hash of the Value: {:.0} events/s", baseline);
     println!(

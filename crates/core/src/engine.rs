@@ -877,7 +877,11 @@ impl Engine {
             _ => None,
         };
         let reference = c.rid;
-        Ok(self.count(rec, stream, table, range, &ev, drift, drill.map(|(k, ks)| (k, ks, reference, image))))
+        let (counted, w) = self.count(rec, stream, table, range, &ev, drift);
+        if let (Ingested::Counted, Some((key, key_schema))) = (&counted, drill) {
+            self.drill_observe(stream, table, range, key, key_schema, w, &ev, reference, image);
+        }
+        Ok(counted)
     }
 
     /// Compiles (or finds) what decoding records of this value and key schema needs.
@@ -943,17 +947,8 @@ impl Engine {
         Ingested::Parked
     }
 
-    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-    fn count(
-        &mut self,
-        rec: &Record<'_>,
-        stream: StreamId,
-        table: TableId,
-        range: u64,
-        ev: &Event,
-        drift: Option<(u32, u32)>,
-        drill: Option<(Vec<u8>, u32, u32, Option<Vec<u8>>)>,
-    ) -> Ingested {
+    /// Sums a decoded event into its window's digest; returns how it was taken and the window.
+    fn count(&mut self, rec: &Record<'_>, stream: StreamId, table: TableId, range: u64, ev: &Event, drift: Option<(u32, u32)>) -> (Ingested, i64) {
         let ti = rec.topic as usize;
         // Duplicates: at or below the partition's high-water mark and already counted (or
         // in a window already compared) — counted as such, not summed.
@@ -965,7 +960,7 @@ impl Engine {
                 // (Below the high-water mark and in a compared window: a redelivery, or a
                 // first delivery that came too late — the two cannot be told apart.)
                 self.topics[ti].stats.duplicates += 1;
-                return Ingested::Duplicate;
+                return (Ingested::Duplicate, i64::MIN);
             }
             part.recent.insert(seen.unwrap_err(), ev.position);
         } else {
@@ -977,7 +972,7 @@ impl Engine {
 
         if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
             self.topics[ti].stats.outside += 1;
-            return Ingested::Outside;
+            return (Ingested::Outside, i64::MIN);
         }
 
         // A first delivery into a window already compared came later than the watermarks
@@ -990,7 +985,7 @@ impl Engine {
         };
         if late {
             self.topics[ti].stats.late += 1;
-            return Ingested::Late;
+            return (Ingested::Late, i64::MIN);
         }
 
         let w = if stream == PRIMARY {
@@ -1080,10 +1075,7 @@ impl Engine {
             }
             d.events += 1;
         }
-        if let Some((key, key_schema, vid, image)) = drill {
-            self.drill_observe(stream, table, range, key, key_schema, w, ev, vid, image);
-        }
-        Ingested::Counted
+        (Ingested::Counted, w)
     }
 
     /// Whether an event lies outside the origin span: by its commit time on the primary; by
