@@ -408,6 +408,16 @@ fn minimal_twos_complement(b: &[u8]) -> &[u8] {
     &b[i..]
 }
 
+/// Whether a decimal's two's-complement bytes are not its shortest form (or empty).
+#[inline(always)]
+pub(crate) fn decimal_not_minimal(b: &[u8]) -> bool {
+    match b {
+        [] => true,
+        [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
+        [_] => false,
+    }
+}
+
 /// A value of a primitive type, walked without the schema tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Prim {
@@ -690,13 +700,7 @@ pub(crate) fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: b
                 if check {
                     match p {
                         Prim::Str if !data.is_ascii() && std::str::from_utf8(data).is_err() => return None,
-                        Prim::Decimal => {
-                            non_minimal |= match data {
-                                [] => true,
-                                [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
-                                [_] => false,
-                            }
-                        }
+                        Prim::Decimal => non_minimal |= decimal_not_minimal(data),
                         _ => {}
                     }
                 }

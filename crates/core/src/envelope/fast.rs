@@ -10,7 +10,7 @@
 //! general path, which decides. The two paths agree on every input the fast one accepts
 //! (tested on mutated envelopes below and by the fuzz target).
 
-use crate::avro::resolve::{fast_skip, fast_varint, varint_end, Prim, SkipStep};
+use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, varint_end, Prim, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
@@ -369,11 +369,7 @@ fn decimal_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize
     let (start, end, n) = len_end(buf, pos)?;
     if chk {
         *nm |= n;
-        *nm |= match &buf[start..end] {
-            [] => true,
-            [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
-            [_] => false,
-        };
+        *nm |= decimal_not_minimal(&buf[start..end]);
     }
     Some(end)
 }
