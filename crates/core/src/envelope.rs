@@ -217,10 +217,10 @@ impl EnvelopeLayout {
     /// reference row schema) seeded by `seed` (the table).
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
-        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity()) {
-            if let Some(ev) = fast.decode(seed, datum) {
-                return Ok(ev);
-            }
+        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
+            && let Some(ev) = fast.decode(seed, datum)
+        {
+            return Ok(ev);
         }
         self.decode_general(schema, plan, seed, datum, scratch)
     }
