@@ -729,7 +729,13 @@ impl Engine {
     /// pauses the partition and offers the same record again later.
     pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
         self.note_arrival(rec);
-        self.ingest_record(rec, src)
+        let r = self.ingest_record(rec, src);
+        if r.is_ok() && rec.value.is_some() {
+            // Once per record: not again for a parked one released later, nor for one offered
+            // while the registry was down and offered again.
+            self.topics[rec.topic as usize].stats.bytes += rec.value.map_or(0, |v| v.len() as u64) + rec.key.map_or(0, |k| k.len() as u64);
+        }
+        r
     }
 
     /// The clock, and how late a record read from its partition came: a record stamped
@@ -783,7 +789,6 @@ impl Engine {
             self.topics[ti].stats.tombstones += 1;
             return Ok(Ingested::Tombstone);
         };
-        self.topics[ti].stats.bytes += value.len() as u64 + rec.key.map_or(0, |k| k.len() as u64);
         let (vid, datum) = match wire::split(value) {
             Ok(x) => x,
             Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),

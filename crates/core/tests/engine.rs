@@ -476,6 +476,10 @@ fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew(
     deliver_live(&mut h, &changes, &replica, None);
     let setting = h.engine.config().publish_skew_ms;
     assert!(h.engine.stats().arrival_behind_max_ms < 100, "{:?}", h.engine.stats());
+    // Their bytes were counted once, when they arrived.
+    let sent: u64 = replica.iter().map(|(_, c)| { let (k, v) = support::wire_pair(&h.ids[1], c, false); (k.len() + v.len()) as u64 }).sum();
+    let counted: u64 = h.engine.topic_stats().filter(|(stream, _, _, _)| *stream == "replica-1").map(|(_, _, _, s)| s.bytes).sum();
+    assert_eq!(counted, sent);
     assert_eq!(h.engine.publish_skew_ms(), setting);
     assert!(h.finish().is_empty(), "{:#?}", h.out);
 }
