@@ -8,7 +8,8 @@
 //! form. Anything else — an error to name, non-minimal bytes to re-encode, a long varint —
 //! returns `None` and [`EnvelopeLayout::decode`](super::EnvelopeLayout::decode) takes its
 //! general path, which decides. The two paths agree on every input the fast one accepts
-//! (tested on mutated envelopes below and by the fuzz target).
+//! (the properties in `tests/properties.rs` change valid envelopes byte by byte, and the fuzz
+//! target feeds arbitrary bytes).
 
 use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, varint_end, Prim, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
@@ -47,7 +48,8 @@ pub(super) struct FastEnvelope {
     steps: Vec<Step>,
 }
 
-/// The branch bytes of a two-branch union with one null branch: (present, absent).
+/// A two-branch union with one null branch: the branch byte that means present, and the
+/// other branch.
 fn nullable(schema: &Schema, node: NodeId) -> Option<(u8, NodeId)> {
     match schema.node(node) {
         Node::Union(b) if b.len() == 2 => {
