@@ -50,16 +50,6 @@ fn simulate(args: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn create_topics(names: &[String], partitions: i32) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap()).create().unwrap();
-    let topics: Vec<NewTopic> = names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in rt.block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap() {
-        r.unwrap();
-    }
-}
-
 fn consumer(group: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -215,7 +205,8 @@ fn main() {
         let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
         md.topics().iter().filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop.")).map(|t| t.name().replacen(&prefix, &live, 1)).collect()
     };
-    create_topics(&names, 8);
+    let specs: Vec<cdc_verifier_kafka::produce::TopicSpec> = names.iter().map(|n| cdc_verifier_kafka::produce::TopicSpec { name: n.clone(), partitions: 8, configs: Vec::new() }).collect();
+    cdc_verifier_kafka::produce::ensure_topics(&bootstrap(), &specs, true, Duration::from_secs(60)).unwrap();
     // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
     let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
     let log = std::fs::File::create(&log_path).unwrap();

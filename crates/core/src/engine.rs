@@ -730,10 +730,10 @@ impl Engine {
     pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
         self.note_arrival(rec);
         let r = self.ingest_record(rec, src);
-        if r.is_ok() && rec.value.is_some() {
+        if let (Ok(_), Some(value)) = (&r, rec.value) {
             // Once per record: not again for a parked one released later, nor for one offered
             // while the registry was down and offered again.
-            self.topics[rec.topic as usize].stats.bytes += rec.value.map_or(0, |v| v.len() as u64) + rec.key.map_or(0, |k| k.len() as u64);
+            self.topics[rec.topic as usize].stats.bytes += value.len() as u64 + rec.key.map_or(0, |k| k.len() as u64);
         }
         r
     }
@@ -952,7 +952,8 @@ impl Engine {
         Ingested::Parked
     }
 
-    /// Sums a decoded event into its window's digest; returns how it was taken and the window.
+    /// Sums a decoded event into its window's digest; returns how it was taken, and the window
+    /// when it was counted (`i64::MIN` otherwise).
     fn count(&mut self, rec: &Record<'_>, stream: StreamId, table: TableId, range: u64, ev: &Event, drift: Option<(u32, u32)>) -> (Ingested, i64) {
         let ti = rec.topic as usize;
         // Duplicates: at or below the partition's high-water mark and already counted (or
@@ -982,9 +983,10 @@ impl Engine {
 
         // A first delivery into a window already compared came later than the watermarks
         // allowed for (see `publish_skew_ms`): that comparison went without it.
+        // The primary's window: by commit time.
+        let primary_w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
         let late = if stream == PRIMARY {
-            let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
-            (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| w <= d))
+            (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| primary_w <= d))
         } else {
             closed.is_some_and(|c| ev.position <= c)
         };
@@ -994,7 +996,7 @@ impl Engine {
         }
 
         let w = if stream == PRIMARY {
-            let w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
+            let w = primary_w;
             let b = match self.bounds.last_entry() {
                 Some(e) if *e.key() == w => e.into_mut(),
                 _ => {
@@ -1309,6 +1311,7 @@ impl Engine {
     /// The record time every partition of the stream is known to be read through (skew
     /// allowed for); `i64::MIN` while any partition may hold unread records.
     fn read_through(&self, s: StreamId) -> i64 {
+        let skew = self.publish_skew_ms();
         let mut min = i64::MAX;
         for t in &self.streams[s as usize].topics {
             for p in &self.topics[*t as usize].parts {
@@ -1318,7 +1321,7 @@ impl Engine {
                     Progress::Following => self.now_ms,
                     Progress::Ended => continue,
                 };
-                min = min.min(at.saturating_sub(self.publish_skew_ms()));
+                min = min.min(at.saturating_sub(skew));
             }
         }
         min

@@ -84,8 +84,10 @@ fn skip_step(schema: &Schema, node: NodeId, chk: bool) -> Option<Step> {
     })
 }
 
-fn is_long(schema: &Schema, node: NodeId) -> bool {
-    matches!(schema.node(node), Node::Int(_) | Node::Long(_))
+/// A field that is an int or long, or a nullable one: its present byte if nullable.
+fn nullable_long(schema: &Schema, node: NodeId) -> Option<Option<u8>> {
+    let (present, n) = maybe_null(schema, node)?;
+    matches!(schema.node(n), Node::Int(_) | Node::Long(_)).then_some(present)
 }
 
 impl FastEnvelope {
@@ -126,11 +128,7 @@ impl FastEnvelope {
                                 _ => return None,
                             });
                         } else if g.name == "ts_ms" {
-                            let (present, n) = maybe_null(schema, g.node)?;
-                            if !is_long(schema, n) {
-                                return None;
-                            }
-                            steps.push(Step::TsMs { present });
+                            steps.push(Step::TsMs { present: nullable_long(schema, g.node)? });
                         } else {
                             steps.push(skip_step(schema, g.node, false)?);
                         }
@@ -143,11 +141,7 @@ impl FastEnvelope {
                     steps.push(Step::Tx { present, next: 0 });
                     for g in tf {
                         if g.name == "total_order" {
-                            let (present, n) = maybe_null(schema, g.node)?;
-                            if !is_long(schema, n) {
-                                return None;
-                            }
-                            steps.push(Step::TotalOrder { present });
+                            steps.push(Step::TotalOrder { present: nullable_long(schema, g.node)? });
                         } else {
                             steps.push(skip_step(schema, g.node, false)?);
                         }
