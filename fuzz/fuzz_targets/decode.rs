@@ -3,7 +3,7 @@
 #![no_main]
 
 use cdc_verifier_core::avro::{json, Plan, Reader, Schema, Scratch};
-use cdc_verifier_core::envelope::EnvelopeLayout;
+use cdc_verifier_core::envelope::{EnvelopeLayout, Hint};
 use cdc_verifier_core::{wire, PositionField};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -86,4 +86,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Ok(ev), general, "flat walk disagrees");
     }
     assert_eq!(f.layout_flat.decode(&f.flat, &f.flat_plan, 1, datum, &mut scratch), general);
+    // With what was learned of earlier inputs (the tail's template), as a partition's
+    // records are decoded: still the general walk's verdict.
+    HINT.with_borrow_mut(|hint| {
+        assert_eq!(f.layout_flat.decode_hinted(&f.flat, &f.flat_plan, 1, datum, &mut scratch, hint), general, "hinted walk disagrees");
+    });
 });
+
+thread_local! {
+    static HINT: std::cell::RefCell<Hint> = Default::default();
+}

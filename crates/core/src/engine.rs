@@ -10,12 +10,12 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::avro::reader::Reader;
+use crate::avro::reader::{DecodeError, Reader};
 use crate::avro::resolve::{Plan, Scratch};
 use crate::avro::schema::{Node, Schema};
 use crate::avro::{json, FieldDiff};
 use crate::digest::{key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest};
-use crate::envelope::{EnvelopeLayout, Event, Position, PositionField};
+use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::verdict::{Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side, WindowRef};
@@ -216,6 +216,15 @@ struct PartCache {
     plan: Arc<Plan>,
     writer: Arc<Compiled>,
     key: KeyCache,
+    /// What decoding learned of this partition's last envelopes.
+    hint: Hint,
+}
+
+/// Decodes a value datum with a partition's cached plans.
+#[inline]
+fn decode(c: &mut PartCache, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+    let layout = c.writer.layout.as_ref().expect("checked when cached");
+    layout.decode_hinted(&c.writer.schema, &c.plan, seed, datum, scratch, &mut c.hint)
 }
 
 struct KeyCache {
@@ -812,12 +821,11 @@ impl Engine {
             }
         }
         let seed = self.tables[table as usize].seed;
-        let mut c = cache.as_ref().expect("filled above");
-        let layout = c.writer.layout.as_ref().expect("checked when cached");
-        let mut ev = match layout.decode(&c.writer.schema, &c.plan, seed, datum, &mut self.scratch) {
+        let mut ev = match decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch) {
             Ok(ev) => ev,
             Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
         };
+        let mut c = cache.as_ref().expect("filled above");
         if stream != PRIMARY {
             if ev.position > self.primary_wm {
                 return Ok(self.park(rec, ev.position));
@@ -829,12 +837,11 @@ impl Engine {
                     Ok(n) => *cache = Some(n),
                     Err(e) => return Ok(self.poison(rec, e)),
                 }
-                c = cache.as_ref().expect("filled above");
-                let layout = c.writer.layout.as_ref().expect("checked when cached");
-                ev = match layout.decode(&c.writer.schema, &c.plan, seed, datum, &mut self.scratch) {
+                ev = match decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch) {
                     Ok(ev) => ev,
                     Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
                 };
+                c = cache.as_ref().expect("filled above");
             }
         }
 
@@ -935,6 +942,7 @@ impl Engine {
             plan,
             writer,
             key: KeyCache { kid, rid: key_rid, plan: key_plan, writer: key_writer, reference: key_reference },
+            hint: Hint::default(),
         }))
     }
 

@@ -11,6 +11,7 @@ use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
 mod fast;
+pub use fast::Hint;
 use fast::FastEnvelope;
 
 /// The origin position of an event: its transaction's position at the primary, then the
@@ -218,7 +219,19 @@ impl EnvelopeLayout {
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && let Some(ev) = fast.decode(seed, datum)
+            && let Some(ev) = fast.decode(seed, datum, None)
+        {
+            return Ok(ev);
+        }
+        self.decode_general(schema, plan, seed, datum, scratch)
+    }
+
+    /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
+    /// partition (see [`Hint`]): faster when they are alike, the same result always.
+    #[inline]
+    pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
+        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
+            && let Some(ev) = fast.decode(seed, datum, Some(hint))
         {
             return Ok(ev);
         }
@@ -234,7 +247,12 @@ impl EnvelopeLayout {
     /// cannot decide (no flat walk for this schema, bad input, bytes not in canonical form)
     /// and [`decode_general`](Self::decode_general) must.
     pub fn decode_fast(&self, seed: u64, datum: &[u8]) -> Option<Event> {
-        self.fast.as_ref()?.decode(seed, datum)
+        self.fast.as_ref()?.decode(seed, datum, None)
+    }
+
+    /// [`decode_fast`](Self::decode_fast) with a hint.
+    pub fn decode_fast_hinted(&self, seed: u64, datum: &[u8], hint: &mut Hint) -> Option<Event> {
+        self.fast.as_ref()?.decode(seed, datum, Some(hint))
     }
 
     /// The general walk: any schema, any input; names what is wrong with bad input.

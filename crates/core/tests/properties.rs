@@ -4,7 +4,7 @@ mod support;
 
 use cdc_verifier_core::avro::{Plan, Reader, Schema, Scratch};
 use cdc_verifier_core::digest::{row_hash, table_seed, Op, RangeDigest};
-use cdc_verifier_core::envelope::EnvelopeLayout;
+use cdc_verifier_core::envelope::{EnvelopeLayout, Hint};
 use cdc_verifier_core::verdict::Kind;
 use cdc_verifier_core::PositionField;
 use proptest::prelude::*;
@@ -239,7 +239,12 @@ fn the_flat_envelope_walk_agrees_with_the_general_walk() {
             if let Some(ev) = layout.decode_fast(seed, &bad) {
                 prop_assert_eq!(Ok(ev), general.clone(), "mutant {:?}", bad);
             }
-            prop_assert_eq!(layout.decode(&schema, &plan, seed, &bad, &mut scratch), general);
+            prop_assert_eq!(layout.decode(&schema, &plan, seed, &bad, &mut scratch), general.clone());
+            // With what was learned of the valid envelope: its tail's template must not let
+            // a changed tail through.
+            let mut hint = Hint::default();
+            prop_assert!(layout.decode_fast_hinted(seed, &datum, &mut hint).is_some());
+            prop_assert_eq!(layout.decode_hinted(&schema, &plan, seed, &bad, &mut scratch, &mut hint), general);
             mutants.set(mutants.get() + 1);
         }
     });
@@ -255,10 +260,15 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
     let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
     let mut scratch = Scratch::default();
     let seed = table_seed("orders");
-    let (mut checked, mut decided) = (0, 0);
+    let (mut checked, mut decided, mut decided_hinted) = (0, 0, 0);
     for c in history(40, 20, 77) {
         let datum = encode_envelope(&c, true);
         assert!(layout.decode_fast(seed, &datum).is_some());
+        // What the flat walk learns of this envelope (its tail's template), offered with
+        // every changed copy of it.
+        let mut learned = Hint::default();
+        assert!(layout.decode_fast_hinted(seed, &datum, &mut learned).is_some());
+        assert!(learned.has_template(), "the tail of a Debezium envelope has a template");
         for at in 0..datum.len() {
             for v in [datum[at].wrapping_add(2), datum[at].wrapping_sub(2), 0, datum[at] ^ 0x80, datum[at] ^ 0x01] {
                 let mut bad = datum.clone();
@@ -268,9 +278,13 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
                     assert_eq!(Ok(ev), general, "byte {at} set to {v:#04x} in {datum:?}");
                     decided += 1;
                 }
+                if let Some(ev) = layout.decode_fast_hinted(seed, &bad, &mut learned.clone()) {
+                    assert_eq!(Ok(ev), general, "with the hint: byte {at} set to {v:#04x} in {datum:?}");
+                    decided_hinted += 1;
+                }
                 checked += 1;
             }
         }
     }
-    assert!(checked > 10_000 && decided > 1_000, "{checked} {decided}");
+    assert!(checked > 10_000 && decided > 1_000 && decided_hinted == decided, "{checked} {decided} {decided_hinted}");
 }

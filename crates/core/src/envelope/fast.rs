@@ -1,7 +1,11 @@
 //! The envelope walked in one flat loop: a writer schema whose envelope fields, `source`,
 //! `transaction` and row images are all primitives or nullable primitives (every Debezium
 //! connector's are) compiles into one list of steps, with no recursion, no per-part calls and
-//! one dispatch per field.
+//! one dispatch per field. The row's fields are a list of their own, walked for each image
+//! in a loop of two dispatches a turn (each predicts its fields from its own history).
+//!
+//! With a [`Hint`] (one per partition), the tail after the images — `source`, `op`, `ts_ms`,
+//! `transaction` — is not walked field by field while its structure repeats: see there.
 //!
 //! It serves the common case only: the writer's row schema is the reference (so each image's
 //! bytes are hashed as they are), the input is well formed, and every value is in canonical
@@ -31,9 +35,8 @@ enum Step {
     OptStr { present: u8, chk: bool },
     /// Any other primitive, by the general fast skip.
     Prim(SkipStep, bool),
-    /// A row image (0 = before, 1 = after); when absent, the walk goes on at `next`.
-    Image { slot: u8, present: Option<u8>, next: u16 },
-    ImageEnd { slot: u8 },
+    /// A row image (0 = before, 1 = after), walked by the row's own steps.
+    Image { slot: u8, present: Option<u8> },
     OpCode { present: Option<u8> },
     PositionLong { present: Option<u8> },
     PositionStr { present: Option<u8> },
@@ -46,7 +49,48 @@ enum Step {
 #[derive(Debug, Clone)]
 pub(super) struct FastEnvelope {
     steps: Vec<Step>,
+    /// The row's fields (both images have the same row schema).
+    row: Vec<Step>,
+    /// Where the tail begins: the steps after the row images, when they can be checked as
+    /// one template (see [`Hint`]).
+    tail_from: Option<usize>,
+    /// Tells hints learned of this walk from those of another.
+    id: u64,
 }
+
+/// What the flat walk learned of the last envelope it read of one stream of records (a
+/// partition): the shape of its tail — `source`, `op`, `ts_ms`, `transaction`, everything
+/// after the row images. A connector writes the same strings there event after event, so
+/// the bytes that decide the tail's structure (union branches, length prefixes, the
+/// continuation bits of varints) mostly repeat; when they all match, the tail is checked in
+/// a few word compares instead of a step per field, and only the values the verifier needs
+/// are read from it. Anything else — a changed length, another branch — walks the tail and
+/// learns it again.
+#[derive(Debug, Clone, Default)]
+pub struct Hint {
+    owner: u64,
+    tail: Option<Tail>,
+}
+
+impl Hint {
+    /// Whether a template of the tail has been learned.
+    pub fn has_template(&self) -> bool {
+        self.tail.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Tail {
+    /// The tail's length in bytes (it ends the datum).
+    len: usize,
+    /// Words at these offsets must match under their masks: every structural byte of the
+    /// learned tail lies in one.
+    words: Vec<(usize, u64, u64)>,
+    /// The steps that read a value, with where it lies: (step, start, head, end), relative.
+    reads: Vec<(Step, usize, usize, usize)>,
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A two-branch union with one null branch: the branch byte that means present, and the
 /// other branch.
@@ -95,20 +139,18 @@ impl FastEnvelope {
     pub(super) fn compile(schema: &Schema, position: &str) -> Option<FastEnvelope> {
         let Node::Record { fields, .. } = schema.node(schema.root()) else { return None };
         let mut steps = Vec::new();
+        let mut row = None;
         for f in fields {
             match f.name.as_str() {
                 "before" | "after" => {
-                    let (present, row) = maybe_null(schema, f.node)?;
-                    let Node::Record { fields: rf, .. } = schema.node(row) else { return None };
-                    let at = steps.len();
-                    let slot = (f.name == "after") as u8;
-                    steps.push(Step::Image { slot, present, next: 0 });
-                    for g in rf {
-                        steps.push(skip_step(schema, g.node, true)?);
+                    let (present, node) = maybe_null(schema, f.node)?;
+                    let Node::Record { fields: rf, .. } = schema.node(node) else { return None };
+                    let fields = rf.iter().map(|g| skip_step(schema, g.node, true)).collect::<Option<Vec<_>>>()?;
+                    if row.as_ref().is_some_and(|r: &(NodeId, Vec<Step>)| schema.describe(r.0) != schema.describe(node)) {
+                        return None;
                     }
-                    steps.push(Step::ImageEnd { slot });
-                    let next = u16::try_from(steps.len()).ok()?;
-                    steps[at] = Step::Image { slot, present, next };
+                    row = Some((node, fields));
+                    steps.push(Step::Image { slot: (f.name == "after") as u8, present });
                 }
                 "op" => {
                     let (present, n) = maybe_null(schema, f.node)?;
@@ -152,57 +194,62 @@ impl FastEnvelope {
                 _ => steps.push(skip_step(schema, f.node, false)?),
             }
         }
-        Some(FastEnvelope { steps })
+        // The tail: everything after the last row image, without a general skip (whose
+        // structure is not one byte pattern) or a check of content.
+        let tail_from = steps.iter().rposition(|s| matches!(s, Step::Image { .. })).map_or(0, |i| i + 1);
+        let tail_ok = tail_from < steps.len()
+            && steps[tail_from..].iter().all(|s| match *s {
+                Step::Prim(..) | Step::Image { .. } => false,
+                Step::Var { chk } | Step::Int { chk } | Step::Str { chk } | Step::Bytes { chk } | Step::Decimal { chk } => !chk,
+                Step::OptVar { chk, .. } | Step::OptStr { chk, .. } => !chk,
+                _ => true,
+            });
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(FastEnvelope { steps, row: row.map(|r| r.1).unwrap_or_default(), tail_from: tail_ok.then_some(tail_from), id })
     }
 
-    /// The event, or `None` when the general path must decide (see the module docs).
+    /// The event, or `None` when the general path must decide (see the module docs). With a
+    /// hint, the tail is checked against what was learned of the last envelopes, and learned
+    /// again when it differs.
     #[inline]
-    pub(super) fn decode(&self, seed: u64, buf: &[u8]) -> Option<Event> {
+    pub(super) fn decode(&self, seed: u64, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
         let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
-        let mut image_start = 0;
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
         let mut pos = 0usize;
         let mut i = 0usize;
         let steps = &self.steps[..];
+        // Where the tail began when it was walked, to learn it from.
+        let mut learn_at = None;
+        let mut stop = self.tail_from.unwrap_or(usize::MAX);
         while let Some(step) = steps.get(i) {
+            if i == stop {
+                stop = usize::MAX;
+                if let Some(h) = hint.as_deref()
+                    && h.owner == self.id
+                    && let Some(t) = &h.tail
+                    && t.matches(buf, pos)
+                {
+                    t.read(buf, pos, &mut ev, &mut have_op, &mut have_pos)?;
+                    pos = buf.len();
+                    break;
+                }
+                learn_at = Some(pos);
+            }
             i += 1;
             match *step {
-                Step::Var { chk } => {
-                    let (end, n) = varint_end(buf, pos)?;
-                    nm |= chk & n;
-                    pos = end;
+                Step::Var { .. } | Step::Int { .. } | Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } | Step::OptVar { .. } | Step::OptStr { .. } | Step::Prim(..) => {
+                    pos = field_end(*step, buf, pos, &mut nm)?;
                 }
-                Step::Int { chk } => pos = int_end(buf, pos, chk, &mut nm)?,
-                Step::Str { chk } => pos = str_end(buf, pos, chk, &mut nm)?,
-                Step::Bytes { chk } => {
-                    let (_, end, n) = len_end(buf, pos)?;
-                    nm |= chk & n;
-                    pos = end;
-                }
-                Step::Decimal { chk } => pos = decimal_end(buf, pos, chk, &mut nm)?,
-                Step::OptVar { present, chk } => {
-                    if branch(buf, &mut pos, present)? {
-                        let (end, n) = varint_end(buf, pos)?;
-                        nm |= chk & n;
-                        pos = end;
-                    }
-                }
-                Step::OptStr { present, chk } => {
-                    if branch(buf, &mut pos, present)? {
-                        pos = str_end(buf, pos, chk, &mut nm)?;
-                    }
-                }
-                Step::Prim(s, chk) => pos = prim_end(s, buf, pos, chk, &mut nm)?,
-                Step::Image { slot, present, next } => {
-                    if opt_present(buf, &mut pos, present)? {
-                        image_start = pos;
+                Step::Image { slot, present } => {
+                    images[slot as usize] = if opt_present(buf, &mut pos, present)? {
+                        let start = pos;
+                        pos = self.row_end(buf, pos, &mut nm)?;
+                        Some((start, pos))
                     } else {
-                        images[slot as usize] = None;
-                        i = next as usize;
-                    }
+                        None
+                    };
                 }
-                Step::ImageEnd { slot } => images[slot as usize] = Some((image_start, pos)),
                 Step::OpCode { present } => {
                     let code: &[u8] = if opt_present(buf, &mut pos, present)? {
                         let (start, end, _) = len_end(buf, pos)?;
@@ -254,6 +301,9 @@ impl FastEnvelope {
         if pos != buf.len() || nm || !have_op || (!have_pos && ev.op != Op::Truncate) {
             return None;
         }
+        if let (Some(h), Some(at)) = (hint, learn_at) {
+            *h = Hint { owner: self.id, tail: self.learn_tail(buf, at) };
+        }
         if let Some((a, b)) = images[0] {
             ev.before = Some(row_hash(seed, &buf[a..b]));
             ev.image = Some((a as u32, b as u32));
@@ -263,6 +313,205 @@ impl FastEnvelope {
             ev.image = Some((a as u32, b as u32));
         }
         Some(ev)
+    }
+}
+
+impl FastEnvelope {
+    /// The end of a row image starting at `pos`.
+    #[inline(always)]
+    fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+        // Two dispatches per turn: each has its own history to predict the next field by.
+        let mut fields = self.row.chunks_exact(2);
+        for pair in fields.by_ref() {
+            pos = field_end(pair[0], buf, pos, nm)?;
+            pos = field_end(pair[1], buf, pos, nm)?;
+        }
+        if let [last] = fields.remainder() {
+            pos = field_end(*last, buf, pos, nm)?;
+        }
+        Some(pos)
+    }
+
+    /// The tail of a datum the flat walk accepted, as a template; `None` if it has a part
+    /// the template cannot check (a long varint, whose last byte has a range).
+    #[cold]
+    fn learn_tail(&self, buf: &[u8], at: usize) -> Option<Tail> {
+        let len = buf.len() - at;
+        if len < 8 {
+            return None;
+        }
+        // Per byte of the tail: the bits that decide its structure.
+        let mut mask = vec![0u8; len];
+        let mut reads = Vec::new();
+        let mut pos = at;
+        let mut i = self.tail_from?;
+        while let Some(&step) = self.steps.get(i) {
+            i += 1;
+            let start = pos;
+            let head = |m: &mut [u8], p: usize| m[start - at..p - at].fill(0xff);
+            let varint = |m: &mut [u8], p: usize| -> Option<usize> {
+                let (end, _) = varint_end(buf, p)?;
+                // Up to 9 bytes: the continuation bits decide the length, and any last
+                // byte is in range.
+                if end - p > 9 {
+                    return None;
+                }
+                m[p - at..end - at].fill(0x80);
+                Some(end)
+            };
+            let string = |m: &mut [u8], p: usize| -> Option<(usize, usize)> {
+                let (data, end, _) = len_end(buf, p)?;
+                m[p - at..data - at].fill(0xff);
+                Some((data, end))
+            };
+            let mut branch_of = |present: Option<u8>, pos: &mut usize| -> Option<bool> {
+                let p = opt_present(buf, pos, present)?;
+                head(&mut mask, *pos);
+                Some(p)
+            };
+            match step {
+                Step::Var { .. } | Step::OptVar { .. } | Step::Int { .. } => {
+                    let present = match step {
+                        Step::OptVar { present, .. } => Some(present),
+                        _ => None,
+                    };
+                    if branch_of(present, &mut pos)? {
+                        let end = varint(&mut mask, pos)?;
+                        if matches!(step, Step::Int { .. }) && end - pos >= 5 {
+                            return None;
+                        }
+                        pos = end;
+                    }
+                }
+                Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } => pos = string(&mut mask, pos)?.1,
+                Step::OptStr { present, .. } => {
+                    if branch_of(Some(present), &mut pos)? {
+                        pos = string(&mut mask, pos)?.1;
+                    }
+                }
+                Step::OpCode { present } | Step::PositionStr { present } => {
+                    if branch_of(present, &mut pos)? {
+                        let (data, end) = string(&mut mask, pos)?;
+                        reads.push((step, start - at, data - start, end - start));
+                        pos = end;
+                    } else if matches!(step, Step::OpCode { .. }) {
+                        // A null op is read as the walk reads it.
+                        reads.push((step, start - at, pos - start, pos - start));
+                    }
+                }
+                Step::PositionLong { present } | Step::TsMs { present } | Step::TotalOrder { present } => {
+                    if branch_of(present, &mut pos)? {
+                        let end = varint(&mut mask, pos)?;
+                        reads.push((step, start - at, pos - start, end - start));
+                        pos = end;
+                    }
+                }
+                Step::Tx { present, next } => {
+                    if !branch_of(Some(present), &mut pos)? {
+                        i = next as usize;
+                    }
+                }
+                Step::Prim(..) | Step::Image { .. } => return None,
+            }
+        }
+        if pos != buf.len() {
+            return None;
+        }
+        let word = |bytes: &[u8], off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+        let mut words = Vec::with_capacity(len / 8 + 1);
+        let mut off = 0;
+        loop {
+            let off_w = off.min(len - 8);
+            let m = word(&mask, off_w);
+            if m != 0 {
+                words.push((off_w, m, word(&buf[at..], off_w) & m));
+            }
+            if off_w == len - 8 {
+                break;
+            }
+            off += 8;
+        }
+        Some(Tail { len, words, reads })
+    }
+}
+
+impl Tail {
+    /// Whether the tail at `pos` has the learned structure.
+    #[inline(always)]
+    fn matches(&self, buf: &[u8], pos: usize) -> bool {
+        if buf.len() - pos != self.len {
+            return false;
+        }
+        let tail = &buf[pos..];
+        let mut diff = 0;
+        for &(off, mask, value) in &self.words {
+            let w = u64::from_le_bytes(tail[off..off + 8].try_into().expect("8 bytes"));
+            diff |= (w & mask) ^ value;
+        }
+        diff == 0
+    }
+
+    /// Reads the values the verifier needs from a matching tail.
+    #[inline(always)]
+    fn read(&self, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<()> {
+        let tail = &buf[pos..];
+        for &(step, start, head, end) in &self.reads {
+            let value = &tail[start + head..start + end];
+            match step {
+                Step::OpCode { .. } => {
+                    ev.op = Op::from_code(value)?;
+                    *have_op = true;
+                }
+                Step::PositionStr { .. } => {
+                    ev.position.tx = parse_position(value)?;
+                    *have_pos = true;
+                }
+                Step::PositionLong { .. } => {
+                    ev.position.tx = unzigzag(fast_varint(value, 0)?.0) as u64;
+                    *have_pos = true;
+                }
+                Step::TsMs { .. } => ev.ts_ms = unzigzag(fast_varint(value, 0)?.0),
+                Step::TotalOrder { .. } => ev.position.order = unzigzag(fast_varint(value, 0)?.0).clamp(0, u32::MAX as i64) as u32,
+                _ => {}
+            }
+        }
+        Some(())
+    }
+}
+
+/// The end of one field of a row, or of another primitive part of the envelope.
+#[inline(always)]
+fn field_end(step: Step, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+    match step {
+        Step::Var { chk } => {
+            let (end, n) = varint_end(buf, pos)?;
+            *nm |= chk & n;
+            Some(end)
+        }
+        Step::Int { chk } => int_end(buf, pos, chk, nm),
+        Step::Str { chk } => str_end(buf, pos, chk, nm),
+        Step::Bytes { chk } => {
+            let (_, end, n) = len_end(buf, pos)?;
+            *nm |= chk & n;
+            Some(end)
+        }
+        Step::Decimal { chk } => decimal_end(buf, pos, chk, nm),
+        Step::OptVar { present, chk } => {
+            if branch(buf, &mut pos, present)? {
+                let (end, n) = varint_end(buf, pos)?;
+                *nm |= chk & n;
+                pos = end;
+            }
+            Some(pos)
+        }
+        Step::OptStr { present, chk } => {
+            if branch(buf, &mut pos, present)? {
+                pos = str_end(buf, pos, chk, nm)?;
+            }
+            Some(pos)
+        }
+        Step::Prim(s, chk) => prim_end(s, buf, pos, chk, nm),
+        _ => None,
     }
 }
 
