@@ -1,8 +1,8 @@
 //! The envelope walked in one flat loop: a writer schema whose envelope fields, `source`,
 //! `transaction` and row images are all primitives or nullable primitives (every Debezium
 //! connector's are) compiles into one list of steps, with no recursion, no per-part calls and
-//! one dispatch per field. The row's fields are a list of their own, walked for each image
-//! in a loop of two dispatches a turn (each predicts its fields from its own history).
+//! one dispatch per field. The row's fields are walked two at a time, each pair by a function
+//! made for its two kinds (one indirect call per pair, and no dispatch inside it).
 //!
 //! With a [`Hint`] (one per partition), the tail after the images — `source`, `op`, `ts_ms`,
 //! `transaction` — is not walked field by field while its structure repeats: see there.
@@ -49,8 +49,10 @@ enum Step {
 #[derive(Debug, Clone)]
 pub(super) struct FastEnvelope {
     steps: Vec<Step>,
-    /// The row's fields (both images have the same row schema).
-    row: Vec<Step>,
+    /// The row's fields (both images have the same row schema), two at a time, each pair
+    /// by the walk made for its two kinds; and the last, if their number is odd.
+    row_pairs: Vec<(PairFn, Step, Step)>,
+    row_last: Option<Step>,
     /// Where the tail begins: the steps after the row images, when they can be checked as
     /// one template (see [`Hint`]).
     tail_from: Option<usize>,
@@ -205,7 +207,11 @@ impl FastEnvelope {
                 _ => true,
             });
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(FastEnvelope { steps, row: row.map(|r| r.1).unwrap_or_default(), tail_from: tail_ok.then_some(tail_from), id })
+        let row = row.map(|r| r.1).unwrap_or_default();
+        let mut pairs = row.chunks_exact(2);
+        let row_pairs = pairs.by_ref().map(|p| Some((PAIRS[kind(p[0])?][kind(p[1])?], p[0], p[1]))).collect::<Option<Vec<_>>>()?;
+        let row_last = pairs.remainder().first().copied();
+        Some(FastEnvelope { steps, row_pairs, row_last, tail_from: tail_ok.then_some(tail_from), id })
     }
 
     /// The event, or `None` when the general path must decide (see the module docs). With a
@@ -320,14 +326,11 @@ impl FastEnvelope {
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
-        // Two dispatches per turn: each has its own history to predict the next field by.
-        let mut fields = self.row.chunks_exact(2);
-        for pair in fields.by_ref() {
-            pos = field_end(pair[0], buf, pos, nm)?;
-            pos = field_end(pair[1], buf, pos, nm)?;
+        for &(f, a, b) in &self.row_pairs {
+            pos = f(a, b, buf, pos, nm)?;
         }
-        if let [last] = fields.remainder() {
-            pos = field_end(*last, buf, pos, nm)?;
+        if let Some(last) = self.row_last {
+            pos = field_end(last, buf, pos, nm)?;
         }
         Some(pos)
     }
@@ -476,6 +479,76 @@ impl Tail {
             }
         }
         Some(())
+    }
+}
+
+type PairFn = fn(Step, Step, &[u8], usize, &mut bool) -> Option<usize>;
+
+/// The kinds of field a row has, numbered for [`PAIRS`].
+fn kind(step: Step) -> Option<usize> {
+    Some(match step {
+        Step::Var { .. } => 0,
+        Step::Int { .. } => 1,
+        Step::Str { .. } => 2,
+        Step::Bytes { .. } => 3,
+        Step::Decimal { .. } => 4,
+        Step::OptVar { .. } => 5,
+        Step::OptStr { .. } => 6,
+        Step::Prim(..) => 7,
+        _ => return None,
+    })
+}
+
+/// Two fields of known kinds: one call per pair, with no dispatch inside.
+fn pair<const A: usize, const B: usize>(a: Step, b: Step, buf: &[u8], pos: usize, nm: &mut bool) -> Option<usize> {
+    let pos = field_of::<A>(a, buf, pos, nm)?;
+    field_of::<B>(b, buf, pos, nm)
+}
+
+macro_rules! pairs_of {
+    ($a:literal) => {
+        [pair::<$a, 0>, pair::<$a, 1>, pair::<$a, 2>, pair::<$a, 3>, pair::<$a, 4>, pair::<$a, 5>, pair::<$a, 6>, pair::<$a, 7>]
+    };
+}
+
+/// The walk of each pair of kinds.
+static PAIRS: [[PairFn; 8]; 8] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6), pairs_of!(7)];
+
+/// [`field_end`] for a step of kind `K`.
+#[inline(always)]
+fn field_of<const K: usize>(step: Step, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+    // The kind is known: each arm reads the step's data without a dispatch.
+    match K {
+        0 => {
+            let (end, n) = varint_end(buf, pos)?;
+            *nm |= n;
+            Some(end)
+        }
+        1 => int_end(buf, pos, true, nm),
+        2 => str_end(buf, pos, true, nm),
+        3 => {
+            let (_, end, n) = len_end(buf, pos)?;
+            *nm |= n;
+            Some(end)
+        }
+        4 => decimal_end(buf, pos, true, nm),
+        5 | 6 => {
+            let present = match step {
+                Step::OptVar { present, .. } | Step::OptStr { present, .. } => present,
+                _ => return None,
+            };
+            if branch(buf, &mut pos, present)? {
+                pos = if K == 5 {
+                    let (end, n) = varint_end(buf, pos)?;
+                    *nm |= n;
+                    end
+                } else {
+                    str_end(buf, pos, true, nm)?
+                };
+            }
+            Some(pos)
+        }
+        _ => field_end(step, buf, pos, nm),
     }
 }
 
