@@ -608,6 +608,11 @@ pub(crate) fn fast_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize, boo
 pub(crate) fn varint_end(buf: &[u8], pos: usize) -> Option<(usize, bool)> {
     if let Some(bytes) = buf.get(pos..pos + 8) {
         let w = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+        // A one-byte varint: its end does not wait for the byte's value (the branch is
+        // predicted per field).
+        if w & 0x80 == 0 {
+            return Some((pos + 1, false));
+        }
         let stops = !w & 0x8080_8080_8080_8080;
         if stops != 0 {
             let len = (stops.trailing_zeros() / 8 + 1) as usize;

@@ -626,6 +626,12 @@ fn load8(buf: &[u8], pos: usize) -> Option<u64> {
 #[inline(always)]
 fn len_end(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
     if let Some(w) = load8(buf, pos) {
+        // Most strings are shorter than 64 bytes: a one-byte prefix, whose end is found
+        // without the general computation (the branch is predicted per field).
+        if w & 0x81 == 0 {
+            let end = pos + 1 + ((w & 0x7f) >> 1) as usize;
+            return (end <= buf.len()).then_some((pos + 1, end, false));
+        }
         let stops = !w & 0x8080_8080_8080_8080;
         let n = (stops.trailing_zeros() / 8 + 1) as usize;
         if n <= 3 {
