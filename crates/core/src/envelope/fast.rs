@@ -327,7 +327,9 @@ impl FastEnvelope {
     #[inline(always)]
     fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
         for &(f, a, b) in &self.row_pairs {
-            pos = f(a, b, buf, pos, nm)?;
+            let (end, n) = f(a, b, buf, pos)?;
+            pos = end;
+            *nm |= n;
         }
         if let Some(last) = self.row_last {
             pos = field_end(last, buf, pos, nm)?;
@@ -482,7 +484,9 @@ impl Tail {
     }
 }
 
-type PairFn = fn(Step, Step, &[u8], usize, &mut bool) -> Option<usize>;
+/// Walks two fields: their end, and whether a value was not in canonical form (returned, not
+/// written through a reference, so that it does not make a chain through memory).
+type PairFn = fn(Step, Step, &[u8], usize) -> Option<(usize, bool)>;
 
 /// The kinds of field a row has, numbered for [`PAIRS`].
 fn kind(step: Step) -> Option<usize> {
@@ -500,9 +504,11 @@ fn kind(step: Step) -> Option<usize> {
 }
 
 /// Two fields of known kinds: one call per pair, with no dispatch inside.
-fn pair<const A: usize, const B: usize>(a: Step, b: Step, buf: &[u8], pos: usize, nm: &mut bool) -> Option<usize> {
-    let pos = field_of::<A>(a, buf, pos, nm)?;
-    field_of::<B>(b, buf, pos, nm)
+fn pair<const A: usize, const B: usize>(a: Step, b: Step, buf: &[u8], pos: usize) -> Option<(usize, bool)> {
+    let mut nm = false;
+    let pos = field_of::<A>(a, buf, pos, &mut nm)?;
+    let end = field_of::<B>(b, buf, pos, &mut nm)?;
+    Some((end, nm))
 }
 
 macro_rules! pairs_of {
