@@ -288,3 +288,24 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
     }
     assert!(checked > 10_000 && decided > 1_000 && decided_hinted == decided, "{checked} {decided} {decided_hinted}");
 }
+
+/// A partition whose envelopes' tails keep changing shape (here the GTID's length, every other
+/// record) is decoded as the general walk decodes it, however often the learned tail misses.
+#[test]
+fn a_partition_whose_tails_keep_changing_is_decoded_as_the_general_walk_decodes_it() {
+    let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
+    let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
+    let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
+    let mut scratch = Scratch::default();
+    let seed = table_seed("orders");
+    let mut hint = Hint::default();
+    for (i, mut c) in history(400, 20, 5).into_iter().enumerate() {
+        // Alternating lengths for 300 records, then one length again.
+        c.tx = if i < 300 && i % 2 == 0 { 7 + i as u64 % 3 } else { 1_234_567 + i as u64 };
+        let datum = encode_envelope(&c, true);
+        let general = layout.decode_general(&schema, &plan, seed, &datum, &mut scratch).unwrap();
+        assert_eq!(general.position.tx, c.tx);
+        assert_eq!(layout.decode_hinted(&schema, &plan, seed, &datum, &mut scratch, &mut hint), Ok(general), "record {i}");
+    }
+    assert!(hint.has_template());
+}

@@ -72,6 +72,9 @@ pub(super) struct FastEnvelope {
 pub struct Hint {
     owner: u64,
     tail: Option<Tail>,
+    /// Tails walked since the template last matched: a partition whose tails keep changing
+    /// is learned from less and less often, not at every record.
+    misses: u32,
 }
 
 impl Hint {
@@ -218,7 +221,7 @@ impl FastEnvelope {
     /// hint, the tail is checked against what was learned of the last envelopes, and learned
     /// again when it differs.
     #[inline]
-    pub(super) fn decode(&self, seed: u64, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
+    pub(super) fn decode(&self, seed: u64, buf: &[u8], mut hint: Option<&mut Hint>) -> Option<Event> {
         let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
@@ -231,12 +234,15 @@ impl FastEnvelope {
         while let Some(step) = steps.get(i) {
             if i == stop {
                 stop = usize::MAX;
-                if let Some(h) = hint.as_deref()
+                if let Some(h) = hint.as_deref_mut()
                     && h.owner == self.id
                     && let Some(t) = &h.tail
                     && t.matches(buf, pos)
                 {
                     t.read(buf, pos, &mut ev, &mut have_op, &mut have_pos)?;
+                    if h.misses != 0 {
+                        h.misses = 0;
+                    }
                     pos = buf.len();
                     break;
                 }
@@ -308,7 +314,13 @@ impl FastEnvelope {
             return None;
         }
         if let (Some(h), Some(at)) = (hint, learn_at) {
-            *h = Hint { owner: self.id, tail: self.learn_tail(buf, at) };
+            let misses = if h.owner == self.id { h.misses.saturating_add(1) } else { 1 };
+            // The first few misses in a row learn at once; after that, one in 64.
+            if misses <= 8 || misses % 64 == 0 {
+                *h = Hint { owner: self.id, tail: self.learn_tail(buf, at), misses };
+            } else {
+                h.misses = misses;
+            }
         }
         if let Some((a, b)) = images[0] {
             ev.before = Some(row_hash(seed, &buf[a..b]));
