@@ -203,17 +203,23 @@ fn decoder_reads_back_every_row_as_json() {
     );
 }
 
+/// The `orders` envelope (v2) read as written, which has the flat walk: schema, layout,
+/// identity plan of its rows, the table's seed.
+fn orders_flat() -> (Schema, EnvelopeLayout, Plan, u64) {
+    let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
+    let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
+    assert!(layout.has_fast_path(), "a Debezium envelope of primitives has the flat walk");
+    let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
+    (schema, layout, plan, table_seed("orders"))
+}
+
 /// The envelope's flat walk and its general walk agree on every input: valid envelopes (all
 /// of which the flat walk decodes itself), and the same bytes flipped, cut short, extended or
 /// with a byte dropped (where the flat walk either gives the same event or leaves the
 /// decision to the general walk, which names the error).
 #[test]
 fn the_flat_envelope_walk_agrees_with_the_general_walk() {
-    let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
-    let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
-    assert!(layout.has_fast_path(), "a Debezium envelope of primitives has the flat walk");
-    let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
-    let seed = table_seed("orders");
+    let (schema, layout, plan, seed) = orders_flat();
     let (fast, mutants) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
     proptest!(ProptestConfig { cases: 256, ..config() }, |(changes in proptest::collection::vec(0u64..u64::MAX, 1..4), edits in proptest::collection::vec((0usize..4096, any::<u8>(), 0u8..4), 0..4))| {
         let mut scratch = Scratch::default();
@@ -255,11 +261,8 @@ fn the_flat_envelope_walk_agrees_with_the_general_walk() {
 /// gives, or leaves it the decision.
 #[test]
 fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
-    let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
-    let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
-    let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
+    let (schema, layout, plan, seed) = orders_flat();
     let mut scratch = Scratch::default();
-    let seed = table_seed("orders");
     let (mut checked, mut decided, mut decided_hinted) = (0, 0, 0);
     for c in history(40, 20, 77) {
         let datum = encode_envelope(&c, true);
@@ -293,11 +296,8 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
 /// record) is decoded as the general walk decodes it, however often the learned tail misses.
 #[test]
 fn a_partition_whose_tails_keep_changing_is_decoded_as_the_general_walk_decodes_it() {
-    let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
-    let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
-    let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
+    let (schema, layout, plan, seed) = orders_flat();
     let mut scratch = Scratch::default();
-    let seed = table_seed("orders");
     let mut hint = Hint::default();
     for (i, mut c) in history(400, 20, 5).into_iter().enumerate() {
         // Alternating lengths for 300 records, then one length again.
