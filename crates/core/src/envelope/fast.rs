@@ -1,7 +1,7 @@
 //! The envelope walked in one flat loop: a writer schema whose envelope fields, `source`,
 //! `transaction` and row images are all primitives or nullable primitives (every Debezium
-//! connector's are) compiles into one list of steps, with no recursion, no per-part calls and
-//! one dispatch per field. The row's fields are walked two at a time, each pair by a function
+//! connector's are) compiles into one list of steps, with no recursion and one dispatch per
+//! envelope field. The row's fields are walked two at a time, each pair by a function
 //! made for its two kinds (one indirect call per pair, and no dispatch inside it).
 //!
 //! With a [`Hint`] (one per partition), the tail after the images — `source`, `op`, `ts_ms`,
