@@ -1505,7 +1505,7 @@ impl Engine {
             }
             // A window whose state change differs is a mismatch; so is one made of other
             // events, unless those events are what brought a diverged range back in line.
-            if pd.lanes != rd.lanes || (!pd.agrees(&rd) && !(was_divergent && d.is_zero())) {
+            if pd.lanes != rd.lanes || !(pd.agrees(&rd) || (was_divergent && d.is_zero())) {
                 mismatches.push((k, pd, rd));
             } else if was_divergent && d.is_zero() {
                 recovered.push(k);
@@ -1680,7 +1680,7 @@ impl Engine {
                 replica: self.render_side(&k.sides[r as usize], w),
             });
         }
-        out.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+        out.sort_by_key(|a| a.key.to_string());
         out
     }
 
@@ -1724,7 +1724,7 @@ impl Engine {
             // Only a table with nothing left to read is silent: while its records are still
             // pending (a backlog read in another order), their times speak for it.
             let pending = self.topics[t as usize].parts.iter().any(|p| p.progress == Progress::Reading);
-            let silent_now = silent_for >= self.cfg.silent_after_ms && !(pending && !self.topics[t as usize].silent);
+            let silent_now = silent_for >= self.cfg.silent_after_ms && (!pending || self.topics[t as usize].silent);
             let was = self.topics[t as usize].silent;
             if silent_now == was {
                 continue;

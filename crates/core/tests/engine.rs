@@ -83,10 +83,10 @@ fn a_corrupted_value_and_an_extra_row_are_found() {
     for (i, c) in changes.iter().enumerate() {
         h.send(0, c, false);
         let mut rc = c.clone();
-        if i == corrupt {
-            if let Some(a) = rc.after.as_mut() {
-                a.total_cents += 1;
-            }
+        if i == corrupt
+            && let Some(a) = rc.after.as_mut()
+        {
+            a.total_cents += 1;
         }
         h.send(1, &rc, false);
         if i == 1200 {
@@ -275,8 +275,10 @@ fn verdicts_do_not_depend_on_how_streams_interleave() {
             }
             for c in part {
                 let mut rc = c.clone();
-                if (1300..1340).contains(&c.tx) && rc.after.is_some() {
-                    rc.after.as_mut().unwrap().status = "lost".into();
+                if (1300..1340).contains(&c.tx)
+                    && let Some(a) = rc.after.as_mut()
+                {
+                    a.status = "lost".into();
                 }
                 h.send(1, &rc, false);
             }

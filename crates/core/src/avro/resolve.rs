@@ -465,14 +465,14 @@ impl SkipStep {
         if let Some(p) = prim_of(schema, node) {
             return SkipStep::P(p);
         }
-        if let Node::Union(b) = schema.node(node) {
-            if b.len() == 2 {
-                for (null_index, other) in [(0u8, b[1]), (1u8, b[0])] {
-                    if matches!(schema.node(b[null_index as usize]), Node::Null) {
-                        if let Some(p) = prim_of(schema, other) {
-                            return SkipStep::Opt { null_index, p };
-                        }
-                    }
+        if let Node::Union(b) = schema.node(node)
+            && b.len() == 2
+        {
+            for (null_index, other) in [(0u8, b[1]), (1u8, b[0])] {
+                if matches!(schema.node(b[null_index as usize]), Node::Null)
+                    && let Some(p) = prim_of(schema, other)
+                {
+                    return SkipStep::Opt { null_index, p };
                 }
             }
         }
