@@ -349,12 +349,11 @@ fn parse_scalar(raw: &str) -> toml::Value {
         "false" => return toml::Value::Boolean(false),
         _ => {}
     }
-    if raw.starts_with('[') {
-        if let Ok(v) = format!("v = {raw}").parse::<toml::Table>() {
-            if let Some(v) = v.get("v") {
-                return v.clone();
-            }
-        }
+    if raw.starts_with('[')
+        && let Ok(v) = format!("v = {raw}").parse::<toml::Table>()
+        && let Some(v) = v.get("v")
+    {
+        return v.clone();
     }
     toml::Value::String(raw.to_string())
 }

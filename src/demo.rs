@@ -60,10 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut batch = Vec::with_capacity(BATCH);
         for r in sim.by_ref() {
             batch.push(r);
-            if batch.len() == BATCH {
-                if tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
-                    return;
-                }
+            if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+                return;
             }
         }
         let _ = tx.send(batch);

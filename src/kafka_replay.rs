@@ -196,11 +196,11 @@ fn pass(
                     v.engine.set_progress(topic, m.partition() as u32, Progress::Ended);
                     remaining -= 1;
                 }
-                if let Some(b) = &bar {
-                    if v.records % 16_384 == 0 {
-                        b.set_position(v.records);
-                        b.set_message(format!("{} findings", v.findings()));
-                    }
+                if let Some(b) = &bar
+                    && v.records.is_multiple_of(16_384)
+                {
+                    b.set_position(v.records);
+                    b.set_message(format!("{} findings", v.findings()));
                 }
             }
         }

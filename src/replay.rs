@@ -201,11 +201,11 @@ fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progr
         last_ts = r.timestamp_ms;
         v.feed(r.topic as usize, r.partition, r.offset, r.timestamp_ms, r.key, r.value, &mut src)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if v.records % 65_536 == 0 {
-            if let Some(b) = &bar {
-                b.set_position(read.load(Ordering::Relaxed));
-                b.set_message(format!("{} events, {} findings", v.records, v.findings()));
-            }
+        if v.records.is_multiple_of(65_536)
+            && let Some(b) = &bar
+        {
+            b.set_position(read.load(Ordering::Relaxed));
+            b.set_message(format!("{} events, {} findings", v.records, v.findings()));
         }
     }
     v.advance(last_ts, &mut src).map_err(|e| anyhow::anyhow!("{e}"))?;

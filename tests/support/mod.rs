@@ -208,15 +208,13 @@ pub fn wait_for_topic(name: &str, partitions: i32) {
     let c = consumer(&unique_name("metadata"), "read_uncommitted");
     let deadline = Instant::now() + SERVICE_TIMEOUT;
     loop {
-        if let Ok(md) = c.fetch_metadata(Some(name), Duration::from_secs(5)) {
-            if let Some(t) = md.topics().iter().find(|t| t.name() == name) {
-                if t.error().is_none()
-                    && t.partitions().len() == partitions as usize
-                    && t.partitions().iter().all(|p| p.leader() >= 0)
-                {
-                    return;
-                }
-            }
+        if let Ok(md) = c.fetch_metadata(Some(name), Duration::from_secs(5))
+            && let Some(t) = md.topics().iter().find(|t| t.name() == name)
+            && t.error().is_none()
+            && t.partitions().len() == partitions as usize
+            && t.partitions().iter().all(|p| p.leader() >= 0)
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
