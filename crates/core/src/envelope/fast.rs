@@ -199,16 +199,10 @@ impl FastEnvelope {
                 _ => steps.push(skip_step(schema, f.node, false)?),
             }
         }
-        // The tail: everything after the last row image, without a general skip (whose
-        // structure is not one byte pattern) or a check of content.
+        // The tail: everything after the last row image (whose fields alone are checked for
+        // canonical form), without a general skip, whose structure is not one byte pattern.
         let tail_from = steps.iter().rposition(|s| matches!(s, Step::Image { .. })).map_or(0, |i| i + 1);
-        let tail_ok = tail_from < steps.len()
-            && steps[tail_from..].iter().all(|s| match *s {
-                Step::Prim(..) | Step::Image { .. } => false,
-                Step::Var { chk } | Step::Int { chk } | Step::Str { chk } | Step::Bytes { chk } | Step::Decimal { chk } => !chk,
-                Step::OptVar { chk, .. } | Step::OptStr { chk, .. } => !chk,
-                _ => true,
-            });
+        let tail_ok = tail_from < steps.len() && !steps[tail_from..].iter().any(|s| matches!(s, Step::Prim(..)));
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let row = row.map(|r| r.1).unwrap_or_default();
         let mut pairs = row.chunks_exact(2);
@@ -518,8 +512,9 @@ fn kind(step: Step) -> Option<usize> {
 /// Two fields of known kinds: one call per pair, with no dispatch inside.
 fn pair<const A: usize, const B: usize>(a: Step, b: Step, buf: &[u8], pos: usize) -> Option<(usize, bool)> {
     let mut nm = false;
-    let pos = field_of::<A>(a, buf, pos, &mut nm)?;
-    let end = field_of::<B>(b, buf, pos, &mut nm)?;
+    // Row fields are hashed as they are: all in canonical form.
+    let pos = field_of::<A>(a, true, buf, pos, &mut nm)?;
+    let end = field_of::<B>(b, true, buf, pos, &mut nm)?;
     Some((end, nm))
 }
 
@@ -532,24 +527,24 @@ macro_rules! pairs_of {
 /// The walk of each pair of kinds.
 static PAIRS: [[PairFn; 8]; 8] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6), pairs_of!(7)];
 
-/// [`field_end`] for a step of kind `K`.
+/// The end of a field of kind `K` (see [`kind`]); `chk`: its bytes must be in canonical form.
 #[inline(always)]
-fn field_of<const K: usize>(step: Step, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
-    // The kind is known: each arm reads the step's data without a dispatch.
+fn field_of<const K: usize>(step: Step, chk: bool, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+    // The kind is known: no dispatch on the step, only its data is read.
     match K {
         0 => {
             let (end, n) = varint_end(buf, pos)?;
-            *nm |= n;
+            *nm |= chk & n;
             Some(end)
         }
-        1 => int_end(buf, pos, true, nm),
-        2 => str_end(buf, pos, true, nm),
+        1 => int_end(buf, pos, chk, nm),
+        2 => str_end(buf, pos, chk, nm),
         3 => {
             let (_, end, n) = len_end(buf, pos)?;
-            *nm |= n;
+            *nm |= chk & n;
             Some(end)
         }
-        4 => decimal_end(buf, pos, true, nm),
+        4 => decimal_end(buf, pos, chk, nm),
         5 | 6 => {
             let present = match step {
                 Step::OptVar { present, .. } | Step::OptStr { present, .. } => present,
@@ -558,50 +553,33 @@ fn field_of<const K: usize>(step: Step, buf: &[u8], mut pos: usize, nm: &mut boo
             if branch(buf, &mut pos, present)? {
                 pos = if K == 5 {
                     let (end, n) = varint_end(buf, pos)?;
-                    *nm |= n;
+                    *nm |= chk & n;
                     end
                 } else {
-                    str_end(buf, pos, true, nm)?
+                    str_end(buf, pos, chk, nm)?
                 };
             }
             Some(pos)
         }
-        _ => field_end(step, buf, pos, nm),
+        _ => match step {
+            Step::Prim(s, _) => prim_end(s, buf, pos, chk, nm),
+            _ => None,
+        },
     }
 }
 
 /// The end of one field of a row, or of another primitive part of the envelope.
 #[inline(always)]
-fn field_end(step: Step, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+fn field_end(step: Step, buf: &[u8], pos: usize, nm: &mut bool) -> Option<usize> {
     match step {
-        Step::Var { chk } => {
-            let (end, n) = varint_end(buf, pos)?;
-            *nm |= chk & n;
-            Some(end)
-        }
-        Step::Int { chk } => int_end(buf, pos, chk, nm),
-        Step::Str { chk } => str_end(buf, pos, chk, nm),
-        Step::Bytes { chk } => {
-            let (_, end, n) = len_end(buf, pos)?;
-            *nm |= chk & n;
-            Some(end)
-        }
-        Step::Decimal { chk } => decimal_end(buf, pos, chk, nm),
-        Step::OptVar { present, chk } => {
-            if branch(buf, &mut pos, present)? {
-                let (end, n) = varint_end(buf, pos)?;
-                *nm |= chk & n;
-                pos = end;
-            }
-            Some(pos)
-        }
-        Step::OptStr { present, chk } => {
-            if branch(buf, &mut pos, present)? {
-                pos = str_end(buf, pos, chk, nm)?;
-            }
-            Some(pos)
-        }
-        Step::Prim(s, chk) => prim_end(s, buf, pos, chk, nm),
+        Step::Var { chk } => field_of::<0>(step, chk, buf, pos, nm),
+        Step::Int { chk } => field_of::<1>(step, chk, buf, pos, nm),
+        Step::Str { chk } => field_of::<2>(step, chk, buf, pos, nm),
+        Step::Bytes { chk } => field_of::<3>(step, chk, buf, pos, nm),
+        Step::Decimal { chk } => field_of::<4>(step, chk, buf, pos, nm),
+        Step::OptVar { chk, .. } => field_of::<5>(step, chk, buf, pos, nm),
+        Step::OptStr { chk, .. } => field_of::<6>(step, chk, buf, pos, nm),
+        Step::Prim(_, chk) => field_of::<7>(step, chk, buf, pos, nm),
         _ => None,
     }
 }
