@@ -218,20 +218,20 @@ impl EnvelopeLayout {
     /// reference row schema) seeded by `seed` (the table).
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
-        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && let Some(ev) = fast.decode(seed, datum, None)
-        {
-            return Ok(ev);
-        }
-        self.decode_general(schema, plan, seed, datum, scratch)
+        self.decode_with(schema, plan, seed, datum, scratch, None)
     }
 
     /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
     /// partition (see [`Hint`]): faster when they are alike, the same result always.
     #[inline]
     pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
+        self.decode_with(schema, plan, seed, datum, scratch, Some(hint))
+    }
+
+    #[inline(always)]
+    fn decode_with(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>) -> Result<Event, DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && let Some(ev) = fast.decode(seed, datum, Some(hint))
+            && let Some(ev) = fast.decode(seed, datum, hint)
         {
             return Ok(ev);
         }
