@@ -50,9 +50,13 @@ enum Step {
 pub(super) struct FastEnvelope {
     steps: Vec<Step>,
     /// The row's fields (both images have the same row schema), two at a time, each pair
-    /// by the walk made for its two kinds; and the last, if their number is odd.
-    row_pairs: Vec<(PairFn, Step, Step)>,
-    row_last: Option<Step>,
+    /// by the walk made for its two kinds, with what the walk needs of each (a nullable's
+    /// present byte); then the fields left, one at a time: the last if their number is
+    /// odd, and all from the first that only the general fast skip reads.
+    row_pairs: Vec<(PairFn, u8, u8)>,
+    /// The row's fields, one step each: the pairs' fields when their walk declines, then
+    /// those left.
+    row: Vec<Step>,
     /// Where the tail begins: the steps after the row images, when they can be checked as
     /// one template (see [`Hint`]).
     tail_from: Option<usize>,
@@ -205,10 +209,11 @@ impl FastEnvelope {
         let tail_ok = tail_from < steps.len() && !steps[tail_from..].iter().any(|s| matches!(s, Step::Prim(..)));
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let row = row.map(|r| r.1).unwrap_or_default();
-        let mut pairs = row.chunks_exact(2);
-        let row_pairs = pairs.by_ref().map(|p| Some((PAIRS[kind(p[0])?][kind(p[1])?], p[0], p[1]))).collect::<Option<Vec<_>>>()?;
-        let row_last = pairs.remainder().first().copied();
-        Some(FastEnvelope { steps, row_pairs, row_last, tail_from: tail_ok.then_some(tail_from), id })
+        // Pairs up to the first field that has no kind; an odd last field is paired with
+        // none (kind 7).
+        let paired = row.iter().position(|s| kind(*s).is_none()).unwrap_or(row.len());
+        let row_pairs = row[..paired].chunks(2).map(|p| Some((PAIRS[kind(p[0])?][p.get(1).map_or(Some(7), |s| kind(*s))?], arg(p[0]), p.get(1).map_or(0, |s| arg(*s))))).collect::<Option<Vec<_>>>()?;
+        Some(FastEnvelope { steps, row_pairs, row, tail_from: tail_ok.then_some(tail_from), id })
     }
 
     /// The event, or `None` when the general path must decide (see the module docs). With a
@@ -332,13 +337,21 @@ impl FastEnvelope {
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
-        for &(f, a, b) in &self.row_pairs {
-            let (end, n) = f(a, b, buf, pos)?;
-            pos = end;
-            *nm |= n;
+        for (i, &(f, a, b)) in self.row_pairs.iter().enumerate() {
+            let end = f(a, b, buf, pos);
+            pos = if end != DECLINED { end } else { self.row_fields(2 * i..(2 * i + 2).min(self.row.len()), buf, pos, nm)? };
         }
-        if let Some(last) = self.row_last {
-            pos = field_end(last, buf, pos, nm)?;
+        if self.row.len() > 2 * self.row_pairs.len() {
+            pos = self.row_fields(2 * self.row_pairs.len()..self.row.len(), buf, pos, nm)?;
+        }
+        Some(pos)
+    }
+
+    /// The end of the row's fields `at`, walked one at a time.
+    #[inline(never)]
+    fn row_fields(&self, at: std::ops::Range<usize>, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+        for &step in self.row.get(at)? {
+            pos = field_end(step, buf, pos, nm)?;
         }
         Some(pos)
     }
@@ -490,11 +503,17 @@ impl Tail {
     }
 }
 
-/// Walks two fields: their end, and whether a value was not in canonical form (returned, not
-/// written through a reference, so that it does not make a chain through memory).
-type PairFn = fn(Step, Step, &[u8], usize) -> Option<(usize, bool)>;
+/// Walks two fields of a row image: their end, or [`DECLINED`]. The fields' kinds are the
+/// function's; of each field it takes its [`arg`], in a register.
+type PairFn = fn(u8, u8, &[u8], usize) -> usize;
 
-/// The kinds of field a row has, numbered for [`PAIRS`].
+/// A pair's walk declines anything but the common case — a value not in canonical form, a
+/// string not in ASCII, a long varint or length, the last 8 bytes of the input, bad input —
+/// and the pair is walked again one field at a time, by [`field_end`], which decides.
+const DECLINED: usize = usize::MAX;
+
+/// The kinds of field a row walks in pairs, numbered for [`PAIRS`]; `None` for those the
+/// general fast skip reads.
 fn kind(step: Step) -> Option<usize> {
     Some(match step {
         Step::Var { .. } => 0,
@@ -504,18 +523,123 @@ fn kind(step: Step) -> Option<usize> {
         Step::Decimal { .. } => 4,
         Step::OptVar { .. } => 5,
         Step::OptStr { .. } => 6,
-        Step::Prim(..) => 7,
         _ => return None,
     })
 }
 
-/// Two fields of known kinds: one call per pair, with no dispatch inside.
-fn pair<const A: usize, const B: usize>(a: Step, b: Step, buf: &[u8], pos: usize) -> Option<(usize, bool)> {
-    let mut nm = false;
-    // Row fields are hashed as they are: all in canonical form.
-    let pos = field_of::<A>(a, true, buf, pos, &mut nm)?;
-    let end = field_of::<B>(b, true, buf, pos, &mut nm)?;
-    Some((end, nm))
+/// What the walk of a field of known kind needs of its step: a nullable's present byte.
+fn arg(step: Step) -> u8 {
+    match step {
+        Step::OptVar { present, .. } | Step::OptStr { present, .. } => present,
+        _ => 0,
+    }
+}
+
+/// Two fields of known kinds: one call per pair, with no dispatch inside, and no call: the
+/// common case only (see [`DECLINED`]).
+fn pair<const A: usize, const B: usize>(a: u8, b: u8, buf: &[u8], pos: usize) -> usize {
+    let pos = lean::<A>(a, buf, pos);
+    if pos == DECLINED {
+        return DECLINED;
+    }
+    lean::<B>(b, buf, pos)
+}
+
+/// The end of a row field of kind `K` in canonical form, or [`DECLINED`]. Kind 7 is no
+/// field: the second of a pair made of an odd row's last field.
+#[inline(always)]
+fn lean<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> usize {
+    if K == 7 {
+        return pos;
+    }
+    let Some(w) = load8(buf, pos) else { return DECLINED };
+    match K {
+        0 | 1 => lean_varint(w, pos, if K == 1 { 4 } else { 8 }),
+        2 => match lean_len(w, buf, pos) {
+            Some((start, end)) if ascii(buf, start, end) => end,
+            _ => DECLINED,
+        },
+        3 => lean_len(w, buf, pos).map_or(DECLINED, |(_, end)| end),
+        4 => match lean_len(w, buf, pos) {
+            // One byte, or a first byte that is not a sign extension of the second.
+            Some((start, end)) if end - start == 1 || (end - start >= 2 && !decimal_not_minimal(&buf[start..start + 2])) => end,
+            _ => DECLINED,
+        },
+        5 | 6 => {
+            let b = w as u8;
+            if b == 2 - arg {
+                pos + 1
+            } else if b != arg {
+                DECLINED
+            } else if K == 5 {
+                lean_varint(w >> 8, pos + 1, 7)
+            } else {
+                match load8(buf, pos + 1).and_then(|w| lean_len(w, buf, pos + 1)) {
+                    Some((start, end)) if ascii(buf, start, end) => end,
+                    _ => DECLINED,
+                }
+            }
+        }
+        _ => DECLINED,
+    }
+}
+
+/// The end of a minimal varint of at most `max` bytes whose bytes start `w`.
+#[inline(always)]
+fn lean_varint(w: u64, pos: usize, max: u32) -> usize {
+    if w & 0x80 == 0 {
+        return pos + 1;
+    }
+    let stops = !w & 0x8080_8080_8080_8080;
+    let len = stops.trailing_zeros() / 8 + 1;
+    // (`stops == 0` gives 9: beyond any `max`.) A last byte of zero is not minimal.
+    if len > max || (w >> ((len - 1) * 8)) as u8 == 0 {
+        return DECLINED;
+    }
+    pos + len as usize
+}
+
+/// A minimal length prefix of up to three bytes whose bytes start `w`, and its data's
+/// start and end, within the input.
+#[inline(always)]
+fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let (start, len) = if w & 0x81 == 0 {
+        (pos + 1, (w & 0x7f) >> 1)
+    } else {
+        let n = (!w & 0x8080_8080_8080_8080).trailing_zeros() / 8 + 1;
+        if n > 3 {
+            return None;
+        }
+        let raw = ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000)) & ((1u64 << (7 * n)) - 1);
+        // Odd: a negative length. A last byte of zero: not minimal.
+        if raw & 1 != 0 || (w >> ((n - 1) * 8)) as u8 == 0 {
+            return None;
+        }
+        (pos + n as usize, raw >> 1)
+    };
+    let end = start + len as usize;
+    (end <= buf.len()).then_some((start, end))
+}
+
+/// Whether `buf[start..end]` is ASCII, without a call: word by word.
+#[inline(always)]
+fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let n = end - start;
+    let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+    if n <= 8 {
+        return match load8(buf, start) {
+            Some(w) => n == 0 || w & HI & (u64::MAX >> (64 - 8 * n)) == 0,
+            None => buf[start..end].iter().all(|b| b & 0x80 == 0),
+        };
+    }
+    let mut acc = word(end - 8);
+    let mut at = start;
+    while at + 8 < end {
+        acc |= word(at);
+        at += 8;
+    }
+    acc & HI == 0
 }
 
 macro_rules! pairs_of {
@@ -525,12 +649,13 @@ macro_rules! pairs_of {
 }
 
 /// The walk of each pair of kinds.
-static PAIRS: [[PairFn; 8]; 8] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6), pairs_of!(7)];
+static PAIRS: [[PairFn; 8]; 7] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6)];
 
-/// The end of a field of kind `K` (see [`kind`]); `chk`: its bytes must be in canonical form.
+/// The end of a field of kind `K` (see [`kind`]) and [`arg`] `arg`; `chk`: its bytes must be
+/// in canonical form.
 #[inline(always)]
-fn field_of<const K: usize>(step: Step, chk: bool, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
-    // The kind is known: no dispatch on the step, only its data is read.
+fn field_of<const K: usize>(arg: u8, chk: bool, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+    // The kind is known: no dispatch on the step.
     match K {
         0 => {
             let (end, n) = varint_end(buf, pos)?;
@@ -546,11 +671,7 @@ fn field_of<const K: usize>(step: Step, chk: bool, buf: &[u8], mut pos: usize, n
         }
         4 => decimal_end(buf, pos, chk, nm),
         5 | 6 => {
-            let present = match step {
-                Step::OptVar { present, .. } | Step::OptStr { present, .. } => present,
-                _ => return None,
-            };
-            if branch(buf, &mut pos, present)? {
+            if branch(buf, &mut pos, arg)? {
                 pos = if K == 5 {
                     let (end, n) = varint_end(buf, pos)?;
                     *nm |= chk & n;
@@ -561,10 +682,7 @@ fn field_of<const K: usize>(step: Step, chk: bool, buf: &[u8], mut pos: usize, n
             }
             Some(pos)
         }
-        _ => match step {
-            Step::Prim(s, _) => prim_end(s, buf, pos, chk, nm),
-            _ => None,
-        },
+        _ => None,
     }
 }
 
@@ -572,14 +690,14 @@ fn field_of<const K: usize>(step: Step, chk: bool, buf: &[u8], mut pos: usize, n
 #[inline(always)]
 fn field_end(step: Step, buf: &[u8], pos: usize, nm: &mut bool) -> Option<usize> {
     match step {
-        Step::Var { chk } => field_of::<0>(step, chk, buf, pos, nm),
-        Step::Int { chk } => field_of::<1>(step, chk, buf, pos, nm),
-        Step::Str { chk } => field_of::<2>(step, chk, buf, pos, nm),
-        Step::Bytes { chk } => field_of::<3>(step, chk, buf, pos, nm),
-        Step::Decimal { chk } => field_of::<4>(step, chk, buf, pos, nm),
-        Step::OptVar { chk, .. } => field_of::<5>(step, chk, buf, pos, nm),
-        Step::OptStr { chk, .. } => field_of::<6>(step, chk, buf, pos, nm),
-        Step::Prim(_, chk) => field_of::<7>(step, chk, buf, pos, nm),
+        Step::Var { chk } => field_of::<0>(0, chk, buf, pos, nm),
+        Step::Int { chk } => field_of::<1>(0, chk, buf, pos, nm),
+        Step::Str { chk } => field_of::<2>(0, chk, buf, pos, nm),
+        Step::Bytes { chk } => field_of::<3>(0, chk, buf, pos, nm),
+        Step::Decimal { chk } => field_of::<4>(0, chk, buf, pos, nm),
+        Step::OptVar { present, chk } => field_of::<5>(present, chk, buf, pos, nm),
+        Step::OptStr { present, chk } => field_of::<6>(present, chk, buf, pos, nm),
+        Step::Prim(s, chk) => prim_end(s, buf, pos, chk, nm),
         _ => None,
     }
 }
@@ -751,5 +869,79 @@ mod tests {
         assert_eq!(len_end(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0], 0), None);
         assert_eq!(len_end(&[0x84, 0x00, b'a', b'b', 0, 0, 0, 0, 0], 0), Some((2, 4, true)));
         assert_eq!(len_end(&[0x10, b'a', 0, 0, 0, 0, 0, 0], 0), None);
+    }
+
+    /// The pairs' lean walk of each kind, against the per-field walk that decides: on bytes
+    /// drawn from those that matter (continuation bits, zero bytes, signs of decimals,
+    /// non-ASCII), it gives the same end or declines; and it does decide a fair share.
+    #[test]
+    fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
+        fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
+            let lean = lean::<K>(arg, buf, pos);
+            let mut nm = false;
+            let field = field_of::<K>(arg, true, buf, pos, &mut nm);
+            if lean != DECLINED {
+                assert_eq!((Some(lean), false), (field, nm), "kind {K} arg {arg} at {pos} in {buf:?}");
+            }
+            (lean != DECLINED, field.is_some() && !nm)
+        }
+        let alphabet = [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x06, 0x0a, 0x10, 0x3e, 0x40, 0x7e, 0x7f, 0x80, 0x81, 0x82, 0xc3, 0xfe, 0xff, b'a', b'z'];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut decided, mut valid) = ([0usize; 7], [0usize; 7]);
+        for _ in 0..200_000 {
+            let len = (next() % 40) as usize;
+            // Long runs of one byte now and then: long varints and long strings.
+            let run = alphabet[(next() % alphabet.len() as u64) as usize];
+            let buf: Vec<u8> = (0..len).map(|_| if next() % 4 == 0 { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
+            let pos = (next() % (len as u64 + 1)) as usize;
+            let arg = [0u8, 2][(next() % 2) as usize];
+            let results = [check::<0>(arg, &buf, pos), check::<1>(arg, &buf, pos), check::<2>(arg, &buf, pos), check::<3>(arg, &buf, pos), check::<4>(arg, &buf, pos), check::<5>(arg, &buf, pos), check::<6>(arg, &buf, pos)];
+            for (k, (d, v)) in results.into_iter().enumerate() {
+                decided[k] += d as usize;
+                valid[k] += v as usize;
+            }
+        }
+        for k in 0..7 {
+            assert!(decided[k] * 2 > valid[k], "kind {k}: decided {} of {} valid", decided[k], valid[k]);
+        }
+    }
+
+    /// Length prefixes of one to five bytes, minimal or not, negative or not: the lean walk
+    /// gives `len_end`'s answer for minimal prefixes of up to three bytes, and declines the rest.
+    #[test]
+    fn lean_lengths_agree_with_len_end() {
+        for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 8191, 8192, 70_000, (1 << 20) - 1, 1 << 20, 1 << 21] {
+            for pad in 0..3usize {
+                // Minimal, then the same value with `pad` extra bytes of continuation.
+                let mut prefix = Vec::new();
+                crate::avro::reader::write_long(&mut prefix, len as i64);
+                if pad > 0 {
+                    let last = prefix.len() - 1;
+                    prefix[last] |= 0x80;
+                    prefix.extend(std::iter::repeat_n(0x80, pad - 1));
+                    prefix.push(0);
+                }
+                let mut buf = prefix.clone();
+                buf.resize(prefix.len() + len + 8, b'x');
+                let w = load8(&buf, 0).unwrap();
+                let lean = lean_len(w, &buf, 0);
+                let general = len_end(&buf, 0);
+                if pad == 0 && prefix.len() <= 3 {
+                    assert_eq!(lean, Some((prefix.len(), prefix.len() + len)), "len {len}");
+                    assert_eq!(general, Some((prefix.len(), prefix.len() + len, false)));
+                } else {
+                    assert_eq!(lean, None, "len {len} in {} bytes", prefix.len());
+                }
+                // Negative: the same bytes with the sign bit set.
+                buf[0] |= 1;
+                assert_eq!(lean_len(load8(&buf, 0).unwrap(), &buf, 0), None, "-{len}");
+            }
+        }
     }
 }
