@@ -198,8 +198,9 @@ struct Part {
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
-    /// The plans of the schemas last seen on this partition.
-    cache: Option<PartCache>,
+    /// The plans of the schemas last seen on this partition (boxed: taken out and put back
+    /// at every record).
+    cache: Option<Box<PartCache>>,
     /// Records parked ahead of the primary, in offset order (released from the front).
     parked: VecDeque<Parked>,
     /// (bounds generation, window, lowest tx exclusive, highest tx inclusive) of the window
@@ -791,7 +792,7 @@ impl Engine {
         result
     }
 
-    fn ingest_with(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource, cache: &mut Option<PartCache>) -> Result<Ingested, SchemaUnavailable> {
+    fn ingest_with(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource, cache: &mut Option<Box<PartCache>>) -> Result<Ingested, SchemaUnavailable> {
         let ti = rec.topic as usize;
         let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
         let Some(value) = rec.value else {
@@ -816,7 +817,7 @@ impl Engine {
         if !cache.as_ref().is_some_and(|c| c.vid == vid && c.key.kid == kid) {
             let rid = if stream == PRIMARY { vid } else { self.tables[table as usize].refs.last().map_or(vid, |r| r.0) };
             match self.fill_cache(rec, vid, rid, kid, src)? {
-                Ok(c) => *cache = Some(c),
+                Ok(c) => *cache = Some(Box::new(c)),
                 Err(e) => return Ok(self.poison(rec, e)),
             }
         }
@@ -834,7 +835,7 @@ impl Engine {
             if rid != c.rid {
                 // A migration lies between the cached reference and this position.
                 match self.fill_cache(rec, vid, rid, kid, src)? {
-                    Ok(n) => *cache = Some(n),
+                    Ok(n) => *cache = Some(Box::new(n)),
                     Err(e) => return Ok(self.poison(rec, e)),
                 }
                 ev = match decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch) {
