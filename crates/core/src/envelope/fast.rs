@@ -92,11 +92,26 @@ impl Hint {
 struct Tail {
     /// The tail's length in bytes (it ends the datum).
     len: usize,
-    /// Words at these offsets must match under their masks: every structural byte of the
-    /// learned tail lies in one.
-    words: Vec<(usize, u64, u64)>,
-    /// The steps that read a value, with where it lies: (step, start, head, end), relative.
-    reads: Vec<(Step, usize, usize, usize)>,
+    /// Per 8-byte word of the tail, in order, and then the word that ends it: the bits
+    /// that must match, and their values. Every structural byte of the learned tail lies
+    /// in one.
+    masks: Vec<u64>,
+    values: Vec<u64>,
+    /// Where the values the verifier reads lie in the tail (their data, after any branch
+    /// and length prefix), from the steps that read them.
+    op: Option<(usize, usize)>,
+    position: Option<PositionAt>,
+    ts_ms: Option<(usize, usize)>,
+    order: Option<(usize, usize)>,
+}
+
+/// Where the position lies in a tail.
+#[derive(Debug, Clone, Copy)]
+enum PositionAt {
+    Long(usize, usize),
+    /// A string, and where its number began in the learned tail (after the last `:` and
+    /// `-`, as `parse_position` reads it).
+    Str(usize, usize, usize),
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -366,7 +381,7 @@ impl FastEnvelope {
         }
         // Per byte of the tail: the bits that decide its structure.
         let mut mask = vec![0u8; len];
-        let mut reads = Vec::new();
+        let (mut op, mut position, mut ts_ms, mut order) = (None, None, None, None);
         let mut pos = at;
         let mut i = self.tail_from?;
         while let Some(&step) = self.steps.get(i) {
@@ -416,17 +431,29 @@ impl FastEnvelope {
                 Step::OpCode { present } | Step::PositionStr { present } => {
                     if branch_of(present, &mut pos)? {
                         let (data, end) = string(&mut mask, pos)?;
-                        reads.push((step, start - at, data - start, end - start));
+                        let (d, e) = (data - at, end - at);
+                        if matches!(step, Step::OpCode { .. }) {
+                            op = Some((d, e));
+                        } else {
+                            let value = &buf[data..end];
+                            let digits = value.iter().rposition(|c| *c == b':' || *c == b'-').map_or(0, |i| i + 1);
+                            position = Some(PositionAt::Str(d, e, d + digits));
+                        }
                         pos = end;
                     } else if matches!(step, Step::OpCode { .. }) {
-                        // A null op is read as the walk reads it.
-                        reads.push((step, start - at, pos - start, pos - start));
+                        // A null op is read as the walk reads it: empty.
+                        op = Some((pos - at, pos - at));
                     }
                 }
                 Step::PositionLong { present } | Step::TsMs { present } | Step::TotalOrder { present } => {
                     if branch_of(present, &mut pos)? {
                         let end = varint(&mut mask, pos)?;
-                        reads.push((step, start - at, pos - start, end - start));
+                        let range = (pos - at, end - at);
+                        match step {
+                            Step::PositionLong { .. } => position = Some(PositionAt::Long(range.0, range.1)),
+                            Step::TsMs { .. } => ts_ms = Some(range),
+                            _ => order = Some(range),
+                        }
                         pos = end;
                     }
                 }
@@ -442,20 +469,10 @@ impl FastEnvelope {
             return None;
         }
         let word = |bytes: &[u8], off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
-        let mut words = Vec::with_capacity(len / 8 + 1);
-        let mut off = 0;
-        loop {
-            let off_w = off.min(len - 8);
-            let m = word(&mask, off_w);
-            if m != 0 {
-                words.push((off_w, m, word(&buf[at..], off_w) & m));
-            }
-            if off_w == len - 8 {
-                break;
-            }
-            off += 8;
-        }
-        Some(Tail { len, words, reads })
+        let offsets = (0..len / 8).map(|k| 8 * k).chain([len - 8]);
+        let masks: Vec<u64> = offsets.clone().map(|off| word(&mask, off)).collect();
+        let values = offsets.zip(&masks).map(|(off, m)| word(&buf[at..], off) & m).collect();
+        Some(Tail { len, masks, values, op, position, ts_ms, order })
     }
 }
 
@@ -467,11 +484,14 @@ impl Tail {
             return false;
         }
         let tail = &buf[pos..];
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
         let mut diff = 0;
-        for &(off, mask, value) in &self.words {
-            let w = u64::from_le_bytes(tail[off..off + 8].try_into().expect("8 bytes"));
-            diff |= (w & mask) ^ value;
+        for ((c, m), v) in tail.chunks_exact(8).zip(&self.masks).zip(&self.values) {
+            diff |= (word(c) & m) ^ v;
         }
+        // The word that ends the tail (the tail is at least 8 bytes, and so is `masks`).
+        let (m, v) = (self.masks[self.masks.len() - 1], self.values[self.values.len() - 1]);
+        diff |= (word(&tail[tail.len() - 8..]) & m) ^ v;
         diff == 0
     }
 
@@ -479,28 +499,88 @@ impl Tail {
     #[inline(always)]
     fn read(&self, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<()> {
         let tail = &buf[pos..];
-        for &(step, start, head, end) in &self.reads {
-            let value = &tail[start + head..start + end];
-            match step {
-                Step::OpCode { .. } => {
-                    ev.op = Op::from_code(value)?;
-                    *have_op = true;
-                }
-                Step::PositionStr { .. } => {
-                    ev.position.tx = parse_position(value)?;
-                    *have_pos = true;
-                }
-                Step::PositionLong { .. } => {
-                    ev.position.tx = unzigzag(fast_varint(value, 0)?.0) as u64;
-                    *have_pos = true;
-                }
-                Step::TsMs { .. } => ev.ts_ms = unzigzag(fast_varint(value, 0)?.0),
-                Step::TotalOrder { .. } => ev.position.order = unzigzag(fast_varint(value, 0)?.0).clamp(0, u32::MAX as i64) as u32,
-                _ => {}
+        if let Some((start, end)) = self.op {
+            ev.op = Op::from_code(&tail[start..end])?;
+            *have_op = true;
+        }
+        match self.position {
+            Some(PositionAt::Long(start, end)) => {
+                ev.position.tx = unzigzag(varint_value(tail, start, end)?) as u64;
+                *have_pos = true;
             }
+            Some(PositionAt::Str(start, end, digits)) => {
+                ev.position.tx = position_number(tail, start, end, digits)?;
+                *have_pos = true;
+            }
+            None => {}
+        }
+        if let Some((start, end)) = self.ts_ms {
+            ev.ts_ms = unzigzag(varint_value(tail, start, end)?);
+        }
+        if let Some((start, end)) = self.order {
+            ev.position.order = unzigzag(varint_value(tail, start, end)?).clamp(0, u32::MAX as i64) as u32;
         }
         Some(())
     }
+}
+
+/// The value of the varint `buf[start..end]`, whose continuation bits a template checked
+/// (every byte but the last has its high bit set): up to 8 bytes from one word.
+#[inline(always)]
+fn varint_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
+    let n = end - start;
+    if n > 8 || end < 8 {
+        return fast_varint(buf.get(start..end)?, 0).map(|v| v.0);
+    }
+    // The word that ends at the varint's end, its bytes moved to the bottom.
+    let w = u64::from_le_bytes(buf[end - 8..end].try_into().expect("8 bytes")) >> (8 * (8 - n));
+    // The 7-bit groups, packed: pairs, then fours, then all eight.
+    let x = w & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+    let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+    Some((x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4))
+}
+
+/// The number of the position string `buf[start..end]`, as `parse_position` reads it. The
+/// template learned where its digits began (`digits`); while that is still so — they follow
+/// a `:` or `-`, or begin the string, and only digits follow — only they are parsed.
+#[inline(always)]
+fn position_number(buf: &[u8], start: usize, end: usize, digits: usize) -> Option<u64> {
+    let s = &buf[start..end];
+    let d = digits - start;
+    if (d == 0 || matches!(s[d - 1], b':' | b'-')) && let Some(v) = digits_value(buf, digits, end) {
+        return Some(v);
+    }
+    parse_position(s)
+}
+
+/// The value of `buf[start..end]` if it is 1 to 16 ASCII digits (fewer than 20 digits never
+/// overflow), read eight at a time; `None` otherwise, or where a word does not fit.
+#[inline(always)]
+fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
+    let n = end - start;
+    if n == 0 || n > 16 || end < 16 {
+        return None;
+    }
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
+    // Eight digits, most significant first in memory: bytes below `k` are taken as '0'.
+    let eight = |w: u64, k: usize| -> Option<u64> {
+        let keep = if k == 0 { 0 } else { u64::MAX >> (64 - 8 * k) };
+        let w = (w & !keep) | (ZEROS & keep);
+        if w & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS {
+            return None;
+        }
+        let v = w - ZEROS;
+        let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+        const MASK: u64 = 0x0000_00ff_0000_00ff;
+        let v = ((v & MASK).wrapping_mul(100 + (1_000_000 << 32))).wrapping_add(((v >> 16) & MASK).wrapping_mul(1 + (10_000 << 32))) >> 32;
+        Some(v & 0xffff_ffff)
+    };
+    if n <= 8 {
+        return eight(word(end - 8), 8 - n);
+    }
+    Some(eight(word(end - 16), 16 - n)? * 100_000_000 + eight(word(end - 8), 0)?)
 }
 
 /// Walks two fields of a row image: their end, or [`DECLINED`]. The fields' kinds are the
@@ -942,6 +1022,66 @@ mod tests {
                 buf[0] |= 1;
                 assert_eq!(lean_len(load8(&buf, 0).unwrap(), &buf, 0), None, "-{len}");
             }
+        }
+    }
+
+    /// Position strings read from a matching tail: as `parse_position` reads them, for
+    /// every place the template may have learned their digits to begin.
+    #[test]
+    fn position_numbers_read_as_parse_position_reads_them() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"0123456789:-a/ 9";
+        let mut fast = 0;
+        for i in 0..300_000 {
+            // A GTID-like string: a prefix, a separator, digits; now and then anything.
+            let mut v: Vec<u8> = Vec::new();
+            if i % 3 != 0 {
+                v.extend_from_slice(b"f3a1c2d4-0b1e-4c7a-9d2e-123456789abc");
+                v.push([b':', b'-'][(next() % 2) as usize]);
+                let n = (next() % 22) as usize;
+                v.extend((0..n).map(|_| b'0' + (next() % 10) as u8));
+            } else {
+                let n = (next() % 30) as usize;
+                v.extend((0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]));
+            }
+            // The string inside a buffer, with bytes before and after it.
+            let pad = (next() % 24) as usize;
+            let mut buf = vec![b'7'; pad];
+            buf.extend_from_slice(&v);
+            buf.extend_from_slice(b"\x02\x04xy");
+            let (start, end) = (pad, pad + v.len());
+            let learned = start + v.iter().rposition(|c| *c == b':' || *c == b'-').map_or(0, |i| i + 1);
+            let digits = if next() % 4 == 0 { start + (next() % (v.len() as u64 + 1)) as usize } else { learned };
+            let expected = parse_position(&v);
+            assert_eq!(position_number(&buf, start, end, digits), expected, "{:?} digits at {}", String::from_utf8_lossy(&v), digits - start);
+            fast += digits_value(&buf, digits, end).is_some() as usize;
+        }
+        assert!(fast > 100_000, "{fast}");
+    }
+
+    /// Varints of 1 to 10 bytes, read by the word as the template reads them.
+    #[test]
+    fn varint_values_read_as_the_byte_wise_reader_reads_them() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x >> (i % 64)) as i64 * if i % 2 == 0 { 1 } else { -1 };
+            let mut buf = vec![0x80u8; (i % 13) as usize];
+            let start = buf.len();
+            crate::avro::reader::write_long(&mut buf, v);
+            let end = buf.len();
+            buf.extend_from_slice(&[0xff; 3]);
+            let raw = fast_varint(&buf, start).unwrap();
+            assert_eq!(raw.1, end);
+            assert_eq!(varint_value(&buf, start, end), Some(raw.0), "{v} at {start}");
         }
     }
 }
