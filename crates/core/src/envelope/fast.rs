@@ -62,6 +62,9 @@ pub(super) struct FastEnvelope {
     tail_from: Option<usize>,
     /// Tells hints learned of this walk from those of another.
     id: u64,
+    /// The two row images, (slot, present byte), when they are the first two steps and the
+    /// tail follows them (as in every Debezium envelope): walked without the steps' loop.
+    images_first: Option<[(u8, Option<u8>); 2]>,
 }
 
 /// What the flat walk learned of the last envelope it read of one stream of records (a
@@ -228,7 +231,11 @@ impl FastEnvelope {
         // none (kind 7).
         let paired = row.iter().position(|s| kind(*s).is_none()).unwrap_or(row.len());
         let row_pairs = row[..paired].chunks(2).map(|p| Some((PAIRS[kind(p[0])?][p.get(1).map_or(Some(7), |s| kind(*s))?], arg(p[0]), p.get(1).map_or(0, |s| arg(*s))))).collect::<Option<Vec<_>>>()?;
-        Some(FastEnvelope { steps, row_pairs, row, tail_from: tail_ok.then_some(tail_from), id })
+        let images_first = match steps[..] {
+            [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
+            _ => None,
+        };
+        Some(FastEnvelope { steps, row_pairs, row, tail_from: tail_ok.then_some(tail_from), id, images_first })
     }
 
     /// The event, or `None` when the general path must decide (see the module docs). With a
@@ -241,6 +248,11 @@ impl FastEnvelope {
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
         let mut pos = 0usize;
         let mut i = 0usize;
+        if let Some([(s0, p0), (s1, p1)]) = self.images_first {
+            images[s0 as usize] = self.image(buf, &mut pos, p0, &mut nm)?;
+            images[s1 as usize] = self.image(buf, &mut pos, p1, &mut nm)?;
+            i = 2;
+        }
         let steps = &self.steps[..];
         // Where the tail began when it was walked, to learn it from.
         let mut learn_at = None;
@@ -267,15 +279,7 @@ impl FastEnvelope {
                 Step::Var { .. } | Step::Int { .. } | Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } | Step::OptVar { .. } | Step::OptStr { .. } | Step::Prim(..) => {
                     pos = field_end(*step, buf, pos, &mut nm)?;
                 }
-                Step::Image { slot, present } => {
-                    images[slot as usize] = if opt_present(buf, &mut pos, present)? {
-                        let start = pos;
-                        pos = self.row_end(buf, pos, &mut nm)?;
-                        Some((start, pos))
-                    } else {
-                        None
-                    };
-                }
+                Step::Image { slot, present } => images[slot as usize] = self.image(buf, &mut pos, present, &mut nm)?,
                 Step::OpCode { present } => {
                     let code: &[u8] = if opt_present(buf, &mut pos, present)? {
                         let (start, end, _) = len_end(buf, pos)?;
@@ -349,6 +353,18 @@ impl FastEnvelope {
 }
 
 impl FastEnvelope {
+    /// A row image at `pos` (after its branch, if nullable): where it lies, if present.
+    #[inline(always)]
+    fn image(&self, buf: &[u8], pos: &mut usize, present: Option<u8>, nm: &mut bool) -> Option<Option<(usize, usize)>> {
+        Some(if opt_present(buf, pos, present)? {
+            let start = *pos;
+            *pos = self.row_end(buf, start, nm)?;
+            Some((start, *pos))
+        } else {
+            None
+        })
+    }
+
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
