@@ -49,11 +49,12 @@ enum Step {
 #[derive(Debug, Clone)]
 pub(super) struct FastEnvelope {
     steps: Vec<Step>,
-    /// The row's fields (both images have the same row schema), two at a time, each pair
-    /// by the walk made for its two kinds, with what the walk needs of each (a nullable's
-    /// present byte); then the fields left, one at a time: the last if their number is
-    /// odd, and all from the first that only the general fast skip reads.
-    row_pairs: Vec<(PairFn, u8, u8)>,
+    /// The row's fields (both images have the same row schema), two at a time, as a chain
+    /// of links (see [`Link`]) that ends in [`row_done`]; then the fields left, one at a
+    /// time: all from the first that only the general fast skip reads.
+    row_pairs: Vec<Link>,
+    /// How many of the row's fields the chain walks.
+    paired: usize,
     /// The row's fields, one step each: the pairs' fields when their walk declines, then
     /// those left.
     row: Vec<Step>,
@@ -230,12 +231,13 @@ impl FastEnvelope {
         // Pairs up to the first field that has no kind; an odd last field is paired with
         // none (kind 7).
         let paired = row.iter().position(|s| kind(*s).is_none()).unwrap_or(row.len());
-        let row_pairs = row[..paired].chunks(2).map(|p| Some((PAIRS[kind(p[0])?][p.get(1).map_or(Some(7), |s| kind(*s))?], arg(p[0]), p.get(1).map_or(0, |s| arg(*s))))).collect::<Option<Vec<_>>>()?;
+        let mut row_pairs = row[..paired].chunks(2).map(|p| Some(Link { f: PAIRS[kind(p[0])?][p.get(1).map_or(Some(7), |s| kind(*s))?], a: arg(p[0]), b: p.get(1).map_or(0, |s| arg(*s)) })).collect::<Option<Vec<_>>>()?;
+        row_pairs.push(Link { f: row_done, a: 0, b: 0 });
         let images_first = match steps[..] {
             [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
             _ => None,
         };
-        Some(FastEnvelope { steps, row_pairs, row, tail_from: tail_ok.then_some(tail_from), id, images_first })
+        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first })
     }
 
     /// The event, or `None` when the general path must decide (see the module docs). With a
@@ -367,15 +369,13 @@ impl FastEnvelope {
 
     /// The end of a row image starting at `pos`.
     #[inline(always)]
-    fn row_end(&self, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
-        for (i, &(f, a, b)) in self.row_pairs.iter().enumerate() {
-            let end = f(a, b, buf, pos);
-            pos = if end != DECLINED { end } else { self.row_fields(2 * i..(2 * i + 2).min(self.row.len()), buf, pos, nm)? };
-        }
-        if self.row.len() > 2 * self.row_pairs.len() {
-            pos = self.row_fields(2 * self.row_pairs.len()..self.row.len(), buf, pos, nm)?;
-        }
-        Some(pos)
+    fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
+        let links = &self.row_pairs[..];
+        let end = (links[0].f)(links, buf, start);
+        // The paired fields, walked again one at a time when a pair declined.
+        let paired = self.paired;
+        let pos = if end != DECLINED { end } else { self.row_fields(0..paired, buf, start, nm)? };
+        if self.row.len() > paired { self.row_fields(paired..self.row.len(), buf, pos, nm) } else { Some(pos) }
     }
 
     /// The end of the row's fields `at`, walked one at a time.
@@ -599,9 +599,24 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
     Some(eight(word(end - 16), 16 - n)? * 100_000_000 + eight(word(end - 8), 0)?)
 }
 
-/// Walks two fields of a row image: their end, or [`DECLINED`]. The fields' kinds are the
-/// function's; of each field it takes its [`arg`], in a register.
-type PairFn = fn(u8, u8, &[u8], usize) -> usize;
+/// One link of a row's chain: the walk of two fields of known kinds, and what it needs of
+/// each (its [`arg`]). A link walks its two fields, then goes on to the next link (the first
+/// of `links`, which it is called with, is its own) by a call in tail position, which the
+/// compiler makes a jump: a row is one chain of jumps, with no loop around calls. Returns
+/// the row's end, or [`DECLINED`].
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    f: LinkFn,
+    a: u8,
+    b: u8,
+}
+
+type LinkFn = fn(&[Link], &[u8], usize) -> usize;
+
+/// The chain's last link: the row ends here.
+fn row_done(_: &[Link], _: &[u8], pos: usize) -> usize {
+    pos
+}
 
 /// A pair's walk declines anything but the common case — a value not in canonical form, a
 /// string not in ASCII, a long varint or length, the last 8 bytes of the input, bad input —
@@ -631,14 +646,19 @@ fn arg(step: Step) -> u8 {
     }
 }
 
-/// Two fields of known kinds: one call per pair, with no dispatch inside, and no call: the
-/// common case only (see [`DECLINED`]).
-fn pair<const A: usize, const B: usize>(a: u8, b: u8, buf: &[u8], pos: usize) -> usize {
-    let pos = lean::<A>(a, buf, pos);
+/// Two fields of known kinds, with no dispatch inside: the common case only (see
+/// [`DECLINED`]); then the next link.
+fn pair<const A: usize, const B: usize>(links: &[Link], buf: &[u8], pos: usize) -> usize {
+    let [this, rest @ ..] = links else { return DECLINED };
+    let pos = lean::<A>(this.a, buf, pos);
     if pos == DECLINED {
         return DECLINED;
     }
-    lean::<B>(b, buf, pos)
+    let end = lean::<B>(this.b, buf, pos);
+    match rest {
+        [next, ..] if end != DECLINED => (next.f)(rest, buf, end),
+        _ => DECLINED,
+    }
 }
 
 /// The end of a row field of kind `K` in canonical form, or [`DECLINED`]. Kind 7 is no
@@ -745,7 +765,7 @@ macro_rules! pairs_of {
 }
 
 /// The walk of each pair of kinds.
-static PAIRS: [[PairFn; 8]; 7] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6)];
+static PAIRS: [[LinkFn; 8]; 7] = [pairs_of!(0), pairs_of!(1), pairs_of!(2), pairs_of!(3), pairs_of!(4), pairs_of!(5), pairs_of!(6)];
 
 /// The end of a field of kind `K` (see [`kind`]) and [`arg`] `arg`; `chk`: its bytes must be
 /// in canonical form.
