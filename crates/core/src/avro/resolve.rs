@@ -65,6 +65,9 @@ pub struct Plan {
     /// Writer and reader are structurally identical at this node.
     identity: bool,
     flat: SkipProgram,
+    /// Identity, and the value is one long or int (or a record of one): the longest varint
+    /// [`Plan::canonical`] takes without the walk (4 bytes for an int: always in range).
+    one_varint: Option<usize>,
 }
 
 /// Canonical bytes: borrowed from the input (already canonical) or from the scratch buffer.
@@ -95,7 +98,13 @@ impl Plan {
         let identity = writer.describe(w) == reader.describe(r);
         let mut c = Compiler { writer, reader, ops: Vec::new(), memo: HashMap::new() };
         let root = c.compile(w, r);
-        Plan { ops: c.ops, root, identity, flat: SkipProgram::compile(writer, w) }
+        let flat = SkipProgram::compile(writer, w);
+        let one_varint = match flat.0[..] {
+            [SkipStep::P(Prim::Long)] if identity => Some(10),
+            [SkipStep::P(Prim::Int)] if identity => Some(4),
+            _ => None,
+        };
+        Plan { ops: c.ops, root, identity, flat, one_varint }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -106,6 +115,15 @@ impl Plan {
     /// the input already is canonical, else the re-encoding in `scratch.out`.
     #[inline]
     pub fn canonical<'i, 's>(&self, writer: &Schema, r: &mut Reader<'i>, scratch: &'s mut Scratch) -> Result<Canon<'i, 's>, DecodeError> {
+        // A key of one number, all of the input that is left: the common key, taken as it is
+        // when its varint is minimal. (Anything else, trailing bytes too, takes the walk.)
+        if let Some(max) = self.one_varint {
+            let rest = &r.input()[r.pos()..];
+            if one_minimal_varint(rest, max) {
+                r.advance_to(r.input().len());
+                return Ok(Canon::Input(rest));
+            }
+        }
         if self.identity {
             let start = r.pos();
             let was_non_minimal = r.non_minimal;
@@ -578,6 +596,15 @@ pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check:
         step.run(schema, r, check)?;
     }
     Ok(())
+}
+
+/// Whether `d` is exactly one varint of at most `max` bytes, in canonical form: every byte
+/// but the last has its high bit set, and the last is not a zero after others (a ten-byte
+/// varint's last byte holds one bit).
+#[inline]
+fn one_minimal_varint(d: &[u8], max: usize) -> bool {
+    let Some((&last, init)) = d.split_last() else { return false };
+    d.len() <= max && last & 0x80 == 0 && (init.is_empty() || last != 0) && (d.len() < 10 || last == 1) && init.iter().all(|b| b & 0x80 != 0)
 }
 
 /// A varint's raw (zigzag) value, its end, and whether it was longer than needed.
@@ -1241,5 +1268,36 @@ mod tests {
         let mut d = vec![0x02u8; 1000];
         d.push(0);
         assert_eq!(canon(s, s, &d).unwrap_err().kind, DecodeErrorKind::TooDeep);
+    }
+
+    /// A key of one number is taken as it is exactly when the walk would take it so: the
+    /// same bytes, the same position after, the same errors (of the walk, which it leaves
+    /// them to), on every short input.
+    #[test]
+    fn a_key_of_one_number_reads_as_the_walk_reads_it() {
+        let schemas = [r#"{"type":"record","name":"K","fields":[{"name":"id","type":"long"}]}"#, r#"{"type":"record","name":"K","fields":[{"name":"id","type":"int"}]}"#, r#""long""#];
+        let bytes = [0x00u8, 0x01, 0x02, 0x7f, 0x80, 0x81, 0xff, 0xfe];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut taken = 0;
+        for text in schemas {
+            let schema = Schema::parse_str(text).unwrap();
+            let plan = Plan::compile(&schema, schema.root(), &schema, schema.root());
+            assert!(plan.one_varint.is_some());
+            let walk = Plan { one_varint: None, ..Plan::compile(&schema, schema.root(), &schema, schema.root()) };
+            for _ in 0..100_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let d: Vec<u8> = (0..(x % 13) as usize).map(|i| bytes[((x >> (4 + 3 * i)) % 8) as usize]).collect();
+                let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
+                let (mut r1, mut r2) = (Reader::new(&d), Reader::new(&d));
+                let fast = plan.canonical(&schema, &mut r1, &mut s1).map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
+                let slow = walk.canonical(&schema, &mut r2, &mut s2).map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
+                assert_eq!(fast, slow, "{text} {d:?}");
+                assert_eq!((r1.pos(), r1.non_minimal), (r2.pos(), r2.non_minimal), "{text} {d:?}");
+                taken += (fast.is_ok() && r1.pos() == d.len()) as usize;
+            }
+        }
+        assert!(taken > 10_000, "{taken}");
     }
 }
