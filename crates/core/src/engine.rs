@@ -407,6 +407,8 @@ pub struct Engine {
     key_scratch: Scratch,
     bounds: BTreeMap<i64, Bound>,
     open_floor: i64,
+    /// (first commit time, window) of the last window a commit time fell in.
+    last_window: (i64, i64),
     /// Changes whenever a window is added before the last or dropped.
     bounds_gen: u64,
     /// The latest a record arrived behind its partition's read-through time (decaying), and
@@ -443,6 +445,8 @@ struct ClockIndex {
     floor: Position,
     /// Buckets below this have been folded into `floor`.
     folded_below: i64,
+    /// (first time, bucket) of the last bucket a record time fell in.
+    last_bucket: (i64, i64),
 }
 
 impl ClockIndex {
@@ -451,7 +455,15 @@ impl ClockIndex {
 
     #[inline]
     fn note(&mut self, ts_ms: i64, p: Position) {
-        let b = ts_ms.div_euclid(Self::BUCKET_MS);
+        let b = if (ts_ms.wrapping_sub(self.last_bucket.0) as u64) < Self::BUCKET_MS as u64 {
+            self.last_bucket.1
+        } else {
+            let b = ts_ms.div_euclid(Self::BUCKET_MS);
+            if let Some(start) = b.checked_mul(Self::BUCKET_MS) {
+                self.last_bucket = (start, b);
+            }
+            b
+        };
         let n = self.buckets.len();
         match self.buckets.back_mut() {
             Some((bb, max, _)) if *bb == b => {
@@ -568,6 +580,7 @@ impl Engine {
             key_scratch: Scratch::default(),
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
+            last_window: (0, 0),
             bounds_gen: 0,
             skew_seen: 0,
             skew_seen_at: i64::MIN,
@@ -993,7 +1006,7 @@ impl Engine {
         // A first delivery into a window already compared came later than the watermarks
         // allowed for (see `publish_skew_ms`): that comparison went without it.
         // The primary's window: by commit time.
-        let primary_w = (ev.ts_ms.div_euclid(self.cfg.cut_interval_ms)).max(self.open_floor);
+        let primary_w = self.window_at(ev.ts_ms).max(self.open_floor);
         let late = if stream == PRIMARY {
             (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| primary_w <= d))
         } else {
@@ -1092,6 +1105,20 @@ impl Engine {
             d.events += 1;
         }
         (Ingested::Counted, w)
+    }
+
+    /// The primary's window of a commit time: the last answer while times stay in its window.
+    #[inline]
+    fn window_at(&mut self, ts_ms: i64) -> i64 {
+        let (start, w) = self.last_window;
+        if (ts_ms.wrapping_sub(start) as u64) < self.cfg.cut_interval_ms as u64 {
+            return w;
+        }
+        let w = ts_ms.div_euclid(self.cfg.cut_interval_ms);
+        if let Some(start) = w.checked_mul(self.cfg.cut_interval_ms) {
+            self.last_window = (start, w);
+        }
+        w
     }
 
     /// Whether an event lies outside the origin span: by its commit time on the primary; by
