@@ -676,11 +676,18 @@ fn lean<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> usize {
             _ => DECLINED,
         },
         3 => lean_len(w, buf, pos).map_or(DECLINED, |(_, end)| end),
-        4 => match lean_len(w, buf, pos) {
-            // One byte, or a first byte that is not a sign extension of the second.
-            Some((start, end)) if end - start == 1 || (end - start >= 2 && !decimal_not_minimal(&buf[start..start + 2])) => end,
-            _ => DECLINED,
-        },
+        4 => {
+            // One byte, or a first byte that is not a sign extension of the second (see
+            // `decimal_not_minimal`): from the word loaded, when the data lie in it.
+            if w & 0xf1 == 0 {
+                let (n, b0, b1) = (((w & 0x0f) >> 1) as usize, (w >> 8) as u8, (w >> 16) as u8 as i8);
+                return if n == 1 || (n >= 2 && b0 != (b1 >> 7) as u8) { pos + 1 + n } else { DECLINED };
+            }
+            match lean_len(w, buf, pos) {
+                Some((start, end)) if end - start >= 2 && !decimal_not_minimal(&buf[start..start + 2]) => end,
+                _ => DECLINED,
+            }
+        }
         5 | 6 => {
             let b = w as u8;
             if b == 2 - arg {
