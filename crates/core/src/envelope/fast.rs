@@ -684,7 +684,7 @@ fn lean<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> usize {
                 return if n == 1 || (n >= 2 && b0 != (b1 >> 7) as u8) { pos + 1 + n } else { DECLINED };
             }
             match lean_len(w, buf, pos) {
-                Some((start, end)) if end - start >= 2 && !decimal_not_minimal(&buf[start..start + 2]) => end,
+                Some((start, end)) if end - start >= 2 && !buf.get(start..start + 2).is_none_or(decimal_not_minimal) => end,
                 _ => DECLINED,
             }
         }
@@ -748,18 +748,20 @@ fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
 #[inline(always)]
 fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
     const HI: u64 = 0x8080_8080_8080_8080;
+    // No indexing that could panic: a walk with no panic path keeps no stack frame. A word
+    // that does not fit (the input's last bytes) counts as not ASCII: the field walk decides.
     let n = end - start;
-    let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
     if n <= 8 {
         return match load8(buf, start) {
             Some(w) => n == 0 || w & HI & (u64::MAX >> (64 - 8 * n)) == 0,
-            None => buf[start..end].iter().all(|b| b & 0x80 == 0),
+            None => false,
         };
     }
-    let mut acc = word(end - 8);
+    let Some(mut acc) = load8(buf, end - 8) else { return false };
     let mut at = start;
     while at + 8 < end {
-        acc |= word(at);
+        let Some(w) = load8(buf, at) else { return false };
+        acc |= w;
         at += 8;
     }
     acc & HI == 0
