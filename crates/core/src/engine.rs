@@ -260,9 +260,51 @@ struct DriftObs {
     events: u64,
 }
 
+/// The digests of one window by (table, range), in the order their ranges were first met,
+/// found through a map of small slots: a window's events touch few cache lines of it (a map of
+/// whole digests spread them over a table four times the size).
+#[derive(Default)]
+struct WindowDigests {
+    slots: FastMap<(TableId, u64), u32>,
+    entries: Vec<((TableId, u64), RangeDigest)>,
+}
+
+impl WindowDigests {
+    fn with_capacity(n: usize) -> WindowDigests {
+        WindowDigests { slots: FastMap::with_capacity_and_hasher(n, Default::default()), entries: Vec::with_capacity(n) }
+    }
+
+    /// The digest of `key`, a zero one if the window has none yet.
+    #[inline]
+    fn entry(&mut self, key: (TableId, u64)) -> &mut RangeDigest {
+        let entries = &mut self.entries;
+        let slot = *self.slots.entry(key).or_insert_with(|| {
+            entries.push((key, RangeDigest::default()));
+            (entries.len() - 1) as u32
+        });
+        &mut entries[slot as usize].1
+    }
+
+    fn get(&self, key: &(TableId, u64)) -> Option<&RangeDigest> {
+        self.slots.get(key).map(|slot| &self.entries[*slot as usize].1)
+    }
+
+    fn contains_key(&self, key: &(TableId, u64)) -> bool {
+        self.slots.contains_key(key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &((TableId, u64), RangeDigest)> {
+        self.entries.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
 #[derive(Default)]
 struct WindowAcc {
-    digests: FastMap<(TableId, u64), RangeDigest>,
+    digests: WindowDigests,
     drift: FastMap<TableId, DriftObs>,
     tables: FastMap<TableId, ()>,
     last_table: Option<TableId>,
@@ -1081,10 +1123,10 @@ impl Engine {
                 // its way up.
                 let hint = st.windows.values().next_back().map_or(st.digest_hint, |a| a.digests.len());
                 st.digest_hint = hint;
-                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: FastMap::with_capacity_and_hasher(hint, Default::default()), ..WindowAcc::default() })
+                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: WindowDigests::with_capacity(hint), ..WindowAcc::default() })
             }
         };
-        acc.digests.entry((table, range)).or_default().add_event(ev.op, ev.position.tx, ev.before, ev.after);
+        acc.digests.entry((table, range)).add_event(ev.op, ev.position.tx, ev.before, ev.after);
         acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
@@ -1512,7 +1554,7 @@ impl Engine {
         let empty = WindowAcc::default();
         let pacc = self.streams[PRIMARY as usize].windows.get(&w).unwrap_or(&empty);
         let mut keys: Vec<((TableId, u64), RangeDigest)> =
-            pacc.digests.iter().map(|(k, d)| (*k, *d)).chain(racc.digests.keys().filter(|k| !pacc.digests.contains_key(k)).map(|k| (*k, RangeDigest::default()))).collect();
+            pacc.digests.iter().copied().chain(racc.digests.iter().filter(|(k, _)| !pacc.digests.contains_key(k)).map(|(k, _)| (*k, RangeDigest::default()))).collect();
         keys.sort_unstable_by_key(|(k, _)| *k);
         let mut mismatches = Vec::new();
         let mut recovered = Vec::new();
