@@ -744,12 +744,14 @@ fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
     (end <= buf.len()).then_some((start, end))
 }
 
-/// Whether `buf[start..end]` is ASCII, without a call: word by word.
+/// Whether `buf[start..end]` (within the input) is ASCII, without a call: word by word. A word
+/// that does not fit (the input's last bytes) answers "not known": false, and the caller
+/// takes a slower check.
 #[inline(always)]
 fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
     const HI: u64 = 0x8080_8080_8080_8080;
-    // No indexing that could panic: a walk with no panic path keeps no stack frame. A word
-    // that does not fit (the input's last bytes) counts as not ASCII: the field walk decides.
+    // No indexing that could panic: a panic path is a call, and a call gives the pairs'
+    // walks a stack frame to set up.
     let n = end - start;
     if n <= 8 {
         return match load8(buf, start) {
@@ -901,31 +903,12 @@ fn len_end_slow(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
 fn str_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
     let (start, end, n) = len_end(buf, pos)?;
     *nm |= chk & n;
-    if chk && !is_ascii(buf, start, end) && std::str::from_utf8(&buf[start..end]).is_err() {
+    if chk && !ascii(buf, start, end) && std::str::from_utf8(&buf[start..end]).is_err() {
         return None;
     }
     Some(end)
 }
 
-/// ASCII check of `buf[start..end]`: one masked load for up to 8 bytes, two for up to 16.
-#[inline(always)]
-fn is_ascii(buf: &[u8], start: usize, end: usize) -> bool {
-    let n = end - start;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    if n == 0 {
-        return true;
-    }
-    if n <= 8 {
-        if let Some(w) = load8(buf, start) {
-            return w & HI & (u64::MAX >> (64 - 8 * n)) == 0;
-        }
-    } else if n <= 16 {
-        // Both words lie inside the string.
-        let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
-        return (word(start) | word(end - 8)) & HI == 0;
-    }
-    buf[start..end].is_ascii()
-}
 
 #[inline(always)]
 fn decimal_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
@@ -970,11 +953,13 @@ mod tests {
                 }
                 // A non-ASCII byte right after the range must not count.
                 b[10 + n] = 0xff;
-                assert_eq!(is_ascii(&b, 10, 10 + n), b[10..10 + n].is_ascii(), "n={n} bad={bad:?}");
+                assert_eq!(ascii(&b, 10, 10 + n), b[10..10 + n].is_ascii(), "n={n} bad={bad:?}");
             }
         }
         buf.truncate(12);
-        assert!(is_ascii(&buf, 8, 12));
+        // Where no word fits (the input's last bytes), the answer is "not known to be ASCII":
+        // the caller takes the slower check.
+        assert!(!ascii(&buf, 8, 12));
     }
 
     #[test]
