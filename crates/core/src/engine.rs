@@ -449,8 +449,8 @@ pub struct Engine {
     key_scratch: Scratch,
     bounds: BTreeMap<i64, Bound>,
     open_floor: i64,
-    /// (first commit time, window) of the last window a commit time fell in.
-    last_window: (i64, i64),
+    /// The last window a commit time fell in.
+    last_window: LastBucket,
     /// Changes whenever a window is added before the last or dropped.
     bounds_gen: u64,
     /// The latest a record arrived behind its partition's read-through time (decaying), and
@@ -487,8 +487,36 @@ struct ClockIndex {
     floor: Position,
     /// Buckets below this have been folded into `floor`.
     folded_below: i64,
-    /// (first time, bucket) of the last bucket a record time fell in.
-    last_bucket: (i64, i64),
+    /// The last bucket a record time fell in.
+    last_bucket: LastBucket,
+}
+
+/// The bucket of a time (`t.div_euclid(width)`), remembered: consecutive times mostly fall in
+/// the last one, found without a division.
+#[derive(Default)]
+struct LastBucket {
+    /// (first time, bucket); (0, 0) is right for any width: times from 0 up fall in bucket 0.
+    start: i64,
+    bucket: i64,
+}
+
+impl LastBucket {
+    /// The bucket of `t` for buckets `width` wide (the same width at every call).
+    #[inline]
+    fn of(&mut self, t: i64, width: i64) -> i64 {
+        if (t.wrapping_sub(self.start) as u64) < width as u64 {
+            return self.bucket;
+        }
+        let b = t.div_euclid(width);
+        // Remembered only when the bucket lies wholly within the range of times, so that
+        // the wrapping compare above cannot wrap.
+        if let Some(start) = b.checked_mul(width)
+            && start.checked_add(width).is_some()
+        {
+            (self.start, self.bucket) = (start, b);
+        }
+        b
+    }
 }
 
 impl ClockIndex {
@@ -497,15 +525,7 @@ impl ClockIndex {
 
     #[inline]
     fn note(&mut self, ts_ms: i64, p: Position) {
-        let b = if (ts_ms.wrapping_sub(self.last_bucket.0) as u64) < Self::BUCKET_MS as u64 {
-            self.last_bucket.1
-        } else {
-            let b = ts_ms.div_euclid(Self::BUCKET_MS);
-            if let Some(start) = b.checked_mul(Self::BUCKET_MS) {
-                self.last_bucket = (start, b);
-            }
-            b
-        };
+        let b = self.last_bucket.of(ts_ms, Self::BUCKET_MS);
         let n = self.buckets.len();
         match self.buckets.back_mut() {
             Some((bb, max, _)) if *bb == b => {
@@ -622,7 +642,7 @@ impl Engine {
             key_scratch: Scratch::default(),
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
-            last_window: (0, 0),
+            last_window: LastBucket::default(),
             bounds_gen: 0,
             skew_seen: 0,
             skew_seen_at: i64::MIN,
@@ -1149,18 +1169,10 @@ impl Engine {
         (Ingested::Counted, w)
     }
 
-    /// The primary's window of a commit time: the last answer while times stay in its window.
+    /// The primary's window of a commit time.
     #[inline]
     fn window_at(&mut self, ts_ms: i64) -> i64 {
-        let (start, w) = self.last_window;
-        if (ts_ms.wrapping_sub(start) as u64) < self.cfg.cut_interval_ms as u64 {
-            return w;
-        }
-        let w = ts_ms.div_euclid(self.cfg.cut_interval_ms);
-        if let Some(start) = w.checked_mul(self.cfg.cut_interval_ms) {
-            self.last_window = (start, w);
-        }
-        w
+        self.last_window.of(ts_ms, self.cfg.cut_interval_ms)
     }
 
     /// Whether an event lies outside the origin span: by its commit time on the primary; by
@@ -2027,5 +2039,27 @@ mod clock_tests {
             }
         }
         assert!(idx.folded_below > 0, "the span was folded at least once");
+    }
+
+    /// The remembered bucket is the division's, for times in any order, near and far.
+    #[test]
+    fn the_last_bucket_is_the_divisions() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for width in [1i64, 10, 200, 7919] {
+            let mut last = LastBucket::default();
+            let mut t = 0i64;
+            for _ in 0..100_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                t = match x % 8 {
+                    0 => x as i64,
+                    1 => i64::MIN + (x % 1000) as i64,
+                    2 => -t,
+                    _ => t.saturating_add((x % 64) as i64 - 16),
+                };
+                assert_eq!(last.of(t, width), t.div_euclid(width), "{t} / {width}");
+            }
+        }
     }
 }
