@@ -431,9 +431,16 @@ fn minimal_twos_complement(b: &[u8]) -> &[u8] {
 pub(crate) fn decimal_not_minimal(b: &[u8]) -> bool {
     match b {
         [] => true,
-        [a, b, ..] => (*a == 0 && b & 0x80 == 0) || (*a == 0xff && b & 0x80 != 0),
+        [a, b, ..] => only_sign(*a, *b),
         [_] => false,
     }
+}
+
+/// Whether the first byte of a two's-complement number only repeats the sign of the second
+/// (and could be dropped).
+#[inline(always)]
+pub(crate) fn only_sign(first: u8, second: u8) -> bool {
+    first == ((second as i8) >> 7) as u8
 }
 
 /// A value of a primitive type, walked without the schema tree.

@@ -15,7 +15,7 @@
 //! (the properties in `tests/properties.rs` change valid envelopes byte by byte, and the fuzz
 //! target feeds arbitrary bytes).
 
-use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, varint_end, Prim, SkipStep};
+use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, only_sign, varint_end, Prim, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
@@ -677,11 +677,11 @@ fn lean<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> usize {
         },
         3 => lean_len(w, buf, pos).map_or(DECLINED, |(_, end)| end),
         4 => {
-            // One byte, or a first byte that is not a sign extension of the second (see
-            // `decimal_not_minimal`): from the word loaded, when the data lie in it.
+            // One byte, or a first byte that is not only the sign of the second (as
+            // `decimal_not_minimal` reads it): from the word loaded, when the data lie in it.
             if w & 0xf1 == 0 {
-                let (n, b0, b1) = (((w & 0x0f) >> 1) as usize, (w >> 8) as u8, (w >> 16) as u8 as i8);
-                return if n == 1 || (n >= 2 && b0 != (b1 >> 7) as u8) { pos + 1 + n } else { DECLINED };
+                let (n, b0, b1) = (((w & 0x0f) >> 1) as usize, (w >> 8) as u8, (w >> 16) as u8);
+                return if n == 1 || (n >= 2 && !only_sign(b0, b1)) { pos + 1 + n } else { DECLINED };
             }
             match lean_len(w, buf, pos) {
                 Some((start, end)) if end - start >= 2 && !buf.get(start..start + 2).is_none_or(decimal_not_minimal) => end,
@@ -726,22 +726,9 @@ fn lean_varint(w: u64, pos: usize, max: u32) -> usize {
 /// start and end, within the input.
 #[inline(always)]
 fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let (start, len) = if w & 0x81 == 0 {
-        (pos + 1, (w & 0x7f) >> 1)
-    } else {
-        let n = (!w & 0x8080_8080_8080_8080).trailing_zeros() / 8 + 1;
-        if n > 3 {
-            return None;
-        }
-        let raw = ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000)) & ((1u64 << (7 * n)) - 1);
-        // Odd: a negative length. A last byte of zero: not minimal.
-        if raw & 1 != 0 || (w >> ((n - 1) * 8)) as u8 == 0 {
-            return None;
-        }
-        (pos + n as usize, raw >> 1)
-    };
+    let (start, len, nm) = len_word(w, pos)??;
     let end = start + len as usize;
-    (end <= buf.len()).then_some((start, end))
+    (!nm && end <= buf.len()).then_some((start, end))
 }
 
 /// Whether `buf[start..end]` (within the input) is ASCII, without a call: word by word. A word
@@ -866,27 +853,34 @@ fn load8(buf: &[u8], pos: usize) -> Option<u64> {
 /// input go the byte-wise way. Returns the data's start and end.
 #[inline(always)]
 fn len_end(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
-    if let Some(w) = load8(buf, pos) {
-        // Most strings are shorter than 64 bytes: a one-byte prefix, whose end is found
-        // without the general computation (the branch is predicted per field).
-        if w & 0x81 == 0 {
-            let end = pos + 1 + ((w & 0x7f) >> 1) as usize;
-            return (end <= buf.len()).then_some((pos + 1, end, false));
-        }
-        let stops = !w & 0x8080_8080_8080_8080;
-        let n = (stops.trailing_zeros() / 8 + 1) as usize;
-        if n <= 3 {
-            let raw = ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000)) & ((1u64 << (7 * n)) - 1);
-            if raw & 1 != 0 {
-                return None;
-            }
-            let last = (w >> ((n - 1) * 8)) as u8;
-            let start = pos + n;
-            let end = start + (raw >> 1) as usize;
-            return (end <= buf.len()).then_some((start, end, n > 1 && last == 0));
-        }
+    if let Some(w) = load8(buf, pos)
+        && let Some(prefix) = len_word(w, pos)
+    {
+        let (start, len, nm) = prefix?;
+        let end = start + len as usize;
+        return (end <= buf.len()).then_some((start, end, nm));
     }
     len_end_slow(buf, pos)
+}
+
+/// A length prefix at `pos` whose bytes start `w`, if it is up to three bytes long:
+/// `Some(None)` if negative, else its data's start, its length, and whether the prefix was
+/// longer than needed. `None` for a longer prefix: the byte-wise reader decides.
+#[inline(always)]
+fn len_word(w: u64, pos: usize) -> Option<Option<(usize, u64, bool)>> {
+    // Most strings are shorter than 64 bytes: a one-byte prefix, whose end is found without
+    // the general computation (the branch is predicted per field).
+    if w & 0x81 == 0 {
+        return Some(Some((pos + 1, (w & 0x7f) >> 1, false)));
+    }
+    let n = (!w & 0x8080_8080_8080_8080).trailing_zeros() / 8 + 1;
+    if n > 3 {
+        return None;
+    }
+    let raw = ((w & 0x7f) | ((w >> 1) & 0x3f80) | ((w >> 2) & 0x1f_c000)) & ((1u64 << (7 * n)) - 1);
+    // Odd: a negative length. A last byte of zero after others: not minimal.
+    let nm = n > 1 && (w >> ((n - 1) * 8)) as u8 == 0;
+    Some((raw & 1 == 0).then_some((pos + n as usize, raw >> 1, nm)))
 }
 
 #[inline(never)]
