@@ -2055,7 +2055,7 @@ mod clock_tests {
                 t = match x % 8 {
                     0 => x as i64,
                     1 => i64::MIN + (x % 1000) as i64,
-                    2 => -t,
+                    2 => t.saturating_neg(),
                     _ => t.saturating_add((x % 64) as i64 - 16),
                 };
                 assert_eq!(last.of(t, width), t.div_euclid(width), "{t} / {width}");
