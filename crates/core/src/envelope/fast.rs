@@ -371,10 +371,10 @@ impl FastEnvelope {
     #[inline(always)]
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
         let links = &self.row_pairs[..];
-        let end = (links[0].f)(links, buf, start);
+        let left = (links[0].f)(links, buf.get(start..)?);
         // The paired fields, walked again one at a time when a pair declined.
         let paired = self.paired;
-        let pos = if end != DECLINED { end } else { self.row_fields(0..paired, buf, start, nm)? };
+        let pos = if left != DECLINED { buf.len() - left } else { self.row_fields(0..paired, buf, start, nm)? };
         if self.row.len() > paired { self.row_fields(paired..self.row.len(), buf, pos, nm) } else { Some(pos) }
     }
 
@@ -602,8 +602,11 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
 /// One link of a row's chain: the walk of two fields of known kinds, and what it needs of
 /// each (its [`arg`]). A link walks its two fields, then goes on to the next link (the first
 /// of `links`, which it is called with, is its own) by a call in tail position, which the
-/// compiler makes a jump: a row is one chain of jumps, with no loop around calls. Returns
-/// the row's end, or [`DECLINED`].
+/// compiler makes a jump: a row is one chain of jumps, with no loop around calls.
+///
+/// The links walk the rest of the input as a slice, not a position in it: each read is
+/// checked against what is left alone. A chain returns the length of the input left after
+/// the row, or [`DECLINED`].
 #[derive(Debug, Clone, Copy)]
 struct Link {
     f: LinkFn,
@@ -611,16 +614,17 @@ struct Link {
     b: u8,
 }
 
-type LinkFn = fn(&[Link], &[u8], usize) -> usize;
+type LinkFn = fn(&[Link], &[u8]) -> usize;
 
 /// The chain's last link: the row ends here.
-fn row_done(_: &[Link], _: &[u8], pos: usize) -> usize {
-    pos
+fn row_done(_: &[Link], rest: &[u8]) -> usize {
+    rest.len()
 }
 
 /// A pair's walk declines anything but the common case — a value not in canonical form, a
 /// string not in ASCII, a long varint or length, the last 8 bytes of the input, bad input —
-/// and the pair is walked again one field at a time, by [`field_end`], which decides.
+/// and the pair is walked again one field at a time, by [`field_end`], which decides. (No
+/// slice is that long.)
 const DECLINED: usize = usize::MAX;
 
 /// The kinds of field a row walks in pairs, numbered for [`PAIRS`]; `None` for those the
@@ -648,87 +652,101 @@ fn arg(step: Step) -> u8 {
 
 /// Two fields of known kinds, with no dispatch inside: the common case only (see
 /// [`DECLINED`]); then the next link.
-fn pair<const A: usize, const B: usize>(links: &[Link], buf: &[u8], pos: usize) -> usize {
-    let [this, rest @ ..] = links else { return DECLINED };
-    let pos = lean::<A>(this.a, buf, pos);
-    if pos == DECLINED {
-        return DECLINED;
-    }
-    let end = lean::<B>(this.b, buf, pos);
-    match rest {
-        [next, ..] if end != DECLINED => (next.f)(rest, buf, end),
+fn pair<const A: usize, const B: usize>(links: &[Link], rest: &[u8]) -> usize {
+    let [this, others @ ..] = links else { return DECLINED };
+    let Some(rest) = lean::<A>(this.a, rest) else { return DECLINED };
+    let Some(rest) = lean::<B>(this.b, rest) else { return DECLINED };
+    match others {
+        [next, ..] => (next.f)(others, rest),
         _ => DECLINED,
     }
 }
 
-/// The end of a row field of kind `K` in canonical form, or [`DECLINED`]. Kind 7 is no
-/// field: the second of a pair made of an odd row's last field.
+/// What is left of the input after a row field of kind `K` in canonical form at the start
+/// of `rest`; `None` to decline. Kind 7 is no field: the second of a pair made of an odd
+/// row's last field.
 #[inline(always)]
-fn lean<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> usize {
+fn lean<const K: usize>(arg: u8, rest: &[u8]) -> Option<&[u8]> {
     if K == 7 {
-        return pos;
+        return Some(rest);
     }
-    let Some(w) = load8(buf, pos) else { return DECLINED };
+    let w = first_word(rest)?;
     match K {
-        0 | 1 => lean_varint(w, pos, if K == 1 { 4 } else { 8 }),
-        2 => match lean_len(w, buf, pos) {
-            Some((start, end)) if ascii(buf, start, end) => end,
-            _ => DECLINED,
-        },
-        3 => lean_len(w, buf, pos).map_or(DECLINED, |(_, end)| end),
+        0 | 1 => rest.get(lean_varint(w, if K == 1 { 4 } else { 8 })?..),
+        2 => lean_str(w, rest),
+        3 => rest.get(lean_len(w, rest.len())?.1..),
         4 => {
-            // One byte, or a first byte that is not only the sign of the second (as
-            // `decimal_not_minimal` reads it): from the word loaded, when the data lie in it.
-            if w & 0xf1 == 0 {
-                let (n, b0, b1) = (((w & 0x0f) >> 1) as usize, (w >> 8) as u8, (w >> 16) as u8);
-                return if n == 1 || (n >= 2 && !only_sign(b0, b1)) { pos + 1 + n } else { DECLINED };
-            }
-            match lean_len(w, buf, pos) {
-                Some((start, end)) if end - start >= 2 && !buf.get(start..start + 2).is_none_or(decimal_not_minimal) => end,
-                _ => DECLINED,
-            }
+            // A one-byte prefix, and a first byte that is not only the sign of the second (as
+            // `decimal_not_minimal` reads it), or one byte: all in the word loaded.
+            let n = ((w & 0x7f) >> 1) as usize;
+            if w & 0x81 == 0 && (n == 1 || (n >= 2 && !only_sign((w >> 8) as u8, (w >> 16) as u8))) { rest.get(1 + n..) } else { None }
         }
         5 | 6 => {
             let b = w as u8;
             if b == 2 - arg {
-                pos + 1
+                rest.get(1..)
             } else if b != arg {
-                DECLINED
+                None
             } else if K == 5 {
-                lean_varint(w >> 8, pos + 1, 7)
+                rest.get(1 + lean_varint(w >> 8, 7)?..)
             } else {
-                match load8(buf, pos + 1).and_then(|w| lean_len(w, buf, pos + 1)) {
-                    Some((start, end)) if ascii(buf, start, end) => end,
-                    _ => DECLINED,
-                }
+                let rest = rest.get(1..)?;
+                lean_str(first_word(rest)?, rest)
             }
         }
-        _ => DECLINED,
+        _ => None,
     }
 }
 
-/// The end of a minimal varint of at most `max` bytes whose bytes start `w`.
+/// The first 8 bytes of `rest`, little-endian; `None` if fewer are left.
 #[inline(always)]
-fn lean_varint(w: u64, pos: usize, max: u32) -> usize {
+fn first_word(rest: &[u8]) -> Option<u64> {
+    rest.first_chunk::<8>().map(|c| u64::from_le_bytes(*c))
+}
+
+/// The length of a minimal varint of at most `max` bytes whose bytes start `w`.
+#[inline(always)]
+fn lean_varint(w: u64, max: u32) -> Option<usize> {
     if w & 0x80 == 0 {
-        return pos + 1;
+        return Some(1);
     }
     let stops = !w & 0x8080_8080_8080_8080;
     let len = stops.trailing_zeros() / 8 + 1;
     // (`stops == 0` gives 9: beyond any `max`.) A last byte of zero is not minimal.
-    if len > max || (w >> ((len - 1) * 8)) as u8 == 0 {
-        return DECLINED;
-    }
-    pos + len as usize
+    (len <= max && (w >> ((len - 1) * 8)) as u8 != 0).then_some(len as usize)
 }
 
-/// A minimal length prefix of up to three bytes whose bytes start `w`, and its data's
-/// start and end, within the input.
+/// A minimal length prefix of one or two bytes (lengths below 8 KiB) whose bytes start `w`,
+/// at the start of `avail` bytes left: its data's start and end, within them.
 #[inline(always)]
-fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
-    let (start, len, nm) = len_word(w, pos)??;
-    let end = start + len as usize;
-    (!nm && end <= buf.len()).then_some((start, end))
+fn lean_len(w: u64, avail: usize) -> Option<(usize, usize)> {
+    let (start, len) = if w & 0x81 == 0 {
+        (1, ((w & 0x7f) >> 1) as usize)
+    } else if w & 0x8081 == 0x80 && w & 0xff00 != 0 {
+        // Continued, not negative, and a second byte that ends it and is not zero.
+        (2, (((w & 0x7f) | ((w >> 1) & 0x3f80)) >> 1) as usize)
+    } else {
+        return None;
+    };
+    (start + len <= avail).then_some((start, start + len))
+}
+
+/// What is left after an ASCII string in canonical form whose bytes start `w`, at the start
+/// of `rest`. A string of up to 7 bytes lies in `w` (after its one-byte prefix); a longer one
+/// is read word by word, the last word ending where it ends.
+#[inline(always)]
+fn lean_str(w: u64, rest: &[u8]) -> Option<&[u8]> {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (start, end) = lean_len(w, rest.len())?;
+    let data = rest.get(start..end)?;
+    let high = if data.len() < 8 {
+        // (A two-byte prefix is for 64 bytes or more: this one is one byte.)
+        (w >> 8) & ((1u64 << (8 * data.len())) - 1)
+    } else {
+        let last = data.last_chunk::<8>().map(|c| u64::from_le_bytes(*c))?;
+        data.as_chunks::<8>().0.iter().fold(last, |acc, c| acc | u64::from_le_bytes(*c))
+    };
+    if high & HI == 0 { rest.get(end..) } else { None }
 }
 
 /// Whether `buf[start..end]` (within the input) is ASCII, without a call: word by word. A word
@@ -737,8 +755,6 @@ fn lean_len(w: u64, buf: &[u8], pos: usize) -> Option<(usize, usize)> {
 #[inline(always)]
 fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
     const HI: u64 = 0x8080_8080_8080_8080;
-    // No indexing that could panic: a panic path is a call, and a call gives the pairs'
-    // walks a stack frame to set up.
     let n = end - start;
     if n <= 8 {
         return match load8(buf, start) {
@@ -981,13 +997,13 @@ mod tests {
     #[test]
     fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
         fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
-            let lean = lean::<K>(arg, buf, pos);
+            let lean = lean::<K>(arg, &buf[pos..]).map(|rest| buf.len() - rest.len());
             let mut nm = false;
             let field = field_of::<K>(arg, true, buf, pos, &mut nm);
-            if lean != DECLINED {
-                assert_eq!((Some(lean), false), (field, nm), "kind {K} arg {arg} at {pos} in {buf:?}");
+            if lean.is_some() {
+                assert_eq!((lean, false), (field, nm), "kind {K} arg {arg} at {pos} in {buf:?}");
             }
-            (lean != DECLINED, field.is_some() && !nm)
+            (lean.is_some(), field.is_some() && !nm)
         }
         let alphabet = [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x06, 0x0a, 0x10, 0x3e, 0x40, 0x7e, 0x7f, 0x80, 0x81, 0x82, 0xc3, 0xfe, 0xff, b'a', b'z'];
         let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -1017,7 +1033,7 @@ mod tests {
     }
 
     /// Length prefixes of one to five bytes, minimal or not, negative or not: the lean walk
-    /// gives `len_end`'s answer for minimal prefixes of up to three bytes, and declines the rest.
+    /// gives `len_end`'s answer for minimal prefixes of up to two bytes, and declines the rest.
     #[test]
     fn lean_lengths_agree_with_len_end() {
         for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 8191, 8192, 70_000, (1 << 20) - 1, 1 << 20, 1 << 21] {
@@ -1034,9 +1050,9 @@ mod tests {
                 let mut buf = prefix.clone();
                 buf.resize(prefix.len() + len + 8, b'x');
                 let w = load8(&buf, 0).unwrap();
-                let lean = lean_len(w, &buf, 0);
+                let lean = lean_len(w, buf.len());
                 let general = len_end(&buf, 0);
-                if pad == 0 && prefix.len() <= 3 {
+                if pad == 0 && prefix.len() <= 2 {
                     assert_eq!(lean, Some((prefix.len(), prefix.len() + len)), "len {len}");
                     assert_eq!(general, Some((prefix.len(), prefix.len() + len, false)));
                 } else {
@@ -1044,7 +1060,7 @@ mod tests {
                 }
                 // Negative: the same bytes with the sign bit set.
                 buf[0] |= 1;
-                assert_eq!(lean_len(load8(&buf, 0).unwrap(), &buf, 0), None, "-{len}");
+                assert_eq!(lean_len(load8(&buf, 0).unwrap(), buf.len()), None, "-{len}");
             }
         }
     }
