@@ -219,13 +219,16 @@ struct PartCache {
     key: KeyCache,
     /// What decoding learned of this partition's last envelopes.
     hint: Hint,
+    /// The lowest position this partition has noted for `vid` in its table's `refs`
+    /// (`Position::MAX` before the first): an event at or above it has nothing to note.
+    noted: std::cell::Cell<Position>,
 }
 
-/// Decodes a value datum with a partition's cached plans.
+/// Decodes a value datum with a partition's cached plans, into `ev`.
 #[inline]
-fn decode(c: &mut PartCache, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+fn decode(c: &mut PartCache, seed: u64, datum: &[u8], scratch: &mut Scratch, ev: &mut Event) -> Result<(), DecodeError> {
     let layout = c.writer.layout.as_ref().expect("checked when cached");
-    layout.decode_hinted(&c.writer.schema, &c.plan, seed, datum, scratch, &mut c.hint)
+    layout.decode_hinted_into(&c.writer.schema, &c.plan, seed, datum, scratch, &mut c.hint, ev)
 }
 
 struct KeyCache {
@@ -897,10 +900,10 @@ impl Engine {
             }
         }
         let seed = self.tables[table as usize].seed;
-        let mut ev = match decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch) {
-            Ok(ev) => ev,
-            Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
-        };
+        let mut ev = Event::EMPTY;
+        if let Err(e) = decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch, &mut ev) {
+            return Ok(self.poison(rec, format!("value: {e}")));
+        }
         let mut c = cache.as_ref().expect("filled above");
         if stream != PRIMARY {
             if ev.position > self.primary_wm {
@@ -913,10 +916,9 @@ impl Engine {
                     Ok(n) => *cache = Some(Box::new(n)),
                     Err(e) => return Ok(self.poison(rec, e)),
                 }
-                ev = match decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch) {
-                    Ok(ev) => ev,
-                    Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
-                };
+                if let Err(e) = decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch, &mut ev) {
+                    return Ok(self.poison(rec, format!("value: {e}")));
+                }
                 c = cache.as_ref().expect("filled above");
             }
         }
@@ -943,7 +945,8 @@ impl Engine {
             Drill::Ranges(_) => self.drill_ranges.contains(&(table, range)).then(|| (key_bytes.to_vec(), k.rid)),
         };
 
-        if stream == PRIMARY {
+        if stream == PRIMARY && ev.position < c.noted.get() {
+            c.noted.set(ev.position);
             let t = &mut self.tables[table as usize];
             match t.refs.iter_mut().find(|(id, _)| *id == vid) {
                 Some((_, from)) => {
@@ -1019,6 +1022,7 @@ impl Engine {
             writer,
             key: KeyCache { kid, rid: key_rid, plan: key_plan, writer: key_writer, reference: key_reference },
             hint: Hint::default(),
+            noted: std::cell::Cell::new(Position::MAX),
         }))
     }
 

@@ -125,6 +125,11 @@ pub struct Event {
     pub image: Option<(u32, u32)>,
 }
 
+impl Event {
+    /// No event yet: what decoding into an event starts from.
+    pub const EMPTY: Event = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
+}
+
 impl EnvelopeLayout {
     pub fn compile(schema: &Schema, position: &PositionField) -> Result<EnvelopeLayout, LayoutError> {
         let Node::Record { fields, .. } = schema.node(schema.root()) else {
@@ -218,20 +223,37 @@ impl EnvelopeLayout {
     /// reference row schema) seeded by `seed` (the table).
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
-        self.decode_with(schema, plan, seed, datum, scratch, None)
+        self.decode_with(schema, plan, seed, datum, scratch)
     }
 
     /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
     /// partition (see [`Hint`]): faster when they are alike, the same result always.
     #[inline]
     pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
-        self.decode_with(schema, plan, seed, datum, scratch, Some(hint))
+        let mut ev = Event::EMPTY;
+        self.decode_hinted_into(schema, plan, seed, datum, scratch, hint, &mut ev)?;
+        Ok(ev)
+    }
+
+    /// [`decode_hinted`](Self::decode_hinted) into `ev`, which the caller keeps: the event is
+    /// not copied out through the result (it is over a hundred bytes). `ev` is left as it is
+    /// on an error.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {
+        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
+            && fast.decode_into(seed, datum, Some(hint), ev).is_some()
+        {
+            return Ok(());
+        }
+        *ev = self.decode_general(schema, plan, seed, datum, scratch)?;
+        Ok(())
     }
 
     #[inline(always)]
-    fn decode_with(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>) -> Result<Event, DecodeError> {
+    fn decode_with(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && let Some(ev) = fast.decode(seed, datum, hint)
+            && let Some(ev) = fast.decode(seed, datum, None)
         {
             return Ok(ev);
         }
@@ -258,7 +280,7 @@ impl EnvelopeLayout {
     /// The general walk: any schema, any input; names what is wrong with bad input.
     pub fn decode_general(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         let mut r = Reader::new(datum);
-        let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
+        let mut ev = Event::EMPTY;
         let mut have_pos = false;
         for step in &self.steps {
             match step {

@@ -19,7 +19,7 @@ use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, only_sig
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{row_hash, Op};
 
-use super::{parse_position, Event, Position};
+use super::{parse_position, Event};
 
 /// One step. `chk`: the value lies in a row image, whose bytes are hashed as they are, so
 /// they must be in canonical form. `present`: the branch byte (zigzag index) of the non-null
@@ -244,8 +244,15 @@ impl FastEnvelope {
     /// hint, the tail is checked against what was learned of the last envelopes, and learned
     /// again when it differs.
     #[inline]
-    pub(super) fn decode(&self, seed: u64, buf: &[u8], mut hint: Option<&mut Hint>) -> Option<Event> {
-        let mut ev = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
+    pub(super) fn decode(&self, seed: u64, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
+        let mut ev = Event::EMPTY;
+        self.decode_into(seed, buf, hint, &mut ev).map(|()| ev)
+    }
+
+    /// [`decode`](Self::decode) into `ev`, which the caller keeps (an event is over a hundred
+    /// bytes: not copied out through the layers of results). `ev` is undefined on `None`.
+    pub(super) fn decode_into(&self, seed: u64, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+        *ev = Event::EMPTY;
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
         let mut pos = 0usize;
@@ -267,7 +274,7 @@ impl FastEnvelope {
                     && let Some(t) = &h.tail
                     && t.matches(buf, pos)
                 {
-                    t.read(buf, pos, &mut ev, &mut have_op, &mut have_pos)?;
+                    t.read(buf, pos, ev, &mut have_op, &mut have_pos)?;
                     if h.misses != 0 {
                         h.misses = 0;
                     }
@@ -350,7 +357,7 @@ impl FastEnvelope {
             ev.after = Some(row_hash(seed, &buf[a..b]));
             ev.image = Some((a as u32, b as u32));
         }
-        Some(ev)
+        Some(())
     }
 }
 
