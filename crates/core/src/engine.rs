@@ -264,36 +264,77 @@ struct DriftObs {
 }
 
 /// The digests of one window by (table, range), in the order their ranges were first met,
-/// found through a map of small slots: a window's events touch few cache lines of it (a map of
-/// whole digests spread them over a table four times the size).
+/// found through small slots: a window's events touch few cache lines of it (a map of whole
+/// digests spread them over a table four times the size). The slots of ranges below
+/// [`DENSE_RANGES`] (hash buckets, as most are) lie in one array per table, indexed by the
+/// range; the others (integer ranges) are found through a map.
 #[derive(Default)]
 struct WindowDigests {
+    /// How many ranges a window is expected to meet (the last one's count).
+    expected: usize,
+    dense: Vec<Vec<u32>>,
     slots: FastMap<(TableId, u64), u32>,
     entries: Vec<((TableId, u64), RangeDigest)>,
 }
 
+/// Ranges below this have their slot in a table's array (16 KiB at most per table and window).
+const DENSE_RANGES: u64 = 4096;
+/// No slot yet.
+const NO_SLOT: u32 = u32::MAX;
+
 impl WindowDigests {
     fn with_capacity(n: usize) -> WindowDigests {
-        WindowDigests { slots: FastMap::with_capacity_and_hasher(n, Default::default()), entries: Vec::with_capacity(n) }
+        WindowDigests { expected: n, entries: Vec::with_capacity(n), ..WindowDigests::default() }
+    }
+
+    /// The slot of `key`, if it has one.
+    #[inline]
+    fn slot(&self, key: &(TableId, u64)) -> Option<u32> {
+        if key.1 < DENSE_RANGES {
+            self.dense.get(key.0 as usize)?.get(key.1 as usize).copied().filter(|s| *s != NO_SLOT)
+        } else {
+            self.slots.get(key).copied()
+        }
     }
 
     /// The digest of `key`, a zero one if the window has none yet.
     #[inline]
     fn entry(&mut self, key: (TableId, u64)) -> &mut RangeDigest {
-        let entries = &mut self.entries;
-        let slot = *self.slots.entry(key).or_insert_with(|| {
-            entries.push((key, RangeDigest::default()));
-            (entries.len() - 1) as u32
-        });
-        &mut entries[slot as usize].1
+        let slot = match self.slot(&key) {
+            Some(slot) => slot,
+            None => self.insert(key),
+        };
+        &mut self.entries[slot as usize].1
+    }
+
+    #[cold]
+    fn insert(&mut self, key: (TableId, u64)) -> u32 {
+        let slot = self.entries.len() as u32;
+        self.entries.push((key, RangeDigest::default()));
+        if key.1 < DENSE_RANGES {
+            let (t, r) = (key.0 as usize, key.1 as usize);
+            if self.dense.len() <= t {
+                self.dense.resize_with(t + 1, Vec::new);
+            }
+            let table = &mut self.dense[t];
+            if table.len() <= r {
+                // Hash buckets are met in no order: room for as many as the last window met,
+                // or the next power of two, at once.
+                table.resize((r + 1).max(self.expected).next_power_of_two().min(DENSE_RANGES as usize), NO_SLOT);
+            }
+            table[r] = slot;
+        } else {
+            self.slots.insert(key, slot);
+        }
+        slot
     }
 
     fn get(&self, key: &(TableId, u64)) -> Option<&RangeDigest> {
-        self.slots.get(key).map(|slot| &self.entries[*slot as usize].1)
+        self.slot(key).map(|slot| &self.entries[slot as usize].1)
     }
 
     fn contains_key(&self, key: &(TableId, u64)) -> bool {
-        self.slots.contains_key(key)
+        self.slot(key).is_some()
     }
 
     fn iter(&self) -> impl Iterator<Item = &((TableId, u64), RangeDigest)> {
@@ -2043,6 +2084,51 @@ mod clock_tests {
             }
         }
         assert!(idx.folded_below > 0, "the span was folded at least once");
+    }
+
+    /// A window's digests, by slots in arrays and in the map, against a map of digests: the
+    /// same digest for every key, in the order keys were first met.
+    #[test]
+    fn window_digests_are_found_by_their_keys() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut digests = WindowDigests::with_capacity(4);
+        let mut reference: HashMap<(TableId, u64), RangeDigest> = HashMap::new();
+        let mut order = Vec::new();
+        for i in 0..20_000u64 {
+            let table = (next() % 5) as TableId;
+            let range = match next() % 4 {
+                0 => next() % 1024,
+                1 => DENSE_RANGES - 1 - next() % 3,
+                2 => DENSE_RANGES + next() % 3,
+                _ => (next() % 50) ^ (1 << 63),
+            };
+            let key = (table, range);
+            let after = Some(next() as u128);
+            reference
+                .entry(key)
+                .or_insert_with(|| {
+                    order.push(key);
+                    RangeDigest::default()
+                })
+                .add_event(Op::Update, i, Some(i as u128), after);
+            digests.entry(key).add_event(Op::Update, i, Some(i as u128), after);
+        }
+        assert_eq!(digests.len(), reference.len());
+        assert_eq!(digests.iter().map(|(k, _)| *k).collect::<Vec<_>>(), order);
+        for (key, d) in digests.iter() {
+            assert!(digests.contains_key(key));
+            assert_eq!(Some(d), reference.get(key), "{key:?}");
+            assert_eq!(digests.get(key), reference.get(key), "{key:?}");
+        }
+        for key in [(7, 3), (0, DENSE_RANGES + 100), (1, 1 << 63), (4, DENSE_RANGES - 1 - 3)] {
+            assert_eq!(digests.contains_key(&key), reference.contains_key(&key), "{key:?}");
+        }
     }
 
     /// The remembered bucket is the division's, for times in any order, near and far.
