@@ -113,7 +113,7 @@ impl Plan {
 
     /// Reads one value from `r` and returns its canonical bytes: a slice of the input when
     /// the input already is canonical, else the re-encoding in `scratch.out`.
-    #[inline]
+    #[inline(always)]
     pub fn canonical<'i, 's>(&self, writer: &Schema, r: &mut Reader<'i>, scratch: &'s mut Scratch) -> Result<Canon<'i, 's>, DecodeError> {
         // A key of one number, all of the input that is left: the common key, taken as it is
         // when its varint is minimal. (Anything else, trailing bytes too, takes the walk.)
@@ -124,6 +124,12 @@ impl Plan {
                 return Ok(Canon::Input(rest));
             }
         }
+        self.canonical_walk(writer, r, scratch)
+    }
+
+    /// [`canonical`](Self::canonical) by the walk.
+    #[inline(never)]
+    fn canonical_walk<'i, 's>(&self, writer: &Schema, r: &mut Reader<'i>, scratch: &'s mut Scratch) -> Result<Canon<'i, 's>, DecodeError> {
         if self.identity {
             let start = r.pos();
             let was_non_minimal = r.non_minimal;
@@ -608,7 +614,7 @@ pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check:
 /// Whether `d` is exactly one varint of at most `max` bytes, in canonical form: every byte
 /// but the last has its high bit set, and the last is not a zero after others (a ten-byte
 /// varint's last byte holds one bit).
-#[inline]
+#[inline(always)]
 fn one_minimal_varint(d: &[u8], max: usize) -> bool {
     let Some((&last, init)) = d.split_last() else { return false };
     d.len() <= max && last & 0x80 == 0 && (init.is_empty() || last != 0) && (d.len() < 10 || last == 1) && init.iter().all(|b| b & 0x80 != 0)
