@@ -266,18 +266,21 @@ impl FastEnvelope {
         // Where the tail began when it was walked, to learn it from.
         let mut learn_at = None;
         let mut stop = self.tail_from.unwrap_or(usize::MAX);
+        // The tail, by the template when it matches: before the loop when it follows the
+        // images (as in every Debezium envelope), else where the loop reaches it.
+        if i == stop {
+            stop = usize::MAX;
+            if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
+                pos = buf.len();
+                i = steps.len();
+            } else {
+                learn_at = Some(pos);
+            }
+        }
         while let Some(step) = steps.get(i) {
             if i == stop {
                 stop = usize::MAX;
-                if let Some(h) = hint.as_deref_mut()
-                    && h.owner == self.id
-                    && let Some(t) = &h.tail
-                    && t.matches(buf, pos)
-                {
-                    t.read(buf, pos, ev, &mut have_op, &mut have_pos)?;
-                    if h.misses != 0 {
-                        h.misses = 0;
-                    }
+                if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
                     pos = buf.len();
                     break;
                 }
@@ -362,6 +365,25 @@ impl FastEnvelope {
 }
 
 impl FastEnvelope {
+    /// Reads the tail at `pos` by the hint's template, if it has one of this walk and the tail
+    /// matches it: whether it did (`None`: it matched, but a value in it is not one the
+    /// verifier reads, and the general walk decides).
+    #[inline(always)]
+    fn tail_by_template(&self, hint: Option<&mut Hint>, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<bool> {
+        if let Some(h) = hint
+            && h.owner == self.id
+            && let Some(t) = &h.tail
+            && t.matches(buf, pos)
+        {
+            t.read(buf, pos, ev, have_op, have_pos)?;
+            if h.misses != 0 {
+                h.misses = 0;
+            }
+            return Some(true);
+        }
+        Some(false)
+    }
+
     /// A row image at `pos` (after its branch, if nullable): where it lies, if present.
     #[inline(always)]
     fn image(&self, buf: &[u8], pos: &mut usize, present: Option<u8>, nm: &mut bool) -> Option<Option<(usize, usize)>> {
