@@ -1099,10 +1099,11 @@ impl Engine {
             }
             part.recent.insert(seen.unwrap_err(), ev.position);
         } else {
+            // (A new high: the last position as well. Below it, the last stays.)
             part.hwm = ev.position;
+            part.last_pos = Some(ev.position);
             part.recent.push(ev.position);
         }
-        part.last_pos = Some(part.last_pos.map_or(ev.position, |l| l.max(ev.position)));
         self.streams[stream as usize].clock.note(rec.timestamp_ms, ev.position);
 
         if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
