@@ -236,8 +236,8 @@ impl EnvelopeLayout {
     }
 
     /// [`decode_hinted`](Self::decode_hinted) into `ev`, which the caller keeps: the event is
-    /// not copied out through the result (it is over a hundred bytes). `ev` is left as it is
-    /// on an error.
+    /// not copied out through the result (it is over a hundred bytes). On an error, `ev`
+    /// is no event.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {

@@ -250,7 +250,8 @@ impl FastEnvelope {
     }
 
     /// [`decode`](Self::decode) into `ev`, which the caller keeps (an event is over a hundred
-    /// bytes: not copied out through the layers of results). `ev` is undefined on `None`.
+    /// bytes: not copied out through the layers of results). On `None`, `ev` holds only what
+    /// was read before the walk declined, and is no event.
     pub(super) fn decode_into(&self, seed: u64, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
         *ev = Event::EMPTY;
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
