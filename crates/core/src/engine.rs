@@ -2053,13 +2053,8 @@ mod clock_tests {
     /// across folds of old buckets, between and without refreshes.
     #[test]
     fn clock_index_agrees_with_a_scan() {
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x9E37_79B9_7F4A_7C15);
+        let mut rnd = move |n: u64| next() % n;
         let mut idx = ClockIndex::default();
         let mut noted: Vec<(i64, Position)> = Vec::new();
         let mut now = 10_000i64;
@@ -2091,13 +2086,7 @@ mod clock_tests {
     /// same digest for every key, in the order keys were first met.
     #[test]
     fn window_digests_are_found_by_their_keys() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let mut digests = WindowDigests::with_capacity(4);
         let mut reference: HashMap<(TableId, u64), RangeDigest> = HashMap::new();
         let mut order = Vec::new();
@@ -2135,14 +2124,12 @@ mod clock_tests {
     /// The remembered bucket is the division's, for times in any order, near and far.
     #[test]
     fn the_last_bucket_is_the_divisions() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         for width in [1i64, 10, 200, 7919] {
             let mut last = LastBucket::default();
             let mut t = 0i64;
             for _ in 0..100_000 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = next();
                 t = match x % 8 {
                     0 => x as i64,
                     1 => i64::MIN + (x % 1000) as i64,

@@ -19,6 +19,19 @@ pub mod time;
 pub mod verdict;
 pub mod wire;
 
+#[cfg(test)]
+mod test_rng {
+    /// A xorshift generator: the same numbers from the same seed, for the tests' random inputs.
+    pub fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+}
+
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
 pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
 pub use envelope::{Position, PositionField};

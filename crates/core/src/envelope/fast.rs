@@ -1036,13 +1036,7 @@ mod tests {
             (lean.is_some(), field.is_some() && !nm)
         }
         let alphabet = [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x06, 0x0a, 0x10, 0x3e, 0x40, 0x7e, 0x7f, 0x80, 0x81, 0x82, 0xc3, 0xfe, 0xff, b'a', b'z'];
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let (mut decided, mut valid) = ([0usize; 7], [0usize; 7]);
         for _ in 0..200_000 {
             let len = (next() % 40) as usize;
@@ -1099,13 +1093,7 @@ mod tests {
     /// every place the template may have learned their digits to begin.
     #[test]
     fn position_numbers_read_as_parse_position_reads_them() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"0123456789:-a/ 9";
         let mut fast = 0;
         for i in 0..300_000 {
@@ -1138,11 +1126,9 @@ mod tests {
     /// Varints of 1 to 10 bytes, read by the word as the template reads them.
     #[test]
     fn varint_values_read_as_the_byte_wise_reader_reads_them() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         for i in 0..200_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = next();
             let v = (x >> (i % 64)) as i64 * if i % 2 == 0 { 1 } else { -1 };
             let mut buf = vec![0x80u8; (i % 13) as usize];
             let start = buf.len();
