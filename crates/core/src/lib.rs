@@ -19,6 +19,12 @@ pub mod time;
 pub mod verdict;
 pub mod wire;
 
+pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
+pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
+pub use envelope::{Position, PositionField};
+pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
+pub use verdict::{Divergence, Kind};
+
 #[cfg(test)]
 mod test_rng {
     /// A xorshift generator: the same numbers from the same seed, for the tests' random inputs.
@@ -31,9 +37,3 @@ mod test_rng {
         }
     }
 }
-
-pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
-pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
-pub use envelope::{Position, PositionField};
-pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
-pub use verdict::{Divergence, Kind};

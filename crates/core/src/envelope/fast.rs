@@ -1042,7 +1042,7 @@ mod tests {
             let len = (next() % 40) as usize;
             // Long runs of one byte now and then: long varints and long strings.
             let run = alphabet[(next() % alphabet.len() as u64) as usize];
-            let buf: Vec<u8> = (0..len).map(|_| if next() % 4 == 0 { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
+            let buf: Vec<u8> = (0..len).map(|_| if next().is_multiple_of(4) { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
             let pos = (next() % (len as u64 + 1)) as usize;
             let arg = [0u8, 2][(next() % 2) as usize];
             let results = [check::<0>(arg, &buf, pos), check::<1>(arg, &buf, pos), check::<2>(arg, &buf, pos), check::<3>(arg, &buf, pos), check::<4>(arg, &buf, pos), check::<5>(arg, &buf, pos), check::<6>(arg, &buf, pos)];
@@ -1115,7 +1115,7 @@ mod tests {
             buf.extend_from_slice(b"\x02\x04xy");
             let (start, end) = (pad, pad + v.len());
             let learned = start + v.iter().rposition(|c| *c == b':' || *c == b'-').map_or(0, |i| i + 1);
-            let digits = if next() % 4 == 0 { start + (next() % (v.len() as u64 + 1)) as usize } else { learned };
+            let digits = if next().is_multiple_of(4) { start + (next() % (v.len() as u64 + 1)) as usize } else { learned };
             let expected = parse_position(&v);
             assert_eq!(position_number(&buf, start, end, digits), expected, "{:?} digits at {}", String::from_utf8_lossy(&v), digits - start);
             fast += digits_value(&buf, digits, end).is_some() as usize;
