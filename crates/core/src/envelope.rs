@@ -223,7 +223,9 @@ impl EnvelopeLayout {
     /// reference row schema) seeded by `seed` (the table).
     #[inline]
     pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
-        self.decode_with(schema, plan, seed, datum, scratch)
+        let mut ev = Event::EMPTY;
+        self.decode_into(schema, plan, seed, datum, scratch, None, &mut ev)?;
+        Ok(ev)
     }
 
     /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
@@ -231,7 +233,7 @@ impl EnvelopeLayout {
     #[inline]
     pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
         let mut ev = Event::EMPTY;
-        self.decode_hinted_into(schema, plan, seed, datum, scratch, hint, &mut ev)?;
+        self.decode_into(schema, plan, seed, datum, scratch, Some(hint), &mut ev)?;
         Ok(ev)
     }
 
@@ -241,23 +243,21 @@ impl EnvelopeLayout {
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {
+        self.decode_into(schema, plan, seed, datum, scratch, Some(hint), ev)
+    }
+
+    /// The flat walk when the writer's row schema is the reference and it decides, else the
+    /// general walk.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn decode_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>, ev: &mut Event) -> Result<(), DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && fast.decode_into(seed, datum, Some(hint), ev).is_some()
+            && fast.decode_into(seed, datum, hint, ev).is_some()
         {
             return Ok(());
         }
         *ev = self.decode_general(schema, plan, seed, datum, scratch)?;
         Ok(())
-    }
-
-    #[inline(always)]
-    fn decode_with(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
-        if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && let Some(ev) = fast.decode(seed, datum, None)
-        {
-            return Ok(ev);
-        }
-        self.decode_general(schema, plan, seed, datum, scratch)
     }
 
     /// Whether envelopes of this schema have the flat walk (see `fast.rs`).

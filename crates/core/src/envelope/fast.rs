@@ -747,7 +747,9 @@ fn lean_varint(w: u64, max: u32) -> Option<usize> {
 }
 
 /// A minimal length prefix of one or two bytes (lengths below 8 KiB) whose bytes start `w`,
-/// at the start of `avail` bytes left: its data's start and end, within them.
+/// at the start of `avail` bytes left: its data's start and end, within them. (Not by
+/// [`len_word`]: its general decoding of up to three bytes kept registers live in every pair;
+/// these two cases need none, and longer prefixes go to the per-field walk.)
 #[inline(always)]
 fn lean_len(w: u64, avail: usize) -> Option<(usize, usize)> {
     let (start, len) = if w & 0x81 == 0 {
