@@ -283,8 +283,10 @@ const DENSE_RANGES: u64 = 4096;
 const NO_SLOT: u32 = u32::MAX;
 
 impl WindowDigests {
+    /// Room for `n` ranges and half as many again: windows of steady traffic meet about as
+    /// many ranges as the last one, some more, and growing the digests copies them all.
     fn with_capacity(n: usize) -> WindowDigests {
-        WindowDigests { expected: n, entries: Vec::with_capacity(n), ..WindowDigests::default() }
+        WindowDigests { expected: n, entries: Vec::with_capacity(n + n / 2), ..WindowDigests::default() }
     }
 
     /// The slot of `key`, if it has one.
