@@ -8,6 +8,7 @@
 //! windows, compare each replica's windows with the primary's and emit verdicts.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use crate::avro::reader::{DecodeError, Reader};
@@ -356,7 +357,8 @@ struct WindowAcc {
     last_table: Option<TableId>,
     /// The primary's last position per table in the window.
     table_last: Vec<(TableId, Position)>,
-    /// The newest record time among the window's events (when they were written to Kafka).
+    /// The newest record time among the window's events (when they were written to Kafka);
+    /// `i64::MIN` before the first.
     max_record_ms: i64,
 }
 
@@ -1191,7 +1193,7 @@ impl Engine {
                 // its way up.
                 let hint = st.windows.values().next_back().map_or(st.digest_hint, |a| a.digests.len());
                 st.digest_hint = hint;
-                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: WindowDigests::with_capacity(hint), ..WindowAcc::default() })
+                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: WindowDigests::with_capacity(hint), max_record_ms: i64::MIN, ..WindowAcc::default() })
             }
         };
         acc.digests.entry((table, range)).add_event(ev.op, ev.position.tx, ev.before, ev.after);
@@ -1215,6 +1217,16 @@ impl Engine {
             d.events += 1;
         }
         (Ingested::Counted, w)
+    }
+
+    /// The primary's windows after the last one replica `r` was compared in.
+    fn after_done(&self, r: StreamId) -> (std::ops::Bound<i64>, std::ops::Bound<i64>) {
+        (self.streams[r as usize].done_upto.map_or(Unbounded, Excluded), Unbounded)
+    }
+
+    /// Where window `w` ends (its times are below this), as far as times go.
+    fn window_end_ms(&self, w: i64) -> i64 {
+        w.saturating_add(1).saturating_mul(self.cfg.cut_interval_ms)
     }
 
     /// The primary's window of a commit time.
@@ -1330,7 +1342,7 @@ impl Engine {
     /// calls this; on shutdown it leaves open windows to the next run.
     pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
         self.set_all_progress(Progress::Ended);
-        let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms + self.cfg.cut_interval_ms * 2 + 1);
+        let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms.saturating_add(self.cfg.cut_interval_ms.saturating_mul(2)).saturating_add(1));
         // The primary has passed all it ever will: records parked ahead of it (positions it
         // never wrote) are verified now, in its last window, before that window is compared.
         self.primary_wm = Position::MAX;
@@ -1339,7 +1351,7 @@ impl Engine {
         self.advance(far, src, out)?;
         // Tables a replica stopped sending before the input ended: silent when the primary
         // went on writing them for a while (a few windows), else just missing their last rows.
-        let quiet_enough = (2 * self.cfg.cut_interval_ms).max(self.cfg.idle_grace_ms);
+        let quiet_enough = self.cfg.cut_interval_ms.saturating_mul(2).max(self.cfg.idle_grace_ms);
         for r in 1..self.streams.len() {
             let absent = std::mem::take(&mut self.streams[r].absent);
             for (table, held) in absent {
@@ -1472,12 +1484,12 @@ impl Engine {
         for w in &keys {
             // Final once the primary has passed the start of a later window; or, at low
             // traffic, once the primary is idle and the window's time is over.
-            let later_passed = self.bounds.range(w + 1..).any(|(_, b)| b.first <= wm);
-            let time_over = read_through >= (w + 1) * self.cfg.cut_interval_ms + self.cfg.idle_grace_ms && self.bounds[w].last <= wm;
+            let later_passed = self.bounds.range((Excluded(*w), Unbounded)).any(|(_, b)| b.first <= wm);
+            let time_over = read_through >= self.window_end_ms(*w).saturating_add(self.cfg.idle_grace_ms) && self.bounds[w].last <= wm;
             if later_passed || time_over {
                 self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
                 if time_over && !later_passed {
-                    self.open_floor = self.open_floor.max(w + 1);
+                    self.open_floor = self.open_floor.max(w.saturating_add(1));
                 }
             } else {
                 break;
@@ -1487,24 +1499,23 @@ impl Engine {
 
     fn window_ref(&self, w: i64) -> WindowRef {
         let b = self.bounds[&w];
-        WindowRef { id: w, first: b.first, last: b.last, start_ms: w * self.cfg.cut_interval_ms, end_ms: (w + 1) * self.cfg.cut_interval_ms }
+        WindowRef { id: w, first: b.first, last: b.last, start_ms: w.saturating_mul(self.cfg.cut_interval_ms), end_ms: self.window_end_ms(w) }
     }
 
     fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         // At the end of a bounded input every replica has sent all it will, unless it fell
         // silent: then its missing tail is the silence already reported, not a mismatch.
         let rwm = if self.ended && !self.stream_silent(r) { Position::MAX } else { self.watermark(r) };
-        let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
-        let ready: Vec<(i64, Bound)> = self.bounds.range(from..).map(|(w, b)| (*w, *b)).collect();
+        let ready: Vec<(i64, Bound)> = self.bounds.range(self.after_done(r)).map(|(w, b)| (*w, *b)).collect();
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
             if rwm < b.last {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.
-                let behind = self.now_ms - final_at;
+                let behind = self.now_ms.saturating_sub(final_at);
                 // Records may still be on their way for the skew allowed for: that much of the
                 // wait is not the replica's.
-                let behind = behind - self.publish_skew_ms();
+                let behind = behind.saturating_sub(self.publish_skew_ms());
                 if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() && self.caught_up(r) {
                     let window = self.window_ref(w);
                     self.start_lag(r, window, rwm, behind, out);
@@ -1521,7 +1532,7 @@ impl Engine {
                 continue;
             }
             let window = self.window_ref(w);
-            let late = written - window.end_ms;
+            let late = written.saturating_sub(window.end_ms);
             match self.streams[r as usize].lagging {
                 None if late >= self.cfg.max_replica_lag_ms => self.start_lag(r, window, b.last, late, out),
                 // Recovered once well clear of the bound (half of it), so that a replica hovering
@@ -1946,8 +1957,7 @@ impl Engine {
     /// been closed on the primary.
     pub fn replica_lag_ms(&self, replica: &str) -> i64 {
         let Some(r) = self.stream_id(replica) else { return 0 };
-        let from = self.streams[r as usize].done_upto.map_or(i64::MIN, |d| d + 1);
-        self.bounds.range(from..).next().and_then(|(_, b)| b.final_at).map_or(0, |f| (self.now_ms - f).max(0))
+        self.bounds.range(self.after_done(r)).next().and_then(|(_, b)| b.final_at).map_or(0, |f| self.now_ms.saturating_sub(f).max(0))
     }
 
     /// The episodes in progress.

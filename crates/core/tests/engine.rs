@@ -485,3 +485,26 @@ fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew(
     assert_eq!(h.engine.publish_skew_ms(), setting);
     assert!(h.finish().is_empty(), "{:#?}", h.out);
 }
+
+/// Commit and record times at the ends of the range of times (a connector's bug, a hostile
+/// record): windows are cut, close and compare there as anywhere, with no overflow (these
+/// tests run with overflow checks) and no verdict for identical streams.
+#[test]
+fn times_at_the_ends_of_their_range_are_windows_like_any() {
+    for (cut, base) in [(1, i64::MAX - 500), (200, i64::MAX - 500), (7, i64::MIN), (i64::MAX, i64::MAX - 500)] {
+        let cfg = cdc_verifier_core::EngineConfig { cut_interval_ms: cut, ..Default::default() };
+        let mut h = Harness::with_config(cfg, &["replica-1"], 2);
+        let changes: Vec<Change> = history(300, 20, 11).into_iter().enumerate().map(|(i, c)| Change { ts_ms: base.saturating_add(i as i64), ..c }).collect();
+        for (i, c) in changes.iter().enumerate() {
+            assert_eq!(h.send(0, c, false), Ingested::Counted, "cut {cut}: primary record {i}");
+            let taken = h.send(1, c, false);
+            assert!(matches!(taken, Ingested::Counted | Ingested::Parked), "cut {cut}: replica record {i}: {taken:?}");
+            if i % 50 == 49 {
+                h.advance(c.ts_ms);
+            }
+        }
+        let out = h.finish();
+        assert!(out.is_empty(), "cut {cut}: {:#?}", &out[..out.len().min(3)]);
+        assert!(h.engine.stats().windows_compared >= 1, "cut {cut}");
+    }
+}

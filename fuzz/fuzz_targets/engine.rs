@@ -1,0 +1,245 @@
+//! The whole verification core on arbitrary traffic: records of a primary and a replica —
+//! valid envelopes built from the input, under two schema versions, and arbitrary bytes,
+//! tombstones, unknown schema ids, partitions beyond those known, redeliveries, times and
+//! positions anywhere in their range — with the clock advanced and partitions' progress set
+//! at any point, then the input's end. The engine must take every record (as counted,
+//! duplicate, late, parked, poison …), never panic or overflow, and every verdict must
+//! serialise.
+#![no_main]
+
+use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, KeyRanges, MemorySource, Progress, Record};
+use libfuzzer_sys::fuzz_target;
+
+const ROW_V1: &str = r#"{"name":"id","type":"long"},{"name":"status","type":"string"},
+  {"name":"total","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2}},
+  {"name":"note","type":["null","string"],"default":null},
+  {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}}"#;
+
+fn envelope(row: &str) -> String {
+    format!(
+        r#"{{"type":"record","name":"Envelope","namespace":"s.shop.orders","fields":[
+          {{"name":"before","type":["null",{{"type":"record","name":"Value","fields":[{row}]}}],"default":null}},
+          {{"name":"after","type":["null","Value"],"default":null}},
+          {{"name":"source","type":{{"type":"record","name":"Source","fields":[{{"name":"ts_ms","type":"long"}},{{"name":"gtid","type":["null","string"]}}]}}}},
+          {{"name":"op","type":"string"}},
+          {{"name":"transaction","type":["null",{{"type":"record","name":"block","fields":[{{"name":"id","type":"string"}},{{"name":"total_order","type":"long"}}]}}]}}]}}"#
+    )
+}
+
+const KEY: &str = r#"{"type":"record","name":"Key","namespace":"s.shop.orders","fields":[{"name":"id","type":"long"}]}"#;
+
+/// The input, read front to back; zeros once it is used up.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    /// A number: mostly small, sometimes anywhere in the range.
+    fn num(&mut self) -> u64 {
+        match self.byte() {
+            b @ 0..=239 => b as u64,
+            240..=247 => u16::from_le_bytes([self.byte(), self.byte()]) as u64,
+            _ => u64::from_le_bytes(std::array::from_fn(|_| self.byte())),
+        }
+    }
+
+    fn bytes(&mut self) -> Vec<u8> {
+        let n = (self.byte() as usize).min(self.0.len());
+        let (b, rest) = self.0.split_at(n);
+        self.0 = rest;
+        b.to_vec()
+    }
+
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push(z as u8 | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn string(out: &mut Vec<u8>, s: &[u8]) {
+    long(out, s.len() as i64);
+    out.extend_from_slice(s);
+}
+
+/// A decimal's unscaled value, big-endian two's complement in as few bytes as it takes.
+fn decimal(out: &mut Vec<u8>, v: i64) {
+    let b = v.to_be_bytes();
+    let mut i = 0;
+    while i < 7 && ((b[i] == 0 && b[i + 1] < 0x80) || (b[i] == 0xff && b[i + 1] >= 0x80)) {
+        i += 1;
+    }
+    string(out, &b[i..]);
+}
+
+/// A row image of either version, its values from the input.
+fn row(out: &mut Vec<u8>, id: i64, input: &mut Input<'_>, v2: bool) {
+    long(out, id);
+    string(out, [&b"paid"[..], b"new", b"shipped", b""][input.byte() as usize % 4]);
+    decimal(out, input.num() as i64);
+    if input.byte() % 2 == 0 {
+        out.push(0);
+    } else {
+        out.push(2);
+        string(out, &input.bytes());
+    }
+    long(out, input.num() as i64);
+    if v2 {
+        string(out, b"EUR");
+    }
+}
+
+/// A Debezium envelope in the wire format, under schema `id` (2: version 2).
+fn value(input: &mut Input<'_>, id: u32, key: i64, tx: u64, ts_ms: i64) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&id.to_be_bytes());
+    let v2 = id == 2;
+    let op = input.byte() % 5;
+    // Before: updates and deletes; after: creates, reads and updates.
+    for present in [matches!(op, 1 | 2), matches!(op, 0 | 1 | 3)] {
+        if present {
+            out.push(2);
+            row(&mut out, key, input, v2);
+        } else {
+            out.push(0);
+        }
+    }
+    long(&mut out, ts_ms);
+    out.push(2);
+    string(&mut out, format!("3e11fa47-71ca-11e1-9e33-c80aa9429562:{tx}").as_bytes());
+    string(&mut out, [&b"c"[..], b"u", b"d", b"r", b"x"][op as usize]);
+    if input.byte() % 2 == 0 {
+        out.push(0);
+    } else {
+        out.push(2);
+        string(&mut out, format!("tx-{tx}").as_bytes());
+        long(&mut out, input.num() as i64);
+    }
+    out
+}
+
+fn key(id: i64) -> Vec<u8> {
+    let mut out = vec![0, 0, 0, 0, 3];
+    long(&mut out, id);
+    out
+}
+
+/// One record as given, to be offered again.
+struct Sent {
+    topic: u32,
+    partition: u32,
+    offset: i64,
+    timestamp_ms: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut input = Input(data);
+    let mut src = MemorySource::new();
+    for topic in ["p.shop.orders", "r.shop.orders"] {
+        src.add(1, &format!("{topic}-value"), 1, &envelope(ROW_V1));
+        src.add(2, &format!("{topic}-value"), 2, &envelope(&format!(r#"{ROW_V1},{{"name":"currency","type":"string","default":"USD"}}"#)));
+        src.add(3, &format!("{topic}-key"), 1, KEY);
+    }
+    let setup = input.byte();
+    let mut cfg = EngineConfig {
+        ranges: if setup & 1 == 0 { KeyRanges::Hash { buckets: 1 + setup as u32 % 16 } } else { KeyRanges::Integer { width: input.num().max(1) } },
+        drill: if setup & 2 == 0 { Drill::Off } else { Drill::All },
+        cut_interval_ms: 1 + (input.num() % 10_000) as i64,
+        ..EngineConfig::default()
+    };
+    if setup & 4 != 0 {
+        cfg.origin_span = (Some(input.num() as i64), Some(input.num() as i64));
+    }
+    if setup & 8 != 0 {
+        cfg.publish_skew_ms = input.num() as i64 % 100_000;
+    }
+    let mut engine = Engine::new(cfg, "p", &["r"]);
+    let topics = [engine.add_topic("p.shop.orders", 0, "orders", 2), engine.add_topic("r.shop.orders", 1, "orders", 2)];
+    let mut offsets = [[0i64; 3]; 2];
+    let (mut tx, mut now) = (1u64, 1_700_000_000_000i64);
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut out = Vec::new();
+    let mut steps = 0;
+    while !input.done() && steps < 2_000 {
+        steps += 1;
+        let op = input.byte();
+        let rec = match op % 10 {
+            0..=5 => {
+                let (s, partition) = ((op / 10) as usize % 2, (op / 20) as u32 % 3);
+                // Mostly on, sometimes back (or anywhere) in time and in positions.
+                match input.byte() {
+                    0..=199 => {
+                        now = now.saturating_add(input.byte() as i64);
+                        tx = tx.saturating_add(input.byte() as u64 % 4);
+                    }
+                    200..=249 => now = now.saturating_sub(input.num() as i64),
+                    _ => {
+                        now = input.num() as i64;
+                        tx = input.num();
+                    }
+                }
+                let id = input.num() as i64 % 64;
+                let (key, value) = match input.byte() % 16 {
+                    0 => (Some(key(id)), None),
+                    1 => (Some(input.bytes()), Some(input.bytes())),
+                    2 => (None, Some(value(&mut input, 1, id, tx, now))),
+                    3 => (Some(key(id)), Some(value(&mut input, 9, id, tx, now))),
+                    4..=6 => (Some(key(id)), Some(value(&mut input, 2, id, tx, now))),
+                    _ => (Some(key(id)), Some(value(&mut input, 1, id, tx, now))),
+                };
+                let offset = offsets[s][partition as usize];
+                offsets[s][partition as usize] += 1;
+                Sent { topic: topics[s], partition, offset, timestamp_ms: now, key, value }
+            }
+            6 if !sent.is_empty() => {
+                // A redelivery.
+                let r = &sent[input.num() as usize % sent.len()];
+                Sent { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: r.timestamp_ms, key: r.key.clone(), value: r.value.clone() }
+            }
+            7 => {
+                let progress = match input.byte() % 4 {
+                    0 => Progress::Reading,
+                    1 => Progress::Following,
+                    2 => Progress::Ended,
+                    _ => Progress::CaughtUpAt(now.saturating_sub(input.num() as i64)),
+                };
+                engine.set_progress(topics[input.byte() as usize % 2], input.byte() as u32 % 2, progress);
+                continue;
+            }
+            _ => {
+                now = now.saturating_add(input.num() as i64 % 1_000_000);
+                engine.advance(now, &mut src, &mut out).expect("every schema is known");
+                continue;
+            }
+        };
+        let taken = engine
+            .ingest(&Record { topic: rec.topic, partition: rec.partition, offset: rec.offset, timestamp_ms: rec.timestamp_ms, key: rec.key.as_deref(), value: rec.value.as_deref() }, &mut src)
+            .expect("every schema is known");
+        if let Ingested::Poison(d) = &taken {
+            out.push((**d).clone());
+        }
+        sent.push(rec);
+    }
+    engine.finish(&mut src, &mut out).expect("every schema is known");
+    for d in &out {
+        serde_json::to_string(d).expect("a verdict serialises");
+    }
+    let _ = (engine.timeline(), engine.checkpoint(), engine.schemas_seen());
+});
