@@ -5,9 +5,15 @@
 //! at any point, then the input's end. The engine must take every record (as counted,
 //! duplicate, late, parked, poison …), never panic or overflow, and every verdict must
 //! serialise.
+//!
+//! In the mirror mode the replica is sent the primary's records, byte for byte, each later
+//! than the primary (by as much as the input says), as a replica that applied every change
+//! writes them; positions and commit times go forward together, one commit time per
+//! transaction, and the schema moves from version 1 to 2 once. Then no verdict may say the
+//! replica's data or schema differ, unless a record came after its window was compared.
 #![no_main]
 
-use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, KeyRanges, MemorySource, Progress, Record};
+use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, Kind, KeyRanges, MemorySource, Progress, Record};
 use libfuzzer_sys::fuzz_target;
 
 const ROW_V1: &str = r#"{"name":"id","type":"long"},{"name":"status","type":"string"},
@@ -104,8 +110,9 @@ fn row(out: &mut Vec<u8>, id: i64, input: &mut Input<'_>, v2: bool) {
     }
 }
 
-/// A Debezium envelope in the wire format, under schema `id` (2: version 2).
-fn value(input: &mut Input<'_>, id: u32, key: i64, tx: u64, ts_ms: i64) -> Vec<u8> {
+/// A Debezium envelope in the wire format, under schema `id` (2: version 2); the event's order
+/// in its transaction is `order`, or from the input.
+fn value(input: &mut Input<'_>, id: u32, key: i64, tx: u64, ts_ms: i64, order: Option<i64>) -> Vec<u8> {
     let mut out = vec![0];
     out.extend_from_slice(&id.to_be_bytes());
     let v2 = id == 2;
@@ -123,12 +130,13 @@ fn value(input: &mut Input<'_>, id: u32, key: i64, tx: u64, ts_ms: i64) -> Vec<u
     out.push(2);
     string(&mut out, format!("3e11fa47-71ca-11e1-9e33-c80aa9429562:{tx}").as_bytes());
     string(&mut out, [&b"c"[..], b"u", b"d", b"r", b"x"][op as usize]);
-    if input.byte() % 2 == 0 {
+    if order.is_none() && input.byte() % 2 == 0 {
         out.push(0);
     } else {
         out.push(2);
         string(&mut out, format!("tx-{tx}").as_bytes());
-        long(&mut out, input.num() as i64);
+        let order = order.unwrap_or_else(|| input.num() as i64);
+        long(&mut out, order);
     }
     out
 }
@@ -147,6 +155,14 @@ struct Sent {
     timestamp_ms: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+}
+
+/// Sends the replica its copy of a primary record, written at `now`.
+fn mirror_send(engine: &mut Engine, src: &mut MemorySource, out: &mut Vec<cdc_verifier_core::Divergence>, r: Sent, now: i64) {
+    let rec = Record { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: now.max(r.timestamp_ms), key: r.key.as_deref(), value: r.value.as_deref() };
+    if let Ingested::Poison(d) = engine.ingest(&rec, src).expect("every schema is known") {
+        out.push(*d);
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -170,10 +186,21 @@ fuzz_target!(|data: &[u8]| {
     if setup & 8 != 0 {
         cfg.publish_skew_ms = input.num() as i64 % 100_000;
     }
+    let mirror = setup & 16 != 0;
+    if mirror {
+        cfg.origin_span = (None, None);
+    }
+    // The mirror's records still owed to the replica, in the order the primary got them.
+    let mut owed: std::collections::VecDeque<Sent> = std::collections::VecDeque::new();
+    let mut v2 = false;
     let mut engine = Engine::new(cfg, "p", &["r"]);
     let topics = [engine.add_topic("p.shop.orders", 0, "orders", 2), engine.add_topic("r.shop.orders", 1, "orders", 2)];
     let mut offsets = [[0i64; 3]; 2];
     let (mut tx, mut now) = (1u64, 1_700_000_000_000i64);
+    // The commit time of the last transaction (the clock, `now`, is never behind it).
+    let mut commit = now;
+    // The mirror's order of events within the last transaction.
+    let mut seq = 0i64;
     let mut sent: Vec<Sent> = Vec::new();
     let mut out = Vec::new();
     let mut steps = 0;
@@ -182,31 +209,68 @@ fuzz_target!(|data: &[u8]| {
         let op = input.byte();
         let rec = match op % 10 {
             0..=5 => {
-                let (s, partition) = ((op / 10) as usize % 2, (op / 20) as u32 % 3);
-                // Mostly on, sometimes back (or anywhere) in time and in positions.
-                match input.byte() {
-                    0..=199 => {
-                        now = now.saturating_add(input.byte() as i64);
-                        tx = tx.saturating_add(input.byte() as u64 % 4);
+                let (s, partition) = if mirror { (0, (op / 10) as u32 % 3) } else { ((op / 10) as usize % 2, (op / 20) as u32 % 3) };
+                if mirror {
+                    // A next transaction, with its own commit time, or the same one.
+                    let step = input.byte() as u64 % 4;
+                    if step > 0 {
+                        tx = tx.saturating_add(step);
+                        commit = commit.saturating_add(input.byte() as i64);
+                        seq = 0;
                     }
-                    200..=249 => now = now.saturating_sub(input.num() as i64),
-                    _ => {
-                        now = input.num() as i64;
-                        tx = input.num();
+                    now = now.max(commit);
+                } else {
+                    // Mostly on, sometimes back (or anywhere) in time and in positions.
+                    match input.byte() {
+                        0..=199 => {
+                            now = now.saturating_add(input.byte() as i64);
+                            tx = tx.saturating_add(input.byte() as u64 % 4);
+                        }
+                        200..=249 => now = now.saturating_sub(input.num() as i64),
+                        _ => {
+                            now = input.num() as i64;
+                            tx = input.num();
+                        }
                     }
                 }
                 let id = input.num() as i64 % 64;
+                if !mirror {
+                    commit = now;
+                }
+                let ts = commit;
+                // The mirror's positions go forward record by record (a record below its
+                // partition's high-water mark would be a redelivery).
+                let order = mirror.then(|| {
+                    seq += 1;
+                    seq
+                });
                 let (key, value) = match input.byte() % 16 {
                     0 => (Some(key(id)), None),
                     1 => (Some(input.bytes()), Some(input.bytes())),
-                    2 => (None, Some(value(&mut input, 1, id, tx, now))),
-                    3 => (Some(key(id)), Some(value(&mut input, 9, id, tx, now))),
-                    4..=6 => (Some(key(id)), Some(value(&mut input, 2, id, tx, now))),
-                    _ => (Some(key(id)), Some(value(&mut input, 1, id, tx, now))),
+                    2 => (None, Some(value(&mut input, 1, id, tx, ts, order))),
+                    3 => (Some(key(id)), Some(value(&mut input, 9, id, tx, ts, order))),
+                    4..=6 if !mirror || v2 || input.byte() < 16 => {
+                        v2 = true;
+                        (Some(key(id)), Some(value(&mut input, 2, id, tx, ts, order)))
+                    }
+                    _ if mirror && v2 => (Some(key(id)), Some(value(&mut input, 2, id, tx, ts, order))),
+                    _ => (Some(key(id)), Some(value(&mut input, 1, id, tx, ts, order))),
                 };
                 let offset = offsets[s][partition as usize];
                 offsets[s][partition as usize] += 1;
+                if mirror {
+                    owed.push_back(Sent { topic: topics[1], partition, offset, timestamp_ms: now, key: key.clone(), value: value.clone() });
+                }
                 Sent { topic: topics[s], partition, offset, timestamp_ms: now, key, value }
+            }
+            6 if mirror => {
+                // The replica writes what it owes, up to some records, later.
+                now = now.saturating_add(input.byte() as i64);
+                for _ in 0..1 + input.byte() % 16 {
+                    let Some(r) = owed.pop_front() else { break };
+                    mirror_send(&mut engine, &mut src, &mut out, r, now);
+                }
+                continue;
             }
             6 if !sent.is_empty() => {
                 // A redelivery.
@@ -229,6 +293,10 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         };
+        if mirror && rec.topic == topics[1] {
+            // (A redelivery of a replica record.)
+            continue;
+        }
         let taken = engine
             .ingest(&Record { topic: rec.topic, partition: rec.partition, offset: rec.offset, timestamp_ms: rec.timestamp_ms, key: rec.key.as_deref(), value: rec.value.as_deref() }, &mut src)
             .expect("every schema is known");
@@ -237,9 +305,17 @@ fuzz_target!(|data: &[u8]| {
         }
         sent.push(rec);
     }
+    while let Some(r) = owed.pop_front() {
+        now = now.saturating_add(1);
+        mirror_send(&mut engine, &mut src, &mut out, r, now);
+    }
     engine.finish(&mut src, &mut out).expect("every schema is known");
     for d in &out {
         serde_json::to_string(d).expect("a verdict serialises");
+    }
+    if mirror && engine.late_records() == 0 {
+        let wrong: Vec<_> = out.iter().filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift)).collect();
+        assert!(wrong.is_empty(), "a replica that wrote every record of the primary diverged: {wrong:#?}");
     }
     let _ = (engine.timeline(), engine.checkpoint(), engine.schemas_seen());
 });

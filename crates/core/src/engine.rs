@@ -1118,7 +1118,7 @@ impl Engine {
         // A first delivery into a window already compared came later than the watermarks
         // allowed for (see `publish_skew_ms`): that comparison went without it.
         // The primary's window: by commit time.
-        let primary_w = self.window_at(ev.ts_ms).max(self.open_floor);
+        let primary_w = self.primary_window(ev);
         let late = if stream == PRIMARY {
             (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| primary_w <= d))
         } else {
@@ -1227,6 +1227,20 @@ impl Engine {
     /// Where window `w` ends (its times are below this), as far as times go.
     fn window_end_ms(&self, w: i64) -> i64 {
         w.saturating_add(1).saturating_mul(self.cfg.cut_interval_ms)
+    }
+
+    /// The window of a primary event: that of its commit time, unless that window closed
+    /// because its time was over. Then the event came later than the skew allows, and it goes
+    /// where a replica's copy of it is looked up ([`window_of`](Self::window_of)): the first
+    /// window that reaches its transaction — so a transaction is never split between two
+    /// windows — or, past them all, the open floor.
+    #[inline]
+    fn primary_window(&mut self, ev: &Event) -> i64 {
+        let w = self.window_at(ev.ts_ms);
+        if w >= self.open_floor {
+            return w;
+        }
+        self.bounds.iter().find(|(_, b)| b.last.tx >= ev.position.tx).map_or(self.open_floor, |(w, _)| *w)
     }
 
     /// The primary's window of a commit time.

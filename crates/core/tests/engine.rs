@@ -508,3 +508,41 @@ fn times_at_the_ends_of_their_range_are_windows_like_any() {
         assert!(h.engine.stats().windows_compared >= 1, "cut {cut}");
     }
 }
+
+/// A primary's window that closed because its time was over and the primary was idle, and
+/// then an event of one of its transactions that came later than the skew allows (on another
+/// partition): the event goes to its transaction's window on the primary, as a replica's copy
+/// of it does — not to the next open window, which made both windows mismatch.
+#[test]
+fn a_transactions_event_after_its_window_closed_by_time_stays_with_its_transaction() {
+    let cfg = cdc_verifier_core::EngineConfig::default();
+    let (grace, skew, cut) = (cfg.idle_grace_ms, cfg.publish_skew_ms, cfg.cut_interval_ms);
+    let mut h = Harness::with_config(cfg, &["replica-1"], 2);
+    h.engine.set_all_progress(Progress::Following);
+    let t = 1_723_650_000_000;
+    // Two rows of one transaction, on the two partitions.
+    let row = |id: i64| Row::new(id, "placed", 100 * id);
+    let (k0, k1) = ((1..).find(|k| h.partition_of(*k) == 0).unwrap(), (1..).find(|k| h.partition_of(*k) == 1).unwrap());
+    let first = Change { op: "c", before: None, after: Some(row(k0)), tx: 50, order: 1, ts_ms: t };
+    let second = Change { op: "c", before: None, after: Some(row(k1)), tx: 50, order: 2, ts_ms: t };
+    assert_eq!(h.send(0, &first, false), Ingested::Counted);
+    // The primary idle well past the window's end: the window closes by time.
+    let later = t + cut + grace + skew + 5_000;
+    h.advance(later);
+    assert_eq!(h.send_at(0, &second, false, later), Ingested::Counted);
+    for c in [&first, &second] {
+        h.send_at(1, c, false, later + 10);
+    }
+    // Traffic goes on in later windows.
+    for (i, id) in (100..140).enumerate() {
+        let c = Change { op: "c", before: None, after: Some(row(id)), tx: 60 + i as u64, order: 1, ts_ms: later + 20 + i as i64 * 50 };
+        h.send(0, &c, false);
+        h.send_at(1, &c, false, c.ts_ms + 5);
+        h.advance(c.ts_ms + 5);
+    }
+    let out = h.finish();
+    let wrong: Vec<_> = out.iter().filter(|d| d.kind == Kind::DataMismatch).collect();
+    assert!(wrong.is_empty(), "{:#?}", &wrong[..wrong.len().min(2)]);
+    assert_eq!(h.engine.late_records(), 0);
+    assert!(h.engine.stats().windows_compared >= 2);
+}
