@@ -1240,7 +1240,7 @@ impl Engine {
         if w >= self.open_floor {
             return w;
         }
-        self.bounds.iter().find(|(_, b)| b.last.tx >= ev.position.tx).map_or(self.open_floor, |(w, _)| *w)
+        self.window_reaching(ev.position.tx).unwrap_or(self.open_floor)
     }
 
     /// The primary's window of a commit time.
@@ -1275,13 +1275,13 @@ impl Engine {
 
     /// The primary's window holding position `p` (the primary's watermark has passed `p`).
     fn window_of(&self, p: Position) -> i64 {
-        // By transaction: all events of one transaction share its commit time, so its window.
-        for (w, b) in self.bounds.range(self.open_floor.min(self.first_bound())..) {
-            if b.last.tx >= p.tx {
-                return *w;
-            }
-        }
-        self.bounds.keys().next_back().copied().unwrap_or(self.open_floor.max(0))
+        self.window_reaching(p.tx).unwrap_or_else(|| self.bounds.keys().next_back().copied().unwrap_or(self.open_floor.max(0)))
+    }
+
+    /// The first of the primary's windows that reaches transaction `tx`: by transaction, as
+    /// all events of one transaction share its commit time, so its window.
+    fn window_reaching(&self, tx: u64) -> Option<i64> {
+        self.bounds.range(self.open_floor.min(self.first_bound())..).find(|(_, b)| b.last.tx >= tx).map(|(w, _)| *w)
     }
 
     fn first_bound(&self) -> i64 {
