@@ -10,7 +10,9 @@
 //! than the primary (by as much as the input says), as a replica that applied every change
 //! writes them; positions and commit times go forward together, one commit time per
 //! transaction, and the schema moves from version 1 to 2 once. Then no verdict may say the
-//! replica's data or schema differ, unless a record came after its window was compared.
+//! replica's data or schema differ, unless a record came after its window was compared. In
+//! its faulty variant the replica loses one record the primary counted, and a verdict must
+//! say so (a data mismatch, or the table falling silent).
 #![no_main]
 
 use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, Kind, KeyRanges, MemorySource, Progress, Record};
@@ -157,11 +159,33 @@ struct Sent {
     value: Option<Vec<u8>>,
 }
 
-/// Sends the replica its copy of a primary record, written at `now`.
-fn mirror_send(engine: &mut Engine, src: &mut MemorySource, out: &mut Vec<cdc_verifier_core::Divergence>, r: Sent, now: i64) {
-    let rec = Record { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: now.max(r.timestamp_ms), key: r.key.as_deref(), value: r.value.as_deref() };
-    if let Ingested::Poison(d) = engine.ingest(&rec, src).expect("every schema is known") {
-        out.push(*d);
+/// The mirror: the primary's records still owed to the replica, in the order the primary got
+/// them, and which of all it counted.
+#[derive(Default)]
+struct Mirror {
+    owed: std::collections::VecDeque<Sent>,
+    counted: Vec<bool>,
+    sent: usize,
+    /// The faulty variant: the record (by its place among all) the replica loses.
+    lose: Option<usize>,
+    lost_counted: bool,
+}
+
+impl Mirror {
+    /// Sends the replica up to `n` records it owes, written at `now`.
+    fn send(&mut self, n: usize, engine: &mut Engine, src: &mut MemorySource, out: &mut Vec<cdc_verifier_core::Divergence>, now: i64) {
+        for _ in 0..n {
+            let Some(r) = self.owed.pop_front() else { return };
+            self.sent += 1;
+            if self.lose == Some(self.sent - 1) {
+                self.lost_counted = self.counted[self.sent - 1];
+                continue;
+            }
+            let rec = Record { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: now.max(r.timestamp_ms), key: r.key.as_deref(), value: r.value.as_deref() };
+            if let Ingested::Poison(d) = engine.ingest(&rec, src).expect("every schema is known") {
+                out.push(*d);
+            }
+        }
     }
 }
 
@@ -190,8 +214,7 @@ fuzz_target!(|data: &[u8]| {
     if mirror {
         cfg.origin_span = (None, None);
     }
-    // The mirror's records still owed to the replica, in the order the primary got them.
-    let mut owed: std::collections::VecDeque<Sent> = std::collections::VecDeque::new();
+    let mut mirror_of = Mirror { lose: (mirror && setup & 32 != 0).then(|| input.byte() as usize), ..Mirror::default() };
     let mut v2 = false;
     let mut engine = Engine::new(cfg, "p", &["r"]);
     let topics = [engine.add_topic("p.shop.orders", 0, "orders", 2), engine.add_topic("r.shop.orders", 1, "orders", 2)];
@@ -259,17 +282,15 @@ fuzz_target!(|data: &[u8]| {
                 let offset = offsets[s][partition as usize];
                 offsets[s][partition as usize] += 1;
                 if mirror {
-                    owed.push_back(Sent { topic: topics[1], partition, offset, timestamp_ms: now, key: key.clone(), value: value.clone() });
+                    mirror_of.owed.push_back(Sent { topic: topics[1], partition, offset, timestamp_ms: now, key: key.clone(), value: value.clone() });
                 }
                 Sent { topic: topics[s], partition, offset, timestamp_ms: now, key, value }
             }
             6 if mirror => {
                 // The replica writes what it owes, up to some records, later.
                 now = now.saturating_add(input.byte() as i64);
-                for _ in 0..1 + input.byte() % 16 {
-                    let Some(r) = owed.pop_front() else { break };
-                    mirror_send(&mut engine, &mut src, &mut out, r, now);
-                }
+                let n = 1 + input.byte() as usize % 16;
+                mirror_of.send(n, &mut engine, &mut src, &mut out, now);
                 continue;
             }
             6 if !sent.is_empty() => {
@@ -300,22 +321,29 @@ fuzz_target!(|data: &[u8]| {
         let taken = engine
             .ingest(&Record { topic: rec.topic, partition: rec.partition, offset: rec.offset, timestamp_ms: rec.timestamp_ms, key: rec.key.as_deref(), value: rec.value.as_deref() }, &mut src)
             .expect("every schema is known");
+        if mirror && rec.topic == topics[0] {
+            mirror_of.counted.push(taken == Ingested::Counted);
+        }
         if let Ingested::Poison(d) = &taken {
             out.push((**d).clone());
         }
         sent.push(rec);
     }
-    while let Some(r) = owed.pop_front() {
+    while !mirror_of.owed.is_empty() {
         now = now.saturating_add(1);
-        mirror_send(&mut engine, &mut src, &mut out, r, now);
+        mirror_of.send(1, &mut engine, &mut src, &mut out, now);
     }
     engine.finish(&mut src, &mut out).expect("every schema is known");
     for d in &out {
         serde_json::to_string(d).expect("a verdict serialises");
     }
     if mirror && engine.late_records() == 0 {
-        let wrong: Vec<_> = out.iter().filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift)).collect();
-        assert!(wrong.is_empty(), "a replica that wrote every record of the primary diverged: {wrong:#?}");
+        if mirror_of.lose.is_none() {
+            let wrong: Vec<_> = out.iter().filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift)).collect();
+            assert!(wrong.is_empty(), "a replica that wrote every record of the primary diverged: {wrong:#?}");
+        } else if mirror_of.lost_counted {
+            assert!(out.iter().any(|d| matches!(d.kind, Kind::DataMismatch | Kind::StreamSilent)), "a replica lost a record and no verdict says so: {out:#?}");
+        }
     }
     let _ = (engine.timeline(), engine.checkpoint(), engine.schemas_seen());
 });
