@@ -150,6 +150,7 @@ fn key(id: i64) -> Vec<u8> {
 }
 
 /// One record as given, to be offered again.
+#[derive(Clone)]
 struct Sent {
     topic: u32,
     partition: u32,
@@ -157,6 +158,13 @@ struct Sent {
     timestamp_ms: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+}
+
+impl Sent {
+    /// The record, written at `timestamp_ms`.
+    fn record(&self, timestamp_ms: i64) -> Record<'_> {
+        Record { topic: self.topic, partition: self.partition, offset: self.offset, timestamp_ms, key: self.key.as_deref(), value: self.value.as_deref() }
+    }
 }
 
 /// The mirror: the primary's records still owed to the replica, in the order the primary got
@@ -181,8 +189,7 @@ impl Mirror {
                 self.lost_counted = self.counted[self.sent - 1];
                 continue;
             }
-            let rec = Record { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: now.max(r.timestamp_ms), key: r.key.as_deref(), value: r.value.as_deref() };
-            if let Ingested::Poison(d) = engine.ingest(&rec, src).expect("every schema is known") {
+            if let Ingested::Poison(d) = engine.ingest(&r.record(now.max(r.timestamp_ms)), src).expect("every schema is known") {
                 out.push(*d);
             }
         }
@@ -295,8 +302,7 @@ fuzz_target!(|data: &[u8]| {
             }
             6 if !sent.is_empty() => {
                 // A redelivery.
-                let r = &sent[input.num() as usize % sent.len()];
-                Sent { topic: r.topic, partition: r.partition, offset: r.offset, timestamp_ms: r.timestamp_ms, key: r.key.clone(), value: r.value.clone() }
+                sent[input.num() as usize % sent.len()].clone()
             }
             7 => {
                 let progress = match input.byte() % 4 {
@@ -314,12 +320,8 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
         };
-        if mirror && rec.topic == topics[1] {
-            // (A redelivery of a replica record.)
-            continue;
-        }
         let taken = engine
-            .ingest(&Record { topic: rec.topic, partition: rec.partition, offset: rec.offset, timestamp_ms: rec.timestamp_ms, key: rec.key.as_deref(), value: rec.value.as_deref() }, &mut src)
+            .ingest(&rec.record(rec.timestamp_ms), &mut src)
             .expect("every schema is known");
         if mirror && rec.topic == topics[0] {
             mirror_of.counted.push(taken == Ingested::Counted);
