@@ -401,7 +401,8 @@ impl FastEnvelope {
     #[inline(always)]
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
         let links = &self.row_pairs[..];
-        let left = (links[0].f)(links, buf.get(start..)?);
+        let [first, after @ ..] = links else { return None };
+        let left = (first.f)(first, after, buf.get(start..)?);
         // The paired fields, walked again one at a time when a pair declined.
         let paired = self.paired;
         let pos = if left != DECLINED { buf.len() - left } else { self.row_fields(0..paired, buf, start, nm)? };
@@ -630,9 +631,9 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
 }
 
 /// One link of a row's chain: the walk of two fields of known kinds, and what it needs of
-/// each (its [`arg`]). A link walks its two fields, then goes on to the next link (the first
-/// of `links`, which it is called with, is its own) by a call in tail position, which the
-/// compiler makes a jump: a row is one chain of jumps, with no loop around calls.
+/// each (its [`arg`]). A link is called with itself and the links after it; it walks its two
+/// fields, then goes on to the next link by a call in tail position, which the compiler makes
+/// a jump: a row is one chain of jumps, with no loop around calls.
 ///
 /// The links walk the rest of the input as a slice, not a position in it: each read is
 /// checked against what is left alone. A chain returns the length of the input left after
@@ -644,10 +645,10 @@ struct Link {
     b: u8,
 }
 
-type LinkFn = fn(&[Link], &[u8]) -> usize;
+type LinkFn = fn(&Link, &[Link], &[u8]) -> usize;
 
 /// The chain's last link: the row ends here.
-fn row_done(_: &[Link], rest: &[u8]) -> usize {
+fn row_done(_: &Link, _: &[Link], rest: &[u8]) -> usize {
     rest.len()
 }
 
@@ -682,13 +683,12 @@ fn arg(step: Step) -> u8 {
 
 /// Two fields of known kinds, with no dispatch inside: the common case only (see
 /// [`DECLINED`]); then the next link.
-fn pair<const A: usize, const B: usize>(links: &[Link], rest: &[u8]) -> usize {
-    let [this, others @ ..] = links else { return DECLINED };
+fn pair<const A: usize, const B: usize>(this: &Link, after: &[Link], rest: &[u8]) -> usize {
     let Some(rest) = lean::<A>(this.a, rest) else { return DECLINED };
     let Some(rest) = lean::<B>(this.b, rest) else { return DECLINED };
-    match others {
-        [next, ..] => (next.f)(others, rest),
-        _ => DECLINED,
+    match after {
+        [next, others @ ..] => (next.f)(next, others, rest),
+        [] => DECLINED,
     }
 }
 
@@ -737,13 +737,19 @@ fn first_word(rest: &[u8]) -> Option<u64> {
 /// The length of a minimal varint of at most `max` bytes whose bytes start `w`.
 #[inline(always)]
 fn lean_varint(w: u64, max: u32) -> Option<usize> {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LO: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     if w & 0x80 == 0 {
         return Some(1);
     }
-    let stops = !w & 0x8080_8080_8080_8080;
-    let len = stops.trailing_zeros() / 8 + 1;
-    // (`stops == 0` gives 9: beyond any `max`.) A last byte of zero is not minimal.
-    (len <= max && (w >> ((len - 1) * 8)) as u8 != 0).then_some(len as usize)
+    // The high bit of the byte that ends it, alone (none if no byte in `w` does).
+    let stops = !w & HI;
+    let last = stops & stops.wrapping_neg();
+    // Per byte, the high bit set where its value bits are not all zero: at the last byte,
+    // whether the varint is minimal (a last byte of zero is not). No shift by its length.
+    let valued = ((w & LO) + LO) & last;
+    let within = if max >= 8 { u64::MAX } else { (1u64 << (8 * max)) - 1 };
+    (valued & within != 0).then(|| (last.trailing_zeros() / 8 + 1) as usize)
 }
 
 /// A minimal length prefix of one or two bytes (lengths below 8 KiB) whose bytes start `w`,
