@@ -1033,6 +1033,28 @@ mod tests {
     /// drawn from those that matter (continuation bits, zero bytes, signs of decimals,
     /// non-ASCII), it gives the same end or declines; and it does decide a fair share.
     #[test]
+    fn lean_varints_are_exactly_the_minimal_ones_within_their_limit() {
+        for len in 1..=9usize {
+            for cont in [0x80u8, 0x81, 0xff] {
+                for last in [0x00u8, 0x01, 0x40, 0x7f] {
+                    for junk in [0x00u8, 0x80, 0xff] {
+                        let mut bytes = [junk; 8];
+                        for (i, b) in bytes.iter_mut().enumerate().take(len.min(8)) {
+                            *b = if i + 1 == len { last } else { cont };
+                        }
+                        let w = u64::from_le_bytes(bytes);
+                        for max in [1u32, 4, 7, 8] {
+                            let minimal = len == 1 || last != 0;
+                            let want = (len <= max as usize && len <= 8 && minimal).then_some(len);
+                            assert_eq!(lean_varint(w, max), want, "{bytes:02x?} max {max}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
         fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
             let lean = lean::<K>(arg, &buf[pos..]).map(|rest| buf.len() - rest.len());
