@@ -400,9 +400,11 @@ impl FastEnvelope {
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
+        let rest = buf.get(start..)?;
         let links = &self.row_pairs[..];
-        let [first, after @ ..] = links else { return None };
-        let left = (first.f)(first, after, buf.get(start..)?);
+        // SAFETY: `compile` ends every chain with `row_done`'s link and puts none after it;
+        // the pointer is the slice's own, so it reaches every link in it.
+        let left = unsafe { (links[0].f)(links.as_ptr(), rest) };
         // The paired fields, walked again one at a time when a pair declined.
         let paired = self.paired;
         let pos = if left != DECLINED { buf.len() - left } else { self.row_fields(0..paired, buf, start, nm)? };
@@ -631,9 +633,13 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
 }
 
 /// One link of a row's chain: the walk of two fields of known kinds, and what it needs of
-/// each (its [`arg`]). A link is called with itself and the links after it; it walks its two
-/// fields, then goes on to the next link by a call in tail position, which the compiler makes
-/// a jump: a row is one chain of jumps, with no loop around calls.
+/// each (its [`arg`]). A link walks its two fields, then goes on to the next link — the one
+/// after it in the chain's slice — by a call in tail position, which the compiler makes a
+/// jump: a row is one chain of jumps, with no loop around calls.
+///
+/// A link is called with a pointer to itself, taken from the chain's slice, so that the next
+/// is found without a length to count down: every chain ends in [`row_done`], which goes on
+/// to none, and nothing else is a link's last (see [`FastEnvelope::row_end`]).
 ///
 /// The links walk the rest of the input as a slice, not a position in it: each read is
 /// checked against what is left alone. A chain returns the length of the input left after
@@ -645,10 +651,10 @@ struct Link {
     b: u8,
 }
 
-type LinkFn = fn(&Link, &[Link], &[u8]) -> usize;
+type LinkFn = unsafe fn(*const Link, &[u8]) -> usize;
 
 /// The chain's last link: the row ends here.
-fn row_done(_: &Link, _: &[Link], rest: &[u8]) -> usize {
+unsafe fn row_done(_: *const Link, rest: &[u8]) -> usize {
     rest.len()
 }
 
@@ -683,12 +689,19 @@ fn arg(step: Step) -> u8 {
 
 /// Two fields of known kinds, with no dispatch inside: the common case only (see
 /// [`DECLINED`]); then the next link.
-fn pair<const A: usize, const B: usize>(this: &Link, after: &[Link], rest: &[u8]) -> usize {
-    let Some(rest) = lean::<A>(this.a, rest) else { return DECLINED };
-    let Some(rest) = lean::<B>(this.b, rest) else { return DECLINED };
-    match after {
-        [next, others @ ..] => (next.f)(next, others, rest),
-        [] => DECLINED,
+///
+/// # Safety
+/// `this` points into a slice of links whose last is [`row_done`]'s, and is not that one.
+unsafe fn pair<const A: usize, const B: usize>(this: *const Link, rest: &[u8]) -> usize {
+    // SAFETY: `this` points to a link of the chain (the caller's promise).
+    let Link { a, b, .. } = unsafe { *this };
+    let Some(rest) = lean::<A>(a, rest) else { return DECLINED };
+    let Some(rest) = lean::<B>(b, rest) else { return DECLINED };
+    // SAFETY: `this` is not the chain's last link, so the next is in the same slice; if it is
+    // the last, it is `row_done`'s, whose promise holds as well.
+    unsafe {
+        let next = this.add(1);
+        ((*next).f)(next, rest)
     }
 }
 
