@@ -795,7 +795,14 @@ fn lean_str(w: u64, rest: &[u8]) -> Option<&[u8]> {
         (w >> 8) & ((1u64 << (8 * data.len())) - 1)
     } else {
         let last = data.last_chunk::<8>().map(|c| u64::from_le_bytes(*c))?;
-        data.as_chunks::<8>().0.iter().fold(last, |acc, c| acc | u64::from_le_bytes(*c))
+        // Word by word, leaving at the first with a high bit set: a loop that is not unrolled
+        // four ways, whose registers every pair with a string would save and restore.
+        for c in data.as_chunks::<8>().0 {
+            if u64::from_le_bytes(*c) & HI != 0 {
+                return None;
+            }
+        }
+        last
     };
     if high & HI == 0 { rest.get(end..) } else { None }
 }
