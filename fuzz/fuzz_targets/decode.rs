@@ -38,6 +38,8 @@ const ROW_FLAT: &str = r#"{"name":"id","type":"long"},{"name":"status","type":"s
 struct Fixture {
     flat: Schema,
     layout_flat: EnvelopeLayout,
+    /// The same, with the flat walk's code for any x86-64 (`layout_flat` has this CPU's).
+    layout_portable: EnvelopeLayout,
     flat_plan: Plan,
     writer: Schema,
     reader: Schema,
@@ -61,7 +63,8 @@ fn fixture() -> &'static Fixture {
         let layout_flat = EnvelopeLayout::compile(&flat, &PositionField::Gtid).unwrap();
         assert!(layout_flat.has_fast_path());
         let flat_plan = Plan::compile(&flat, layout_flat.row, &flat, layout_flat.row);
-        Fixture { flat, layout_flat, flat_plan, writer, reader, layout_w, identity, resolve }
+        let layout_portable = layout_flat.clone().portable();
+        Fixture { flat, layout_flat, layout_portable, flat_plan, writer, reader, layout_w, identity, resolve }
     })
 }
 
@@ -84,6 +87,9 @@ fuzz_target!(|data: &[u8]| {
     let general = f.layout_flat.decode_general(&f.flat, &f.flat_plan, 1, datum, &mut scratch);
     if let Some(ev) = f.layout_flat.decode_fast(1, datum) {
         assert_eq!(Ok(ev), general, "flat walk disagrees");
+    }
+    if let Some(ev) = f.layout_portable.decode_fast(1, datum) {
+        assert_eq!(Ok(ev), general, "portable flat walk disagrees");
     }
     assert_eq!(f.layout_flat.decode(&f.flat, &f.flat_plan, 1, datum, &mut scratch), general);
     // With what was learned of earlier inputs (the tail's template), as a partition's

@@ -265,6 +265,14 @@ impl EnvelopeLayout {
         self.fast.is_some()
     }
 
+    /// This layout with the flat walk's code for any x86-64 CPU, not the code chosen for the
+    /// one it runs on (which may use instructions that not every x86-64 has): both decode
+    /// alike, and tests check both.
+    pub fn portable(mut self) -> EnvelopeLayout {
+        self.fast = self.fast.map(FastEnvelope::portable);
+        self
+    }
+
     /// The flat walk alone, for a writer whose row schema is the reference: `None` when it
     /// cannot decide (no flat walk for this schema, bad input, bytes not in canonical form)
     /// and [`decode_general`](Self::decode_general) must.

@@ -213,6 +213,12 @@ fn orders_flat() -> (Schema, EnvelopeLayout, Plan, u64) {
     (schema, layout, plan, table_seed("orders"))
 }
 
+/// The layouts to check the flat walk of: the one chosen for this CPU, and the one for any
+/// x86-64 (the same where this CPU has nothing more).
+fn flat_layouts(layout: &EnvelopeLayout) -> [(&'static str, EnvelopeLayout); 2] {
+    [("this CPU's", layout.clone()), ("portable", layout.clone().portable())]
+}
+
 /// The envelope's flat walk and its general walk agree on every input: valid envelopes (all
 /// of which the flat walk decodes itself), and the same bytes flipped, cut short, extended or
 /// with a byte dropped (where the flat walk either gives the same event or leaves the
@@ -220,13 +226,19 @@ fn orders_flat() -> (Schema, EnvelopeLayout, Plan, u64) {
 #[test]
 fn the_flat_envelope_walk_agrees_with_the_general_walk() {
     let (schema, layout, plan, seed) = orders_flat();
+    for (_, layout) in flat_layouts(&layout) {
+        flat_walk_agrees(&schema, &layout, &plan, seed);
+    }
+}
+
+fn flat_walk_agrees(schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed: u64) {
     let (fast, mutants) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
     proptest!(ProptestConfig { cases: 256, ..config() }, |(changes in proptest::collection::vec(0u64..u64::MAX, 1..4), edits in proptest::collection::vec((0usize..4096, any::<u8>(), 0u8..4), 0..4))| {
         let mut scratch = Scratch::default();
         for (i, seed_c) in changes.iter().enumerate() {
             let c = &history(3, 50, *seed_c)[i % 3];
             let datum = encode_envelope(c, true);
-            let general = layout.decode_general(&schema, &plan, seed, &datum, &mut scratch);
+            let general = layout.decode_general(schema, plan, seed, &datum, &mut scratch);
             prop_assert!(general.is_ok(), "{general:?}");
             prop_assert_eq!(layout.decode_fast(seed, &datum), Some(general.clone().unwrap()));
             fast.set(fast.get() + 1);
@@ -241,16 +253,16 @@ fn the_flat_envelope_walk_agrees_with_the_general_walk() {
                     _ => {}
                 }
             }
-            let general = layout.decode_general(&schema, &plan, seed, &bad, &mut scratch);
+            let general = layout.decode_general(schema, plan, seed, &bad, &mut scratch);
             if let Some(ev) = layout.decode_fast(seed, &bad) {
                 prop_assert_eq!(Ok(ev), general.clone(), "mutant {:?}", bad);
             }
-            prop_assert_eq!(layout.decode(&schema, &plan, seed, &bad, &mut scratch), general.clone());
+            prop_assert_eq!(layout.decode(schema, plan, seed, &bad, &mut scratch), general.clone());
             // With what was learned of the valid envelope: its tail's template must not let
             // a changed tail through.
             let mut hint = Hint::default();
             prop_assert!(layout.decode_fast_hinted(seed, &datum, &mut hint).is_some());
-            prop_assert_eq!(layout.decode_hinted(&schema, &plan, seed, &bad, &mut scratch, &mut hint), general);
+            prop_assert_eq!(layout.decode_hinted(schema, plan, seed, &bad, &mut scratch, &mut hint), general);
             mutants.set(mutants.get() + 1);
         }
     });
@@ -262,6 +274,12 @@ fn the_flat_envelope_walk_agrees_with_the_general_walk() {
 #[test]
 fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
     let (schema, layout, plan, seed) = orders_flat();
+    for (which, layout) in flat_layouts(&layout) {
+        flat_walk_accepts_no_changed_byte(which, &schema, &layout, &plan, seed);
+    }
+}
+
+fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed: u64) {
     let mut scratch = Scratch::default();
     let (mut checked, mut decided, mut decided_hinted) = (0, 0, 0);
     for c in history(40, 20, 77) {
@@ -276,20 +294,20 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
             for v in [datum[at].wrapping_add(2), datum[at].wrapping_sub(2), 0, datum[at] ^ 0x80, datum[at] ^ 0x01] {
                 let mut bad = datum.clone();
                 bad[at] = v;
-                let general = layout.decode_general(&schema, &plan, seed, &bad, &mut scratch);
+                let general = layout.decode_general(schema, plan, seed, &bad, &mut scratch);
                 if let Some(ev) = layout.decode_fast(seed, &bad) {
-                    assert_eq!(Ok(ev), general, "byte {at} set to {v:#04x} in {datum:?}");
+                    assert_eq!(Ok(ev), general, "{which} walk: byte {at} set to {v:#04x} in {datum:?}");
                     decided += 1;
                 }
                 if let Some(ev) = layout.decode_fast_hinted(seed, &bad, &mut learned.clone()) {
-                    assert_eq!(Ok(ev), general, "with the hint: byte {at} set to {v:#04x} in {datum:?}");
+                    assert_eq!(Ok(ev), general, "{which} walk, with the hint: byte {at} set to {v:#04x} in {datum:?}");
                     decided_hinted += 1;
                 }
                 checked += 1;
             }
         }
     }
-    assert!(checked > 10_000 && decided > 1_000 && decided_hinted == decided, "{checked} {decided} {decided_hinted}");
+    assert!(checked > 10_000 && decided > 1_000 && decided_hinted == decided, "{which} walk: {checked} {decided} {decided_hinted}");
 }
 
 /// A partition whose envelopes' tails keep changing shape (here the GTID's length, every other
