@@ -584,6 +584,10 @@ impl Tail {
 #[inline(always)]
 fn varint_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
     let n = end - start;
+    // (A small number, as a transaction's order mostly is: its byte.)
+    if n == 1 {
+        return buf.get(start).map(|b| *b as u64);
+    }
     if n > 8 || end < 8 {
         return fast_varint(buf.get(start..end)?, 0).map(|v| v.0);
     }
@@ -620,7 +624,8 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
     // Eight digits, most significant first in memory: bytes below `k` are taken as '0'.
-    let eight = |w: u64, k: usize| -> Option<u64> {
+    #[inline(always)]
+    fn eight(w: u64, k: usize) -> Option<u64> {
         let keep = if k == 0 { 0 } else { u64::MAX >> (64 - 8 * k) };
         let w = (w & !keep) | (ZEROS & keep);
         if w & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS {
@@ -631,7 +636,7 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
         const MASK: u64 = 0x0000_00ff_0000_00ff;
         let v = ((v & MASK).wrapping_mul(100 + (1_000_000 << 32))).wrapping_add(((v >> 16) & MASK).wrapping_mul(1 + (10_000 << 32))) >> 32;
         Some(v & 0xffff_ffff)
-    };
+    }
     if n <= 8 {
         return eight(word(end - 8), 8 - n);
     }
