@@ -408,7 +408,7 @@ impl FastEnvelope {
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
         let rest = buf.get(start..)?;
         let links = &self.row_pairs[..];
-        // SAFETY: `compile` ends every chain with `row_done`'s link and puts none after it;
+        // SAFETY: `chain` ends every chain with `row_done`'s link and puts none after it;
         // the pointer is the slice's own, so it reaches every link in it.
         let left = unsafe { (links[0].f)(links.as_ptr(), rest) };
         // The paired fields, walked again one at a time when a pair declined.
@@ -729,8 +729,8 @@ unsafe fn walk_pair<const A: usize, const B: usize>(this: *const Link, rest: &[u
     let Link { a, b, .. } = unsafe { *this };
     let Some(rest) = lean::<A>(a, rest) else { return DECLINED };
     let Some(rest) = lean::<B>(b, rest) else { return DECLINED };
-    // SAFETY: `this` is not the chain's last link, so the next is in the same slice; if it is
-    // the last, it is `row_done`'s, whose promise holds as well.
+    // SAFETY: `this` is not the chain's last link, so the next one is in the same slice; it is
+    // either another pair, not the last either, or `row_done`'s, which reads no link.
     unsafe {
         let next = this.add(1);
         ((*next).f)(next, rest)
@@ -1106,9 +1106,8 @@ mod tests {
         assert_eq!(len_end(&[0x10, b'a', 0, 0, 0, 0, 0, 0], 0), None);
     }
 
-    /// The pairs' lean walk of each kind, against the per-field walk that decides: on bytes
-    /// drawn from those that matter (continuation bits, zero bytes, signs of decimals,
-    /// non-ASCII), it gives the same end or declines; and it does decide a fair share.
+    /// A row's chain takes its links from the table it is given (this CPU's, or the one for
+    /// any x86-64), with each pair's arguments, and ends in `row_done`'s.
     #[test]
     fn a_chain_is_made_of_the_links_it_was_asked_for_and_ends_in_row_done() {
         let row = [Step::Var { chk: true }, Step::Str { chk: true }, Step::OptStr { present: 2, chk: true }];
@@ -1127,6 +1126,8 @@ mod tests {
         }
     }
 
+    /// The lean walk's varints: of at most `max` bytes, and minimal (a last byte of zero after
+    /// others is not), whatever bytes follow in the word.
     #[test]
     fn lean_varints_are_exactly_the_minimal_ones_within_their_limit() {
         for len in 1..=9usize {
@@ -1149,6 +1150,9 @@ mod tests {
         }
     }
 
+    /// The pairs' lean walk of each kind, against the per-field walk that decides: on bytes
+    /// drawn from those that matter (continuation bits, zero bytes, signs of decimals,
+    /// non-ASCII), it gives the same end or declines; and it does decide a fair share.
     #[test]
     fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
         fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
