@@ -881,10 +881,16 @@ static PAIRS_BMI: [[LinkFn; 8]; 7] = [pairs_of!(pair_bmi, 0), pairs_of!(pair_bmi
 /// per event); else those for any x86-64.
 fn pairs_for_this_cpu() -> &'static [[LinkFn; 8]; 7] {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("bmi1") && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt") {
+    if has_bmi() {
         return &PAIRS_BMI;
     }
     &PAIRS
+}
+
+/// Whether this CPU has what [`PAIRS_BMI`] is compiled for.
+#[cfg(target_arch = "x86_64")]
+fn has_bmi() -> bool {
+    std::arch::is_x86_feature_detected!("bmi1") && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt")
 }
 
 /// The chain of links that walks `row`'s fields (all of a kind) in pairs, from `pairs`, and
@@ -1118,7 +1124,7 @@ mod tests {
         assert_eq!((portable[1].a, portable[1].b), (2, 0));
         #[cfg(target_arch = "x86_64")]
         {
-            let bmi = std::arch::is_x86_feature_detected!("bmi1") && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt");
+            let bmi = has_bmi();
             let this = chain(&row, pairs_for_this_cpu());
             let table = if bmi { &PAIRS_BMI } else { &PAIRS };
             assert!(std::ptr::fn_addr_eq(this[0].f, table[0][2]) && std::ptr::fn_addr_eq(this[1].f, table[6][7]) && ends(&this));
