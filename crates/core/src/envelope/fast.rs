@@ -815,28 +815,61 @@ fn lean_len(w: u64, avail: usize) -> Option<(usize, usize)> {
 }
 
 /// What is left after an ASCII string in canonical form whose bytes start `w`, at the start
-/// of `rest`. A string of up to 7 bytes lies in `w` (after its one-byte prefix); a longer one
-/// is read word by word, the last word ending where it ends.
+/// of `rest`. A string of up to 7 bytes lies in `w` (after its one-byte prefix); up to 16,
+/// in its first and last words; a longer one is read 16 bytes at a time by [`ascii_long`].
 #[inline(always)]
 fn lean_str(w: u64, rest: &[u8]) -> Option<&[u8]> {
     const HI: u64 = 0x8080_8080_8080_8080;
     let (start, end) = lean_len(w, rest.len())?;
     let data = rest.get(start..end)?;
-    let high = if data.len() < 8 {
+    let ascii = if data.len() < 8 {
         // (A two-byte prefix is for 64 bytes or more: this one is one byte.)
-        (w >> 8) & ((1u64 << (8 * data.len())) - 1)
+        (w >> 8) & ((1u64 << (8 * data.len())) - 1) & HI == 0
+    } else if data.len() <= 16 {
+        let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+        (word(data.first_chunk::<8>()?) | word(data.last_chunk::<8>()?)) & HI == 0
     } else {
-        let last = data.last_chunk::<8>().map(|c| u64::from_le_bytes(*c))?;
-        // Word by word, leaving at the first with a high bit set: a loop that is not unrolled
-        // four ways, whose registers every pair with a string would save and restore.
-        for c in data.as_chunks::<8>().0 {
-            if u64::from_le_bytes(*c) & HI != 0 {
-                return None;
-            }
-        }
-        last
+        ascii_long(data)
     };
-    if high & HI == 0 { rest.get(end..) } else { None }
+    if ascii { rest.get(end..) } else { None }
+}
+
+/// Whether `data`, of more than 16 bytes, is ASCII: its first and last 16 bytes ORed, and
+/// then those between, 16 at a time (a loop that is entered for strings of more than 32
+/// bytes only, and left at the first byte not in ASCII: one register, and no unrolled
+/// copies whose registers every pair with a string would save and restore).
+#[inline(always)]
+fn ascii_long(data: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (data.first_chunk::<16>(), data.last_chunk::<16>()) else { return data.is_ascii() };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128};
+        // SAFETY: SSE2 is part of x86-64; each load reads the 16 bytes of a chunk, unaligned.
+        unsafe {
+            let load = |c: &[u8; 16]| _mm_loadu_si128(c.as_ptr().cast::<__m128i>());
+            let mut acc = _mm_or_si128(load(first), load(last));
+            // The 16 bytes at `at`, while they start before the last 16 (they may overlap them).
+            let mut at = 16;
+            while at < data.len() - 16
+                && let Some(c) = data[at..].first_chunk::<16>()
+            {
+                if _mm_movemask_epi8(acc) != 0 {
+                    return false;
+                }
+                acc = _mm_or_si128(acc, load(c));
+                at += 16;
+            }
+            _mm_movemask_epi8(acc) == 0
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut acc = u128::from_le_bytes(*first) | u128::from_le_bytes(*last);
+        for c in data[16..].as_chunks::<16>().0 {
+            acc |= u128::from_le_bytes(*c);
+        }
+        acc & u128::from_le_bytes([0x80; 16]) == 0
+    }
 }
 
 /// Whether `buf[start..end]` (within the input) is ASCII, without a call: word by word. A word
@@ -1091,6 +1124,22 @@ mod tests {
         // Where no word fits (the input's last bytes), the answer is "not known to be ASCII":
         // the caller takes the slower check.
         assert!(!ascii(&buf, 8, 12));
+    }
+
+    /// The lean walk's check of long strings, at every length and with a byte not in ASCII at
+    /// every place (and none: then bytes around the string are not in ASCII).
+    #[test]
+    fn long_string_checks_agree_with_the_standard_library() {
+        for n in 17..=100usize {
+            for bad in (0..n).map(Some).chain([None]) {
+                let mut b = vec![0xffu8; n + 2];
+                b[1..=n].fill(b'a');
+                if let Some(at) = bad {
+                    b[1 + at] = 0x80;
+                }
+                assert_eq!(ascii_long(&b[1..=n]), bad.is_none(), "n={n} bad={bad:?}");
+            }
+        }
     }
 
     #[test]
