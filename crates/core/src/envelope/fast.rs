@@ -406,14 +406,17 @@ impl FastEnvelope {
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
-        let rest = buf.get(start..)?;
         let links = &self.row_pairs[..];
-        // SAFETY: `chain` ends every chain with `row_done`'s link and puts none after it;
-        // the pointer is the slice's own, so it reaches every link in it.
-        let left = unsafe { (links[0].f)(links.as_ptr(), rest) };
+        let end = match buf.len().checked_sub(8) {
+            // SAFETY: `chain` ends every chain with `row_done`'s link and puts none after it;
+            // the pointer is the slice's own, so it reaches every link in it. The input has
+            // `limit + 8` bytes, and the row starts at most at `limit`.
+            Some(limit) if start <= limit => unsafe { (links[0].f)(links.as_ptr(), buf.as_ptr(), start, limit) },
+            _ => DECLINED,
+        };
         // The paired fields, walked again one at a time when a pair declined.
         let paired = self.paired;
-        let pos = if left != DECLINED { buf.len() - left } else { self.row_fields(0..paired, buf, start, nm)? };
+        let pos = if end != DECLINED { end } else { self.row_fields(0..paired, buf, start, nm)? };
         if self.row.len() > paired { self.row_fields(paired..self.row.len(), buf, pos, nm) } else { Some(pos) }
     }
 
@@ -652,9 +655,11 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
 /// is found without a length to count down: every chain ends in [`row_done`], which goes on
 /// to none, and nothing else is a link's last (see [`FastEnvelope::row_end`]).
 ///
-/// The links walk the rest of the input as a slice, not a position in it: each read is
-/// checked against what is left alone. A chain returns the length of the input left after
-/// the row, or [`DECLINED`].
+/// The links walk the input by offsets from its first byte: `at`, where the next field
+/// starts, and `limit`, the input's length less 8 — the last offset a word of 8 bytes can be
+/// read from. A link is called with `at <= limit`, and each field's walk goes on only while
+/// that holds after it: one comparison per field both bounds what it read and lets the next
+/// read its first word. A chain returns the offset where the row ends, or [`DECLINED`].
 #[derive(Debug, Clone, Copy)]
 struct Link {
     f: LinkFn,
@@ -662,17 +667,18 @@ struct Link {
     b: u8,
 }
 
-type LinkFn = unsafe fn(*const Link, &[u8]) -> usize;
+/// A link's walk (see [`Link`]): itself, the input's first byte, `at`, `limit`.
+type LinkFn = unsafe fn(*const Link, *const u8, usize, usize) -> usize;
 
 /// The chain's last link: the row ends here.
-unsafe fn row_done(_: *const Link, rest: &[u8]) -> usize {
-    rest.len()
+unsafe fn row_done(_: *const Link, _: *const u8, at: usize, _: usize) -> usize {
+    at
 }
 
 /// A pair's walk declines anything but the common case — a value not in canonical form, a
 /// string not in ASCII, a long varint or length, the last 8 bytes of the input, bad input —
 /// and the pair is walked again one field at a time, by [`field_end`], which decides. (No
-/// slice is that long.)
+/// input is that long.)
 const DECLINED: usize = usize::MAX;
 
 /// The kinds of field a row walks in pairs, numbered for [`PAIRS`]; `None` for those the
@@ -702,10 +708,11 @@ fn arg(step: Step) -> u8 {
 /// [`DECLINED`]); then the next link.
 ///
 /// # Safety
-/// `this` points into a slice of links whose last is [`row_done`]'s, and is not that one.
-unsafe fn pair<const A: usize, const B: usize>(this: *const Link, rest: &[u8]) -> usize {
+/// `this` points into a slice of links whose last is [`row_done`]'s, and is not that one;
+/// `input` points to `limit + 8` bytes that can be read, and `at <= limit`.
+unsafe fn pair<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
     // SAFETY: the caller's promise.
-    unsafe { walk_pair::<A, B>(this, rest) }
+    unsafe { walk_pair::<A, B>(this, input, at, limit) }
 }
 
 /// [`pair`] compiled for BMI1, BMI2 and LZCNT.
@@ -714,9 +721,9 @@ unsafe fn pair<const A: usize, const B: usize>(this: *const Link, rest: &[u8]) -
 /// As [`pair`]'s, and the CPU has BMI1, BMI2 and LZCNT (see [`pairs_for_this_cpu`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi1,bmi2,lzcnt")]
-unsafe fn pair_bmi<const A: usize, const B: usize>(this: *const Link, rest: &[u8]) -> usize {
+unsafe fn pair_bmi<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
     // SAFETY: the caller's promise.
-    unsafe { walk_pair::<A, B>(this, rest) }
+    unsafe { walk_pair::<A, B>(this, input, at, limit) }
 }
 
 /// The walk of a pair, inlined into the functions compiled for each kind of CPU.
@@ -724,59 +731,66 @@ unsafe fn pair_bmi<const A: usize, const B: usize>(this: *const Link, rest: &[u8
 /// # Safety
 /// As [`pair`]'s.
 #[inline(always)]
-unsafe fn walk_pair<const A: usize, const B: usize>(this: *const Link, rest: &[u8]) -> usize {
+unsafe fn walk_pair<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
     // SAFETY: `this` points to a link of the chain (the caller's promise).
     let Link { a, b, .. } = unsafe { *this };
-    let Some(rest) = lean::<A>(a, rest) else { return DECLINED };
-    let Some(rest) = lean::<B>(b, rest) else { return DECLINED };
+    // SAFETY: the caller's promise on `input`, `at` and `limit`; a field's walk returns an
+    // offset that keeps it.
+    let Some(at) = (unsafe { lean::<A>(a, input, at, limit) }) else { return DECLINED };
+    let Some(at) = (unsafe { lean::<B>(b, input, at, limit) }) else { return DECLINED };
     // SAFETY: `this` is not the chain's last link, so the next one is in the same slice; it is
-    // either another pair, not the last either, or `row_done`'s, which reads no link.
+    // either another pair, not the last either, or `row_done`'s, which reads no link. `at` is
+    // still at most `limit`.
     unsafe {
         let next = this.add(1);
-        ((*next).f)(next, rest)
+        ((*next).f)(next, input, at, limit)
     }
 }
 
-/// What is left of the input after a row field of kind `K` in canonical form at the start
-/// of `rest`; `None` to decline. Kind 7 is no field: the second of a pair made of an odd
+/// Where a row field of kind `K` in canonical form that starts at `at` ends, if that is at
+/// most `limit`; `None` to decline. Kind 7 is no field: the second of a pair made of an odd
 /// row's last field.
+///
+/// # Safety
+/// `input` points to `limit + 8` bytes that can be read, and `at <= limit`.
 #[inline(always)]
-fn lean<const K: usize>(arg: u8, rest: &[u8]) -> Option<&[u8]> {
+unsafe fn lean<const K: usize>(arg: u8, input: *const u8, at: usize, limit: usize) -> Option<usize> {
     if K == 7 {
-        return Some(rest);
+        return Some(at);
     }
-    let w = first_word(rest)?;
+    // SAFETY: the caller's promise, for `word(at)`; for the word after a nullable's branch,
+    // `at + 1 <= limit` is checked before it is read. A string's data is read only once its
+    // end is known to be within `limit`.
+    let word = |at: usize| u64::from_le_bytes(unsafe { input.add(at).cast::<[u8; 8]>().read_unaligned() });
+    let within = |end: usize| (end <= limit).then_some(end);
+    let w = word(at);
     match K {
-        0 | 1 => rest.get(lean_varint(w, if K == 1 { 4 } else { 8 })?..),
-        2 => lean_str(w, rest),
-        3 => rest.get(lean_len(w, rest.len())?.1..),
+        0 | 1 => within(at + lean_varint(w, if K == 1 { 4 } else { 8 })?),
+        // SAFETY: the caller's promise.
+        2 => unsafe { lean_str(w, input, at, limit) },
+        3 => within(at + lean_len(w)?.1),
         4 => {
             // A one-byte prefix, and a first byte that is not only the sign of the second (as
             // `decimal_not_minimal` reads it), or one byte: all in the word loaded.
             let n = ((w & 0x7f) >> 1) as usize;
-            if w & 0x81 == 0 && (n == 1 || (n >= 2 && !only_sign((w >> 8) as u8, (w >> 16) as u8))) { rest.get(1 + n..) } else { None }
+            if w & 0x81 == 0 && (n == 1 || (n >= 2 && !only_sign((w >> 8) as u8, (w >> 16) as u8))) { within(at + 1 + n) } else { None }
         }
         5 | 6 => {
             let b = w as u8;
             if b == 2 - arg {
-                rest.get(1..)
+                within(at + 1)
             } else if b != arg {
                 None
             } else if K == 5 {
-                rest.get(1 + lean_varint(w >> 8, 7)?..)
+                within(at + 1 + lean_varint(w >> 8, 7)?)
             } else {
-                let rest = rest.get(1..)?;
-                lean_str(first_word(rest)?, rest)
+                let at = within(at + 1)?;
+                // SAFETY: as the caller's promise, with `at` checked above.
+                unsafe { lean_str(word(at), input, at, limit) }
             }
         }
         _ => None,
     }
-}
-
-/// The first 8 bytes of `rest`, little-endian; `None` if fewer are left.
-#[inline(always)]
-fn first_word(rest: &[u8]) -> Option<u64> {
-    rest.first_chunk::<8>().map(|c| u64::from_le_bytes(*c))
 }
 
 /// The length of a minimal varint of at most `max` bytes whose bytes start `w`.
@@ -797,12 +811,12 @@ fn lean_varint(w: u64, max: u32) -> Option<usize> {
     (valued & within != 0).then(|| (last.trailing_zeros() / 8 + 1) as usize)
 }
 
-/// A minimal length prefix of one or two bytes (lengths below 8 KiB) whose bytes start `w`,
-/// at the start of `avail` bytes left: its data's start and end, within them. (Not by
-/// [`len_word`]: its general decoding of up to three bytes kept registers live in every pair;
-/// these two cases need none, and longer prefixes go to the per-field walk.)
+/// A minimal length prefix of one or two bytes (lengths below 8 KiB) whose bytes start `w`:
+/// where its data starts and ends, from where it starts. (Not by [`len_word`]: its general
+/// decoding of up to three bytes kept registers live in every pair; these two cases need
+/// none, and longer prefixes go to the per-field walk.)
 #[inline(always)]
-fn lean_len(w: u64, avail: usize) -> Option<(usize, usize)> {
+fn lean_len(w: u64) -> Option<(usize, usize)> {
     let (start, len) = if w & 0x81 == 0 {
         (1, ((w & 0x7f) >> 1) as usize)
     } else if w & 0x8081 == 0x80 && w & 0xff00 != 0 {
@@ -811,17 +825,26 @@ fn lean_len(w: u64, avail: usize) -> Option<(usize, usize)> {
     } else {
         return None;
     };
-    (start + len <= avail).then_some((start, start + len))
+    Some((start, start + len))
 }
 
-/// What is left after an ASCII string in canonical form whose bytes start `w`, at the start
-/// of `rest`. A string of up to 7 bytes lies in `w` (after its one-byte prefix); up to 16,
-/// in its first and last words; a longer one is read 16 bytes at a time by [`ascii_long`].
+/// Where an ASCII string in canonical form that starts at `at`, its bytes starting `w`, ends,
+/// if that is at most `limit`. A string of up to 7 bytes lies in `w` (after its one-byte
+/// prefix); up to 16, in its first and last words; a longer one is read 16 bytes at a time by
+/// [`ascii_long`].
+///
+/// # Safety
+/// As [`lean`]'s.
 #[inline(always)]
-fn lean_str(w: u64, rest: &[u8]) -> Option<&[u8]> {
+unsafe fn lean_str(w: u64, input: *const u8, at: usize, limit: usize) -> Option<usize> {
     const HI: u64 = 0x8080_8080_8080_8080;
-    let (start, end) = lean_len(w, rest.len())?;
-    let data = rest.get(start..end)?;
+    let (start, end) = lean_len(w)?;
+    let (start, end) = (at + start, at + end);
+    if end > limit {
+        return None;
+    }
+    // SAFETY: `input` has `limit + 8` bytes, and `start <= end <= limit`.
+    let data = unsafe { std::slice::from_raw_parts(input.add(start), end - start) };
     let ascii = if data.len() < 8 {
         // (A two-byte prefix is for 64 bytes or more: this one is one byte.)
         (w >> 8) & ((1u64 << (8 * data.len())) - 1) & HI == 0
@@ -831,7 +854,7 @@ fn lean_str(w: u64, rest: &[u8]) -> Option<&[u8]> {
     } else {
         ascii_long(data)
     };
-    if ascii { rest.get(end..) } else { None }
+    ascii.then_some(end)
 }
 
 /// Whether `data`, of more than 16 bytes, is ASCII: its first and last 16 bytes ORed, and
@@ -1211,7 +1234,10 @@ mod tests {
     #[test]
     fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
         fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
-            let lean = lean::<K>(arg, &buf[pos..]).map(|rest| buf.len() - rest.len());
+            let lean = buf.len().checked_sub(8).filter(|limit| pos <= *limit).and_then(|limit| {
+                // SAFETY: the buffer has `limit + 8` bytes, and `pos <= limit`.
+                unsafe { lean::<K>(arg, buf.as_ptr(), pos, limit) }
+            });
             let mut nm = false;
             let field = field_of::<K>(arg, true, buf, pos, &mut nm);
             if lean.is_some() {
@@ -1226,7 +1252,10 @@ mod tests {
             let len = (next() % 40) as usize;
             // Long runs of one byte now and then: long varints and long strings.
             let run = alphabet[(next() % alphabet.len() as u64) as usize];
-            let buf: Vec<u8> = (0..len).map(|_| if next().is_multiple_of(4) { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
+            // Mostly 8 more bytes that no field starts in: the walk declines a field that
+            // ends within the input's last 8 bytes, and decides the others.
+            let more = if next().is_multiple_of(4) { 0 } else { 8 };
+            let buf: Vec<u8> = (0..len + more).map(|_| if next().is_multiple_of(4) { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
             let pos = (next() % (len as u64 + 1)) as usize;
             let arg = [0u8, 2][(next() % 2) as usize];
             let results = [check::<0>(arg, &buf, pos), check::<1>(arg, &buf, pos), check::<2>(arg, &buf, pos), check::<3>(arg, &buf, pos), check::<4>(arg, &buf, pos), check::<5>(arg, &buf, pos), check::<6>(arg, &buf, pos)];
@@ -1258,7 +1287,7 @@ mod tests {
                 let mut buf = prefix.clone();
                 buf.resize(prefix.len() + len + 8, b'x');
                 let w = load8(&buf, 0).unwrap();
-                let lean = lean_len(w, buf.len());
+                let lean = lean_len(w);
                 let general = len_end(&buf, 0);
                 if pad == 0 && prefix.len() <= 2 {
                     assert_eq!(lean, Some((prefix.len(), prefix.len() + len)), "len {len}");
@@ -1268,7 +1297,7 @@ mod tests {
                 }
                 // Negative: the same bytes with the sign bit set.
                 buf[0] |= 1;
-                assert_eq!(lean_len(load8(&buf, 0).unwrap(), buf.len()), None, "-{len}");
+                assert_eq!(lean_len(load8(&buf, 0).unwrap()), None, "-{len}");
             }
         }
     }
