@@ -1140,8 +1140,12 @@ impl Engine {
                     self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None })
                 }
             };
-            b.first = b.first.min(ev.position);
-            b.last = b.last.max(ev.position);
+            // (Mostly past the last: one comparison.)
+            if ev.position > b.last {
+                b.last = ev.position;
+            } else if ev.position < b.first {
+                b.first = ev.position;
+            }
             b.min_ts = b.min_ts.min(ev.ts_ms);
             b.max_ts = b.max_ts.max(ev.ts_ms);
             w
@@ -1163,7 +1167,8 @@ impl Engine {
             }
         };
 
-        let part = &mut self.topics[ti].parts[rec.partition as usize];
+        let topic = &mut self.topics[ti];
+        let part = &mut topic.parts[rec.partition as usize];
         match part.offsets.back_mut() {
             Some((pw, first, last)) if *pw == w => {
                 *first = (*first).min(rec.offset);
@@ -1180,9 +1185,9 @@ impl Engine {
                 }
             },
         }
-        self.topics[ti].stats.events += 1;
-        if ev.position > self.topics[ti].max_pos {
-            self.topics[ti].max_pos = ev.position;
+        topic.stats.events += 1;
+        if ev.position > topic.max_pos {
+            topic.max_pos = ev.position;
         }
 
         let st = &mut self.streams[stream as usize];
@@ -1204,7 +1209,11 @@ impl Engine {
         }
         if stream == PRIMARY {
             match acc.table_last.iter_mut().find(|(t, _)| *t == table) {
-                Some((_, p)) => *p = (*p).max(ev.position),
+                Some((_, p)) => {
+                    if ev.position > *p {
+                        *p = ev.position;
+                    }
+                }
                 None => acc.table_last.push((table, ev.position)),
             }
         }
