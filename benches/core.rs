@@ -171,13 +171,14 @@ fn decode_only(events: &Events, src: &MemorySource) -> f64 {
     let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
     let kplan = Plan::compile(&ks, ks.root(), &ks, ks.root());
     let (mut scratch, mut kscratch) = (Scratch::default(), Scratch::default());
+    let rows = cdc_verifier_core::digest::RowHasher::new(7);
     // One hint per partition, as the engine keeps them.
     let mut hints: Vec<cdc_verifier_core::envelope::Hint> = Vec::new();
     hints.resize_with(events.list.iter().map(|e| e.partition as usize + 1).max().unwrap_or(0), Default::default);
     let start = Instant::now();
     let mut acc = 0u128;
     for e in &events.list {
-        let ev = layout.decode_hinted(&vs, &plan, 7, &events.value(e)[5..], &mut scratch, &mut hints[e.partition as usize]).unwrap();
+        let ev = layout.decode_hinted(&vs, &plan, &rows, &events.value(e)[5..], &mut scratch, &mut hints[e.partition as usize]).unwrap();
         let mut r = Reader::new(&events.key(e)[5..]);
         let k = kplan.canonical(&ks, &mut r, &mut kscratch).unwrap();
         acc = acc.wrapping_add(ev.after.unwrap_or(0) ^ cdc_verifier_core::digest::key_hash(7, k.bytes()) as u128);

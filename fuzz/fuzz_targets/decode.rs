@@ -4,6 +4,7 @@
 
 use cdc_verifier_core::avro::{json, Plan, Reader, Schema, Scratch};
 use cdc_verifier_core::envelope::{EnvelopeLayout, Hint};
+use cdc_verifier_core::digest::RowHasher;
 use cdc_verifier_core::{wire, PositionField};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -46,6 +47,7 @@ struct Fixture {
     layout_w: EnvelopeLayout,
     identity: Plan,
     resolve: Plan,
+    rows: RowHasher,
 }
 
 fn fixture() -> &'static Fixture {
@@ -64,7 +66,7 @@ fn fixture() -> &'static Fixture {
         assert!(layout_flat.has_fast_path());
         let flat_plan = Plan::compile(&flat, layout_flat.row, &flat, layout_flat.row);
         let layout_portable = layout_flat.clone().portable();
-        Fixture { flat, layout_flat, layout_portable, flat_plan, writer, reader, layout_w, identity, resolve }
+        Fixture { flat, layout_flat, layout_portable, flat_plan, writer, reader, layout_w, identity, resolve, rows: RowHasher::new(1) }
     })
 }
 
@@ -73,8 +75,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = &f.reader;
     let Ok((_id, datum)) = wire::split(data) else { return };
     let mut scratch = Scratch::default();
-    let a = f.layout_w.decode(&f.writer, &f.identity, 1, datum, &mut scratch);
-    let b = f.layout_w.decode(&f.writer, &f.resolve, 1, datum, &mut scratch);
+    let a = f.layout_w.decode(&f.writer, &f.identity, &f.rows, datum, &mut scratch);
+    let b = f.layout_w.decode(&f.writer, &f.resolve, &f.rows, datum, &mut scratch);
     // Both plans accept and reject the same inputs.
     assert_eq!(a.is_ok(), b.is_ok(), "{a:?} vs {b:?}");
     if let Ok(ev) = a {
@@ -84,18 +86,18 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = json::to_json(&f.writer, f.writer.root(), &mut Reader::new(datum));
     // The flat walk decides only what the general walk decides the same way.
-    let general = f.layout_flat.decode_general(&f.flat, &f.flat_plan, 1, datum, &mut scratch);
-    if let Some(ev) = f.layout_flat.decode_fast(1, datum) {
+    let general = f.layout_flat.decode_general(&f.flat, &f.flat_plan, &f.rows, datum, &mut scratch);
+    if let Some(ev) = f.layout_flat.decode_fast(&f.rows, datum) {
         assert_eq!(Ok(ev), general, "flat walk disagrees");
     }
-    if let Some(ev) = f.layout_portable.decode_fast(1, datum) {
+    if let Some(ev) = f.layout_portable.decode_fast(&f.rows, datum) {
         assert_eq!(Ok(ev), general, "portable flat walk disagrees");
     }
-    assert_eq!(f.layout_flat.decode(&f.flat, &f.flat_plan, 1, datum, &mut scratch), general);
+    assert_eq!(f.layout_flat.decode(&f.flat, &f.flat_plan, &f.rows, datum, &mut scratch), general);
     // With what was learned of earlier inputs (the tail's template), as a partition's
     // records are decoded: still the general walk's verdict.
     HINT.with_borrow_mut(|hint| {
-        assert_eq!(f.layout_flat.decode_hinted(&f.flat, &f.flat_plan, 1, datum, &mut scratch, hint), general, "hinted walk disagrees");
+        assert_eq!(f.layout_flat.decode_hinted(&f.flat, &f.flat_plan, &f.rows, datum, &mut scratch, hint), general, "hinted walk disagrees");
     });
 });
 

@@ -15,7 +15,7 @@ use crate::avro::reader::{DecodeError, Reader};
 use crate::avro::resolve::{Plan, Scratch};
 use crate::avro::schema::{Node, Schema};
 use crate::avro::{json, FieldDiff};
-use crate::digest::{key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest};
+use crate::digest::{key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest, RowHasher};
 use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
@@ -161,6 +161,8 @@ impl Compiled {
 struct Table {
     name: String,
     seed: u64,
+    /// What hashes its rows (from `seed`).
+    rows: RowHasher,
     /// The primary's value schema ids with the first position each was seen at.
     refs: Vec<(u32, Position)>,
     /// The primary's key schema id.
@@ -227,9 +229,9 @@ struct PartCache {
 
 /// Decodes a value datum with a partition's cached plans, into `ev`.
 #[inline]
-fn decode(c: &mut PartCache, seed: u64, datum: &[u8], scratch: &mut Scratch, ev: &mut Event) -> Result<(), DecodeError> {
+fn decode(c: &mut PartCache, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, ev: &mut Event) -> Result<(), DecodeError> {
     let layout = c.writer.layout.as_ref().expect("checked when cached");
-    layout.decode_hinted_into(&c.writer.schema, &c.plan, seed, datum, scratch, &mut c.hint, ev)
+    layout.decode_hinted_into(&c.writer.schema, &c.plan, rows, datum, scratch, &mut c.hint, ev)
 }
 
 struct KeyCache {
@@ -724,7 +726,8 @@ impl Engine {
         if let Some(i) = self.tables.iter().position(|t| t.name == name) {
             return i as TableId;
         }
-        self.tables.push(Table { name: name.to_string(), seed: table_seed(name), refs: Vec::new(), ref_key: None, value_subject_of_primary: None });
+        let seed = table_seed(name);
+        self.tables.push(Table { name: name.to_string(), seed, rows: RowHasher::new(seed), refs: Vec::new(), ref_key: None, value_subject_of_primary: None });
         let id = (self.tables.len() - 1) as TableId;
         if let Drill::Ranges(sel) = &self.cfg.drill {
             for (t, r) in sel {
@@ -946,7 +949,7 @@ impl Engine {
         }
         let seed = self.tables[table as usize].seed;
         let mut ev = Event::EMPTY;
-        if let Err(e) = decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch, &mut ev) {
+        if let Err(e) = decode(cache.as_mut().expect("filled above"), &self.tables[table as usize].rows, datum, &mut self.scratch, &mut ev) {
             return Ok(self.poison(rec, format!("value: {e}")));
         }
         let mut c = cache.as_ref().expect("filled above");
@@ -961,7 +964,7 @@ impl Engine {
                     Ok(n) => *cache = Some(Box::new(n)),
                     Err(e) => return Ok(self.poison(rec, e)),
                 }
-                if let Err(e) = decode(cache.as_mut().expect("filled above"), seed, datum, &mut self.scratch, &mut ev) {
+                if let Err(e) = decode(cache.as_mut().expect("filled above"), &self.tables[table as usize].rows, datum, &mut self.scratch, &mut ev) {
                     return Ok(self.poison(rec, format!("value: {e}")));
                 }
                 c = cache.as_ref().expect("filled above");

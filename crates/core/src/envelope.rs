@@ -8,7 +8,7 @@
 use crate::avro::reader::{DecodeError, DecodeErrorKind, Reader};
 use crate::avro::resolve::{run_steps, skip, Plan, Scratch, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
-use crate::digest::{row_hash, Op};
+use crate::digest::{Op, RowHasher};
 
 mod fast;
 pub use fast::Hint;
@@ -220,20 +220,20 @@ impl EnvelopeLayout {
     }
 
     /// Decodes one envelope datum, hashing its row images with `plan` (writer row → the
-    /// reference row schema) seeded by `seed` (the table).
+    /// reference row schema) by `rows` (the table's).
     #[inline]
-    pub fn decode(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+    pub fn decode(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         let mut ev = Event::EMPTY;
-        self.decode_into(schema, plan, seed, datum, scratch, None, &mut ev)?;
+        self.decode_into(schema, plan, rows, datum, scratch, None, &mut ev)?;
         Ok(ev)
     }
 
     /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
     /// partition (see [`Hint`]): faster when they are alike, the same result always.
     #[inline]
-    pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
+    pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
         let mut ev = Event::EMPTY;
-        self.decode_into(schema, plan, seed, datum, scratch, Some(hint), &mut ev)?;
+        self.decode_into(schema, plan, rows, datum, scratch, Some(hint), &mut ev)?;
         Ok(ev)
     }
 
@@ -242,21 +242,21 @@ impl EnvelopeLayout {
     /// is no event.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {
-        self.decode_into(schema, plan, seed, datum, scratch, Some(hint), ev)
+    pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {
+        self.decode_into(schema, plan, rows, datum, scratch, Some(hint), ev)
     }
 
     /// The flat walk when the writer's row schema is the reference and it decides, else the
     /// general walk.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn decode_into(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>, ev: &mut Event) -> Result<(), DecodeError> {
+    fn decode_into(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>, ev: &mut Event) -> Result<(), DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
-            && fast.decode_into(seed, datum, hint, ev).is_some()
+            && fast.decode_into(rows, datum, hint, ev).is_some()
         {
             return Ok(());
         }
-        *ev = self.decode_general(schema, plan, seed, datum, scratch)?;
+        *ev = self.decode_general(schema, plan, rows, datum, scratch)?;
         Ok(())
     }
 
@@ -276,17 +276,17 @@ impl EnvelopeLayout {
     /// The flat walk alone, for a writer whose row schema is the reference: `None` when it
     /// cannot decide (no flat walk for this schema, bad input, bytes not in canonical form)
     /// and [`decode_general`](Self::decode_general) must.
-    pub fn decode_fast(&self, seed: u64, datum: &[u8]) -> Option<Event> {
-        self.fast.as_ref()?.decode(seed, datum, None)
+    pub fn decode_fast(&self, rows: &RowHasher, datum: &[u8]) -> Option<Event> {
+        self.fast.as_ref()?.decode(rows, datum, None)
     }
 
     /// [`decode_fast`](Self::decode_fast) with a hint.
-    pub fn decode_fast_hinted(&self, seed: u64, datum: &[u8], hint: &mut Hint) -> Option<Event> {
-        self.fast.as_ref()?.decode(seed, datum, Some(hint))
+    pub fn decode_fast_hinted(&self, rows: &RowHasher, datum: &[u8], hint: &mut Hint) -> Option<Event> {
+        self.fast.as_ref()?.decode(rows, datum, Some(hint))
     }
 
     /// The general walk: any schema, any input; names what is wrong with bad input.
-    pub fn decode_general(&self, schema: &Schema, plan: &Plan, seed: u64, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+    pub fn decode_general(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
         let mut r = Reader::new(datum);
         let mut ev = Event::EMPTY;
         let mut have_pos = false;
@@ -297,7 +297,7 @@ impl EnvelopeLayout {
                     let hash = match branch {
                         Some(_) => {
                             let start = r.pos();
-                            let h = row_hash(seed, plan.canonical(schema, &mut r, scratch)?.bytes());
+                            let h = rows.hash(plan.canonical(schema, &mut r, scratch)?.bytes());
                             let span = (start as u32, r.pos() as u32);
                             if matches!(step, Step::After(_)) || ev.image.is_none() {
                                 ev.image = Some(span);

@@ -3,7 +3,7 @@
 mod support;
 
 use cdc_verifier_core::avro::{Plan, Reader, Schema, Scratch};
-use cdc_verifier_core::digest::{row_hash, table_seed, Op, RangeDigest};
+use cdc_verifier_core::digest::{table_seed, Op, RangeDigest, RowHasher};
 use cdc_verifier_core::envelope::{EnvelopeLayout, Hint};
 use cdc_verifier_core::verdict::Kind;
 use cdc_verifier_core::PositionField;
@@ -130,10 +130,10 @@ proptest! {
         let old_to_new = Plan::compile(&v1, l1.row, &v2, l2.row);
         let new_to_new = Plan::compile(&v2, l2.row, &v2, l2.row);
         prop_assert!(!old_to_new.is_identity() && new_to_new.is_identity());
-        let seed = table_seed("orders");
+        let rows = RowHasher::new(table_seed("orders"));
         let mut scratch = Scratch::default();
-        let old = l1.decode(&v1, &old_to_new, seed, &encode_envelope(&c, false), &mut scratch).unwrap();
-        let new = l2.decode(&v2, &new_to_new, seed, &encode_envelope(&c, true), &mut scratch).unwrap();
+        let old = l1.decode(&v1, &old_to_new, &rows, &encode_envelope(&c, false), &mut scratch).unwrap();
+        let new = l2.decode(&v2, &new_to_new, &rows, &encode_envelope(&c, true), &mut scratch).unwrap();
         prop_assert_eq!(old.after, new.after);
         prop_assert_eq!(old.before, new.before);
         prop_assert_eq!(old.position, new.position);
@@ -141,7 +141,7 @@ proptest! {
         // A value the old schema cannot carry, other than the default, makes the rows differ.
         let mut other = c.clone();
         other.after.as_mut().unwrap().currency = currency.clone();
-        let new_other = l2.decode(&v2, &new_to_new, seed, &encode_envelope(&other, true), &mut scratch).unwrap();
+        let new_other = l2.decode(&v2, &new_to_new, &rows, &encode_envelope(&other, true), &mut scratch).unwrap();
         prop_assert_eq!(new_other.after == old.after, currency == "USD");
     }
 }
@@ -161,7 +161,7 @@ fn canonical_form_matches_apache_avro_schema_resolution() {
     let lw = EnvelopeLayout::compile(&ours_w, &PositionField::Gtid).unwrap();
     let lr = EnvelopeLayout::compile(&ours_r, &PositionField::Gtid).unwrap();
     let plan = Plan::compile(&ours_w, lw.row, &ours_r, lr.row);
-    let seed = table_seed("orders");
+    let hasher = RowHasher::new(table_seed("orders"));
     let mut scratch = Scratch::default();
     let mut rows = 0;
     for c in history(300, 50, 99) {
@@ -171,14 +171,14 @@ fn canonical_form_matches_apache_avro_schema_resolution() {
         assert_eq!(apache_avro::to_avro_datum(&env_w, value).unwrap(), datum);
         // …and apache-avro's resolution of the row to the newer schema, re-encoded, is our
         // canonical form, so it hashes the same.
-        let ev = lw.decode(&ours_w, &plan, seed, &datum, &mut scratch).unwrap();
+        let ev = lw.decode(&ours_w, &plan, &hasher, &datum, &mut scratch).unwrap();
         if ev.after.is_none() {
             continue;
         }
         let (a, b) = ev.image.unwrap();
         let resolved = apache_avro::from_avro_datum(&w, &mut &datum[a as usize..b as usize], Some(&r)).unwrap();
         let bytes = apache_avro::to_avro_datum(&r, resolved).unwrap();
-        assert_eq!(ev.after, Some(row_hash(seed, &bytes)), "tx {}", c.tx);
+        assert_eq!(ev.after, Some(hasher.hash(&bytes)), "tx {}", c.tx);
         rows += 1;
     }
     assert!(rows > 200);
@@ -194,7 +194,7 @@ fn decoder_reads_back_every_row_as_json() {
     let c = Change { op: "c", before: None, after: Some(row), tx: 5, order: 1, ts_ms: 1_723_650_300_000 };
     let datum = encode_envelope(&c, true);
     let own = Plan::compile(&s, l.row, &s, l.row);
-    let ev = l.decode(&s, &own, 0, &datum, &mut Scratch::default()).unwrap();
+    let ev = l.decode(&s, &own, &RowHasher::new(0), &datum, &mut Scratch::default()).unwrap();
     let (a, b) = ev.image.unwrap();
     let json = cdc_verifier_core::avro::json::to_json(&s, l.row, &mut Reader::new(&datum[a as usize..b as usize])).unwrap();
     assert_eq!(
@@ -204,13 +204,13 @@ fn decoder_reads_back_every_row_as_json() {
 }
 
 /// The `orders` envelope (v2) read as written, which has the flat walk: schema, layout,
-/// identity plan of its rows, the table's seed.
-fn orders_flat() -> (Schema, EnvelopeLayout, Plan, u64) {
+/// identity plan of its rows, the table's row hasher.
+fn orders_flat() -> (Schema, EnvelopeLayout, Plan, RowHasher) {
     let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
     let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
     assert!(layout.has_fast_path(), "a Debezium envelope of primitives has the flat walk");
     let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
-    (schema, layout, plan, table_seed("orders"))
+    (schema, layout, plan, RowHasher::new(table_seed("orders")))
 }
 
 /// The layouts to check the flat walk of: the one chosen for this CPU, and the one for any
@@ -225,22 +225,22 @@ fn flat_layouts(layout: &EnvelopeLayout) -> [(&'static str, EnvelopeLayout); 2] 
 /// decision to the general walk, which names the error).
 #[test]
 fn the_flat_envelope_walk_agrees_with_the_general_walk() {
-    let (schema, layout, plan, seed) = orders_flat();
+    let (schema, layout, plan, rows) = orders_flat();
     for (_, layout) in flat_layouts(&layout) {
-        flat_walk_agrees(&schema, &layout, &plan, seed);
+        flat_walk_agrees(&schema, &layout, &plan, &rows);
     }
 }
 
-fn flat_walk_agrees(schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed: u64) {
+fn flat_walk_agrees(schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, rows: &RowHasher) {
     let (fast, mutants) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
     proptest!(ProptestConfig { cases: 256, ..config() }, |(changes in proptest::collection::vec(0u64..u64::MAX, 1..4), edits in proptest::collection::vec((0usize..4096, any::<u8>(), 0u8..4), 0..4))| {
         let mut scratch = Scratch::default();
         for (i, seed_c) in changes.iter().enumerate() {
             let c = &history(3, 50, *seed_c)[i % 3];
             let datum = encode_envelope(c, true);
-            let general = layout.decode_general(schema, plan, seed, &datum, &mut scratch);
+            let general = layout.decode_general(schema, plan, rows, &datum, &mut scratch);
             prop_assert!(general.is_ok(), "{general:?}");
-            prop_assert_eq!(layout.decode_fast(seed, &datum), Some(general.clone().unwrap()));
+            prop_assert_eq!(layout.decode_fast(rows, &datum), Some(general.clone().unwrap()));
             fast.set(fast.get() + 1);
             let mut bad = datum.clone();
             for (at, byte, how) in &edits {
@@ -253,16 +253,16 @@ fn flat_walk_agrees(schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed:
                     _ => {}
                 }
             }
-            let general = layout.decode_general(schema, plan, seed, &bad, &mut scratch);
-            if let Some(ev) = layout.decode_fast(seed, &bad) {
+            let general = layout.decode_general(schema, plan, rows, &bad, &mut scratch);
+            if let Some(ev) = layout.decode_fast(rows, &bad) {
                 prop_assert_eq!(Ok(ev), general.clone(), "mutant {:?}", bad);
             }
-            prop_assert_eq!(layout.decode(schema, plan, seed, &bad, &mut scratch), general.clone());
+            prop_assert_eq!(layout.decode(schema, plan, rows, &bad, &mut scratch), general.clone());
             // With what was learned of the valid envelope: its tail's template must not let
             // a changed tail through.
             let mut hint = Hint::default();
-            prop_assert!(layout.decode_fast_hinted(seed, &datum, &mut hint).is_some());
-            prop_assert_eq!(layout.decode_hinted(schema, plan, seed, &bad, &mut scratch, &mut hint), general);
+            prop_assert!(layout.decode_fast_hinted(rows, &datum, &mut hint).is_some());
+            prop_assert_eq!(layout.decode_hinted(schema, plan, rows, &bad, &mut scratch, &mut hint), general);
             mutants.set(mutants.get() + 1);
         }
     });
@@ -273,33 +273,33 @@ fn flat_walk_agrees(schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed:
 /// gives, or leaves it the decision.
 #[test]
 fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
-    let (schema, layout, plan, seed) = orders_flat();
+    let (schema, layout, plan, rows) = orders_flat();
     for (which, layout) in flat_layouts(&layout) {
-        flat_walk_accepts_no_changed_byte(which, &schema, &layout, &plan, seed);
+        flat_walk_accepts_no_changed_byte(which, &schema, &layout, &plan, &rows);
     }
 }
 
-fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, seed: u64) {
+fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, rows: &RowHasher) {
     let mut scratch = Scratch::default();
     let (mut checked, mut decided, mut decided_hinted) = (0, 0, 0);
     for c in history(40, 20, 77) {
         let datum = encode_envelope(&c, true);
-        assert!(layout.decode_fast(seed, &datum).is_some());
+        assert!(layout.decode_fast(rows, &datum).is_some());
         // What the flat walk learns of this envelope (its tail's template), offered with
         // every changed copy of it.
         let mut learned = Hint::default();
-        assert!(layout.decode_fast_hinted(seed, &datum, &mut learned).is_some());
+        assert!(layout.decode_fast_hinted(rows, &datum, &mut learned).is_some());
         assert!(learned.has_template(), "the tail of a Debezium envelope has a template");
         for at in 0..datum.len() {
             for v in [datum[at].wrapping_add(2), datum[at].wrapping_sub(2), 0, datum[at] ^ 0x80, datum[at] ^ 0x01] {
                 let mut bad = datum.clone();
                 bad[at] = v;
-                let general = layout.decode_general(schema, plan, seed, &bad, &mut scratch);
-                if let Some(ev) = layout.decode_fast(seed, &bad) {
+                let general = layout.decode_general(schema, plan, rows, &bad, &mut scratch);
+                if let Some(ev) = layout.decode_fast(rows, &bad) {
                     assert_eq!(Ok(ev), general, "{which} walk: byte {at} set to {v:#04x} in {datum:?}");
                     decided += 1;
                 }
-                if let Some(ev) = layout.decode_fast_hinted(seed, &bad, &mut learned.clone()) {
+                if let Some(ev) = layout.decode_fast_hinted(rows, &bad, &mut learned.clone()) {
                     assert_eq!(Ok(ev), general, "{which} walk, with the hint: byte {at} set to {v:#04x} in {datum:?}");
                     decided_hinted += 1;
                 }
@@ -314,16 +314,16 @@ fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &Enve
 /// record) is decoded as the general walk decodes it, however often the learned tail misses.
 #[test]
 fn a_partition_whose_tails_keep_changing_is_decoded_as_the_general_walk_decodes_it() {
-    let (schema, layout, plan, seed) = orders_flat();
+    let (schema, layout, plan, rows) = orders_flat();
     let mut scratch = Scratch::default();
     let mut hint = Hint::default();
     for (i, mut c) in history(400, 20, 5).into_iter().enumerate() {
         // Alternating lengths for 300 records, then one length again.
         c.tx = if i < 300 && i % 2 == 0 { 7 + i as u64 % 3 } else { 1_234_567 + i as u64 };
         let datum = encode_envelope(&c, true);
-        let general = layout.decode_general(&schema, &plan, seed, &datum, &mut scratch).unwrap();
+        let general = layout.decode_general(&schema, &plan, &rows, &datum, &mut scratch).unwrap();
         assert_eq!(general.position.tx, c.tx);
-        assert_eq!(layout.decode_hinted(&schema, &plan, seed, &datum, &mut scratch, &mut hint), Ok(general), "record {i}");
+        assert_eq!(layout.decode_hinted(&schema, &plan, &rows, &datum, &mut scratch, &mut hint), Ok(general), "record {i}");
     }
     assert!(hint.has_template());
 }

@@ -17,7 +17,7 @@
 
 use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, only_sign, varint_end, Prim, SkipStep};
 use crate::avro::schema::{Node, NodeId, Schema};
-use crate::digest::{row_hash, Op};
+use crate::digest::{Op, RowHasher};
 
 use super::{parse_position, Event};
 
@@ -250,15 +250,15 @@ impl FastEnvelope {
     /// hint, the tail is checked against what was learned of the last envelopes, and learned
     /// again when it differs.
     #[inline]
-    pub(super) fn decode(&self, seed: u64, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
+    pub(super) fn decode(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
         let mut ev = Event::EMPTY;
-        self.decode_into(seed, buf, hint, &mut ev).map(|()| ev)
+        self.decode_into(rows, buf, hint, &mut ev).map(|()| ev)
     }
 
     /// [`decode`](Self::decode) into `ev`, which the caller keeps (an event is over a hundred
     /// bytes: not copied out through the layers of results). On `None`, `ev` holds only what
     /// was read before the walk declined, and is no event.
-    pub(super) fn decode_into(&self, seed: u64, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    pub(super) fn decode_into(&self, rows: &RowHasher, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
         *ev = Event::EMPTY;
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
@@ -360,11 +360,11 @@ impl FastEnvelope {
             }
         }
         if let Some((a, b)) = images[0] {
-            ev.before = Some(row_hash(seed, &buf[a..b]));
+            ev.before = Some(rows.hash(&buf[a..b]));
             ev.image = Some((a as u32, b as u32));
         }
         if let Some((a, b)) = images[1] {
-            ev.after = Some(row_hash(seed, &buf[a..b]));
+            ev.after = Some(rows.hash(&buf[a..b]));
             ev.image = Some((a as u32, b as u32));
         }
         Some(())
