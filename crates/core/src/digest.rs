@@ -1,12 +1,11 @@
 //! The checksum algebra.
 //!
-//! `H(table, row)` is a 128-bit xxh3 of the row's canonical bytes, keyed by the table (a
-//! secret derived from its seed, see [`RowHasher`]). Each
-//! event adds `H(after) − H(before)` (an absent image counts 0) to the digest of its
-//! (stream, table, key range, window), lane-wise modulo 2^64. Addition makes a digest
-//! independent of event order and mergeable across partitions, threads and machines; the
-//! sum over all windows of a range is the change of its state, so equal states give equal
-//! digests.
+//! `H(table, row)` is a 128-bit xxh3 of the row's canonical bytes, keyed by the table (by a
+//! secret derived from its seed: see [`RowHasher`]). Each event adds `H(after) − H(before)`
+//! (an absent image counts 0) to the digest of its (stream, table, key range, window),
+//! lane-wise modulo 2^64. Addition makes a digest independent of event order and mergeable
+//! across partitions, threads and machines; the sum over all windows of a range is the
+//! change of its state, so equal states give equal digests.
 //!
 //! Beside that state digest, each range keeps an event digest: the sum of a hash of every
 //! event's (transaction position, before image, after image). Two streams that applied the
@@ -71,6 +70,7 @@ impl RowHasher {
         RowHasher { secret }
     }
 
+    /// `H(table, row)` of a row's canonical bytes.
     #[inline]
     pub fn hash(&self, canonical: &[u8]) -> u128 {
         xxh3_128_with_secret(canonical, &self.secret)
@@ -292,6 +292,16 @@ mod tests {
         ];
         let hashes: std::collections::HashSet<u128> = events.iter().map(|&(tx, before, after)| event_hash(tx, before, after)).collect();
         assert_eq!(hashes.len(), events.len());
+    }
+
+    /// The same row hashes alike by every hasher of its table, and apart by another table's.
+    #[test]
+    fn rows_hash_by_their_table() {
+        let row = b"\x02\x0aORD-1\x08paid";
+        let orders = RowHasher::new(table_seed("orders"));
+        assert_eq!(orders.hash(row), RowHasher::new(table_seed("orders")).hash(row));
+        assert_ne!(orders.hash(row), RowHasher::new(table_seed("customers")).hash(row));
+        assert_ne!(orders.hash(row), orders.hash(&row[..row.len() - 1]));
     }
 
     #[test]
