@@ -830,8 +830,7 @@ fn lean_len(w: u64) -> Option<(usize, usize)> {
 
 /// Where an ASCII string in canonical form that starts at `at`, its bytes starting `w`, ends,
 /// if that is at most `limit`. A string of up to 7 bytes lies in `w` (after its one-byte
-/// prefix); up to 16, in its first and last words; a longer one is read 16 bytes at a time by
-/// [`ascii_long`].
+/// prefix); a longer one is read by [`ascii_from_8`].
 ///
 /// # Safety
 /// As [`lean`]'s.
@@ -848,13 +847,23 @@ unsafe fn lean_str(w: u64, input: *const u8, at: usize, limit: usize) -> Option<
     let ascii = if data.len() < 8 {
         // (A two-byte prefix is for 64 bytes or more: this one is one byte.)
         (w >> 8) & ((1u64 << (8 * data.len())) - 1) & HI == 0
-    } else if data.len() <= 16 {
-        let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
-        (word(data.first_chunk::<8>()?) | word(data.last_chunk::<8>()?)) & HI == 0
     } else {
-        ascii_long(data)
+        ascii_from_8(data)
     };
     ascii.then_some(end)
+}
+
+/// Whether `data`, of 8 bytes or more, is ASCII: up to 16 bytes, by its first and last words
+/// ORed; more, by [`ascii_long`].
+#[inline(always)]
+fn ascii_from_8(data: &[u8]) -> bool {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let word = |c: &[u8; 8]| u64::from_le_bytes(*c);
+    match (data.len(), data.first_chunk::<8>(), data.last_chunk::<8>()) {
+        (..=16, Some(first), Some(last)) => (word(first) | word(last)) & HI == 0,
+        (..=16, ..) => data.is_ascii(),
+        _ => ascii_long(data),
+    }
 }
 
 /// Whether `data`, of more than 16 bytes, is ASCII: its first and last 16 bytes ORed, and
@@ -895,9 +904,9 @@ fn ascii_long(data: &[u8]) -> bool {
     }
 }
 
-/// Whether `buf[start..end]` (within the input) is ASCII, without a call: word by word. A word
-/// that does not fit (the input's last bytes) answers "not known": false, and the caller
-/// takes a slower check.
+/// Whether `buf[start..end]` (within the input) is ASCII, without a call: up to 8 bytes, by the
+/// word at `start`, and a word that does not fit (the input's last bytes) answers "not known":
+/// false, and the caller takes a slower check; more, as the lean walk reads strings.
 #[inline(always)]
 fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
     const HI: u64 = 0x8080_8080_8080_8080;
@@ -908,14 +917,7 @@ fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
             None => false,
         };
     }
-    let Some(mut acc) = load8(buf, end - 8) else { return false };
-    let mut at = start;
-    while at + 8 < end {
-        let Some(w) = load8(buf, at) else { return false };
-        acc |= w;
-        at += 8;
-    }
-    acc & HI == 0
+    buf.get(start..end).is_some_and(ascii_from_8)
 }
 
 macro_rules! pairs_of {
