@@ -66,6 +66,8 @@ pub(super) struct FastEnvelope {
     /// The two row images, (slot, present byte), when they are the first two steps and the
     /// tail follows them (as in every Debezium envelope): walked without the steps' loop.
     images_first: Option<[(u8, Option<u8>); 2]>,
+    /// Walks for any x86-64 only, whatever this CPU has (see [`portable`](Self::portable)).
+    portable: bool,
 }
 
 /// What the flat walk learned of the last envelope it read of one stream of records (a
@@ -73,8 +75,8 @@ pub(super) struct FastEnvelope {
 /// after the row images. A connector writes the same strings there event after event, so
 /// the bytes that decide the tail's structure (union branches, length prefixes, the
 /// continuation bits of varints) mostly repeat; when they all match, the tail is checked in
-/// a few word compares instead of a step per field, and only the values the verifier needs
-/// are read from it. Anything else — a changed length, another branch — walks the tail and
+/// masked compares of 32 bytes at a time instead of a step per field, and only the values
+/// the verifier needs are read from it. Anything else — a changed length, another branch — walks the tail and
 /// learns it again.
 #[derive(Debug, Clone, Default)]
 pub struct Hint {
@@ -96,11 +98,12 @@ impl Hint {
 struct Tail {
     /// The tail's length in bytes (it ends the datum).
     len: usize,
-    /// Per 8-byte word of the tail, in order, and then the word that ends it: the bits
-    /// that must match, and their values. Every structural byte of the learned tail lies
-    /// in one.
-    masks: Vec<u64>,
-    values: Vec<u64>,
+    /// Per 32 bytes of the tail, in order, and then the 32 that end it (the tail is at
+    /// least that long): the bits that must match, and their values, as four words each.
+    /// Every structural byte of the learned tail lies in one.
+    chunks: Vec<[[u64; 4]; 2]>,
+    /// Whether to compare them by [`tail_matches_avx2`]: this CPU has AVX2.
+    avx2: bool,
     /// Where the values the verifier reads lie in the tail (their data, after any branch
     /// and length prefix), from the steps that read them.
     op: Option<(usize, usize)>,
@@ -236,13 +239,14 @@ impl FastEnvelope {
             [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
             _ => None,
         };
-        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first })
+        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, portable: false })
     }
 
     /// The same walk with the row's links for any x86-64 CPU, whatever this one has (see
     /// [`pairs_for_this_cpu`]): so that tests check both.
     pub(super) fn portable(mut self) -> FastEnvelope {
         self.row_pairs = chain(&self.row[..self.paired], &PAIRS);
+        self.portable = true;
         self
     }
 
@@ -434,7 +438,8 @@ impl FastEnvelope {
     #[cold]
     fn learn_tail(&self, buf: &[u8], at: usize) -> Option<Tail> {
         let len = buf.len() - at;
-        if len < 8 {
+        // (Shorter than any Debezium tail: its `source` alone is longer.)
+        if len < 32 {
             return None;
         }
         // Per byte of the tail: the bits that decide its structure.
@@ -526,11 +531,7 @@ impl FastEnvelope {
         if pos != buf.len() {
             return None;
         }
-        let word = |bytes: &[u8], off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
-        let offsets = (0..len / 8).map(|k| 8 * k).chain([len - 8]);
-        let masks: Vec<u64> = offsets.clone().map(|off| word(&mask, off)).collect();
-        let values = offsets.zip(&masks).map(|(off, m)| word(&buf[at..], off) & m).collect();
-        Some(Tail { len, masks, values, op, position, ts_ms, order })
+        Some(Tail { len, chunks: chunks(&mask, &buf[at..]), avx2: !self.portable && has_avx2(), op, position, ts_ms, order })
     }
 }
 
@@ -542,15 +543,12 @@ impl Tail {
             return false;
         }
         let tail = &buf[pos..];
-        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        let mut diff = 0;
-        for ((c, m), v) in tail.chunks_exact(8).zip(&self.masks).zip(&self.values) {
-            diff |= (word(c) & m) ^ v;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only where the CPU has AVX2.
+            return unsafe { tail_matches_avx2(tail, &self.chunks) };
         }
-        // The word that ends the tail (the tail is at least 8 bytes, and so is `masks`).
-        let (m, v) = (self.masks[self.masks.len() - 1], self.values[self.values.len() - 1]);
-        diff |= (word(&tail[tail.len() - 8..]) & m) ^ v;
-        diff == 0
+        tail_matches(tail, &self.chunks)
     }
 
     /// Reads the values the verifier needs from a matching tail.
@@ -580,6 +578,67 @@ impl Tail {
         }
         Some(())
     }
+}
+
+/// A [`Tail`]'s `chunks`: the bits of `tail` (of 32 bytes or more) that `mask` sets, per 32
+/// bytes and then the 32 that end it.
+fn chunks(mask: &[u8], tail: &[u8]) -> Vec<[[u64; 4]; 2]> {
+    let word = |bytes: &[u8], off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+    let chunk = |off: usize| {
+        let m: [u64; 4] = std::array::from_fn(|k| word(mask, off + 8 * k));
+        [m, std::array::from_fn(|k| word(tail, off + 8 * k) & m[k])]
+    };
+    (0..tail.len() / 32).map(|k| chunk(32 * k)).chain([chunk(tail.len() - 32)]).collect()
+}
+
+/// Whether `tail` has the learned bits of a [`Tail`]'s `chunks`: 32 bytes at a time, then
+/// the 32 that end it.
+#[inline(always)]
+fn tail_matches(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
+    let word = |c: &[u8], k: usize| u64::from_le_bytes(c[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+    let Some((last, full)) = chunks.split_last() else { return false };
+    let Some(end) = tail.len().checked_sub(32) else { return false };
+    let mut diff = [0u64; 4];
+    for (c, [m, v]) in tail.chunks_exact(32).zip(full) {
+        for k in 0..4 {
+            diff[k] |= (word(c, k) & m[k]) ^ v[k];
+        }
+    }
+    let [m, v] = last;
+    for k in 0..4 {
+        diff[k] |= (word(&tail[end..], k) & m[k]) ^ v[k];
+    }
+    diff == [0; 4]
+}
+
+/// [`tail_matches`] with AVX2: a chunk in one register.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tail_matches_avx2(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
+    use std::arch::x86_64::{__m256i, _mm256_and_si256, _mm256_loadu_si256, _mm256_or_si256, _mm256_setzero_si256, _mm256_testz_si256, _mm256_xor_si256};
+    let Some((last, full)) = chunks.split_last() else { return false };
+    let Some(end) = tail.len().checked_sub(32) else { return false };
+    // SAFETY (each load): 32 bytes of a chunk of the tail, or of a mask or values (four
+    // words), unaligned; AVX2 is the caller's promise.
+    let load = |p: *const u8| unsafe { _mm256_loadu_si256(p.cast::<__m256i>()) };
+    let differs = |c: &[u8], [m, v]: &[[u64; 4]; 2]| _mm256_xor_si256(_mm256_and_si256(load(c.as_ptr()), load(m.as_ptr().cast())), load(v.as_ptr().cast()));
+    let mut diff = _mm256_setzero_si256();
+    for (c, mv) in tail.chunks_exact(32).zip(full) {
+        diff = _mm256_or_si256(diff, differs(c, mv));
+    }
+    diff = _mm256_or_si256(diff, differs(&tail[end..], last));
+    _mm256_testz_si256(diff, diff) == 1
+}
+
+/// Whether this CPU has AVX2, for [`tail_matches_avx2`].
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// The value of the varint `buf[start..end]`, whose continuation bits a template checked
@@ -1204,6 +1263,37 @@ mod tests {
             assert!(std::ptr::fn_addr_eq(this[0].f, table[0][2]) && std::ptr::fn_addr_eq(this[1].f, table[6][7]) && ends(&this));
             assert_eq!(std::ptr::fn_addr_eq(this[0].f, PAIRS[0][2]), !bmi);
         }
+    }
+
+    /// A tail's template matches exactly the tails whose masked bits are the learned ones, by
+    /// words and by AVX2 alike: every length from 32 to 200, each byte changed in turn.
+    #[test]
+    fn tail_templates_match_exactly_the_bits_they_learned() {
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15);
+        let (mut matched, mut differed) = (0, 0);
+        for len in 32..=200usize {
+            let learned: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Structural bytes: all bits, the high bit only, or none.
+            let mask: Vec<u8> = (0..len).map(|_| [0xff, 0x80, 0x00][(next() % 3) as usize]).collect();
+            let template = chunks(&mask, &learned);
+            for at in 0..len {
+                let mut tail = learned.clone();
+                tail[at] ^= 1 << (next() % 8);
+                let want = tail.iter().zip(&learned).zip(&mask).all(|((t, l), m)| t & m == l & m);
+                assert_eq!(tail_matches(&tail, &template), want, "len {len} at {at}");
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: this CPU has AVX2.
+                    assert_eq!(unsafe { tail_matches_avx2(&tail, &template) }, want, "len {len} at {at}");
+                }
+                if want { matched += 1 } else { differed += 1 }
+            }
+            assert!(tail_matches(&learned, &template));
+            // Another length is never this template's (the caller checks the length first; a
+            // shorter tail than 32 bytes is not read).
+            assert!(!tail_matches(&learned[..31], &template));
+        }
+        assert!(matched > 1000 && differed > 1000, "{matched} matched, {differed} differed");
     }
 
     /// The lean walk's varints: of at most `max` bytes, and minimal (a last byte of zero after
