@@ -66,8 +66,9 @@ pub(super) struct FastEnvelope {
     /// The two row images, (slot, present byte), when they are the first two steps and the
     /// tail follows them (as in every Debezium envelope): walked without the steps' loop.
     images_first: Option<[(u8, Option<u8>); 2]>,
-    /// Walks for any x86-64 only, whatever this CPU has (see [`portable`](Self::portable)).
-    portable: bool,
+    /// Whether tails are compared by [`tail_matches_avx2`]: this CPU has AVX2, and the walk is
+    /// not the [`portable`](Self::portable) one.
+    avx2: bool,
 }
 
 /// What the flat walk learned of the last envelope it read of one stream of records (a
@@ -76,8 +77,8 @@ pub(super) struct FastEnvelope {
 /// the bytes that decide the tail's structure (union branches, length prefixes, the
 /// continuation bits of varints) mostly repeat; when they all match, the tail is checked in
 /// masked compares of 32 bytes at a time instead of a step per field, and only the values
-/// the verifier needs are read from it. Anything else — a changed length, another branch — walks the tail and
-/// learns it again.
+/// the verifier needs are read from it. Anything else — a changed length, another branch —
+/// walks the tail and learns it again.
 #[derive(Debug, Clone, Default)]
 pub struct Hint {
     owner: u64,
@@ -102,8 +103,6 @@ struct Tail {
     /// least that long): the bits that must match, and their values, as four words each.
     /// Every structural byte of the learned tail lies in one.
     chunks: Vec<[[u64; 4]; 2]>,
-    /// Whether to compare them by [`tail_matches_avx2`]: this CPU has AVX2.
-    avx2: bool,
     /// Where the values the verifier reads lie in the tail (their data, after any branch
     /// and length prefix), from the steps that read them.
     op: Option<(usize, usize)>,
@@ -239,14 +238,14 @@ impl FastEnvelope {
             [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
             _ => None,
         };
-        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, portable: false })
+        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, avx2: has_avx2() })
     }
 
     /// The same walk with the row's links for any x86-64 CPU, whatever this one has (see
     /// [`pairs_for_this_cpu`]): so that tests check both.
     pub(super) fn portable(mut self) -> FastEnvelope {
         self.row_pairs = chain(&self.row[..self.paired], &PAIRS);
-        self.portable = true;
+        self.avx2 = false;
         self
     }
 
@@ -384,7 +383,7 @@ impl FastEnvelope {
         if let Some(h) = hint
             && h.owner == self.id
             && let Some(t) = &h.tail
-            && t.matches(buf, pos)
+            && t.matches(buf, pos, self.avx2)
         {
             t.read(buf, pos, ev, have_op, have_pos)?;
             if h.misses != 0 {
@@ -531,21 +530,22 @@ impl FastEnvelope {
         if pos != buf.len() {
             return None;
         }
-        Some(Tail { len, chunks: chunks(&mask, &buf[at..]), avx2: !self.portable && has_avx2(), op, position, ts_ms, order })
+        Some(Tail { len, chunks: chunks(&mask, &buf[at..]), op, position, ts_ms, order })
     }
 }
 
 impl Tail {
-    /// Whether the tail at `pos` has the learned structure.
+    /// Whether the tail at `pos` has the learned structure; `avx2`: compared by
+    /// [`tail_matches_avx2`].
     #[inline(always)]
-    fn matches(&self, buf: &[u8], pos: usize) -> bool {
+    fn matches(&self, buf: &[u8], pos: usize, avx2: bool) -> bool {
         if buf.len() - pos != self.len {
             return false;
         }
         let tail = &buf[pos..];
         #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only where the CPU has AVX2.
+        if avx2 {
+            // SAFETY: the envelope's `avx2` is set only where the CPU has AVX2.
             return unsafe { tail_matches_avx2(tail, &self.chunks) };
         }
         tail_matches(tail, &self.chunks)
@@ -611,26 +611,14 @@ fn tail_matches(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
     diff == [0; 4]
 }
 
-/// [`tail_matches`] with AVX2: a chunk in one register.
+/// [`tail_matches`] compiled for AVX2, where the compiler makes a chunk one register.
 ///
 /// # Safety
 /// The CPU has AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn tail_matches_avx2(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
-    use std::arch::x86_64::{__m256i, _mm256_and_si256, _mm256_loadu_si256, _mm256_or_si256, _mm256_setzero_si256, _mm256_testz_si256, _mm256_xor_si256};
-    let Some((last, full)) = chunks.split_last() else { return false };
-    let Some(end) = tail.len().checked_sub(32) else { return false };
-    // SAFETY (each load): 32 bytes of a chunk of the tail, or of a mask or values (four
-    // words), unaligned; AVX2 is the caller's promise.
-    let load = |p: *const u8| unsafe { _mm256_loadu_si256(p.cast::<__m256i>()) };
-    let differs = |c: &[u8], [m, v]: &[[u64; 4]; 2]| _mm256_xor_si256(_mm256_and_si256(load(c.as_ptr()), load(m.as_ptr().cast())), load(v.as_ptr().cast()));
-    let mut diff = _mm256_setzero_si256();
-    for (c, mv) in tail.chunks_exact(32).zip(full) {
-        diff = _mm256_or_si256(diff, differs(c, mv));
-    }
-    diff = _mm256_or_si256(diff, differs(&tail[end..], last));
-    _mm256_testz_si256(diff, diff) == 1
+    tail_matches(tail, chunks)
 }
 
 /// Whether this CPU has AVX2, for [`tail_matches_avx2`].
