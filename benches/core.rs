@@ -5,7 +5,8 @@
 //! - raw: one `xxh3_128` over each event's datum bytes, the cost of reading every byte once.
 //!
 //! The events are `orders` updates from the simulator (about 15 columns, before and after).
-//! Prints medians over several passes; the last line is the summary.
+//! Prints medians over several passes, each of which measures all four in turn; the ratios
+//! are the medians of each pass's own. The last line is the summary.
 
 use std::time::Instant;
 
@@ -41,7 +42,7 @@ impl Events {
 
 fn main() {
     let target: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400_000);
-    let passes: usize = std::env::var("BENCH_PASSES").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let passes: usize = std::env::var("BENCH_PASSES").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
 
     let (events, src, partitions) = orders_updates(target);
     let bytes: usize = events.list.iter().map(|e| e.value.1 - e.value.0).sum();
@@ -59,22 +60,27 @@ fn main() {
         println!("core: {core:.0} events/s");
         return;
     }
-    let raw = median(passes, || raw_hash(&events));
+    // Each pass measures all four, one after the other, so that the ratios compare figures
+    // taken moments apart: the ratios are the medians of each pass's own (on a shared host,
+    // a ratio of medians taken seconds apart mixes in how the host's load moved meanwhile).
+    let n_baseline = events.len().min(40_000);
+    let runs: Vec<[f64; 4]> = (0..passes.max(1))
+        .map(|_| [raw_hash(&events), core_engine(&events, &src, partitions), decode_only(&events, &src), apache_avro_baseline(&events, n_baseline, &src)])
+        .collect();
+    let column = |f: &dyn Fn(&[f64; 4]) -> f64| median_of(runs.iter().map(f).collect());
+    let (raw, core, decode, baseline) = (column(&|r| r[0]), column(&|r| r[1]), column(&|r| r[2]), column(&|r| r[3]));
+    let (ratio, of_limit) = (column(&|r| r[1] / r[3]), column(&|r| r[1] / r[0]));
     println!("raw xxh3_128 over each datum: {:.2} M events/s", raw / 1e6);
-    let core = median(passes, || core_engine(&events, &src, partitions));
     println!("core (decode, canonical hash of both images, key, digest, duplicate check): {:.2} M events/s", core / 1e6);
-    let decode = median(passes, || decode_only(&events, &src));
     println!("of which decoding (envelope walk, hashes of both images and of the key): {:.2} M events/s alone", decode / 1e6);
-    let baseline = median(passes.min(3), || apache_avro_baseline(&events, events.len().min(40_000), &src));
     println!("apache-avro from_avro_datum + hash of the Value: {:.0} events/s", baseline);
-    println!(
-        "core: {:.0} events/s, apache-avro baseline: {:.0} events/s, ratio: {:.1}, raw hash: {:.0} events/s, of limit: {:.2}",
-        core,
-        baseline,
-        core / baseline,
-        raw,
-        core / raw
-    );
+    let spread = |f: &dyn Fn(&[f64; 4]) -> f64| {
+        let v: Vec<f64> = runs.iter().map(f).collect();
+        (v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+    };
+    let ((rlo, rhi), (llo, lhi)) = (spread(&|r| r[1] / r[3]), spread(&|r| r[1] / r[0]));
+    println!("{} passes, each measuring all four in turn; per pass: ratio {rlo:.1} to {rhi:.1}, of limit {llo:.2} to {lhi:.2} (medians below)", runs.len());
+    println!("core: {core:.0} events/s, apache-avro baseline: {baseline:.0} events/s, ratio: {ratio:.1}, raw hash: {raw:.0} events/s, of limit: {of_limit:.2}");
 }
 
 fn orders_updates(target: usize) -> (Events, MemorySource, u32) {
@@ -116,7 +122,10 @@ fn is_update(value: &[u8]) -> bool {
 }
 
 fn median(passes: usize, mut f: impl FnMut() -> f64) -> f64 {
-    let mut v: Vec<f64> = (0..passes.max(1)).map(|_| f()).collect();
+    median_of((0..passes.max(1)).map(|_| f()).collect())
+}
+
+fn median_of(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }

@@ -261,7 +261,9 @@ fn main() {
     }
     c.assign(&tpl).unwrap();
     let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
-    let mut first_alert: HashMap<(String, Option<u64>, (i64, i64, i64)), i64> = HashMap::new();
+    // (kind, range, window) -> the first alert's timestamp.
+    type AlertKey = (String, Option<u64>, (i64, i64, i64));
+    let mut first_alert: HashMap<AlertKey, i64> = HashMap::new();
     let quiet = Instant::now();
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(3) && quiet.elapsed() < Duration::from_secs(60) {

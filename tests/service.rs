@@ -308,7 +308,10 @@ fn check_faults_covered(m: &Json, a: &[Alert]) {
     }
 }
 
-fn alert_keys(a: &[Alert]) -> BTreeSet<(String, String, Option<String>, Option<u64>, Option<i64>)> {
+/// (kind, replica, table, range, window) of an alert.
+type AlertKey = (String, String, Option<String>, Option<u64>, Option<i64>);
+
+fn alert_keys(a: &[Alert]) -> BTreeSet<AlertKey> {
     a.iter().filter(|x| x.kind != "Recovered").map(|x| (x.kind.clone(), x.replica.clone(), x.table.clone(), x.range, x.window.map(|w| w.0))).collect()
 }
 

@@ -210,6 +210,10 @@ struct Service {
     record_age_recent: hdrhistogram::Histogram<u64>,
 }
 
+/// The clock reading a question was asked at, and the end offset of each partition (topic,
+/// partition, offset).
+type EndOffsetsAnswer = (i64, KafkaResult<Vec<(String, i32, i64)>>);
+
 /// Asks the broker for the end offset of every assigned partition, on its own thread, one
 /// question at a time. An answer says which partitions held nothing unread at that moment;
 /// the clock reading sent with the question says how far that vouches for them. (The
@@ -217,7 +221,7 @@ struct Service {
 /// stop while the local queue is full.)
 struct EndOffsets {
     ask: std::sync::mpsc::SyncSender<i64>,
-    answers: std::sync::mpsc::Receiver<(i64, KafkaResult<Vec<(String, i32, i64)>>)>,
+    answers: std::sync::mpsc::Receiver<EndOffsetsAnswer>,
     pending: bool,
     last_asked: Instant,
 }

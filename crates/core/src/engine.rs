@@ -312,7 +312,7 @@ impl WindowDigests {
         &mut self.entries[slot as usize].1
     }
 
-    #[cold]
+    #[inline]
     fn insert(&mut self, key: (TableId, u64)) -> u32 {
         let slot = self.entries.len() as u32;
         self.entries.push((key, RangeDigest::default()));
