@@ -64,7 +64,7 @@ fn main() {
     // Each pass measures all four, one after the other, so that the apache-avro ratio
     // compares figures taken moments apart: it is the median of each pass's own (on a shared
     // host, a ratio of medians taken seconds apart mixes in how the host's load moved
-    // meanwhile). The raw hash reads 60 MB in a few milliseconds and is bound by memory
+    // meanwhile). The raw hash reads 67 MB in a few milliseconds and is bound by memory
     // bandwidth, which neighbours on the host share: its fastest pass is the limit (a slow
     // pass measures the host, and would flatter the core).
     let n_baseline = events.len().min(40_000);
