@@ -670,8 +670,9 @@ impl ClockIndex {
             return None;
         }
         let settled = self.settled_before(limit);
-        // (The newest bucket is above all the others: below the limit, they all are.)
-        Some(if self.newest != Self::NO_BUCKET && self.newest < limit { settled.max(self.newest_max) } else { settled })
+        // (The newest bucket is above all the others: below the limit, they all are. Before
+        // the first record, `NO_BUCKET` is below every limit and its maximum is the lowest.)
+        Some(if self.newest < limit { settled.max(self.newest_max) } else { settled })
     }
 
     /// The highest position among the buckets before the newest that lie below `limit`.

@@ -66,11 +66,8 @@ pub(super) struct FastEnvelope {
     /// The two row images, (slot, present byte), when they are the first two steps and the
     /// tail follows them (as in every Debezium envelope): walked without the steps' loop.
     images_first: Option<[(u8, Option<u8>); 2]>,
-    /// Whether tails are compared by [`tail_matches_avx2`]: this CPU has AVX2, and the walk is
-    /// not the [`portable`](Self::portable) one.
-    avx2: bool,
     /// Whether the walk runs as compiled for AVX2, BMI1, BMI2 and LZCNT ([`has_v3`]): this CPU
-    /// has them, and the walk is not the portable one.
+    /// has them, and the walk is not the [`portable`](Self::portable) one.
     v3: bool,
 }
 
@@ -241,14 +238,13 @@ impl FastEnvelope {
             [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
             _ => None,
         };
-        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, avx2: has_avx2(), v3: has_v3() })
+        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, v3: has_v3() })
     }
 
     /// The same walk with the row's links for any x86-64 CPU, whatever this one has (see
     /// [`pairs_for_this_cpu`]): so that tests check both.
     pub(super) fn portable(mut self) -> FastEnvelope {
         self.row_pairs = chain(&self.row[..self.paired], &PAIRS);
-        self.avx2 = false;
         self.v3 = false;
         self
     }
@@ -278,7 +274,7 @@ impl FastEnvelope {
     /// The walk compiled for any x86-64 (or other) CPU.
     #[inline(never)]
     fn decode_into_any(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
-        self.walk_into::<false>(rows, buf, hint, ev)
+        self.walk_into(rows, buf, hint, ev)
     }
 
     /// The walk compiled for CPUs with AVX2, BMI1, BMI2 and LZCNT: shifts by a varint's or a
@@ -290,13 +286,12 @@ impl FastEnvelope {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
     unsafe fn decode_into_v3(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
-        self.walk_into::<true>(rows, buf, hint, ev)
+        self.walk_into(rows, buf, hint, ev)
     }
 
-    /// The walk of [`decode_into`](Self::decode_into), inlined into each compiled form. `V3`:
-    /// compiled for AVX2 and the rest (the tail's template compared inline).
+    /// The walk of [`decode_into`](Self::decode_into), inlined into each compiled form.
     #[inline(always)]
-    fn walk_into<const V3: bool>(&self, rows: &RowHasher, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    fn walk_into(&self, rows: &RowHasher, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
         *ev = Event::EMPTY;
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
@@ -315,7 +310,7 @@ impl FastEnvelope {
         // images (as in every Debezium envelope), else where the loop reaches it.
         if i == stop {
             stop = usize::MAX;
-            if self.tail_by_template::<V3>(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
+            if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
                 pos = buf.len();
                 i = steps.len();
             } else {
@@ -325,7 +320,7 @@ impl FastEnvelope {
         while let Some(step) = steps.get(i) {
             if i == stop {
                 stop = usize::MAX;
-                if self.tail_by_template::<V3>(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
+                if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
                     pos = buf.len();
                     break;
                 }
@@ -414,11 +409,11 @@ impl FastEnvelope {
     /// matches it: whether it did (`None`: it matched, but a value in it is not one the
     /// verifier reads, and the general walk decides).
     #[inline(always)]
-    fn tail_by_template<const V3: bool>(&self, hint: Option<&mut Hint>, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<bool> {
+    fn tail_by_template(&self, hint: Option<&mut Hint>, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<bool> {
         if let Some(h) = hint
             && h.owner == self.id
             && let Some(t) = &h.tail
-            && t.matches(buf, pos, if V3 { Compare::Inline } else if self.avx2 { Compare::Avx2 } else { Compare::Words })
+            && t.matches(buf, pos)
         {
             t.read(buf, pos, ev, have_op, have_pos)?;
             if h.misses != 0 {
@@ -570,20 +565,11 @@ impl FastEnvelope {
 }
 
 impl Tail {
-    /// Whether the tail at `pos` has the learned structure, compared as `how` says.
+    /// Whether the tail at `pos` has the learned structure (in the walk compiled for AVX2, a
+    /// chunk is compared in one register).
     #[inline(always)]
-    fn matches(&self, buf: &[u8], pos: usize, how: Compare) -> bool {
-        if buf.len() - pos != self.len {
-            return false;
-        }
-        let tail = &buf[pos..];
-        #[cfg(target_arch = "x86_64")]
-        if how == Compare::Avx2 {
-            // SAFETY: the envelope's `avx2`, which asks for this, is set only where the CPU has
-            // AVX2.
-            return unsafe { tail_matches_avx2(tail, &self.chunks) };
-        }
-        tail_matches(tail, &self.chunks)
+    fn matches(&self, buf: &[u8], pos: usize) -> bool {
+        buf.len() - pos == self.len && tail_matches(&buf[pos..], &self.chunks)
     }
 
     /// Reads the values the verifier needs from a matching tail.
@@ -646,25 +632,14 @@ fn tail_matches(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
     diff == [0; 4]
 }
 
-/// [`tail_matches`] compiled for AVX2, where the compiler makes a chunk one register.
+/// [`tail_matches`] compiled for AVX2, as the walk for AVX2 inlines it: for tests.
 ///
 /// # Safety
 /// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(test, target_arch = "x86_64"))]
 #[target_feature(enable = "avx2")]
 unsafe fn tail_matches_avx2(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
     tail_matches(tail, chunks)
-}
-
-/// How a tail is compared with its template.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Compare {
-    /// Four words a step.
-    Words,
-    /// By [`tail_matches_avx2`], called from a walk compiled for any CPU.
-    Avx2,
-    /// Inline, in a walk compiled for AVX2 (where the compiler makes a chunk one register).
-    Inline,
 }
 
 /// Whether this CPU has what [`FastEnvelope::decode_into_v3`] is compiled for.
@@ -675,12 +650,10 @@ fn has_v3() -> bool {
     false
 }
 
-/// Whether this CPU has AVX2, for [`tail_matches_avx2`].
+/// Whether this CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
 fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    std::arch::is_x86_feature_detected!("avx2")
 }
 
 /// The value of the varint `buf[start..end]`, whose continuation bits a template checked
