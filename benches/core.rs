@@ -8,6 +8,9 @@
 //! Prints medians over several passes, each of which measures all four in turn (the
 //! apache-avro ratio is the median of each pass's own; the raw hash's limit is its fastest
 //! pass). The last line is the summary.
+//!
+//! `BENCH_ONLY=floor` measures instead what this design cannot do without on these bytes
+//! (both images found and hashed, and the key hashed: see [`floor`]), against the same raw hash.
 
 use std::time::Instant;
 
@@ -53,6 +56,10 @@ fn main() {
         // For profiling: the decoding part alone.
         let decode = median(passes, || decode_only(&events, &src));
         println!("decode: {decode:.0} events/s");
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("floor") {
+        floor(&events, &src, partitions, passes);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("core") {
@@ -115,6 +122,8 @@ fn orders_updates(target: usize) -> (Events, MemorySource, u32) {
             break;
         }
     }
+    // Room for an 8-byte read at the last datum's last byte (see `floor`).
+    events.data.extend_from_slice(&[0; 8]);
     (events, src, partitions)
 }
 
@@ -247,4 +256,231 @@ fn hash_value(v: &Value, h: &mut Xxh3) {
         Value::Record(fields) => fields.iter().for_each(|(_, v)| hash_value(v, h)),
         other => h.update(format!("{other:?}").as_bytes()),
     }
+}
+
+/// The floor of this design on these bytes, against the raw hash: what no decoder of these
+/// envelopes can do without — find where both row images end, hash them and the key — with no
+/// tail, no key decoding and no engine. The walk below knows the `orders` row at compile time;
+/// it checks nothing, or the checks the core makes on each field (a minimal varint of at most
+/// 8 bytes, a length within the datum, ASCII strings, a minimal decimal), and walks one event
+/// at a time or two with their walks interleaved (each field's start waits on the last one's
+/// length: a chain of loads, two of which run side by side). It is checked once against the
+/// core's decoder, event by event, before it is timed.
+fn floor(events: &Events, src: &MemorySource, partitions: u32, passes: usize) {
+    let images = image_bounds(events, src);
+    let d = events.data.as_ptr();
+    for (e, want) in events.list.iter().zip(&images) {
+        let (at, limit) = (e.value.0 + 5, e.value.1 - 8);
+        let mut ok = true;
+        // SAFETY: every datum lies in `events.data`, which has 8 bytes after the last one; the
+        // walk reads 8 bytes at the start of each field, and these fields start within the
+        // datum (the decoder found the same images, checked below, in the same bytes).
+        let [before] = unsafe { rows::<1, true>(d, [at + 1], [limit], &mut ok) };
+        let [after] = unsafe { rows::<1, true>(d, [before + 1], [limit], &mut ok) };
+        assert!(ok && [before - at, after - at] == *want, "the walk disagrees with the decoder at byte {}", e.value.0);
+    }
+    let runs: Vec<[f64; 6]> = (0..passes.max(1))
+        .map(|_| [raw_hash(events), least::<1, false>(events), least::<2, false>(events), least::<1, true>(events), least::<2, true>(events), core_engine(events, src, partitions)])
+        .collect();
+    let raw = runs.iter().map(|r| r[0]).fold(0.0, f64::max);
+    let m: Vec<f64> = (1..6).map(|i| median_of(runs.iter().map(|r| r[i]).collect())).collect();
+    println!("raw xxh3_128 over each datum: {:.2} M events/s (fastest pass)", raw / 1e6);
+    println!("both images found and hashed, and the key hashed, with no checks: {:.2} M events/s one event at a time, {:.2} M two at a time", m[0] / 1e6, m[1] / 1e6);
+    println!("the same with the core's checks on each field: {:.2} M events/s one at a time, {:.2} M two at a time", m[2] / 1e6, m[3] / 1e6);
+    println!("core: {:.2} M events/s", m[4] / 1e6);
+    println!(
+        "{} passes, medians; of limit (the raw hash's fastest pass): no checks {:.2} and {:.2}, checked {:.2} and {:.2}, core {:.2}",
+        runs.len(),
+        m[0] / raw,
+        m[1] / raw,
+        m[2] / raw,
+        m[3] / raw,
+        m[4] / raw
+    );
+}
+
+/// Where each event's images end, as offsets into its datum (after the wire header), by the
+/// core's decoder.
+fn image_bounds(events: &Events, src: &MemorySource) -> Vec<[usize; 2]> {
+    use cdc_verifier_core::avro::{Plan, Schema, Scratch};
+    use cdc_verifier_core::envelope::EnvelopeLayout;
+    let mut src = src.clone();
+    let (vid, _) = cdc_verifier_core::wire::split(events.value(&events.list[0])).unwrap();
+    let vs = Schema::parse_str(&src.fetch(vid).unwrap().schema).unwrap();
+    let layout = EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap()).unwrap();
+    let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
+    let rows = cdc_verifier_core::digest::RowHasher::new(7);
+    let (mut scratch, mut hint) = (Scratch::default(), cdc_verifier_core::envelope::Hint::default());
+    events
+        .list
+        .iter()
+        .map(|e| {
+            let d = &events.value(e)[5..];
+            let ev = layout.decode_hinted(&vs, &plan, &rows, d, &mut scratch, &mut hint).unwrap();
+            let (a, b) = ev.image.expect("an update has an after image");
+            // The after image's union branch lies between the two images.
+            assert_eq!(rows.hash(&d[1..a as usize - 1]), ev.before.expect("an update has a before image"));
+            [a as usize - 1, b as usize]
+        })
+        .collect()
+}
+
+/// Finds both images of `N` events at a time with [`rows`], and hashes them and the key.
+fn least<const N: usize, const CHECK: bool>(events: &Events) -> f64 {
+    let hasher = cdc_verifier_core::digest::RowHasher::new(7);
+    let d = events.data.as_ptr();
+    let start = Instant::now();
+    let (mut acc, mut ok) = (0u128, true);
+    let mut groups = events.list.chunks_exact(N);
+    for g in groups.by_ref() {
+        let g: &[Event; N] = g.try_into().expect("N events");
+        let limits = g.each_ref().map(|e| e.value.1 - 8);
+        // SAFETY: as checked in `floor`.
+        let before = unsafe { rows::<N, CHECK>(d, g.each_ref().map(|e| e.value.0 + 6), limits, &mut ok) };
+        let after = unsafe { rows::<N, CHECK>(d, before.map(|b| b + 1), limits, &mut ok) };
+        for ((e, before), after) in g.iter().zip(before).zip(after) {
+            acc = acc.wrapping_add(images_hash(events, &hasher, e, [before, after]));
+        }
+    }
+    for e in groups.remainder() {
+        // SAFETY: as checked in `floor`.
+        let [before] = unsafe { rows::<1, CHECK>(d, [e.value.0 + 6], [e.value.1 - 8], &mut ok) };
+        let [after] = unsafe { rows::<1, CHECK>(d, [before + 1], [e.value.1 - 8], &mut ok) };
+        acc = acc.wrapping_add(images_hash(events, &hasher, e, [before, after]));
+    }
+    assert!(ok, "the checks passed before they were timed");
+    std::hint::black_box(acc);
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Both images' hashes and the key's, combined.
+#[inline(always)]
+fn images_hash(events: &Events, rows: &cdc_verifier_core::digest::RowHasher, e: &Event, ends: [usize; 2]) -> u128 {
+    let before = rows.hash(&events.data[e.value.0 + 6..ends[0]]);
+    let after = rows.hash(&events.data[ends[0] + 1..ends[1]]);
+    after.wrapping_sub(before) ^ cdc_verifier_core::digest::key_hash(7, &events.key(e)[5..]) as u128
+}
+
+/// `N` `orders` rows (15 fields: longs, strings, decimals as bytes, ints, two nullable
+/// strings), field by field, from `at`: where each ends. With `CHECK`, what the checks find
+/// wrong (or a field ending past its `limit`) clears `ok`.
+///
+/// # Safety
+/// 8 bytes can be read at each field's start.
+#[inline(always)]
+unsafe fn rows<const N: usize, const CHECK: bool>(d: *const u8, mut at: [usize; N], limit: [usize; N], ok: &mut bool) -> [usize; N] {
+    const ID: u8 = 0;
+    const TEXT: u8 = 1;
+    const DECIMAL: u8 = 2;
+    const OPT_TEXT: u8 = 3;
+    const ORDERS: [u8; 15] = [ID, ID, TEXT, TEXT, DECIMAL, DECIMAL, DECIMAL, DECIMAL, ID, TEXT, OPT_TEXT, OPT_TEXT, ID, ID, ID];
+    macro_rules! field {
+        ($i:literal) => {
+            for (at, limit) in at.iter_mut().zip(limit) {
+                // SAFETY: the caller's promise.
+                *at = unsafe {
+                    match ORDERS[$i] {
+                        ID => varint::<CHECK>(d, *at, limit, ok),
+                        TEXT => string::<CHECK>(d, *at, limit, true, ok),
+                        DECIMAL => string::<CHECK>(d, *at, limit, false, ok),
+                        _ => opt_string::<CHECK>(d, *at, limit, ok),
+                    }
+                };
+            }
+        };
+    }
+    field!(0);
+    field!(1);
+    field!(2);
+    field!(3);
+    field!(4);
+    field!(5);
+    field!(6);
+    field!(7);
+    field!(8);
+    field!(9);
+    field!(10);
+    field!(11);
+    field!(12);
+    field!(13);
+    field!(14);
+    at
+}
+
+/// # Safety
+/// 8 bytes at `at` can be read.
+#[inline(always)]
+unsafe fn word_at(d: *const u8, at: usize) -> u64 {
+    // SAFETY: the caller's promise.
+    u64::from_le(unsafe { d.add(at).cast::<u64>().read_unaligned() })
+}
+
+/// # Safety
+/// As [`word_at`]'s.
+#[inline(always)]
+unsafe fn varint<const CHECK: bool>(d: *const u8, at: usize, limit: usize, ok: &mut bool) -> usize {
+    // SAFETY: the caller's promise.
+    let w = unsafe { word_at(d, at) };
+    let stop = !w & 0x8080_8080_8080_8080;
+    let n = (stop.trailing_zeros() / 8 + 1) as usize;
+    if CHECK {
+        let last = (w >> ((8 * (n - 1)) as u32 & 63)) & 0xff;
+        *ok &= stop != 0 && (n == 1 || last != 0) && at + n <= limit;
+    }
+    at + n
+}
+
+/// Bytes or a string: a length (one or two bytes here), then the data.
+///
+/// # Safety
+/// As [`word_at`]'s, and for the data's first and last 8 bytes when `CHECK`.
+#[inline(always)]
+unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text: bool, ok: &mut bool) -> usize {
+    // SAFETY: the caller's promise.
+    let w = unsafe { word_at(d, at) };
+    let (prefix, len) = if w & 0x80 == 0 { (1, ((w & 0x7f) >> 1) as usize) } else { (2, (((w & 0x7f) | ((w >> 1) & 0x3f80)) >> 1) as usize) };
+    let end = at + prefix + len;
+    if CHECK {
+        *ok &= w & 1 == 0 && end <= limit && (prefix == 1 || (w & 0x8000 == 0 && (w >> 8) & 0xff != 0));
+        let data = at + prefix;
+        if text {
+            // SAFETY: the caller's promise.
+            let bits = unsafe {
+                if len <= 8 {
+                    word_at(d, data) & if len == 0 { 0 } else { u64::MAX >> (64 - 8 * len) }
+                } else {
+                    let mut x = word_at(d, data) | word_at(d, end - 8);
+                    let mut i = data + 8;
+                    while i + 8 < end {
+                        x |= word_at(d, i);
+                        i += 8;
+                    }
+                    x
+                }
+            };
+            *ok &= bits & 0x8080_8080_8080_8080 == 0;
+        } else {
+            let (b0, b1) = ((w >> (8 * prefix)) as u8, (w >> (8 * prefix + 8)) as u8);
+            *ok &= len == 1 || b0 != ((b1 as i8) >> 7) as u8;
+        }
+    }
+    end
+}
+
+/// A `["null", "string"]` union.
+///
+/// # Safety
+/// As [`string`]'s, when present.
+#[inline(always)]
+unsafe fn opt_string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, ok: &mut bool) -> usize {
+    // SAFETY: the caller's promise.
+    let branch = unsafe { word_at(d, at) } & 0xff;
+    if branch == 0 {
+        return at + 1;
+    }
+    if CHECK {
+        *ok &= branch == 2;
+    }
+    // SAFETY: the caller's promise.
+    unsafe { string::<CHECK>(d, at + 1, limit, true, ok) }
 }
