@@ -178,17 +178,24 @@ fn core_engine(events: &Events, src: &MemorySource, partitions: u32) -> f64 {
     rate
 }
 
+/// The events' value schema, its envelope layout and the plan that reads its rows as they
+/// are (the writer is the reference), as the engine compiles them.
+fn value_decoder(events: &Events, src: &mut MemorySource) -> (cdc_verifier_core::avro::Schema, cdc_verifier_core::envelope::EnvelopeLayout, cdc_verifier_core::avro::Plan) {
+    use cdc_verifier_core::avro::{Plan, Schema};
+    let (vid, _) = cdc_verifier_core::wire::split(events.value(&events.list[0])).unwrap();
+    let vs = Schema::parse_str(&src.fetch(vid).unwrap().schema).unwrap();
+    let layout = cdc_verifier_core::envelope::EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap()).unwrap();
+    let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
+    (vs, layout, plan)
+}
+
 /// The decoding part of the core path alone: envelope walk, both row hashes, the key's hash.
 fn decode_only(events: &Events, src: &MemorySource) -> f64 {
     use cdc_verifier_core::avro::{Plan, Reader, Schema, Scratch};
-    use cdc_verifier_core::envelope::EnvelopeLayout;
     let mut src = src.clone();
-    let (vid, _) = cdc_verifier_core::wire::split(events.value(&events.list[0])).unwrap();
+    let (vs, layout, plan) = value_decoder(events, &mut src);
     let (kid, _) = cdc_verifier_core::wire::split(events.key(&events.list[0])).unwrap();
-    let vs = Schema::parse_str(&src.fetch(vid).unwrap().schema).unwrap();
     let ks = Schema::parse_str(&src.fetch(kid).unwrap().schema).unwrap();
-    let layout = EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap()).unwrap();
-    let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
     let kplan = Plan::compile(&ks, ks.root(), &ks, ks.root());
     let (mut scratch, mut kscratch) = (Scratch::default(), Scratch::default());
     let rows = cdc_verifier_core::digest::RowHasher::new(7);
@@ -272,9 +279,10 @@ fn floor(events: &Events, src: &MemorySource, partitions: u32, passes: usize) {
     for (e, want) in events.list.iter().zip(&images) {
         let (at, limit) = (e.value.0 + 5, e.value.1 - 8);
         let mut ok = true;
-        // SAFETY: every datum lies in `events.data`, which has 8 bytes after the last one; the
-        // walk reads 8 bytes at the start of each field, and these fields start within the
-        // datum (the decoder found the same images, checked below, in the same bytes).
+        // SAFETY: the limit is 8 bytes before the datum's end, and `events.data` has 8 bytes
+        // after the last datum: 9 bytes past the limit lie in it. The timed walks without
+        // checks read the same fields of the same bytes, which this walk found within the
+        // datum (and where the decoder found them).
         let [before] = unsafe { rows::<1, true>(d, [at + 1], [limit], &mut ok) };
         let [after] = unsafe { rows::<1, true>(d, [before + 1], [limit], &mut ok) };
         assert!(ok && [before - at, after - at] == *want, "the walk disagrees with the decoder at byte {}", e.value.0);
@@ -302,15 +310,9 @@ fn floor(events: &Events, src: &MemorySource, partitions: u32, passes: usize) {
 /// Where each event's images end, as offsets into its datum (after the wire header), by the
 /// core's decoder.
 fn image_bounds(events: &Events, src: &MemorySource) -> Vec<[usize; 2]> {
-    use cdc_verifier_core::avro::{Plan, Schema, Scratch};
-    use cdc_verifier_core::envelope::EnvelopeLayout;
-    let mut src = src.clone();
-    let (vid, _) = cdc_verifier_core::wire::split(events.value(&events.list[0])).unwrap();
-    let vs = Schema::parse_str(&src.fetch(vid).unwrap().schema).unwrap();
-    let layout = EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap()).unwrap();
-    let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
+    let (vs, layout, plan) = value_decoder(events, &mut src.clone());
     let rows = cdc_verifier_core::digest::RowHasher::new(7);
-    let (mut scratch, mut hint) = (Scratch::default(), cdc_verifier_core::envelope::Hint::default());
+    let (mut scratch, mut hint) = (cdc_verifier_core::avro::Scratch::default(), cdc_verifier_core::envelope::Hint::default());
     events
         .list
         .iter()
@@ -363,10 +365,12 @@ fn images_hash(events: &Events, rows: &cdc_verifier_core::digest::RowHasher, e: 
 
 /// `N` `orders` rows (15 fields: longs, strings, decimals as bytes, ints, two nullable
 /// strings), field by field, from `at`: where each ends. With `CHECK`, what the checks find
-/// wrong (or a field ending past its `limit`) clears `ok`.
+/// wrong, or a field ending past its `limit`, clears `ok`.
 ///
 /// # Safety
-/// 8 bytes can be read at each field's start.
+/// With `CHECK`: `at <= limit`, and 9 bytes past each `limit` can be read (a read starts at
+/// most 1 byte past the limit: a nullable string's length, after its branch). Without: 8 bytes can be
+/// read at each field's start (as a checked walk of the same bytes found them).
 #[inline(always)]
 unsafe fn rows<const N: usize, const CHECK: bool>(d: *const u8, mut at: [usize; N], limit: [usize; N], ok: &mut bool) -> [usize; N] {
     const ID: u8 = 0;
@@ -376,16 +380,23 @@ unsafe fn rows<const N: usize, const CHECK: bool>(d: *const u8, mut at: [usize; 
     const ORDERS: [u8; 15] = [ID, ID, TEXT, TEXT, DECIMAL, DECIMAL, DECIMAL, DECIMAL, ID, TEXT, OPT_TEXT, OPT_TEXT, ID, ID, ID];
     macro_rules! field {
         ($i:literal) => {
-            for (at, limit) in at.iter_mut().zip(limit) {
+            for (at, lim) in at.iter_mut().zip(limit) {
                 // SAFETY: the caller's promise.
-                *at = unsafe {
+                let end = unsafe {
                     match ORDERS[$i] {
-                        ID => varint::<CHECK>(d, *at, limit, ok),
-                        TEXT => string::<CHECK>(d, *at, limit, true, ok),
-                        DECIMAL => string::<CHECK>(d, *at, limit, false, ok),
-                        _ => opt_string::<CHECK>(d, *at, limit, ok),
+                        ID => varint::<CHECK>(d, *at, ok),
+                        TEXT => string::<CHECK>(d, *at, lim, true, ok),
+                        DECIMAL => string::<CHECK>(d, *at, lim, false, ok),
+                        _ => opt_string::<CHECK>(d, *at, lim, ok),
                     }
                 };
+                // Checked, a field that ends past the limit ends the walk (as in the core, which
+                // declines there): no read goes further.
+                if CHECK && end > lim {
+                    *ok = false;
+                    return limit;
+                }
+                *at = end;
             }
         };
     }
@@ -418,14 +429,14 @@ unsafe fn word_at(d: *const u8, at: usize) -> u64 {
 /// # Safety
 /// As [`word_at`]'s.
 #[inline(always)]
-unsafe fn varint<const CHECK: bool>(d: *const u8, at: usize, limit: usize, ok: &mut bool) -> usize {
+unsafe fn varint<const CHECK: bool>(d: *const u8, at: usize, ok: &mut bool) -> usize {
     // SAFETY: the caller's promise.
     let w = unsafe { word_at(d, at) };
     let stop = !w & 0x8080_8080_8080_8080;
     let n = (stop.trailing_zeros() / 8 + 1) as usize;
     if CHECK {
         let last = (w >> ((8 * (n - 1)) as u32 & 63)) & 0xff;
-        *ok &= stop != 0 && (n == 1 || last != 0) && at + n <= limit;
+        *ok &= stop != 0 && (n == 1 || last != 0);
     }
     at + n
 }
@@ -433,7 +444,7 @@ unsafe fn varint<const CHECK: bool>(d: *const u8, at: usize, limit: usize, ok: &
 /// Bytes or a string: a length (one or two bytes here), then the data.
 ///
 /// # Safety
-/// As [`word_at`]'s, and for the data's first and last 8 bytes when `CHECK`.
+/// As [`word_at`]'s; with `CHECK`, the data is read only when it ends at or below `limit`.
 #[inline(always)]
 unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text: bool, ok: &mut bool) -> usize {
     // SAFETY: the caller's promise.
@@ -441,7 +452,11 @@ unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text:
     let (prefix, len) = if w & 0x80 == 0 { (1, ((w & 0x7f) >> 1) as usize) } else { (2, (((w & 0x7f) | ((w >> 1) & 0x3f80)) >> 1) as usize) };
     let end = at + prefix + len;
     if CHECK {
-        *ok &= w & 1 == 0 && end <= limit && (prefix == 1 || (w & 0x8000 == 0 && (w >> 8) & 0xff != 0));
+        *ok &= w & 1 == 0 && (prefix == 1 || (w & 0x8000 == 0 && (w >> 8) & 0xff != 0));
+        if end > limit {
+            // (The data is not read; `rows` ends the walk.)
+            return end;
+        }
         let data = at + prefix;
         if text {
             // SAFETY: the caller's promise.
