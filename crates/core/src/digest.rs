@@ -200,8 +200,14 @@ pub struct RangeDigest {
 impl RangeDigest {
     #[inline]
     pub fn add_event(&mut self, op: Op, tx: u64, before: Option<u128>, after: Option<u128>) {
+        self.add_hashed(op, event_hash(tx, before, after), before, after);
+    }
+
+    /// [`add_event`](Self::add_event) with the event's hash already computed.
+    #[inline]
+    pub fn add_hashed(&mut self, op: Op, event: u128, before: Option<u128>, after: Option<u128>) {
         self.lanes.add(Lanes::delta(before, after));
-        self.events.add(Lanes::of(event_hash(tx, before, after)));
+        self.events.add(Lanes::of(event));
         self.ops.count(op);
     }
 

@@ -362,7 +362,8 @@ impl EnvelopeLayout {
             }
         }
         r.finish()?;
-        if !have_pos && ev.op != Op::Truncate {
+        // A snapshot read (`op = r`) is state, not a change: Debezium gives it no position.
+        if !have_pos && !matches!(ev.op, Op::Truncate | Op::Read) {
             return Err(r.err(DecodeErrorKind::Unresolvable("the event carries no origin position".into())));
         }
         Ok(ev)

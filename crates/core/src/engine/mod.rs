@@ -15,12 +15,14 @@ use crate::avro::reader::{DecodeError, Reader};
 use crate::avro::resolve::{Plan, Scratch};
 use crate::avro::schema::{Node, Schema};
 use crate::avro::{json, FieldDiff};
-use crate::digest::{key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest, RowHasher};
+use crate::digest::{event_hash, key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest, RowHasher};
 use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::verdict::{Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side, WindowRef};
 use crate::wire;
+
+mod baseline;
 
 pub type StreamId = u16;
 pub type TopicId = u32;
@@ -125,6 +127,11 @@ pub struct SchemaUnavailable {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TopicStats {
     pub events: u64,
+    /// Snapshot reads (`op = r`) taken as the stream's starting state.
+    pub snapshot: u64,
+    /// Snapshot reads that came after the starting state was compared (a second snapshot):
+    /// not verified.
+    pub snapshot_late: u64,
     pub bytes: u64,
     pub duplicates: u64,
     pub late: u64,
@@ -143,6 +150,9 @@ pub struct EngineStats {
     pub arrival_behind_max_ms: i64,
     pub verdicts: BTreeMap<String, u64>,
     pub schema_fetches: u64,
+    /// Replicas whose starting state could not be compared with the primary's (no snapshot
+    /// on one side), and why: only their changes are verified.
+    pub changes_only: BTreeMap<String, String>,
 }
 
 struct Compiled {
@@ -195,9 +205,10 @@ pub enum Progress {
 struct Part {
     last_pos: Option<Position>,
     hwm: Position,
-    /// Positions counted in still-open windows, ascending; tells a redelivery from an
-    /// out-of-order first delivery.
-    recent: Vec<Position>,
+    /// The events counted in still-open windows, as (position, event hash), ascending: tells
+    /// a redelivery from an out-of-order first delivery, and from the other events of the
+    /// same transaction, which share its position when Debezium sends no transaction block.
+    recent: Vec<(Position, u64)>,
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
@@ -394,7 +405,31 @@ struct Stream {
     /// published) or the table falls silent (then StreamSilent says it all).
     absent: BTreeMap<TableId, Vec<(Position, Divergence)>>,
     drifting: FastMap<TableId, ()>,
+    /// The stream's snapshot: Σ H(row) of its reads per (table, range), its schema drift.
+    baseline: WindowAcc,
+    /// The lowest position of a change (not a snapshot read) the stream has sent.
+    first_change: Option<Position>,
+    /// How this replica's verification has started (the primary's: unused).
+    start: Start,
 }
+
+/// Until both streams have passed their snapshots, a replica's windows are summed, not
+/// compared: a change a stream sent may lie in the other's snapshot. The first window both
+/// streams have sent changes in compares the states (snapshot + changes) instead.
+enum Start {
+    /// Windows compared so far, summed per (table, range): (primary, replica).
+    Pending(FastMap<(TableId, u64), (RangeDigest, RangeDigest)>),
+    Started,
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Start::Pending(FastMap::default())
+    }
+}
+
+/// The window key of a stream's snapshot reads (below every window of commit time).
+pub(crate) const BASELINE_W: i64 = i64::MIN;
 
 #[derive(Clone, Copy)]
 struct Bound {
@@ -471,6 +506,10 @@ pub struct Checkpoint {
     /// hard way.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skew_seen_ms: i64,
+    /// Replicas whose starting state was compared (their snapshots' offsets are committed:
+    /// a restart verifies their changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -710,6 +749,9 @@ impl Engine {
             divergent: FastMap::default(),
             absent: BTreeMap::new(),
             drifting: FastMap::default(),
+            baseline: WindowAcc::default(),
+            first_change: None,
+            start: Start::default(),
         };
         let mut streams = vec![mk(primary)];
         streams.extend(replicas.iter().map(|r| mk(r)));
@@ -1125,25 +1167,35 @@ impl Engine {
     /// when it was counted (`i64::MIN` otherwise).
     #[inline(always)]
     fn count(&mut self, rec: &Record<'_>, stream: StreamId, table: TableId, range: u64, ev: &Event, drift: Option<(u32, u32)>) -> (Ingested, i64) {
+        if ev.op == Op::Read {
+            return self.count_snapshot(rec, stream, table, range, ev, drift);
+        }
         let ti = rec.topic as usize;
-        // Duplicates: at or below the partition's high-water mark and already counted (or
-        // in a window already compared) — counted as such, not summed.
+        // Duplicates: the same event (position and images) as one already counted in an open
+        // window, or at or below a window already compared — counted as such, not summed.
+        // Many events may share a position (a transaction's, without a transaction block).
+        let ehash = event_hash(ev.position.tx, ev.before, ev.after);
+        let id = (ev.position, ehash as u64);
         let closed = self.streams[stream as usize].closed_pos;
         let part = &mut self.topics[ti].parts[rec.partition as usize];
         if part.last_pos.is_some() && ev.position <= part.hwm {
-            let seen = part.recent.binary_search(&ev.position);
+            let seen = part.recent.binary_search(&id);
             if closed.is_some_and(|c| ev.position <= c) || seen.is_ok() {
                 // (Below the high-water mark and in a compared window: a redelivery, or a
                 // first delivery that came too late — the two cannot be told apart.)
                 self.topics[ti].stats.duplicates += 1;
                 return (Ingested::Duplicate, i64::MIN);
             }
-            part.recent.insert(seen.unwrap_err(), ev.position);
+            part.recent.insert(seen.unwrap_err(), id);
         } else {
             // (A new high: the last position as well. Below it, the last stays.)
             part.hwm = ev.position;
             part.last_pos = Some(ev.position);
-            part.recent.push(ev.position);
+            part.recent.push(id);
+        }
+        let first = &mut self.streams[stream as usize].first_change;
+        if first.is_none_or(|f| ev.position < f) {
+            *first = Some(ev.position);
         }
         self.streams[stream as usize].clock.note(rec.timestamp_ms, ev.position);
 
@@ -1238,7 +1290,7 @@ impl Engine {
                 st.windows.entry(w).or_insert_with(|| WindowAcc { digests: WindowDigests::with_capacity(hint), max_record_ms: i64::MIN, ..WindowAcc::default() })
             }
         };
-        acc.digests.entry((table, range)).add_event(ev.op, ev.position.tx, ev.before, ev.after);
+        acc.digests.entry((table, range)).add_hashed(ev.op, ehash, ev.before, ev.after);
         acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
@@ -1282,11 +1334,20 @@ impl Engine {
     /// windows — or, past them all, the open floor.
     #[inline]
     fn primary_window(&mut self, ev: &Event) -> i64 {
-        let w = self.window_at(ev.ts_ms);
-        if w >= self.open_floor {
-            return w;
+        let tx = ev.position.tx;
+        let w = self.window_at(ev.ts_ms).max(self.open_floor);
+        match self.bounds.last_key_value() {
+            None => w,
+            // Past every window's transactions (nearly always): the window of its time, or
+            // the last one when its time lies before that (a statement's time is when it
+            // began, not when its transaction committed).
+            Some((&last, b)) if tx > b.last.tx => w.max(last),
+            // A transaction already in the last window: not split.
+            Some((&last, b)) if tx >= b.first.tx => last,
+            // Before the last window: the first that reaches it, where a replica's copy of it
+            // is looked up (see `window_of`).
+            _ => self.window_reaching(tx).unwrap_or(self.open_floor),
         }
-        self.window_reaching(ev.position.tx).unwrap_or(self.open_floor)
     }
 
     /// The primary's window of a commit time.
@@ -1409,6 +1470,7 @@ impl Engine {
         self.advance(far, src, out)?;
         self.ended = true;
         self.advance(far, src, out)?;
+        self.start_remaining(out);
         // Tables a replica stopped sending before the input ended: silent when the primary
         // went on writing them for a while (a few windows), else just missing their last rows.
         let quiet_enough = self.cfg.cut_interval_ms.saturating_mul(2).max(self.cfg.idle_grace_ms);
@@ -1511,7 +1573,10 @@ impl Engine {
                     },
                     Progress::Following => following,
                 };
-                let reached = complete.map_or(last, |c| c.max(last));
+                // Other events of its last transaction may follow (they share its position):
+                // read, the partition has passed only the positions before it.
+                let passed = if last.tx == 0 { Position::ZERO } else { Position { tx: last.tx - 1, order: u32::MAX } };
+                let reached = complete.map_or(passed, |c| c.max(passed));
                 min = Some(min.map_or(reached, |m| m.min(reached)));
             }
         }
@@ -1585,14 +1650,18 @@ impl Engine {
             // How late the replica wrote this window: its last record's time against the end
             // of the window at the origin. Taken from the records, so the same in any replay.
             let written = self.streams[r as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
+            let primary_written = self.streams[PRIMARY as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
             self.compare(w, r, out);
             self.streams[r as usize].done_upto = Some(w);
             self.streams[r as usize].closed_pos = Some(b.last);
-            if written == i64::MIN {
+            if written == i64::MIN || primary_written == i64::MIN {
                 continue;
             }
             let window = self.window_ref(w);
-            let late = written.saturating_sub(window.end_ms);
+            // How much later the replica's records of the window were written to Kafka than
+            // the primary's: not against commit times, which a connector catching up, a
+            // restart or a backfill writes hours after the commit on both sides alike.
+            let late = written.saturating_sub(primary_written);
             match self.streams[r as usize].lagging {
                 None if late >= self.cfg.max_replica_lag_ms => self.start_lag(r, window, b.last, late, out),
                 // Recovered once well clear of the bound (half of it), so that a replica hovering
@@ -1681,7 +1750,13 @@ impl Engine {
 
     fn compare(&mut self, w: i64, r: StreamId, out: &mut Vec<Divergence>) {
         self.stats.windows_compared += 1;
-        let racc = self.streams[r as usize].windows.remove(&w).unwrap_or_default();
+        let mut racc = self.streams[r as usize].windows.remove(&w).unwrap_or_default();
+        if !matches!(self.streams[r as usize].start, Start::Started) {
+            match self.compare_before_start(w, r, racc, out) {
+                Some(acc) => racc = acc,
+                None => return,
+            }
+        }
         let empty = WindowAcc::default();
         let pacc = self.streams[PRIMARY as usize].windows.get(&w).unwrap_or(&empty);
         let mut keys: Vec<((TableId, u64), RangeDigest)> =
@@ -1716,26 +1791,7 @@ impl Engine {
         let rname = self.streams[r as usize].name.clone();
 
         // Schema drift first: it is the cause the data mismatches of the same window follow from.
-        let mut drift: Vec<(&TableId, &DriftObs)> = racc.drift.iter().collect();
-        drift.sort_by_key(|(t, _)| **t);
-        for (table, obs) in drift {
-            if self.streams[r as usize].drifting.contains_key(table) {
-                continue;
-            }
-            self.streams[r as usize].drifting.insert(*table, ());
-            let d = self.drift_verdict(&rname, *table, obs, window);
-            self.emit(d, out);
-        }
-        let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
-        let ended: Vec<TableId> = self.streams[r as usize].drifting.keys().filter(|t| rtables.contains(t) && !racc.drift.contains_key(t)).copied().collect();
-        for t in ended {
-            self.streams[r as usize].drifting.remove(&t);
-            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
-            d.recovered = Some(Kind::SchemaDrift);
-            d.table = Some(self.tables[t as usize].name.clone());
-            d.window = Some(window);
-            self.emit(d, out);
-        }
+        self.report_drift(r, window, &racc, out);
 
         let mismatch_tables: Vec<TableId> = mismatches.iter().map(|((t, _), _, _)| *t).collect();
         let primary_last: Vec<(TableId, Position)> = self.streams[PRIMARY as usize].windows.get(&w).map(|p| p.table_last.clone()).unwrap_or_default();
@@ -1765,6 +1821,32 @@ impl Engine {
             d.table = Some(self.tables[table as usize].name.clone());
             d.range = Some(range);
             d.range_label = Some(self.cfg.ranges.describe(range));
+            d.window = Some(window);
+            self.emit(d, out);
+        }
+    }
+
+    /// Opens a SchemaDrift episode for each table of the window a replica wrote with another
+    /// row schema than the primary's, and closes those the replica wrote alike again.
+    fn report_drift(&mut self, r: StreamId, window: WindowRef, racc: &WindowAcc, out: &mut Vec<Divergence>) {
+        let rname = self.streams[r as usize].name.clone();
+        let mut drift: Vec<(&TableId, &DriftObs)> = racc.drift.iter().collect();
+        drift.sort_by_key(|(t, _)| **t);
+        for (table, obs) in drift {
+            if self.streams[r as usize].drifting.contains_key(table) {
+                continue;
+            }
+            self.streams[r as usize].drifting.insert(*table, ());
+            let d = self.drift_verdict(&rname, *table, obs, window);
+            self.emit(d, out);
+        }
+        let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
+        let ended: Vec<TableId> = self.streams[r as usize].drifting.keys().filter(|t| rtables.contains(t) && !racc.drift.contains_key(t)).copied().collect();
+        for t in ended {
+            self.streams[r as usize].drifting.remove(&t);
+            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
+            d.recovered = Some(Kind::SchemaDrift);
+            d.table = Some(self.tables[t as usize].name.clone());
             d.window = Some(window);
             self.emit(d, out);
         }
@@ -1979,12 +2061,20 @@ impl Engine {
             let done = self.streams[t.stream as usize].done_upto;
             for p in &mut t.parts {
                 if let Some(c) = closed {
-                    let n = p.recent.partition_point(|x| *x <= c);
+                    let n = p.recent.partition_point(|(x, _)| *x <= c);
                     p.recent.drain(..n);
                 }
                 if let Some(d) = done {
+                    // (Snapshot reads stay until their states compared: see `baseline`.)
+                    let baseline = p.offsets.front().copied().filter(|(w, ..)| *w == BASELINE_W);
+                    if baseline.is_some() {
+                        p.offsets.pop_front();
+                    }
                     while p.offsets.front().is_some_and(|(w, _, _)| *w <= d.min(min_done)) {
                         p.offsets.pop_front();
+                    }
+                    if let Some(b) = baseline {
+                        p.offsets.push_front(b);
                     }
                 }
             }
@@ -2035,6 +2125,7 @@ impl Engine {
             c.silent.push((self.streams[t.stream as usize].name.clone(), self.tables[t.table as usize].name.clone()));
         }
         c.skew_seen_ms = self.skew_seen;
+        c.started = (1..self.streams.len() as StreamId).filter(|r| self.started(*r)).map(|r| self.streams[r as usize].name.clone()).collect();
         c
     }
 
@@ -2048,6 +2139,11 @@ impl Engine {
         for (replica, table) in &c.drifting {
             if let (Some(r), Some(t)) = (self.stream_id(replica), self.tables.iter().position(|x| &x.name == table)) {
                 self.streams[r as usize].drifting.insert(t as TableId, ());
+            }
+        }
+        for replica in &c.started {
+            if let Some(r) = self.stream_id(replica) {
+                self.streams[r as usize].start = Start::Started;
             }
         }
         for (replica, w) in &c.lagging {

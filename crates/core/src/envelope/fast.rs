@@ -380,7 +380,7 @@ impl FastEnvelope {
                 }
             }
         }
-        if pos != buf.len() || nm || !have_op || (!have_pos && ev.op != Op::Truncate) {
+        if pos != buf.len() || nm || !have_op || (!have_pos && !matches!(ev.op, Op::Truncate | Op::Read)) {
             return None;
         }
         if let (Some(h), Some(at)) = (hint, learn_at) {
