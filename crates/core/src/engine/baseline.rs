@@ -19,7 +19,15 @@ use super::*;
 
 impl Engine {
     /// Sums a snapshot read into its stream's baseline.
-    pub(super) fn count_snapshot(&mut self, rec: &Record<'_>, stream: StreamId, table: TableId, range: u64, ev: &Event, drift: Option<(u32, u32)>) -> (Ingested, i64) {
+    pub(super) fn count_snapshot(
+        &mut self,
+        rec: &Record<'_>,
+        stream: StreamId,
+        table: TableId,
+        range: u64,
+        ev: &Event,
+        drift: Option<(u32, u32)>,
+    ) -> (Ingested, i64) {
         let ti = rec.topic as usize;
         if self.started(stream) {
             // A second snapshot (the connector's offsets were lost, or an incremental one):
@@ -36,14 +44,24 @@ impl Engine {
                 *first = (*first).min(rec.offset);
                 *last = (*last).max(rec.offset);
             }
-            _ => part.offsets.push_front((BASELINE_W, rec.offset, rec.offset)),
+            _ => part
+                .offsets
+                .push_front((BASELINE_W, rec.offset, rec.offset)),
         }
         let acc = &mut self.streams[stream as usize].baseline;
-        acc.digests.entry((table, range)).add_event(Op::Read, 0, ev.before, ev.after);
+        acc.digests
+            .entry((table, range))
+            .add_event(Op::Read, 0, ev.before, ev.after);
         acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
         acc.tables.entry(table).or_default();
         if let Some((actual_id, expected_id)) = drift {
-            let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id, expected_id, events: 0 });
+            let d = acc.drift.entry(table).or_insert_with(|| DriftObs {
+                first: ev.position,
+                first_ts: ev.ts_ms,
+                actual_id,
+                expected_id,
+                events: 0,
+            });
             d.events += 1;
         }
         (Ingested::Counted, BASELINE_W)
@@ -53,18 +71,36 @@ impl Engine {
     /// primary's, once every replica did.
     pub(super) fn started(&self, stream: StreamId) -> bool {
         let of = |r: usize| matches!(self.streams[r].start, Start::Started);
-        if stream == PRIMARY { (1..self.streams.len()).all(of) } else { of(stream as usize) }
+        if stream == PRIMARY {
+            (1..self.streams.len()).all(of)
+        } else {
+            of(stream as usize)
+        }
     }
 
     fn snapshot_rows(&self, s: StreamId) -> u64 {
-        self.streams[s as usize].topics.iter().map(|t| self.topics[*t as usize].stats.snapshot).sum()
+        self.streams[s as usize]
+            .topics
+            .iter()
+            .map(|t| self.topics[*t as usize].stats.snapshot)
+            .sum()
     }
 
     /// Compares window `w` for replica `r` (whose part of it is `racc`) before its start:
     /// summed, or, when both streams have sent changes up to its end, the start itself.
     /// Returns the window when its changes are still to be compared as usual.
-    pub(super) fn compare_before_start(&mut self, w: i64, r: StreamId, racc: WindowAcc, out: &mut Vec<Divergence>) -> Option<WindowAcc> {
-        let primary: Vec<((TableId, u64), RangeDigest)> = self.streams[PRIMARY as usize].windows.get(&w).map(|a| a.digests.iter().copied().collect()).unwrap_or_default();
+    pub(super) fn compare_before_start(
+        &mut self,
+        w: i64,
+        r: StreamId,
+        racc: WindowAcc,
+        out: &mut Vec<Divergence>,
+    ) -> Option<WindowAcc> {
+        let primary: Vec<((TableId, u64), RangeDigest)> = self.streams[PRIMARY as usize]
+            .windows
+            .get(&w)
+            .map(|a| a.digests.iter().copied().collect())
+            .unwrap_or_default();
         if let Start::Pending(sums) = &mut self.streams[r as usize].start {
             for (k, d) in primary {
                 sums.entry(k).or_default().0.merge(&d);
@@ -74,9 +110,15 @@ impl Engine {
             }
         }
         let window = self.window_ref(w);
-        let changed = |s: StreamId| self.streams[s as usize].first_change.is_some_and(|f| f <= window.last);
+        let changed = |s: StreamId| {
+            self.streams[s as usize]
+                .first_change
+                .is_some_and(|f| f <= window.last)
+        };
         if changed(PRIMARY) && changed(r) {
-            return self.start_verification(Some(window), r, &racc, out).then_some(racc);
+            return self
+                .start_verification(Some(window), r, &racc, out)
+                .then_some(racc);
         }
         self.report_drift(r, window, &racc, out);
         None
@@ -86,12 +128,30 @@ impl Engine {
     /// summed up to `window` (`None`: the end of a bounded input). Then `r` is started.
     /// Returns whether the window's changes are to be compared as usual: when neither stream
     /// has a snapshot and both began at the same position, nothing came before it.
-    pub(super) fn start_verification(&mut self, window: Option<WindowRef>, r: StreamId, racc: &WindowAcc, out: &mut Vec<Divergence>) -> bool {
-        let Start::Pending(sums) = std::mem::replace(&mut self.streams[r as usize].start, Start::Started) else { return false };
+    pub(super) fn start_verification(
+        &mut self,
+        window: Option<WindowRef>,
+        r: StreamId,
+        racc: &WindowAcc,
+        out: &mut Vec<Divergence>,
+    ) -> bool {
+        let Start::Pending(sums) =
+            std::mem::replace(&mut self.streams[r as usize].start, Start::Started)
+        else {
+            return false;
+        };
         let rname = self.streams[r as usize].name.clone();
-        let missing: Vec<&str> = [PRIMARY, r].into_iter().filter(|s| self.snapshot_rows(*s) == 0).map(|s| self.streams[s as usize].name.as_str()).collect();
-        let (first_p, first_r) = (self.streams[PRIMARY as usize].first_change, self.streams[r as usize].first_change);
-        if missing.len() == 2 && first_p.is_some() && first_p.map(|p| p.tx) == first_r.map(|p| p.tx) {
+        let missing: Vec<&str> = [PRIMARY, r]
+            .into_iter()
+            .filter(|s| self.snapshot_rows(*s) == 0)
+            .map(|s| self.streams[s as usize].name.as_str())
+            .collect();
+        let (first_p, first_r) = (
+            self.streams[PRIMARY as usize].first_change,
+            self.streams[r as usize].first_change,
+        );
+        if missing.len() == 2 && first_p.is_some() && first_p.map(|p| p.tx) == first_r.map(|p| p.tx)
+        {
             // Both streams hold their whole histories from the same transaction on.
             self.release_baselines();
             return window.is_some();
@@ -100,7 +160,10 @@ impl Engine {
             let why = format!(
                 "no snapshot on {}: the state before both streams sent changes is not verified; changes are verified from {}",
                 missing.join(" and "),
-                window.map_or("the next window".to_string(), |w| format!("the window after {}", w.last))
+                window.map_or("the next window".to_string(), |w| format!(
+                    "the window after {}",
+                    w.last
+                ))
             );
             self.stats.changes_only.insert(rname, why);
             if let Some(window) = window {
@@ -124,12 +187,29 @@ impl Engine {
         }
         // Schema drift first (the snapshot's and the window's): it is the cause.
         let mut drift = WindowAcc::default();
-        for (t, obs) in self.streams[r as usize].baseline.drift.iter().chain(racc.drift.iter()) {
-            let d = drift.drift.entry(*t).or_insert_with(|| DriftObs { first: obs.first, first_ts: obs.first_ts, actual_id: obs.actual_id, expected_id: obs.expected_id, events: 0 });
+        for (t, obs) in self.streams[r as usize]
+            .baseline
+            .drift
+            .iter()
+            .chain(racc.drift.iter())
+        {
+            let d = drift.drift.entry(*t).or_insert_with(|| DriftObs {
+                first: obs.first,
+                first_ts: obs.first_ts,
+                actual_id: obs.actual_id,
+                expected_id: obs.expected_id,
+                events: 0,
+            });
             d.events += obs.events;
         }
         drift.tables = racc.tables.clone();
-        let at = window.unwrap_or(WindowRef { id: BASELINE_W, first: Position::ZERO, last: Position::ZERO, start_ms: 0, end_ms: 0 });
+        let at = window.unwrap_or(WindowRef {
+            id: BASELINE_W,
+            first: Position::ZERO,
+            last: Position::ZERO,
+            start_ms: 0,
+            end_ms: 0,
+        });
         self.report_drift(r, at, &drift, out);
         let upto = window.map_or(i64::MAX, |w| w.id);
         let mut mismatched = Vec::new();
@@ -139,17 +219,26 @@ impl Engine {
             }
             let mut diff = rd.lanes;
             diff.sub(p.lanes);
-            self.streams[r as usize].divergent.insert((table, range), diff);
+            self.streams[r as usize]
+                .divergent
+                .insert((table, range), diff);
             let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());
             d.range = Some(range);
             d.range_label = Some(self.cfg.ranges.describe(range));
             d.window = window;
-            d.primary = Some(Side { digest: p.lanes.hex(), ops: p.ops });
-            d.replica_side = Some(Side { digest: rd.lanes.hex(), ops: rd.ops });
+            d.primary = Some(Side {
+                digest: p.lanes.hex(),
+                ops: p.ops,
+            });
+            d.replica_side = Some(Side {
+                digest: rd.lanes.hex(),
+                ops: rd.ops,
+            });
             d.offsets = self.offsets_for(BASELINE_W, &[PRIMARY, r], table);
             if let Some(w) = window {
-                d.offsets.extend(self.offsets_for(w.id, &[PRIMARY, r], table));
+                d.offsets
+                    .extend(self.offsets_for(w.id, &[PRIMARY, r], table));
             }
             d.keys = self.key_state_diffs(upto, r, table, range);
             mismatched.push(table);
@@ -170,7 +259,9 @@ impl Engine {
                 self.streams[s as usize].baseline = WindowAcc::default();
             }
         }
-        let started: Vec<bool> = (0..self.streams.len() as StreamId).map(|s| self.started(s)).collect();
+        let started: Vec<bool> = (0..self.streams.len() as StreamId)
+            .map(|s| self.started(s))
+            .collect();
         for t in &mut self.topics {
             if started[t.stream as usize] {
                 for p in &mut t.parts {
@@ -182,16 +273,23 @@ impl Engine {
         }
     }
 
-    /// The keys of a range whose rows differ between the primary and replica `r` as of the
-    /// end of window `w` (drill-down's per-key state: snapshot and changes).
+    /// The keys of a range whose states differ between the primary and replica `r` as of the
+    /// end of window `w` (drill-down's per-key state: snapshot and changes). A key whose last
+    /// rows agree differs still when its events do not add up alike (one side lacks a change
+    /// that a later one overwrote).
     fn key_state_diffs(&self, w: i64, r: StreamId, table: TableId, range: u64) -> Vec<KeyDiff> {
-        let Some(idxs) = self.drill_by_range.get(&(table, range)) else { return Vec::new() };
-        let row = |side: &KeySide| side.image_at(w).and_then(|(_, _, _, img)| img.clone());
+        let Some(idxs) = self.drill_by_range.get(&(table, range)) else {
+            return Vec::new();
+        };
         let mut out: Vec<KeyDiff> = idxs
             .iter()
             .map(|i| &self.drill_keys[*i])
-            .filter(|k| row(&k.sides[PRIMARY as usize]) != row(&k.sides[r as usize]))
-            .map(|k| KeyDiff { key: self.render_key(k), primary: self.render_side(&k.sides[PRIMARY as usize], w), replica: self.render_side(&k.sides[r as usize], w) })
+            .filter(|k| k.sides[PRIMARY as usize].state_at(w) != k.sides[r as usize].state_at(w))
+            .map(|k| KeyDiff {
+                key: self.render_key(k),
+                primary: self.render_side(&k.sides[PRIMARY as usize], w),
+                replica: self.render_side(&k.sides[r as usize], w),
+            })
             .collect();
         out.sort_by_key(|a| a.key.to_string());
         out

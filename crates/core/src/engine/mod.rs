@@ -14,12 +14,17 @@ use std::sync::Arc;
 use crate::avro::reader::{DecodeError, Reader};
 use crate::avro::resolve::{Plan, Scratch};
 use crate::avro::schema::{Node, Schema};
-use crate::avro::{json, FieldDiff};
-use crate::digest::{event_hash, key_hash, table_seed, KeyRanges, Lanes, Op, RangeDigest, RowHasher};
+use crate::avro::{FieldDiff, json};
+use crate::digest::{
+    KeyRanges, Lanes, Op, RangeDigest, RowHasher, event_hash, key_hash, table_seed,
+};
 use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
-use crate::verdict::{Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side, WindowRef};
+use crate::verdict::{
+    Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side,
+    WindowRef,
+};
 use crate::wire;
 
 mod baseline;
@@ -164,7 +169,11 @@ struct Compiled {
 
 impl Compiled {
     fn version_for(&self, subject: &str) -> Option<u32> {
-        self.reg.subjects.iter().find(|s| s.subject == subject).map(|s| s.version)
+        self.reg
+            .subjects
+            .iter()
+            .find(|s| s.subject == subject)
+            .map(|s| s.version)
     }
 }
 
@@ -182,7 +191,12 @@ struct Table {
 
 impl Table {
     fn reference_at(&self, p: Position) -> Option<u32> {
-        self.refs.iter().filter(|(_, from)| *from <= p).max_by_key(|(_, from)| *from).or_else(|| self.refs.iter().min_by_key(|(_, f)| *f)).map(|(id, _)| *id)
+        self.refs
+            .iter()
+            .filter(|(_, from)| *from <= p)
+            .max_by_key(|(_, from)| *from)
+            .or_else(|| self.refs.iter().min_by_key(|(_, f)| *f))
+            .map(|(id, _)| *id)
     }
 }
 
@@ -240,9 +254,23 @@ struct PartCache {
 
 /// Decodes a value datum with a partition's cached plans, into `ev`.
 #[inline]
-fn decode(c: &mut PartCache, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, ev: &mut Event) -> Result<(), DecodeError> {
+fn decode(
+    c: &mut PartCache,
+    rows: &RowHasher,
+    datum: &[u8],
+    scratch: &mut Scratch,
+    ev: &mut Event,
+) -> Result<(), DecodeError> {
     let layout = c.writer.layout.as_ref().expect("checked when cached");
-    layout.decode_hinted_into(&c.writer.schema, &c.plan, rows, datum, scratch, &mut c.hint, ev)
+    layout.decode_hinted_into(
+        &c.writer.schema,
+        &c.plan,
+        rows,
+        datum,
+        scratch,
+        &mut c.hint,
+        ev,
+    )
 }
 
 struct KeyCache {
@@ -263,6 +291,12 @@ struct Topic {
     checked: Vec<u32>,
     stats: TopicStats,
     last_ms: i64,
+    /// When (the primary's record time) this replica topic was found behind the primary's
+    /// table in position, and the primary's position then (`i64::MIN`: not behind): silence
+    /// is counted from there, not from the replica's last record — both may have been quiet
+    /// together for a long time before, and either may write a transaction first.
+    behind_since: i64,
+    behind_mark: Position,
     silent: bool,
     /// The highest position seen on this topic.
     max_pos: Position,
@@ -300,14 +334,22 @@ impl WindowDigests {
     /// Room for `n` ranges and half as many again: windows of steady traffic meet about as
     /// many ranges as the last one, some more, and growing the digests copies them all.
     fn with_capacity(n: usize) -> WindowDigests {
-        WindowDigests { expected: n, entries: Vec::with_capacity(n + n / 2), ..WindowDigests::default() }
+        WindowDigests {
+            expected: n,
+            entries: Vec::with_capacity(n + n / 2),
+            ..WindowDigests::default()
+        }
     }
 
     /// The slot of `key`, if it has one.
     #[inline]
     fn slot(&self, key: &(TableId, u64)) -> Option<u32> {
         if key.1 < DENSE_RANGES {
-            self.dense.get(key.0 as usize)?.get(key.1 as usize).copied().filter(|s| *s != NO_SLOT)
+            self.dense
+                .get(key.0 as usize)?
+                .get(key.1 as usize)
+                .copied()
+                .filter(|s| *s != NO_SLOT)
         } else {
             self.slots.get(key).copied()
         }
@@ -336,7 +378,13 @@ impl WindowDigests {
             if table.len() <= r {
                 // Hash buckets are met in no order: room for as many as the last window met,
                 // or the next power of two, at once.
-                table.resize((r + 1).max(self.expected).next_power_of_two().min(DENSE_RANGES as usize), NO_SLOT);
+                table.resize(
+                    (r + 1)
+                        .max(self.expected)
+                        .next_power_of_two()
+                        .min(DENSE_RANGES as usize),
+                    NO_SLOT,
+                );
             }
             table[r] = slot;
         } else {
@@ -451,12 +499,28 @@ struct KeySide {
     windows: Vec<(i64, Lanes, Lanes, Option<Image>)>,
     /// The last image of windows already settled.
     settled: Option<Image>,
+    /// The key's state change over the windows already settled (a snapshot read's included).
+    settled_state: Lanes,
 }
 
 impl KeySide {
     /// The key's image as of the end of window `w`.
     fn image_at(&self, w: i64) -> Option<&Image> {
-        self.windows.iter().filter(|(dw, _, _, img)| *dw <= w && img.is_some()).max_by_key(|(dw, ..)| *dw).and_then(|(.., i)| i.as_ref()).or(self.settled.as_ref())
+        self.windows
+            .iter()
+            .filter(|(dw, _, _, img)| *dw <= w && img.is_some())
+            .max_by_key(|(dw, ..)| *dw)
+            .and_then(|(.., i)| i.as_ref())
+            .or(self.settled.as_ref())
+    }
+
+    /// The key's state as of the end of window `w`: Σ H(after) − H(before) of its events.
+    fn state_at(&self, w: i64) -> Lanes {
+        let mut state = self.settled_state;
+        for (_, d, ..) in self.windows.iter().filter(|(dw, ..)| *dw <= w) {
+            state.add(*d);
+        }
+        state
     }
 }
 
@@ -651,7 +715,8 @@ impl ClockIndex {
         if b > self.newest {
             if self.newest != Self::NO_BUCKET {
                 let n = self.buckets.len();
-                self.buckets.push_back((self.newest, self.newest_max, self.newest_max));
+                self.buckets
+                    .push_back((self.newest, self.newest_max, self.newest_max));
                 self.dirty_from = self.dirty_from.min(n);
             }
             (self.newest, self.newest_max) = (b, p);
@@ -692,7 +757,11 @@ impl ClockIndex {
 
     /// Recomputes the stale prefix maxima below index `upto`.
     fn refresh(&mut self, upto: usize) {
-        let mut prev = if self.dirty_from == 0 { self.floor } else { self.buckets[self.dirty_from - 1].2 };
+        let mut prev = if self.dirty_from == 0 {
+            self.floor
+        } else {
+            self.buckets[self.dirty_from - 1].2
+        };
         for i in self.dirty_from..upto {
             let e = &mut self.buckets[i];
             prev = prev.max(e.1);
@@ -711,7 +780,11 @@ impl ClockIndex {
         let settled = self.settled_before(limit);
         // (The newest bucket is above all the others: below the limit, they all are. Before
         // the first record, `NO_BUCKET` is below every limit and its maximum is the lowest.)
-        Some(if self.newest < limit { settled.max(self.newest_max) } else { settled })
+        Some(if self.newest < limit {
+            settled.max(self.newest_max)
+        } else {
+            settled
+        })
     }
 
     /// The highest position among the buckets before the newest that lie below `limit`.
@@ -725,7 +798,11 @@ impl ClockIndex {
         }
         // Prefix maxima are fresh below `dirty_from` (refreshed at every advance); the rest
         // is scanned.
-        let mut max = if self.dirty_from == 0 { self.floor } else { self.buckets[self.dirty_from - 1].2 };
+        let mut max = if self.dirty_from == 0 {
+            self.floor
+        } else {
+            self.buckets[self.dirty_from - 1].2
+        };
         for i in self.dirty_from..idx {
             max = max.max(self.buckets[i].1);
         }
@@ -794,7 +871,10 @@ impl Engine {
     }
 
     pub fn stream_id(&self, name: &str) -> Option<StreamId> {
-        self.streams.iter().position(|s| s.name == name).map(|i| i as StreamId)
+        self.streams
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| i as StreamId)
     }
 
     fn table_id(&mut self, name: &str) -> TableId {
@@ -802,7 +882,14 @@ impl Engine {
             return i as TableId;
         }
         let seed = table_seed(name);
-        self.tables.push(Table { name: name.to_string(), seed, rows: RowHasher::new(seed), refs: Vec::new(), ref_key: None, value_subject_of_primary: None });
+        self.tables.push(Table {
+            name: name.to_string(),
+            seed,
+            rows: RowHasher::new(seed),
+            refs: Vec::new(),
+            ref_key: None,
+            value_subject_of_primary: None,
+        });
         let id = (self.tables.len() - 1) as TableId;
         if let Drill::Ranges(sel) = &self.cfg.drill {
             for (t, r) in sel {
@@ -815,7 +902,13 @@ impl Engine {
     }
 
     /// Registers a topic of a stream, carrying one table, with its partition count.
-    pub fn add_topic(&mut self, name: &str, stream: StreamId, table: &str, partitions: u32) -> TopicId {
+    pub fn add_topic(
+        &mut self,
+        name: &str,
+        stream: StreamId,
+        table: &str,
+        partitions: u32,
+    ) -> TopicId {
         let table = self.table_id(table);
         if stream == PRIMARY {
             self.tables[table as usize].value_subject_of_primary = Some(format!("{name}-value"));
@@ -830,6 +923,8 @@ impl Engine {
             checked: Vec::new(),
             stats: TopicStats::default(),
             last_ms: i64::MIN,
+            behind_since: i64::MIN,
+            behind_mark: Position::ZERO,
             silent: false,
             max_pos: Position::ZERO,
         });
@@ -843,7 +938,14 @@ impl Engine {
     }
 
     pub fn topic_stats(&self) -> impl Iterator<Item = (&str, &str, &str, &TopicStats)> {
-        self.topics.iter().map(|t| (self.streams[t.stream as usize].name.as_str(), self.tables[t.table as usize].name.as_str(), t.name.as_str(), &t.stats))
+        self.topics.iter().map(|t| {
+            (
+                self.streams[t.stream as usize].name.as_str(),
+                self.tables[t.table as usize].name.as_str(),
+                t.name.as_str(),
+                &t.stats,
+            )
+        })
     }
 
     /// The skew allowed for now: the configured least, or more when records were seen to
@@ -851,7 +953,9 @@ impl Engine {
     pub fn publish_skew_ms(&self) -> i64 {
         // Three times what was seen: an overloaded producer's skew can triple within a second.
         let learned = self.skew_seen.saturating_mul(3);
-        self.cfg.publish_skew_ms.max(learned.min(self.cfg.max_publish_skew_ms))
+        self.cfg
+            .publish_skew_ms
+            .max(learned.min(self.cfg.max_publish_skew_ms))
     }
 
     /// Records that came into windows already compared, over every topic.
@@ -874,7 +978,10 @@ impl Engine {
 
     /// Tells what is known of a partition beyond the records fed from it.
     pub fn set_progress(&mut self, topic: TopicId, partition: u32, progress: Progress) {
-        if let Some(p) = self.topics[topic as usize].parts.get_mut(partition as usize) {
+        if let Some(p) = self.topics[topic as usize]
+            .parts
+            .get_mut(partition as usize)
+        {
             p.progress = progress;
         }
     }
@@ -888,35 +995,69 @@ impl Engine {
         }
     }
 
-    fn compiled(&mut self, id: u32, src: &mut dyn SchemaSource) -> Result<Result<Arc<Compiled>, String>, SchemaUnavailable> {
+    fn compiled(
+        &mut self,
+        id: u32,
+        src: &mut dyn SchemaSource,
+    ) -> Result<Result<Arc<Compiled>, String>, SchemaUnavailable> {
         if let Some(c) = self.schemas.get(&id) {
             return Ok(Ok(c.clone()));
         }
         self.stats.schema_fetches += 1;
         let reg = match src.fetch(id) {
             Ok(reg) => reg,
-            Err(FetchError::NotFound(_)) => return Ok(Err(format!("schema id {id} is not registered"))),
+            Err(FetchError::NotFound(_)) => {
+                return Ok(Err(format!("schema id {id} is not registered")));
+            }
             Err(FetchError::Unavailable(reason)) => return Err(SchemaUnavailable { id, reason }),
         };
         let schema = match Schema::parse_str(&reg.schema) {
             Ok(s) => s,
             Err(e) => return Ok(Err(format!("schema id {id} does not parse: {e}"))),
         };
-        let layout = EnvelopeLayout::compile(&schema, &self.cfg.position).map_err(|e| e.to_string());
-        let row_fp = layout.as_ref().map(|l| schema.fingerprint(l.row)).unwrap_or(0);
-        let c = Arc::new(Compiled { reg, schema, layout, row_fp });
+        let layout =
+            EnvelopeLayout::compile(&schema, &self.cfg.position).map_err(|e| e.to_string());
+        let row_fp = layout
+            .as_ref()
+            .map(|l| schema.fingerprint(l.row))
+            .unwrap_or(0);
+        let c = Arc::new(Compiled {
+            reg,
+            schema,
+            layout,
+            row_fp,
+        });
         self.schemas.insert(id, c.clone());
         Ok(Ok(c))
     }
 
-    fn plan(&mut self, writer: &Arc<Compiled>, wid: u32, reference: &Arc<Compiled>, rid: u32, rows: bool) -> Arc<Plan> {
-        let key = if rows { (wid, rid) } else { (wid | 0x8000_0000, rid) };
+    fn plan(
+        &mut self,
+        writer: &Arc<Compiled>,
+        wid: u32,
+        reference: &Arc<Compiled>,
+        rid: u32,
+        rows: bool,
+    ) -> Arc<Plan> {
+        let key = if rows {
+            (wid, rid)
+        } else {
+            (wid | 0x8000_0000, rid)
+        };
         if let Some(p) = self.plans.get(&key) {
             return p.clone();
         }
         let (w, r) = if rows {
-            let wl = writer.layout.as_ref().map(|l| l.row).unwrap_or(writer.schema.root());
-            let rl = reference.layout.as_ref().map(|l| l.row).unwrap_or(reference.schema.root());
+            let wl = writer
+                .layout
+                .as_ref()
+                .map(|l| l.row)
+                .unwrap_or(writer.schema.root());
+            let rl = reference
+                .layout
+                .as_ref()
+                .map(|l| l.row)
+                .unwrap_or(reference.schema.root());
             (wl, rl)
         } else {
             (writer.schema.root(), reference.schema.root())
@@ -929,22 +1070,40 @@ impl Engine {
     fn poison(&mut self, rec: &Record<'_>, error: String) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.poison += 1;
-        let mut d = Divergence::new(Kind::PoisonEvent, &self.streams[topic.stream as usize].name, self.now_ms.max(rec.timestamp_ms));
+        let mut d = Divergence::new(
+            Kind::PoisonEvent,
+            &self.streams[topic.stream as usize].name,
+            self.now_ms.max(rec.timestamp_ms),
+        );
         d.table = Some(self.tables[topic.table as usize].name.clone());
-        d.poison = Some(PoisonInfo { topic: topic.name.clone(), partition: rec.partition, offset: rec.offset, error });
-        *self.stats.verdicts.entry(Kind::PoisonEvent.to_string()).or_default() += 1;
+        d.poison = Some(PoisonInfo {
+            topic: topic.name.clone(),
+            partition: rec.partition,
+            offset: rec.offset,
+            error,
+        });
+        *self
+            .stats
+            .verdicts
+            .entry(Kind::PoisonEvent.to_string())
+            .or_default() += 1;
         Ingested::Poison(Box::new(d))
     }
 
     /// Feeds one record. Returns `Err` only when a schema cannot be fetched now: the caller
     /// pauses the partition and offers the same record again later.
-    pub fn ingest(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
+    pub fn ingest(
+        &mut self,
+        rec: &Record<'_>,
+        src: &mut dyn SchemaSource,
+    ) -> Result<Ingested, SchemaUnavailable> {
         self.note_arrival(rec);
         let r = self.ingest_record(rec, src);
         if let (Ok(_), Some(value)) = (&r, rec.value) {
             // Once per record: not again for a parked one released later, nor for one offered
             // while the registry was down and offered again.
-            self.topics[rec.topic as usize].stats.bytes += value.len() as u64 + rec.key.map_or(0, |k| k.len() as u64);
+            self.topics[rec.topic as usize].stats.bytes +=
+                value.len() as u64 + rec.key.map_or(0, |k| k.len() as u64);
         }
         r
     }
@@ -962,7 +1121,9 @@ impl Engine {
         }
         let topic = &mut self.topics[rec.topic as usize];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
-        let Some(part) = topic.parts.get(rec.partition as usize) else { return };
+        let Some(part) = topic.parts.get(rec.partition as usize) else {
+            return;
+        };
         let complete_through = match part.progress {
             Progress::Reading | Progress::Ended => i64::MIN,
             Progress::CaughtUpAt(t) => t,
@@ -978,12 +1139,22 @@ impl Engine {
         }
     }
 
-    fn ingest_record(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource) -> Result<Ingested, SchemaUnavailable> {
+    fn ingest_record(
+        &mut self,
+        rec: &Record<'_>,
+        src: &mut dyn SchemaSource,
+    ) -> Result<Ingested, SchemaUnavailable> {
         let ti = rec.topic as usize;
         let topic = &mut self.topics[ti];
         let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
             let n = topic.parts.len();
-            return Ok(self.poison(rec, format!("partition {} is beyond the {n} partitions known at start", rec.partition)));
+            return Ok(self.poison(
+                rec,
+                format!(
+                    "partition {} is beyond the {n} partitions known at start",
+                    rec.partition
+                ),
+            ));
         };
         // The partition's plans are taken out for the call, so that the hot path borrows them
         // without reference counting, and put back whatever the outcome.
@@ -993,7 +1164,12 @@ impl Engine {
         result
     }
 
-    fn ingest_with(&mut self, rec: &Record<'_>, src: &mut dyn SchemaSource, cache: &mut Option<Box<PartCache>>) -> Result<Ingested, SchemaUnavailable> {
+    fn ingest_with(
+        &mut self,
+        rec: &Record<'_>,
+        src: &mut dyn SchemaSource,
+        cache: &mut Option<Box<PartCache>>,
+    ) -> Result<Ingested, SchemaUnavailable> {
         let ti = rec.topic as usize;
         let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
         let Some(value) = rec.value else {
@@ -1015,8 +1191,15 @@ impl Engine {
         // Writer schema and the reference it is read with: the primary's own; a replica's is
         // the primary's schema in effect at the event's position, known once the primary's
         // watermark has passed it.
-        if !cache.as_ref().is_some_and(|c| c.vid == vid && c.key.kid == kid) {
-            let rid = if stream == PRIMARY { vid } else { self.tables[table as usize].refs.last().map_or(vid, |r| r.0) };
+        if !cache
+            .as_ref()
+            .is_some_and(|c| c.vid == vid && c.key.kid == kid)
+        {
+            let rid = if stream == PRIMARY {
+                vid
+            } else {
+                self.tables[table as usize].refs.last().map_or(vid, |r| r.0)
+            };
             match self.fill_cache(rec, vid, rid, kid, src)? {
                 Ok(c) => *cache = Some(Box::new(c)),
                 Err(e) => return Ok(self.poison(rec, e)),
@@ -1024,7 +1207,13 @@ impl Engine {
         }
         let seed = self.tables[table as usize].seed;
         let mut ev = Event::EMPTY;
-        if let Err(e) = decode(cache.as_mut().expect("filled above"), &self.tables[table as usize].rows, datum, &mut self.scratch, &mut ev) {
+        if let Err(e) = decode(
+            cache.as_mut().expect("filled above"),
+            &self.tables[table as usize].rows,
+            datum,
+            &mut self.scratch,
+            &mut ev,
+        ) {
             return Ok(self.poison(rec, format!("value: {e}")));
         }
         let mut c = cache.as_ref().expect("filled above");
@@ -1032,14 +1221,22 @@ impl Engine {
             if ev.position > self.primary_wm {
                 return Ok(self.park(rec, ev.position));
             }
-            let rid = self.tables[table as usize].reference_at(ev.position).unwrap_or(vid);
+            let rid = self.tables[table as usize]
+                .reference_at(ev.position)
+                .unwrap_or(vid);
             if rid != c.rid {
                 // A migration lies between the cached reference and this position.
                 match self.fill_cache(rec, vid, rid, kid, src)? {
                     Ok(n) => *cache = Some(Box::new(n)),
                     Err(e) => return Ok(self.poison(rec, e)),
                 }
-                if let Err(e) = decode(cache.as_mut().expect("filled above"), &self.tables[table as usize].rows, datum, &mut self.scratch, &mut ev) {
+                if let Err(e) = decode(
+                    cache.as_mut().expect("filled above"),
+                    &self.tables[table as usize].rows,
+                    datum,
+                    &mut self.scratch,
+                    &mut ev,
+                ) {
                     return Ok(self.poison(rec, format!("value: {e}")));
                 }
                 c = cache.as_ref().expect("filled above");
@@ -1049,7 +1246,10 @@ impl Engine {
         // The key, canonical under the primary's key schema, picks the range.
         let k = &c.key;
         let mut r = Reader::new(kdatum);
-        let canon = match k.plan.canonical(&k.writer.schema, &mut r, &mut self.key_scratch) {
+        let canon = match k
+            .plan
+            .canonical(&k.writer.schema, &mut r, &mut self.key_scratch)
+        {
             Ok(canon) => canon,
             Err(e) => return Ok(self.poison(rec, format!("key: {e}"))),
         };
@@ -1065,7 +1265,10 @@ impl Engine {
         let drill = match &self.cfg.drill {
             Drill::Off => None,
             Drill::All => Some((key_bytes.to_vec(), k.rid)),
-            Drill::Ranges(_) => self.drill_ranges.contains(&(table, range)).then(|| (key_bytes.to_vec(), k.rid)),
+            Drill::Ranges(_) => self
+                .drill_ranges
+                .contains(&(table, range))
+                .then(|| (key_bytes.to_vec(), k.rid)),
         };
 
         if stream == PRIMARY && ev.position < c.noted.get() {
@@ -1086,20 +1289,32 @@ impl Engine {
         let image = match (&drill, ev.image) {
             (Some(_), Some((a, b))) => {
                 let mut r = Reader::new(&datum[a as usize..b as usize]);
-                c.plan.canonical(&c.writer.schema, &mut r, &mut self.scratch).ok().map(|b| b.bytes().to_vec())
+                c.plan
+                    .canonical(&c.writer.schema, &mut r, &mut self.scratch)
+                    .ok()
+                    .map(|b| b.bytes().to_vec())
             }
             _ => None,
         };
         let reference = c.rid;
         let (counted, w) = self.count(rec, stream, table, range, &ev, drift);
         if let (Ingested::Counted, Some((key, key_schema))) = (&counted, drill) {
-            self.drill_observe(stream, table, range, key, key_schema, w, &ev, reference, image);
+            self.drill_observe(
+                stream, table, range, key, key_schema, w, &ev, reference, image,
+            );
         }
         Ok(counted)
     }
 
     /// Compiles (or finds) what decoding records of this value and key schema needs.
-    fn fill_cache(&mut self, rec: &Record<'_>, vid: u32, rid: u32, kid: u32, src: &mut dyn SchemaSource) -> Result<Result<PartCache, String>, SchemaUnavailable> {
+    fn fill_cache(
+        &mut self,
+        rec: &Record<'_>,
+        vid: u32,
+        rid: u32,
+        kid: u32,
+        src: &mut dyn SchemaSource,
+    ) -> Result<Result<PartCache, String>, SchemaUnavailable> {
         let ti = rec.topic as usize;
         let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
         let writer = match self.compiled(vid, src)? {
@@ -1107,12 +1322,18 @@ impl Engine {
             Err(e) => return Ok(Err(e)),
         };
         if let Err(e) = &writer.layout {
-            return Ok(Err(format!("value schema id {vid} is not a Debezium envelope: {e}")));
+            return Ok(Err(format!(
+                "value schema id {vid} is not a Debezium envelope: {e}"
+            )));
         }
         if self.cfg.check_subjects && !self.topics[ti].checked.contains(&vid) {
             let subject = &self.topics[ti].value_subject;
-            if !writer.reg.subjects.is_empty() && !writer.reg.subjects.iter().any(|s| &s.subject == subject) {
-                return Ok(Err(format!("value schema id {vid} is not registered under subject {subject}")));
+            if !writer.reg.subjects.is_empty()
+                && !writer.reg.subjects.iter().any(|s| &s.subject == subject)
+            {
+                return Ok(Err(format!(
+                    "value schema id {vid} is not registered under subject {subject}"
+                )));
             }
             self.topics[ti].checked.push(vid);
         }
@@ -1122,8 +1343,16 @@ impl Engine {
         };
         if self.cfg.check_subjects && !self.topics[ti].checked.contains(&(kid | 0x8000_0000)) {
             let subject = &self.topics[ti].key_subject;
-            if !key_writer.reg.subjects.is_empty() && !key_writer.reg.subjects.iter().any(|s| &s.subject == subject) {
-                return Ok(Err(format!("key schema id {kid} is not registered under subject {subject}")));
+            if !key_writer.reg.subjects.is_empty()
+                && !key_writer
+                    .reg
+                    .subjects
+                    .iter()
+                    .any(|s| &s.subject == subject)
+            {
+                return Ok(Err(format!(
+                    "key schema id {kid} is not registered under subject {subject}"
+                )));
             }
             self.topics[ti].checked.push(kid | 0x8000_0000);
         }
@@ -1131,11 +1360,27 @@ impl Engine {
             self.tables[table as usize].ref_key = Some(kid);
         }
         let key_rid = self.tables[table as usize].ref_key.unwrap_or(kid);
-        let key_reference = self.schemas.get(&key_rid).cloned().unwrap_or_else(|| key_writer.clone());
-        let key_rid = if Arc::ptr_eq(&key_reference, &key_writer) { kid } else { key_rid };
+        let key_reference = self
+            .schemas
+            .get(&key_rid)
+            .cloned()
+            .unwrap_or_else(|| key_writer.clone());
+        let key_rid = if Arc::ptr_eq(&key_reference, &key_writer) {
+            kid
+        } else {
+            key_rid
+        };
         let key_plan = self.plan(&key_writer, kid, &key_reference, key_rid, false);
-        let reference = self.schemas.get(&rid).cloned().unwrap_or_else(|| writer.clone());
-        let rid = if Arc::ptr_eq(&reference, &writer) { vid } else { rid };
+        let reference = self
+            .schemas
+            .get(&rid)
+            .cloned()
+            .unwrap_or_else(|| writer.clone());
+        let rid = if Arc::ptr_eq(&reference, &writer) {
+            vid
+        } else {
+            rid
+        };
         let plan = self.plan(&writer, vid, &reference, rid, true);
         Ok(Ok(PartCache {
             vid,
@@ -1143,7 +1388,13 @@ impl Engine {
             drift: reference.row_fp != writer.row_fp,
             plan,
             writer,
-            key: KeyCache { kid, rid: key_rid, plan: key_plan, writer: key_writer, reference: key_reference },
+            key: KeyCache {
+                kid,
+                rid: key_rid,
+                plan: key_plan,
+                writer: key_writer,
+                reference: key_reference,
+            },
             hint: Hint::default(),
             noted: std::cell::Cell::new(Position::MAX),
         }))
@@ -1153,12 +1404,14 @@ impl Engine {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.parked += 1;
         let stream = topic.stream;
-        topic.parts[rec.partition as usize].parked.push_back(Parked {
-            rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
-            position,
-            key: rec.key.map(<[u8]>::to_vec),
-            value: rec.value.unwrap_or_default().to_vec(),
-        });
+        topic.parts[rec.partition as usize]
+            .parked
+            .push_back(Parked {
+                rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
+                position,
+                key: rec.key.map(<[u8]>::to_vec),
+                value: rec.value.unwrap_or_default().to_vec(),
+            });
         self.streams[stream as usize].parked += 1;
         Ingested::Parked
     }
@@ -1166,7 +1419,15 @@ impl Engine {
     /// Sums a decoded event into its window's digest; returns how it was taken, and the window
     /// when it was counted (`i64::MIN` otherwise).
     #[inline(always)]
-    fn count(&mut self, rec: &Record<'_>, stream: StreamId, table: TableId, range: u64, ev: &Event, drift: Option<(u32, u32)>) -> (Ingested, i64) {
+    fn count(
+        &mut self,
+        rec: &Record<'_>,
+        stream: StreamId,
+        table: TableId,
+        range: u64,
+        ev: &Event,
+        drift: Option<(u32, u32)>,
+    ) -> (Ingested, i64) {
         if ev.op == Op::Read {
             return self.count_snapshot(rec, stream, table, range, ev, drift);
         }
@@ -1197,7 +1458,9 @@ impl Engine {
         if first.is_none_or(|f| ev.position < f) {
             *first = Some(ev.position);
         }
-        self.streams[stream as usize].clock.note(rec.timestamp_ms, ev.position);
+        self.streams[stream as usize]
+            .clock
+            .note(rec.timestamp_ms, ev.position);
 
         if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
             self.topics[ti].stats.outside += 1;
@@ -1209,7 +1472,8 @@ impl Engine {
         // The primary's window: by commit time.
         let primary_w = self.primary_window(ev);
         let late = if stream == PRIMARY {
-            (1..self.streams.len()).any(|r| self.streams[r].done_upto.is_some_and(|d| primary_w <= d))
+            (1..self.streams.len())
+                .any(|r| self.streams[r].done_upto.is_some_and(|d| primary_w <= d))
         } else {
             closed.is_some_and(|c| ev.position <= c)
         };
@@ -1223,10 +1487,18 @@ impl Engine {
             let b = match self.bounds.last_entry() {
                 Some(e) if *e.key() == w => e.into_mut(),
                 _ => {
-                    if self.bounds.last_key_value().is_some_and(|(k, _)| *k > w) || !self.bounds.contains_key(&w) {
+                    if self.bounds.last_key_value().is_some_and(|(k, _)| *k > w)
+                        || !self.bounds.contains_key(&w)
+                    {
                         self.bounds_gen += 1;
                     }
-                    self.bounds.entry(w).or_insert(Bound { first: ev.position, last: ev.position, min_ts: ev.ts_ms, max_ts: ev.ts_ms, final_at: None })
+                    self.bounds.entry(w).or_insert(Bound {
+                        first: ev.position,
+                        last: ev.position,
+                        min_ts: ev.ts_ms,
+                        max_ts: ev.ts_ms,
+                        final_at: None,
+                    })
                 }
             };
             // (Mostly past the last: one comparison.)
@@ -1243,13 +1515,24 @@ impl Engine {
             // valid while no window was added or dropped, is tried first.
             let cached = self.topics[ti].parts[rec.partition as usize].window_cache;
             match cached {
-                Some((generation, w, lo, hi)) if generation == self.bounds_gen && lo < ev.position.tx && ev.position.tx <= hi => w,
+                Some((generation, w, lo, hi))
+                    if generation == self.bounds_gen
+                        && lo < ev.position.tx
+                        && ev.position.tx <= hi =>
+                {
+                    w
+                }
                 _ => {
                     let w = self.window_of(ev.position);
                     let hi = self.bounds.get(&w).map_or(0, |b| b.last.tx);
-                    let lo = self.bounds.range(..w).next_back().map_or(0, |(_, b)| b.last.tx);
+                    let lo = self
+                        .bounds
+                        .range(..w)
+                        .next_back()
+                        .map_or(0, |(_, b)| b.last.tx);
                     if ev.position.tx <= hi {
-                        self.topics[ti].parts[rec.partition as usize].window_cache = Some((self.bounds_gen, w, lo, hi));
+                        self.topics[ti].parts[rec.partition as usize].window_cache =
+                            Some((self.bounds_gen, w, lo, hi));
                     }
                     w
                 }
@@ -1285,12 +1568,22 @@ impl Engine {
             _ => {
                 // Sized like the stream's last window, so that a busy window does not rehash
                 // its way up.
-                let hint = st.windows.values().next_back().map_or(st.digest_hint, |a| a.digests.len());
+                let hint = st
+                    .windows
+                    .values()
+                    .next_back()
+                    .map_or(st.digest_hint, |a| a.digests.len());
                 st.digest_hint = hint;
-                st.windows.entry(w).or_insert_with(|| WindowAcc { digests: WindowDigests::with_capacity(hint), max_record_ms: i64::MIN, ..WindowAcc::default() })
+                st.windows.entry(w).or_insert_with(|| WindowAcc {
+                    digests: WindowDigests::with_capacity(hint),
+                    max_record_ms: i64::MIN,
+                    ..WindowAcc::default()
+                })
             }
         };
-        acc.digests.entry((table, range)).add_hashed(ev.op, ehash, ev.before, ev.after);
+        acc.digests
+            .entry((table, range))
+            .add_hashed(ev.op, ehash, ev.before, ev.after);
         acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
@@ -1307,7 +1600,13 @@ impl Engine {
             }
         }
         if let Some((actual_id, expected_id)) = drift {
-            let d = acc.drift.entry(table).or_insert_with(|| DriftObs { first: ev.position, first_ts: ev.ts_ms, actual_id, expected_id, events: 0 });
+            let d = acc.drift.entry(table).or_insert_with(|| DriftObs {
+                first: ev.position,
+                first_ts: ev.ts_ms,
+                actual_id,
+                expected_id,
+                events: 0,
+            });
             if ev.position < d.first {
                 d.first = ev.position;
                 d.first_ts = ev.ts_ms;
@@ -1319,7 +1618,12 @@ impl Engine {
 
     /// The primary's windows after the last one replica `r` was compared in.
     fn after_done(&self, r: StreamId) -> (std::ops::Bound<i64>, std::ops::Bound<i64>) {
-        (self.streams[r as usize].done_upto.map_or(Unbounded, Excluded), Unbounded)
+        (
+            self.streams[r as usize]
+                .done_upto
+                .map_or(Unbounded, Excluded),
+            Unbounded,
+        )
     }
 
     /// Where window `w` ends (its times are below this), as far as times go.
@@ -1382,13 +1686,22 @@ impl Engine {
 
     /// The primary's window holding position `p` (the primary's watermark has passed `p`).
     fn window_of(&self, p: Position) -> i64 {
-        self.window_reaching(p.tx).unwrap_or_else(|| self.bounds.keys().next_back().copied().unwrap_or(self.open_floor.max(0)))
+        self.window_reaching(p.tx).unwrap_or_else(|| {
+            self.bounds
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(self.open_floor.max(0))
+        })
     }
 
     /// The first of the primary's windows that reaches transaction `tx`: by transaction, as
     /// all events of one transaction share its commit time, so its window.
     fn window_reaching(&self, tx: u64) -> Option<i64> {
-        self.bounds.range(self.open_floor.min(self.first_bound())..).find(|(_, b)| b.last.tx >= tx).map(|(w, _)| *w)
+        self.bounds
+            .range(self.open_floor.min(self.first_bound())..)
+            .find(|(_, b)| b.last.tx >= tx)
+            .map(|(w, _)| *w)
     }
 
     fn first_bound(&self) -> i64 {
@@ -1396,21 +1709,43 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn drill_observe(&mut self, stream: StreamId, table: TableId, range: u64, key: Vec<u8>, key_schema: u32, w: i64, ev: &Event, vid: u32, image: Option<Vec<u8>>) {
+    fn drill_observe(
+        &mut self,
+        stream: StreamId,
+        table: TableId,
+        range: u64,
+        key: Vec<u8>,
+        key_schema: u32,
+        w: i64,
+        ev: &Event,
+        vid: u32,
+        image: Option<Vec<u8>>,
+    ) {
         let n = self.streams.len();
         let idx = match self.drill_index.get(&(table, key.clone())) {
             Some(i) => *i,
             None => {
-                self.drill_keys.push(KeyEntry { key: key.clone(), key_schema, sides: (0..n).map(|_| KeySide::default()).collect() });
+                self.drill_keys.push(KeyEntry {
+                    key: key.clone(),
+                    key_schema,
+                    sides: (0..n).map(|_| KeySide::default()).collect(),
+                });
                 let i = self.drill_keys.len() - 1;
                 self.drill_index.insert((table, key), i);
-                self.drill_by_range.entry((table, range)).or_default().push(i);
+                self.drill_by_range
+                    .entry((table, range))
+                    .or_default()
+                    .push(i);
                 i
             }
         };
         let side = &mut self.drill_keys[idx].sides[stream as usize];
         let d = Lanes::delta(ev.before, ev.after);
-        let e = Lanes::of(crate::digest::event_hash(ev.position.tx, ev.before, ev.after));
+        let e = Lanes::of(crate::digest::event_hash(
+            ev.position.tx,
+            ev.before,
+            ev.after,
+        ));
         let row = if ev.after.is_some() { image } else { None };
         let img = Some((ev.position, ev.op, vid, row));
         match side.windows.iter_mut().find(|(dw, ..)| *dw == w) {
@@ -1427,7 +1762,12 @@ impl Engine {
 
     /// Moves watermarks with the clock at `now_ms`, closes and compares windows, and appends
     /// the verdicts reached to `out`.
-    pub fn advance(&mut self, now_ms: i64, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+    pub fn advance(
+        &mut self,
+        now_ms: i64,
+        src: &mut dyn SchemaSource,
+        out: &mut Vec<Divergence>,
+    ) -> Result<(), SchemaUnavailable> {
         if now_ms > self.now_ms {
             self.now_ms = now_ms;
         }
@@ -1461,9 +1801,18 @@ impl Engine {
     /// closes and every replica is compared with what it sent — a replica that never reached
     /// the primary's last positions is missing those events, not late. A live service never
     /// calls this; on shutdown it leaves open windows to the next run.
-    pub fn finish(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+    pub fn finish(
+        &mut self,
+        src: &mut dyn SchemaSource,
+        out: &mut Vec<Divergence>,
+    ) -> Result<(), SchemaUnavailable> {
         self.set_all_progress(Progress::Ended);
-        let far = self.now_ms.saturating_add(self.cfg.idle_grace_ms.saturating_add(self.cfg.cut_interval_ms.saturating_mul(2)).saturating_add(1));
+        let far = self.now_ms.saturating_add(
+            self.cfg
+                .idle_grace_ms
+                .saturating_add(self.cfg.cut_interval_ms.saturating_mul(2))
+                .saturating_add(1),
+        );
         // The primary has passed all it ever will: records parked ahead of it (positions it
         // never wrote) are verified now, in its last window, before that window is compared.
         self.primary_wm = Position::MAX;
@@ -1473,13 +1822,29 @@ impl Engine {
         self.start_remaining(out);
         // Tables a replica stopped sending before the input ended: silent when the primary
         // went on writing them for a while (a few windows), else just missing their last rows.
-        let quiet_enough = self.cfg.cut_interval_ms.saturating_mul(2).max(self.cfg.idle_grace_ms);
+        let quiet_enough = self
+            .cfg
+            .cut_interval_ms
+            .saturating_mul(2)
+            .max(self.cfg.idle_grace_ms);
         for r in 1..self.streams.len() {
             let absent = std::mem::take(&mut self.streams[r].absent);
             for (table, held) in absent {
-                let last_ms = |s: usize| self.streams[s].topics.iter().filter(|t| self.topics[**t as usize].table == table).map(|t| self.topics[*t as usize].last_ms).max().unwrap_or(i64::MIN);
+                let last_ms = |s: usize| {
+                    self.streams[s]
+                        .topics
+                        .iter()
+                        .filter(|t| self.topics[**t as usize].table == table)
+                        .map(|t| self.topics[*t as usize].last_ms)
+                        .max()
+                        .unwrap_or(i64::MIN)
+                };
                 let quiet = last_ms(PRIMARY as usize).saturating_sub(last_ms(r));
-                let topic = self.streams[r].topics.iter().copied().find(|t| self.topics[*t as usize].table == table);
+                let topic = self.streams[r]
+                    .topics
+                    .iter()
+                    .copied()
+                    .find(|t| self.topics[*t as usize].table == table);
                 if quiet < quiet_enough {
                     for (_, d) in held {
                         self.emit(d, out);
@@ -1492,7 +1857,10 @@ impl Engine {
                     }
                     self.topics[t as usize].silent = true;
                 }
-                let first = held.iter().filter_map(|(_, d)| d.window).min_by_key(|w| w.id);
+                let first = held
+                    .iter()
+                    .filter_map(|(_, d)| d.window)
+                    .min_by_key(|w| w.id);
                 let mut d = Divergence::new(Kind::StreamSilent, &self.streams[r].name, self.now_ms);
                 d.table = Some(self.tables[table as usize].name.clone());
                 d.window = first;
@@ -1511,7 +1879,11 @@ impl Engine {
 
     /// Verifies the parked records the primary has now passed, partition by partition in
     /// offset order.
-    fn drain_parked(&mut self, src: &mut dyn SchemaSource, out: &mut Vec<Divergence>) -> Result<(), SchemaUnavailable> {
+    fn drain_parked(
+        &mut self,
+        src: &mut dyn SchemaSource,
+        out: &mut Vec<Divergence>,
+    ) -> Result<(), SchemaUnavailable> {
         let wm = self.primary_wm;
         for s in 1..self.streams.len() {
             if self.streams[s].parked == 0 {
@@ -1520,12 +1892,26 @@ impl Engine {
             for ti in 0..self.streams[s].topics.len() {
                 let t = self.streams[s].topics[ti] as usize;
                 for pi in 0..self.topics[t].parts.len() {
-                    while self.topics[t].parts[pi].parked.front().is_some_and(|p| p.position <= wm) {
-                        let p = self.topics[t].parts[pi].parked.pop_front().expect("checked");
+                    while self.topics[t].parts[pi]
+                        .parked
+                        .front()
+                        .is_some_and(|p| p.position <= wm)
+                    {
+                        let p = self.topics[t].parts[pi]
+                            .parked
+                            .pop_front()
+                            .expect("checked");
                         self.topics[t].stats.parked -= 1;
                         self.streams[s].parked -= 1;
                         let (topic, partition, offset, timestamp_ms) = p.rec_meta;
-                        let rec = Record { topic, partition, offset, timestamp_ms, key: p.key.as_deref(), value: Some(&p.value) };
+                        let rec = Record {
+                            topic,
+                            partition,
+                            offset,
+                            timestamp_ms,
+                            key: p.key.as_deref(),
+                            value: Some(&p.value),
+                        };
                         match self.ingest_record(&rec, src) {
                             Ok(Ingested::Poison(d)) => out.push(*d),
                             Ok(_) => {}
@@ -1575,7 +1961,14 @@ impl Engine {
                 };
                 // Other events of its last transaction may follow (they share its position):
                 // read, the partition has passed only the positions before it.
-                let passed = if last.tx == 0 { Position::ZERO } else { Position { tx: last.tx - 1, order: u32::MAX } };
+                let passed = if last.tx == 0 {
+                    Position::ZERO
+                } else {
+                    Position {
+                        tx: last.tx - 1,
+                        order: u32::MAX,
+                    }
+                };
                 let reached = complete.map_or(passed, |c| c.max(passed));
                 min = Some(min.map_or(reached, |m| m.min(reached)));
             }
@@ -1605,12 +1998,24 @@ impl Engine {
     fn finalize_primary_windows(&mut self) {
         let wm = self.primary_wm;
         let read_through = self.read_through(PRIMARY);
-        let keys: Vec<i64> = self.bounds.iter().filter(|(_, b)| b.final_at.is_none()).map(|(w, _)| *w).collect();
+        let keys: Vec<i64> = self
+            .bounds
+            .iter()
+            .filter(|(_, b)| b.final_at.is_none())
+            .map(|(w, _)| *w)
+            .collect();
         for w in &keys {
             // Final once the primary has passed the start of a later window; or, at low
             // traffic, once the primary is idle and the window's time is over.
-            let later_passed = self.bounds.range((Excluded(*w), Unbounded)).any(|(_, b)| b.first <= wm);
-            let time_over = read_through >= self.window_end_ms(*w).saturating_add(self.cfg.idle_grace_ms) && self.bounds[w].last <= wm;
+            let later_passed = self
+                .bounds
+                .range((Excluded(*w), Unbounded))
+                .any(|(_, b)| b.first <= wm);
+            let time_over = read_through
+                >= self
+                    .window_end_ms(*w)
+                    .saturating_add(self.cfg.idle_grace_ms)
+                && self.bounds[w].last <= wm;
             if later_passed || time_over {
                 self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
                 if time_over && !later_passed {
@@ -1624,14 +2029,28 @@ impl Engine {
 
     fn window_ref(&self, w: i64) -> WindowRef {
         let b = self.bounds[&w];
-        WindowRef { id: w, first: b.first, last: b.last, start_ms: w.saturating_mul(self.cfg.cut_interval_ms), end_ms: self.window_end_ms(w) }
+        WindowRef {
+            id: w,
+            first: b.first,
+            last: b.last,
+            start_ms: w.saturating_mul(self.cfg.cut_interval_ms),
+            end_ms: self.window_end_ms(w),
+        }
     }
 
     fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         // At the end of a bounded input every replica has sent all it will, unless it fell
         // silent: then its missing tail is the silence already reported, not a mismatch.
-        let rwm = if self.ended && !self.stream_silent(r) { Position::MAX } else { self.watermark(r) };
-        let ready: Vec<(i64, Bound)> = self.bounds.range(self.after_done(r)).map(|(w, b)| (*w, *b)).collect();
+        let rwm = if self.ended && !self.stream_silent(r) {
+            Position::MAX
+        } else {
+            self.watermark(r)
+        };
+        let ready: Vec<(i64, Bound)> = self
+            .bounds
+            .range(self.after_done(r))
+            .map(|(w, b)| (*w, *b))
+            .collect();
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
             if rwm < b.last {
@@ -1641,7 +2060,10 @@ impl Engine {
                 // Records may still be on their way for the skew allowed for: that much of the
                 // wait is not the replica's.
                 let behind = behind.saturating_sub(self.publish_skew_ms());
-                if behind >= self.cfg.max_replica_lag_ms && self.streams[r as usize].lagging.is_none() && self.caught_up(r) {
+                if behind >= self.cfg.max_replica_lag_ms
+                    && self.streams[r as usize].lagging.is_none()
+                    && self.caught_up(r)
+                {
                     let window = self.window_ref(w);
                     self.start_lag(r, window, rwm, behind, out);
                 }
@@ -1649,8 +2071,14 @@ impl Engine {
             }
             // How late the replica wrote this window: its last record's time against the end
             // of the window at the origin. Taken from the records, so the same in any replay.
-            let written = self.streams[r as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
-            let primary_written = self.streams[PRIMARY as usize].windows.get(&w).map_or(i64::MIN, |a| a.max_record_ms);
+            let written = self.streams[r as usize]
+                .windows
+                .get(&w)
+                .map_or(i64::MIN, |a| a.max_record_ms);
+            let primary_written = self.streams[PRIMARY as usize]
+                .windows
+                .get(&w)
+                .map_or(i64::MIN, |a| a.max_record_ms);
             self.compare(w, r, out);
             self.streams[r as usize].done_upto = Some(w);
             self.streams[r as usize].closed_pos = Some(b.last);
@@ -1663,12 +2091,18 @@ impl Engine {
             // restart or a backfill writes hours after the commit on both sides alike.
             let late = written.saturating_sub(primary_written);
             match self.streams[r as usize].lagging {
-                None if late >= self.cfg.max_replica_lag_ms => self.start_lag(r, window, b.last, late, out),
+                None if late >= self.cfg.max_replica_lag_ms => {
+                    self.start_lag(r, window, b.last, late, out)
+                }
                 // Recovered once well clear of the bound (half of it), so that a replica hovering
                 // around it is not reported lagging and recovered over and over.
                 Some(since) if late < self.cfg.max_replica_lag_ms / 2 => {
                     self.streams[r as usize].lagging = None;
-                    let mut d = Divergence::new(Kind::Recovered, &self.streams[r as usize].name, self.now_ms);
+                    let mut d = Divergence::new(
+                        Kind::Recovered,
+                        &self.streams[r as usize].name,
+                        self.now_ms,
+                    );
                     d.recovered = Some(Kind::ReplicaLag);
                     d.window = Some(since);
                     self.emit(d, out);
@@ -1678,9 +2112,20 @@ impl Engine {
         }
     }
 
-    fn start_lag(&mut self, r: StreamId, window: WindowRef, replica_position: Position, behind: i64, out: &mut Vec<Divergence>) {
+    fn start_lag(
+        &mut self,
+        r: StreamId,
+        window: WindowRef,
+        replica_position: Position,
+        behind: i64,
+        out: &mut Vec<Divergence>,
+    ) {
         self.streams[r as usize].lagging = Some(window);
-        let mut d = Divergence::new(Kind::ReplicaLag, &self.streams[r as usize].name, self.now_ms);
+        let mut d = Divergence::new(
+            Kind::ReplicaLag,
+            &self.streams[r as usize].name,
+            self.now_ms,
+        );
         d.window = Some(window);
         d.lag = Some(LagInfo {
             primary_position: self.primary_wm,
@@ -1693,11 +2138,22 @@ impl Engine {
 
     /// Whether every partition of a stream has nothing more to read right now.
     fn caught_up(&self, s: StreamId) -> bool {
-        self.streams[s as usize].topics.iter().all(|t| self.topics[*t as usize].parts.iter().all(|p| p.progress != Progress::Reading))
+        self.streams[s as usize].topics.iter().all(|t| {
+            self.topics[*t as usize]
+                .parts
+                .iter()
+                .all(|p| p.progress != Progress::Reading)
+        })
     }
 
     fn replica_table_pos(&self, r: StreamId, table: TableId) -> Position {
-        self.streams[r as usize].topics.iter().filter(|t| self.topics[**t as usize].table == table).map(|t| self.topics[*t as usize].max_pos).max().unwrap_or(Position::ZERO)
+        self.streams[r as usize]
+            .topics
+            .iter()
+            .filter(|t| self.topics[**t as usize].table == table)
+            .map(|t| self.topics[*t as usize].max_pos)
+            .max()
+            .unwrap_or(Position::ZERO)
     }
 
     /// Publishes held mismatches of tables the replica has since been heard from beyond.
@@ -1705,7 +2161,10 @@ impl Engine {
         let tables: Vec<TableId> = self.streams[r as usize].absent.keys().copied().collect();
         for t in tables {
             let pos = self.replica_table_pos(r, t);
-            let held = self.streams[r as usize].absent.remove(&t).unwrap_or_default();
+            let held = self.streams[r as usize]
+                .absent
+                .remove(&t)
+                .unwrap_or_default();
             let (ready, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|(p, _)| pos >= *p);
             for (_, d) in ready {
                 self.emit(d, out);
@@ -1722,7 +2181,10 @@ impl Engine {
     }
 
     fn table_silent(&self, r: StreamId, table: TableId) -> bool {
-        self.streams[r as usize].topics.iter().any(|t| self.topics[*t as usize].table == table && self.topics[*t as usize].silent)
+        self.streams[r as usize]
+            .topics
+            .iter()
+            .any(|t| self.topics[*t as usize].table == table && self.topics[*t as usize].silent)
     }
 
     fn emit(&mut self, d: Divergence, out: &mut Vec<Divergence>) {
@@ -1740,7 +2202,13 @@ impl Engine {
                 }
                 for (i, p) in topic.parts.iter().enumerate() {
                     if let Some((_, first, last)) = p.offsets.iter().find(|(pw, _, _)| *pw == w) {
-                        v.push(OffsetRange { stream: self.streams[*s as usize].name.clone(), topic: topic.name.clone(), partition: i as u32, first: *first, last: *last });
+                        v.push(OffsetRange {
+                            stream: self.streams[*s as usize].name.clone(),
+                            topic: topic.name.clone(),
+                            partition: i as u32,
+                            first: *first,
+                            last: *last,
+                        });
                     }
                 }
             }
@@ -1750,7 +2218,10 @@ impl Engine {
 
     fn compare(&mut self, w: i64, r: StreamId, out: &mut Vec<Divergence>) {
         self.stats.windows_compared += 1;
-        let mut racc = self.streams[r as usize].windows.remove(&w).unwrap_or_default();
+        let mut racc = self.streams[r as usize]
+            .windows
+            .remove(&w)
+            .unwrap_or_default();
         if !matches!(self.streams[r as usize].start, Start::Started) {
             match self.compare_before_start(w, r, racc, out) {
                 Some(acc) => racc = acc,
@@ -1758,14 +2229,31 @@ impl Engine {
             }
         }
         let empty = WindowAcc::default();
-        let pacc = self.streams[PRIMARY as usize].windows.get(&w).unwrap_or(&empty);
-        let mut keys: Vec<((TableId, u64), RangeDigest)> =
-            pacc.digests.iter().copied().chain(racc.digests.iter().filter(|(k, _)| !pacc.digests.contains_key(k)).map(|(k, _)| (*k, RangeDigest::default()))).collect();
+        let pacc = self.streams[PRIMARY as usize]
+            .windows
+            .get(&w)
+            .unwrap_or(&empty);
+        let mut keys: Vec<((TableId, u64), RangeDigest)> = pacc
+            .digests
+            .iter()
+            .copied()
+            .chain(
+                racc.digests
+                    .iter()
+                    .filter(|(k, _)| !pacc.digests.contains_key(k))
+                    .map(|(k, _)| (*k, RangeDigest::default())),
+            )
+            .collect();
         keys.sort_unstable_by_key(|(k, _)| *k);
         let mut mismatches = Vec::new();
         let mut recovered = Vec::new();
         for (k, pd) in keys {
-            let Some(rd) = racc.digests.get(&k).copied().or_else(|| (!self.table_silent(r, k.0)).then(RangeDigest::default)) else {
+            let Some(rd) = racc
+                .digests
+                .get(&k)
+                .copied()
+                .or_else(|| (!self.table_silent(r, k.0)).then(RangeDigest::default))
+            else {
                 // A silent replica table sent nothing: that is the StreamSilent verdict.
                 continue;
             };
@@ -1794,27 +2282,50 @@ impl Engine {
         self.report_drift(r, window, &racc, out);
 
         let mismatch_tables: Vec<TableId> = mismatches.iter().map(|((t, _), _, _)| *t).collect();
-        let primary_last: Vec<(TableId, Position)> = self.streams[PRIMARY as usize].windows.get(&w).map(|p| p.table_last.clone()).unwrap_or_default();
+        let primary_last: Vec<(TableId, Position)> = self.streams[PRIMARY as usize]
+            .windows
+            .get(&w)
+            .map(|p| p.table_last.clone())
+            .unwrap_or_default();
         for ((table, range), pd, rd) in mismatches {
             let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());
             d.range = Some(range);
             d.range_label = Some(self.cfg.ranges.describe(range));
             d.window = Some(window);
-            d.primary = Some(Side { digest: pd.lanes.hex(), ops: pd.ops });
-            d.replica_side = Some(Side { digest: rd.lanes.hex(), ops: rd.ops });
+            d.primary = Some(Side {
+                digest: pd.lanes.hex(),
+                ops: pd.ops,
+            });
+            d.replica_side = Some(Side {
+                digest: rd.lanes.hex(),
+                ops: rd.ops,
+            });
             d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
             d.keys = self.key_diffs(w, r, table, range);
             // Held while this replica has sent nothing of the table beyond the primary's last
             // change of it in the window: it may have stopped sending the table.
-            let needed = primary_last.iter().find(|(t, _)| *t == table).map(|(_, p)| *p);
+            let needed = primary_last
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map(|(_, p)| *p);
             match needed {
-                Some(p) if self.replica_table_pos(r, table) < p => self.streams[r as usize].absent.entry(table).or_default().push((p, d)),
+                Some(p) if self.replica_table_pos(r, table) < p => self.streams[r as usize]
+                    .absent
+                    .entry(table)
+                    .or_default()
+                    .push((p, d)),
                 _ => self.emit(d, out),
             }
         }
         self.release_heard(r, out);
-        self.record_timeline(r, window, &pacc_tables_and(&racc, self.streams[PRIMARY as usize].windows.get(&w)), &racc, &mismatch_tables);
+        self.record_timeline(
+            r,
+            window,
+            &pacc_tables_and(&racc, self.streams[PRIMARY as usize].windows.get(&w)),
+            &racc,
+            &mismatch_tables,
+        );
         for (table, range) in recovered {
             let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
             d.recovered = Some(Kind::DataMismatch);
@@ -1828,7 +2339,13 @@ impl Engine {
 
     /// Opens a SchemaDrift episode for each table of the window a replica wrote with another
     /// row schema than the primary's, and closes those the replica wrote alike again.
-    fn report_drift(&mut self, r: StreamId, window: WindowRef, racc: &WindowAcc, out: &mut Vec<Divergence>) {
+    fn report_drift(
+        &mut self,
+        r: StreamId,
+        window: WindowRef,
+        racc: &WindowAcc,
+        out: &mut Vec<Divergence>,
+    ) {
         let rname = self.streams[r as usize].name.clone();
         let mut drift: Vec<(&TableId, &DriftObs)> = racc.drift.iter().collect();
         drift.sort_by_key(|(t, _)| **t);
@@ -1841,7 +2358,12 @@ impl Engine {
             self.emit(d, out);
         }
         let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
-        let ended: Vec<TableId> = self.streams[r as usize].drifting.keys().filter(|t| rtables.contains(t) && !racc.drift.contains_key(t)).copied().collect();
+        let ended: Vec<TableId> = self.streams[r as usize]
+            .drifting
+            .keys()
+            .filter(|t| rtables.contains(t) && !racc.drift.contains_key(t))
+            .copied()
+            .collect();
         for t in ended {
             self.streams[r as usize].drifting.remove(&t);
             let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
@@ -1852,7 +2374,14 @@ impl Engine {
         }
     }
 
-    fn record_timeline(&mut self, r: StreamId, window: WindowRef, tables: &[TableId], racc: &WindowAcc, mismatched: &[TableId]) {
+    fn record_timeline(
+        &mut self,
+        r: StreamId,
+        window: WindowRef,
+        tables: &[TableId],
+        racc: &WindowAcc,
+        mismatched: &[TableId],
+    ) {
         let lagging = self.streams[r as usize].lagging.is_some();
         for t in tables {
             let status = if racc.drift.contains_key(t) {
@@ -1890,7 +2419,13 @@ impl Engine {
     pub fn timeline(&self) -> Vec<(String, String, Vec<Segment>)> {
         self.timeline
             .iter()
-            .map(|((r, t), segs)| (self.streams[*r as usize].name.clone(), self.tables[*t as usize].name.clone(), segs.clone()))
+            .map(|((r, t), segs)| {
+                (
+                    self.streams[*r as usize].name.clone(),
+                    self.tables[*t as usize].name.clone(),
+                    segs.clone(),
+                )
+            })
             .collect()
     }
 
@@ -1899,7 +2434,10 @@ impl Engine {
         let mut out = Vec::new();
         for t in &self.topics {
             for id in t.checked.iter().filter(|id| *id & 0x8000_0000 == 0) {
-                let version = self.schemas.get(id).and_then(|c| c.version_for(&t.value_subject));
+                let version = self
+                    .schemas
+                    .get(id)
+                    .and_then(|c| c.version_for(&t.value_subject));
                 out.push(SchemaSeen {
                     stream: self.streams[t.stream as usize].name.clone(),
                     table: self.tables[t.table as usize].name.clone(),
@@ -1912,7 +2450,13 @@ impl Engine {
         out
     }
 
-    fn drift_verdict(&self, replica: &str, table: TableId, obs: &DriftObs, window: WindowRef) -> Divergence {
+    fn drift_verdict(
+        &self,
+        replica: &str,
+        table: TableId,
+        obs: &DriftObs,
+        window: WindowRef,
+    ) -> Divergence {
         let mut d = Divergence::new(Kind::SchemaDrift, replica, self.now_ms);
         d.table = Some(self.tables[table as usize].name.clone());
         d.window = Some(window);
@@ -1931,7 +2475,10 @@ impl Engine {
             .find(|t| self.streams[t.stream as usize].name == replica && t.table == table)
             .map(|t| t.value_subject.clone())
             .unwrap_or_default();
-        let primary_subject = self.tables[table as usize].value_subject_of_primary.clone().unwrap_or_default();
+        let primary_subject = self.tables[table as usize]
+            .value_subject_of_primary
+            .clone()
+            .unwrap_or_default();
         d.schema = Some(SchemaInfo {
             subject: replica_subject.clone(),
             expected_id: obs.expected_id,
@@ -1948,12 +2495,24 @@ impl Engine {
     }
 
     fn key_diffs(&self, w: i64, r: StreamId, table: TableId, range: u64) -> Vec<KeyDiff> {
-        let Some(idxs) = self.drill_by_range.get(&(table, range)) else { return Vec::new() };
+        let Some(idxs) = self.drill_by_range.get(&(table, range)) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for i in idxs {
             let k = &self.drill_keys[*i];
-            let dp = k.sides[PRIMARY as usize].windows.iter().find(|(dw, ..)| *dw == w).map(|x| (x.1, x.2)).unwrap_or_default();
-            let dr = k.sides[r as usize].windows.iter().find(|(dw, ..)| *dw == w).map(|x| (x.1, x.2)).unwrap_or_default();
+            let dp = k.sides[PRIMARY as usize]
+                .windows
+                .iter()
+                .find(|(dw, ..)| *dw == w)
+                .map(|x| (x.1, x.2))
+                .unwrap_or_default();
+            let dr = k.sides[r as usize]
+                .windows
+                .iter()
+                .find(|(dw, ..)| *dw == w)
+                .map(|x| (x.1, x.2))
+                .unwrap_or_default();
             if dp == dr {
                 continue;
             }
@@ -1969,7 +2528,8 @@ impl Engine {
 
     fn render_key(&self, k: &KeyEntry) -> serde_json::Value {
         match self.schemas.get(&k.key_schema) {
-            Some(c) => json::to_json(&c.schema, c.schema.root(), &mut Reader::new(&k.key)).unwrap_or(serde_json::Value::Null),
+            Some(c) => json::to_json(&c.schema, c.schema.root(), &mut Reader::new(&k.key))
+                .unwrap_or(serde_json::Value::Null),
             None => serde_json::Value::Null,
         }
     }
@@ -1978,12 +2538,18 @@ impl Engine {
         let (position, op, schema_id, image) = side.image_at(w)?;
         let row = match (image, self.schemas.get(schema_id)) {
             (Some(bytes), Some(c)) => match &c.layout {
-                Ok(l) => json::to_json(&c.schema, l.row, &mut Reader::new(bytes)).unwrap_or(serde_json::Value::Null),
+                Ok(l) => json::to_json(&c.schema, l.row, &mut Reader::new(bytes))
+                    .unwrap_or(serde_json::Value::Null),
                 Err(_) => serde_json::Value::Null,
             },
             _ => serde_json::Value::Null,
         };
-        Some(RowImage { position: *position, op: *op, row, schema_id: *schema_id })
+        Some(RowImage {
+            position: *position,
+            op: *op,
+            row,
+            schema_id: *schema_id,
+        })
     }
 
     /// A replica table with no record for `silent_after_ms` while the primary's same table
@@ -2002,12 +2568,30 @@ impl Engine {
             if primary_last == i64::MIN {
                 continue;
             }
-            let last = self.topics[t as usize].last_ms.max(self.start_ms);
-            let silent_for = primary_last.saturating_sub(last);
+            let (ppos, rpos) = (
+                self.replica_table_pos(PRIMARY, table),
+                self.replica_table_pos(r, table),
+            );
+            let topic = &mut self.topics[t as usize];
+            if rpos >= ppos {
+                topic.behind_since = i64::MIN;
+            } else if topic.behind_since == i64::MIN || rpos >= topic.behind_mark {
+                // Behind anew, or it caught up with where it was behind and is behind again.
+                (topic.behind_since, topic.behind_mark) = (primary_last, ppos);
+            }
+            let silent_for = if topic.behind_since == i64::MIN {
+                0
+            } else {
+                self.now_ms.saturating_sub(topic.behind_since)
+            };
             // Only a table with nothing left to read is silent: while its records are still
             // pending (a backlog read in another order), their times speak for it.
-            let pending = self.topics[t as usize].parts.iter().any(|p| p.progress == Progress::Reading);
-            let silent_now = silent_for >= self.cfg.silent_after_ms && (!pending || self.topics[t as usize].silent);
+            let pending = self.topics[t as usize]
+                .parts
+                .iter()
+                .any(|p| p.progress == Progress::Reading);
+            let silent_now = silent_for >= self.cfg.silent_after_ms
+                && (!pending || self.topics[t as usize].silent);
             let was = self.topics[t as usize].silent;
             if silent_now == was {
                 continue;
@@ -2017,7 +2601,15 @@ impl Engine {
                 self.streams[r as usize].absent.remove(&table);
             }
             let name = self.streams[r as usize].name.clone();
-            let mut d = Divergence::new(if silent_now { Kind::StreamSilent } else { Kind::Recovered }, &name, self.now_ms);
+            let mut d = Divergence::new(
+                if silent_now {
+                    Kind::StreamSilent
+                } else {
+                    Kind::Recovered
+                },
+                &name,
+                self.now_ms,
+            );
             d.table = Some(self.tables[table as usize].name.clone());
             if silent_now {
                 let rwm = self.watermark(r);
@@ -2037,10 +2629,18 @@ impl Engine {
     /// Drops the primary's windows every replica has compared, and the per-partition state
     /// that only served them.
     fn drop_compared(&mut self) {
-        let min_done = (1..self.streams.len()).map(|r| self.streams[r].done_upto.unwrap_or(i64::MIN)).min().unwrap_or_else(|| {
-            // No replica: the primary's windows close as soon as they are final.
-            self.bounds.iter().filter(|(_, b)| b.final_at.is_some()).map(|(w, _)| *w).max().unwrap_or(i64::MIN)
-        });
+        let min_done = (1..self.streams.len())
+            .map(|r| self.streams[r].done_upto.unwrap_or(i64::MIN))
+            .min()
+            .unwrap_or_else(|| {
+                // No replica: the primary's windows close as soon as they are final.
+                self.bounds
+                    .iter()
+                    .filter(|(_, b)| b.final_at.is_some())
+                    .map(|(w, _)| *w)
+                    .max()
+                    .unwrap_or(i64::MIN)
+            });
         if min_done == i64::MIN {
             return;
         }
@@ -2066,11 +2666,19 @@ impl Engine {
                 }
                 if let Some(d) = done {
                     // (Snapshot reads stay until their states compared: see `baseline`.)
-                    let baseline = p.offsets.front().copied().filter(|(w, ..)| *w == BASELINE_W);
+                    let baseline = p
+                        .offsets
+                        .front()
+                        .copied()
+                        .filter(|(w, ..)| *w == BASELINE_W);
                     if baseline.is_some() {
                         p.offsets.pop_front();
                     }
-                    while p.offsets.front().is_some_and(|(w, _, _)| *w <= d.min(min_done)) {
+                    while p
+                        .offsets
+                        .front()
+                        .is_some_and(|(w, _, _)| *w <= d.min(min_done))
+                    {
                         p.offsets.pop_front();
                     }
                     if let Some(b) = baseline {
@@ -2081,9 +2689,17 @@ impl Engine {
         }
         for k in &mut self.drill_keys {
             for s in &mut k.sides {
-                let settled = s.windows.iter().filter(|(w, .., img)| *w <= min_done && img.is_some()).max_by_key(|(w, ..)| *w).and_then(|(.., i)| i.clone());
+                let settled = s
+                    .windows
+                    .iter()
+                    .filter(|(w, .., img)| *w <= min_done && img.is_some())
+                    .max_by_key(|(w, ..)| *w)
+                    .and_then(|(.., i)| i.clone());
                 if settled.is_some() {
                     s.settled = settled;
+                }
+                for (_, d, ..) in s.windows.iter().filter(|(w, ..)| *w <= min_done) {
+                    s.settled_state.add(*d);
                 }
                 s.windows.retain(|(w, ..)| *w > min_done);
             }
@@ -2106,15 +2722,25 @@ impl Engine {
     /// How long (ms of the verifier's clock) the oldest window a replica has not reached has
     /// been closed on the primary.
     pub fn replica_lag_ms(&self, replica: &str) -> i64 {
-        let Some(r) = self.stream_id(replica) else { return 0 };
-        self.bounds.range(self.after_done(r)).next().and_then(|(_, b)| b.final_at).map_or(0, |f| self.now_ms.saturating_sub(f).max(0))
+        let Some(r) = self.stream_id(replica) else {
+            return 0;
+        };
+        self.bounds
+            .range(self.after_done(r))
+            .next()
+            .and_then(|(_, b)| b.final_at)
+            .map_or(0, |f| self.now_ms.saturating_sub(f).max(0))
     }
 
     /// The episodes in progress.
     pub fn checkpoint(&self) -> Checkpoint {
         let mut c = Checkpoint::default();
         for s in &self.streams[1..] {
-            let mut drifting: Vec<(String, String)> = s.drifting.keys().map(|t| (s.name.clone(), self.tables[*t as usize].name.clone())).collect();
+            let mut drifting: Vec<(String, String)> = s
+                .drifting
+                .keys()
+                .map(|t| (s.name.clone(), self.tables[*t as usize].name.clone()))
+                .collect();
             drifting.sort();
             c.drifting.extend(drifting);
             if let Some(w) = s.lagging {
@@ -2122,10 +2748,16 @@ impl Engine {
             }
         }
         for t in self.topics.iter().filter(|t| t.silent) {
-            c.silent.push((self.streams[t.stream as usize].name.clone(), self.tables[t.table as usize].name.clone()));
+            c.silent.push((
+                self.streams[t.stream as usize].name.clone(),
+                self.tables[t.table as usize].name.clone(),
+            ));
         }
         c.skew_seen_ms = self.skew_seen;
-        c.started = (1..self.streams.len() as StreamId).filter(|r| self.started(*r)).map(|r| self.streams[r as usize].name.clone()).collect();
+        c.started = (1..self.streams.len() as StreamId)
+            .filter(|r| self.started(*r))
+            .map(|r| self.streams[r as usize].name.clone())
+            .collect();
         c
     }
 
@@ -2137,7 +2769,10 @@ impl Engine {
             self.skew_seen_at = i64::MIN;
         }
         for (replica, table) in &c.drifting {
-            if let (Some(r), Some(t)) = (self.stream_id(replica), self.tables.iter().position(|x| &x.name == table)) {
+            if let (Some(r), Some(t)) = (
+                self.stream_id(replica),
+                self.tables.iter().position(|x| &x.name == table),
+            ) {
                 self.streams[r as usize].drifting.insert(t as TableId, ());
             }
         }
@@ -2176,7 +2811,11 @@ impl Engine {
         (1..self.streams.len() as StreamId)
             .map(|r| {
                 let w = self.watermark(r);
-                (self.streams[r as usize].name.clone(), w, self.primary_wm.tx.saturating_sub(w.tx))
+                (
+                    self.streams[r as usize].name.clone(),
+                    w,
+                    self.primary_wm.tx.saturating_sub(w.tx),
+                )
             })
             .collect()
     }
@@ -2194,7 +2833,12 @@ impl Engine {
 }
 
 fn pacc_tables_and(racc: &WindowAcc, pacc: Option<&WindowAcc>) -> Vec<TableId> {
-    let mut v: Vec<TableId> = racc.tables.keys().copied().chain(pacc.into_iter().flat_map(|p| p.tables.keys().copied())).collect();
+    let mut v: Vec<TableId> = racc
+        .tables
+        .keys()
+        .copied()
+        .chain(pacc.into_iter().flat_map(|p| p.tables.keys().copied()))
+        .collect();
     v.sort_unstable();
     v.dedup();
     v
@@ -2229,8 +2873,16 @@ mod clock_tests {
         for i in 0..60_000u64 {
             now += rnd(3) as i64;
             // Mostly recent, sometimes well behind (a partition read late).
-            let ts = now - if rnd(10) == 0 { rnd(3000) as i64 } else { rnd(40) as i64 };
-            let p = Position { tx: (ts as u64) * 4 + rnd(4), order: 0 };
+            let ts = now
+                - if rnd(10) == 0 {
+                    rnd(3000) as i64
+                } else {
+                    rnd(40) as i64
+                };
+            let p = Position {
+                tx: (ts as u64) * 4 + rnd(4),
+                order: 0,
+            };
             idx.note(ts, p);
             noted.push((ts, p));
             if rnd(50) == 0 {
@@ -2239,9 +2891,18 @@ mod clock_tests {
             if i % 97 == 0 {
                 // Often about now, as the watermarks ask (the newest bucket's records count
                 // once their bucket is wholly past); else anywhere in the span and before it.
-                let t = if rnd(3) == 0 { now + 10 - rnd(30) as i64 } else { now - rnd(4000) as i64 };
+                let t = if rnd(3) == 0 {
+                    now + 10 - rnd(30) as i64
+                } else {
+                    now - rnd(4000) as i64
+                };
                 let limit = t.div_euclid(ClockIndex::BUCKET_MS);
-                let want = noted.iter().filter(|(ts, _)| ts.div_euclid(ClockIndex::BUCKET_MS) < limit).map(|(_, p)| *p).max().unwrap_or(Position::ZERO);
+                let want = noted
+                    .iter()
+                    .filter(|(ts, _)| ts.div_euclid(ClockIndex::BUCKET_MS) < limit)
+                    .map(|(_, p)| *p)
+                    .max()
+                    .unwrap_or(Position::ZERO);
                 if let Some(got) = idx.before(t) {
                     assert_eq!(got, want, "before({t}) after {i} notes");
                 } else {
@@ -2277,7 +2938,9 @@ mod clock_tests {
                     RangeDigest::default()
                 })
                 .add_event(Op::Update, i, Some(i as u128), after);
-            digests.entry(key).add_event(Op::Update, i, Some(i as u128), after);
+            digests
+                .entry(key)
+                .add_event(Op::Update, i, Some(i as u128), after);
         }
         assert_eq!(digests.len(), reference.len());
         assert_eq!(digests.iter().map(|(k, _)| *k).collect::<Vec<_>>(), order);
@@ -2286,8 +2949,17 @@ mod clock_tests {
             assert_eq!(Some(d), reference.get(key), "{key:?}");
             assert_eq!(digests.get(key), reference.get(key), "{key:?}");
         }
-        for key in [(7, 3), (0, DENSE_RANGES + 100), (1, 1 << 63), (4, DENSE_RANGES - 1 - 3)] {
-            assert_eq!(digests.contains_key(&key), reference.contains_key(&key), "{key:?}");
+        for key in [
+            (7, 3),
+            (0, DENSE_RANGES + 100),
+            (1, 1 << 63),
+            (4, DENSE_RANGES - 1 - 3),
+        ] {
+            assert_eq!(
+                digests.contains_key(&key),
+                reference.contains_key(&key),
+                "{key:?}"
+            );
         }
     }
 
