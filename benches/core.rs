@@ -17,7 +17,7 @@ use std::time::Instant;
 use apache_avro::types::Value;
 use cdc_verifier_core::{Engine, EngineConfig, MemorySource, Record, SchemaSource};
 use cdc_verifier_sim::{OfflineRegistry, Scenario, SimConfig, Simulation};
-use xxhash_rust::xxh3::{xxh3_128, Xxh3};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128};
 
 /// One event: its partition and where its key and value lie in the shared buffer. The
 /// bytes are contiguous, as in a fetched Kafka batch.
@@ -45,12 +45,23 @@ impl Events {
 }
 
 fn main() {
-    let target: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(400_000);
-    let passes: usize = std::env::var("BENCH_PASSES").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    let target: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400_000);
+    let passes: usize = std::env::var("BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
 
     let (events, src, partitions) = orders_updates(target);
     let bytes: usize = events.list.iter().map(|e| e.value.1 - e.value.0).sum();
-    println!("{} orders update envelopes, {:.0} bytes each on average (value), {} partitions", events.len(), bytes as f64 / events.len() as f64, partitions);
+    println!(
+        "{} orders update envelopes, {:.0} bytes each on average (value), {} partitions",
+        events.len(),
+        bytes as f64 / events.len() as f64,
+        partitions
+    );
 
     if std::env::var("BENCH_ONLY").as_deref() == Ok("decode") {
         // For profiling: the decoding part alone.
@@ -76,38 +87,88 @@ fn main() {
     // pass measures the host, and would flatter the core).
     let n_baseline = events.len().min(40_000);
     let runs: Vec<[f64; 4]> = (0..passes.max(1))
-        .map(|_| [raw_hash(&events), core_engine(&events, &src, partitions), decode_only(&events, &src), apache_avro_baseline(&events, n_baseline, &src)])
+        .map(|_| {
+            [
+                raw_hash(&events),
+                core_engine(&events, &src, partitions),
+                decode_only(&events, &src),
+                apache_avro_baseline(&events, n_baseline, &src),
+            ]
+        })
         .collect();
     let column = |f: &dyn Fn(&[f64; 4]) -> f64| median_of(runs.iter().map(f).collect());
-    let (raw_median, core, decode, baseline) = (column(&|r| r[0]), column(&|r| r[1]), column(&|r| r[2]), column(&|r| r[3]));
+    let (raw_median, core, decode, baseline) = (
+        column(&|r| r[0]),
+        column(&|r| r[1]),
+        column(&|r| r[2]),
+        column(&|r| r[3]),
+    );
     let raw = runs.iter().map(|r| r[0]).fold(0.0, f64::max);
     let ratios: Vec<f64> = runs.iter().map(|r| r[1] / r[3]).collect();
-    let (lo, hi) = (ratios.iter().copied().fold(f64::INFINITY, f64::min), ratios.iter().copied().fold(0.0, f64::max));
+    let (lo, hi) = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
     let ratio = median_of(ratios);
-    println!("raw xxh3_128 over each datum: {:.2} M events/s (fastest pass; median {:.2} M)", raw / 1e6, raw_median / 1e6);
-    println!("core (decode, canonical hash of both images, key, digest, duplicate check): {:.2} M events/s", core / 1e6);
-    println!("of which decoding (envelope walk, hashes of both images and of the key): {:.2} M events/s alone", decode / 1e6);
-    println!("apache-avro from_avro_datum + hash of the Value: {:.0} events/s", baseline);
-    println!("{} passes, each measuring all four in turn; the ratio per pass from {lo:.1} to {hi:.1}; medians, and the raw hash's fastest pass:", runs.len());
-    println!("core: {core:.0} events/s, apache-avro baseline: {baseline:.0} events/s, ratio: {ratio:.1}, raw hash: {raw:.0} events/s, of limit: {:.2}", core / raw);
+    println!(
+        "raw xxh3_128 over each datum: {:.2} M events/s (fastest pass; median {:.2} M)",
+        raw / 1e6,
+        raw_median / 1e6
+    );
+    println!(
+        "core (decode, canonical hash of both images, key, digest, duplicate check): {:.2} M events/s",
+        core / 1e6
+    );
+    println!(
+        "of which decoding (envelope walk, hashes of both images and of the key): {:.2} M events/s alone",
+        decode / 1e6
+    );
+    println!(
+        "apache-avro from_avro_datum + hash of the Value: {:.0} events/s",
+        baseline
+    );
+    println!(
+        "{} passes, each measuring all four in turn; the ratio per pass from {lo:.1} to {hi:.1}; medians, and the raw hash's fastest pass:",
+        runs.len()
+    );
+    println!(
+        "core: {core:.0} events/s, apache-avro baseline: {baseline:.0} events/s, ratio: {ratio:.1}, raw hash: {raw:.0} events/s, of limit: {:.2}",
+        core / raw
+    );
 }
 
 fn orders_updates(target: usize) -> (Events, MemorySource, u32) {
     let mut registry = OfflineRegistry::new();
-    let cfg = SimConfig { scenario: Scenario::Clean, seed: 7, events: (target as u64) * 5, replicas: 1, migration: false, ..SimConfig::default() };
+    let cfg = SimConfig {
+        scenario: Scenario::Clean,
+        seed: 7,
+        events: (target as u64) * 5,
+        replicas: 1,
+        migration: false,
+        ..SimConfig::default()
+    };
     let partitions = cfg.partitions;
     let mut sim = Simulation::new(cfg, &mut registry).expect("simulation");
-    let orders = sim.topics().iter().position(|t| t.name == "primary.shop.orders").expect("orders topic") as u16;
+    let orders = sim
+        .topics()
+        .iter()
+        .position(|t| t.name == "primary.shop.orders")
+        .expect("orders topic") as u16;
     let mut src = MemorySource::new();
     for s in sim.schemas() {
         src.add(s.id, &s.subject, s.version, &s.schema);
     }
-    let mut events = Events { data: Vec::with_capacity(target * 440), list: Vec::with_capacity(target) };
+    let mut events = Events {
+        data: Vec::with_capacity(target * 440),
+        list: Vec::with_capacity(target),
+    };
     for r in sim.by_ref() {
         if r.topic != orders {
             continue;
         }
-        let (Some(key), Some(value)) = (r.key, r.value) else { continue };
+        let (Some(key), Some(value)) = (r.key, r.value) else {
+            continue;
+        };
         // Updates: both images present (op "u" is the last field before ts_ms; cheap check
         // through the core below would be circular, so look at the op byte pattern).
         if !is_update(&value) {
@@ -117,7 +178,11 @@ fn orders_updates(target: usize) -> (Events, MemorySource, u32) {
         events.data.extend_from_slice(&key);
         let v0 = events.data.len();
         events.data.extend_from_slice(&value);
-        events.list.push(Event { partition: r.partition, key: (k0, v0), value: (v0, events.data.len()) });
+        events.list.push(Event {
+            partition: r.partition,
+            key: (k0, v0),
+            value: (v0, events.data.len()),
+        });
         if events.len() == target {
             break;
         }
@@ -164,7 +229,14 @@ fn core_engine(events: &Events, src: &MemorySource, partitions: u32) -> f64 {
     let start = Instant::now();
     let mut counted = 0usize;
     for (i, e) in events.list.iter().enumerate() {
-        let rec = Record { topic, partition: e.partition, offset: i as i64, timestamp_ms: 0, key: Some(events.key(e)), value: Some(events.value(e)) };
+        let rec = Record {
+            topic,
+            partition: e.partition,
+            offset: i as i64,
+            timestamp_ms: 0,
+            key: Some(events.key(e)),
+            value: Some(events.value(e)),
+        };
         if engine.ingest(&rec, &mut src).unwrap() == cdc_verifier_core::Ingested::Counted {
             counted += 1;
         }
@@ -180,11 +252,20 @@ fn core_engine(events: &Events, src: &MemorySource, partitions: u32) -> f64 {
 
 /// The events' value schema, its envelope layout and the plan that reads its rows as they
 /// are (the writer is the reference), as the engine compiles them.
-fn value_decoder(events: &Events, src: &mut MemorySource) -> (cdc_verifier_core::avro::Schema, cdc_verifier_core::envelope::EnvelopeLayout, cdc_verifier_core::avro::Plan) {
+fn value_decoder(
+    events: &Events,
+    src: &mut MemorySource,
+) -> (
+    cdc_verifier_core::avro::Schema,
+    cdc_verifier_core::envelope::EnvelopeLayout,
+    cdc_verifier_core::avro::Plan,
+) {
     use cdc_verifier_core::avro::{Plan, Schema};
     let (vid, _) = cdc_verifier_core::wire::split(events.value(&events.list[0])).unwrap();
     let vs = Schema::parse_str(&src.fetch(vid).unwrap().schema).unwrap();
-    let layout = cdc_verifier_core::envelope::EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap()).unwrap();
+    let layout =
+        cdc_verifier_core::envelope::EnvelopeLayout::compile(&vs, &"gtid".parse().unwrap())
+            .unwrap();
     let plan = Plan::compile(&vs, layout.row, &vs, layout.row);
     (vs, layout, plan)
 }
@@ -201,14 +282,33 @@ fn decode_only(events: &Events, src: &MemorySource) -> f64 {
     let rows = cdc_verifier_core::digest::RowHasher::new(7);
     // One hint per partition, as the engine keeps them.
     let mut hints: Vec<cdc_verifier_core::envelope::Hint> = Vec::new();
-    hints.resize_with(events.list.iter().map(|e| e.partition as usize + 1).max().unwrap_or(0), Default::default);
+    hints.resize_with(
+        events
+            .list
+            .iter()
+            .map(|e| e.partition as usize + 1)
+            .max()
+            .unwrap_or(0),
+        Default::default,
+    );
     let start = Instant::now();
     let mut acc = 0u128;
     for e in &events.list {
-        let ev = layout.decode_hinted(&vs, &plan, &rows, &events.value(e)[5..], &mut scratch, &mut hints[e.partition as usize]).unwrap();
+        let ev = layout
+            .decode_hinted(
+                &vs,
+                &plan,
+                &rows,
+                &events.value(e)[5..],
+                &mut scratch,
+                &mut hints[e.partition as usize],
+            )
+            .unwrap();
         let mut r = Reader::new(&events.key(e)[5..]);
         let k = kplan.canonical(&ks, &mut r, &mut kscratch).unwrap();
-        acc = acc.wrapping_add(ev.after.unwrap_or(0) ^ cdc_verifier_core::digest::key_hash(7, k.bytes()) as u128);
+        acc = acc.wrapping_add(
+            ev.after.unwrap_or(0) ^ cdc_verifier_core::digest::key_hash(7, k.bytes()) as u128,
+        );
     }
     std::hint::black_box(acc);
     events.len() as f64 / start.elapsed().as_secs_f64()
@@ -224,7 +324,8 @@ fn apache_avro_baseline(events: &Events, n: usize, src: &MemorySource) -> f64 {
     let mut acc = 0u128;
     for e in &events.list[..n] {
         let key = apache_avro::from_avro_datum(&kschema, &mut &events.key(e)[5..], None).unwrap();
-        let value = apache_avro::from_avro_datum(&vschema, &mut &events.value(e)[5..], None).unwrap();
+        let value =
+            apache_avro::from_avro_datum(&vschema, &mut &events.value(e)[5..], None).unwrap();
         let mut h = Xxh3::new();
         hash_value(&key, &mut h);
         if let Value::Record(fields) = &value {
@@ -245,7 +346,12 @@ fn hash_value(v: &Value, h: &mut Xxh3) {
         Value::Null => h.update(&[0]),
         Value::Boolean(b) => h.update(&[*b as u8]),
         Value::Int(i) | Value::Date(i) | Value::TimeMillis(i) => h.update(&i.to_le_bytes()),
-        Value::Long(l) | Value::TimestampMillis(l) | Value::TimestampMicros(l) | Value::TimeMicros(l) | Value::LocalTimestampMillis(l) | Value::LocalTimestampMicros(l) => h.update(&l.to_le_bytes()),
+        Value::Long(l)
+        | Value::TimestampMillis(l)
+        | Value::TimestampMicros(l)
+        | Value::TimeMicros(l)
+        | Value::LocalTimestampMillis(l)
+        | Value::LocalTimestampMicros(l) => h.update(&l.to_le_bytes()),
         Value::Float(f) => h.update(&f.to_le_bytes()),
         Value::Double(d) => h.update(&d.to_le_bytes()),
         Value::Bytes(b) | Value::Fixed(_, b) => h.update(b),
@@ -285,16 +391,42 @@ fn floor(events: &Events, src: &MemorySource, partitions: u32, passes: usize) {
         // datum (and where the decoder found them).
         let [before] = unsafe { rows::<1, true>(d, [at + 1], [limit], &mut ok) };
         let [after] = unsafe { rows::<1, true>(d, [before + 1], [limit], &mut ok) };
-        assert!(ok && [before - at, after - at] == *want, "the walk disagrees with the decoder at byte {}", e.value.0);
+        assert!(
+            ok && [before - at, after - at] == *want,
+            "the walk disagrees with the decoder at byte {}",
+            e.value.0
+        );
     }
     let runs: Vec<[f64; 6]> = (0..passes.max(1))
-        .map(|_| [raw_hash(events), least::<1, false>(events), least::<2, false>(events), least::<1, true>(events), least::<2, true>(events), core_engine(events, src, partitions)])
+        .map(|_| {
+            [
+                raw_hash(events),
+                least::<1, false>(events),
+                least::<2, false>(events),
+                least::<1, true>(events),
+                least::<2, true>(events),
+                core_engine(events, src, partitions),
+            ]
+        })
         .collect();
     let raw = runs.iter().map(|r| r[0]).fold(0.0, f64::max);
-    let m: Vec<f64> = (1..6).map(|i| median_of(runs.iter().map(|r| r[i]).collect())).collect();
-    println!("raw xxh3_128 over each datum: {:.2} M events/s (fastest pass)", raw / 1e6);
-    println!("both images found and hashed, and the key hashed, with no checks: {:.2} M events/s one event at a time, {:.2} M two at a time", m[0] / 1e6, m[1] / 1e6);
-    println!("the same with the core's checks on each field: {:.2} M events/s one at a time, {:.2} M two at a time", m[2] / 1e6, m[3] / 1e6);
+    let m: Vec<f64> = (1..6)
+        .map(|i| median_of(runs.iter().map(|r| r[i]).collect()))
+        .collect();
+    println!(
+        "raw xxh3_128 over each datum: {:.2} M events/s (fastest pass)",
+        raw / 1e6
+    );
+    println!(
+        "both images found and hashed, and the key hashed, with no checks: {:.2} M events/s one event at a time, {:.2} M two at a time",
+        m[0] / 1e6,
+        m[1] / 1e6
+    );
+    println!(
+        "the same with the core's checks on each field: {:.2} M events/s one at a time, {:.2} M two at a time",
+        m[2] / 1e6,
+        m[3] / 1e6
+    );
     println!("core: {:.2} M events/s", m[4] / 1e6);
     println!(
         "{} passes, medians; of limit (the raw hash's fastest pass): no checks {:.2} and {:.2}, checked {:.2} and {:.2}, core {:.2}",
@@ -312,16 +444,24 @@ fn floor(events: &Events, src: &MemorySource, partitions: u32, passes: usize) {
 fn image_bounds(events: &Events, src: &MemorySource) -> Vec<[usize; 2]> {
     let (vs, layout, plan) = value_decoder(events, &mut src.clone());
     let rows = cdc_verifier_core::digest::RowHasher::new(7);
-    let (mut scratch, mut hint) = (cdc_verifier_core::avro::Scratch::default(), cdc_verifier_core::envelope::Hint::default());
+    let (mut scratch, mut hint) = (
+        cdc_verifier_core::avro::Scratch::default(),
+        cdc_verifier_core::envelope::Hint::default(),
+    );
     events
         .list
         .iter()
         .map(|e| {
             let d = &events.value(e)[5..];
-            let ev = layout.decode_hinted(&vs, &plan, &rows, d, &mut scratch, &mut hint).unwrap();
+            let ev = layout
+                .decode_hinted(&vs, &plan, &rows, d, &mut scratch, &mut hint)
+                .unwrap();
             let (a, b) = ev.image.expect("an update has an after image");
             // The after image's union branch lies between the two images.
-            assert_eq!(rows.hash(&d[1..a as usize - 1]), ev.before.expect("an update has a before image"));
+            assert_eq!(
+                rows.hash(&d[1..a as usize - 1]),
+                ev.before.expect("an update has a before image")
+            );
             [a as usize - 1, b as usize]
         })
         .collect()
@@ -338,7 +478,8 @@ fn least<const N: usize, const CHECK: bool>(events: &Events) -> f64 {
         let g: &[Event; N] = g.try_into().expect("N events");
         let limits = g.each_ref().map(|e| e.value.1 - 8);
         // SAFETY: as checked in `floor`.
-        let before = unsafe { rows::<N, CHECK>(d, g.each_ref().map(|e| e.value.0 + 6), limits, &mut ok) };
+        let before =
+            unsafe { rows::<N, CHECK>(d, g.each_ref().map(|e| e.value.0 + 6), limits, &mut ok) };
         let after = unsafe { rows::<N, CHECK>(d, before.map(|b| b + 1), limits, &mut ok) };
         for ((e, before), after) in g.iter().zip(before).zip(after) {
             acc = acc.wrapping_add(images_hash(events, &hasher, e, [before, after]));
@@ -357,7 +498,12 @@ fn least<const N: usize, const CHECK: bool>(events: &Events) -> f64 {
 
 /// Both images' hashes and the key's, combined.
 #[inline(always)]
-fn images_hash(events: &Events, rows: &cdc_verifier_core::digest::RowHasher, e: &Event, ends: [usize; 2]) -> u128 {
+fn images_hash(
+    events: &Events,
+    rows: &cdc_verifier_core::digest::RowHasher,
+    e: &Event,
+    ends: [usize; 2],
+) -> u128 {
     let before = rows.hash(&events.data[e.value.0 + 6..ends[0]]);
     let after = rows.hash(&events.data[ends[0] + 1..ends[1]]);
     after.wrapping_sub(before) ^ cdc_verifier_core::digest::key_hash(7, &events.key(e)[5..]) as u128
@@ -372,12 +518,20 @@ fn images_hash(events: &Events, rows: &cdc_verifier_core::digest::RowHasher, e: 
 /// most 1 byte past the limit: a nullable string's length, after its branch). Without: 8 bytes can be
 /// read at each field's start (as a checked walk of the same bytes found them).
 #[inline(always)]
-unsafe fn rows<const N: usize, const CHECK: bool>(d: *const u8, mut at: [usize; N], limit: [usize; N], ok: &mut bool) -> [usize; N] {
+unsafe fn rows<const N: usize, const CHECK: bool>(
+    d: *const u8,
+    mut at: [usize; N],
+    limit: [usize; N],
+    ok: &mut bool,
+) -> [usize; N] {
     const ID: u8 = 0;
     const TEXT: u8 = 1;
     const DECIMAL: u8 = 2;
     const OPT_TEXT: u8 = 3;
-    const ORDERS: [u8; 15] = [ID, ID, TEXT, TEXT, DECIMAL, DECIMAL, DECIMAL, DECIMAL, ID, TEXT, OPT_TEXT, OPT_TEXT, ID, ID, ID];
+    const ORDERS: [u8; 15] = [
+        ID, ID, TEXT, TEXT, DECIMAL, DECIMAL, DECIMAL, DECIMAL, ID, TEXT, OPT_TEXT, OPT_TEXT, ID,
+        ID, ID,
+    ];
     macro_rules! field {
         ($i:literal) => {
             for (at, lim) in at.iter_mut().zip(limit) {
@@ -446,10 +600,20 @@ unsafe fn varint<const CHECK: bool>(d: *const u8, at: usize, ok: &mut bool) -> u
 /// # Safety
 /// As [`word_at`]'s; with `CHECK`, the data is read only when it ends at or below `limit`.
 #[inline(always)]
-unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text: bool, ok: &mut bool) -> usize {
+unsafe fn string<const CHECK: bool>(
+    d: *const u8,
+    at: usize,
+    limit: usize,
+    text: bool,
+    ok: &mut bool,
+) -> usize {
     // SAFETY: the caller's promise.
     let w = unsafe { word_at(d, at) };
-    let (prefix, len) = if w & 0x80 == 0 { (1, ((w & 0x7f) >> 1) as usize) } else { (2, (((w & 0x7f) | ((w >> 1) & 0x3f80)) >> 1) as usize) };
+    let (prefix, len) = if w & 0x80 == 0 {
+        (1, ((w & 0x7f) >> 1) as usize)
+    } else {
+        (2, (((w & 0x7f) | ((w >> 1) & 0x3f80)) >> 1) as usize)
+    };
     let end = at + prefix + len;
     if CHECK {
         *ok &= w & 1 == 0 && (prefix == 1 || (w & 0x8000 == 0 && (w >> 8) & 0xff != 0));
@@ -462,7 +626,12 @@ unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text:
             // SAFETY: the caller's promise.
             let bits = unsafe {
                 if len <= 8 {
-                    word_at(d, data) & if len == 0 { 0 } else { u64::MAX >> (64 - 8 * len) }
+                    word_at(d, data)
+                        & if len == 0 {
+                            0
+                        } else {
+                            u64::MAX >> (64 - 8 * len)
+                        }
                 } else {
                     let mut x = word_at(d, data) | word_at(d, end - 8);
                     let mut i = data + 8;
@@ -487,7 +656,12 @@ unsafe fn string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, text:
 /// # Safety
 /// As [`string`]'s, when present.
 #[inline(always)]
-unsafe fn opt_string<const CHECK: bool>(d: *const u8, at: usize, limit: usize, ok: &mut bool) -> usize {
+unsafe fn opt_string<const CHECK: bool>(
+    d: *const u8,
+    at: usize,
+    limit: usize,
+    ok: &mut bool,
+) -> usize {
     // SAFETY: the caller's promise.
     let branch = unsafe { word_at(d, at) } & 0xff;
     if branch == 0 {

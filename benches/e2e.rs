@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cdc_verifier_core::digest::{key_hash, table_seed};
 use cdc_verifier_core::KeyRanges;
+use cdc_verifier_core::digest::{key_hash, table_seed};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -36,18 +36,42 @@ fn bootstrap() -> String {
 }
 
 fn registry() -> String {
-    env_or("CDC_VERIFIER_TEST_REGISTRY", "http://127.0.0.1:8081/apis/ccompat/v7")
+    env_or(
+        "CDC_VERIFIER_TEST_REGISTRY",
+        "http://127.0.0.1:8081/apis/ccompat/v7",
+    )
 }
 
 fn unique(prefix: &str) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     format!("{prefix}-{t}-")
 }
 
 fn simulate(args: &[&str]) -> String {
-    let out = Command::new(BIN).arg("simulate").args(args).args(["--bootstrap-servers", &bootstrap(), "--registry-url", &registry()]).output().unwrap();
-    assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    let out = Command::new(BIN)
+        .arg("simulate")
+        .args(args)
+        .args([
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--registry-url",
+            &registry(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "simulate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn consumer(group: &str) -> BaseConsumer {
@@ -70,7 +94,9 @@ fn partitions(c: &BaseConsumer, prefix: &str) -> Vec<(String, i32, i64)> {
     let mut v = Vec::new();
     for t in md.topics().iter().filter(|t| t.name().starts_with(prefix)) {
         for p in t.partitions() {
-            let (_, high) = c.fetch_watermarks(t.name(), p.id(), Duration::from_secs(10)).unwrap();
+            let (_, high) = c
+                .fetch_watermarks(t.name(), p.id(), Duration::from_secs(10))
+                .unwrap();
             v.push((t.name().to_string(), p.id(), high));
         }
     }
@@ -106,7 +132,10 @@ fn raw_consume(prefix: &str) -> (u64, f64) {
                 }
             }
             Some(Err(e)) => panic!("consume: {e}"),
-            None => panic!("raw consume stalled with {} partitions left", remaining.len()),
+            None => panic!(
+                "raw consume stalled with {} partitions left",
+                remaining.len()
+            ),
         }
     }
     std::hint::black_box(bytes);
@@ -139,7 +168,11 @@ fn verifier_args(prefix: &str, alerts: &str, group: &str) -> Vec<String> {
 }
 
 fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.lines().rev().find_map(|l| l.split(&format!("{name}=")).nth(1).and_then(|s| s.split_whitespace().next()))
+    text.lines().rev().find_map(|l| {
+        l.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+    })
 }
 
 fn range_of(key: &Json) -> u64 {
@@ -153,22 +186,39 @@ fn range_of(key: &Json) -> u64 {
 fn main() {
     let events: u64 = env_or("E2E_EVENTS", "1000000").parse().unwrap();
     let rate: u64 = env_or("E2E_RATE", "50000").parse().unwrap();
-    let primary_rate: Option<u64> = std::env::var("E2E_PRIMARY_RATE").ok().map(|v| v.parse().unwrap());
+    let primary_rate: Option<u64> = std::env::var("E2E_PRIMARY_RATE")
+        .ok()
+        .map(|v| v.parse().unwrap());
     let live_events: u64 = env_or("E2E_LIVE_EVENTS", "600000").parse().unwrap();
 
     // 1. Preload.
     let prefix = unique("e2e");
     let t = Instant::now();
-    simulate(&["--scenario", "clean", "--events", &events.to_string(), "--partitions", "8", "--topic-prefix", &prefix]);
+    simulate(&[
+        "--scenario",
+        "clean",
+        "--events",
+        &events.to_string(),
+        "--partitions",
+        "8",
+        "--topic-prefix",
+        &prefix,
+    ]);
     let preload = t.elapsed().as_secs_f64();
     let c = consumer(&format!("{prefix}probe"));
     let records: i64 = partitions(&c, &prefix).iter().map(|(_, _, h)| h).sum();
     drop(c);
-    println!("preloaded {records} records ({events} primary events) in {preload:.1} s: {:.0} records/s", records as f64 / preload);
+    println!(
+        "preloaded {records} records ({events} primary events) in {preload:.1} s: {:.0} records/s",
+        records as f64 / preload
+    );
     // The simulator paces primary events; each becomes this many records over all topics.
     let per_event = records as f64 / events as f64;
     let rate = primary_rate.unwrap_or_else(|| (rate as f64 / per_event).round() as u64);
-    println!("live phase: {rate} primary events/s, ~{:.0} records/s", rate as f64 * per_event);
+    println!(
+        "live phase: {rate} primary events/s, ~{:.0} records/s",
+        rate as f64 * per_event
+    );
 
     // 2. Raw consume, then the verifier, on the same topics; three times, alternating, since
     //    either can be slowed by whatever else this machine is doing at the time.
@@ -177,12 +227,23 @@ fn main() {
         let (n, raw) = raw_consume(&prefix);
         println!("raw consume-and-discard: {n} records, {raw:.0} records/s");
         let group = format!("{prefix}verifier-{round}");
-        let out = Command::new(BIN).args(verifier_args(&prefix, &format!("{prefix}alerts"), &group)).arg("--until-caught-up").output().unwrap();
+        let out = Command::new(BIN)
+            .args(verifier_args(&prefix, &format!("{prefix}alerts"), &group))
+            .arg("--until-caught-up")
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "verifier failed: {err}");
-        let verified: f64 = field(&err, "rate").and_then(|r| r.parse().ok()).expect("the verifier reports its catch-up rate");
-        let rss: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
-        println!("verifier: {verified:.0} records/s (peak RSS {rss:.0} MiB), {:.2} of the raw consume before it", verified / raw);
+        let verified: f64 = field(&err, "rate")
+            .and_then(|r| r.parse().ok())
+            .expect("the verifier reports its catch-up rate");
+        let rss: f64 = field(&err, "peak_rss_mib")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0.0);
+        println!(
+            "verifier: {verified:.0} records/s (peak RSS {rss:.0} MiB), {:.2} of the raw consume before it",
+            verified / raw
+        );
         raws.push(raw);
         verifieds.push(verified);
         rss_bulk = rss_bulk.max(rss);
@@ -203,18 +264,45 @@ fn main() {
     let names: Vec<String> = {
         let c = consumer(&format!("{prefix}count"));
         let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
-        md.topics().iter().filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop.")).map(|t| t.name().replacen(&prefix, &live, 1)).collect()
+        md.topics()
+            .iter()
+            .filter(|t| t.name().starts_with(&prefix) && t.name().contains(".shop."))
+            .map(|t| t.name().replacen(&prefix, &live, 1))
+            .collect()
     };
-    let specs: Vec<cdc_verifier_kafka::produce::TopicSpec> = names.iter().map(|n| cdc_verifier_kafka::produce::TopicSpec { name: n.clone(), partitions: 8, configs: Vec::new() }).collect();
-    cdc_verifier_kafka::produce::ensure_topics(&bootstrap(), &specs, true, Duration::from_secs(60)).unwrap();
+    let specs: Vec<cdc_verifier_kafka::produce::TopicSpec> = names
+        .iter()
+        .map(|n| cdc_verifier_kafka::produce::TopicSpec {
+            name: n.clone(),
+            partitions: 8,
+            configs: Vec::new(),
+        })
+        .collect();
+    cdc_verifier_kafka::produce::ensure_topics(&bootstrap(), &specs, true, Duration::from_secs(60))
+        .unwrap();
     // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
     let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN).args(verifier_args(&live, &alerts, &format!("{live}verifier"))).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .args(verifier_args(&live, &alerts, &format!("{live}verifier")))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     let waited = Instant::now();
-    while !std::fs::read_to_string(&log_path).unwrap_or_default().contains("verifying primary against") {
-        assert!(child.try_wait().unwrap().is_none(), "live verifier: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
-        assert!(waited.elapsed() < Duration::from_secs(60), "the live verifier did not start");
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("verifying primary against")
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "live verifier: {}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the live verifier did not start"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let sim = {
@@ -243,24 +331,38 @@ fn main() {
     // Time for the last windows: records readable seconds late here make the verifier allow
     // that much skew before comparing them.
     std::thread::sleep(Duration::from_secs(15));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = child.wait().unwrap();
     eprintln!("live: verifier stopped; reading alerts");
     let err = std::fs::read_to_string(&log_path).unwrap();
     assert!(status.success(), "live verifier: {err}");
-    let rss_live: f64 = field(&err, "peak_rss_mib").and_then(|r| r.parse().ok()).unwrap_or(0.0);
-    let achieved = sim_out.lines().find(|l| l.contains("events/s")).unwrap_or("").trim().to_string();
+    let rss_live: f64 = field(&err, "peak_rss_mib")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0.0);
+    let achieved = sim_out
+        .lines()
+        .find(|l| l.contains("events/s"))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     println!("live production: {achieved}");
 
     // Alerts by (kind, range) with their produce timestamps.
     let c = consumer(&format!("{live}alert-reader"));
-    let md = c.fetch_metadata(Some(&alerts), Duration::from_secs(10)).unwrap();
+    let md = c
+        .fetch_metadata(Some(&alerts), Duration::from_secs(10))
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(&alerts, p.id(), Offset::Beginning).unwrap();
+        tpl.add_partition_offset(&alerts, p.id(), Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
-    let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
+    let schema =
+        apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
     // (kind, range, window) -> the first alert's timestamp.
     type AlertKey = (String, Option<u64>, (i64, i64, i64));
     let mut first_alert: HashMap<AlertKey, i64> = HashMap::new();
@@ -269,9 +371,17 @@ fn main() {
     while last.elapsed() < Duration::from_secs(3) && quiet.elapsed() < Duration::from_secs(60) {
         if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
             last = Instant::now();
-            let v = apache_avro::from_avro_datum(&schema, &mut &m.payload().unwrap()[5..], None).unwrap();
-            let apache_avro::types::Value::Record(f) = v else { continue };
-            let get = |n: &str| f.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap();
+            let v = apache_avro::from_avro_datum(&schema, &mut &m.payload().unwrap()[5..], None)
+                .unwrap();
+            let apache_avro::types::Value::Record(f) = v else {
+                continue;
+            };
+            let get = |n: &str| {
+                f.iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+                    .unwrap()
+            };
             let kind = match get("kind") {
                 apache_avro::types::Value::Enum(_, s) => s,
                 _ => continue,
@@ -298,13 +408,21 @@ fn main() {
                 _ => (0, 0, 0),
             };
             let ts = m.timestamp().to_millis().unwrap();
-            first_alert.entry((kind, range, window)).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
+            first_alert
+                .entry((kind, range, window))
+                .and_modify(|t| *t = (*t).min(ts))
+                .or_insert(ts);
         }
     }
     let manifest: Json = serde_json::from_slice(&std::fs::read(&dir).unwrap()).unwrap();
     // The simulator's clock started before it had set up topics and schemas: each record went
     // out this long after its timestamp. Latencies are measured from the send.
-    let offset: i64 = sim_out.lines().find_map(|l| l.split("records are sent ").nth(1)).and_then(|s| s.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let offset: i64 = sim_out
+        .lines()
+        .find_map(|l| l.split("records are sent ").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
     let mut stamped = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 600_000, 3).unwrap();
     // Faults while traffic went on: a window holding the last records before traffic stops
@@ -314,21 +432,41 @@ fn main() {
     let mut missed = 0;
     // Detection by when the fault happened, in 5-second steps of the run.
     let mut by_time: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
-    let first_ts = manifest["faults"].as_array().unwrap().iter().filter_map(|f| f["timestamp_ms"].as_i64()).min().unwrap_or(0);
+    let first_ts = manifest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["timestamp_ms"].as_i64())
+        .min()
+        .unwrap_or(0);
     for f in manifest["faults"].as_array().unwrap() {
-        let Some(ts) = f["timestamp_ms"].as_i64() else { continue };
+        let Some(ts) = f["timestamp_ms"].as_i64() else {
+            continue;
+        };
         let alert = if f["detail"].as_str().unwrap_or("").contains("value lost") {
             // The mismatch of the window holding the faulty event's origin position.
             let (range, pos) = (range_of(&f["key"]), f["position"].as_i64().unwrap_or(-1));
-            first_alert.iter().find(|((k, r, (_, lo, hi)), _)| k == "DataMismatch" && *r == Some(range) && *lo <= pos && pos <= *hi).map(|(_, t)| t)
+            first_alert
+                .iter()
+                .find(|((k, r, (_, lo, hi)), _)| {
+                    k == "DataMismatch" && *r == Some(range) && *lo <= pos && pos <= *hi
+                })
+                .map(|(_, t)| t)
         } else {
-            first_alert.iter().filter(|((k, _, _), _)| k == "SchemaDrift").map(|(_, t)| t).min()
+            first_alert
+                .iter()
+                .filter(|((k, _, _), _)| k == "SchemaDrift")
+                .map(|(_, t)| t)
+                .min()
         };
         match alert {
             Some(at) => {
                 stamped.record((at - ts).max(1) as u64).unwrap();
                 hist.record((at - ts - offset).max(1) as u64).unwrap();
-                by_time.entry((ts - first_ts) / 5000).or_default().push(at - ts - offset);
+                by_time
+                    .entry((ts - first_ts) / 5000)
+                    .or_default()
+                    .push(at - ts - offset);
                 if ts < traffic_end - 2000 {
                     steady.record((at - ts - offset).max(1) as u64).unwrap();
                 }
@@ -337,7 +475,10 @@ fn main() {
                 if missed < 5 {
                     println!("unmatched fault: {f}");
                     let range = range_of(&f["key"]);
-                    for ((k, _, w), t) in first_alert.iter().filter(|((_, r, _), _)| *r == Some(range)) {
+                    for ((k, _, w), t) in first_alert
+                        .iter()
+                        .filter(|((_, r, _), _)| *r == Some(range))
+                    {
                         println!("  alert on its range: {k} window {w:?} at {}", t - ts);
                     }
                 }
@@ -347,18 +488,53 @@ fn main() {
     }
     for (step, mut v) in by_time {
         v.sort_unstable();
-        println!("  faults {:>3}-{:<3} s into the run: {:>5}, detected p50 {} ms, max {} ms", step * 5, step * 5 + 5, v.len(), v[v.len() / 2], v[v.len() - 1]);
+        println!(
+            "  faults {:>3}-{:<3} s into the run: {:>5}, detected p50 {} ms, max {} ms",
+            step * 5,
+            step * 5 + 5,
+            v.len(),
+            v[v.len() / 2],
+            v[v.len() - 1]
+        );
     }
     // Verdicts with no fault behind them (the incident touches only replica-2's orders).
-    let fault_ranges: std::collections::HashSet<u64> = manifest["faults"].as_array().unwrap().iter().filter(|f| !f["key"].is_null()).map(|f| range_of(&f["key"])).collect();
-    let unexplained = first_alert.keys().filter(|(k, r, _)| k == "DataMismatch" && r.is_some_and(|r| !fault_ranges.contains(&r))).count();
-    let late: u64 = err.lines().filter_map(|l| l.split("records=").nth(1).filter(|_| l.contains("after their window was compared"))).filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok()).sum();
-    println!("live verdicts: {} distinct, {unexplained} DataMismatch on ranges without a fault, {late} records late", first_alert.len());
+    let fault_ranges: std::collections::HashSet<u64> = manifest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["key"].is_null())
+        .map(|f| range_of(&f["key"]))
+        .collect();
+    let unexplained = first_alert
+        .keys()
+        .filter(|(k, r, _)| k == "DataMismatch" && r.is_some_and(|r| !fault_ranges.contains(&r)))
+        .count();
+    let late: u64 = err
+        .lines()
+        .filter_map(|l| {
+            l.split("records=")
+                .nth(1)
+                .filter(|_| l.contains("after their window was compared"))
+        })
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    println!(
+        "live verdicts: {} distinct, {unexplained} DataMismatch on ranges without a fault, {late} records late",
+        first_alert.len()
+    );
     // How long after their produce timestamp the verifier could read records at all: the part
     // of the detection time spent before the verifier sees anything.
-    let age = |q: &str| field(&err, &format!("record_age_{q}_ms")).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+    let age = |q: &str| {
+        field(&err, &format!("record_age_{q}_ms"))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
     println!("records were sent {offset} ms after their timestamps (the simulator's set-up)");
-    println!("records readable after they were sent: p50 {} ms, p99 {} ms", age("p50") - offset, age("p99") - offset);
+    println!(
+        "records readable after they were sent: p50 {} ms, p99 {} ms",
+        age("p50") - offset,
+        age("p99") - offset
+    );
     println!(
         "from the faulty record's timestamp: p50 {} ms, p99 {} ms",
         stamped.value_at_quantile(0.5),

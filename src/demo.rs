@@ -36,22 +36,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cfg = Config::defaults();
     let mut registry = OfflineRegistry::new();
-    let sim_cfg = SimConfig { scenario: Scenario::Incident, seed: args.seed, events: args.events, replicas: 2, ..SimConfig::default() };
+    let sim_cfg = SimConfig {
+        scenario: Scenario::Incident,
+        seed: args.seed,
+        events: args.events,
+        replicas: 2,
+        ..SimConfig::default()
+    };
     let sim = Simulation::new(sim_cfg, &mut registry).context("cannot set up the simulation")?;
     let mut src = MemorySource::new();
     for s in sim.schemas() {
         src.add(s.id, &s.subject, s.version, &s.schema);
     }
-    let topics: Vec<(String, u32)> = sim.topics().iter().map(|t| (t.name.clone(), t.partitions)).collect();
+    let topics: Vec<(String, u32)> = sim
+        .topics()
+        .iter()
+        .map(|t| (t.name.clone(), t.partitions))
+        .collect();
     let mut engine_cfg = cfg.engine();
     // The demo names the exact rows: per-key state for every range (a bounded, in-memory run).
     engine_cfg.drill = Drill::All;
     let mut v = Verifier::new(&cfg, engine_cfg, &topics);
     v.engine.set_all_progress(Progress::Following);
 
-    println!("cdc-verifier demo: 14 August 2024, 15:44 UTC. Peak traffic on the shop database; at 15:45 a");
-    println!("maintenance deploy adds orders.currency (schema v2). replica-1 and replica-2 replicate it...");
-    println!("verifying primary, replica-1 and replica-2 at equal GTID positions ({} primary events)\n", args.events);
+    println!(
+        "cdc-verifier demo: 14 August 2024, 15:44 UTC. Peak traffic on the shop database; at 15:45 a"
+    );
+    println!(
+        "maintenance deploy adds orders.currency (schema v2). replica-1 and replica-2 replicate it..."
+    );
+    println!(
+        "verifying primary, replica-1 and replica-2 at equal GTID positions ({} primary events)\n",
+        args.events
+    );
 
     // The simulation runs on its own thread; batches of records come over a channel.
     let (tx, rx) = sync_channel::<Vec<Record>>(4);
@@ -60,7 +77,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut batch = Vec::with_capacity(BATCH);
         for r in sim.by_ref() {
             batch.push(r);
-            if batch.len() == BATCH && tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err() {
+            if batch.len() == BATCH
+                && tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                    .is_err()
+            {
                 return;
             }
         }
@@ -68,31 +89,64 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     let tty = std::io::stdout().is_terminal();
-    let mut view = View { tty, lines: 0, last: Instant::now(), shown: 0, started };
+    let mut view = View {
+        tty,
+        lines: 0,
+        last: Instant::now(),
+        shown: 0,
+        started,
+    };
     let mut last_ts = 0;
     for batch in rx {
         for r in &batch {
             last_ts = r.timestamp_ms;
-            v.feed(r.topic as usize, r.partition, r.offset, r.timestamp_ms, r.key.as_deref(), r.value.as_deref(), &mut src).map_err(|e| anyhow::anyhow!("{e}"))?;
+            v.feed(
+                r.topic as usize,
+                r.partition,
+                r.offset,
+                r.timestamp_ms,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                &mut src,
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         view.update(&v, last_ts, false)?;
     }
-    producer.join().map_err(|_| anyhow::anyhow!("the simulation thread panicked"))?;
-    v.advance(last_ts, &mut src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the simulation thread panicked"))?;
+    v.advance(last_ts, &mut src)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     v.finish(&mut src).map_err(|e| anyhow::anyhow!("{e}"))?;
     view.update(&v, last_ts, true)?;
 
     let (from, to) = crate::replay::time_span(&v);
-    let report = report::build(&v.engine, &v.verdicts, SourceInfo { kind: "demo".into(), description: "demo: the 2024-08-14 incident, simulated in memory".into(), from, to });
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let report = report::build(
+        &v.engine,
+        &v.verdicts,
+        SourceInfo {
+            kind: "demo".into(),
+            description: "demo: the 2024-08-14 incident, simulated in memory".into(),
+            from,
+            to,
+        },
+    );
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let json = args.out_dir.join("cdc-verifier-demo.json");
     let html = args.out_dir.join("cdc-verifier-demo.html");
-    std::fs::write(&json, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", json.display()))?;
-    std::fs::write(&html, report::html::render(&report)).with_context(|| format!("cannot write {}", html.display()))?;
+    std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    std::fs::write(&html, report::html::render(&report))
+        .with_context(|| format!("cannot write {}", html.display()))?;
 
     println!();
     print!("{}", answer(&report));
-    println!("\nreport: {}", std::fs::canonicalize(&html).unwrap_or(html).display());
+    println!(
+        "\nreport: {}",
+        std::fs::canonicalize(&html).unwrap_or(html).display()
+    );
     println!("json:   {}", json.display());
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
@@ -107,30 +161,55 @@ fn answer(r: &report::Report) -> String {
     let mut any = false;
     for rep in &r.replicas {
         if rep.consistent {
-            let _ = writeln!(s, "  {}: consistent with {} in all {} tables", rep.name, r.primary, rep.tables.len());
+            let _ = writeln!(
+                s,
+                "  {}: consistent with {} in all {} tables",
+                rep.name,
+                r.primary,
+                rep.tables.len()
+            );
             continue;
         }
         for t in rep.tables.iter().filter(|t| !t.consistent) {
             any = true;
             let _ = writeln!(s, "  {} diverged on table {}", rep.name, t.table);
             if let Some(f) = &t.first_divergence {
-                let _ = writeln!(s, "    since position {} at {} (window {})", f.position, f.time, f.window);
-                if let (Some(subject), Some(actual), Some(expected)) = (&f.schema_subject, f.actual_version, f.expected_version) {
+                let _ = writeln!(
+                    s,
+                    "    since position {} at {} (window {})",
+                    f.position, f.time, f.window
+                );
+                if let (Some(subject), Some(actual), Some(expected)) =
+                    (&f.schema_subject, f.actual_version, f.expected_version)
+                {
                     let _ = writeln!(
                         s,
                         "    cause: it writes {subject} with schema version {actual}; the primary writes version {expected}{}",
-                        if f.missing_fields.is_empty() { String::new() } else { format!(" (missing: {})", f.missing_fields.join(", ")) }
+                        if f.missing_fields.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (missing: {})", f.missing_fields.join(", "))
+                        }
                     );
                 }
             }
             let ranges = r
                 .divergences
                 .iter()
-                .filter(|d| d.kind == Kind::DataMismatch && d.replica == rep.name && d.table.as_deref() == Some(t.table.as_str()))
+                .filter(|d| {
+                    d.kind == Kind::DataMismatch
+                        && d.replica == rep.name
+                        && d.table.as_deref() == Some(t.table.as_str())
+                })
                 .filter_map(|d| d.range)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            let _ = writeln!(s, "    {} rows differ from the primary, in {} key ranges", t.differing_keys.len(), ranges);
+            let _ = writeln!(
+                s,
+                "    {} rows differ from the primary, in {} key ranges",
+                t.differing_keys.len(),
+                ranges
+            );
             if let Some(k) = t.differing_keys.first() {
                 let diff = differing_columns(&k.primary_row, &k.replica_row);
                 let _ = writeln!(s, "    e.g. key {}: {}", k.key, diff);
@@ -144,7 +223,9 @@ fn answer(r: &report::Report) -> String {
 }
 
 fn differing_columns(p: &serde_json::Value, r: &serde_json::Value) -> String {
-    let (Some(p), Some(r)) = (p.as_object(), r.as_object()) else { return "row missing on one side".into() };
+    let (Some(p), Some(r)) = (p.as_object(), r.as_object()) else {
+        return "row missing on one side".into();
+    };
     let mut out = Vec::new();
     for (k, pv) in p {
         let rv = r.get(k).unwrap_or(&serde_json::Value::Null);
@@ -152,7 +233,11 @@ fn differing_columns(p: &serde_json::Value, r: &serde_json::Value) -> String {
             out.push(format!("{k} is {pv} on the primary, {rv} on the replica"));
         }
     }
-    if out.is_empty() { "same columns, different history".into() } else { out.join("; ") }
+    if out.is_empty() {
+        "same columns, different history".into()
+    } else {
+        out.join("; ")
+    }
 }
 
 struct View {
@@ -165,13 +250,20 @@ struct View {
 
 impl View {
     fn update(&mut self, v: &Verifier, last_ts: i64, last: bool) -> anyhow::Result<()> {
-        let every = if self.tty { Duration::from_millis(200) } else { Duration::from_secs(1) };
+        let every = if self.tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
         if !last && self.last.elapsed() < every {
             return Ok(());
         }
         self.last = Instant::now();
         let mut out = std::io::stdout().lock();
-        let new: Vec<&Divergence> = v.verdicts[self.shown..].iter().filter(|d| d.kind != Kind::DataMismatch || self.shown == 0).collect();
+        let new: Vec<&Divergence> = v.verdicts[self.shown..]
+            .iter()
+            .filter(|d| d.kind != Kind::DataMismatch || self.shown == 0)
+            .collect();
         let elapsed = self.started.elapsed().as_secs_f64();
         let status = format!(
             "  {} events verified ({:.0}/s), {} windows compared, {} divergence events, origin time {}",
@@ -188,8 +280,16 @@ impl View {
         for d in new.iter().filter(|d| d.kind != Kind::DataMismatch) {
             writeln!(out, "  found: {}", d.summary())?;
         }
-        let mismatches = v.verdicts.iter().filter(|d| d.kind == Kind::DataMismatch).count();
-        let status = if mismatches > 0 { format!("{status}\n  DataMismatch in {mismatches} (range, window) pairs so far") } else { status };
+        let mismatches = v
+            .verdicts
+            .iter()
+            .filter(|d| d.kind == Kind::DataMismatch)
+            .count();
+        let status = if mismatches > 0 {
+            format!("{status}\n  DataMismatch in {mismatches} (range, window) pairs so far")
+        } else {
+            status
+        };
         writeln!(out, "{status}")?;
         self.lines = if self.tty { status.lines().count() } else { 0 };
         self.shown = v.verdicts.len();

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use cdc_verifier_core::verdict::Kind;
 use cdc_verifier_core::{Drill, Progress};
-use cdc_verifier_kafka::consume::{discover, offsets_for_time, watermarks, KafkaSettings};
+use cdc_verifier_kafka::consume::{KafkaSettings, discover, offsets_for_time, watermarks};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_kafka::source::RegistrySource;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,19 +29,38 @@ struct Window {
 
 impl Window {
     fn total(&self) -> u64 {
-        self.ranges.values().map(|(s, e)| (e - s).max(0) as u64).sum()
+        self.ranges
+            .values()
+            .map(|(s, e)| (e - s).max(0) as u64)
+            .sum()
     }
 }
 
 pub fn settings(cfg: &Config) -> KafkaSettings {
-    let mut properties: Vec<(String, String)> = cfg.kafka.properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    properties.extend(cfg.kafka.secret_properties.iter().map(|(k, v)| (k.clone(), v.expose().to_string())));
-    KafkaSettings { bootstrap_servers: cfg.kafka.bootstrap_servers.clone(), properties }
+    let mut properties: Vec<(String, String)> = cfg
+        .kafka
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    properties.extend(
+        cfg.kafka
+            .secret_properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
+    KafkaSettings {
+        bootstrap_servers: cfg.kafka.bootstrap_servers.clone(),
+        properties,
+    }
 }
 
 pub fn registry(cfg: &Config) -> anyhow::Result<RegistrySource> {
-    let client = RegistryClient::new(&cfg.registry.url).with_context(|| format!("registry.url {}", cfg.registry.url))?;
-    Ok(RegistrySource::new(crate::service::configure_registry(client, cfg)))
+    let client = RegistryClient::new(&cfg.registry.url)
+        .with_context(|| format!("registry.url {}", cfg.registry.url))?;
+    Ok(RegistrySource::new(crate::service::configure_registry(
+        client, cfg,
+    )))
 }
 
 /// Parses RFC 3339 (`2024-08-14T15:40:00Z`, fractional seconds and offsets allowed) or epoch
@@ -50,27 +69,53 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    cdc_verifier_core::time::parse_utc(s).ok_or_else(|| anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds"))
+    cdc_verifier_core::time::parse_utc(s).ok_or_else(|| {
+        anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds")
+    })
 }
 
-fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&str>, offsets: Option<&str>) -> anyhow::Result<Window> {
-    let all = discover(consumer, META_TIMEOUT).with_context(|| format!("cannot list topics at {}", cfg.kafka.bootstrap_servers))?;
-    let topics: Vec<(String, u32)> = all.into_iter().filter(|(t, _)| cfg.route(t).is_some()).collect();
+fn plan(
+    cfg: &Config,
+    consumer: &BaseConsumer,
+    from: Option<&str>,
+    to: Option<&str>,
+    offsets: Option<&str>,
+) -> anyhow::Result<Window> {
+    let all = discover(consumer, META_TIMEOUT)
+        .with_context(|| format!("cannot list topics at {}", cfg.kafka.bootstrap_servers))?;
+    let topics: Vec<(String, u32)> = all
+        .into_iter()
+        .filter(|(t, _)| cfg.route(t).is_some())
+        .collect();
     if topics.is_empty() {
         bail!(
             "no topic at {} matches the configured streams (prefixes {})",
             cfg.kafka.bootstrap_servers,
-            cfg.streams().map(|s| s.topic_prefix.as_str()).collect::<Vec<_>>().join(", ")
+            cfg.streams()
+                .map(|s| s.topic_prefix.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    let (from_ms, to_ms) = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
+    let (from_ms, to_ms) = (
+        from.map(parse_time).transpose()?,
+        to.map(parse_time).transpose()?,
+    );
     // Records of transactions committed before `to` can be written later (replication lag):
     // read on past it; the engine keeps exactly the transactions of the span.
     let to_ms = to_ms.map(|t| t + read_margin_ms(cfg));
     let (off_start, off_end) = match offsets {
         Some(o) => {
-            let (a, b) = o.split_once("..").with_context(|| format!("--offsets `{o}` is not START..END"))?;
-            let p = |x: &str| -> anyhow::Result<Option<i64>> { if x.is_empty() { Ok(None) } else { Ok(Some(x.parse().with_context(|| format!("offset `{x}`"))?)) } };
+            let (a, b) = o
+                .split_once("..")
+                .with_context(|| format!("--offsets `{o}` is not START..END"))?;
+            let p = |x: &str| -> anyhow::Result<Option<i64>> {
+                if x.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(x.parse().with_context(|| format!("offset `{x}`"))?))
+                }
+            };
             (p(a)?, p(b)?)
         }
         None => (None, None),
@@ -79,11 +124,15 @@ fn plan(cfg: &Config, consumer: &BaseConsumer, from: Option<&str>, to: Option<&s
     for (t, n) in &topics {
         let starts = match from_ms {
             Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
-            None => (0..*n).map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.0)).collect::<anyhow::Result<_>>()?,
+            None => (0..*n)
+                .map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.0))
+                .collect::<anyhow::Result<_>>()?,
         };
         let ends = match to_ms {
             Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
-            None => (0..*n).map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.1)).collect::<anyhow::Result<_>>()?,
+            None => (0..*n)
+                .map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.1))
+                .collect::<anyhow::Result<_>>()?,
         };
         for p in 0..*n {
             let (lo, hi) = watermarks(consumer, t, p, META_TIMEOUT)?;
@@ -100,27 +149,74 @@ fn read_margin_ms(cfg: &Config) -> i64 {
     cfg.verify.max_replica_lag_ms + cfg.verify.silent_after_ms
 }
 
-pub fn replay(cfg: &Config, from: Option<&str>, to: Option<&str>, offsets: Option<&str>, progress: bool) -> anyhow::Result<Report> {
+pub fn replay(
+    cfg: &Config,
+    from: Option<&str>,
+    to: Option<&str>,
+    offsets: Option<&str>,
+    progress: bool,
+) -> anyhow::Result<Report> {
     let settings = settings(cfg);
     let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
     let window = plan(cfg, &consumer, from, to, offsets)?;
-    let span = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
+    let span = (
+        from.map(parse_time).transpose()?,
+        to.map(parse_time).transpose()?,
+    );
     let mut src = registry(cfg)?;
-    let first = pass(cfg, &settings, &window, span, Drill::Off, &mut src, progress.then_some("checking digests"))?;
-    let mut diverged: Vec<(String, u64)> = first.verdicts.iter().filter(|d| d.kind == Kind::DataMismatch).filter_map(|d| Some((d.table.clone()?, d.range?))).collect();
+    let first = pass(
+        cfg,
+        &settings,
+        &window,
+        span,
+        Drill::Off,
+        &mut src,
+        progress.then_some("checking digests"),
+    )?;
+    let mut diverged: Vec<(String, u64)> = first
+        .verdicts
+        .iter()
+        .filter(|d| d.kind == Kind::DataMismatch)
+        .filter_map(|d| Some((d.table.clone()?, d.range?)))
+        .collect();
     diverged.sort();
     diverged.dedup();
-    let v = if diverged.is_empty() { first } else { pass(cfg, &settings, &window, span, Drill::Ranges(diverged), &mut src, progress.then_some("naming keys"))? };
+    let v = if diverged.is_empty() {
+        first
+    } else {
+        pass(
+            cfg,
+            &settings,
+            &window,
+            span,
+            Drill::Ranges(diverged),
+            &mut src,
+            progress.then_some("naming keys"),
+        )?
+    };
     let desc = format!(
         "kafka {} {}",
         cfg.kafka.bootstrap_servers,
         match (from, to, offsets) {
             (_, _, Some(o)) => format!("offsets {o}"),
-            (f, t, None) => format!("from {} to {}", f.unwrap_or("the beginning"), t.unwrap_or("the end")),
+            (f, t, None) => format!(
+                "from {} to {}",
+                f.unwrap_or("the beginning"),
+                t.unwrap_or("the end")
+            ),
         }
     );
     let (f, t) = crate::replay::time_span(&v);
-    Ok(report::build(&v.engine, &v.verdicts, SourceInfo { kind: "kafka".into(), description: desc, from: f, to: t }))
+    Ok(report::build(
+        &v.engine,
+        &v.verdicts,
+        SourceInfo {
+            kind: "kafka".into(),
+            description: desc,
+            from: f,
+            to: t,
+        },
+    ))
 }
 
 fn pass(
@@ -137,7 +233,12 @@ fn pass(
     engine_cfg.drill = drill;
     engine_cfg.origin_span = span;
     let mut v = Verifier::new(cfg, engine_cfg, &window.topics);
-    let index: HashMap<&str, usize> = window.topics.iter().enumerate().map(|(i, (t, _))| (t.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = window
+        .topics
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (t.as_str(), i))
+        .collect();
     let mut tpl = TopicPartitionList::new();
     let mut remaining = 0usize;
     for (i, (t, n)) in window.topics.iter().enumerate() {
@@ -164,7 +265,9 @@ fn pass(
         match consumer.poll(Duration::from_millis(200)) {
             None => {
                 if idle_since.elapsed() > Duration::from_secs(60) {
-                    bail!("no record from Kafka for 60 s with {remaining} partitions still to read");
+                    bail!(
+                        "no record from Kafka for 60 s with {remaining} partitions still to read"
+                    );
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
@@ -180,20 +283,30 @@ fn pass(
                 last_ts = last_ts.max(ts);
                 let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
                 loop {
-                    match v.feed(ti, m.partition() as u32, m.offset(), ts, m.key(), m.payload(), src) {
+                    match v.feed(
+                        ti,
+                        m.partition() as u32,
+                        m.offset(),
+                        ts,
+                        m.key(),
+                        m.payload(),
+                        src,
+                    ) {
                         Ok(_) => break,
                         Err(e) => {
                             // The registry is away: wait and retry the same record.
                             tracing::warn!(error = %e, "schema registry unavailable, retrying in {backoff:?}");
                             std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
+                            backoff =
+                                (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
                         }
                     }
                 }
                 if m.offset() + 1 >= end {
                     done.insert((ti, m.partition()), true);
                     let topic = v.route(ti).expect("routed");
-                    v.engine.set_progress(topic, m.partition() as u32, Progress::Ended);
+                    v.engine
+                        .set_progress(topic, m.partition() as u32, Progress::Ended);
                     remaining -= 1;
                 }
                 if let Some(b) = &bar
@@ -227,9 +340,18 @@ mod tests {
 
     #[test]
     fn times_parse() {
-        assert_eq!(parse_time("2024-08-14T15:45:00Z").unwrap(), 1_723_650_300_000);
-        assert_eq!(parse_time("2024-08-14T15:45:00.250Z").unwrap(), 1_723_650_300_250);
-        assert_eq!(parse_time("2024-08-14T17:45:00+02:00").unwrap(), 1_723_650_300_000);
+        assert_eq!(
+            parse_time("2024-08-14T15:45:00Z").unwrap(),
+            1_723_650_300_000
+        );
+        assert_eq!(
+            parse_time("2024-08-14T15:45:00.250Z").unwrap(),
+            1_723_650_300_250
+        );
+        assert_eq!(
+            parse_time("2024-08-14T17:45:00+02:00").unwrap(),
+            1_723_650_300_000
+        );
         assert_eq!(parse_time("1723650300000").unwrap(), 1_723_650_300_000);
         assert!(parse_time("yesterday").is_err());
     }

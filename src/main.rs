@@ -58,7 +58,9 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::ReportHtml { input, output } => report::html::cli(&input, &output).map(|()| ExitCode::SUCCESS),
+        Command::ReportHtml { input, output } => {
+            report::html::cli(&input, &output).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -10,10 +10,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use cdc_verifier_core::verdict::Kind;
 use cdc_verifier_core::{Drill, MemorySource, Progress};
 use cdc_verifier_sim::CaptureReader;
@@ -76,11 +76,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg = cfg.with_simulator_topics(p);
     }
     let report = if let Some(path) = &args.capture {
-        let from = args.from.as_deref().map(crate::kafka_replay::parse_time).transpose()?;
-        let to = args.to.as_deref().map(crate::kafka_replay::parse_time).transpose()?;
+        let from = args
+            .from
+            .as_deref()
+            .map(crate::kafka_replay::parse_time)
+            .transpose()?;
+        let to = args
+            .to
+            .as_deref()
+            .map(crate::kafka_replay::parse_time)
+            .transpose()?;
         replay_capture(&cfg, path, (from, to), !args.quiet)?
     } else if args.from.is_some() || args.to.is_some() || args.offsets.is_some() {
-        crate::kafka_replay::replay(&cfg, args.from.as_deref(), args.to.as_deref(), args.offsets.as_deref(), !args.quiet)?
+        crate::kafka_replay::replay(
+            &cfg,
+            args.from.as_deref(),
+            args.to.as_deref(),
+            args.offsets.as_deref(),
+            !args.quiet,
+        )?
     } else {
         bail!("say what to replay: --capture FILE, or --from/--to times, or --offsets START..END");
     };
@@ -89,19 +103,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Prints the answer, writes the reports, and returns the exit status: 0 consistent,
 /// 1 divergent.
-pub fn finish(report: &Report, json: Option<&Path>, html: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn finish(
+    report: &Report,
+    json: Option<&Path>,
+    html: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     print!("{}", report::summary_text(report));
     if let Some(p) = json {
-        std::fs::write(p, serde_json::to_vec_pretty(report)?).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::write(p, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("cannot write {}", p.display()))?;
         println!("report: {}", p.display());
     }
     let html_path = html.map(Path::to_path_buf).unwrap_or_else(|| match json {
         Some(j) => j.with_extension("html"),
         None => PathBuf::from("cdc-verifier-report.html"),
     });
-    std::fs::write(&html_path, report::html::render(report)).with_context(|| format!("cannot write {}", html_path.display()))?;
+    std::fs::write(&html_path, report::html::render(report))
+        .with_context(|| format!("cannot write {}", html_path.display()))?;
     println!("html report: {}", html_path.display());
-    Ok(if report.is_consistent() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.is_consistent() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Counts the bytes read through it, for progress.
@@ -122,9 +146,17 @@ impl<R: Read> Read for Counting<R> {
 type Span = (Option<i64>, Option<i64>);
 
 fn replay_capture(cfg: &Config, path: &Path, span: Span, progress: bool) -> anyhow::Result<Report> {
-    let size = std::fs::metadata(path).with_context(|| format!("cannot open capture {}", path.display()))?.len();
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot open capture {}", path.display()))?
+        .len();
     // Pass 1: digests only.
-    let first = capture_pass(cfg, path, span, Drill::Off, progress.then_some(("checking digests", size)))?;
+    let first = capture_pass(
+        cfg,
+        path,
+        span,
+        Drill::Off,
+        progress.then_some(("checking digests", size)),
+    )?;
     let diverged: Vec<(String, u64)> = {
         let mut v: Vec<(String, u64)> = first
             .verdicts
@@ -140,14 +172,23 @@ fn replay_capture(cfg: &Config, path: &Path, span: Span, progress: bool) -> anyh
         first
     } else {
         // Pass 2: per-key state for the ranges that diverged.
-        let second = capture_pass(cfg, path, span, Drill::Ranges(diverged), progress.then_some(("naming keys", size)))?;
+        let second = capture_pass(
+            cfg,
+            path,
+            span,
+            Drill::Ranges(diverged),
+            progress.then_some(("naming keys", size)),
+        )?;
         let keys = |v: &Verifier| {
             let mut k: Vec<String> = v.verdicts.iter().map(|d| d.key()).collect();
             k.sort();
             k
         };
         if keys(&first) != keys(&second) {
-            bail!("the two passes over {} reached different verdicts; the capture changed while it was read", path.display());
+            bail!(
+                "the two passes over {} reached different verdicts; the capture changed while it was read",
+                path.display()
+            );
         }
         second
     };
@@ -156,32 +197,70 @@ fn replay_capture(cfg: &Config, path: &Path, span: Span, progress: bool) -> anyh
         (f, t) => format!(
             "capture {} from {} to {}",
             path.display(),
-            f.map_or("the beginning".into(), cdc_verifier_core::avro::json::format_millis),
-            t.map_or("the end".into(), cdc_verifier_core::avro::json::format_millis)
+            f.map_or(
+                "the beginning".into(),
+                cdc_verifier_core::avro::json::format_millis
+            ),
+            t.map_or(
+                "the end".into(),
+                cdc_verifier_core::avro::json::format_millis
+            )
         ),
     };
     let (from, to) = time_span(&v);
-    Ok(report::build(&v.engine, &v.verdicts, SourceInfo { kind: "capture".into(), description: header_desc, from, to }))
+    Ok(report::build(
+        &v.engine,
+        &v.verdicts,
+        SourceInfo {
+            kind: "capture".into(),
+            description: header_desc,
+            from,
+            to,
+        },
+    ))
 }
 
 pub fn time_span(v: &Verifier) -> (Option<String>, Option<String>) {
     let tl = v.engine.timeline();
-    let from = tl.iter().filter_map(|(_, _, s)| s.first().map(|s| s.start_ms)).min();
-    let to = tl.iter().filter_map(|(_, _, s)| s.last().map(|s| s.end_ms)).max();
-    (from.map(cdc_verifier_core::avro::json::format_millis), to.map(cdc_verifier_core::avro::json::format_millis))
+    let from = tl
+        .iter()
+        .filter_map(|(_, _, s)| s.first().map(|s| s.start_ms))
+        .min();
+    let to = tl
+        .iter()
+        .filter_map(|(_, _, s)| s.last().map(|s| s.end_ms))
+        .max();
+    (
+        from.map(cdc_verifier_core::avro::json::format_millis),
+        to.map(cdc_verifier_core::avro::json::format_millis),
+    )
 }
 
-fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progress: Option<(&str, u64)>) -> anyhow::Result<Verifier> {
+fn capture_pass(
+    cfg: &Config,
+    path: &Path,
+    (from, to): Span,
+    drill: Drill,
+    progress: Option<(&str, u64)>,
+) -> anyhow::Result<Verifier> {
     let read = Arc::new(AtomicU64::new(0));
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open capture {}", path.display()))?;
-    let mut reader = CaptureReader::new(Counting { inner: std::io::BufReader::with_capacity(1 << 20, file), read: read.clone() })
-        .with_context(|| format!("{} is not a capture file", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open capture {}", path.display()))?;
+    let mut reader = CaptureReader::new(Counting {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        read: read.clone(),
+    })
+    .with_context(|| format!("{} is not a capture file", path.display()))?;
     let header = reader.header().clone();
     let mut src = MemorySource::new();
     for s in &header.schemas {
         src.add(s.id, &s.subject, s.version, &s.schema);
     }
-    let topics: Vec<(String, u32)> = header.topics.iter().map(|t| (t.name.clone(), t.partitions)).collect();
+    let topics: Vec<(String, u32)> = header
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.partitions))
+        .collect();
     let mut engine_cfg = cfg.engine();
     engine_cfg.drill = drill;
     engine_cfg.origin_span = (from, to);
@@ -190,17 +269,31 @@ fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progr
         bail!(
             "no topic of {} matches the configured streams (prefixes {}); is --topic-prefix needed?",
             path.display(),
-            cfg.streams().map(|s| s.topic_prefix.as_str()).collect::<Vec<_>>().join(", ")
+            cfg.streams()
+                .map(|s| s.topic_prefix.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     // A capture holds its records in time order: every partition is read as far as the clock.
     v.engine.set_all_progress(Progress::Following);
     let bar = progress.map(|(what, size)| crate::progress::bytes_bar(what, size));
     let mut last_ts = 0;
-    while let Some(r) = reader.next_record().with_context(|| format!("reading {}", path.display()))? {
+    while let Some(r) = reader
+        .next_record()
+        .with_context(|| format!("reading {}", path.display()))?
+    {
         last_ts = r.timestamp_ms;
-        v.feed(r.topic as usize, r.partition, r.offset, r.timestamp_ms, r.key, r.value, &mut src)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        v.feed(
+            r.topic as usize,
+            r.partition,
+            r.offset,
+            r.timestamp_ms,
+            r.key,
+            r.value,
+            &mut src,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         if v.records.is_multiple_of(65_536)
             && let Some(b) = &bar
         {
@@ -208,7 +301,8 @@ fn capture_pass(cfg: &Config, path: &Path, (from, to): Span, drill: Drill, progr
             b.set_message(format!("{} events, {} findings", v.records, v.findings()));
         }
     }
-    v.advance(last_ts, &mut src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    v.advance(last_ts, &mut src)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     v.finish(&mut src).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(b) = bar {
         b.finish_and_clear();

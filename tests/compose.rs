@@ -48,7 +48,10 @@ fn parse_url(url: &str) -> Option<(String, u16, String)> {
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h.to_owned(), p.parse().ok()?),
-        None => (authority.to_owned(), if scheme == "https" { 443 } else { 80 }),
+        None => (
+            authority.to_owned(),
+            if scheme == "https" { 443 } else { 80 },
+        ),
     };
     Some((host, port, path))
 }
@@ -88,7 +91,12 @@ fn env(service: &Yaml) -> BTreeMap<String, String> {
 /// (published host port, container port) pairs, short and long syntax.
 fn published_ports(service: &Yaml) -> Vec<(u16, u16)> {
     let mut out = Vec::new();
-    for p in service.get("ports").and_then(Yaml::as_sequence).into_iter().flatten() {
+    for p in service
+        .get("ports")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+    {
         match p {
             Yaml::String(s) => {
                 let s = s.split('/').next().unwrap();
@@ -138,7 +146,11 @@ fn listeners(spec: &str) -> BTreeMap<String, (String, u16)> {
 /// The names a service is reachable by inside the compose network.
 fn service_names(services: &serde_yaml::Mapping, name: &str) -> Vec<String> {
     let mut names = vec![name.to_owned()];
-    if let Some(h) = services.get(name).and_then(|s| s.get("hostname")).and_then(Yaml::as_str) {
+    if let Some(h) = services
+        .get(name)
+        .and_then(|s| s.get("hostname"))
+        .and_then(Yaml::as_str)
+    {
         names.push(h.to_owned());
     }
     names
@@ -178,7 +190,8 @@ fn check(compose: &str, defaults: &Defaults, dockerfile: Option<&str>) -> Vec<St
             Some(kname) => {
                 let kafka = &services[kname.as_str()];
                 let kenv = env(kafka);
-                let advertised = listeners(kenv.get("KAFKA_ADVERTISED_LISTENERS").map_or("", |s| s));
+                let advertised =
+                    listeners(kenv.get("KAFKA_ADVERTISED_LISTENERS").map_or("", |s| s));
                 let bound = listeners(kenv.get("KAFKA_LISTENERS").map_or("", |s| s));
                 let names = service_names(services, &kname);
                 match advertised.iter().find(|(_, (h, p))| names.contains(h) && *p == port) {
@@ -200,7 +213,10 @@ fn check(compose: &str, defaults: &Defaults, dockerfile: Option<&str>) -> Vec<St
                 }
                 // The host-side default must reach a listener that advertises a host-reachable address.
                 match default_kafka {
-                    None => errs.push(format!("default bootstrap {} is not host:port", defaults.bootstrap)),
+                    None => errs.push(format!(
+                        "default bootstrap {} is not host:port",
+                        defaults.bootstrap
+                    )),
                     Some((dhost, dport)) => {
                         match published_ports(kafka).iter().find(|(h, _)| *h == dport) {
                             None => errs.push(format!(
@@ -250,10 +266,15 @@ fn check(compose: &str, defaults: &Defaults, dockerfile: Option<&str>) -> Vec<St
                     errs.push(format!("{rname} has no healthcheck"));
                 }
                 match &default_reg {
-                    None => errs.push(format!("default registry url {} does not parse", defaults.registry_url)),
+                    None => errs.push(format!(
+                        "default registry url {} does not parse",
+                        defaults.registry_url
+                    )),
                     Some((_, dport, dpath)) => {
                         if &path != dpath {
-                            errs.push(format!("{REGISTRY_ENV} path {path} differs from the default {dpath}"));
+                            errs.push(format!(
+                                "{REGISTRY_ENV} path {path} differs from the default {dpath}"
+                            ));
                         }
                         match published_ports(reg).iter().find(|(h, _)| h == dport) {
                             None => errs.push(format!("{rname} does not publish the default port {dport}")),
@@ -280,10 +301,14 @@ fn check(compose: &str, defaults: &Defaults, dockerfile: Option<&str>) -> Vec<St
         None => None,
     };
     if context != Some(".") {
-        errs.push(format!("verifier is not built from the repository root (context {context:?})"));
+        errs.push(format!(
+            "verifier is not built from the repository root (context {context:?})"
+        ));
     }
     if dockerfile_name != "Dockerfile" {
-        errs.push(format!("verifier uses {dockerfile_name}, not the root Dockerfile"));
+        errs.push(format!(
+            "verifier uses {dockerfile_name}, not the root Dockerfile"
+        ));
     }
     match dockerfile {
         None => errs.push("the Dockerfile does not exist".into()),
@@ -294,11 +319,12 @@ fn check(compose: &str, defaults: &Defaults, dockerfile: Option<&str>) -> Vec<St
 
 fn verifier_depends_on(verifier: &Yaml, service: &str) -> bool {
     match verifier.get("depends_on") {
-        Some(Yaml::Mapping(m)) => m
-            .get(service)
-            .and_then(|d| d.get("condition"))
-            .and_then(Yaml::as_str)
-            == Some("service_healthy"),
+        Some(Yaml::Mapping(m)) => {
+            m.get(service)
+                .and_then(|d| d.get("condition"))
+                .and_then(Yaml::as_str)
+                == Some("service_healthy")
+        }
         _ => false,
     }
 }
@@ -320,7 +346,10 @@ fn check_dockerfile(d: &str) -> Vec<String> {
             && (l.contains("--bin cdc-verifier") || !l.contains("--bin"))
     });
     if !builds {
-        errs.push("the Dockerfile does not `cargo build --release --locked` the cdc-verifier binary".into());
+        errs.push(
+            "the Dockerfile does not `cargo build --release --locked` the cdc-verifier binary"
+                .into(),
+        );
     }
     let froms = lines.iter().filter(|l| l.starts_with("FROM")).count();
     if froms < 2 {
@@ -351,7 +380,11 @@ fn dockerfile_text() -> Option<String> {
 #[test]
 fn compose_wiring_matches_the_defaults() {
     let errs = check(&compose_text(), &defaults(), dockerfile_text().as_deref());
-    assert!(errs.is_empty(), "docker-compose.yml wiring problems:\n  {}", errs.join("\n  "));
+    assert!(
+        errs.is_empty(),
+        "docker-compose.yml wiring problems:\n  {}",
+        errs.join("\n  ")
+    );
 }
 
 #[test]
@@ -359,7 +392,11 @@ fn compose_verifier_runs_the_run_command() {
     let doc: Yaml = serde_yaml::from_str(&compose_text()).unwrap();
     let v = &doc["services"]["verifier"];
     let cmd = match &v["command"] {
-        Yaml::Sequence(s) => s.iter().filter_map(Yaml::as_str).collect::<Vec<_>>().join(" "),
+        Yaml::Sequence(s) => s
+            .iter()
+            .filter_map(Yaml::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
         Yaml::String(s) => s.clone(),
         Yaml::Null => String::new(),
         other => panic!("unexpected command {other:?}"),
@@ -381,7 +418,10 @@ fn assert_fails(mutated: &str, needle: &str) {
 }
 
 fn replace_once(text: &str, from: &str, to: &str) -> String {
-    assert!(text.contains(from), "docker-compose.yml no longer contains {from:?}; update this test");
+    assert!(
+        text.contains(from),
+        "docker-compose.yml no longer contains {from:?}; update this test"
+    );
     text.replacen(from, to, 1)
 }
 
@@ -407,53 +447,104 @@ fn mutated_bootstrap_host_is_caught() {
 
 #[test]
 fn mutated_advertised_listener_is_caught() {
-    let c = replace_once(&compose_text(), "PLAINTEXT://kafka:9092,", "PLAINTEXT://localhost:9092,");
+    let c = replace_once(
+        &compose_text(),
+        "PLAINTEXT://kafka:9092,",
+        "PLAINTEXT://localhost:9092,",
+    );
     assert_fails(&c, "advertises no listener at kafka:9092");
-    let c = replace_once(&compose_text(), "HOST://127.0.0.1:9092", "HOST://kafka:19092");
+    let c = replace_once(
+        &compose_text(),
+        "HOST://127.0.0.1:9092",
+        "HOST://kafka:19092",
+    );
     assert_fails(&c, "instead of 127.0.0.1:9092");
 }
 
 #[test]
 fn mutated_published_kafka_port_is_caught() {
-    let c = replace_once(&compose_text(), "\"127.0.0.1:9092:19092\"", "\"127.0.0.1:29092:19092\"");
+    let c = replace_once(
+        &compose_text(),
+        "\"127.0.0.1:9092:19092\"",
+        "\"127.0.0.1:29092:19092\"",
+    );
     assert_fails(&c, "does not publish the default port 9092");
 }
 
 #[test]
 fn mutated_registry_url_is_caught() {
     let url = "CDC_VERIFIER__REGISTRY__URL: http://registry:8081/apis/ccompat/v7";
-    let c = replace_once(&compose_text(), url, "CDC_VERIFIER__REGISTRY__URL: http://registry:8081/apis/ccompat/v6");
+    let c = replace_once(
+        &compose_text(),
+        url,
+        "CDC_VERIFIER__REGISTRY__URL: http://registry:8081/apis/ccompat/v6",
+    );
     assert_fails(&c, "differs from the default");
-    let c = replace_once(&compose_text(), url, "CDC_VERIFIER__REGISTRY__URL: http://registry:8080/apis/ccompat/v7");
+    let c = replace_once(
+        &compose_text(),
+        url,
+        "CDC_VERIFIER__REGISTRY__URL: http://registry:8080/apis/ccompat/v7",
+    );
     assert_fails(&c, "uses port 8080, but registry listens on 8081");
-    let c = replace_once(&compose_text(), url, "CDC_VERIFIER__REGISTRY__URL: http://schema-registry:8081/apis/ccompat/v7");
+    let c = replace_once(
+        &compose_text(),
+        url,
+        "CDC_VERIFIER__REGISTRY__URL: http://schema-registry:8081/apis/ccompat/v7",
+    );
     assert_fails(&c, "which is no service");
 }
 
 #[test]
 fn mutated_registry_port_is_caught() {
-    let c = replace_once(&compose_text(), "QUARKUS_HTTP_PORT: 8081", "QUARKUS_HTTP_PORT: 8080");
+    let c = replace_once(
+        &compose_text(),
+        "QUARKUS_HTTP_PORT: 8081",
+        "QUARKUS_HTTP_PORT: 8080",
+    );
     assert_fails(&c, "listens on 8080");
-    let c = replace_once(&compose_text(), "\"127.0.0.1:8081:8081\"", "\"127.0.0.1:18081:8081\"");
+    let c = replace_once(
+        &compose_text(),
+        "\"127.0.0.1:8081:8081\"",
+        "\"127.0.0.1:18081:8081\"",
+    );
     assert_fails(&c, "does not publish the default port 8081");
 }
 
 #[test]
 fn mutated_dependencies_are_caught() {
-    let c = replace_once(&compose_text(), "condition: service_healthy", "condition: service_started");
+    let c = replace_once(
+        &compose_text(),
+        "condition: service_healthy",
+        "condition: service_started",
+    );
     assert_fails(&c, "does not wait for a healthy kafka");
 }
 
 #[test]
 fn mutated_dockerfile_is_caught() {
     let d = dockerfile_text().expect("the Dockerfile exists");
-    assert!(check_dockerfile(&d).is_empty(), "{:?}", check_dockerfile(&d));
+    assert!(
+        check_dockerfile(&d).is_empty(),
+        "{:?}",
+        check_dockerfile(&d)
+    );
     let broken = d.replace("--locked", "");
-    assert!(check_dockerfile(&broken).iter().any(|e| e.contains("cargo build")));
+    assert!(
+        check_dockerfile(&broken)
+            .iter()
+            .any(|e| e.contains("cargo build"))
+    );
     let broken = d.replace("ENTRYPOINT [\"cdc-verifier\"]", "ENTRYPOINT [\"sh\"]");
-    assert!(check_dockerfile(&broken).iter().any(|e| e.contains("ENTRYPOINT")));
+    assert!(
+        check_dockerfile(&broken)
+            .iter()
+            .any(|e| e.contains("ENTRYPOINT"))
+    );
     let errs = check(&compose_text(), &defaults(), None);
-    assert!(errs.iter().any(|e| e.contains("Dockerfile does not exist")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("Dockerfile does not exist")),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -463,11 +554,17 @@ fn mutated_defaults_are_caught() {
         registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
     };
     let errs = check(&compose_text(), &d, dockerfile_text().as_deref());
-    assert!(errs.iter().any(|e| e.contains("default port 9192")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("default port 9192")),
+        "{errs:?}"
+    );
     let d = Defaults {
         bootstrap: "127.0.0.1:9092".into(),
         registry_url: "http://127.0.0.1:8082/apis/ccompat/v7".into(),
     };
     let errs = check(&compose_text(), &d, dockerfile_text().as_deref());
-    assert!(errs.iter().any(|e| e.contains("default port 8082")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("default port 8082")),
+        "{errs:?}"
+    );
 }

@@ -31,18 +31,37 @@ fn simulate_offline(dir: &Path, scenario: &str, events: u64) -> (String, Json) {
         "--manifest",
         manifest.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (capture.to_str().unwrap().to_string(), serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap())
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        capture.to_str().unwrap().to_string(),
+        serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap(),
+    )
 }
 
 fn replay_capture(dir: &Path, capture: &str, extra: &[&str]) -> (Output, Json) {
     let report = dir.join("report.json");
     let html = dir.join("report.html");
-    let mut args = vec!["replay", "--quiet", "--capture", capture, "--report", report.to_str().unwrap(), "--html", html.to_str().unwrap()];
+    let mut args = vec![
+        "replay",
+        "--quiet",
+        "--capture",
+        capture,
+        "--report",
+        report.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
     let out = run(&args);
     assert!(html.exists(), "the HTML report is written");
-    (out, serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap())
+    (
+        out,
+        serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap(),
+    )
 }
 
 /// (replica, table) → keys named in the report's tables of differing keys.
@@ -51,7 +70,12 @@ fn named_keys(report: &Json) -> BTreeMap<(String, String), BTreeSet<String>> {
     for rep in report["replicas"].as_array().unwrap() {
         for t in rep["tables"].as_array().unwrap() {
             for k in t["differing_keys"].as_array().unwrap() {
-                m.entry((rep["name"].as_str().unwrap().to_string(), t["table"].as_str().unwrap().to_string())).or_default().insert(k["key"].to_string());
+                m.entry((
+                    rep["name"].as_str().unwrap().to_string(),
+                    t["table"].as_str().unwrap().to_string(),
+                ))
+                .or_default()
+                .insert(k["key"].to_string());
             }
         }
     }
@@ -59,7 +83,12 @@ fn named_keys(report: &Json) -> BTreeMap<(String, String), BTreeSet<String>> {
 }
 
 fn verdicts<'a>(report: &'a Json, kind: &str) -> Vec<&'a Json> {
-    report["divergences"].as_array().unwrap().iter().filter(|d| d["kind"] == kind).collect()
+    report["divergences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == kind)
+        .collect()
 }
 
 #[test]
@@ -67,32 +96,61 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
     let dir = tempfile::tempdir().unwrap();
     let (capture, manifest) = simulate_offline(dir.path(), "faults", 300_000);
     let (out, report) = replay_capture(dir.path(), &capture, &[]);
-    assert_eq!(out.status.code(), Some(1), "divergences found: exit 1\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "divergences found: exit 1\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let faults: Vec<&Json> = manifest["faults"].as_array().unwrap().iter().filter(|f| !f["benign"].as_bool().unwrap()).collect();
+    let faults: Vec<&Json> = manifest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["benign"].as_bool().unwrap())
+        .collect();
     // Faults that change rows name their keys: dropped, corrupted, extra, reordered, and the
     // orders whose currency an outdated schema lost.
     let mut expected: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for f in &faults {
         let kind = f["kind"].as_str().unwrap();
-        let row_fault = matches!(kind, "dropped" | "corrupted" | "extra" | "reordered") || (kind == "schema_drift" && f["detail"].as_str().unwrap_or("").contains("value lost"));
+        let row_fault = matches!(kind, "dropped" | "corrupted" | "extra" | "reordered")
+            || (kind == "schema_drift"
+                && f["detail"].as_str().unwrap_or("").contains("value lost"));
         if row_fault {
-            expected.entry((f["replica"].as_str().unwrap().into(), f["table"].as_str().unwrap().into())).or_default().insert(f["key"].to_string());
+            expected
+                .entry((
+                    f["replica"].as_str().unwrap().into(),
+                    f["table"].as_str().unwrap().into(),
+                ))
+                .or_default()
+                .insert(f["key"].to_string());
         }
     }
     assert!(expected.values().map(BTreeSet::len).sum::<usize>() > 10);
-    assert_eq!(named_keys(&report), expected, "the exact keys of the faults, and no other");
+    assert_eq!(
+        named_keys(&report),
+        expected,
+        "the exact keys of the faults, and no other"
+    );
 
     // The other faults by their verdicts.
     for f in &faults {
         let replica = f["replica"].as_str().unwrap();
-        let found = |kind: &str| verdicts(&report, kind).iter().any(|d| d["replica"] == replica && (f["table"].is_null() || d["table"] == f["table"]));
+        let found = |kind: &str| {
+            verdicts(&report, kind).iter().any(|d| {
+                d["replica"] == replica && (f["table"].is_null() || d["table"] == f["table"])
+            })
+        };
         match f["kind"].as_str().unwrap() {
             "schema_drift" => assert!(found("SchemaDrift"), "{f}"),
             "lag" => assert!(found("ReplicaLag"), "{f}"),
             "silent" => assert!(found("StreamSilent"), "{f}"),
             "poison" => assert!(
-                verdicts(&report, "PoisonEvent").iter().any(|d| d["poison"]["topic"] == f["topic"] && d["poison"]["offset"] == f["offset"]),
+                verdicts(&report, "PoisonEvent")
+                    .iter()
+                    .any(|d| d["poison"]["topic"] == f["topic"]
+                        && d["poison"]["offset"] == f["offset"]),
                 "{f}"
             ),
             _ => {}
@@ -102,10 +160,28 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0]["schema"]["fields"][0]["field"], "currency");
     // The first divergent window of the drifted table holds the first drifted event.
-    let first_drift = faults.iter().filter(|f| f["kind"] == "schema_drift").map(|f| f["position"].as_u64().unwrap()).min().unwrap();
-    let rep2 = report["replicas"].as_array().unwrap().iter().find(|r| r["name"] == "replica-2").unwrap();
-    let orders = rep2["tables"].as_array().unwrap().iter().find(|t| t["table"] == "orders").unwrap();
-    assert_eq!(orders["first_divergence"]["position"].as_u64(), Some(first_drift));
+    let first_drift = faults
+        .iter()
+        .filter(|f| f["kind"] == "schema_drift")
+        .map(|f| f["position"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    let rep2 = report["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "replica-2")
+        .unwrap();
+    let orders = rep2["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "orders")
+        .unwrap();
+    assert_eq!(
+        orders["first_divergence"]["position"].as_u64(),
+        Some(first_drift)
+    );
 }
 
 #[test]
@@ -114,7 +190,12 @@ fn replaying_a_clean_capture_exits_zero() {
     let (capture, manifest) = simulate_offline(dir.path(), "clean", 100_000);
     assert!(manifest["faults"].as_array().unwrap().is_empty());
     let (out, report) = replay_capture(dir.path(), &capture, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(report["verdict"], "consistent");
     assert!(report["divergences"].as_array().unwrap().is_empty());
     assert!(String::from_utf8_lossy(&out.stdout).contains("CONSISTENT"));
@@ -133,7 +214,12 @@ fn divergence_keys(report: &Json) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .filter(|d| d["kind"] == "DataMismatch" || d["kind"] == "SchemaDrift")
-        .map(|d| format!("{}/{}/{}/{}/{}", d["kind"], d["replica"], d["table"], d["range"], d["window"]["id"]))
+        .map(|d| {
+            format!(
+                "{}/{}/{}/{}/{}",
+                d["kind"], d["replica"], d["table"], d["range"], d["window"]["id"]
+            )
+        })
         .collect()
 }
 
@@ -160,7 +246,11 @@ fn a_replay_from_kafka_by_time_reports_what_the_capture_of_that_span_reports() {
         "--capture",
         capture.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A span around the migration, not the whole run.
     let (from, to) = ("2024-08-14T15:44:59.500Z", "2024-08-14T15:45:01.500Z");
     let kafka_report = dir.path().join("kafka.json");
@@ -182,25 +272,56 @@ fn a_replay_from_kafka_by_time_reports_what_the_capture_of_that_span_reports() {
         "--html",
         dir.path().join("kafka.html").to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let kafka: Json = serde_json::from_slice(&std::fs::read(&kafka_report).unwrap()).unwrap();
-    let (out, file) = replay_capture(dir.path(), capture.to_str().unwrap(), &["--from", from, "--to", to, "--topic-prefix", &prefix]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (out, file) = replay_capture(
+        dir.path(),
+        capture.to_str().unwrap(),
+        &["--from", from, "--to", to, "--topic-prefix", &prefix],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let keys = divergence_keys(&kafka);
     assert!(keys.iter().any(|k| k.contains("SchemaDrift")), "{keys:?}");
     assert_eq!(keys, divergence_keys(&file));
     assert_eq!(named_keys(&kafka), named_keys(&file));
     assert!(!named_keys(&file).is_empty());
     // Only the span was verified: fewer events than the whole run.
-    let events = |r: &Json| r["streams"].as_array().unwrap().iter().map(|s| s["events"].as_u64().unwrap()).sum::<u64>();
+    let events = |r: &Json| {
+        r["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["events"].as_u64().unwrap())
+            .sum::<u64>()
+    };
     assert!(events(&kafka) < 150_000, "{}", events(&kafka));
 }
 
 #[test]
 fn the_demo_answers_which_replica_table_since_when_and_which_version() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&["demo", "--events", "150000", "--out-dir", dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "demo",
+        "--events",
+        "150000",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "replica-1: consistent",
@@ -211,9 +332,14 @@ fn the_demo_answers_which_replica_table_since_when_and_which_version() {
         "rows differ from the primary",
         "report: ",
     ] {
-        assert!(text.contains(needle), "the demo's answer lacks `{needle}`:\n{text}");
+        assert!(
+            text.contains(needle),
+            "the demo's answer lacks `{needle}`:\n{text}"
+        );
     }
     assert!(dir.path().join("cdc-verifier-demo.html").exists());
-    let report: Json = serde_json::from_slice(&std::fs::read(dir.path().join("cdc-verifier-demo.json")).unwrap()).unwrap();
+    let report: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cdc-verifier-demo.json")).unwrap())
+            .unwrap();
     assert_eq!(report["verdict"], "divergent");
 }

@@ -13,8 +13,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use cdc_verifier_core::digest::{key_hash, table_seed};
 use cdc_verifier_core::KeyRanges;
+use cdc_verifier_core::digest::{key_hash, table_seed};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use serde_json::Value as Json;
@@ -52,7 +52,12 @@ fn alone() -> RwLockWriteGuard<'static, ()> {
 
 fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
     match v {
-        Value::Record(f) => &f.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no field {name}")).1,
+        Value::Record(f) => {
+            &f.iter()
+                .find(|(n, _)| n == name)
+                .unwrap_or_else(|| panic!("no field {name}"))
+                .1
+        }
         other => panic!("not a record: {other:?}"),
     }
 }
@@ -82,25 +87,46 @@ fn as_long(v: &Value) -> i64 {
 }
 
 fn decode_alert(key: &[u8], value: &[u8]) -> Alert {
-    let schema = apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
+    let schema =
+        apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
     let (_, datum) = support::confluent_unframe(value);
-    let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None).expect("alerts decode with the published schema");
+    let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None)
+        .expect("alerts decode with the published schema");
     let schema_info = unwrap_union(field(&v, "schema"));
     Alert {
         kind: as_str(field(&v, "kind")),
         replica: as_str(field(&v, "replica")),
         table: unwrap_union(field(&v, "table")).map(as_str),
         range: unwrap_union(field(&v, "range")).map(|r| as_long(r) as u64),
-        window: unwrap_union(field(&v, "window")).map(|w| (as_long(field(w, "id")), as_long(field(w, "first_position")) as u64, as_long(field(w, "last_position")) as u64)),
-        expected_version: schema_info.and_then(|s| unwrap_union(field(s, "expected_version"))).map(as_long),
-        actual_version: schema_info.and_then(|s| unwrap_union(field(s, "actual_version"))).map(as_long),
+        window: unwrap_union(field(&v, "window")).map(|w| {
+            (
+                as_long(field(w, "id")),
+                as_long(field(w, "first_position")) as u64,
+                as_long(field(w, "last_position")) as u64,
+            )
+        }),
+        expected_version: schema_info
+            .and_then(|s| unwrap_union(field(s, "expected_version")))
+            .map(as_long),
+        actual_version: schema_info
+            .and_then(|s| unwrap_union(field(s, "actual_version")))
+            .map(as_long),
         fields: schema_info
             .map(|s| match field(s, "fields") {
-                Value::Array(items) => items.iter().map(|f| (as_str(field(f, "change")), as_str(field(f, "field")))).collect(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|f| (as_str(field(f, "change")), as_str(field(f, "field"))))
+                    .collect(),
                 _ => Vec::new(),
             })
             .unwrap_or_default(),
-        poison: unwrap_union(field(&v, "poison")).map(|p| (as_str(field(p, "topic")), as_long(field(p, "partition")) as i32, as_long(field(p, "offset")))),
+        poison: unwrap_union(field(&v, "poison")).map(|p| {
+            (
+                as_str(field(p, "topic")),
+                as_long(field(p, "partition")) as i32,
+                as_long(field(p, "offset")),
+            )
+        }),
         key: key.to_vec(),
     }
 }
@@ -113,7 +139,10 @@ fn read_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
 }
 
 fn alerts(topic: &str) -> Vec<Alert> {
-    read_all(topic).iter().map(|m| decode_alert(m.key().unwrap(), m.payload().unwrap())).collect()
+    read_all(topic)
+        .iter()
+        .map(|m| decode_alert(m.key().unwrap(), m.payload().unwrap()))
+        .collect()
 }
 
 struct Run {
@@ -126,21 +155,45 @@ struct Run {
 impl Run {
     fn new(name: &str) -> Run {
         let prefix = format!("{}-", support::unique_name(name));
-        Run { alerts: format!("{prefix}alerts"), dlq: format!("{prefix}dead-letter"), group: format!("{prefix}group"), prefix }
+        Run {
+            alerts: format!("{prefix}alerts"),
+            dlq: format!("{prefix}dead-letter"),
+            group: format!("{prefix}group"),
+            prefix,
+        }
     }
 
     fn simulate(&self, scenario: &str, events: u64, extra: &[&str]) -> Json {
         let dir = tempfile::tempdir().unwrap();
         let manifest = dir.path().join("manifest.json");
         let out = Command::new(BIN)
-            .args(["simulate", "--scenario", scenario, "--events", &events.to_string(), "--topic-prefix", &self.prefix])
-            .args(["--bootstrap-servers", &support::bootstrap(), "--registry-url", &support::registry_url(), "--partitions", "4"])
+            .args([
+                "simulate",
+                "--scenario",
+                scenario,
+                "--events",
+                &events.to_string(),
+                "--topic-prefix",
+                &self.prefix,
+            ])
+            .args([
+                "--bootstrap-servers",
+                &support::bootstrap(),
+                "--registry-url",
+                &support::registry_url(),
+                "--partitions",
+                "4",
+            ])
             .arg("--manifest")
             .arg(&manifest)
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "simulate failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "simulate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap()
     }
 
@@ -178,27 +231,47 @@ impl Run {
     }
 
     fn verify_until_caught_up_with(&self, group: &str, registry: &str) -> Output {
-        let out = Command::new(BIN).args(self.verifier_args(group, registry)).arg("--until-caught-up").output().unwrap();
-        assert!(out.status.success(), "verifier failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(self.verifier_args(group, registry))
+            .arg("--until-caught-up")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verifier failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn range_of(table: &str, key: &Json) -> u64 {
     // The canonical key is the Avro encoding of the key record's fields, all longs here.
     let mut bytes = Vec::new();
     for (_, v) in key.as_object().expect("keys are records") {
-        cdc_verifier_core::avro::reader::write_long(&mut bytes, v.as_i64().expect("integer key fields"));
+        cdc_verifier_core::avro::reader::write_long(
+            &mut bytes,
+            v.as_i64().expect("integer key fields"),
+        );
     }
     KeyRanges::default().range(key_hash(table_seed(table), &bytes), None)
 }
 
 fn faults(m: &Json) -> Vec<&Json> {
-    m["faults"].as_array().unwrap().iter().filter(|f| !f["benign"].as_bool().unwrap()).collect()
+    m["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["benign"].as_bool().unwrap())
+        .collect()
 }
 
 #[test]
@@ -210,7 +283,11 @@ fn clean_traffic_gives_no_divergence() {
     assert!(faults(&m).is_empty());
     run.verify_until_caught_up();
     let a = alerts(&run.alerts);
-    assert!(a.is_empty(), "a clean run published verdicts: {:#?}", &a[..a.len().min(5)]);
+    assert!(
+        a.is_empty(),
+        "a clean run published verdicts: {:#?}",
+        &a[..a.len().min(5)]
+    );
     assert!(read_all(&run.dlq).is_empty());
 }
 
@@ -222,22 +299,53 @@ fn the_incident_is_named_replica_table_versions_and_field() {
     let m = run.simulate("incident", 60_000, &[]);
     run.verify_until_caught_up();
     let a = alerts(&run.alerts);
-    assert!(a.iter().all(|x| x.replica == "replica-2"), "nothing about replica-1: {:#?}", a.iter().filter(|x| x.replica != "replica-2").collect::<Vec<_>>());
+    assert!(
+        a.iter().all(|x| x.replica == "replica-2"),
+        "nothing about replica-1: {:#?}",
+        a.iter()
+            .filter(|x| x.replica != "replica-2")
+            .collect::<Vec<_>>()
+    );
     let drift: Vec<&Alert> = a.iter().filter(|x| x.kind == "SchemaDrift").collect();
     assert_eq!(drift.len(), 1, "{drift:#?}");
     let d = drift[0];
     assert_eq!(d.table.as_deref(), Some("orders"));
     assert_eq!((d.expected_version, d.actual_version), (Some(2), Some(1)));
-    assert!(d.fields.contains(&("missing".to_string(), "currency".to_string())), "{:?}", d.fields);
-    let first = faults(&m).iter().filter(|f| f["kind"] == "schema_drift").map(|f| f["position"].as_u64().unwrap()).min().unwrap();
+    assert!(
+        d.fields
+            .contains(&("missing".to_string(), "currency".to_string())),
+        "{:?}",
+        d.fields
+    );
+    let first = faults(&m)
+        .iter()
+        .filter(|f| f["kind"] == "schema_drift")
+        .map(|f| f["position"].as_u64().unwrap())
+        .min()
+        .unwrap();
     let (_, lo, hi) = d.window.unwrap();
-    assert!(lo <= first && first <= hi, "drift reported on window {lo}..{hi}, first drifted event at {first}");
+    assert!(
+        lo <= first && first <= hi,
+        "drift reported on window {lo}..{hi}, first drifted event at {first}"
+    );
     // Data mismatches exactly on the ranges of rows whose values were lost.
-    let lost: BTreeSet<u64> = faults(&m).iter().filter(|f| f["detail"].as_str().unwrap_or("").contains("value lost")).map(|f| range_of("orders", &f["key"])).collect();
-    let mismatched: BTreeSet<u64> = a.iter().filter(|x| x.kind == "DataMismatch").map(|x| x.range.unwrap()).collect();
+    let lost: BTreeSet<u64> = faults(&m)
+        .iter()
+        .filter(|f| f["detail"].as_str().unwrap_or("").contains("value lost"))
+        .map(|f| range_of("orders", &f["key"]))
+        .collect();
+    let mismatched: BTreeSet<u64> = a
+        .iter()
+        .filter(|x| x.kind == "DataMismatch")
+        .map(|x| x.range.unwrap())
+        .collect();
     assert!(!lost.is_empty());
     assert_eq!(mismatched, lost);
-    assert!(a.iter().filter(|x| x.kind == "DataMismatch").all(|x| x.table.as_deref() == Some("orders")));
+    assert!(
+        a.iter()
+            .filter(|x| x.kind == "DataMismatch")
+            .all(|x| x.table.as_deref() == Some("orders"))
+    );
 }
 
 #[test]
@@ -252,12 +360,20 @@ fn every_fault_of_the_manifest_is_reported_and_nothing_else() {
 
     // Poison records are on the dead-letter topic with their coordinates.
     let dlq = read_all(&run.dlq);
-    let poison: Vec<&Json> = faults(&m).into_iter().filter(|f| f["kind"] == "poison").collect();
+    let poison: Vec<&Json> = faults(&m)
+        .into_iter()
+        .filter(|f| f["kind"] == "poison")
+        .collect();
     assert_eq!(dlq.len(), poison.len(), "one dead letter per poison record");
     for f in poison {
         let hit = dlq.iter().any(|msg| {
             let h = msg.headers().unwrap();
-            let get = |k: &str| h.iter().find(|x| x.key == k).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).to_string());
+            let get = |k: &str| {
+                h.iter()
+                    .find(|x| x.key == k)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).to_string())
+            };
             get("cdc-verifier.topic").as_deref() == f["topic"].as_str()
                 && get("cdc-verifier.offset") == f["offset"].as_i64().map(|o| o.to_string())
                 && get("cdc-verifier.error").is_some()
@@ -273,16 +389,37 @@ fn check_faults_covered(m: &Json, a: &[Alert]) {
         let table = f["table"].as_str();
         let covered = match kind {
             "schema_drift" if f["detail"].as_str().unwrap_or("").contains("value lost") => {
-                a.iter().any(|x| x.kind == "DataMismatch" && x.replica == replica && x.table.as_deref() == table && x.range == Some(range_of(table.unwrap(), &f["key"])))
+                a.iter().any(|x| {
+                    x.kind == "DataMismatch"
+                        && x.replica == replica
+                        && x.table.as_deref() == table
+                        && x.range == Some(range_of(table.unwrap(), &f["key"]))
+                })
             }
-            "schema_drift" => a.iter().any(|x| x.kind == "SchemaDrift" && x.replica == replica && x.table.as_deref() == table),
-            "dropped" | "corrupted" | "extra" | "reordered" => {
-                a.iter().any(|x| x.kind == "DataMismatch" && x.replica == replica && x.table.as_deref() == table && x.range == Some(range_of(table.unwrap(), &f["key"])))
-            }
-            "lag" => a.iter().any(|x| x.kind == "ReplicaLag" && x.replica == replica),
-            "silent" => a.iter().any(|x| x.kind == "StreamSilent" && x.replica == replica && (table.is_none() || x.table.as_deref() == table)),
+            "schema_drift" => a.iter().any(|x| {
+                x.kind == "SchemaDrift" && x.replica == replica && x.table.as_deref() == table
+            }),
+            "dropped" | "corrupted" | "extra" | "reordered" => a.iter().any(|x| {
+                x.kind == "DataMismatch"
+                    && x.replica == replica
+                    && x.table.as_deref() == table
+                    && x.range == Some(range_of(table.unwrap(), &f["key"]))
+            }),
+            "lag" => a
+                .iter()
+                .any(|x| x.kind == "ReplicaLag" && x.replica == replica),
+            "silent" => a.iter().any(|x| {
+                x.kind == "StreamSilent"
+                    && x.replica == replica
+                    && (table.is_none() || x.table.as_deref() == table)
+            }),
             "poison" => a.iter().any(|x| {
-                x.kind == "PoisonEvent" && x.poison.as_ref().is_some_and(|(t, p, o)| Some(t.as_str()) == f["topic"].as_str() && Some(*p as i64) == f["partition"].as_i64() && Some(*o) == f["offset"].as_i64())
+                x.kind == "PoisonEvent"
+                    && x.poison.as_ref().is_some_and(|(t, p, o)| {
+                        Some(t.as_str()) == f["topic"].as_str()
+                            && Some(*p as i64) == f["partition"].as_i64()
+                            && Some(*o) == f["offset"].as_i64()
+                    })
             }),
             other => panic!("unknown fault kind {other}"),
         };
@@ -294,13 +431,28 @@ fn check_faults_covered(m: &Json, a: &[Alert]) {
             let same = f["replica"].as_str() == Some(x.replica.as_str());
             let table = f["table"].as_str();
             match (x.kind.as_str(), f["kind"].as_str().unwrap()) {
-                ("DataMismatch", "dropped" | "corrupted" | "extra" | "reordered" | "schema_drift") => {
-                    same && x.table.as_deref() == table && f["key"].is_object() && x.range == Some(range_of(table.unwrap(), &f["key"]))
+                (
+                    "DataMismatch",
+                    "dropped" | "corrupted" | "extra" | "reordered" | "schema_drift",
+                ) => {
+                    same && x.table.as_deref() == table
+                        && f["key"].is_object()
+                        && x.range == Some(range_of(table.unwrap(), &f["key"]))
                 }
                 // A replica table that stops is first seen as missing rows, then as silent.
-                ("DataMismatch", "silent") => same && x.table.as_deref() == table && x.window.is_some_and(|(_, _, hi)| f["position"].as_u64().is_none_or(|p| hi >= p)),
-                ("SchemaDrift", "schema_drift") | ("ReplicaLag", "lag" | "silent") | ("StreamSilent", "silent" | "lag") => same,
-                ("PoisonEvent", "poison") => x.poison.as_ref().is_some_and(|(_, _, o)| Some(*o) == f["offset"].as_i64()),
+                ("DataMismatch", "silent") => {
+                    same && x.table.as_deref() == table
+                        && x.window.is_some_and(|(_, _, hi)| {
+                            f["position"].as_u64().is_none_or(|p| hi >= p)
+                        })
+                }
+                ("SchemaDrift", "schema_drift")
+                | ("ReplicaLag", "lag" | "silent")
+                | ("StreamSilent", "silent" | "lag") => same,
+                ("PoisonEvent", "poison") => x
+                    .poison
+                    .as_ref()
+                    .is_some_and(|(_, _, o)| Some(*o) == f["offset"].as_i64()),
                 _ => false,
             }
         });
@@ -312,7 +464,18 @@ fn check_faults_covered(m: &Json, a: &[Alert]) {
 type AlertKey = (String, String, Option<String>, Option<u64>, Option<i64>);
 
 fn alert_keys(a: &[Alert]) -> BTreeSet<AlertKey> {
-    a.iter().filter(|x| x.kind != "Recovered").map(|x| (x.kind.clone(), x.replica.clone(), x.table.clone(), x.range, x.window.map(|w| w.0))).collect()
+    a.iter()
+        .filter(|x| x.kind != "Recovered")
+        .map(|x| {
+            (
+                x.kind.clone(),
+                x.replica.clone(),
+                x.table.clone(),
+                x.range,
+                x.window.map(|w| w.0),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -323,7 +486,12 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     // A backlog large enough that the verifier is killed halfway through it, after it has
     // committed some of it and published some verdicts.
     let m = run.simulate("incident", 400_000, &[]);
-    let mut child: Child = Command::new(BIN).args(run.verifier_args(&run.group, &support::registry_url())).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child: Child = Command::new(BIN)
+        .args(run.verifier_args(&run.group, &support::registry_url()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Killed as soon as its first verdict is on the alert topic: mid-way through the backlog.
     wait_for_first_record(&run.alerts, Duration::from_secs(60));
     child.kill().unwrap(); // SIGKILL: no drain, no final commit
@@ -333,7 +501,11 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     // Restarted under the same group, it resumes from the committed offsets.
     run.verify_until_caught_up();
     let crashed_alerts = alerts(&run.alerts);
-    assert!(before > 0 && before < crashed_alerts.len(), "killed halfway: {before} verdicts before the crash, {} after the restart", crashed_alerts.len());
+    assert!(
+        before > 0 && before < crashed_alerts.len(),
+        "killed halfway: {before} verdicts before the crash, {} after the restart",
+        crashed_alerts.len()
+    );
     let crashed = alert_keys(&crashed_alerts);
 
     // The same topics verified in one go, under another group and alert topic.
@@ -354,7 +526,12 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
         crashed.difference(&uninterrupted).collect::<Vec<_>>()
     );
     // The records' Kafka keys too: a verdict published twice is the same record.
-    let raw = |a: &[Alert]| a.iter().filter(|x| x.kind != "Recovered").map(|x| x.key.clone()).collect::<BTreeSet<_>>();
+    let raw = |a: &[Alert]| {
+        a.iter()
+            .filter(|x| x.kind != "Recovered")
+            .map(|x| x.key.clone())
+            .collect::<BTreeSet<_>>()
+    };
     assert_eq!(raw(&crashed_alerts), raw(&clean_alerts));
 }
 
@@ -363,11 +540,16 @@ fn wait_for_first_record(topic: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
         assert!(Instant::now() < deadline, "nothing reached {topic}");
-        let parts = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok().map(|md| md.topics()[0].partitions().len()).unwrap_or(0);
+        let parts = c
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .ok()
+            .map(|md| md.topics()[0].partitions().len())
+            .unwrap_or(0);
         if parts > 0 {
             let mut tpl = rdkafka::TopicPartitionList::new();
             for p in 0..parts as i32 {
-                tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning).unwrap();
+                tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+                    .unwrap();
             }
             c.assign(&tpl).unwrap();
             break;
@@ -399,16 +581,23 @@ impl FlakyRegistry {
             let mut down_until: Option<Instant> = None;
             for conn in listener.incoming() {
                 let Ok(mut client) = conn else { continue };
-                let Some(request) = read_request(&mut client) else { continue };
+                let Some(request) = read_request(&mut client) else {
+                    continue;
+                };
                 let head = String::from_utf8_lossy(&request[..request.len().min(200)]).to_string();
-                if down_until.is_none() && head.starts_with("GET ") && head.contains("/schemas/ids/") {
+                if down_until.is_none()
+                    && head.starts_with("GET ")
+                    && head.contains("/schemas/ids/")
+                {
                     down_until = Some(Instant::now() + outage);
                     o.fetch_add(1, Ordering::SeqCst);
                 }
                 if down_until.is_some_and(|t| Instant::now() < t) {
                     continue; // dropped: the client sees the connection closed
                 }
-                let Ok(mut server) = TcpStream::connect(&target) else { continue };
+                let Ok(mut server) = TcpStream::connect(&target) else {
+                    continue;
+                };
                 let request = force_close(&request);
                 if server.write_all(&request).is_err() {
                     continue;
@@ -423,7 +612,11 @@ impl FlakyRegistry {
 
     fn url(&self) -> String {
         let base = support::registry_url();
-        let path = base.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap_or_default();
+        let path = base
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
@@ -440,7 +633,11 @@ fn read_request(c: &mut TcpStream) -> Option<Vec<u8>> {
         buf.extend_from_slice(&chunk[..n]);
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
             while buf.len() < end + 4 + len {
                 let n = c.read(&mut chunk).ok()?;
                 if n == 0 {
@@ -457,7 +654,11 @@ fn read_request(c: &mut TcpStream) -> Option<Vec<u8>> {
 fn force_close(req: &[u8]) -> Vec<u8> {
     let end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&req[..end]);
-    let mut out: Vec<String> = head.lines().filter(|l| !l.to_ascii_lowercase().starts_with("connection:")).map(str::to_string).collect();
+    let mut out: Vec<String> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_string)
+        .collect();
     out.push("Connection: close".into());
     let mut bytes = out.join("\r\n").into_bytes();
     bytes.extend_from_slice(b"\r\n\r\n");
@@ -472,7 +673,11 @@ fn a_registry_outage_pauses_and_resumes_without_false_verdicts_or_dead_letters()
     let run = Run::new("svc-outage");
     let m = run.simulate("clean", 30_000, &[]);
     assert!(faults(&m).is_empty());
-    let hostport = support::registry_url().split('/').nth(2).unwrap().to_string();
+    let hostport = support::registry_url()
+        .split('/')
+        .nth(2)
+        .unwrap()
+        .to_string();
     // The registry goes away for 6 s at the verifier's first schema look-up: no schema id
     // is known to it while the outage lasts.
     let registry = FlakyRegistry::start(&hostport, Duration::from_secs(6));
@@ -480,18 +685,38 @@ fn a_registry_outage_pauses_and_resumes_without_false_verdicts_or_dead_letters()
     let out = run.verify_until_caught_up_with(&run.group, &registry.url());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(registry.outages.load(Ordering::SeqCst), 1);
-    assert!(started.elapsed() >= Duration::from_secs(6), "the verifier waited for the registry");
-    assert!(err.contains("registry unavailable"), "the outage was noticed: {err}");
-    assert!(err.contains("partition resumed"), "processing resumed: {err}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(6),
+        "the verifier waited for the registry"
+    );
+    assert!(
+        err.contains("registry unavailable"),
+        "the outage was noticed: {err}"
+    );
+    assert!(
+        err.contains("partition resumed"),
+        "processing resumed: {err}"
+    );
     let a = alerts(&run.alerts);
     assert!(a.is_empty(), "false verdicts after an outage: {a:#?}");
-    assert!(read_all(&run.dlq).is_empty(), "nothing is dead-lettered for a transient error");
+    assert!(
+        read_all(&run.dlq).is_empty(),
+        "nothing is dead-lettered for a transient error"
+    );
     let events: u64 = err
         .lines()
         .filter(|l| l.contains("stopped cleanly"))
-        .find_map(|l| l.split("events=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok()))
+        .find_map(|l| {
+            l.split("events=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+        })
         .unwrap_or(0);
-    assert!(events > 30_000, "every record was verified after the outage: {err}");
+    assert!(
+        events > 30_000,
+        "every record was verified after the outage: {err}"
+    );
 }
 
 #[test]
@@ -504,15 +729,26 @@ fn sigterm_drains_commits_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("verifier.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN).args(run.verifier_args(&run.group, &support::registry_url())).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let mut child = Command::new(BIN)
+        .args(run.verifier_args(&run.group, &support::registry_url()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(8));
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "SIGTERM did not stop the verifier");
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the verifier"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let err = std::fs::read_to_string(&log_path).unwrap();
@@ -521,15 +757,35 @@ fn sigterm_drains_commits_and_exits_zero() {
     // It committed what it verified: a restart under the same group reads little or nothing again.
     let out = run.verify_until_caught_up();
     let again = String::from_utf8_lossy(&out.stderr);
-    let events: u64 = again.lines().find_map(|l| l.split("events=").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|s| s.parse().ok())).unwrap_or(u64::MAX);
-    assert!(events < 20_000, "after a clean stop, the restart re-read {events} events: {again}");
+    let events: u64 = again
+        .lines()
+        .find_map(|l| {
+            l.split("events=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(u64::MAX);
+    assert!(
+        events < 20_000,
+        "after a clean stop, the restart re-read {events} events: {again}"
+    );
     assert!(alerts(&run.alerts).is_empty());
 }
 
 /// The value of an unlabelled metric on the verifier's `/metrics`.
 fn metric(port: u16, name: &str) -> Option<f64> {
-    let body = support::http().get(format!("http://127.0.0.1:{port}/metrics")).send().ok()?.text().ok()?;
-    body.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+    let body = support::http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    body.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 #[test]
@@ -544,37 +800,85 @@ fn live_paced_traffic_is_verified_as_it_arrives() {
     let manifest = dir.path().join("manifest.json");
     let sim_log = std::fs::File::create(dir.path().join("simulate.log")).unwrap();
     let mut sim = Command::new(BIN)
-        .args(["simulate", "--scenario", "faults", "--events", "100000", "--rate", "10000", "--topic-prefix", &run.prefix])
-        .args(["--bootstrap-servers", &support::bootstrap(), "--registry-url", &support::registry_url(), "--partitions", "4"])
+        .args([
+            "simulate",
+            "--scenario",
+            "faults",
+            "--events",
+            "100000",
+            "--rate",
+            "10000",
+            "--topic-prefix",
+            &run.prefix,
+        ])
+        .args([
+            "--bootstrap-servers",
+            &support::bootstrap(),
+            "--registry-url",
+            &support::registry_url(),
+            "--partitions",
+            "4",
+        ])
         .arg("--manifest")
         .arg(&manifest)
         .stdout(Stdio::null())
         .stderr(sim_log)
         .spawn()
         .unwrap();
-    wait_for_first_record(&format!("{}replica-2.shop.orders", run.prefix), Duration::from_secs(60));
+    wait_for_first_record(
+        &format!("{}replica-2.shop.orders", run.prefix),
+        Duration::from_secs(60),
+    );
     let mut args = run.verifier_args(&run.group, &support::registry_url());
     // On two cores shared with the broker, producers here hold records back longer than the
     // default verify.publish-skew-ms allows for (the verifier says so when it happens); the
     // setting is raised as an operator would.
-    args.extend(["--set".to_string(), "verify.publish-skew-ms=2000".to_string()]);
-    let port: u16 = args.iter().find_map(|a| a.strip_prefix("service.listen=127.0.0.1:")).unwrap().parse().unwrap();
+    args.extend([
+        "--set".to_string(),
+        "verify.publish-skew-ms=2000".to_string(),
+    ]);
+    let port: u16 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("service.listen=127.0.0.1:"))
+        .unwrap()
+        .parse()
+        .unwrap();
     let log_path = dir.path().join("verifier.log");
-    let mut verifier = Command::new(BIN).args(&args).stdout(Stdio::null()).stderr(std::fs::File::create(&log_path).unwrap()).spawn().unwrap();
+    let mut verifier = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
     let status = sim.wait().unwrap();
-    assert!(status.success(), "simulate failed: {}", std::fs::read_to_string(dir.path().join("simulate.log")).unwrap());
+    assert!(
+        status.success(),
+        "simulate failed: {}",
+        std::fs::read_to_string(dir.path().join("simulate.log")).unwrap()
+    );
     // Compared as it arrived: a few seconds after the last record, nearly every window is.
     std::thread::sleep(Duration::from_secs(4));
     let compared = metric(port, "cdc_verifier_windows_compared_total").unwrap_or(0.0);
     let late = metric(port, "cdc_verifier_late_records_total");
-    Command::new("kill").args(["-TERM", &verifier.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &verifier.id().to_string()])
+        .status()
+        .unwrap();
     let stopped = verifier.wait().unwrap();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(stopped.success(), "exit {stopped:?}: {log}");
-    assert_eq!(late, Some(0.0), "records came after their window was compared: {log}");
+    assert_eq!(
+        late,
+        Some(0.0),
+        "records came after their window was compared: {log}"
+    );
     let m: Json = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-    let windows = (m["end_timestamp_ms"].as_i64().unwrap() - m["start_timestamp_ms"].as_i64().unwrap()) / 200;
-    assert!(compared >= windows as f64, "{compared} windows compared live, of about {windows} per replica");
+    let windows =
+        (m["end_timestamp_ms"].as_i64().unwrap() - m["start_timestamp_ms"].as_i64().unwrap()) / 200;
+    assert!(
+        compared >= windows as f64,
+        "{compared} windows compared live, of about {windows} per replica"
+    );
     // What the live run left open is finished by a restart; together they report every fault
     // and nothing else.
     run.verify_until_caught_up();

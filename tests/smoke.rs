@@ -86,7 +86,11 @@ fn registry_speaks_the_confluent_subset_we_use() {
     let id_a = register_avro(&a, schema);
     let id_b = register_avro(&b, schema);
     assert_eq!(id_a, id_b, "one schema, one id across subjects");
-    assert_eq!(register_avro(&a, schema), id_a, "re-registering returns the same id");
+    assert_eq!(
+        register_avro(&a, schema),
+        id_a,
+        "re-registering returns the same id"
+    );
 
     // GET /schemas/ids/{id}
     let text = schema_by_id(id_a);
@@ -103,7 +107,12 @@ fn registry_speaks_the_confluent_subset_we_use() {
         .as_array()
         .unwrap_or_else(|| panic!("expected an array, got {}", r.body))
         .iter()
-        .map(|e| (e["subject"].as_str().unwrap().to_owned(), e["version"].as_i64().unwrap()))
+        .map(|e| {
+            (
+                e["subject"].as_str().unwrap().to_owned(),
+                e["version"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert!(pairs.contains(&(a.clone(), 1)), "{pairs:?}");
     assert!(pairs.contains(&(b.clone(), 1)), "{pairs:?}");
@@ -164,12 +173,16 @@ fn idempotent_produce_and_group_consume_round_trip() {
     for seq in 0..SEQS {
         for id in 0..KEYS {
             let key = confluent_frame(key_id, &key_datum(&key_schema, id));
-            let datum = apache_avro::to_avro_datum(&value_schema, value(&value_schema, id, seq)).unwrap();
+            let datum =
+                apache_avro::to_avro_datum(&value_schema, value(&value_schema, id, seq)).unwrap();
             let val = confluent_frame(value_id, &datum);
             loop {
                 match producer.send(BaseRecord::to(&topic).key(&key).payload(&val)) {
                     Ok(()) => break,
-                    Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    Err((e, _))
+                        if e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                    {
                         producer.poll(Duration::from_millis(50));
                     }
                     Err((e, _)) => panic!("send: {e}"),
@@ -191,9 +204,18 @@ fn idempotent_produce_and_group_consume_round_trip() {
     let consumer = consumer(&group, "read_committed");
     consumer.subscribe(&[&topic]).unwrap();
     let msgs = poll_n(&consumer, sent, Duration::from_secs(60));
-    assert_eq!(msgs.len(), sent, "consumed {} of {sent} records", msgs.len());
+    assert_eq!(
+        msgs.len(),
+        sent,
+        "consumed {} of {sent} records",
+        msgs.len()
+    );
     let extra = poll_for(&consumer, Duration::from_millis(500));
-    assert!(extra.is_empty(), "{} records beyond those produced", extra.len());
+    assert!(
+        extra.is_empty(),
+        "{} records beyond those produced",
+        extra.len()
+    );
 
     let mut got: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
     let mut key_partition: HashMap<Vec<u8>, i32> = HashMap::new();
@@ -205,7 +227,10 @@ fn idempotent_produce_and_group_consume_round_trip() {
         let (p, o) = (m.partition(), m.offset());
         assert!(consumed.insert((p, o)), "offset {p}/{o} delivered twice");
         if let Some(prev) = last_offset.insert(p, o) {
-            assert!(o > prev, "offsets of partition {p} go backwards: {prev} then {o}");
+            assert!(
+                o > prev,
+                "offsets of partition {p} go backwards: {prev} then {o}"
+            );
         }
         let key = m.key().expect("every record has a key").to_vec();
         let val = m.payload().expect("every record has a value").to_vec();
@@ -226,20 +251,35 @@ fn idempotent_produce_and_group_consume_round_trip() {
             .clone();
         let k = apache_avro::from_avro_datum(&ks, &mut &kdatum[..], None).unwrap();
         let v = apache_avro::from_avro_datum(&vs, &mut &vdatum[..], None).unwrap();
-        let Value::Record(kf) = &k else { panic!("key is not a record: {k:?}") };
-        let Value::Long(id) = kf[0].1 else { panic!("key id: {k:?}") };
-        let Value::Record(vf) = &v else { panic!("value is not a record: {v:?}") };
-        let Value::Int(seq) = vf[1].1 else { panic!("value seq: {v:?}") };
+        let Value::Record(kf) = &k else {
+            panic!("key is not a record: {k:?}")
+        };
+        let Value::Long(id) = kf[0].1 else {
+            panic!("key id: {k:?}")
+        };
+        let Value::Record(vf) = &v else {
+            panic!("value is not a record: {v:?}")
+        };
+        let Value::Int(seq) = vf[1].1 else {
+            panic!("value seq: {v:?}")
+        };
         let sent_value = value(&value_schema, id, seq);
         assert_eq!(v, sent_value, "decoded value of key {id} seq {seq}");
 
         got.entry(key).or_default().push(val);
     }
-    assert_eq!(consumed, delivered, "consumed offsets are the delivered offsets");
+    assert_eq!(
+        consumed, delivered,
+        "consumed offsets are the delivered offsets"
+    );
     assert_eq!(got.len(), expected.len());
     for (k, vals) in &expected {
         // Byte-exact, and in production order per key.
-        assert_eq!(got.get(k), Some(vals), "records of a key differ or are reordered");
+        assert_eq!(
+            got.get(k),
+            Some(vals),
+            "records of a key differ or are reordered"
+        );
     }
 
     // Commit explicitly; the group's committed offsets reach the end of each partition.
@@ -265,7 +305,11 @@ fn idempotent_produce_and_group_consume_round_trip() {
     let again = support::consumer(&group, "read_committed");
     again.subscribe(&[&topic]).unwrap();
     let leftover = poll_for(&again, Duration::from_secs(3));
-    assert!(leftover.is_empty(), "{} records re-delivered after commit", leftover.len());
+    assert!(
+        leftover.is_empty(),
+        "{} records re-delivered after commit",
+        leftover.len()
+    );
 
     delete_topics(&[&topic]);
 }
@@ -314,7 +358,8 @@ fn aborted_transactions_are_invisible_to_read_committed_consumers() {
     let read = |isolation: &str, want: usize| {
         let c = support::consumer(&unique_name("smoke-txn-group"), isolation);
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .unwrap();
         c.assign(&tpl).unwrap();
         let mut msgs = poll_n(&c, want, Duration::from_secs(30));
         msgs.extend(poll_for(&c, Duration::from_millis(1500)));
@@ -325,7 +370,10 @@ fn aborted_transactions_are_invisible_to_read_committed_consumers() {
 
     // read_committed sees exactly the committed transaction, in order.
     let seen = read("read_committed", N);
-    assert_eq!(seen, committed, "read_committed must see only the committed records");
+    assert_eq!(
+        seen, committed,
+        "read_committed must see only the committed records"
+    );
 
     // read_uncommitted also sees the aborted records, so they really were written.
     let all = read("read_uncommitted", 2 * N);

@@ -9,8 +9,8 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use anyhow::Context as _;
-use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::time::civil_from_days;
+use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{SchemaSeen, Segment, WindowStatus};
 use serde_json::Value;
 
@@ -36,9 +36,12 @@ macro_rules! w {
 
 /// `report-html --input REPORT.json --output PAGE.html`: renders a JSON report as a page.
 pub fn cli(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(input).with_context(|| format!("reading report {}", input.display()))?;
-    let report: Report = serde_json::from_str(&text).with_context(|| format!("parsing report {}", input.display()))?;
-    std::fs::write(output, render(&report)).with_context(|| format!("writing {}", output.display()))?;
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("reading report {}", input.display()))?;
+    let report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("parsing report {}", input.display()))?;
+    std::fs::write(output, render(&report))
+        .with_context(|| format!("writing {}", output.display()))?;
     Ok(())
 }
 
@@ -114,12 +117,22 @@ impl<'a> View<'a> {
                     span = Some((lo.min(s.start_ms), hi.max(s.end_ms)));
                 }
                 if let Some(first) = &table.first_divergence {
-                    culprits.push(Culprit { replica, table, first, anchor: anchor(ri, ti) });
+                    culprits.push(Culprit {
+                        replica,
+                        table,
+                        first,
+                        anchor: anchor(ri, ti),
+                    });
                 }
             }
         }
         culprits.sort_by_key(|c| (c.first.position, c.first.window));
-        View { culprits, span, windows, tables: names.len() }
+        View {
+            culprits,
+            span,
+            windows,
+            tables: names.len(),
+        }
     }
 }
 
@@ -135,17 +148,30 @@ fn head(out: &mut String, report: &Report, view: &View) {
     };
     out.push_str("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    w!(out, "<title>cdc-verifier report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n", Esc(&title));
+    w!(
+        out,
+        "<title>cdc-verifier report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
+        Esc(&title)
+    );
 }
 
 fn hero(out: &mut String, report: &Report, view: &View) {
     if report.is_consistent() {
-        out.push_str("<header class=\"hero ok\">\n<div class=\"badge\">&#10004; Consistent</div>\n");
+        out.push_str(
+            "<header class=\"hero ok\">\n<div class=\"badge\">&#10004; Consistent</div>\n",
+        );
         let who = match report.replicas.len() {
-            1 => format!("<span class=\"name\">{}</span> matches", Esc(&report.replicas[0].name)),
+            1 => format!(
+                "<span class=\"name\">{}</span> matches",
+                Esc(&report.replicas[0].name)
+            ),
             n => format!("All {n} replicas match"),
         };
-        w!(out, "<h1>{who} <span class=\"name\">{}</span></h1>\n", Esc(&report.primary));
+        w!(
+            out,
+            "<h1>{who} <span class=\"name\">{}</span></h1>\n",
+            Esc(&report.primary)
+        );
         w!(
             out,
             "<p class=\"lede\">{} {} compared over {} {}; no data mismatch, schema drift or lag was found.</p>\n",
@@ -155,7 +181,9 @@ fn hero(out: &mut String, report: &Report, view: &View) {
             plural(view.windows, "window", "windows")
         );
     } else {
-        out.push_str("<header class=\"hero bad\">\n<div class=\"badge\">&#10008; Divergent</div>\n");
+        out.push_str(
+            "<header class=\"hero bad\">\n<div class=\"badge\">&#10008; Divergent</div>\n",
+        );
         match view.culprits.first() {
             Some(c) => culprit_headline(out, report, c),
             None => finding_headline(out, report),
@@ -175,7 +203,11 @@ fn hero(out: &mut String, report: &Report, view: &View) {
                 Esc(&c.first.time),
                 c.first.kind,
                 thousands(c.table.differing_keys.len() as u64),
-                plural(c.table.differing_keys.len() as u64, "row differs", "rows differ")
+                plural(
+                    c.table.differing_keys.len() as u64,
+                    "row differs",
+                    "rows differ"
+                )
             );
         }
         out.push_str("</ul></div>\n");
@@ -225,7 +257,13 @@ fn culprit_headline(out: &mut String, report: &Report, c: &Culprit) {
         None => {
             let (p, r) = versions_by_side(&c.table.schemas, &report.primary);
             if !p.is_empty() || !r.is_empty() {
-                w!(out, "<li><span class=\"q\">Schema</span> primary writes {}; {} writes {}</li>\n", p, Esc(&c.replica.name), r);
+                w!(
+                    out,
+                    "<li><span class=\"q\">Schema</span> primary writes {}; {} writes {}</li>\n",
+                    p,
+                    Esc(&c.replica.name),
+                    r
+                );
             }
         }
     }
@@ -254,7 +292,10 @@ fn finding_headline(out: &mut String, report: &Report) {
                 kind_class(d.kind),
                 d.kind,
                 Esc(&d.replica),
-                d.table.as_deref().map(|t| format!(" · <span class=\"name\">{}</span>", Esc(t))).unwrap_or_default(),
+                d.table
+                    .as_deref()
+                    .map(|t| format!(" · <span class=\"name\">{}</span>", Esc(t)))
+                    .unwrap_or_default(),
                 Esc(&summary(d))
             );
         }
@@ -268,24 +309,55 @@ fn facts(out: &mut String, report: &Report, view: &View) {
     let findings = report.findings().count() as u64;
     out.push_str("<div class=\"facts\">\n");
     let mut fact = |value: String, label: &str, title: Option<String>| {
-        let label = if value == "1" { label.strip_suffix('s').unwrap_or(label) } else { label };
-        let title = title.map(|t| format!(" title=\"{}\"", Esc(&t))).unwrap_or_default();
-        w!(out, "<div class=\"fact\"{title}><b>{value}</b><span>{label}</span></div>\n");
+        let label = if value == "1" {
+            label.strip_suffix('s').unwrap_or(label)
+        } else {
+            label
+        };
+        let title = title
+            .map(|t| format!(" title=\"{}\"", Esc(&t)))
+            .unwrap_or_default();
+        w!(
+            out,
+            "<div class=\"fact\"{title}><b>{value}</b><span>{label}</span></div>\n"
+        );
     };
     fact(thousands(report.replicas.len() as u64), "replicas", None);
     fact(thousands(view.tables as u64), "tables", None);
-    fact(thousands(view.windows), "windows", Some("windows compared (the most of any replica's table)".to_string()));
+    fact(
+        thousands(view.windows),
+        "windows",
+        Some("windows compared (the most of any replica's table)".to_string()),
+    );
     fact(thousands(report.streams.len() as u64), "streams", None);
     fact(thousands(events), "events", None);
-    fact(human_bytes(bytes), "read", Some(format!("{} bytes", thousands(bytes))));
+    fact(
+        human_bytes(bytes),
+        "read",
+        Some(format!("{} bytes", thousands(bytes))),
+    );
     fact(thousands(findings), "findings", None);
     if let Some((lo, hi)) = view.span {
-        fact(duration(hi - lo), "of history", Some(format!("{} to {}", rfc3339(lo), rfc3339(hi))));
+        fact(
+            duration(hi - lo),
+            "of history",
+            Some(format!("{} to {}", rfc3339(lo), rfc3339(hi))),
+        );
     }
     out.push_str("</div>\n");
-    w!(out, "<p class=\"source\"><b>Source</b> {}: {}", Esc(&report.source.kind), Esc(&report.source.description));
+    w!(
+        out,
+        "<p class=\"source\"><b>Source</b> {}: {}",
+        Esc(&report.source.kind),
+        Esc(&report.source.description)
+    );
     if let (Some(from), Some(to)) = (&report.source.from, &report.source.to) {
-        w!(out, " &middot; <span class=\"mono\">{}</span> &rarr; <span class=\"mono\">{}</span>", Esc(from), Esc(to));
+        w!(
+            out,
+            " &middot; <span class=\"mono\">{}</span> &rarr; <span class=\"mono\">{}</span>",
+            Esc(from),
+            Esc(to)
+        );
     }
     out.push_str("</p>\n");
 }
@@ -305,16 +377,31 @@ fn timeline(out: &mut String, report: &Report, view: &View) {
         duration(t1 - t0)
     );
     out.push_str("<div class=\"legend\">");
-    for status in [WindowStatus::Consistent, WindowStatus::Lagging, WindowStatus::Mismatched, WindowStatus::Drifted] {
+    for status in [
+        WindowStatus::Consistent,
+        WindowStatus::Lagging,
+        WindowStatus::Mismatched,
+        WindowStatus::Drifted,
+    ] {
         let s = status_name(status);
         w!(out, "<span><i class=\"sw s-{s}\"></i>{s}</span>");
     }
     out.push_str("<span><i class=\"sw s-none\"></i>not compared</span><span><i class=\"sw-mark\"></i>first divergence</span></div>\n");
     let x = |ms: i64| (ms - t0) as f64 * 100.0 / (t1 - t0) as f64;
     for (ri, replica) in report.replicas.iter().enumerate() {
-        w!(out, "<div class=\"tl-replica\">\n<h3>{} {}</h3>\n<div class=\"tl\">\n", Esc(&replica.name), replica_pill(replica));
+        w!(
+            out,
+            "<div class=\"tl-replica\">\n<h3>{} {}</h3>\n<div class=\"tl\">\n",
+            Esc(&replica.name),
+            replica_pill(replica)
+        );
         for (ti, table) in replica.tables.iter().enumerate() {
-            w!(out, "<a class=\"tl-name\" href=\"#{}\">{}</a><div class=\"bar\">", anchor(ri, ti), Esc(&table.table));
+            w!(
+                out,
+                "<a class=\"tl-name\" href=\"#{}\">{}</a><div class=\"bar\">",
+                anchor(ri, ti),
+                Esc(&table.table)
+            );
             for s in &table.timeline {
                 let (left, right) = (x(s.start_ms), x(s.end_ms));
                 w!(
@@ -325,14 +412,26 @@ fn timeline(out: &mut String, report: &Report, view: &View) {
                     Esc(&segment_title(s))
                 );
             }
-            let mark = table.first_divergence.as_ref().map(|f| (f, x(divergence_ms(f, &table.timeline).unwrap_or(t0))));
+            let mark = table
+                .first_divergence
+                .as_ref()
+                .map(|f| (f, x(divergence_ms(f, &table.timeline).unwrap_or(t0))));
             if let Some((f, at)) = mark {
-                w!(out, "<i class=\"mark\" style=\"left:{at:.3}%\" title=\"first divergence: window {} at {}\"></i>", f.window, Esc(&f.time));
+                w!(
+                    out,
+                    "<i class=\"mark\" style=\"left:{at:.3}%\" title=\"first divergence: window {} at {}\"></i>",
+                    f.window,
+                    Esc(&f.time)
+                );
             }
             out.push_str("</div>\n");
             if let Some((f, at)) = mark {
                 // Labels near the right edge grow leftwards so they stay on the page.
-                let side = if at > 60.0 { format!("right:{:.3}%", 100.0 - at) } else { format!("left:{at:.3}%") };
+                let side = if at > 60.0 {
+                    format!("right:{:.3}%", 100.0 - at)
+                } else {
+                    format!("left:{at:.3}%")
+                };
                 w!(
                     out,
                     "<span></span><div class=\"marklabel\"><span style=\"{side}\">&#9650; first divergence: window {}, position {}, {}, <span class=\"pill k-{}\">{}</span></span></div>\n",
@@ -344,7 +443,9 @@ fn timeline(out: &mut String, report: &Report, view: &View) {
                 );
             }
             if table.timeline.is_empty() {
-                out.push_str("<span></span><div class=\"marklabel muted\">no window compared</div>\n");
+                out.push_str(
+                    "<span></span><div class=\"marklabel muted\">no window compared</div>\n",
+                );
             }
         }
         out.push_str("<span></span><div class=\"axis\">");
@@ -359,7 +460,12 @@ fn timeline(out: &mut String, report: &Report, view: &View) {
             } else {
                 ""
             };
-            w!(out, "<span{class} style=\"left:{at:.3}%\" title=\"{}\">{}</span>", rfc3339(ms), clock(ms, step < 1000));
+            w!(
+                out,
+                "<span{class} style=\"left:{at:.3}%\" title=\"{}\">{}</span>",
+                rfc3339(ms),
+                clock(ms, step < 1000)
+            );
         }
         out.push_str("</div>\n</div>\n</div>\n");
     }
@@ -369,17 +475,23 @@ fn timeline(out: &mut String, report: &Report, view: &View) {
 /// The tick interval that puts at most [`MAX_TICKS`] labels on an axis spanning `span_ms`.
 fn tick_step(span_ms: i64) -> i64 {
     const STEPS: [i64; 26] = [
-        1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000,
-        3_600_000, 7_200_000, 21_600_000, 43_200_000, 86_400_000,
+        1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000,
+        120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000,
+        43_200_000, 86_400_000,
     ];
-    STEPS.into_iter().find(|s| span_ms / s < MAX_TICKS).unwrap_or_else(|| (span_ms / (MAX_TICKS - 1) / 86_400_000 + 1) * 86_400_000)
+    STEPS
+        .into_iter()
+        .find(|s| span_ms / s < MAX_TICKS)
+        .unwrap_or_else(|| (span_ms / (MAX_TICKS - 1) / 86_400_000 + 1) * 86_400_000)
 }
 
 /// Round times within `t0..=t1`, every `step` ms.
 fn ticks(t0: i64, t1: i64, step: i64) -> impl Iterator<Item = i64> {
     let first = t0.div_euclid(step) * step;
     let first = if first < t0 { first + step } else { first };
-    (0..).map(move |i| first + i * step).take_while(move |&t| t <= t1)
+    (0..)
+        .map(move |i| first + i * step)
+        .take_while(move |&t| t <= t1)
 }
 
 /// Where in time the first divergent window sits: inside its segment, windows taken as equal.
@@ -387,7 +499,11 @@ fn divergence_ms(f: &FirstDivergence, timeline: &[Segment]) -> Option<i64> {
     let s = timeline
         .iter()
         .find(|s| (s.first_window..=s.last_window).contains(&f.window))
-        .or_else(|| timeline.iter().find(|s| s.status != WindowStatus::Consistent))?;
+        .or_else(|| {
+            timeline
+                .iter()
+                .find(|s| s.status != WindowStatus::Consistent)
+        })?;
     let n = (s.last_window - s.first_window + 1).max(1);
     let k = (f.window - s.first_window).clamp(0, n - 1);
     Some(s.start_ms + (s.end_ms - s.start_ms) * k / n)
@@ -409,7 +525,14 @@ fn segment_title(s: &Segment) -> String {
 
 fn tables(out: &mut String, report: &Report) {
     out.push_str("<section id=\"tables\">\n<h2>Tables</h2>\n");
-    let all = || report.replicas.iter().enumerate().flat_map(|(ri, r)| r.tables.iter().enumerate().map(move |(ti, t)| (anchor(ri, ti), r, t)));
+    let all = || {
+        report.replicas.iter().enumerate().flat_map(|(ri, r)| {
+            r.tables
+                .iter()
+                .enumerate()
+                .map(move |(ti, t)| (anchor(ri, ti), r, t))
+        })
+    };
     // Diverged tables first, in full; the consistent ones after, one line each.
     for (anchor, replica, table) in all().filter(|(_, _, t)| diverged(t)) {
         table_card(out, report, replica, table, &anchor);
@@ -449,7 +572,13 @@ fn diverged(table: &TableReport) -> bool {
     !table.consistent || table.first_divergence.is_some()
 }
 
-fn table_card(out: &mut String, report: &Report, replica: &ReplicaReport, table: &TableReport, anchor: &str) {
+fn table_card(
+    out: &mut String,
+    report: &Report,
+    replica: &ReplicaReport,
+    table: &TableReport,
+    anchor: &str,
+) {
     w!(
         out,
         "<article class=\"card bad\" id=\"{anchor}\">\n<h3><span class=\"muted\">{} &middot;</span> {} <span class=\"pill k-bad\">divergent</span></h3>\n",
@@ -457,12 +586,33 @@ fn table_card(out: &mut String, report: &Report, replica: &ReplicaReport, table:
         Esc(&table.table),
     );
     let windows: u64 = table.timeline.iter().map(|s| s.windows).sum();
-    let count = |st: WindowStatus| table.timeline.iter().filter(|s| s.status == st).map(|s| s.windows).sum::<u64>();
-    w!(out, "<p class=\"muted\">{} {} compared", thousands(windows), plural(windows, "window", "windows"));
-    for st in [WindowStatus::Lagging, WindowStatus::Mismatched, WindowStatus::Drifted] {
+    let count = |st: WindowStatus| {
+        table
+            .timeline
+            .iter()
+            .filter(|s| s.status == st)
+            .map(|s| s.windows)
+            .sum::<u64>()
+    };
+    w!(
+        out,
+        "<p class=\"muted\">{} {} compared",
+        thousands(windows),
+        plural(windows, "window", "windows")
+    );
+    for st in [
+        WindowStatus::Lagging,
+        WindowStatus::Mismatched,
+        WindowStatus::Drifted,
+    ] {
         let n = count(st);
         if n > 0 {
-            w!(out, " &middot; <i class=\"sw s-{0}\"></i>{1} {0}", status_name(st), thousands(n));
+            w!(
+                out,
+                " &middot; <i class=\"sw s-{0}\"></i>{1} {0}",
+                status_name(st),
+                thousands(n)
+            );
         }
     }
     out.push_str("</p>\n<div class=\"card-grid\">\n");
@@ -479,9 +629,18 @@ fn table_card(out: &mut String, report: &Report, replica: &ReplicaReport, table:
 
 fn first_divergence(out: &mut String, f: &FirstDivergence) {
     out.push_str("<div class=\"panel\">\n<h4>First divergence</h4>\n<dl>");
-    w!(out, "<dt>kind</dt><dd><span class=\"pill k-{}\">{}</span></dd>", kind_class(f.kind), f.kind);
+    w!(
+        out,
+        "<dt>kind</dt><dd><span class=\"pill k-{}\">{}</span></dd>",
+        kind_class(f.kind),
+        f.kind
+    );
     w!(out, "<dt>window</dt><dd>{}</dd>", f.window);
-    w!(out, "<dt>position</dt><dd class=\"mono\">{}</dd>", f.position);
+    w!(
+        out,
+        "<dt>position</dt><dd class=\"mono\">{}</dd>",
+        f.position
+    );
     w!(out, "<dt>time</dt><dd class=\"mono\">{}</dd>", Esc(&f.time));
     if let Some(subject) = &f.schema_subject {
         w!(out, "<dt>schema</dt><dd><code>{}</code></dd>", Esc(subject));
@@ -507,9 +666,17 @@ fn schemas(out: &mut String, report: &Report, replica: &ReplicaReport, table: &T
     out.push_str("<div class=\"panel\">\n<h4>Schema versions seen</h4>\n");
     let (primary, other) = sides(&table.schemas, &report.primary);
     out.push_str("<div class=\"sides\">");
-    w!(out, "<div><div class=\"side-name\">{}</div>", Esc(&report.primary));
+    w!(
+        out,
+        "<div><div class=\"side-name\">{}</div>",
+        Esc(&report.primary)
+    );
     schema_list(out, &primary, None);
-    w!(out, "</div><div><div class=\"side-name\">{}</div>", Esc(&replica.name));
+    w!(
+        out,
+        "</div><div><div class=\"side-name\">{}</div>",
+        Esc(&replica.name)
+    );
     schema_list(out, &other, Some(&primary));
     out.push_str("</div></div>\n</div>\n");
 }
@@ -526,11 +693,20 @@ fn schema_list(out: &mut String, seen: &[&SchemaSeen], primary: Option<&[&Schema
         out.push_str("<li class=\"muted\">none recorded</li>");
     }
     for s in seen {
-        let drift = primary.is_some_and(|p| !p.is_empty() && !p.iter().any(|p| p.subject == s.subject && p.version == s.version));
+        let drift = primary.is_some_and(|p| {
+            !p.is_empty()
+                && !p
+                    .iter()
+                    .any(|p| p.subject == s.subject && p.version == s.version)
+        });
         w!(
             out,
             "<li{}><code>{}</code> <b>v{}</b> <span class=\"muted\">id {}</span></li>",
-            if drift { " class=\"drift\" title=\"the primary wrote no such version\"" } else { "" },
+            if drift {
+                " class=\"drift\" title=\"the primary wrote no such version\""
+            } else {
+                ""
+            },
             Esc(&s.subject),
             version(s.version),
             s.schema_id
@@ -540,9 +716,19 @@ fn schema_list(out: &mut String, seen: &[&SchemaSeen], primary: Option<&[&Schema
 }
 
 /// Differing keys, both row images side by side, the differing columns first and highlighted.
-fn keys(out: &mut String, report: &Report, replica: &ReplicaReport, table: &TableReport, anchor: &str) {
+fn keys(
+    out: &mut String,
+    report: &Report,
+    replica: &ReplicaReport,
+    table: &TableReport,
+    anchor: &str,
+) {
     let total = table.differing_keys.len();
-    w!(out, "<h4 id=\"{anchor}-keys\">Differing keys ({})</h4>\n", thousands(total as u64));
+    w!(
+        out,
+        "<h4 id=\"{anchor}-keys\">Differing keys ({})</h4>\n",
+        thousands(total as u64)
+    );
     w!(
         out,
         "<table class=\"keys\">\n<colgroup><col class=\"c-col\"><col><col></colgroup>\n<thead><tr><th>key / column</th><th>{}</th><th>{}</th></tr></thead>\n",
@@ -567,13 +753,20 @@ fn keys(out: &mut String, report: &Report, replica: &ReplicaReport, table: &Tabl
 fn key_rows(out: &mut String, k: &KeyRow) {
     let fields = compare_rows(&k.primary_row, &k.replica_row);
     out.push_str("<tbody>\n<tr class=\"kh\"><th>");
-    w!(out, "<span class=\"key mono\">{}</span>", Esc(&key_label(&k.key)));
+    w!(
+        out,
+        "<span class=\"key mono\">{}</span>",
+        Esc(&key_label(&k.key))
+    );
     w!(out, "<small>window {}", k.window);
     if let Some(range) = &k.range {
         w!(out, " &middot; range {}", Esc(range));
     }
     out.push_str("</small></th>");
-    for (row, pos) in [(&k.primary_row, k.primary_position), (&k.replica_row, k.replica_position)] {
+    for (row, pos) in [
+        (&k.primary_row, k.primary_position),
+        (&k.replica_row, k.replica_position),
+    ] {
         out.push_str("<td>");
         match pos {
             Some(p) => w!(out, "<span class=\"mono\">@ {p}</span>"),
@@ -591,14 +784,23 @@ fn key_rows(out: &mut String, k: &KeyRow) {
             equal.push(f);
             continue;
         }
-        w!(out, "<tr class=\"d\"><td class=\"mono\">{}</td>", Esc(&f.name));
+        w!(
+            out,
+            "<tr class=\"d\"><td class=\"mono\">{}</td>",
+            Esc(&f.name)
+        );
         for v in [f.primary, f.replica] {
             match v {
                 Some(v) => {
                     let text = v.to_string();
                     let (shown, cut) = truncate(&text, MAX_VALUE_CHARS);
                     if cut {
-                        w!(out, "<td class=\"v\" title=\"{}\">{}&hellip;</td>", Esc(&text), Esc(shown));
+                        w!(
+                            out,
+                            "<td class=\"v\" title=\"{}\">{}&hellip;</td>",
+                            Esc(&text),
+                            Esc(shown)
+                        );
                     } else {
                         w!(out, "<td class=\"v\">{}</td>", Esc(shown));
                     }
@@ -609,7 +811,12 @@ fn key_rows(out: &mut String, k: &KeyRow) {
         out.push_str("</tr>\n");
     }
     if !equal.is_empty() {
-        w!(out, "<tr class=\"eq\"><td colspan=\"3\">{} equal {}: ", equal.len(), plural(equal.len() as u64, "column", "columns"));
+        w!(
+            out,
+            "<tr class=\"eq\"><td colspan=\"3\">{} equal {}: ",
+            equal.len(),
+            plural(equal.len() as u64, "column", "columns")
+        );
         for (i, f) in equal.iter().take(MAX_EQUAL_SHOWN).enumerate() {
             let text = f.primary.map_or_else(|| "∅".to_string(), Value::to_string);
             let (shown, cut) = truncate(&text, 40);
@@ -623,7 +830,11 @@ fn key_rows(out: &mut String, k: &KeyRow) {
             );
         }
         if equal.len() > MAX_EQUAL_SHOWN {
-            w!(out, " &middot; &hellip; {} more", equal.len() - MAX_EQUAL_SHOWN);
+            w!(
+                out,
+                " &middot; &hellip; {} more",
+                equal.len() - MAX_EQUAL_SHOWN
+            );
         }
         out.push_str("</td></tr>\n");
     }
@@ -651,24 +862,40 @@ fn compare_rows<'a>(primary: &'a Value, replica: &'a Value) -> Vec<Field<'a>> {
             }
             names
                 .into_iter()
-                .map(|name| Field { name: name.clone(), primary: p.and_then(|m| m.get(name)), replica: r.and_then(|m| m.get(name)) })
+                .map(|name| Field {
+                    name: name.clone(),
+                    primary: p.and_then(|m| m.get(name)),
+                    replica: r.and_then(|m| m.get(name)),
+                })
                 .collect()
         }
-        _ => vec![Field { name: "(row)".to_string(), primary: Some(primary), replica: Some(replica) }],
+        _ => vec![Field {
+            name: "(row)".to_string(),
+            primary: Some(primary),
+            replica: Some(replica),
+        }],
     }
 }
 
 /// `id=42, region="eu"` for an object key, the JSON text otherwise.
 fn key_label(key: &Value) -> String {
     match key {
-        Value::Object(m) if !m.is_empty() => m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+        Value::Object(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.to_string(),
     }
 }
 
 fn verdicts(out: &mut String, report: &Report) {
     let total = report.divergences.len();
-    w!(out, "<section id=\"verdicts\">\n<h2>Verdicts ({})</h2>\n", thousands(total as u64));
+    w!(
+        out,
+        "<section id=\"verdicts\">\n<h2>Verdicts ({})</h2>\n",
+        thousands(total as u64)
+    );
     if total == 0 {
         out.push_str("<p class=\"muted\">None.</p>\n</section>\n");
         return;
@@ -680,7 +907,9 @@ fn verdicts(out: &mut String, report: &Report) {
             "<tr><td><span class=\"pill k-{}\">{}</span>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>",
             kind_class(d.kind),
             d.kind,
-            d.recovered.map(|k| format!(" <small>{k}</small>")).unwrap_or_default(),
+            d.recovered
+                .map(|k| format!(" <small>{k}</small>"))
+                .unwrap_or_default(),
             Esc(&d.replica),
             Esc(d.table.as_deref().unwrap_or("–")),
             Esc(d.range_label.as_deref().unwrap_or("–"))
@@ -696,11 +925,19 @@ fn verdicts(out: &mut String, report: &Report) {
             ),
             None => out.push('–'),
         }
-        w!(out, "</td><td class=\"summary mono\">{}</td></tr>\n", Esc(&summary(d)));
+        w!(
+            out,
+            "</td><td class=\"summary mono\">{}</td></tr>\n",
+            Esc(&summary(d))
+        );
     }
     out.push_str("</tbody>\n</table>\n");
     if total > MAX_VERDICTS {
-        w!(out, "<p class=\"note\">and {} more verdicts not shown; the JSON report lists them all.</p>\n", thousands((total - MAX_VERDICTS) as u64));
+        w!(
+            out,
+            "<p class=\"note\">and {} more verdicts not shown; the JSON report lists them all.</p>\n",
+            thousands((total - MAX_VERDICTS) as u64)
+        );
     }
     out.push_str("</section>\n");
 }
@@ -708,7 +945,9 @@ fn verdicts(out: &mut String, report: &Report) {
 /// [`Divergence::summary`], which cuts digests to 8 characters, guarded for shorter ones in
 /// a hand-written report.
 fn summary(d: &Divergence) -> String {
-    let short = |s: &Option<cdc_verifier_core::verdict::Side>| s.as_ref().is_some_and(|s| !s.digest.is_char_boundary(8));
+    let short = |s: &Option<cdc_verifier_core::verdict::Side>| {
+        s.as_ref().is_some_and(|s| !s.digest.is_char_boundary(8))
+    };
     if d.kind == Kind::DataMismatch && (short(&d.primary) || short(&d.replica_side)) {
         return d.key();
     }
@@ -734,7 +973,11 @@ fn streams(out: &mut String, report: &Report) {
             thousands(s.duplicates),
             thousands(s.late),
             thousands(s.tombstones),
-            if s.poison > 0 { " class=\"bad-text\"" } else { "" },
+            if s.poison > 0 {
+                " class=\"bad-text\""
+            } else {
+                ""
+            },
             thousands(s.poison)
         );
     }
@@ -745,7 +988,11 @@ fn footer(out: &mut String, report: &Report) {
     w!(
         out,
         "<footer>cdc-verifier report &middot; format {} &middot; generated {} &middot; primary <b>{}</b></footer>\n",
-        if report.format == FORMAT { FORMAT.to_string() } else { format!("{} (this page renders format {FORMAT})", report.format) },
+        if report.format == FORMAT {
+            FORMAT.to_string()
+        } else {
+            format!("{} (this page renders format {FORMAT})", report.format)
+        },
         Esc(&report.generated_at),
         Esc(&report.primary)
     );
@@ -759,7 +1006,12 @@ fn replica_pill(replica: &ReplicaReport) -> String {
     };
     for (kind, n) in &replica.counts {
         if *n > 0 {
-            w!(s, " <span class=\"count\">{} {}</span>", Esc(kind), thousands(*n));
+            w!(
+                s,
+                " <span class=\"count\">{} {}</span>",
+                Esc(kind),
+                thousands(*n)
+            );
         }
     }
     s
@@ -767,7 +1019,10 @@ fn replica_pill(replica: &ReplicaReport) -> String {
 
 fn versions_by_side(seen: &[SchemaSeen], primary: &str) -> (String, String) {
     let list = |side: Vec<&SchemaSeen>| {
-        side.iter().map(|s| format!("<code>{}</code> v{}", Esc(&s.subject), version(s.version))).collect::<Vec<_>>().join(", ")
+        side.iter()
+            .map(|s| format!("<code>{}</code> v{}", Esc(&s.subject), version(s.version)))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let (p, r) = sides(seen, primary);
     (list(p), list(r))
@@ -827,7 +1082,11 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 fn duration(ms: i64) -> String {
@@ -855,8 +1114,17 @@ fn rfc3339(ms: i64) -> String {
 /// `15:44:00`, or `15:44:00.250` with milliseconds.
 fn clock(ms: i64, millis: bool) -> String {
     let rem = ms.rem_euclid(86_400_000);
-    let (h, mi, s, f) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    if millis { format!("{h:02}:{mi:02}:{s:02}.{f:03}") } else { format!("{h:02}:{mi:02}:{s:02}") }
+    let (h, mi, s, f) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    if millis {
+        format!("{h:02}:{mi:02}:{s:02}.{f:03}")
+    } else {
+        format!("{h:02}:{mi:02}:{s:02}")
+    }
 }
 
 const CSS: &str = r#"
@@ -1027,7 +1295,14 @@ mod tests {
     }
 
     fn stream(name: &str, role: &str, events: u64) -> StreamSummary {
-        StreamSummary { name: name.into(), role: role.into(), events, bytes: events * 212, duplicates: 3, ..Default::default() }
+        StreamSummary {
+            name: name.into(),
+            role: role.into(),
+            events,
+            bytes: events * 212,
+            duplicates: 3,
+            ..Default::default()
+        }
     }
 
     fn consistent_table(replica: &str, table: &str, windows: i64) -> TableReport {
@@ -1085,12 +1360,30 @@ mod tests {
                 seg(WindowStatus::Lagging, 22, 23),
                 seg(WindowStatus::Consistent, 24, 35),
             ],
-            schemas: vec![seen("primary", "orders", 12, 3), seen("replica-2", "orders", 9, 2), seen("replica-2", "orders", 12, 3)],
+            schemas: vec![
+                seen("primary", "orders", 12, 3),
+                seen("replica-2", "orders", 9, 2),
+                seen("replica-2", "orders", 12, 3),
+            ],
             differing_keys: keys,
         };
         let mut mismatch = divergence(Kind::DataMismatch, "replica-2", Some("orders"), Some(14));
-        mismatch.primary = Some(Side { digest: "9f2c4e1a77b03d58".into(), ops: OpCounts { create: 40, update: 12, ..Default::default() } });
-        mismatch.replica_side = Some(Side { digest: "0d41be93c2a6f710".into(), ops: OpCounts { create: 40, update: 11, ..Default::default() } });
+        mismatch.primary = Some(Side {
+            digest: "9f2c4e1a77b03d58".into(),
+            ops: OpCounts {
+                create: 40,
+                update: 12,
+                ..Default::default()
+            },
+        });
+        mismatch.replica_side = Some(Side {
+            digest: "0d41be93c2a6f710".into(),
+            ops: OpCounts {
+                create: 40,
+                update: 11,
+                ..Default::default()
+            },
+        });
         let mut drift = divergence(Kind::SchemaDrift, "replica-2", Some("orders"), Some(12));
         drift.schema = Some(SchemaInfo {
             subject: "shop.public.orders-value".into(),
@@ -1098,13 +1391,21 @@ mod tests {
             expected_version: Some(3),
             actual_id: 9,
             actual_version: Some(2),
-            fields: vec![FieldDiff::Missing { field: "discount".into(), expected: "string".into() }],
+            fields: vec![FieldDiff::Missing {
+                field: "discount".into(),
+                expected: "string".into(),
+            }],
             first_position: pos(2_200),
             first_ts_ms: T0 + 121_250,
             events: 17,
         });
         let mut lag = divergence(Kind::ReplicaLag, "replica-2", None, Some(22));
-        lag.lag = Some(LagInfo { primary_position: pos(3_400), replica_position: pos(3_100), positions_behind: 300, ms_behind: 12_400 });
+        lag.lag = Some(LagInfo {
+            primary_position: pos(3_400),
+            replica_position: pos(3_100),
+            positions_behind: 300,
+            ms_behind: 12_400,
+        });
         let mut recovered = divergence(Kind::Recovered, "replica-2", Some("orders"), Some(24));
         recovered.recovered = Some(Kind::DataMismatch);
         Report {
@@ -1118,13 +1419,20 @@ mod tests {
             },
             verdict: "divergent".into(),
             primary: "primary".into(),
-            streams: vec![stream("primary", "primary", 48_210), stream("replica-1", "replica", 48_210), stream("replica-2", "replica", 47_950)],
+            streams: vec![
+                stream("primary", "primary", 48_210),
+                stream("replica-1", "replica", 48_210),
+                stream("replica-2", "replica", 47_950),
+            ],
             replicas: vec![
                 ReplicaReport {
                     name: "replica-1".into(),
                     consistent: true,
                     counts: BTreeMap::new(),
-                    tables: vec![consistent_table("replica-1", "orders", 36), consistent_table("replica-1", "customers", 36)],
+                    tables: vec![
+                        consistent_table("replica-1", "orders", 36),
+                        consistent_table("replica-1", "customers", 36),
+                    ],
                 },
                 ReplicaReport {
                     name: "replica-2".into(),
@@ -1146,15 +1454,26 @@ mod tests {
         Report {
             format: FORMAT,
             generated_at: "2024-08-14T16:00:00Z".into(),
-            source: SourceInfo { kind: "kafka".into(), description: "bootstrap 127.0.0.1:9092, last 6 minutes".into(), from: None, to: None },
+            source: SourceInfo {
+                kind: "kafka".into(),
+                description: "bootstrap 127.0.0.1:9092, last 6 minutes".into(),
+                from: None,
+                to: None,
+            },
             verdict: "consistent".into(),
             primary: "primary".into(),
-            streams: vec![stream("primary", "primary", 10_000), stream("replica-1", "replica", 10_000)],
+            streams: vec![
+                stream("primary", "primary", 10_000),
+                stream("replica-1", "replica", 10_000),
+            ],
             replicas: vec![ReplicaReport {
                 name: "replica-1".into(),
                 consistent: true,
                 counts: BTreeMap::new(),
-                tables: vec![consistent_table("replica-1", "orders", 36), consistent_table("replica-1", "customers", 36)],
+                tables: vec![
+                    consistent_table("replica-1", "orders", 36),
+                    consistent_table("replica-1", "customers", 36),
+                ],
             }],
             divergences: Vec::new(),
         }
@@ -1174,10 +1493,19 @@ mod tests {
         assert!(h.contains("Divergent"));
         assert!(h.contains(">replica-2</span> diverged from"), "{h}");
         assert!(h.contains(">orders</a>"), "{h}");
-        assert!(h.contains("since position <b class=\"mono\">2200</b> (window 12)"), "{h}");
+        assert!(
+            h.contains("since position <b class=\"mono\">2200</b> (window 12)"),
+            "{h}"
+        );
         assert!(h.contains("2024-08-14T15:42:01.250Z"), "{h}");
-        assert!(h.contains("<code>shop.public.orders-value</code>: primary writes version <b>3</b>"), "{h}");
-        assert!(h.contains("writes version <b class=\"bad-text\">2</b>"), "{h}");
+        assert!(
+            h.contains("<code>shop.public.orders-value</code>: primary writes version <b>3</b>"),
+            "{h}"
+        );
+        assert!(
+            h.contains("writes version <b class=\"bad-text\">2</b>"),
+            "{h}"
+        );
         assert!(h.contains("<code class=\"chip\">discount</code>"), "{h}");
         assert!(h.contains("<b class=\"bad-text\">5</b> rows differ"), "{h}");
         assert!(page.contains("<title>cdc-verifier report: DIVERGENT: replica-2 · orders</title>"));
@@ -1188,7 +1516,10 @@ mod tests {
         let page = render(&consistent());
         let h = headline(&page);
         assert!(h.contains("hero ok") && h.contains("Consistent"), "{h}");
-        assert!(h.contains(">replica-1</span> matches <span class=\"name\">primary</span>"), "{h}");
+        assert!(
+            h.contains(">replica-1</span> matches <span class=\"name\">primary</span>"),
+            "{h}"
+        );
         assert!(h.contains("<b>1</b><span>replica</span>"), "{h}");
         assert!(h.contains("2 tables compared over 36 windows"), "{h}");
         assert!(h.contains("<b>20,000</b><span>events</span>"), "{h}");
@@ -1201,17 +1532,31 @@ mod tests {
     fn timeline_colours_windows_by_status_and_marks_the_first_divergence() {
         let page = render(&divergent());
         for status in ["consistent", "lagging", "mismatched", "drifted"] {
-            assert!(page.contains(&format!("<i class=\"seg s-{status}\"")), "{status}");
-            assert!(page.contains(&format!("<i class=\"sw s-{status}\"></i>{status}")), "legend {status}");
+            assert!(
+                page.contains(&format!("<i class=\"seg s-{status}\"")),
+                "{status}"
+            );
+            assert!(
+                page.contains(&format!("<i class=\"sw s-{status}\"></i>{status}")),
+                "legend {status}"
+            );
         }
         // 36 windows from T0: the drift starts at window 12, a third of the way along.
-        assert!(page.contains("<i class=\"seg s-drifted\" style=\"left:33.333%;width:5.556%\""), "{page}");
+        assert!(
+            page.contains("<i class=\"seg s-drifted\" style=\"left:33.333%;width:5.556%\""),
+            "{page}"
+        );
         assert!(page.contains("<i class=\"mark\" style=\"left:33.333%\""));
         assert!(page.contains("first divergence: window 12, position 2200"));
         for label in ["15:40:00", "15:41:00", "15:45:00", "15:46:00"] {
-            assert!(page.contains(&format!(">{label}</span>")), "axis label {label}");
+            assert!(
+                page.contains(&format!(">{label}</span>")),
+                "axis label {label}"
+            );
         }
-        assert!(page.contains("2024-08-14T15:40:00.000Z &rarr; 2024-08-14T15:46:00.000Z (6 min 0 s)"));
+        assert!(
+            page.contains("2024-08-14T15:40:00.000Z &rarr; 2024-08-14T15:46:00.000Z (6 min 0 s)")
+        );
     }
 
     #[test]
@@ -1230,9 +1575,20 @@ mod tests {
             page.contains("2 equal columns: <span class=\"mono\">customer=&quot;ada&quot;</span> &middot; <span class=\"mono\">id=1</span>"),
             "{page}"
         );
-        assert!(page.contains("@ 2413") && page.contains("@ 2416"), "positions");
-        assert!(page.contains("<span class=\"pill k-absent\">absent</span>"), "a row the replica lacks");
-        assert!(page.contains("primary wrote no such version\"><code>shop.public.orders-value</code> <b>v2</b>"), "the replica's older schema");
+        assert!(
+            page.contains("@ 2413") && page.contains("@ 2416"),
+            "positions"
+        );
+        assert!(
+            page.contains("<span class=\"pill k-absent\">absent</span>"),
+            "a row the replica lacks"
+        );
+        assert!(
+            page.contains(
+                "primary wrote no such version\"><code>shop.public.orders-value</code> <b>v2</b>"
+            ),
+            "the replica's older schema"
+        );
     }
 
     #[test]
@@ -1246,19 +1602,30 @@ mod tests {
         let page = render(&report);
         assert!(!page.contains("<script"), "a script element got through");
         assert!(!page.contains("<img"), "an element got through");
-        assert!(page.contains("replica-2&quot;&gt;&lt;img onerror=x&gt;"), "an attribute could be closed from the data");
+        assert!(
+            page.contains("replica-2&quot;&gt;&lt;img onerror=x&gt;"),
+            "an attribute could be closed from the data"
+        );
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("\\&quot;quoted\\&quot; &amp; &lt;b&gt;bold&lt;/b&gt;"));
         assert!(page.contains("orders&#39;&lt;script&gt;"));
-        assert_eq!(Esc("a&b<c>d\"e'f").to_string(), "a&amp;b&lt;c&gt;d&quot;e&#39;f");
+        assert_eq!(
+            Esc("a&b<c>d\"e'f").to_string(),
+            "a&amp;b&lt;c&gt;d&quot;e&#39;f"
+        );
     }
 
     #[test]
     fn the_page_is_self_contained() {
         for page in [render(&divergent()), render(&consistent())] {
             let lower = page.to_ascii_lowercase();
-            for needle in ["http:", "https:", "src=", "<link", "<script", "@import", "url(", "//"] {
-                assert!(!lower.contains(needle), "the page refers to something outside it: {needle}");
+            for needle in [
+                "http:", "https:", "src=", "<link", "<script", "@import", "url(", "//",
+            ] {
+                assert!(
+                    !lower.contains(needle),
+                    "the page refers to something outside it: {needle}"
+                );
             }
             assert!(lower.starts_with("<!doctype html>") && lower.trim_end().ends_with("</html>"));
         }
@@ -1269,7 +1636,10 @@ mod tests {
         let mut report = divergent();
         report.replicas[1].tables[0].differing_keys = (0..250).map(key_row).collect();
         let page = render(&report);
-        assert_eq!(page.matches("<tr class=\"kh\">").count(), MAX_KEYS_PER_TABLE);
+        assert_eq!(
+            page.matches("<tr class=\"kh\">").count(),
+            MAX_KEYS_PER_TABLE
+        );
         assert!(page.contains("and 50 more differing keys not shown"));
         assert!(headline(&page).contains("<b class=\"bad-text\">250</b> rows differ"));
     }
@@ -1280,8 +1650,13 @@ mod tests {
         assert!(page.contains("<h2>Verdicts (4)</h2>"));
         assert!(page.contains("<span class=\"pill k-drift\">SchemaDrift</span>"));
         assert!(page.contains("DataMismatch replica-2 orders [0x3000..0x4000) window 14 (positions 2400..2499): primary 9f2c4e1a (52 events)"));
-        assert!(page.contains("<span class=\"pill k-ok\">Recovered</span> <small>DataMismatch</small>"));
-        assert!(page.contains("<td><b>replica-2</b></td><td>replica</td><td>47,950</td>"), "{page}");
+        assert!(
+            page.contains("<span class=\"pill k-ok\">Recovered</span> <small>DataMismatch</small>")
+        );
+        assert!(
+            page.contains("<td><b>replica-2</b></td><td>replica</td><td>47,950</td>"),
+            "{page}"
+        );
     }
 
     #[test]
@@ -1289,11 +1664,20 @@ mod tests {
         let mut report = consistent();
         report.verdict = "divergent".into();
         let mut silent = divergence(Kind::StreamSilent, "replica-1", None, None);
-        silent.lag = Some(LagInfo { primary_position: pos(10), replica_position: pos(5), positions_behind: 5, ms_behind: 90_000 });
+        silent.lag = Some(LagInfo {
+            primary_position: pos(10),
+            replica_position: pos(5),
+            positions_behind: 5,
+            ms_behind: 90_000,
+        });
         report.divergences.push(silent);
         let h = render(&report);
         let h = headline(&h);
-        assert!(h.contains("hero bad") && h.contains("StreamSilent</span> on <span class=\"name\">replica-1</span>"), "{h}");
+        assert!(
+            h.contains("hero bad")
+                && h.contains("StreamSilent</span> on <span class=\"name\">replica-1</span>"),
+            "{h}"
+        );
         assert!(h.contains("no records for 90000 ms"), "{h}");
     }
 
@@ -1301,7 +1685,10 @@ mod tests {
     fn a_hand_written_short_digest_does_not_panic() {
         let mut report = consistent();
         let mut d = divergence(Kind::DataMismatch, "replica-1", Some("orders"), Some(1));
-        d.primary = Some(Side { digest: "ab".into(), ops: OpCounts::default() });
+        d.primary = Some(Side {
+            digest: "ab".into(),
+            ops: OpCounts::default(),
+        });
         report.divergences.push(d);
         assert!(render(&report).contains("DataMismatch/replica-1/orders/3/1"));
     }
@@ -1319,17 +1706,27 @@ mod tests {
         assert_eq!(truncate("héllo", 2), ("hé", true));
         assert_eq!(tick_step(360_000), 60_000);
         assert_eq!(tick_step(3_000), 500);
-        assert_eq!(ticks(T0 + 1, T0 + 180_000, 60_000).collect::<Vec<_>>(), [T0 + 60_000, T0 + 120_000, T0 + 180_000]);
+        assert_eq!(
+            ticks(T0 + 1, T0 + 180_000, 60_000).collect::<Vec<_>>(),
+            [T0 + 60_000, T0 + 120_000, T0 + 180_000]
+        );
     }
 
     #[test]
     fn cli_renders_a_json_report_file() {
         let dir = Scratch::new("cli");
-        let (input, output) = (dir.path().join("report.json"), dir.path().join("report.html"));
+        let (input, output) = (
+            dir.path().join("report.json"),
+            dir.path().join("report.html"),
+        );
         std::fs::write(&input, serde_json::to_string_pretty(&divergent()).unwrap()).unwrap();
         cli(&input, &output).unwrap();
         let page = std::fs::read_to_string(&output).unwrap();
-        assert_eq!(page, render(&divergent()), "the JSON round trip changes nothing on the page");
+        assert_eq!(
+            page,
+            render(&divergent()),
+            "the JSON round trip changes nothing on the page"
+        );
         let err = cli(&dir.path().join("missing.json"), &output).unwrap_err();
         assert!(format!("{err:#}").starts_with("reading report"), "{err:#}");
     }
@@ -1340,8 +1737,14 @@ mod tests {
 
     impl Scratch {
         fn new(what: &str) -> Self {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-            let dir = std::env::temp_dir().join(format!("cdc-verifier-report-{what}-{}-{nanos}", std::process::id()));
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let dir = std::env::temp_dir().join(format!(
+                "cdc-verifier-report-{what}-{}-{nanos}",
+                std::process::id()
+            ));
             std::fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
         }
@@ -1412,7 +1815,10 @@ mod tests {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("chromium did not finish within 120 s: {}", err_reader.join().unwrap_or_default());
+                panic!(
+                    "chromium did not finish within 120 s: {}",
+                    err_reader.join().unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -1428,20 +1834,57 @@ mod tests {
         std::fs::write(&page, render(&divergent())).unwrap();
         let url = format!("file://{}", page.display());
 
-        let dom = chromium(scratch.path(), "profile-dom", &["--dump-dom".to_string(), url.clone()]);
-        assert!(dom.contains("<header class=\"hero bad\">"), "the page did not render: {dom:.2000}");
-        assert!(dom.contains("replica-2</span> diverged from"), "the headline names the replica: {dom:.2000}");
-        assert!(dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "the key is text");
-        assert!(!dom.contains("<script"), "no script element in the rendered DOM");
-        assert!(dom.contains("class=\"seg s-mismatched\""), "the timeline rendered");
+        let dom = chromium(
+            scratch.path(),
+            "profile-dom",
+            &["--dump-dom".to_string(), url.clone()],
+        );
+        assert!(
+            dom.contains("<header class=\"hero bad\">"),
+            "the page did not render: {dom:.2000}"
+        );
+        assert!(
+            dom.contains("replica-2</span> diverged from"),
+            "the headline names the replica: {dom:.2000}"
+        );
+        assert!(
+            dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "the key is text"
+        );
+        assert!(
+            !dom.contains("<script"),
+            "no script element in the rendered DOM"
+        );
+        assert!(
+            dom.contains("class=\"seg s-mismatched\""),
+            "the timeline rendered"
+        );
 
         let png = scratch.path().join("report.png");
-        chromium(scratch.path(), "profile-screenshot", &[format!("--screenshot={}", png.display()), "--window-size=1400,1000".to_string(), url]);
+        chromium(
+            scratch.path(),
+            "profile-screenshot",
+            &[
+                format!("--screenshot={}", png.display()),
+                "--window-size=1400,1000".to_string(),
+                url,
+            ],
+        );
         let bytes = std::fs::read(&png).expect("chromium wrote no screenshot");
-        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "the screenshot is not a PNG");
-        let (width, height) = (u32::from_be_bytes(bytes[16..20].try_into().unwrap()), u32::from_be_bytes(bytes[20..24].try_into().unwrap()));
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "the screenshot is not a PNG"
+        );
+        let (width, height) = (
+            u32::from_be_bytes(bytes[16..20].try_into().unwrap()),
+            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
+        );
         assert_eq!((width, height), (1400, 1000), "screenshot size");
         // A blank 1400×1000 page compresses to a few kilobytes; the report is far busier.
-        assert!(bytes.len() > 40_000, "the screenshot looks empty ({} bytes)", bytes.len());
+        assert!(
+            bytes.len() > 40_000,
+            "the screenshot looks empty ({} bytes)",
+            bytes.len()
+        );
     }
 }

@@ -104,12 +104,18 @@ impl Report {
 
     /// Divergences that count against consistency (everything but `Recovered`).
     pub fn findings(&self) -> impl Iterator<Item = &Divergence> {
-        self.divergences.iter().filter(|d| d.kind != Kind::Recovered)
+        self.divergences
+            .iter()
+            .filter(|d| d.kind != Kind::Recovered)
     }
 }
 
 /// Assembles a report from what a run concluded.
-pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source: SourceInfo) -> Report {
+pub fn build(
+    engine: &cdc_verifier_core::Engine,
+    verdicts: &[Divergence],
+    source: SourceInfo,
+) -> Report {
     use std::collections::{BTreeMap, BTreeSet};
     let names: Vec<String> = engine.stream_names().map(str::to_string).collect();
     let primary = names[0].clone();
@@ -117,7 +123,15 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
     let mut streams: Vec<StreamSummary> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| StreamSummary { name: n.clone(), role: if i == 0 { "primary".into() } else { "replica".into() }, ..Default::default() })
+        .map(|(i, n)| StreamSummary {
+            name: n.clone(),
+            role: if i == 0 {
+                "primary".into()
+            } else {
+                "replica".into()
+            },
+            ..Default::default()
+        })
         .collect();
     for (stream, _table, _topic, st) in engine.topic_stats() {
         if let Some(s) = streams.iter_mut().find(|s| s.name == stream) {
@@ -139,17 +153,33 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
         for d in &mine {
             *counts.entry(d.kind.to_string()).or_insert(0u64) += 1;
         }
-        let mut tables: BTreeSet<String> = timeline.iter().filter(|(r, _, _)| r == name).map(|(_, t, _)| t.clone()).collect();
+        let mut tables: BTreeSet<String> = timeline
+            .iter()
+            .filter(|(r, _, _)| r == name)
+            .map(|(_, t, _)| t.clone())
+            .collect();
         tables.extend(mine.iter().filter_map(|d| d.table.clone()));
         let mut table_reports = Vec::new();
         for table in tables {
-            let of_table: Vec<&&Divergence> = mine.iter().filter(|d| d.table.as_deref() == Some(table.as_str())).collect();
-            let findings: Vec<&&Divergence> = of_table.iter().copied().filter(|d| d.kind != Kind::Recovered).collect();
+            let of_table: Vec<&&Divergence> = mine
+                .iter()
+                .filter(|d| d.table.as_deref() == Some(table.as_str()))
+                .collect();
+            let findings: Vec<&&Divergence> = of_table
+                .iter()
+                .copied()
+                .filter(|d| d.kind != Kind::Recovered)
+                .collect();
             let drift = of_table.iter().find(|d| d.kind == Kind::SchemaDrift);
             let first = of_table
                 .iter()
                 .filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift))
-                .min_by_key(|d| (d.window.map(|w| w.id).unwrap_or(i64::MAX), d.kind != Kind::SchemaDrift))
+                .min_by_key(|d| {
+                    (
+                        d.window.map(|w| w.id).unwrap_or(i64::MAX),
+                        d.kind != Kind::SchemaDrift,
+                    )
+                })
                 .map(|d| {
                     let w = d.window.expect("window verdicts carry a window");
                     let (position, ts) = match &d.schema {
@@ -170,7 +200,10 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
                                 s.fields
                                     .iter()
                                     .filter_map(|f| match f {
-                                        cdc_verifier_core::avro::FieldDiff::Missing { field, .. } => Some(field.clone()),
+                                        cdc_verifier_core::avro::FieldDiff::Missing {
+                                            field,
+                                            ..
+                                        } => Some(field.clone()),
                                         _ => None,
                                     })
                                     .collect()
@@ -189,17 +222,33 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
                         window: d.window.map(|w| w.id).unwrap_or_default(),
                         range: d.range_label.clone(),
                         primary_position: k.primary.as_ref().map(|i| i.position.tx),
-                        primary_row: k.primary.as_ref().map(|i| i.row.clone()).unwrap_or(serde_json::Value::Null),
+                        primary_row: k
+                            .primary
+                            .as_ref()
+                            .map(|i| i.row.clone())
+                            .unwrap_or(serde_json::Value::Null),
                         replica_position: k.replica.as_ref().map(|i| i.position.tx),
-                        replica_row: k.replica.as_ref().map(|i| i.row.clone()).unwrap_or(serde_json::Value::Null),
+                        replica_row: k
+                            .replica
+                            .as_ref()
+                            .map(|i| i.row.clone())
+                            .unwrap_or(serde_json::Value::Null),
                     });
                 }
             }
             table_reports.push(TableReport {
                 consistent: findings.is_empty(),
                 first_divergence: first,
-                timeline: timeline.iter().find(|(r, t, _)| r == name && *t == table).map(|(_, _, s)| s.clone()).unwrap_or_default(),
-                schemas: seen.iter().filter(|s| s.table == table && (s.stream == primary || &s.stream == name)).cloned().collect(),
+                timeline: timeline
+                    .iter()
+                    .find(|(r, t, _)| r == name && *t == table)
+                    .map(|(_, _, s)| s.clone())
+                    .unwrap_or_default(),
+                schemas: seen
+                    .iter()
+                    .filter(|s| s.table == table && (s.stream == primary || &s.stream == name))
+                    .cloned()
+                    .collect(),
                 differing_keys: keys,
                 table,
             });
@@ -216,7 +265,11 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
         format: FORMAT,
         generated_at: cdc_verifier_core::avro::json::format_millis(now_ms()),
         source,
-        verdict: if consistent { "consistent".into() } else { "divergent".into() },
+        verdict: if consistent {
+            "consistent".into()
+        } else {
+            "divergent".into()
+        },
         primary,
         streams,
         replicas,
@@ -225,7 +278,10 @@ pub fn build(engine: &cdc_verifier_core::Engine, verdicts: &[Divergence], source
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The answer in a few lines, for the terminal.
@@ -233,23 +289,45 @@ pub fn summary_text(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let events: u64 = r.streams.iter().map(|s| s.events).sum();
-    let _ = writeln!(s, "verified {events} events of {} streams ({})", r.streams.len(), r.source.description);
+    let _ = writeln!(
+        s,
+        "verified {events} events of {} streams ({})",
+        r.streams.len(),
+        r.source.description
+    );
     if r.is_consistent() {
-        let _ = writeln!(s, "CONSISTENT: every replica matches {} at equal positions", r.primary);
+        let _ = writeln!(
+            s,
+            "CONSISTENT: every replica matches {} at equal positions",
+            r.primary
+        );
         return s;
     }
     let _ = writeln!(s, "DIVERGENT: {} finding(s)", r.findings().count());
     for rep in &r.replicas {
         if rep.consistent {
-            let _ = writeln!(s, "  {}: consistent ({} tables)", rep.name, rep.tables.len());
+            let _ = writeln!(
+                s,
+                "  {}: consistent ({} tables)",
+                rep.name,
+                rep.tables.len()
+            );
             continue;
         }
         for t in rep.tables.iter().filter(|t| !t.consistent) {
             match &t.first_divergence {
                 Some(f) => {
-                    let _ = writeln!(s, "  {} / {}: {} since position {} ({})", rep.name, t.table, f.kind, f.position, f.time);
+                    let _ = writeln!(
+                        s,
+                        "  {} / {}: {} since position {} ({})",
+                        rep.name, t.table, f.kind, f.position, f.time
+                    );
                     if let (Some(subject), Some(a)) = (&f.schema_subject, f.actual_version) {
-                        let missing = if f.missing_fields.is_empty() { String::new() } else { format!("; missing field(s): {}", f.missing_fields.join(", ")) };
+                        let missing = if f.missing_fields.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; missing field(s): {}", f.missing_fields.join(", "))
+                        };
                         let _ = writeln!(
                             s,
                             "      writes {subject} version {a}, the primary writes version {}{missing}",
@@ -261,7 +339,11 @@ pub fn summary_text(r: &Report) -> String {
                     let kinds: Vec<String> = r
                         .divergences
                         .iter()
-                        .filter(|d| d.replica == rep.name && d.table.as_deref() == Some(t.table.as_str()) && d.kind != Kind::Recovered)
+                        .filter(|d| {
+                            d.replica == rep.name
+                                && d.table.as_deref() == Some(t.table.as_str())
+                                && d.kind != Kind::Recovered
+                        })
                         .map(|d| d.kind.to_string())
                         .collect();
                     let _ = writeln!(s, "  {} / {}: {}", rep.name, t.table, kinds.join(", "));
@@ -269,10 +351,19 @@ pub fn summary_text(r: &Report) -> String {
             }
             if !t.differing_keys.is_empty() {
                 let k = &t.differing_keys[0];
-                let _ = writeln!(s, "      {} row(s) differ, e.g. key {}", t.differing_keys.len(), k.key);
+                let _ = writeln!(
+                    s,
+                    "      {} row(s) differ, e.g. key {}",
+                    t.differing_keys.len(),
+                    k.key
+                );
             }
         }
-        for d in r.divergences.iter().filter(|d| d.replica == rep.name && d.table.is_none() && d.kind != Kind::Recovered) {
+        for d in r
+            .divergences
+            .iter()
+            .filter(|d| d.replica == rep.name && d.table.is_none() && d.kind != Kind::Recovered)
+        {
             let _ = writeln!(s, "  {}", d.summary());
         }
     }

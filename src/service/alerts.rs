@@ -1,15 +1,22 @@
 //! Divergence events as Avro records in the Confluent wire format (`schemas/divergence.avsc`,
 //! keyed by `schemas/divergence-key.avsc`), and dead-letter records with their coordinates.
 
-use apache_avro::types::Value;
 use apache_avro::Schema;
+use apache_avro::types::Value;
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::wire;
 
 pub const VALUE_SCHEMA: &str = include_str!("../../schemas/divergence.avsc");
 pub const KEY_SCHEMA: &str = include_str!("../../schemas/divergence-key.avsc");
 
-const KINDS: [Kind; 6] = [Kind::DataMismatch, Kind::SchemaDrift, Kind::ReplicaLag, Kind::StreamSilent, Kind::PoisonEvent, Kind::Recovered];
+const KINDS: [Kind; 6] = [
+    Kind::DataMismatch,
+    Kind::SchemaDrift,
+    Kind::ReplicaLag,
+    Kind::StreamSilent,
+    Kind::PoisonEvent,
+    Kind::Recovered,
+];
 
 /// The alert schemas with the ids the registry gave them.
 pub struct AlertCodec {
@@ -33,7 +40,12 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
 }
 
 fn rec(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn s(x: &str) -> Value {
@@ -72,7 +84,10 @@ impl AlertCodec {
                 ("truncates", Value::Long(x.ops.truncate as i64)),
             ])
         };
-        let kind_index = KINDS.iter().position(|k| *k == d.kind).expect("every kind is a symbol") as u32;
+        let kind_index = KINDS
+            .iter()
+            .position(|k| *k == d.kind)
+            .expect("every kind is a symbol") as u32;
         rec(vec![
             ("kind", Value::Enum(kind_index, d.kind.to_string())),
             ("replica", s(&d.replica)),
@@ -102,19 +117,36 @@ impl AlertCodec {
                         .map(|f| {
                             use cdc_verifier_core::avro::FieldDiff::*;
                             let (change, field, e, a) = match f {
-                                Missing { field, expected } => ("missing", field, Some(expected), None),
+                                Missing { field, expected } => {
+                                    ("missing", field, Some(expected), None)
+                                }
                                 Added { field, actual } => ("added", field, None, Some(actual)),
-                                Changed { field, expected, actual } => ("changed", field, Some(expected), Some(actual)),
+                                Changed {
+                                    field,
+                                    expected,
+                                    actual,
+                                } => ("changed", field, Some(expected), Some(actual)),
                             };
-                            rec(vec![("change", s(change)), ("field", s(field)), ("expected", opt(e.map(String::as_str), s)), ("actual", opt(a.map(String::as_str), s))])
+                            rec(vec![
+                                ("change", s(change)),
+                                ("field", s(field)),
+                                ("expected", opt(e.map(String::as_str), s)),
+                                ("actual", opt(a.map(String::as_str), s)),
+                            ])
                         })
                         .collect();
                     rec(vec![
                         ("subject", s(&sc.subject)),
                         ("expected_id", Value::Long(sc.expected_id as i64)),
-                        ("expected_version", opt(sc.expected_version, |v| Value::Long(v as i64))),
+                        (
+                            "expected_version",
+                            opt(sc.expected_version, |v| Value::Long(v as i64)),
+                        ),
                         ("actual_id", Value::Long(sc.actual_id as i64)),
-                        ("actual_version", opt(sc.actual_version, |v| Value::Long(v as i64))),
+                        (
+                            "actual_version",
+                            opt(sc.actual_version, |v| Value::Long(v as i64)),
+                        ),
                         ("fields", Value::Array(fields)),
                         ("first_position", Value::Long(sc.first_position.tx as i64)),
                         ("first_ts_ms", Value::Long(sc.first_ts_ms)),
@@ -143,8 +175,14 @@ impl AlertCodec {
                 "lag",
                 opt(d.lag.as_ref(), |l| {
                     rec(vec![
-                        ("primary_position", Value::Long(l.primary_position.tx as i64)),
-                        ("replica_position", Value::Long(l.replica_position.tx as i64)),
+                        (
+                            "primary_position",
+                            Value::Long(l.primary_position.tx as i64),
+                        ),
+                        (
+                            "replica_position",
+                            Value::Long(l.replica_position.tx as i64),
+                        ),
                         ("positions_behind", Value::Long(l.positions_behind as i64)),
                         ("ms_behind", Value::Long(l.ms_behind)),
                     ])
@@ -153,7 +191,12 @@ impl AlertCodec {
             (
                 "poison",
                 opt(d.poison.as_ref(), |p| {
-                    rec(vec![("topic", s(&p.topic)), ("partition", Value::Int(p.partition as i32)), ("offset", Value::Long(p.offset)), ("error", s(&p.error))])
+                    rec(vec![
+                        ("topic", s(&p.topic)),
+                        ("partition", Value::Int(p.partition as i32)),
+                        ("offset", Value::Long(p.offset)),
+                        ("error", s(&p.error)),
+                    ])
                 }),
             ),
             ("recovered", opt(d.recovered, |k| s(k.as_str()))),
@@ -165,10 +208,22 @@ impl AlertCodec {
                         .map(|k| {
                             rec(vec![
                                 ("key", s(&k.key.to_string())),
-                                ("primary_position", opt(k.primary.as_ref(), |i| Value::Long(i.position.tx as i64))),
-                                ("primary_row", opt(k.primary.as_ref(), |i| s(&i.row.to_string()))),
-                                ("replica_position", opt(k.replica.as_ref(), |i| Value::Long(i.position.tx as i64))),
-                                ("replica_row", opt(k.replica.as_ref(), |i| s(&i.row.to_string()))),
+                                (
+                                    "primary_position",
+                                    opt(k.primary.as_ref(), |i| Value::Long(i.position.tx as i64)),
+                                ),
+                                (
+                                    "primary_row",
+                                    opt(k.primary.as_ref(), |i| s(&i.row.to_string())),
+                                ),
+                                (
+                                    "replica_position",
+                                    opt(k.replica.as_ref(), |i| Value::Long(i.position.tx as i64)),
+                                ),
+                                (
+                                    "replica_row",
+                                    opt(k.replica.as_ref(), |i| s(&i.row.to_string())),
+                                ),
                             ])
                         })
                         .collect(),
@@ -193,13 +248,24 @@ fn key_value(d: &Divergence) -> Value {
         ("range", opt(d.range, |r| Value::Long(r as i64))),
         ("window", opt(d.window.map(|w| w.id), Value::Long)),
         ("topic", opt(d.poison.as_ref().map(|p| p.topic.as_str()), s)),
-        ("partition", opt(d.poison.as_ref().map(|p| p.partition as i32), Value::Int)),
-        ("offset", opt(d.poison.as_ref().map(|p| p.offset), Value::Long)),
+        (
+            "partition",
+            opt(d.poison.as_ref().map(|p| p.partition as i32), Value::Int),
+        ),
+        (
+            "offset",
+            opt(d.poison.as_ref().map(|p| p.offset), Value::Long),
+        ),
     ])
 }
 
 /// Headers of a dead-lettered record: where it came from and why it was refused.
-pub fn dead_letter_headers(topic: &str, partition: u32, offset: i64, error: &str) -> [(&'static str, String); 4] {
+pub fn dead_letter_headers(
+    topic: &str,
+    partition: u32,
+    offset: i64,
+    error: &str,
+) -> [(&'static str, String); 4] {
     [
         ("cdc-verifier.topic", topic.to_string()),
         ("cdc-verifier.partition", partition.to_string()),
@@ -212,7 +278,7 @@ pub fn dead_letter_headers(topic: &str, partition: u32, offset: i64, error: &str
 mod tests {
     use super::*;
     use cdc_verifier_core::verdict::{OffsetRange, PoisonInfo, SchemaInfo, Side, WindowRef};
-    use cdc_verifier_core::{avro::FieldDiff, digest::OpCounts, Position};
+    use cdc_verifier_core::{Position, avro::FieldDiff, digest::OpCounts};
 
     fn sample() -> Divergence {
         let mut d: Divergence = serde_json::from_value(serde_json::json!({
@@ -221,20 +287,41 @@ mod tests {
             "poison": null, "recovered": null, "keys": [], "detected_at_ms": 5
         }))
         .unwrap();
-        d.window = Some(WindowRef { id: 7, first: Position { tx: 10, order: 1 }, last: Position { tx: 20, order: 3 }, start_ms: 1400, end_ms: 1600 });
-        d.primary = Some(Side { digest: "ab".into(), ops: OpCounts { update: 3, ..Default::default() } });
+        d.window = Some(WindowRef {
+            id: 7,
+            first: Position { tx: 10, order: 1 },
+            last: Position { tx: 20, order: 3 },
+            start_ms: 1400,
+            end_ms: 1600,
+        });
+        d.primary = Some(Side {
+            digest: "ab".into(),
+            ops: OpCounts {
+                update: 3,
+                ..Default::default()
+            },
+        });
         d.schema = Some(SchemaInfo {
             subject: "replica-2.shop.orders-value".into(),
             expected_id: 9,
             expected_version: Some(2),
             actual_id: 4,
             actual_version: Some(1),
-            fields: vec![FieldDiff::Missing { field: "currency".into(), expected: "string".into() }],
+            fields: vec![FieldDiff::Missing {
+                field: "currency".into(),
+                expected: "string".into(),
+            }],
             first_position: Position { tx: 12, order: 1 },
             first_ts_ms: 1450,
             events: 3,
         });
-        d.offsets = vec![OffsetRange { stream: "replica-2".into(), topic: "replica-2.shop.orders".into(), partition: 3, first: 100, last: 140 }];
+        d.offsets = vec![OffsetRange {
+            stream: "replica-2".into(),
+            topic: "replica-2.shop.orders".into(),
+            partition: 3,
+            first: 100,
+            last: 140,
+        }];
         d
     }
 
@@ -246,7 +333,9 @@ mod tests {
         let (vid, datum) = wire::split(&v).unwrap();
         assert_eq!(vid, 11);
         let back = apache_avro::from_avro_datum(&codec.value, &mut &datum[..], None).unwrap();
-        let Value::Record(fields) = back else { panic!() };
+        let Value::Record(fields) = back else {
+            panic!()
+        };
         let get = |n: &str| fields.iter().find(|(k, _)| k == n).unwrap().1.clone();
         assert_eq!(get("kind"), Value::Enum(1, "SchemaDrift".into()));
         assert_eq!(get("replica"), Value::String("replica-2".into()));
@@ -263,9 +352,17 @@ mod tests {
         let codec = AlertCodec::new(1, 2, "t".into());
         let mut a = sample();
         a.kind = Kind::PoisonEvent;
-        a.poison = Some(PoisonInfo { topic: "t".into(), partition: 1, offset: 5, error: "bad magic".into() });
+        a.poison = Some(PoisonInfo {
+            topic: "t".into(),
+            partition: 1,
+            offset: 5,
+            error: "bad magic".into(),
+        });
         let mut b = a.clone();
         b.poison.as_mut().unwrap().offset = 6;
-        assert_ne!(codec.encode(&a, 0).unwrap().0, codec.encode(&b, 0).unwrap().0);
+        assert_ne!(
+            codec.encode(&a, 0).unwrap().0,
+            codec.encode(&b, 0).unwrap().0
+        );
     }
 }

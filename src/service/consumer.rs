@@ -3,9 +3,9 @@
 //! recycled, so a running service does not allocate per record.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
@@ -78,8 +78,13 @@ impl ConsumerThread {
         use rdkafka::bindings as rd;
         // SAFETY: the client pointer is valid for the consumer's lifetime, which the Arc held
         // here outlives the queue handle.
-        let queue = MessageQueue(unsafe { rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr()) });
-        anyhow::ensure!(!queue.0.is_null(), "the Kafka consumer has no consumer queue (no group.id?)");
+        let queue = MessageQueue(unsafe {
+            rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr())
+        });
+        anyhow::ensure!(
+            !queue.0.is_null(),
+            "the Kafka consumer has no consumer queue (no group.id?)"
+        );
         let mut msgs: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); 1024];
         // Topic handles are stable for the client's lifetime: names are looked up once.
         let mut topic_of: HashMap<usize, Option<u32>> = HashMap::new();
@@ -98,7 +103,9 @@ impl ConsumerThread {
             while batch.recs.len() < self.batch_size {
                 let want = (self.batch_size - batch.recs.len()).min(msgs.len());
                 // SAFETY: `msgs` has room for `want` pointers; librdkafka fills the first n.
-                let n = unsafe { rd::rd_kafka_consume_batch_queue(queue.0, wait_ms, msgs.as_mut_ptr(), want) };
+                let n = unsafe {
+                    rd::rd_kafka_consume_batch_queue(queue.0, wait_ms, msgs.as_mut_ptr(), want)
+                };
                 if n <= 0 {
                     break;
                 }
@@ -108,24 +115,38 @@ impl ConsumerThread {
                     unsafe {
                         let msg = &*m;
                         if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF {
-                                let what = std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err)).to_string_lossy();
+                            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF
+                            {
+                                let what = std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err))
+                                    .to_string_lossy();
                                 tracing::warn!(error = %what, partition = msg.partition, "kafka consumer error");
                             }
                             rd::rd_kafka_message_destroy(m);
                             continue;
                         }
                         let topic = *topic_of.entry(msg.rkt as usize).or_insert_with(|| {
-                            let name = std::ffi::CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt)).to_string_lossy();
+                            let name = std::ffi::CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt))
+                                .to_string_lossy();
                             self.topics.get(name.as_ref()).copied()
                         });
                         if let Some(topic) = topic {
-                            let slice = |p: *mut std::ffi::c_void, len: usize| (!p.is_null()).then(|| std::slice::from_raw_parts(p as *const u8, len));
+                            let slice = |p: *mut std::ffi::c_void, len: usize| {
+                                (!p.is_null())
+                                    .then(|| std::slice::from_raw_parts(p as *const u8, len))
+                            };
                             let key = batch.push_bytes(slice(msg.key, msg.key_len));
                             let value = batch.push_bytes(slice(msg.payload, msg.len));
-                            let mut ts_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+                            let mut ts_type =
+                                rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
                             let ts = rd::rd_kafka_message_timestamp(m, &mut ts_type);
-                            batch.recs.push(Rec { topic, partition: msg.partition as u32, offset: msg.offset, timestamp_ms: ts.max(0), key, value });
+                            batch.recs.push(Rec {
+                                topic,
+                                partition: msg.partition as u32,
+                                offset: msg.offset,
+                                timestamp_ms: ts.max(0),
+                                key,
+                                value,
+                            });
                         }
                         rd::rd_kafka_message_destroy(m);
                     }
@@ -137,7 +158,10 @@ impl ConsumerThread {
                 continue;
             }
             loop {
-                match self.full.send_timeout_compat(batch, Duration::from_millis(100)) {
+                match self
+                    .full
+                    .send_timeout_compat(batch, Duration::from_millis(100))
+                {
                     Ok(()) => break,
                     Err((b, false)) => {
                         if self.stop.load(Ordering::Relaxed) {

@@ -62,57 +62,161 @@ impl Metrics {
     pub fn render(&self) -> String {
         let s = self.snapshot.lock().expect("metrics lock").clone();
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(out, "# HELP cdc_verifier_events_total Events verified, by stream and table.\n# TYPE cdc_verifier_events_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_events_total Events verified, by stream and table.\n# TYPE cdc_verifier_events_total counter"
+        );
         for ((stream, table), c) in &s.tables {
-            let _ = writeln!(out, "cdc_verifier_events_total{{stream=\"{stream}\",table=\"{table}\"}} {}", c.events);
+            let _ = writeln!(
+                out,
+                "cdc_verifier_events_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.events
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_bytes_total Bytes of keys and values verified, by stream and table.\n# TYPE cdc_verifier_bytes_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_bytes_total Bytes of keys and values verified, by stream and table.\n# TYPE cdc_verifier_bytes_total counter"
+        );
         for ((stream, table), c) in &s.tables {
-            let _ = writeln!(out, "cdc_verifier_bytes_total{{stream=\"{stream}\",table=\"{table}\"}} {}", c.bytes);
+            let _ = writeln!(
+                out,
+                "cdc_verifier_bytes_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.bytes
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_duplicates_total Redelivered events counted and not summed.\n# TYPE cdc_verifier_duplicates_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_duplicates_total Redelivered events counted and not summed.\n# TYPE cdc_verifier_duplicates_total counter"
+        );
         for ((stream, table), c) in &s.tables {
-            let _ = writeln!(out, "cdc_verifier_duplicates_total{{stream=\"{stream}\",table=\"{table}\"}} {}", c.duplicates);
+            let _ = writeln!(
+                out,
+                "cdc_verifier_duplicates_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.duplicates
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_decode_errors_total Undecodable records, sent to the dead-letter topic.\n# TYPE cdc_verifier_decode_errors_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_decode_errors_total Undecodable records, sent to the dead-letter topic.\n# TYPE cdc_verifier_decode_errors_total counter"
+        );
         for ((stream, table), c) in &s.tables {
-            let _ = writeln!(out, "cdc_verifier_decode_errors_total{{stream=\"{stream}\",table=\"{table}\"}} {}", c.decode_errors);
+            let _ = writeln!(
+                out,
+                "cdc_verifier_decode_errors_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.decode_errors
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_windows_compared_total Windows compared, summed over replicas.\n# TYPE cdc_verifier_windows_compared_total counter");
-        let _ = writeln!(out, "cdc_verifier_windows_compared_total {}", s.windows_compared);
-        let _ = writeln!(out, "# HELP cdc_verifier_divergences_total Verdicts published, by kind and replica.\n# TYPE cdc_verifier_divergences_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_windows_compared_total Windows compared, summed over replicas.\n# TYPE cdc_verifier_windows_compared_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_windows_compared_total {}",
+            s.windows_compared
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_divergences_total Verdicts published, by kind and replica.\n# TYPE cdc_verifier_divergences_total counter"
+        );
         for ((kind, replica), n) in &s.divergences {
-            let _ = writeln!(out, "cdc_verifier_divergences_total{{kind=\"{kind}\",replica=\"{replica}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "cdc_verifier_divergences_total{{kind=\"{kind}\",replica=\"{replica}\"}} {n}"
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_replica_lag_positions How many origin positions a replica is behind the primary.\n# TYPE cdc_verifier_replica_lag_positions gauge");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_replica_lag_positions How many origin positions a replica is behind the primary.\n# TYPE cdc_verifier_replica_lag_positions gauge"
+        );
         for (r, (p, _)) in &s.replica_lag {
-            let _ = writeln!(out, "cdc_verifier_replica_lag_positions{{replica=\"{r}\"}} {p}");
+            let _ = writeln!(
+                out,
+                "cdc_verifier_replica_lag_positions{{replica=\"{r}\"}} {p}"
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_replica_lag_seconds How long the oldest window a replica has not reached has been closed on the primary.\n# TYPE cdc_verifier_replica_lag_seconds gauge");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_replica_lag_seconds How long the oldest window a replica has not reached has been closed on the primary.\n# TYPE cdc_verifier_replica_lag_seconds gauge"
+        );
         for (r, (_, secs)) in &s.replica_lag {
-            let _ = writeln!(out, "cdc_verifier_replica_lag_seconds{{replica=\"{r}\"}} {secs}");
+            let _ = writeln!(
+                out,
+                "cdc_verifier_replica_lag_seconds{{replica=\"{r}\"}} {secs}"
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_consumer_lag_records Records in Kafka not yet read, by stream.\n# TYPE cdc_verifier_consumer_lag_records gauge");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_consumer_lag_records Records in Kafka not yet read, by stream.\n# TYPE cdc_verifier_consumer_lag_records gauge"
+        );
         for (stream, lag) in &s.consumer_lag {
-            let _ = writeln!(out, "cdc_verifier_consumer_lag_records{{stream=\"{stream}\"}} {lag}");
+            let _ = writeln!(
+                out,
+                "cdc_verifier_consumer_lag_records{{stream=\"{stream}\"}} {lag}"
+            );
         }
-        let _ = writeln!(out, "# HELP cdc_verifier_registry_cache_requests_total Schema look-ups, by result.\n# TYPE cdc_verifier_registry_cache_requests_total counter");
-        let _ = writeln!(out, "cdc_verifier_registry_cache_requests_total{{result=\"hit\"}} {}", s.registry_hits);
-        let _ = writeln!(out, "cdc_verifier_registry_cache_requests_total{{result=\"miss\"}} {}", s.registry_misses);
-        let _ = writeln!(out, "cdc_verifier_registry_cache_requests_total{{result=\"error\"}} {}", s.registry_errors);
-        let _ = writeln!(out, "# HELP cdc_verifier_registry_fetch_seconds Latency of successful schema registry fetches.\n# TYPE cdc_verifier_registry_fetch_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_registry_cache_requests_total Schema look-ups, by result.\n# TYPE cdc_verifier_registry_cache_requests_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_cache_requests_total{{result=\"hit\"}} {}",
+            s.registry_hits
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_cache_requests_total{{result=\"miss\"}} {}",
+            s.registry_misses
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_cache_requests_total{{result=\"error\"}} {}",
+            s.registry_errors
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_registry_fetch_seconds Latency of successful schema registry fetches.\n# TYPE cdc_verifier_registry_fetch_seconds histogram"
+        );
         let mut cum = 0;
         for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
             cum += s.registry_latency_buckets[i];
-            let _ = writeln!(out, "cdc_verifier_registry_fetch_seconds_bucket{{le=\"{le}\"}} {cum}");
+            let _ = writeln!(
+                out,
+                "cdc_verifier_registry_fetch_seconds_bucket{{le=\"{le}\"}} {cum}"
+            );
         }
-        let _ = writeln!(out, "cdc_verifier_registry_fetch_seconds_bucket{{le=\"+Inf\"}} {}", s.registry_latency_count);
-        let _ = writeln!(out, "cdc_verifier_registry_fetch_seconds_sum {}", s.registry_latency_sum);
-        let _ = writeln!(out, "cdc_verifier_registry_fetch_seconds_count {}", s.registry_latency_count);
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_fetch_seconds_bucket{{le=\"+Inf\"}} {}",
+            s.registry_latency_count
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_fetch_seconds_sum {}",
+            s.registry_latency_sum
+        );
+        let _ = writeln!(
+            out,
+            "cdc_verifier_registry_fetch_seconds_count {}",
+            s.registry_latency_count
+        );
         for (name, help, v) in [
-            ("cdc_verifier_open_windows", "Windows open on the primary, not yet compared by every replica.", s.open_windows),
-            ("cdc_verifier_parked_records", "Replica records held until the primary passes their position.", s.parked_records),
-            ("cdc_verifier_paused_partitions", "Partitions paused while the schema registry is unavailable.", s.paused_partitions),
+            (
+                "cdc_verifier_open_windows",
+                "Windows open on the primary, not yet compared by every replica.",
+                s.open_windows,
+            ),
+            (
+                "cdc_verifier_parked_records",
+                "Replica records held until the primary passes their position.",
+                s.parked_records,
+            ),
+            (
+                "cdc_verifier_paused_partitions",
+                "Partitions paused while the schema registry is unavailable.",
+                s.paused_partitions,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -126,47 +230,95 @@ impl Metrics {
             "# HELP cdc_verifier_publish_skew_seconds The producers' skew allowed for now (verify.publish-skew-ms, or more when records were seen to arrive later).\n# TYPE cdc_verifier_publish_skew_seconds gauge\ncdc_verifier_publish_skew_seconds {}",
             s.publish_skew_ms as f64 / 1000.0
         );
-        let _ = writeln!(out, "# HELP cdc_verifier_record_age_seconds How long after their timestamp records were read, over the last second (the floor under detection time).\n# TYPE cdc_verifier_record_age_seconds summary");
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_record_age_seconds How long after their timestamp records were read, over the last second (the floor under detection time).\n# TYPE cdc_verifier_record_age_seconds summary"
+        );
         for (q, ms) in s.record_age_ms {
-            let _ = writeln!(out, "cdc_verifier_record_age_seconds{{quantile=\"{q}\"}} {}", ms as f64 / 1000.0);
+            let _ = writeln!(
+                out,
+                "cdc_verifier_record_age_seconds{{quantile=\"{q}\"}} {}",
+                ms as f64 / 1000.0
+            );
         }
         for (name, help, v) in [
-            ("cdc_verifier_dead_lettered_total", "Records sent to the dead-letter topic.", s.dead_lettered),
-            ("cdc_verifier_alerts_published_total", "Divergence events acknowledged by Kafka.", s.alerts_published),
+            (
+                "cdc_verifier_dead_lettered_total",
+                "Records sent to the dead-letter topic.",
+                s.dead_lettered,
+            ),
+            (
+                "cdc_verifier_alerts_published_total",
+                "Divergence events acknowledged by Kafka.",
+                s.alerts_published,
+            ),
             ("cdc_verifier_commits_total", "Offset commits.", s.commits),
-            ("cdc_verifier_late_records_total", "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.", s.late_records),
+            (
+                "cdc_verifier_late_records_total",
+                "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.",
+                s.late_records,
+            ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         }
         out
     }
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a small runtime of its own.
-pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("service.listen {addr}: {e}"))?;
+pub fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow::anyhow!("service.listen {addr}: {e}"))?;
     listener.set_nonblocking(true)?;
-    let handle = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        rt.block_on(async move {
-            use axum::http::StatusCode;
-            use axum::routing::get;
-            let m1 = metrics.clone();
-            let m2 = metrics.clone();
-            let m3 = metrics.clone();
-            let app = axum::Router::new()
-                .route("/metrics", get(move || async move { ([("content-type", "text/plain; version=0.0.4")], m1.render()) }))
-                .route(
-                    "/healthz",
-                    get(move || async move { if m2.alive.load(Ordering::Relaxed) { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "stopping\n") } }),
-                )
-                .route(
-                    "/readyz",
-                    get(move || async move { if m3.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") } }),
-                );
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let _ = axum::serve(listener, app).await;
-        });
-    })?;
+    let handle = std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            rt.block_on(async move {
+                use axum::http::StatusCode;
+                use axum::routing::get;
+                let m1 = metrics.clone();
+                let m2 = metrics.clone();
+                let m3 = metrics.clone();
+                let app = axum::Router::new()
+                    .route(
+                        "/metrics",
+                        get(move || async move {
+                            ([("content-type", "text/plain; version=0.0.4")], m1.render())
+                        }),
+                    )
+                    .route(
+                        "/healthz",
+                        get(move || async move {
+                            if m2.alive.load(Ordering::Relaxed) {
+                                (StatusCode::OK, "ok\n")
+                            } else {
+                                (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
+                            }
+                        }),
+                    )
+                    .route(
+                        "/readyz",
+                        get(move || async move {
+                            if m3.ready.load(Ordering::Relaxed) {
+                                (StatusCode::OK, "ready\n")
+                            } else {
+                                (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                            }
+                        }),
+                    );
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let _ = axum::serve(listener, app).await;
+            });
+        })?;
     Ok(handle)
 }

@@ -12,11 +12,11 @@ mod metrics;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{Ingested, Progress};
 use cdc_verifier_kafka::consume::{cached_high_watermark, discover};
@@ -71,22 +71,34 @@ pub struct Args {
 pub fn configure_registry(client: RegistryClient, cfg: &Config) -> RegistryClient {
     let timeout = Duration::from_millis(cfg.registry.timeout_ms);
     let client = client.with_timeout(timeout);
-    match (&cfg.registry.username, &cfg.registry.password, &cfg.registry.bearer_token) {
+    match (
+        &cfg.registry.username,
+        &cfg.registry.password,
+        &cfg.registry.bearer_token,
+    ) {
         (_, _, Some(token)) => client.with_bearer(token.expose()),
-        (Some(user), password, None) => client.with_basic(user, password.as_ref().map(|p| p.expose())),
+        (Some(user), password, None) => {
+            client.with_basic(user, password.as_ref().map(|p| p.expose()))
+        }
         _ => client,
     }
 }
 
 fn load(args: &Args) -> anyhow::Result<Config> {
     let mut overrides = Vec::new();
-    for (flag, key) in [(&args.bootstrap_servers, "kafka.bootstrap-servers"), (&args.registry_url, "registry.url"), (&args.group_id, "kafka.group-id")] {
+    for (flag, key) in [
+        (&args.bootstrap_servers, "kafka.bootstrap-servers"),
+        (&args.registry_url, "registry.url"),
+        (&args.group_id, "kafka.group-id"),
+    ] {
         if let Some(v) = flag {
             overrides.push((key.to_string(), v.clone()));
         }
     }
     for s in &args.set {
-        let (k, v) = s.split_once('=').with_context(|| format!("--set `{s}` is not KEY=VALUE"))?;
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set `{s}` is not KEY=VALUE"))?;
         overrides.push((k.to_string(), v.to_string()));
     }
     let cfg = Config::from_env(args.config.as_deref(), &overrides)?;
@@ -98,10 +110,18 @@ fn load(args: &Args) -> anyhow::Result<Config> {
 
 fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CDC_VERIFIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("CDC_VERIFIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
-    let _ = if format == "json" { b.json().try_init() } else { b.try_init() };
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
 }
 
 fn wall_ms() -> i64 {
@@ -133,7 +153,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let metrics = Arc::new(Metrics::default());
     metrics.alive.store(true, Ordering::Relaxed);
-    let listen = cfg.service.listen.parse().with_context(|| format!("service.listen `{}` is not host:port", cfg.service.listen))?;
+    let listen = cfg
+        .service
+        .listen
+        .parse()
+        .with_context(|| format!("service.listen `{}` is not host:port", cfg.service.listen))?;
     metrics::serve(listen, metrics.clone())?;
     tracing::info!(listen = %cfg.service.listen, "metrics on /metrics, health on /healthz and /readyz");
 
@@ -230,15 +254,22 @@ impl EndOffsets {
     fn start(consumer: Arc<BaseConsumer>, timeout: Duration) -> anyhow::Result<EndOffsets> {
         let (ask, questions) = std::sync::mpsc::sync_channel::<i64>(1);
         let (reply, answers) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new().name("end-offsets".into()).spawn(move || {
-            for as_of in questions {
-                let ends = end_offsets(&consumer, timeout);
-                if reply.send((as_of, ends)).is_err() {
-                    break;
+        std::thread::Builder::new()
+            .name("end-offsets".into())
+            .spawn(move || {
+                for as_of in questions {
+                    let ends = end_offsets(&consumer, timeout);
+                    if reply.send((as_of, ends)).is_err() {
+                        break;
+                    }
                 }
-            }
-        })?;
-        Ok(EndOffsets { ask, answers, pending: false, last_asked: Instant::now() - Duration::from_secs(60) })
+            })?;
+        Ok(EndOffsets {
+            ask,
+            answers,
+            pending: false,
+            last_asked: Instant::now() - Duration::from_secs(60),
+        })
     }
 }
 
@@ -259,7 +290,15 @@ fn until_settled<T>(what: &str, mut call: impl FnMut() -> KafkaResult<T>) -> Kaf
                 .is_some_and(|c| {
                     matches!(
                         c,
-                        C::NotLeaderForPartition | C::LeaderNotAvailable | C::UnknownTopicOrPartition | C::RequestTimedOut | C::OperationTimedOut | C::BrokerTransportFailure | C::CoordinatorLoadInProgress | C::NotCoordinator | C::CoordinatorNotAvailable
+                        C::NotLeaderForPartition
+                            | C::LeaderNotAvailable
+                            | C::UnknownTopicOrPartition
+                            | C::RequestTimedOut
+                            | C::OperationTimedOut
+                            | C::BrokerTransportFailure
+                            | C::CoordinatorLoadInProgress
+                            | C::NotCoordinator
+                            | C::CoordinatorNotAvailable
                     )
                 });
                 if !settling {
@@ -282,35 +321,63 @@ fn end_offsets(consumer: &BaseConsumer, timeout: Duration) -> KafkaResult<Vec<(S
         tpl.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
     }
     let tpl = consumer.offsets_for_times(tpl, timeout)?;
-    Ok(tpl.elements().iter().filter_map(|e| match e.offset() {
-        Offset::Offset(o) if e.error().is_ok() => Some((e.topic().to_string(), e.partition(), o)),
-        _ => None,
-    }).collect())
+    Ok(tpl
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) if e.error().is_ok() => {
+                Some((e.topic().to_string(), e.partition(), o))
+            }
+            _ => None,
+        })
+        .collect())
 }
 
 impl Service {
     fn start(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Service> {
         let kafka = settings(cfg);
-        let consumer = kafka.consumer(&cfg.kafka.group_id).with_context(|| format!("kafka.bootstrap-servers {}", cfg.kafka.bootstrap_servers))?;
+        let consumer = kafka
+            .consumer(&cfg.kafka.group_id)
+            .with_context(|| format!("kafka.bootstrap-servers {}", cfg.kafka.bootstrap_servers))?;
 
         // Start-up checks: the cluster answers, the streams' topics exist, the registry answers.
-        let all = discover(&consumer, Duration::from_secs(15))
-            .with_context(|| format!("cannot reach Kafka at {} (kafka.bootstrap-servers)", cfg.kafka.bootstrap_servers))?;
-        let topics: Vec<(String, u32)> = all.iter().filter(|(t, _)| cfg.route(t).is_some()).cloned().collect();
+        let all = discover(&consumer, Duration::from_secs(15)).with_context(|| {
+            format!(
+                "cannot reach Kafka at {} (kafka.bootstrap-servers)",
+                cfg.kafka.bootstrap_servers
+            )
+        })?;
+        let topics: Vec<(String, u32)> = all
+            .iter()
+            .filter(|(t, _)| cfg.route(t).is_some())
+            .cloned()
+            .collect();
         for s in cfg.streams() {
             if !topics.iter().any(|(t, _)| t.starts_with(&s.topic_prefix)) {
-                bail!("no topic of stream `{}` (prefix `{}`) exists at {}", s.name, s.topic_prefix, cfg.kafka.bootstrap_servers);
+                bail!(
+                    "no topic of stream `{}` (prefix `{}`) exists at {}",
+                    s.name,
+                    s.topic_prefix,
+                    cfg.kafka.bootstrap_servers
+                );
             }
         }
         let mut by_table: HashMap<String, Vec<(String, u32)>> = HashMap::new();
         for (t, n) in &topics {
             let (stream, table) = cfg.route(t).expect("filtered");
-            by_table.entry(table).or_default().push((cfg.streams().nth(stream).expect("routed").name.clone(), *n));
+            by_table
+                .entry(table)
+                .or_default()
+                .push((cfg.streams().nth(stream).expect("routed").name.clone(), *n));
         }
         for (table, streams) in &by_table {
             let counts: Vec<u32> = streams.iter().map(|(_, n)| *n).collect();
             if counts.iter().any(|n| *n != counts[0]) {
-                tracing::warn!(table, ?streams, "topics of one table have different partition counts: verification stays exact, but instances cannot split work by partition");
+                tracing::warn!(
+                    table,
+                    ?streams,
+                    "topics of one table have different partition counts: verification stays exact, but instances cannot split work by partition"
+                );
             }
             for s in cfg.streams() {
                 if !streams.iter().any(|(n, _)| n == &s.name) {
@@ -318,15 +385,27 @@ impl Service {
                 }
             }
         }
-        let registry = configure_registry(RegistryClient::new(&cfg.registry.url).with_context(|| format!("registry.url {}", cfg.registry.url))?, cfg);
+        let registry = configure_registry(
+            RegistryClient::new(&cfg.registry.url)
+                .with_context(|| format!("registry.url {}", cfg.registry.url))?,
+            cfg,
+        );
         wait_for_registry(&registry, cfg)?;
         ensure_topics(&kafka, cfg)?;
-        let key_id = registry.register(&format!("{}-key", cfg.alerts.topic), alerts::KEY_SCHEMA).context("cannot register the divergence key schema")?;
-        let value_id = registry.register(&format!("{}-value", cfg.alerts.topic), alerts::VALUE_SCHEMA).context("cannot register the divergence schema")?;
+        let key_id = registry
+            .register(&format!("{}-key", cfg.alerts.topic), alerts::KEY_SCHEMA)
+            .context("cannot register the divergence key schema")?;
+        let value_id = registry
+            .register(&format!("{}-value", cfg.alerts.topic), alerts::VALUE_SCHEMA)
+            .context("cannot register the divergence schema")?;
         let codec = alerts::AlertCodec::new(value_id, key_id, cfg.instance());
         let mut pc = kafka.client_config();
-        pc.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "60000");
-        let producer: ThreadedProducer<DefaultProducerContext> = pc.create().context("cannot create the alert producer")?;
+        pc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "60000");
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            pc.create().context("cannot create the alert producer")?;
 
         // Assign every partition at its committed offset (the beginning when none).
         let mut tpl = TopicPartitionList::new();
@@ -335,7 +414,10 @@ impl Service {
                 tpl.add_partition(t, p as i32);
             }
         }
-        let committed = until_settled("reading committed offsets", || consumer.committed_offsets(tpl.clone(), Duration::from_secs(15))).context("cannot read committed offsets")?;
+        let committed = until_settled("reading committed offsets", || {
+            consumer.committed_offsets(tpl.clone(), Duration::from_secs(15))
+        })
+        .context("cannot read committed offsets")?;
         let mut assign = TopicPartitionList::new();
         let verifier = Verifier::new(cfg, cfg.engine(), &topics);
         // (restored from the checkpoint below, once the committed offsets are known)
@@ -346,7 +428,13 @@ impl Service {
             for p in 0..*n {
                 let start = match committed.find_partition(t, p as i32).map(|e| e.offset()) {
                     Some(Offset::Offset(o)) => o,
-                    _ => until_settled("reading the first offsets", || consumer.fetch_watermarks(t, p as i32, Duration::from_secs(10))).with_context(|| format!("cannot read the first offset of {t} [{p}]"))?.0,
+                    _ => {
+                        until_settled("reading the first offsets", || {
+                            consumer.fetch_watermarks(t, p as i32, Duration::from_secs(10))
+                        })
+                        .with_context(|| format!("cannot read the first offset of {t} [{p}]"))?
+                        .0
+                    }
                 };
                 assign.add_partition_offset(t, p as i32, Offset::Offset(start))?;
                 partitions.push(PartState {
@@ -363,7 +451,10 @@ impl Service {
         // The episodes in progress at the last commit ride on the first partition's metadata.
         let mut verifier = verifier;
         if let Some((t, _)) = topics.first() {
-            let meta = committed.find_partition(t, 0).map(|e| e.metadata().to_string()).unwrap_or_default();
+            let meta = committed
+                .find_partition(t, 0)
+                .map(|e| e.metadata().to_string())
+                .unwrap_or_default();
             if !meta.is_empty() {
                 match serde_json::from_str::<cdc_verifier_core::Checkpoint>(&meta) {
                     Ok(c) => {
@@ -374,20 +465,28 @@ impl Service {
                 }
             }
         }
-        consumer.assign(&assign).context("cannot assign partitions")?;
+        consumer
+            .assign(&assign)
+            .context("cannot assign partitions")?;
         let consumer = Arc::new(consumer);
         let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
         let stop_consumer = Arc::new(AtomicBool::new(false));
         let thread = ConsumerThread {
             consumer: consumer.clone(),
-            topics: topics.iter().enumerate().map(|(i, (t, _))| (t.clone(), i as u32)).collect(),
+            topics: topics
+                .iter()
+                .enumerate()
+                .map(|(i, (t, _))| (t.clone(), i as u32))
+                .collect(),
             batch_size: cfg.kafka.batch_size,
             full: full_tx,
             empty: empty_rx,
             stop: stop_consumer.clone(),
         };
-        let consumer_thread = std::thread::Builder::new().name("consumer".into()).spawn(move || thread.run())?;
+        let consumer_thread = std::thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || thread.run())?;
         let end_offsets = EndOffsets::start(consumer.clone(), Duration::from_secs(10))?;
         Ok(Service {
             cfg: cfg.clone(),
@@ -396,7 +495,10 @@ impl Service {
             codec,
             producer,
             consumer,
-            topic_cnames: topics.iter().map(|(t, _)| CString::new(t.as_str()).expect("topic names have no NUL")).collect(),
+            topic_cnames: topics
+                .iter()
+                .map(|(t, _)| CString::new(t.as_str()).expect("topic names have no NUL"))
+                .collect(),
             topic_names: topics.into_iter().map(|(t, _)| t).collect(),
             partitions,
             topic_base,
@@ -421,8 +523,10 @@ impl Service {
             all_read: false,
             skew_warned: 0,
             skew_logged: 0,
-            record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
-            record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2).expect("valid bounds"),
+            record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)
+                .expect("valid bounds"),
+            record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)
+                .expect("valid bounds"),
         })
     }
 
@@ -439,14 +543,19 @@ impl Service {
                 return self.drain(false);
             }
             if self.until_caught_up {
-                let settle = Duration::from_millis((self.cfg.verify.publish_skew_ms + self.cfg.verify.cut_interval_ms) as u64 + 500);
+                let settle = Duration::from_millis(
+                    (self.cfg.verify.publish_skew_ms + self.cfg.verify.cut_interval_ms) as u64
+                        + 500,
+                );
                 if self.all_read {
                     let since = *caught_up_since.get_or_insert_with(Instant::now);
                     if self.caught_up_at.is_none() && self.first_record_at.is_some() {
                         self.caught_up_at = Some((Instant::now(), self.verifier.records));
                     }
                     if since.elapsed() >= settle {
-                        tracing::info!("every partition is read to its end: comparing the last windows and stopping");
+                        tracing::info!(
+                            "every partition is read to its end: comparing the last windows and stopping"
+                        );
                         return self.drain(true);
                     }
                 } else {
@@ -483,7 +592,10 @@ impl Service {
                 let secs = last_summary.elapsed().as_secs_f64();
                 last_summary = Instant::now();
                 let events = self.verifier.records;
-                eprintln!("{}", self.summary_line((events - summary_events) as f64 / secs));
+                eprintln!(
+                    "{}",
+                    self.summary_line((events - summary_events) as f64 / secs)
+                );
                 summary_events = events;
             }
         }
@@ -494,8 +606,13 @@ impl Service {
     fn warn_skew(&mut self) {
         let e = &self.verifier.engine;
         let skew = e.publish_skew_ms();
-        if skew > self.skew_logged + self.skew_logged / 4 && skew > self.cfg.verify.publish_skew_ms {
-            tracing::info!(allowed_ms = skew, seen_ms = e.stats().arrival_behind_max_ms, "records arrive later than verify.publish-skew-ms: allowing {skew} ms for the producers' skew (comparisons wait that much longer)");
+        if skew > self.skew_logged + self.skew_logged / 4 && skew > self.cfg.verify.publish_skew_ms
+        {
+            tracing::info!(
+                allowed_ms = skew,
+                seen_ms = e.stats().arrival_behind_max_ms,
+                "records arrive later than verify.publish-skew-ms: allowing {skew} ms for the producers' skew (comparisons wait that much longer)"
+            );
             self.skew_logged = skew;
         } else if skew < self.skew_logged / 2 {
             self.skew_logged = skew;
@@ -515,7 +632,11 @@ impl Service {
 
     fn summary_line(&self, rate: f64) -> String {
         let e = &self.verifier.engine;
-        let lag: Vec<String> = e.replica_positions().iter().map(|(r, _, behind)| format!("{r} -{behind}")).collect();
+        let lag: Vec<String> = e
+            .replica_positions()
+            .iter()
+            .map(|(r, _, behind)| format!("{r} -{behind}"))
+            .collect();
         let mut kinds: std::collections::BTreeMap<&str, u64> = Default::default();
         for d in &self.verifier.verdicts {
             *kinds.entry(d.kind.as_str()).or_default() += 1;
@@ -527,9 +648,17 @@ impl Service {
             rate,
             e.stats().windows_compared,
             e.open_windows(),
-            if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(", ")
+            },
             lag.join(", "),
-            if self.partitions.iter().any(|p| p.paused) { ", registry unavailable: partitions paused" } else { "" }
+            if self.partitions.iter().any(|p| p.paused) {
+                ", registry unavailable: partitions paused"
+            } else {
+                ""
+            }
         )
     }
 
@@ -551,7 +680,9 @@ impl Service {
             }
         }
         for rec in &batch.recs {
-            let Some(pi) = self.part_of(rec.topic, rec.partition) else { continue };
+            let Some(pi) = self.part_of(rec.topic, rec.partition) else {
+                continue;
+            };
             if rec.offset < self.partitions[pi].next {
                 continue; // already fed (a re-fetch after resume)
             }
@@ -565,7 +696,15 @@ impl Service {
                 continue;
             }
             let (key, value) = (batch.bytes(rec.key), batch.bytes(rec.value));
-            match self.verifier.feed(rec.topic as usize, rec.partition, rec.offset, rec.timestamp_ms, key, value, &mut self.src) {
+            match self.verifier.feed(
+                rec.topic as usize,
+                rec.partition,
+                rec.offset,
+                rec.timestamp_ms,
+                key,
+                value,
+                &mut self.src,
+            ) {
                 Ok(r) => {
                     self.partitions[pi].next = rec.offset + 1;
                     if let Some(Ingested::Poison(d)) = r {
@@ -584,7 +723,11 @@ impl Service {
     #[inline]
     fn part_of(&self, topic: u32, partition: u32) -> Option<usize> {
         let base = *self.topic_base.get(topic as usize)?;
-        let next = self.topic_base.get(topic as usize + 1).copied().unwrap_or(self.partitions.len());
+        let next = self
+            .topic_base
+            .get(topic as usize + 1)
+            .copied()
+            .unwrap_or(self.partitions.len());
         let i = base + partition as usize;
         (i < next).then_some(i)
     }
@@ -607,7 +750,10 @@ impl Service {
         if !p.paused {
             p.paused = true;
             let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&self.topic_names[p.topic_index as usize], p.partition as i32);
+            tpl.add_partition(
+                &self.topic_names[p.topic_index as usize],
+                p.partition as i32,
+            );
             if let Err(e) = self.consumer.pause(&tpl) {
                 tracing::warn!(error = %e, "cannot pause partition");
             }
@@ -620,7 +766,9 @@ impl Service {
     /// Offers held records again once the retry time has come; resumes their partitions when
     /// all went through.
     fn retry_held(&mut self) -> anyhow::Result<()> {
-        let Some(at) = self.retry_at else { return Ok(()) };
+        let Some(at) = self.retry_at else {
+            return Ok(());
+        };
         if Instant::now() < at {
             return Ok(());
         }
@@ -630,7 +778,15 @@ impl Service {
                 let (rec, bytes) = (*rec, bytes.clone());
                 let key = rec.key.map(|(a, b)| &bytes[a as usize..b as usize]);
                 let value = rec.value.map(|(a, b)| &bytes[a as usize..b as usize]);
-                match self.verifier.feed(rec.topic as usize, rec.partition, rec.offset, rec.timestamp_ms, key, value, &mut self.src) {
+                match self.verifier.feed(
+                    rec.topic as usize,
+                    rec.partition,
+                    rec.offset,
+                    rec.timestamp_ms,
+                    key,
+                    value,
+                    &mut self.src,
+                ) {
                     Ok(r) => {
                         self.partitions[pi].held.pop_front();
                         if let Some(Ingested::Poison(d)) = r {
@@ -650,10 +806,18 @@ impl Service {
             if p.paused && p.held.is_empty() {
                 p.paused = false;
                 let mut tpl = TopicPartitionList::new();
-                tpl.add_partition_offset(&self.topic_names[p.topic_index as usize], p.partition as i32, Offset::Offset(p.next))?;
+                tpl.add_partition_offset(
+                    &self.topic_names[p.topic_index as usize],
+                    p.partition as i32,
+                    Offset::Offset(p.next),
+                )?;
                 // Resume where it was paused: the fetcher may have buffered past it.
-                self.consumer.seek_partitions(tpl.clone(), Duration::from_secs(5)).ok();
-                self.consumer.resume(&tpl).context("cannot resume partition")?;
+                self.consumer
+                    .seek_partitions(tpl.clone(), Duration::from_secs(5))
+                    .ok();
+                self.consumer
+                    .resume(&tpl)
+                    .context("cannot resume partition")?;
                 tracing::info!(topic = %self.topic_names[p.topic_index as usize], partition = p.partition, "schema registry answers again: partition resumed");
             }
         }
@@ -661,7 +825,9 @@ impl Service {
             // Exponential backoff with jitter, capped.
             let max = Duration::from_millis(self.cfg.registry.retry_max_ms);
             self.backoff = (self.backoff * 2).min(max);
-            let jitter = Duration::from_millis((wall_ms() as u64 * 7919) % (self.backoff.as_millis() as u64 / 4 + 1));
+            let jitter = Duration::from_millis(
+                (wall_ms() as u64 * 7919) % (self.backoff.as_millis() as u64 / 4 + 1),
+            );
             self.retry_at = Some(Instant::now() + self.backoff + jitter);
         } else {
             self.retry_at = None;
@@ -676,22 +842,38 @@ impl Service {
         const HIGH: usize = 200_000;
         const LOW: usize = 50_000;
         let parked = self.verifier.engine.parked();
-        let want = if self.throttled { parked > LOW } else { parked > HIGH };
+        let want = if self.throttled {
+            parked > LOW
+        } else {
+            parked > HIGH
+        };
         if want == self.throttled {
             return Ok(());
         }
         self.throttled = want;
         let primary = self.cfg.primary.topic_prefix.clone();
         let mut tpl = TopicPartitionList::new();
-        for p in self.partitions.iter().filter(|p| !p.paused && !self.topic_names[p.topic_index as usize].starts_with(&primary)) {
-            tpl.add_partition_offset(&self.topic_names[p.topic_index as usize], p.partition as i32, Offset::Offset(p.next))?;
+        for p in self.partitions.iter().filter(|p| {
+            !p.paused && !self.topic_names[p.topic_index as usize].starts_with(&primary)
+        }) {
+            tpl.add_partition_offset(
+                &self.topic_names[p.topic_index as usize],
+                p.partition as i32,
+                Offset::Offset(p.next),
+            )?;
         }
         if want {
             tracing::debug!(parked, "replicas far ahead of the primary: pausing them");
-            self.consumer.pause(&tpl).context("cannot pause replica partitions")?;
+            self.consumer
+                .pause(&tpl)
+                .context("cannot pause replica partitions")?;
         } else {
-            self.consumer.seek_partitions(tpl.clone(), Duration::from_secs(5)).ok();
-            self.consumer.resume(&tpl).context("cannot resume replica partitions")?;
+            self.consumer
+                .seek_partitions(tpl.clone(), Duration::from_secs(5))
+                .ok();
+            self.consumer
+                .resume(&tpl)
+                .context("cannot resume replica partitions")?;
         }
         Ok(())
     }
@@ -731,10 +913,19 @@ impl Service {
         }
         let mut all = true;
         for p in &self.partitions {
-            let read = p.held.is_empty() && end.get(&(p.topic_index, p.partition)).is_some_and(|e| p.next >= *e);
+            let read = p.held.is_empty()
+                && end
+                    .get(&(p.topic_index, p.partition))
+                    .is_some_and(|e| p.next >= *e);
             all &= read;
-            let progress = if read && as_of != i64::MIN { Progress::CaughtUpAt(as_of) } else { Progress::Reading };
-            self.verifier.engine.set_progress(p.engine_topic, p.partition, progress);
+            let progress = if read && as_of != i64::MIN {
+                Progress::CaughtUpAt(as_of)
+            } else {
+                Progress::Reading
+            };
+            self.verifier
+                .engine
+                .set_progress(p.engine_topic, p.partition, progress);
         }
         self.all_read = all;
         if all && self.caught_up_at.is_none() && self.first_record_at.is_some() {
@@ -746,7 +937,10 @@ impl Service {
     fn read_end_offsets_now(&mut self) {
         if self.end_offsets.pending {
             // An answer to an older question is superseded by the one asked now.
-            let _ = self.end_offsets.answers.recv_timeout(Duration::from_secs(10));
+            let _ = self
+                .end_offsets
+                .answers
+                .recv_timeout(Duration::from_secs(10));
             self.end_offsets.pending = false;
         }
         let as_of = self.verifier.engine.now_ms();
@@ -782,7 +976,11 @@ impl Service {
                 tracing::warn!(key = %d.key(), "{}", d.summary());
             }
             let (k, v) = self.codec.encode(d, wall_ms())?;
-            self.send(BaseRecord::to(&self.cfg.alerts.topic).key(k.as_slice()).payload(v.as_slice()))?;
+            self.send(
+                BaseRecord::to(&self.cfg.alerts.topic)
+                    .key(k.as_slice())
+                    .payload(v.as_slice()),
+            )?;
             self.published += 1;
         }
         Ok(())
@@ -792,7 +990,12 @@ impl Service {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -801,14 +1004,29 @@ impl Service {
         }
     }
 
-    fn dead_letter(&mut self, rec: &consumer::Rec, key: Option<&[u8]>, value: Option<&[u8]>, d: &Divergence) -> anyhow::Result<()> {
+    fn dead_letter(
+        &mut self,
+        rec: &consumer::Rec,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        d: &Divergence,
+    ) -> anyhow::Result<()> {
         let topic = &self.topic_names[rec.topic as usize];
-        let error = d.poison.as_ref().map(|p| p.error.as_str()).unwrap_or("undecodable");
+        let error = d
+            .poison
+            .as_ref()
+            .map(|p| p.error.as_str())
+            .unwrap_or("undecodable");
         let mut headers = OwnedHeaders::new();
         for (k, v) in alerts::dead_letter_headers(topic, rec.partition, rec.offset, error) {
-            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
         }
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.cfg.alerts.dead_letter_topic).headers(headers).timestamp(rec.timestamp_ms);
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.cfg.alerts.dead_letter_topic)
+            .headers(headers)
+            .timestamp(rec.timestamp_ms);
         if let Some(k) = key {
             r = r.key(k);
         }
@@ -828,18 +1046,30 @@ impl Service {
         let checkpoint = serde_json::to_string(&self.verifier.engine.checkpoint())?;
         let checkpoint_changed = checkpoint != self.last_checkpoint;
         for (i, p) in self.partitions.iter().enumerate() {
-            let mut upto = self.verifier.engine.pending_offset(p.engine_topic, p.partition).unwrap_or(p.next).min(p.next);
+            let mut upto = self
+                .verifier
+                .engine
+                .pending_offset(p.engine_topic, p.partition)
+                .unwrap_or(p.next)
+                .min(p.next);
             if let Some((r, _)) = p.held.front() {
                 upto = upto.min(r.offset);
             }
             let anchor = i == 0;
             if upto > p.committed || (anchor && checkpoint_changed) {
                 let upto = upto.max(p.committed);
-                let mut e = tpl.add_partition(&self.topic_names[p.topic_index as usize], p.partition as i32);
+                let mut e = tpl.add_partition(
+                    &self.topic_names[p.topic_index as usize],
+                    p.partition as i32,
+                );
                 e.set_offset(Offset::Offset(upto))?;
                 if anchor {
                     // Kafka keeps up to 4 KiB of metadata per partition by default.
-                    e.set_metadata(if checkpoint.len() <= 4000 { checkpoint.clone() } else { String::new() });
+                    e.set_metadata(if checkpoint.len() <= 4000 {
+                        checkpoint.clone()
+                    } else {
+                        String::new()
+                    });
                 }
                 changed.push((i, upto));
             }
@@ -852,7 +1082,9 @@ impl Service {
             tracing::warn!(error = %e, "alerts not yet acknowledged; offsets not committed");
             return Ok(());
         }
-        self.consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).context("cannot commit offsets")?;
+        self.consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+            .context("cannot commit offsets")?;
         for (i, upto) in changed {
             self.partitions[i].committed = upto;
         }
@@ -879,7 +1111,9 @@ impl Service {
         self.read_end_offsets_now();
         self.advance()?;
         if bounded {
-            self.verifier.finish(&mut self.src).map_err(|e| anyhow::anyhow!("{e}"))?;
+            self.verifier
+                .finish(&mut self.src)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             self.publish_new()?;
         }
         self.commit()?;
@@ -887,7 +1121,13 @@ impl Service {
         self.publish_metrics();
         if let (Some(first), Some((at, records))) = (self.first_record_at, self.caught_up_at) {
             let secs = at.duration_since(first).as_secs_f64().max(1e-6);
-            tracing::info!(records, seconds = secs, rate = records as f64 / secs, "caught up: {records} records in {secs:.3} s ({:.0} records/s)", records as f64 / secs);
+            tracing::info!(
+                records,
+                seconds = secs,
+                rate = records as f64 / secs,
+                "caught up: {records} records in {secs:.3} s ({:.0} records/s)",
+                records as f64 / secs
+            );
         }
         let e = &self.verifier.engine;
         tracing::info!(
@@ -908,7 +1148,10 @@ impl Service {
         let e = &self.verifier.engine;
         let mut s = Snapshot::default();
         for (stream, table, _topic, st) in e.topic_stats() {
-            let c = s.tables.entry((stream.to_string(), table.to_string())).or_insert_with(TableCounters::default);
+            let c = s
+                .tables
+                .entry((stream.to_string(), table.to_string()))
+                .or_insert_with(TableCounters::default);
             c.events += st.events;
             c.bytes += st.bytes;
             c.duplicates += st.duplicates;
@@ -916,7 +1159,9 @@ impl Service {
         }
         s.windows_compared = e.stats().windows_compared;
         for d in &self.verifier.verdicts {
-            *s.divergences.entry((d.kind.to_string(), d.replica.clone())).or_default() += 1;
+            *s.divergences
+                .entry((d.kind.to_string(), d.replica.clone()))
+                .or_default() += 1;
         }
         for (r, _, behind) in e.replica_positions() {
             let secs = e.replica_lag_ms(&r) as f64 / 1000.0;
@@ -925,8 +1170,17 @@ impl Service {
         let names: Vec<String> = e.stream_names().map(str::to_string).collect();
         for p in &self.partitions {
             let topic = &self.topic_names[p.topic_index as usize];
-            let stream = self.cfg.route(topic).map(|(i, _)| names[i].clone()).unwrap_or_default();
-            let high = cached_high_watermark(&self.consumer, &self.topic_cnames[p.topic_index as usize], p.partition).unwrap_or(p.next);
+            let stream = self
+                .cfg
+                .route(topic)
+                .map(|(i, _)| names[i].clone())
+                .unwrap_or_default();
+            let high = cached_high_watermark(
+                &self.consumer,
+                &self.topic_cnames[p.topic_index as usize],
+                p.partition,
+            )
+            .unwrap_or(p.next);
             *s.consumer_lag.entry(stream).or_default() += (high - p.next).max(0);
         }
         let st = &self.src.stats;
@@ -941,7 +1195,8 @@ impl Service {
         s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;
         s.arrival_behind_max_ms = e.stats().arrival_behind_max_ms;
         s.publish_skew_ms = e.publish_skew_ms();
-        s.record_age_ms = [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
+        s.record_age_ms =
+            [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
         s.late_records = e.late_records();
         s.dead_lettered = self.dead_lettered;
         s.alerts_published = self.published;
@@ -955,7 +1210,12 @@ impl Service {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
@@ -971,31 +1231,62 @@ fn wait_for_registry(registry: &RegistryClient, cfg: &Config) -> anyhow::Result<
                 std::thread::sleep(delay);
                 delay = (delay * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
             }
-            Err(e) => return Err(e).with_context(|| format!("the schema registry at {} does not answer (registry.url)", cfg.registry.url)),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "the schema registry at {} does not answer (registry.url)",
+                        cfg.registry.url
+                    )
+                });
+            }
         }
     }
 }
 
 /// Creates the alert and dead-letter topics when they do not exist.
-fn ensure_topics(kafka: &cdc_verifier_kafka::consume::KafkaSettings, cfg: &Config) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = kafka.client_config().create().context("cannot create a Kafka admin client")?;
-    let md = admin.inner().fetch_metadata(None, Duration::from_secs(10)).context("cannot read cluster metadata")?;
+fn ensure_topics(
+    kafka: &cdc_verifier_kafka::consume::KafkaSettings,
+    cfg: &Config,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config()
+        .create()
+        .context("cannot create a Kafka admin client")?;
+    let md = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .context("cannot read cluster metadata")?;
     let brokers = md.brokers().len().max(1) as i32;
     let wanted = [&cfg.alerts.topic, &cfg.alerts.dead_letter_topic];
     let missing: Vec<NewTopic> = wanted
         .iter()
-        .filter(|t| !md.topics().iter().any(|m| m.name() == t.as_str() && !m.partitions().is_empty()))
-        .map(|t| NewTopic::new(t, cfg.alerts.partitions, TopicReplication::Fixed(brokers.min(3))))
+        .filter(|t| {
+            !md.topics()
+                .iter()
+                .any(|m| m.name() == t.as_str() && !m.partitions().is_empty())
+        })
+        .map(|t| {
+            NewTopic::new(
+                t,
+                cfg.alerts.partitions,
+                TopicReplication::Fixed(brokers.min(3)),
+            )
+        })
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let results = crate::service::block_on(admin.create_topics(&missing, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))))
-        .context("cannot create the alert topics")?;
+    let results = crate::service::block_on(admin.create_topics(
+        &missing,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))
+    .context("cannot create the alert topics")?;
     for r in results {
         match r {
             Ok(t) => tracing::info!(topic = %t, "created topic"),
-            Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => tracing::debug!(topic = %t, "topic exists"),
+            Err((t, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(topic = %t, "topic exists")
+            }
             Err((t, e)) => bail!("cannot create topic {t}: {e}"),
         }
     }
@@ -1004,7 +1295,11 @@ fn ensure_topics(kafka: &cdc_verifier_kafka::consume::KafkaSettings, cfg: &Confi
 
 /// Runs an admin future to completion on a throwaway runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 #[cfg(test)]
@@ -1017,16 +1312,27 @@ mod tests {
         let mut calls = 0;
         let r = until_settled("test", || {
             calls += 1;
-            if calls < 3 { Err(KafkaError::MetadataFetch(RDKafkaErrorCode::NotLeaderForPartition)) } else { Ok(calls) }
+            if calls < 3 {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition,
+                ))
+            } else {
+                Ok(calls)
+            }
         });
         assert_eq!(r.unwrap(), 3);
 
         let mut calls = 0;
         let r: Result<(), _> = until_settled("test", || {
             calls += 1;
-            Err(KafkaError::MetadataFetch(RDKafkaErrorCode::TopicAuthorizationFailed))
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+            ))
         });
         assert!(r.is_err());
-        assert_eq!(calls, 1, "an error that is not transient is returned at once");
+        assert_eq!(
+            calls, 1,
+            "an error that is not transient is returned at once"
+        );
     }
 }

@@ -18,13 +18,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryResult, ProducerContext};
-use rdkafka::{ClientConfig, ClientContext};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext};
 use serde_json::Value as Json;
 
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
@@ -91,7 +91,10 @@ impl DeliveryLog {
         let reports = self.reports.lock().unwrap();
         reports
             .iter()
-            .map(|r| r.clone().unwrap_or_else(|e| panic!("a record was not delivered: {e}")))
+            .map(|r| {
+                r.clone()
+                    .unwrap_or_else(|e| panic!("a record was not delivered: {e}"))
+            })
             .collect()
     }
 
@@ -352,7 +355,11 @@ pub fn confluent_frame(schema_id: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Splits a Confluent-framed message into (schema id, payload); panics if the frame is bad.
 pub fn confluent_unframe(bytes: &[u8]) -> (u32, &[u8]) {
-    assert!(bytes.len() >= 5, "a Confluent frame has at least 5 bytes, got {}", bytes.len());
+    assert!(
+        bytes.len() >= 5,
+        "a Confluent frame has at least 5 bytes, got {}",
+        bytes.len()
+    );
     assert_eq!(bytes[0], 0, "Confluent magic byte");
     let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
     (id, &bytes[5..])

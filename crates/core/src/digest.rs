@@ -13,7 +13,7 @@
 //! altered or reordered shows even when a later change of the same row, within the same
 //! window, brought the states back together.
 
-use xxhash_rust::xxh3::{xxh3_128_with_secret, xxh3_128_with_seed, xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128_with_secret, xxh3_128_with_seed};
 
 /// Debezium's operation codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -89,7 +89,9 @@ pub fn key_hash(seed: u64, canonical_key: &[u8]) -> u64 {
 }
 
 /// Two 64-bit lanes, summed independently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Lanes(pub [u64; 2]);
 
 impl Lanes {
@@ -167,7 +169,11 @@ impl OpCounts {
     }
 
     pub fn total(&self) -> u64 {
-        self.create as u64 + self.update as u64 + self.delete as u64 + self.read as u64 + self.truncate as u64
+        self.create as u64
+            + self.update as u64
+            + self.delete as u64
+            + self.read as u64
+            + self.truncate as u64
     }
 }
 
@@ -274,7 +280,10 @@ mod tests {
         d.add_event(Op::Create, 1, None, Some(42));
         d.add_event(Op::Delete, 2, Some(42), None);
         assert!(d.lanes.is_zero());
-        assert!(!d.events.is_zero(), "the events that cancelled out are still seen");
+        assert!(
+            !d.events.is_zero(),
+            "the events that cancelled out are still seen"
+        );
         assert_eq!(d.ops.total(), 2);
     }
 
@@ -282,7 +291,10 @@ mod tests {
     /// is which or is absent.
     #[test]
     fn event_hashes_differ_in_each_part_of_an_event() {
-        let (b, a) = (0x1234_5678_9abc_def0_0fed_cba9_8765_4321u128, 0x0011_2233_4455_6677_8899_aabb_ccdd_eeffu128);
+        let (b, a) = (
+            0x1234_5678_9abc_def0_0fed_cba9_8765_4321u128,
+            0x0011_2233_4455_6677_8899_aabb_ccdd_eeffu128,
+        );
         let events = [
             (7, Some(b), Some(a)),
             (8, Some(b), Some(a)),
@@ -296,7 +308,10 @@ mod tests {
             (7, None, None),
             (8, None, None),
         ];
-        let hashes: std::collections::HashSet<u128> = events.iter().map(|&(tx, before, after)| event_hash(tx, before, after)).collect();
+        let hashes: std::collections::HashSet<u128> = events
+            .iter()
+            .map(|&(tx, before, after)| event_hash(tx, before, after))
+            .collect();
         assert_eq!(hashes.len(), events.len());
     }
 
@@ -305,8 +320,14 @@ mod tests {
     fn rows_hash_by_their_table() {
         let row = b"\x02\x0aORD-1\x08paid";
         let orders = RowHasher::new(table_seed("orders"));
-        assert_eq!(orders.hash(row), RowHasher::new(table_seed("orders")).hash(row));
-        assert_ne!(orders.hash(row), RowHasher::new(table_seed("customers")).hash(row));
+        assert_eq!(
+            orders.hash(row),
+            RowHasher::new(table_seed("orders")).hash(row)
+        );
+        assert_ne!(
+            orders.hash(row),
+            RowHasher::new(table_seed("customers")).hash(row)
+        );
         assert_ne!(orders.hash(row), orders.hash(&row[..row.len() - 1]));
     }
 

@@ -6,17 +6,29 @@
 //! datum must end exactly where the schema says.
 
 use crate::avro::reader::{DecodeError, DecodeErrorKind, Reader};
-use crate::avro::resolve::{run_steps, skip, Plan, Scratch, SkipStep};
+use crate::avro::resolve::{Plan, Scratch, SkipStep, run_steps, skip};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{Op, RowHasher};
 
 mod fast;
-pub use fast::Hint;
 use fast::FastEnvelope;
+pub use fast::Hint;
 
 /// The origin position of an event: its transaction's position at the primary, then the
 /// event's order within that transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct Position {
     pub tx: u64,
     pub order: u32,
@@ -24,7 +36,10 @@ pub struct Position {
 
 impl Position {
     pub const ZERO: Position = Position { tx: 0, order: 0 };
-    pub const MAX: Position = Position { tx: u64::MAX, order: u32::MAX };
+    pub const MAX: Position = Position {
+        tx: u64::MAX,
+        order: u32::MAX,
+    };
 }
 
 impl std::fmt::Display for Position {
@@ -127,16 +142,27 @@ pub struct Event {
 
 impl Event {
     /// No event yet: what decoding into an event starts from.
-    pub const EMPTY: Event = Event { op: Op::Create, position: Position::ZERO, ts_ms: 0, before: None, after: None, image: None };
+    pub const EMPTY: Event = Event {
+        op: Op::Create,
+        position: Position::ZERO,
+        ts_ms: 0,
+        before: None,
+        after: None,
+        image: None,
+    };
 }
 
 impl EnvelopeLayout {
-    pub fn compile(schema: &Schema, position: &PositionField) -> Result<EnvelopeLayout, LayoutError> {
+    pub fn compile(
+        schema: &Schema,
+        position: &PositionField,
+    ) -> Result<EnvelopeLayout, LayoutError> {
         let Node::Record { fields, .. } = schema.node(schema.root()) else {
             return Err(LayoutError::NotARecord);
         };
         let mut steps = Vec::with_capacity(fields.len());
-        let (mut row_before, mut row_after, mut have_source, mut have_op, mut have_pos) = (None, None, false, false, false);
+        let (mut row_before, mut row_after, mut have_source, mut have_op, mut have_pos) =
+            (None, None, false, false, false);
         for f in fields {
             let step = match f.name.as_str() {
                 "before" => {
@@ -185,7 +211,13 @@ impl EnvelopeLayout {
                             union: f.node,
                             fields: tf
                                 .iter()
-                                .map(|g| if g.name == "total_order" { TxStep::TotalOrder(g.node) } else { TxStep::Skip(SkipStep::compile(schema, g.node)) })
+                                .map(|g| {
+                                    if g.name == "total_order" {
+                                        TxStep::TotalOrder(g.node)
+                                    } else {
+                                        TxStep::Skip(SkipStep::compile(schema, g.node))
+                                    }
+                                })
                                 .collect(),
                         },
                         _ => Step::Skip(SkipStep::compile(schema, f.node)),
@@ -222,7 +254,14 @@ impl EnvelopeLayout {
     /// Decodes one envelope datum, hashing its row images with `plan` (writer row → the
     /// reference row schema) by `rows` (the table's).
     #[inline]
-    pub fn decode(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+    pub fn decode(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        rows: &RowHasher,
+        datum: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<Event, DecodeError> {
         let mut ev = Event::EMPTY;
         self.decode_into(schema, plan, rows, datum, scratch, None, &mut ev)?;
         Ok(ev)
@@ -231,7 +270,15 @@ impl EnvelopeLayout {
     /// [`decode`](Self::decode), with what was learned of the previous envelopes of the same
     /// partition (see [`Hint`]): faster when they are alike, the same result always.
     #[inline]
-    pub fn decode_hinted(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint) -> Result<Event, DecodeError> {
+    pub fn decode_hinted(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        rows: &RowHasher,
+        datum: &[u8],
+        scratch: &mut Scratch,
+        hint: &mut Hint,
+    ) -> Result<Event, DecodeError> {
         let mut ev = Event::EMPTY;
         self.decode_into(schema, plan, rows, datum, scratch, Some(hint), &mut ev)?;
         Ok(ev)
@@ -242,7 +289,16 @@ impl EnvelopeLayout {
     /// is no event.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    pub fn decode_hinted_into(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: &mut Hint, ev: &mut Event) -> Result<(), DecodeError> {
+    pub fn decode_hinted_into(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        rows: &RowHasher,
+        datum: &[u8],
+        scratch: &mut Scratch,
+        hint: &mut Hint,
+        ev: &mut Event,
+    ) -> Result<(), DecodeError> {
         self.decode_into(schema, plan, rows, datum, scratch, Some(hint), ev)
     }
 
@@ -250,7 +306,16 @@ impl EnvelopeLayout {
     /// general walk.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn decode_into(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch, hint: Option<&mut Hint>, ev: &mut Event) -> Result<(), DecodeError> {
+    fn decode_into(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        rows: &RowHasher,
+        datum: &[u8],
+        scratch: &mut Scratch,
+        hint: Option<&mut Hint>,
+        ev: &mut Event,
+    ) -> Result<(), DecodeError> {
         if let Some(fast) = self.fast.as_ref().filter(|_| plan.is_identity())
             && fast.decode_into(rows, datum, hint, ev).is_some()
         {
@@ -281,12 +346,24 @@ impl EnvelopeLayout {
     }
 
     /// [`decode_fast`](Self::decode_fast) with a hint.
-    pub fn decode_fast_hinted(&self, rows: &RowHasher, datum: &[u8], hint: &mut Hint) -> Option<Event> {
+    pub fn decode_fast_hinted(
+        &self,
+        rows: &RowHasher,
+        datum: &[u8],
+        hint: &mut Hint,
+    ) -> Option<Event> {
         self.fast.as_ref()?.decode(rows, datum, Some(hint))
     }
 
     /// The general walk: any schema, any input; names what is wrong with bad input.
-    pub fn decode_general(&self, schema: &Schema, plan: &Plan, rows: &RowHasher, datum: &[u8], scratch: &mut Scratch) -> Result<Event, DecodeError> {
+    pub fn decode_general(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        rows: &RowHasher,
+        datum: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<Event, DecodeError> {
         let mut r = Reader::new(datum);
         let mut ev = Event::EMPTY;
         let mut have_pos = false;
@@ -322,7 +399,10 @@ impl EnvelopeLayout {
                         },
                     };
                     ev.op = Op::from_code(s).ok_or_else(|| DecodeError {
-                        kind: DecodeErrorKind::Unresolvable(format!("op `{}` is not one of c, u, d, r, t", String::from_utf8_lossy(s))),
+                        kind: DecodeErrorKind::Unresolvable(format!(
+                            "op `{}` is not one of c, u, d, r, t",
+                            String::from_utf8_lossy(s)
+                        )),
                         offset: at,
                     })?;
                 }
@@ -364,7 +444,9 @@ impl EnvelopeLayout {
         r.finish()?;
         // A snapshot read (`op = r`) is state, not a change: Debezium gives it no position.
         if !have_pos && !matches!(ev.op, Op::Truncate | Op::Read) {
-            return Err(r.err(DecodeErrorKind::Unresolvable("the event carries no origin position".into())));
+            return Err(r.err(DecodeErrorKind::Unresolvable(
+                "the event carries no origin position".into(),
+            )));
         }
         Ok(ev)
     }
@@ -373,16 +455,31 @@ impl EnvelopeLayout {
 /// For a union node, reads the branch index and returns `None` for the null branch; for a
 /// plain node returns `Some(node)` without reading.
 #[inline(always)]
-fn read_union_branch(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Option<NodeId>, DecodeError> {
+fn read_union_branch(
+    schema: &Schema,
+    node: NodeId,
+    r: &mut Reader<'_>,
+) -> Result<Option<NodeId>, DecodeError> {
     match schema.node(node) {
         Node::Union(branches) => {
             let at = r.pos();
             let i = r.read_long()?;
-            let b = usize::try_from(i).ok().and_then(|i| branches.get(i)).copied().ok_or(DecodeError {
-                kind: DecodeErrorKind::UnionIndex { index: i, branches: branches.len() },
-                offset: at,
-            })?;
-            Ok(if matches!(schema.node(b), Node::Null) { None } else { Some(b) })
+            let b = usize::try_from(i)
+                .ok()
+                .and_then(|i| branches.get(i))
+                .copied()
+                .ok_or(DecodeError {
+                    kind: DecodeErrorKind::UnionIndex {
+                        index: i,
+                        branches: branches.len(),
+                    },
+                    offset: at,
+                })?;
+            Ok(if matches!(schema.node(b), Node::Null) {
+                None
+            } else {
+                Some(b)
+            })
         }
         Node::Null => Ok(None),
         _ => Ok(Some(node)),
@@ -390,7 +487,11 @@ fn read_union_branch(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Resul
 }
 
 #[inline(always)]
-fn read_long_or_null(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Option<i64>, DecodeError> {
+fn read_long_or_null(
+    schema: &Schema,
+    node: NodeId,
+    r: &mut Reader<'_>,
+) -> Result<Option<i64>, DecodeError> {
     match read_union_branch(schema, node, r)? {
         None => Ok(None),
         Some(b) => match schema.node(b) {
@@ -405,7 +506,11 @@ fn read_long_or_null(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Resul
 
 /// An integer position, or the number after the last `:` of a string such as a GTID.
 #[inline]
-fn read_position(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Option<u64>, DecodeError> {
+fn read_position(
+    schema: &Schema,
+    node: NodeId,
+    r: &mut Reader<'_>,
+) -> Result<Option<u64>, DecodeError> {
     match read_union_branch(schema, node, r)? {
         None => Ok(None),
         Some(b) => match schema.node(b) {
@@ -414,7 +519,10 @@ fn read_position(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Op
                 let at = r.pos();
                 let s = r.read_bytes()?;
                 parse_position(s).map(Some).ok_or_else(|| DecodeError {
-                    kind: DecodeErrorKind::Unresolvable(format!("position `{}` does not end in a number", String::from_utf8_lossy(s))),
+                    kind: DecodeErrorKind::Unresolvable(format!(
+                        "position `{}` does not end in a number",
+                        String::from_utf8_lossy(s)
+                    )),
                     offset: at,
                 })
             }

@@ -51,7 +51,10 @@ pub struct MemorySource {
 
 impl MemorySource {
     pub fn new() -> Self {
-        MemorySource { next_id: 1, ..Default::default() }
+        MemorySource {
+            next_id: 1,
+            ..Default::default()
+        }
     }
 
     /// Registers `schema` under `subject` and returns its id.
@@ -62,7 +65,14 @@ impl MemorySource {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.by_text.insert(schema.to_string(), id);
-                self.by_id.insert(id, RegisteredSchema { id, schema: schema.to_string(), subjects: Vec::new() });
+                self.by_id.insert(
+                    id,
+                    RegisteredSchema {
+                        id,
+                        schema: schema.to_string(),
+                        subjects: Vec::new(),
+                    },
+                );
                 id
             }
         };
@@ -70,7 +80,10 @@ impl MemorySource {
         if !entry.subjects.iter().any(|s| s.subject == subject) {
             let v = self.versions.entry(subject.to_string()).or_insert(0);
             *v += 1;
-            entry.subjects.push(SubjectVersion { subject: subject.to_string(), version: *v });
+            entry.subjects.push(SubjectVersion {
+                subject: subject.to_string(),
+                version: *v,
+            });
         }
         id
     }
@@ -88,9 +101,16 @@ impl MemorySource {
 
     /// Adds one (id, subject, version) registration, as listed by a registry or a capture.
     pub fn add(&mut self, id: u32, subject: &str, version: u32, schema: &str) {
-        let entry = self.by_id.entry(id).or_insert_with(|| RegisteredSchema { id, schema: schema.to_string(), subjects: Vec::new() });
+        let entry = self.by_id.entry(id).or_insert_with(|| RegisteredSchema {
+            id,
+            schema: schema.to_string(),
+            subjects: Vec::new(),
+        });
         if !entry.subjects.iter().any(|s| s.subject == subject) {
-            entry.subjects.push(SubjectVersion { subject: subject.to_string(), version });
+            entry.subjects.push(SubjectVersion {
+                subject: subject.to_string(),
+                version,
+            });
         }
         self.by_text.insert(schema.to_string(), id);
         let v = self.versions.entry(subject.to_string()).or_insert(0);
@@ -114,8 +134,13 @@ impl MemorySource {
             let name = subject.file_name().to_string_lossy().into_owned();
             for file in std::fs::read_dir(subject.path())? {
                 let path = file?.path();
-                let version = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u32>().ok());
-                if let (Some(v), Some("avsc")) = (version, path.extension().and_then(|e| e.to_str())) {
+                let version = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse::<u32>().ok());
+                if let (Some(v), Some("avsc")) =
+                    (version, path.extension().and_then(|e| e.to_str()))
+                {
                     entries.push((name.clone(), v, std::fs::read_to_string(&path)?));
                 }
             }
@@ -149,7 +174,13 @@ mod tests {
         assert_ne!(a, c);
         let s = m.fetch(a).unwrap();
         assert_eq!(s.subjects.len(), 2);
-        assert_eq!(m.fetch(c).unwrap().subjects, vec![SubjectVersion { subject: "a-value".into(), version: 2 }]);
+        assert_eq!(
+            m.fetch(c).unwrap().subjects,
+            vec![SubjectVersion {
+                subject: "a-value".into(),
+                version: 2
+            }]
+        );
         assert_eq!(m.fetch(99), Err(FetchError::NotFound(99)));
     }
 }

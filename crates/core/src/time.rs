@@ -43,7 +43,10 @@ pub fn parse_utc(text: &str) -> Option<i64> {
                 _ => return None,
             };
             let (oh, om) = o[1..].split_once(':')?;
-            (t, sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?))
+            (
+                t,
+                sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
+            )
         }
     };
     let (date, time) = t.split_once(['T', ' '])?;

@@ -159,7 +159,10 @@ impl Divergence {
     /// the record's coordinates for a poison event. A redelivered verdict has the same key.
     pub fn key(&self) -> String {
         if let Some(p) = &self.poison {
-            return format!("{}/{}/{}/{}/{}", self.kind, self.replica, p.topic, p.partition, p.offset);
+            return format!(
+                "{}/{}/{}/{}/{}",
+                self.kind, self.replica, p.topic, p.partition, p.offset
+            );
         }
         let range = self.range.map_or("*".to_string(), |r| r.to_string());
         let window = self.window.map_or("*".to_string(), |w| w.id.to_string());
@@ -167,21 +170,32 @@ impl Divergence {
             Some(k) => format!("{}:{k}", self.kind),
             None => self.kind.to_string(),
         };
-        format!("{what}/{}/{}/{range}/{window}", self.replica, self.table.as_deref().unwrap_or("*"))
+        format!(
+            "{what}/{}/{}/{range}/{window}",
+            self.replica,
+            self.table.as_deref().unwrap_or("*")
+        )
     }
 
     /// A one-line account for terminals and logs.
     pub fn summary(&self) -> String {
         let table = self.table.as_deref().unwrap_or("-");
-        let window = self.window.map(|w| format!(" window {} (positions {}..{})", w.id, w.first.tx, w.last.tx)).unwrap_or_default();
+        let window = self
+            .window
+            .map(|w| format!(" window {} (positions {}..{})", w.id, w.first.tx, w.last.tx))
+            .unwrap_or_default();
         match self.kind {
             Kind::DataMismatch => format!(
                 "DataMismatch {} {table} {}{window}: primary {} ({} events), replica {} ({} events)",
                 self.replica,
                 self.range_label.as_deref().unwrap_or("-"),
-                self.primary.as_ref().map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
+                self.primary
+                    .as_ref()
+                    .map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
                 self.primary.as_ref().map_or(0, |s| s.ops.total()),
-                self.replica_side.as_ref().map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
+                self.replica_side
+                    .as_ref()
+                    .map_or("-", |s| s.digest.get(..8).unwrap_or(&s.digest)),
                 self.replica_side.as_ref().map_or(0, |s| s.ops.total()),
             ),
             Kind::SchemaDrift => {
@@ -190,11 +204,19 @@ impl Divergence {
                     "SchemaDrift {} {table}{window}: writes {} version {} (id {}), primary is at version {} (id {}); {}",
                     self.replica,
                     s.map_or("-", |s| &s.subject),
-                    s.and_then(|s| s.actual_version).map_or("?".into(), |v| v.to_string()),
+                    s.and_then(|s| s.actual_version)
+                        .map_or("?".into(), |v| v.to_string()),
                     s.map_or(0, |s| s.actual_id),
-                    s.and_then(|s| s.expected_version).map_or("?".into(), |v| v.to_string()),
+                    s.and_then(|s| s.expected_version)
+                        .map_or("?".into(), |v| v.to_string()),
                     s.map_or(0, |s| s.expected_id),
-                    s.map(|s| s.fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")).unwrap_or_default()
+                    s.map(|s| s
+                        .fields
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                        .unwrap_or_default()
                 )
             }
             Kind::ReplicaLag => {
@@ -206,7 +228,11 @@ impl Divergence {
                     l.map_or(0, |l| l.ms_behind)
                 )
             }
-            Kind::StreamSilent => format!("StreamSilent {}: no records for {} ms while the primary is writing", self.replica, self.lag.as_ref().map_or(0, |l| l.ms_behind)),
+            Kind::StreamSilent => format!(
+                "StreamSilent {}: no records for {} ms while the primary is writing",
+                self.replica,
+                self.lag.as_ref().map_or(0, |l| l.ms_behind)
+            ),
             Kind::PoisonEvent => {
                 let p = self.poison.as_ref();
                 format!(

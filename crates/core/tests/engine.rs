@@ -4,9 +4,9 @@
 mod support;
 
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::{avro::FieldDiff, Ingested, Progress};
-use support::harness::{range_of, Harness};
-use support::{history, Change, Row};
+use cdc_verifier_core::{Ingested, Progress, avro::FieldDiff};
+use support::harness::{Harness, range_of};
+use support::{Change, Row, history};
 
 fn clean_run(h: &mut Harness, changes: &[Change]) {
     for c in changes {
@@ -22,7 +22,11 @@ fn identical_streams_give_no_verdict() {
     let mut h = Harness::new(&["replica-1", "replica-2"], 4, false);
     clean_run(&mut h, &changes);
     let out = h.finish();
-    assert!(out.is_empty(), "unexpected verdicts: {:#?}", &out[..out.len().min(3)]);
+    assert!(
+        out.is_empty(),
+        "unexpected verdicts: {:#?}",
+        &out[..out.len().min(3)]
+    );
     assert!(h.engine.stats().windows_compared > 10);
 }
 
@@ -50,7 +54,13 @@ fn replica_ahead_of_primary_is_parked_then_verified() {
 #[test]
 fn a_dropped_update_is_named_by_range_window_and_key() {
     let changes = history(3000, 200, 3);
-    let victim = changes.iter().enumerate().skip(1500).find(|(_, c)| c.op == "u").map(|(i, _)| i).unwrap();
+    let victim = changes
+        .iter()
+        .enumerate()
+        .skip(1500)
+        .find(|(_, c)| c.op == "u")
+        .map(|(i, _)| i)
+        .unwrap();
     let mut h = Harness::new(&["replica-1"], 4, true);
     for (i, c) in changes.iter().enumerate() {
         h.send(0, c, false);
@@ -65,7 +75,10 @@ fn a_dropped_update_is_named_by_range_window_and_key() {
     let key = changes[victim].key();
     assert_eq!(first.range, Some(range_of(key)));
     let w = first.window.unwrap();
-    assert!(w.first.tx <= changes[victim].tx && changes[victim].tx <= w.last.tx, "window {w:?} holds the dropped position");
+    assert!(
+        w.first.tx <= changes[victim].tx && changes[victim].tx <= w.last.tx,
+        "window {w:?} holds the dropped position"
+    );
     assert_eq!(first.keys.len(), 1, "{:#?}", first.keys);
     assert_eq!(first.keys[0].key, serde_json::json!({"id": key}));
     assert!(!first.offsets.is_empty());
@@ -90,7 +103,14 @@ fn a_corrupted_value_and_an_extra_row_are_found() {
         }
         h.send(1, &rc, false);
         if i == 1200 {
-            let extra = Change { op: "c", before: None, after: Some(Row::new(999_999, "placed", 5)), tx: c.tx, order: 2, ts_ms: c.ts_ms };
+            let extra = Change {
+                op: "c",
+                before: None,
+                after: Some(Row::new(999_999, "placed", 5)),
+                tx: c.tx,
+                order: 2,
+                ts_ms: c.ts_ms,
+            };
             h.send(1, &extra, false);
         }
     }
@@ -108,7 +128,8 @@ fn a_corrupted_value_and_an_extra_row_are_found() {
 /// Feeds the primary's changes and the replica's deliveries in order of delivery time
 /// (a partition never reorders), advancing the clock as a live consumer would.
 fn deliver(h: &mut Harness, changes: &[Change], replica: &[(i64, Change)]) {
-    let mut events: Vec<(i64, usize, Change)> = changes.iter().map(|c| (c.ts_ms, 0, c.clone())).collect();
+    let mut events: Vec<(i64, usize, Change)> =
+        changes.iter().map(|c| (c.ts_ms, 0, c.clone())).collect();
     events.extend(replica.iter().map(|(t, c)| (*t, 1, c.clone())));
     events.sort_by_key(|(t, s, _)| (*t, *s));
     for (i, (t, s, c)) in events.iter().enumerate() {
@@ -165,7 +186,10 @@ fn outdated_schema_on_one_replica_is_drift_on_the_first_drifted_window() {
         h.send(1, c, v2);
         // replica-2 keeps writing v1 after the migration: the currency column is lost.
         let mut old = c.clone();
-        for r in [old.before.as_mut(), old.after.as_mut()].into_iter().flatten() {
+        for r in [old.before.as_mut(), old.after.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             r.currency = "USD".into();
         }
         h.send(2, &old, false);
@@ -181,12 +205,25 @@ fn outdated_schema_on_one_replica_is_drift_on_the_first_drifted_window() {
     assert_eq!(s.expected_version, Some(2));
     assert_eq!(s.actual_version, Some(1));
     assert_eq!(s.subject, "replica-2.shop.orders-value");
-    assert!(s.fields.iter().any(|f| matches!(f, FieldDiff::Missing { field, .. } if field == "currency")), "{:?}", s.fields);
+    assert!(
+        s.fields
+            .iter()
+            .any(|f| matches!(f, FieldDiff::Missing { field, .. } if field == "currency")),
+        "{:?}",
+        s.fields
+    );
     let w = d.window.unwrap();
     assert!(w.first.tx <= changes[migrate_at].tx && changes[migrate_at].tx <= w.last.tx);
 
     // Only keys whose currency differs from the default really differ.
-    assert!(h.out.iter().all(|d| d.replica == "replica-2"), "nothing for replica-1: {:#?}", h.out.iter().filter(|d| d.replica != "replica-2").collect::<Vec<_>>());
+    assert!(
+        h.out.iter().all(|d| d.replica == "replica-2"),
+        "nothing for replica-1: {:#?}",
+        h.out
+            .iter()
+            .filter(|d| d.replica != "replica-2")
+            .collect::<Vec<_>>()
+    );
     let mm = h.of_kind(Kind::DataMismatch);
     assert!(!mm.is_empty());
     for d in &mm {
@@ -204,20 +241,45 @@ fn poison_records_are_reported_with_coordinates_and_the_partition_keeps_flowing(
         h.send(0, c, false);
         h.send(1, c, false);
         if i == 100 {
-            h.send_raw(1, 0, Some(&[0, 0, 0, 0, 1, 2]), Some(&[7, 0, 0, 0, 1, 2, 3]), c.ts_ms);
-            h.send_raw(1, 0, Some(&[0, 0, 0, 0, 1, 2]), Some(&[0, 0, 0, 0x30, 0x39, 2, 3]), c.ts_ms);
+            h.send_raw(
+                1,
+                0,
+                Some(&[0, 0, 0, 0, 1, 2]),
+                Some(&[7, 0, 0, 0, 1, 2, 3]),
+                c.ts_ms,
+            );
+            h.send_raw(
+                1,
+                0,
+                Some(&[0, 0, 0, 0, 1, 2]),
+                Some(&[0, 0, 0, 0x30, 0x39, 2, 3]),
+                c.ts_ms,
+            );
             let (k, v) = support::wire_pair(&h.ids[1].clone(), c, false);
             h.send_raw(1, 0, Some(&k), Some(&v[..v.len() - 9]), c.ts_ms);
         }
     }
     assert!(h.finish().is_empty(), "{:#?}", h.out);
     assert_eq!(h.poison.len(), 3);
-    let errors: Vec<&str> = h.poison.iter().map(|d| d.poison.as_ref().unwrap().error.as_str()).collect();
+    let errors: Vec<&str> = h
+        .poison
+        .iter()
+        .map(|d| d.poison.as_ref().unwrap().error.as_str())
+        .collect();
     assert!(errors[0].contains("magic byte is 0x07"), "{errors:?}");
-    assert!(errors[1].contains("schema id 12345 is not registered"), "{errors:?}");
-    assert!(errors[2].contains("truncated") || errors[2].contains("exceeds"), "{errors:?}");
+    assert!(
+        errors[1].contains("schema id 12345 is not registered"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].contains("truncated") || errors[2].contains("exceeds"),
+        "{errors:?}"
+    );
     let p = h.poison[0].poison.as_ref().unwrap();
-    assert_eq!((p.topic.as_str(), p.partition), ("replica-1.shop.orders", 0));
+    assert_eq!(
+        (p.topic.as_str(), p.partition),
+        ("replica-1.shop.orders", 0)
+    );
 }
 
 #[test]
@@ -228,7 +290,11 @@ fn a_lagging_replica_is_reported_once_and_compared_after_it_catches_up() {
     let mut replica = Vec::new();
     let mut last = 0;
     for (i, c) in changes.iter().enumerate() {
-        let t = if i < 2000 { c.ts_ms } else { (changes[2000].ts_ms + 5000 + (c.ts_ms - changes[2000].ts_ms) / 2).max(c.ts_ms) };
+        let t = if i < 2000 {
+            c.ts_ms
+        } else {
+            (changes[2000].ts_ms + 5000 + (c.ts_ms - changes[2000].ts_ms) / 2).max(c.ts_ms)
+        };
         let t = t.max(last);
         last = t;
         replica.push((t, c.clone()));
@@ -237,8 +303,15 @@ fn a_lagging_replica_is_reported_once_and_compared_after_it_catches_up() {
     h.finish();
     assert_eq!(h.of_kind(Kind::ReplicaLag).len(), 1, "{:#?}", h.out);
     let lag = h.of_kind(Kind::ReplicaLag)[0].lag.clone().unwrap();
-    assert!(lag.ms_behind >= 2000 && lag.positions_behind > 500, "{lag:?}");
-    assert!(h.of_kind(Kind::DataMismatch).is_empty(), "{:#?}", h.of_kind(Kind::DataMismatch));
+    assert!(
+        lag.ms_behind >= 2000 && lag.positions_behind > 500,
+        "{lag:?}"
+    );
+    assert!(
+        h.of_kind(Kind::DataMismatch).is_empty(),
+        "{:#?}",
+        h.of_kind(Kind::DataMismatch)
+    );
     let rec = h.of_kind(Kind::Recovered);
     assert_eq!(rec.len(), 1, "{rec:#?}");
     assert_eq!(rec[0].recovered, Some(Kind::ReplicaLag));
@@ -261,7 +334,10 @@ fn a_silent_replica_is_reported() {
     let silent = h.of_kind(Kind::StreamSilent);
     assert_eq!(silent.len(), 1, "{:#?}", h.out);
     assert_eq!(h.of_kind(Kind::ReplicaLag).len(), 1);
-    assert!(h.of_kind(Kind::DataMismatch).is_empty(), "the silence is the verdict, not its missing rows");
+    assert!(
+        h.of_kind(Kind::DataMismatch).is_empty(),
+        "the silence is the verdict, not its missing rows"
+    );
 }
 
 #[test]
@@ -296,8 +372,21 @@ fn verdicts_do_not_depend_on_how_streams_interleave() {
 
 #[test]
 fn a_reorder_healed_within_its_window_is_still_seen() {
-    let row = |n: i64| Row::new(5, ["placed", "paid", "shipped", "delivered"][n as usize], 100 + n);
-    let c = |op: &'static str, b: Option<Row>, a: Option<Row>, tx: u64| Change { op, before: b, after: a, tx, order: 1, ts_ms: 1_723_650_000_000 + tx as i64 };
+    let row = |n: i64| {
+        Row::new(
+            5,
+            ["placed", "paid", "shipped", "delivered"][n as usize],
+            100 + n,
+        )
+    };
+    let c = |op: &'static str, b: Option<Row>, a: Option<Row>, tx: u64| Change {
+        op,
+        before: b,
+        after: a,
+        tx,
+        order: 1,
+        ts_ms: 1_723_650_000_000 + tx as i64,
+    };
     let primary = vec![
         c("c", None, Some(row(0)), 1),
         c("u", Some(row(0)), Some(row(1)), 2),
@@ -328,8 +417,14 @@ fn a_reorder_healed_within_its_window_is_still_seen() {
 /// A live consumer: records are read in order of their arrival, each stamped with its
 /// creation time; every 100 ms of arrival time the end offsets are asked and every partition
 /// is found read to its end (everything arrived so far has been read).
-fn deliver_live(h: &mut Harness, changes: &[Change], replica: &[(i64, Change)], quiet_reading: Option<(usize, u32)>) -> u64 {
-    let mut events: Vec<(i64, usize, Change)> = changes.iter().map(|c| (c.ts_ms, 0, c.clone())).collect();
+fn deliver_live(
+    h: &mut Harness,
+    changes: &[Change],
+    replica: &[(i64, Change)],
+    quiet_reading: Option<(usize, u32)>,
+) -> u64 {
+    let mut events: Vec<(i64, usize, Change)> =
+        changes.iter().map(|c| (c.ts_ms, 0, c.clone())).collect();
     events.extend(replica.iter().map(|(t, c)| (*t, 1, c.clone())));
     events.sort_by_key(|(t, s, _)| (*t, *s));
     let mut next_probe = events[0].0;
@@ -337,7 +432,11 @@ fn deliver_live(h: &mut Harness, changes: &[Change], replica: &[(i64, Change)], 
         while *arrival >= next_probe {
             for (si, topic) in h.topics.clone().into_iter().enumerate() {
                 for p in 0..h.partitions {
-                    let progress = if quiet_reading == Some((si, p)) { Progress::Reading } else { Progress::CaughtUpAt(next_probe) };
+                    let progress = if quiet_reading == Some((si, p)) {
+                        Progress::Reading
+                    } else {
+                        Progress::CaughtUpAt(next_probe)
+                    };
                     h.engine.set_progress(topic, p, progress);
                 }
             }
@@ -352,7 +451,11 @@ fn deliver_live(h: &mut Harness, changes: &[Change], replica: &[(i64, Change)], 
 
 /// The replica's records, each arriving `delay(i)` ms after it was stamped (a producer that
 /// holds some partitions' batches back), in order within each partition.
-fn delayed(h: &Harness, changes: &[Change], delay: impl Fn(usize, u32) -> i64) -> Vec<(i64, Change)> {
+fn delayed(
+    h: &Harness,
+    changes: &[Change],
+    delay: impl Fn(usize, u32) -> i64,
+) -> Vec<(i64, Change)> {
     let mut last = vec![i64::MIN; h.partitions as usize];
     changes
         .iter()
@@ -376,13 +479,32 @@ fn quiet_partitions_read_to_their_end_let_windows_close_and_skew_within_bounds_i
     let skew = h.engine.config().publish_skew_ms;
     assert!(skew > 400);
     let quiet = |i: usize, p: u32| (2000..2600).contains(&i) && p >= 2;
-    let primary: Vec<Change> = changes.iter().enumerate().filter(|(i, c)| !quiet(*i, h.partition_of(c.key()))).map(|(_, c)| c.clone()).collect();
-    let replica = delayed(&h, &primary, |i, p| if p == 1 && (1000..1800).contains(&i) { 400 } else { 0 });
+    let primary: Vec<Change> = changes
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !quiet(*i, h.partition_of(c.key())))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let replica = delayed(&h, &primary, |i, p| {
+        if p == 1 && (1000..1800).contains(&i) {
+            400
+        } else {
+            0
+        }
+    });
     let compared = deliver_live(&mut h, &primary, &replica, None);
-    let windows = (primary.last().unwrap().ts_ms - primary[0].ts_ms) / h.engine.config().cut_interval_ms;
-    assert!(compared >= (windows - 5) as u64, "windows compared while running: {compared} of {windows}");
+    let windows =
+        (primary.last().unwrap().ts_ms - primary[0].ts_ms) / h.engine.config().cut_interval_ms;
+    assert!(
+        compared >= (windows - 5) as u64,
+        "windows compared while running: {compared} of {windows}"
+    );
     assert_eq!(h.engine.late_records(), 0);
-    assert!(h.engine.stats().arrival_behind_max_ms >= 300, "{:?}", h.engine.stats());
+    assert!(
+        h.engine.stats().arrival_behind_max_ms >= 300,
+        "{:?}",
+        h.engine.stats()
+    );
     assert!(h.finish().is_empty(), "{:#?}", h.out);
 }
 
@@ -391,9 +513,17 @@ fn a_partition_not_known_to_be_read_to_its_end_holds_its_stream_back() {
     let changes = history(3000, 100, 22);
     let mut h = Harness::new(&["replica-1"], 4, false);
     // Partition 3 of the replica receives nothing and the end offsets never vouch for it.
-    let primary: Vec<Change> = changes.iter().filter(|c| h.partition_of(c.key()) != 3).cloned().collect();
+    let primary: Vec<Change> = changes
+        .iter()
+        .filter(|c| h.partition_of(c.key()) != 3)
+        .cloned()
+        .collect();
     let replica = delayed(&h, &primary, |_, _| 0);
-    assert_eq!(deliver_live(&mut h, &primary, &replica, Some((1, 3))), 0, "no window may be compared past a partition that may hold records");
+    assert_eq!(
+        deliver_live(&mut h, &primary, &replica, Some((1, 3))),
+        0,
+        "no window may be compared past a partition that may hold records"
+    );
     assert!(h.finish().is_empty(), "{:#?}", h.out);
     assert!(h.engine.stats().windows_compared > 10);
 }
@@ -403,19 +533,40 @@ fn records_later_than_the_skew_allows_are_counted_late_not_summed() {
     let changes = history(4000, 100, 23);
     let mut h = Harness::new(&["replica-1"], 4, false);
     let skew = h.engine.config().publish_skew_ms;
-    let replica = delayed(&h, &changes, |i, p| if p == 1 && (1000..1100).contains(&i) { skew + 1500 } else { 0 });
+    let replica = delayed(&h, &changes, |i, p| {
+        if p == 1 && (1000..1100).contains(&i) {
+            skew + 1500
+        } else {
+            0
+        }
+    });
     deliver_live(&mut h, &changes, &replica, None);
     let late = h.engine.late_records();
-    assert!(late > 0, "records {} ms late must come after their window was compared", skew + 1500);
-    assert!(h.engine.stats().arrival_behind_max_ms > skew, "{:?}", h.engine.stats());
+    assert!(
+        late > 0,
+        "records {} ms late must come after their window was compared",
+        skew + 1500
+    );
+    assert!(
+        h.engine.stats().arrival_behind_max_ms > skew,
+        "{:?}",
+        h.engine.stats()
+    );
     // The windows compared without them differ; each late record was counted once and not
     // added to any later window (which would make those differ too).
     h.finish();
     let mm = h.of_kind(Kind::DataMismatch);
     assert!(!mm.is_empty());
-    let held: std::collections::BTreeSet<u64> = replica.iter().filter(|(t, c)| t - c.ts_ms > skew).map(|(_, c)| range_of(c.key())).collect();
+    let held: std::collections::BTreeSet<u64> = replica
+        .iter()
+        .filter(|(t, c)| t - c.ts_ms > skew)
+        .map(|(_, c)| range_of(c.key()))
+        .collect();
     for d in &mm {
-        assert!(held.contains(&d.range.unwrap()), "mismatch outside the held-back records' ranges: {d:#?}");
+        assert!(
+            held.contains(&d.range.unwrap()),
+            "mismatch outside the held-back records' ranges: {d:#?}"
+        );
     }
 }
 
@@ -432,22 +583,45 @@ fn a_growing_producer_skew_is_learned_before_it_makes_records_late() {
         }
         let mut h = Harness::with_config(cfg, &["replica-1"], 4);
         let n = changes.len() as i64;
-        let replica = delayed(&h, &changes, |i, p| if p == 1 { 3000 * i as i64 / n } else { 0 });
+        let replica = delayed(
+            &h,
+            &changes,
+            |i, p| if p == 1 { 3000 * i as i64 / n } else { 0 },
+        );
         deliver_live(&mut h, &changes, &replica, None);
         let late = h.engine.late_records();
         let skew = h.engine.publish_skew_ms();
         h.finish();
         let lag = h.of_kind(Kind::ReplicaLag).len();
-        (late, skew, h.out.iter().filter(|d| d.kind != Kind::ReplicaLag && d.kind != Kind::Recovered).count(), lag)
+        (
+            late,
+            skew,
+            h.out
+                .iter()
+                .filter(|d| d.kind != Kind::ReplicaLag && d.kind != Kind::Recovered)
+                .count(),
+            lag,
+        )
     };
     let (late, skew, verdicts, lag) = run(true);
-    assert_eq!((late, verdicts), (0, 0), "learning the skew: no late record, nothing but the lag reported");
+    assert_eq!(
+        (late, verdicts),
+        (0, 0),
+        "learning the skew: no late record, nothing but the lag reported"
+    );
     // The replica stamped its records on time; they were slow to arrive, which is the
     // producers' skew, not replication lag.
     assert_eq!(lag, 0, "no lag reported for records slow to arrive");
-    assert!(skew > 2000, "the skew allowed for grew with what was seen: {skew} ms");
+    assert!(
+        skew > 2000,
+        "the skew allowed for grew with what was seen: {skew} ms"
+    );
     let (late, skew, _, _) = run(false);
-    assert!(late > 0, "without learning, records {} ms behind are late", 3000);
+    assert!(
+        late > 0,
+        "without learning, records {} ms behind are late",
+        3000
+    );
     assert_eq!(skew, 500);
 }
 
@@ -456,12 +630,17 @@ fn the_learned_skew_survives_a_restart_through_the_checkpoint() {
     let changes = history(4000, 100, 25);
     let mut h = Harness::new(&["replica-1"], 4, false);
     let n = changes.len() as i64;
-    let replica = delayed(&h, &changes, |i, p| if p == 1 { 2000 * i as i64 / n } else { 0 });
+    let replica = delayed(
+        &h,
+        &changes,
+        |i, p| if p == 1 { 2000 * i as i64 / n } else { 0 },
+    );
     deliver_live(&mut h, &changes, &replica, None);
     let learned = h.engine.publish_skew_ms();
     assert!(learned > 1000, "{learned}");
     let c = h.engine.checkpoint();
-    let c: cdc_verifier_core::Checkpoint = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    let c: cdc_verifier_core::Checkpoint =
+        serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
     let mut again = Harness::new(&["replica-1"], 4, false);
     again.engine.restore(&c);
     assert_eq!(again.engine.publish_skew_ms(), learned);
@@ -477,10 +656,25 @@ fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew(
     let replica = delayed(&h, &changes, |_, _| 0);
     deliver_live(&mut h, &changes, &replica, None);
     let setting = h.engine.config().publish_skew_ms;
-    assert!(h.engine.stats().arrival_behind_max_ms < 100, "{:?}", h.engine.stats());
+    assert!(
+        h.engine.stats().arrival_behind_max_ms < 100,
+        "{:?}",
+        h.engine.stats()
+    );
     // Their bytes were counted once, when they arrived.
-    let sent: u64 = replica.iter().map(|(_, c)| { let (k, v) = support::wire_pair(&h.ids[1], c, false); (k.len() + v.len()) as u64 }).sum();
-    let counted: u64 = h.engine.topic_stats().filter(|(stream, _, _, _)| *stream == "replica-1").map(|(_, _, _, s)| s.bytes).sum();
+    let sent: u64 = replica
+        .iter()
+        .map(|(_, c)| {
+            let (k, v) = support::wire_pair(&h.ids[1], c, false);
+            (k.len() + v.len()) as u64
+        })
+        .sum();
+    let counted: u64 = h
+        .engine
+        .topic_stats()
+        .filter(|(stream, _, _, _)| *stream == "replica-1")
+        .map(|(_, _, _, s)| s.bytes)
+        .sum();
     assert_eq!(counted, sent);
     assert_eq!(h.engine.publish_skew_ms(), setting);
     assert!(h.finish().is_empty(), "{:#?}", h.out);
@@ -491,14 +685,36 @@ fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew(
 /// tests run with overflow checks) and no verdict for identical streams.
 #[test]
 fn times_at_the_ends_of_their_range_are_windows_like_any() {
-    for (cut, base) in [(1, i64::MAX - 500), (200, i64::MAX - 500), (7, i64::MIN), (i64::MAX, i64::MAX - 500)] {
-        let cfg = cdc_verifier_core::EngineConfig { cut_interval_ms: cut, ..Default::default() };
+    for (cut, base) in [
+        (1, i64::MAX - 500),
+        (200, i64::MAX - 500),
+        (7, i64::MIN),
+        (i64::MAX, i64::MAX - 500),
+    ] {
+        let cfg = cdc_verifier_core::EngineConfig {
+            cut_interval_ms: cut,
+            ..Default::default()
+        };
         let mut h = Harness::with_config(cfg, &["replica-1"], 2);
-        let changes: Vec<Change> = history(300, 20, 11).into_iter().enumerate().map(|(i, c)| Change { ts_ms: base.saturating_add(i as i64), ..c }).collect();
+        let changes: Vec<Change> = history(300, 20, 11)
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Change {
+                ts_ms: base.saturating_add(i as i64),
+                ..c
+            })
+            .collect();
         for (i, c) in changes.iter().enumerate() {
-            assert_eq!(h.send(0, c, false), Ingested::Counted, "cut {cut}: primary record {i}");
+            assert_eq!(
+                h.send(0, c, false),
+                Ingested::Counted,
+                "cut {cut}: primary record {i}"
+            );
             let taken = h.send(1, c, false);
-            assert!(matches!(taken, Ingested::Counted | Ingested::Parked), "cut {cut}: replica record {i}: {taken:?}");
+            assert!(
+                matches!(taken, Ingested::Counted | Ingested::Parked),
+                "cut {cut}: replica record {i}: {taken:?}"
+            );
             if i % 50 == 49 {
                 h.advance(c.ts_ms);
             }
@@ -522,9 +738,26 @@ fn a_transactions_event_after_its_window_closed_by_time_stays_with_its_transacti
     let t = 1_723_650_000_000;
     // Two rows of one transaction, on the two partitions.
     let row = |id: i64| Row::new(id, "placed", 100 * id);
-    let (k0, k1) = ((1..).find(|k| h.partition_of(*k) == 0).unwrap(), (1..).find(|k| h.partition_of(*k) == 1).unwrap());
-    let first = Change { op: "c", before: None, after: Some(row(k0)), tx: 50, order: 1, ts_ms: t };
-    let second = Change { op: "c", before: None, after: Some(row(k1)), tx: 50, order: 2, ts_ms: t };
+    let (k0, k1) = (
+        (1..).find(|k| h.partition_of(*k) == 0).unwrap(),
+        (1..).find(|k| h.partition_of(*k) == 1).unwrap(),
+    );
+    let first = Change {
+        op: "c",
+        before: None,
+        after: Some(row(k0)),
+        tx: 50,
+        order: 1,
+        ts_ms: t,
+    };
+    let second = Change {
+        op: "c",
+        before: None,
+        after: Some(row(k1)),
+        tx: 50,
+        order: 2,
+        ts_ms: t,
+    };
     assert_eq!(h.send(0, &first, false), Ingested::Counted);
     // The primary idle well past the window's end: the window closes by time.
     let later = t + cut + grace + skew + 5_000;
@@ -535,13 +768,23 @@ fn a_transactions_event_after_its_window_closed_by_time_stays_with_its_transacti
     }
     // Traffic goes on in later windows.
     for (i, id) in (100..140).enumerate() {
-        let c = Change { op: "c", before: None, after: Some(row(id)), tx: 60 + i as u64, order: 1, ts_ms: later + 20 + i as i64 * 50 };
+        let c = Change {
+            op: "c",
+            before: None,
+            after: Some(row(id)),
+            tx: 60 + i as u64,
+            order: 1,
+            ts_ms: later + 20 + i as i64 * 50,
+        };
         h.send(0, &c, false);
         h.send_at(1, &c, false, c.ts_ms + 5);
         h.advance(c.ts_ms + 5);
     }
     let out = h.finish();
-    let wrong: Vec<_> = out.iter().filter(|d| d.kind == Kind::DataMismatch).collect();
+    let wrong: Vec<_> = out
+        .iter()
+        .filter(|d| d.kind == Kind::DataMismatch)
+        .collect();
     assert!(wrong.is_empty(), "{:#?}", &wrong[..wrong.len().min(2)]);
     assert_eq!(h.engine.late_records(), 0);
     assert!(h.engine.stats().windows_compared >= 2);

@@ -2,17 +2,20 @@
 
 mod support;
 
+use cdc_verifier_core::PositionField;
 use cdc_verifier_core::avro::{Plan, Reader, Schema, Scratch};
-use cdc_verifier_core::digest::{table_seed, Op, RangeDigest, RowHasher};
+use cdc_verifier_core::digest::{Op, RangeDigest, RowHasher, table_seed};
 use cdc_verifier_core::envelope::{EnvelopeLayout, Hint};
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::PositionField;
 use proptest::prelude::*;
-use support::harness::{range_of, Harness};
-use support::{encode_envelope, envelope_schema, history, Change, Row};
+use support::harness::{Harness, range_of};
+use support::{Change, Row, encode_envelope, envelope_schema, history};
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 24, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    }
 }
 
 /// Fisher–Yates with a seed, so a failing case is reproducible from its inputs.
@@ -148,12 +151,22 @@ proptest! {
 
 #[test]
 fn canonical_form_matches_apache_avro_schema_resolution() {
-    let row = |v2: bool| format!(r#"{{"type":"record","name":"Value","fields":[{}]}}"#, support::row_fields(v2));
+    let row = |v2: bool| {
+        format!(
+            r#"{{"type":"record","name":"Value","fields":[{}]}}"#,
+            support::row_fields(v2)
+        )
+    };
     let env_w = apache_avro::Schema::parse_str(&envelope_schema("replica-2", false)).unwrap();
     // apache-avro 0.21 rejects reading a 3-byte decimal at precision 12 during resolution
     // (its size check is stricter than the specification); the encoding does not depend on
     // precision, so its side reads the column as plain bytes.
-    let plain = |s: String| s.replace(r#"{"type":"bytes","logicalType":"decimal","precision":12,"scale":2}"#, r#""bytes""#);
+    let plain = |s: String| {
+        s.replace(
+            r#"{"type":"bytes","logicalType":"decimal","precision":12,"scale":2}"#,
+            r#""bytes""#,
+        )
+    };
     let w = apache_avro::Schema::parse_str(&plain(row(false))).unwrap();
     let r = apache_avro::Schema::parse_str(&plain(row(true))).unwrap();
     let ours_w = Schema::parse_str(&envelope_schema("replica-2", false)).unwrap();
@@ -171,12 +184,16 @@ fn canonical_form_matches_apache_avro_schema_resolution() {
         assert_eq!(apache_avro::to_avro_datum(&env_w, value).unwrap(), datum);
         // …and apache-avro's resolution of the row to the newer schema, re-encoded, is our
         // canonical form, so it hashes the same.
-        let ev = lw.decode(&ours_w, &plan, &hasher, &datum, &mut scratch).unwrap();
+        let ev = lw
+            .decode(&ours_w, &plan, &hasher, &datum, &mut scratch)
+            .unwrap();
         if ev.after.is_none() {
             continue;
         }
         let (a, b) = ev.image.unwrap();
-        let resolved = apache_avro::from_avro_datum(&w, &mut &datum[a as usize..b as usize], Some(&r)).unwrap();
+        let resolved =
+            apache_avro::from_avro_datum(&w, &mut &datum[a as usize..b as usize], Some(&r))
+                .unwrap();
         let bytes = apache_avro::to_avro_datum(&r, resolved).unwrap();
         assert_eq!(ev.after, Some(hasher.hash(&bytes)), "tx {}", c.tx);
         rows += 1;
@@ -191,12 +208,32 @@ fn decoder_reads_back_every_row_as_json() {
     let mut row = Row::new(42, "paid", -1234);
     row.note = Some("gift".into());
     row.currency = "EUR".into();
-    let c = Change { op: "c", before: None, after: Some(row), tx: 5, order: 1, ts_ms: 1_723_650_300_000 };
+    let c = Change {
+        op: "c",
+        before: None,
+        after: Some(row),
+        tx: 5,
+        order: 1,
+        ts_ms: 1_723_650_300_000,
+    };
     let datum = encode_envelope(&c, true);
     let own = Plan::compile(&s, l.row, &s, l.row);
-    let ev = l.decode(&s, &own, &RowHasher::new(0), &datum, &mut Scratch::default()).unwrap();
+    let ev = l
+        .decode(
+            &s,
+            &own,
+            &RowHasher::new(0),
+            &datum,
+            &mut Scratch::default(),
+        )
+        .unwrap();
     let (a, b) = ev.image.unwrap();
-    let json = cdc_verifier_core::avro::json::to_json(&s, l.row, &mut Reader::new(&datum[a as usize..b as usize])).unwrap();
+    let json = cdc_verifier_core::avro::json::to_json(
+        &s,
+        l.row,
+        &mut Reader::new(&datum[a as usize..b as usize]),
+    )
+    .unwrap();
     assert_eq!(
         json,
         serde_json::json!({"id": 42, "status": "paid", "total": "-12.34", "note": "gift", "created_at": "2024-08-14T15:40:00.042Z", "currency": "EUR"})
@@ -208,7 +245,10 @@ fn decoder_reads_back_every_row_as_json() {
 fn orders_flat() -> (Schema, EnvelopeLayout, Plan, RowHasher) {
     let schema = Schema::parse_str(&envelope_schema("primary", true)).unwrap();
     let layout = EnvelopeLayout::compile(&schema, &PositionField::Gtid).unwrap();
-    assert!(layout.has_fast_path(), "a Debezium envelope of primitives has the flat walk");
+    assert!(
+        layout.has_fast_path(),
+        "a Debezium envelope of primitives has the flat walk"
+    );
     let plan = Plan::compile(&schema, layout.row, &schema, layout.row);
     (schema, layout, plan, RowHasher::new(table_seed("orders")))
 }
@@ -216,7 +256,10 @@ fn orders_flat() -> (Schema, EnvelopeLayout, Plan, RowHasher) {
 /// The layouts to check the flat walk of: the one chosen for this CPU, and the one for any
 /// x86-64 (the same where this CPU has nothing more).
 fn flat_layouts(layout: &EnvelopeLayout) -> [(&'static str, EnvelopeLayout); 2] {
-    [("this CPU's", layout.clone()), ("portable", layout.clone().portable())]
+    [
+        ("this CPU's", layout.clone()),
+        ("portable", layout.clone().portable()),
+    ]
 }
 
 /// The envelope's flat walk and its general walk agree on every input: valid envelopes (all
@@ -279,7 +322,13 @@ fn the_flat_walk_accepts_no_changed_byte_the_general_walk_reads_otherwise() {
     }
 }
 
-fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &EnvelopeLayout, plan: &Plan, rows: &RowHasher) {
+fn flat_walk_accepts_no_changed_byte(
+    which: &str,
+    schema: &Schema,
+    layout: &EnvelopeLayout,
+    plan: &Plan,
+    rows: &RowHasher,
+) {
     let mut scratch = Scratch::default();
     let (mut checked, mut decided, mut decided_hinted) = (0, 0, 0);
     for c in history(40, 20, 77) {
@@ -288,26 +337,50 @@ fn flat_walk_accepts_no_changed_byte(which: &str, schema: &Schema, layout: &Enve
         // What the flat walk learns of this envelope (its tail's template), offered with
         // every changed copy of it.
         let mut learned = Hint::default();
-        assert!(layout.decode_fast_hinted(rows, &datum, &mut learned).is_some());
-        assert!(learned.has_template(), "the tail of a Debezium envelope has a template");
+        assert!(
+            layout
+                .decode_fast_hinted(rows, &datum, &mut learned)
+                .is_some()
+        );
+        assert!(
+            learned.has_template(),
+            "the tail of a Debezium envelope has a template"
+        );
         for at in 0..datum.len() {
-            for v in [datum[at].wrapping_add(2), datum[at].wrapping_sub(2), 0, datum[at] ^ 0x80, datum[at] ^ 0x01] {
+            for v in [
+                datum[at].wrapping_add(2),
+                datum[at].wrapping_sub(2),
+                0,
+                datum[at] ^ 0x80,
+                datum[at] ^ 0x01,
+            ] {
                 let mut bad = datum.clone();
                 bad[at] = v;
                 let general = layout.decode_general(schema, plan, rows, &bad, &mut scratch);
                 if let Some(ev) = layout.decode_fast(rows, &bad) {
-                    assert_eq!(Ok(ev), general, "{which} walk: byte {at} set to {v:#04x} in {datum:?}");
+                    assert_eq!(
+                        Ok(ev),
+                        general,
+                        "{which} walk: byte {at} set to {v:#04x} in {datum:?}"
+                    );
                     decided += 1;
                 }
                 if let Some(ev) = layout.decode_fast_hinted(rows, &bad, &mut learned.clone()) {
-                    assert_eq!(Ok(ev), general, "{which} walk, with the hint: byte {at} set to {v:#04x} in {datum:?}");
+                    assert_eq!(
+                        Ok(ev),
+                        general,
+                        "{which} walk, with the hint: byte {at} set to {v:#04x} in {datum:?}"
+                    );
                     decided_hinted += 1;
                 }
                 checked += 1;
             }
         }
     }
-    assert!(checked > 10_000 && decided > 1_000 && decided_hinted == decided, "{which} walk: {checked} {decided} {decided_hinted}");
+    assert!(
+        checked > 10_000 && decided > 1_000 && decided_hinted == decided,
+        "{which} walk: {checked} {decided} {decided_hinted}"
+    );
 }
 
 /// A partition whose envelopes' tails keep changing shape (here the GTID's length, every other
@@ -319,11 +392,21 @@ fn a_partition_whose_tails_keep_changing_is_decoded_as_the_general_walk_decodes_
     let mut hint = Hint::default();
     for (i, mut c) in history(400, 20, 5).into_iter().enumerate() {
         // Alternating lengths for 300 records, then one length again.
-        c.tx = if i < 300 && i % 2 == 0 { 7 + i as u64 % 3 } else { 1_234_567 + i as u64 };
+        c.tx = if i < 300 && i % 2 == 0 {
+            7 + i as u64 % 3
+        } else {
+            1_234_567 + i as u64
+        };
         let datum = encode_envelope(&c, true);
-        let general = layout.decode_general(&schema, &plan, &rows, &datum, &mut scratch).unwrap();
+        let general = layout
+            .decode_general(&schema, &plan, &rows, &datum, &mut scratch)
+            .unwrap();
         assert_eq!(general.position.tx, c.tx);
-        assert_eq!(layout.decode_hinted(&schema, &plan, &rows, &datum, &mut scratch, &mut hint), Ok(general), "record {i}");
+        assert_eq!(
+            layout.decode_hinted(&schema, &plan, &rows, &datum, &mut scratch, &mut hint),
+            Ok(general),
+            "record {i}"
+        );
     }
     assert!(hint.has_template());
 }

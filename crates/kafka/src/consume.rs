@@ -17,7 +17,10 @@ pub struct KafkaSettings {
 
 impl std::fmt::Debug for KafkaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaSettings").field("bootstrap_servers", &self.bootstrap_servers).field("properties", &self.properties.len()).finish()
+        f.debug_struct("KafkaSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &self.properties.len())
+            .finish()
     }
 }
 
@@ -73,16 +76,29 @@ impl KafkaSettings {
 }
 
 /// Every non-internal topic and its partition count.
-pub fn discover(consumer: &BaseConsumer, timeout: Duration) -> Result<Vec<(String, u32)>, ConsumeError> {
+pub fn discover(
+    consumer: &BaseConsumer,
+    timeout: Duration,
+) -> Result<Vec<(String, u32)>, ConsumeError> {
     let md = consumer.fetch_metadata(None, timeout)?;
-    let mut topics: Vec<(String, u32)> =
-        md.topics().iter().filter(|t| !t.name().starts_with("__") && t.error().is_none()).map(|t| (t.name().to_string(), t.partitions().len() as u32)).collect();
+    let mut topics: Vec<(String, u32)> = md
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with("__") && t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len() as u32))
+        .collect();
     topics.sort();
     Ok(topics)
 }
 
 /// The first offset at or after `ts_ms` in each partition (the end offset where none is).
-pub fn offsets_for_time(consumer: &BaseConsumer, topic: &str, partitions: u32, ts_ms: i64, timeout: Duration) -> Result<Vec<i64>, ConsumeError> {
+pub fn offsets_for_time(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: u32,
+    ts_ms: i64,
+    timeout: Duration,
+) -> Result<Vec<i64>, ConsumeError> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition_offset(topic, p, Offset::Offset(ts_ms))?;
@@ -100,18 +116,34 @@ pub fn offsets_for_time(consumer: &BaseConsumer, topic: &str, partitions: u32, t
 }
 
 /// (low, high) watermarks of a partition.
-pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: u32, timeout: Duration) -> Result<(i64, i64), ConsumeError> {
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: u32,
+    timeout: Duration,
+) -> Result<(i64, i64), ConsumeError> {
     Ok(consumer.fetch_watermarks(topic, partition as i32, timeout)?)
 }
 
 /// The high watermark librdkafka last learnt from fetch responses, without a broker round
 /// trip; `None` until it has fetched from the partition.
-pub fn cached_high_watermark(consumer: &BaseConsumer, topic: &std::ffi::CStr, partition: u32) -> Option<i64> {
+pub fn cached_high_watermark(
+    consumer: &BaseConsumer,
+    topic: &std::ffi::CStr,
+    partition: u32,
+) -> Option<i64> {
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a valid C
     // string; librdkafka only writes the two out-parameters.
     let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(consumer.client().native_ptr(), topic.as_ptr(), partition as i32, &mut low, &mut high)
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition as i32,
+            &mut low,
+            &mut high,
+        )
     };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }

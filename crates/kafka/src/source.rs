@@ -33,7 +33,11 @@ pub struct RegistrySource {
 
 impl RegistrySource {
     pub fn new(client: RegistryClient) -> Self {
-        RegistrySource { client, cache: HashMap::new(), stats: RegistryStats::default() }
+        RegistrySource {
+            client,
+            cache: HashMap::new(),
+            stats: RegistryStats::default(),
+        }
     }
 
     pub fn client(&self) -> &RegistryClient {
@@ -65,7 +69,13 @@ impl SchemaSource for RegistrySource {
         // Registries that do not list an id's subjects still serve the schema: the subject
         // check is then skipped for it.
         let subjects = match self.client.versions_by_id(id) {
-            Ok(v) => v.into_iter().map(|s| SubjectVersion { subject: s.subject, version: s.version }).collect(),
+            Ok(v) => v
+                .into_iter()
+                .map(|s| SubjectVersion {
+                    subject: s.subject,
+                    version: s.version,
+                })
+                .collect(),
             Err(e) if e.is_not_found() || e.error_code().is_some() => Vec::new(),
             Err(e) => {
                 self.stats.errors += 1;
@@ -75,9 +85,16 @@ impl SchemaSource for RegistrySource {
         let took = start.elapsed();
         self.stats.fetches += 1;
         self.stats.fetch_time += took;
-        let i = LATENCY_BUCKETS.iter().position(|b| took.as_secs_f64() <= *b).unwrap_or(LATENCY_BUCKETS.len() - 1);
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| took.as_secs_f64() <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len() - 1);
         self.stats.buckets[i] += 1;
-        let s = RegisteredSchema { id, schema, subjects };
+        let s = RegisteredSchema {
+            id,
+            schema,
+            subjects,
+        };
         self.cache.insert(id, s.clone());
         Ok(s)
     }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::reader::{DecodeError, DecodeErrorKind, Reader, MAX_DEPTH};
+use super::reader::{DecodeError, DecodeErrorKind, MAX_DEPTH, Reader};
 use super::schema::{Logical, Node, NodeId, Schema};
 use crate::time::civil_from_days;
 
@@ -11,7 +11,12 @@ pub fn to_json(schema: &Schema, node: NodeId, r: &mut Reader<'_>) -> Result<Json
     value(schema, node, r, 0)
 }
 
-fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Result<Json, DecodeError> {
+fn value(
+    schema: &Schema,
+    node: NodeId,
+    r: &mut Reader<'_>,
+    depth: usize,
+) -> Result<Json, DecodeError> {
     if depth > MAX_DEPTH {
         return Err(r.err(DecodeErrorKind::TooDeep));
     }
@@ -22,25 +27,43 @@ fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Res
             let v = r.read_long()?;
             match l {
                 Logical::Date => Json::String(format_date(v)),
-                Logical::TimestampMillis => Json::String(format_ts(v.div_euclid(1000), v.rem_euclid(1000) * 1_000_000)),
-                Logical::TimestampMicros => Json::String(format_ts(v.div_euclid(1_000_000), v.rem_euclid(1_000_000) * 1000)),
+                Logical::TimestampMillis => Json::String(format_ts(
+                    v.div_euclid(1000),
+                    v.rem_euclid(1000) * 1_000_000,
+                )),
+                Logical::TimestampMicros => Json::String(format_ts(
+                    v.div_euclid(1_000_000),
+                    v.rem_euclid(1_000_000) * 1000,
+                )),
                 _ => Json::from(v),
             }
         }
         Node::Float => Json::from(f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap()) as f64),
         Node::Double => Json::from(f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap())),
-        Node::Bytes(Logical::Decimal { scale, .. }) => Json::String(format_decimal(r.read_bytes()?, *scale)),
-        Node::Fixed { size, logical: Logical::Decimal { scale, .. }, .. } => Json::String(format_decimal(r.read_fixed(*size)?, *scale)),
+        Node::Bytes(Logical::Decimal { scale, .. }) => {
+            Json::String(format_decimal(r.read_bytes()?, *scale))
+        }
+        Node::Fixed {
+            size,
+            logical: Logical::Decimal { scale, .. },
+            ..
+        } => Json::String(format_decimal(r.read_fixed(*size)?, *scale)),
         Node::Bytes(_) => Json::String(hex(r.read_bytes()?)),
         Node::Fixed { size, .. } => Json::String(hex(r.read_fixed(*size)?)),
         Node::String(_) => Json::String(r.read_str()?.to_string()),
         Node::Enum { symbols, .. } => {
             let at = r.pos();
             let i = r.read_long()?;
-            let s = usize::try_from(i).ok().and_then(|i| symbols.get(i)).ok_or(DecodeError {
-                kind: DecodeErrorKind::EnumIndex { index: i, symbols: symbols.len() },
-                offset: at,
-            })?;
+            let s = usize::try_from(i)
+                .ok()
+                .and_then(|i| symbols.get(i))
+                .ok_or(DecodeError {
+                    kind: DecodeErrorKind::EnumIndex {
+                        index: i,
+                        symbols: symbols.len(),
+                    },
+                    offset: at,
+                })?;
             Json::String(s.clone())
         }
         Node::Array(item) => {
@@ -54,7 +77,10 @@ fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Res
                     let before = r.pos();
                     out.push(value(schema, *item, r, depth + 1)?);
                     if r.pos() == before && out.len() > 1 << 16 {
-                        return Err(r.err(DecodeErrorKind::LengthBeyondInput { length: n as u64, remaining: r.remaining() }));
+                        return Err(r.err(DecodeErrorKind::LengthBeyondInput {
+                            length: n as u64,
+                            remaining: r.remaining(),
+                        }));
                     }
                 }
             }
@@ -84,10 +110,16 @@ fn value(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize) -> Res
         Node::Union(branches) => {
             let at = r.pos();
             let i = r.read_long()?;
-            let b = usize::try_from(i).ok().and_then(|i| branches.get(i)).ok_or(DecodeError {
-                kind: DecodeErrorKind::UnionIndex { index: i, branches: branches.len() },
-                offset: at,
-            })?;
+            let b = usize::try_from(i)
+                .ok()
+                .and_then(|i| branches.get(i))
+                .ok_or(DecodeError {
+                    kind: DecodeErrorKind::UnionIndex {
+                        index: i,
+                        branches: branches.len(),
+                    },
+                    offset: at,
+                })?;
             value(schema, *b, r, depth + 1)?
         }
     })
@@ -127,8 +159,17 @@ pub fn format_date(days: i64) -> String {
 pub fn format_ts(secs: i64, nanos: i64) -> String {
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    let frac = if nanos % 1_000_000 == 0 { format!(".{:03}", nanos / 1_000_000) } else { format!(".{:06}", nanos / 1000) };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z", s / 3600, s % 3600 / 60, s % 60)
+    let frac = if nanos % 1_000_000 == 0 {
+        format!(".{:03}", nanos / 1_000_000)
+    } else {
+        format!(".{:06}", nanos / 1000)
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}Z",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
 }
 
 /// Milliseconds since the epoch as RFC 3339 text.

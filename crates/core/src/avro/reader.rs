@@ -76,7 +76,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     #[inline]
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0, non_minimal: false }
+        Reader {
+            buf,
+            pos: 0,
+            non_minimal: false,
+        }
     }
 
     #[inline]
@@ -103,7 +107,10 @@ impl<'a> Reader<'a> {
 
     #[inline]
     pub fn err(&self, kind: DecodeErrorKind) -> DecodeError {
-        DecodeError { kind, offset: self.pos }
+        DecodeError {
+            kind,
+            offset: self.pos,
+        }
     }
 
     pub fn finish(&self) -> Result<(), DecodeError> {
@@ -196,7 +203,10 @@ impl<'a> Reader<'a> {
     pub fn read_int(&mut self) -> Result<i32, DecodeError> {
         let at = self.pos;
         let v = self.read_long()?;
-        i32::try_from(v).map_err(|_| DecodeError { kind: DecodeErrorKind::IntOutOfRange(v), offset: at })
+        i32::try_from(v).map_err(|_| DecodeError {
+            kind: DecodeErrorKind::IntOutOfRange(v),
+            offset: at,
+        })
     }
 
     /// A length prefix, checked against the bytes that remain (so a huge or negative length
@@ -206,11 +216,17 @@ impl<'a> Reader<'a> {
         let at = self.pos;
         let n = self.read_long()?;
         if n < 0 {
-            return Err(DecodeError { kind: DecodeErrorKind::NegativeLength(n), offset: at });
+            return Err(DecodeError {
+                kind: DecodeErrorKind::NegativeLength(n),
+                offset: at,
+            });
         }
         if n as u64 > self.remaining() as u64 {
             return Err(DecodeError {
-                kind: DecodeErrorKind::LengthBeyondInput { length: n as u64, remaining: self.remaining() },
+                kind: DecodeErrorKind::LengthBeyondInput {
+                    length: n as u64,
+                    remaining: self.remaining(),
+                },
                 offset: at,
             });
         }
@@ -220,7 +236,9 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     pub fn read_fixed(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(self.err(DecodeErrorKind::Truncated { needed: n - self.remaining() }));
+            return Err(self.err(DecodeErrorKind::Truncated {
+                needed: n - self.remaining(),
+            }));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -241,7 +259,10 @@ impl<'a> Reader<'a> {
             // SAFETY: ASCII is valid UTF-8.
             return Ok(unsafe { std::str::from_utf8_unchecked(b) });
         }
-        std::str::from_utf8(b).map_err(|_| DecodeError { kind: DecodeErrorKind::InvalidUtf8, offset: at })
+        std::str::from_utf8(b).map_err(|_| DecodeError {
+            kind: DecodeErrorKind::InvalidUtf8,
+            offset: at,
+        })
     }
 
     #[inline(always)]
@@ -265,7 +286,10 @@ impl<'a> Reader<'a> {
         if n < 0 {
             self.non_minimal = true; // the byte-size form is not the canonical encoding
             let _size = self.read_len()?;
-            let count = n.checked_neg().ok_or(DecodeError { kind: DecodeErrorKind::NegativeLength(n), offset: at })?;
+            let count = n.checked_neg().ok_or(DecodeError {
+                kind: DecodeErrorKind::NegativeLength(n),
+                offset: at,
+            })?;
             // Every item takes at least zero bytes, so the count alone cannot be bounded by the
             // input; callers bound the work by the bytes actually consumed per item.
             return Ok(count as usize);
@@ -291,7 +315,19 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for v in [0i64, 1, -1, 63, -64, 64, 1 << 20, i32::MAX as i64, i32::MIN as i64, i64::MAX, i64::MIN] {
+        for v in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            1 << 20,
+            i32::MAX as i64,
+            i32::MIN as i64,
+            i64::MAX,
+            i64::MIN,
+        ] {
             let mut b = Vec::new();
             write_long(&mut b, v);
             let mut r = Reader::new(&b);
@@ -323,15 +359,30 @@ mod tests {
         assert!(matches!(e.kind, DecodeErrorKind::LengthBeyondInput { .. }));
         let mut b = Vec::new();
         write_long(&mut b, -5);
-        assert_eq!(Reader::new(&b).read_bytes().unwrap_err().kind, DecodeErrorKind::NegativeLength(-5));
+        assert_eq!(
+            Reader::new(&b).read_bytes().unwrap_err().kind,
+            DecodeErrorKind::NegativeLength(-5)
+        );
     }
 
     #[test]
     fn truncation_and_trailing_bytes_report_offsets() {
         let e = Reader::new(&[0x80]).read_long().unwrap_err();
-        assert_eq!(e, DecodeError { kind: DecodeErrorKind::Truncated { needed: 1 }, offset: 0 });
+        assert_eq!(
+            e,
+            DecodeError {
+                kind: DecodeErrorKind::Truncated { needed: 1 },
+                offset: 0
+            }
+        );
         let mut r = Reader::new(&[0x02, 0x00]);
         r.read_long().unwrap();
-        assert_eq!(r.finish().unwrap_err(), DecodeError { kind: DecodeErrorKind::TrailingBytes(1), offset: 1 });
+        assert_eq!(
+            r.finish().unwrap_err(),
+            DecodeError {
+                kind: DecodeErrorKind::TrailingBytes(1),
+                offset: 1
+            }
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde_json::Value as Json;
 
-use super::reader::{write_long, DecodeError, DecodeErrorKind, Reader, MAX_DEPTH};
+use super::reader::{DecodeError, DecodeErrorKind, MAX_DEPTH, Reader, write_long};
 use super::schema::{Logical, Node, NodeId, Schema};
 
 type OpId = u32;
@@ -23,25 +23,45 @@ enum Op {
     /// int or long (same varint encoding), re-encoded minimally.
     Long,
     /// A long whose value is scaled (time/timestamp unit conversion): `v * mul / div`.
-    LongScaled { mul: i64, div: i64 },
+    LongScaled {
+        mul: i64,
+        div: i64,
+    },
     Float,
     Double,
     IntOrLongToFloat,
     IntOrLongToDouble,
     FloatToDouble,
     /// bytes or string; `utf8` checks the writer's bytes are text where the reader wants text.
-    Bytes { utf8: bool },
+    Bytes {
+        utf8: bool,
+    },
     Fixed(usize),
     /// A decimal re-encoded minimally and rescaled to the reader's scale.
-    Decimal { from: DecimalRepr, to: DecimalRepr, rescale: u32 },
-    Enum { map: Vec<Option<u32>>, default: Option<u32> },
+    Decimal {
+        from: DecimalRepr,
+        to: DecimalRepr,
+        rescale: u32,
+    },
+    Enum {
+        map: Vec<Option<u32>>,
+        default: Option<u32>,
+    },
     Array(OpId),
     Map(OpId),
-    Record { fields: Vec<FieldOp>, defaults: Vec<(u32, Vec<u8>)>, in_order: bool, reader_fields: u32 },
+    Record {
+        fields: Vec<FieldOp>,
+        defaults: Vec<(u32, Vec<u8>)>,
+        in_order: bool,
+        reader_fields: u32,
+    },
     /// The writer is a union: one entry per writer branch, `None` if it cannot be resolved.
     FromUnion(Vec<Option<(Option<u32>, OpId)>>),
     /// The writer is not a union, the reader is: emit the reader's branch index first.
-    ToUnion { index: u32, op: OpId },
+    ToUnion {
+        index: u32,
+        op: OpId,
+    },
     Fail(String),
 }
 
@@ -96,7 +116,12 @@ pub struct Scratch {
 impl Plan {
     pub fn compile(writer: &Schema, w: NodeId, reader: &Schema, r: NodeId) -> Plan {
         let identity = writer.describe(w) == reader.describe(r);
-        let mut c = Compiler { writer, reader, ops: Vec::new(), memo: HashMap::new() };
+        let mut c = Compiler {
+            writer,
+            reader,
+            ops: Vec::new(),
+            memo: HashMap::new(),
+        };
         let root = c.compile(w, r);
         let flat = SkipProgram::compile(writer, w);
         let one_varint = match flat.0[..] {
@@ -104,7 +129,13 @@ impl Plan {
             [SkipStep::P(Prim::Int)] if identity => Some(4),
             _ => None,
         };
-        Plan { ops: c.ops, root, identity, flat, one_varint }
+        Plan {
+            ops: c.ops,
+            root,
+            identity,
+            flat,
+            one_varint,
+        }
     }
 
     pub fn is_identity(&self) -> bool {
@@ -114,7 +145,12 @@ impl Plan {
     /// Reads one value from `r` and returns its canonical bytes: a slice of the input when
     /// the input already is canonical, else the re-encoding in `scratch.out`.
     #[inline(always)]
-    pub fn canonical<'i, 's>(&self, writer: &Schema, r: &mut Reader<'i>, scratch: &'s mut Scratch) -> Result<Canon<'i, 's>, DecodeError> {
+    pub fn canonical<'i, 's>(
+        &self,
+        writer: &Schema,
+        r: &mut Reader<'i>,
+        scratch: &'s mut Scratch,
+    ) -> Result<Canon<'i, 's>, DecodeError> {
         // A key of one number, all of the input that is left: the common key, taken as it is
         // when its varint is minimal. (Anything else, trailing bytes too, takes the walk.)
         if let Some(max) = self.one_varint {
@@ -129,7 +165,12 @@ impl Plan {
 
     /// [`canonical`](Self::canonical) by the walk.
     #[inline(never)]
-    fn canonical_walk<'i, 's>(&self, writer: &Schema, r: &mut Reader<'i>, scratch: &'s mut Scratch) -> Result<Canon<'i, 's>, DecodeError> {
+    fn canonical_walk<'i, 's>(
+        &self,
+        writer: &Schema,
+        r: &mut Reader<'i>,
+        scratch: &'s mut Scratch,
+    ) -> Result<Canon<'i, 's>, DecodeError> {
         if self.identity {
             let start = r.pos();
             let was_non_minimal = r.non_minimal;
@@ -144,7 +185,14 @@ impl Plan {
             let mut again = Reader::new(&r.input()[start..r.pos()]);
             scratch.out.clear();
             let mut out = std::mem::take(&mut scratch.out);
-            let res = self.run(writer, self.root, &mut again, &mut out, &mut scratch.pool, 0);
+            let res = self.run(
+                writer,
+                self.root,
+                &mut again,
+                &mut out,
+                &mut scratch.pool,
+                0,
+            );
             scratch.out = out;
             res.map_err(|mut e| {
                 e.offset += start;
@@ -160,7 +208,15 @@ impl Plan {
         Ok(Canon::Scratch(&scratch.out))
     }
 
-    fn run(&self, writer: &Schema, op: OpId, r: &mut Reader<'_>, out: &mut Vec<u8>, pool: &mut Vec<Vec<u8>>, depth: usize) -> Result<(), DecodeError> {
+    fn run(
+        &self,
+        writer: &Schema,
+        op: OpId,
+        r: &mut Reader<'_>,
+        out: &mut Vec<u8>,
+        pool: &mut Vec<Vec<u8>>,
+        depth: usize,
+    ) -> Result<(), DecodeError> {
         if depth > MAX_DEPTH {
             return Err(r.err(DecodeErrorKind::TooDeep));
         }
@@ -170,19 +226,37 @@ impl Plan {
             Op::Long => write_long(out, r.read_long()?),
             Op::LongScaled { mul, div } => {
                 let v = r.read_long()?;
-                let scaled = if *mul != 1 { v.saturating_mul(*mul) } else { v.div_euclid(*div) };
+                let scaled = if *mul != 1 {
+                    v.saturating_mul(*mul)
+                } else {
+                    v.div_euclid(*div)
+                };
                 write_long(out, scaled)
             }
-            Op::Float => out.extend_from_slice(&canonical_f32(f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap())).to_le_bytes()),
-            Op::Double => out.extend_from_slice(&canonical_f64(f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap())).to_le_bytes()),
-            Op::IntOrLongToFloat => out.extend_from_slice(&canonical_f32(r.read_long()? as f32).to_le_bytes()),
-            Op::IntOrLongToDouble => out.extend_from_slice(&canonical_f64(r.read_long()? as f64).to_le_bytes()),
+            Op::Float => out.extend_from_slice(
+                &canonical_f32(f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap()))
+                    .to_le_bytes(),
+            ),
+            Op::Double => out.extend_from_slice(
+                &canonical_f64(f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap()))
+                    .to_le_bytes(),
+            ),
+            Op::IntOrLongToFloat => {
+                out.extend_from_slice(&canonical_f32(r.read_long()? as f32).to_le_bytes())
+            }
+            Op::IntOrLongToDouble => {
+                out.extend_from_slice(&canonical_f64(r.read_long()? as f64).to_le_bytes())
+            }
             Op::FloatToDouble => {
                 let f = f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap());
                 out.extend_from_slice(&canonical_f64(f as f64).to_le_bytes())
             }
             Op::Bytes { utf8 } => {
-                let b = if *utf8 { r.read_str()?.as_bytes() } else { r.read_bytes()? };
+                let b = if *utf8 {
+                    r.read_str()?.as_bytes()
+                } else {
+                    r.read_bytes()?
+                };
                 write_long(out, b.len() as i64);
                 out.extend_from_slice(b);
             }
@@ -195,7 +269,11 @@ impl Plan {
                 };
                 if *rescale == 0 {
                     // Same scale: the minimal two's-complement bytes, of any length.
-                    let minimal: &[u8] = if raw.is_empty() { &[0] } else { minimal_twos_complement(raw) };
+                    let minimal: &[u8] = if raw.is_empty() {
+                        &[0]
+                    } else {
+                        minimal_twos_complement(raw)
+                    };
                     match to {
                         DecimalRepr::Bytes => {
                             write_long(out, minimal.len() as i64);
@@ -203,7 +281,12 @@ impl Plan {
                         }
                         DecimalRepr::Fixed(n) => {
                             if minimal.len() > *n {
-                                return Err(DecodeError { kind: DecodeErrorKind::Unresolvable("decimal does not fit the reader's fixed size".into()), offset: at });
+                                return Err(DecodeError {
+                                    kind: DecodeErrorKind::Unresolvable(
+                                        "decimal does not fit the reader's fixed size".into(),
+                                    ),
+                                    offset: at,
+                                });
                             }
                             let fill = if minimal[0] & 0x80 != 0 { 0xff } else { 0 };
                             out.extend(std::iter::repeat_n(fill, n - minimal.len()));
@@ -216,10 +299,14 @@ impl Plan {
                     kind: DecodeErrorKind::Unresolvable(format!("decimal of {} bytes", raw.len())),
                     offset: at,
                 })?;
-                let value = unscaled.checked_mul(10i128.pow(*rescale)).ok_or(DecodeError {
-                    kind: DecodeErrorKind::Unresolvable("decimal overflows when rescaled".into()),
-                    offset: at,
-                })?;
+                let value = unscaled
+                    .checked_mul(10i128.pow(*rescale))
+                    .ok_or(DecodeError {
+                        kind: DecodeErrorKind::Unresolvable(
+                            "decimal overflows when rescaled".into(),
+                        ),
+                        offset: at,
+                    })?;
                 let be = value.to_be_bytes();
                 let minimal = minimal_twos_complement(&be);
                 match to {
@@ -229,7 +316,12 @@ impl Plan {
                     }
                     DecimalRepr::Fixed(n) => {
                         if minimal.len() > *n {
-                            return Err(DecodeError { kind: DecodeErrorKind::Unresolvable("decimal does not fit the reader's fixed size".into()), offset: at });
+                            return Err(DecodeError {
+                                kind: DecodeErrorKind::Unresolvable(
+                                    "decimal does not fit the reader's fixed size".into(),
+                                ),
+                                offset: at,
+                            });
                         }
                         let fill = if value < 0 { 0xff } else { 0 };
                         out.extend(std::iter::repeat_n(fill, n - minimal.len()));
@@ -245,9 +337,24 @@ impl Plan {
                     Some(Some(j)) => write_long(out, j as i64),
                     Some(None) => match default {
                         Some(d) => write_long(out, *d as i64),
-                        None => return Err(DecodeError { kind: DecodeErrorKind::Unresolvable("enum symbol unknown to the reader".into()), offset: at }),
+                        None => {
+                            return Err(DecodeError {
+                                kind: DecodeErrorKind::Unresolvable(
+                                    "enum symbol unknown to the reader".into(),
+                                ),
+                                offset: at,
+                            });
+                        }
                     },
-                    None => return Err(DecodeError { kind: DecodeErrorKind::EnumIndex { index: i, symbols: map.len() }, offset: at }),
+                    None => {
+                        return Err(DecodeError {
+                            kind: DecodeErrorKind::EnumIndex {
+                                index: i,
+                                symbols: map.len(),
+                            },
+                            offset: at,
+                        });
+                    }
                 }
             }
             Op::Array(item) => {
@@ -309,14 +416,21 @@ impl Plan {
                 pool.push(items);
                 res?;
             }
-            Op::Record { fields, defaults, in_order, reader_fields } => {
+            Op::Record {
+                fields,
+                defaults,
+                in_order,
+                reader_fields,
+            } => {
                 if *in_order {
                     let mut next_default = 0;
                     for f in fields {
                         match f {
                             FieldOp::Skip(node) => skip(writer, *node, r, depth + 1, false)?,
                             FieldOp::Read { reader_index, op } => {
-                                while next_default < defaults.len() && defaults[next_default].0 < *reader_index {
+                                while next_default < defaults.len()
+                                    && defaults[next_default].0 < *reader_index
+                                {
                                     out.extend_from_slice(&defaults[next_default].1);
                                     next_default += 1;
                                 }
@@ -329,7 +443,9 @@ impl Plan {
                     }
                 } else {
                     // Fields in another order: encode each, then emit in the reader's order.
-                    let mut segs: Vec<Vec<u8>> = (0..*reader_fields).map(|_| pool.pop().unwrap_or_default()).collect();
+                    let mut segs: Vec<Vec<u8>> = (0..*reader_fields)
+                        .map(|_| pool.pop().unwrap_or_default())
+                        .collect();
                     segs.iter_mut().for_each(Vec::clear);
                     let mut res = Ok(());
                     for f in fields {
@@ -363,9 +479,22 @@ impl Plan {
                 let i = r.read_long()?;
                 let branch = usize::try_from(i).ok().and_then(|i| branches.get(i));
                 match branch {
-                    None => return Err(DecodeError { kind: DecodeErrorKind::UnionIndex { index: i, branches: branches.len() }, offset: at }),
+                    None => {
+                        return Err(DecodeError {
+                            kind: DecodeErrorKind::UnionIndex {
+                                index: i,
+                                branches: branches.len(),
+                            },
+                            offset: at,
+                        });
+                    }
                     Some(None) => {
-                        return Err(DecodeError { kind: DecodeErrorKind::Unresolvable(format!("union branch {i} has no match in the reader")), offset: at })
+                        return Err(DecodeError {
+                            kind: DecodeErrorKind::Unresolvable(format!(
+                                "union branch {i} has no match in the reader"
+                            )),
+                            offset: at,
+                        });
                     }
                     Some(Some((index, op))) => {
                         if let Some(index) = index {
@@ -388,12 +517,24 @@ impl Plan {
 /// All NaNs hash as one, and so do +0 and -0: equal values, equal canonical bytes.
 #[inline]
 fn canonical_f32(f: f32) -> f32 {
-    if f.is_nan() { f32::NAN } else if f == 0.0 { 0.0 } else { f }
+    if f.is_nan() {
+        f32::NAN
+    } else if f == 0.0 {
+        0.0
+    } else {
+        f
+    }
 }
 
 #[inline]
 fn canonical_f64(f: f64) -> f64 {
-    if f.is_nan() { f64::NAN } else if f == 0.0 { 0.0 } else { f }
+    if f.is_nan() {
+        f64::NAN
+    } else if f == 0.0 {
+        0.0
+    } else {
+        f
+    }
 }
 
 /// A float whose bytes are not its canonical form (another NaN, or -0).
@@ -426,7 +567,9 @@ fn decimal_value(raw: &[u8]) -> Option<i128> {
 /// The shortest two's-complement big-endian form of the same value.
 fn minimal_twos_complement(b: &[u8]) -> &[u8] {
     let mut i = 0;
-    while i + 1 < b.len() && ((b[i] == 0 && b[i + 1] & 0x80 == 0) || (b[i] == 0xff && b[i + 1] & 0x80 != 0)) {
+    while i + 1 < b.len()
+        && ((b[i] == 0 && b[i + 1] & 0x80 == 0) || (b[i] == 0xff && b[i + 1] & 0x80 != 0))
+    {
         i += 1;
     }
     &b[i..]
@@ -519,7 +662,13 @@ impl SkipStep {
                 match r.read_long()? {
                     i if i == null_index as i64 => Ok(()),
                     i if i == 1 - null_index as i64 => skip_prim(p, r, check),
-                    i => Err(DecodeError { kind: DecodeErrorKind::UnionIndex { index: i, branches: 2 }, offset: at }),
+                    i => Err(DecodeError {
+                        kind: DecodeErrorKind::UnionIndex {
+                            index: i,
+                            branches: 2,
+                        },
+                        offset: at,
+                    }),
                 }
             }
             SkipStep::Node(n) => skip(schema, n, r, 1, check),
@@ -571,7 +720,13 @@ fn skip_prim(p: Prim, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError
             let at = r.pos();
             let i = r.read_long()?;
             if i < 0 || i >= n as i64 {
-                return Err(DecodeError { kind: DecodeErrorKind::EnumIndex { index: i, symbols: n as usize }, offset: at });
+                return Err(DecodeError {
+                    kind: DecodeErrorKind::EnumIndex {
+                        index: i,
+                        symbols: n as usize,
+                    },
+                    offset: at,
+                });
             }
         }
     }
@@ -585,7 +740,12 @@ struct SkipProgram(Vec<SkipStep>);
 impl SkipProgram {
     fn compile(schema: &Schema, node: NodeId) -> SkipProgram {
         match schema.node(node) {
-            Node::Record { fields, .. } => SkipProgram(fields.iter().map(|f| SkipStep::compile(schema, f.node)).collect()),
+            Node::Record { fields, .. } => SkipProgram(
+                fields
+                    .iter()
+                    .map(|f| SkipStep::compile(schema, f.node))
+                    .collect(),
+            ),
             _ => SkipProgram(vec![SkipStep::compile(schema, node)]),
         }
     }
@@ -599,7 +759,12 @@ impl SkipProgram {
 /// Walks `steps` over the reader: first by the fast path, and when that cannot finish
 /// (a nested type, or bad input) again by the checked path, which names the error.
 #[inline(always)]
-pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check: bool) -> Result<(), DecodeError> {
+pub fn run_steps(
+    steps: &[SkipStep],
+    schema: &Schema,
+    r: &mut Reader<'_>,
+    check: bool,
+) -> Result<(), DecodeError> {
     if let Some((end, non_minimal)) = fast_skip(steps, r.input(), r.pos(), check) {
         r.advance_to(end);
         r.non_minimal |= non_minimal;
@@ -616,8 +781,14 @@ pub fn run_steps(steps: &[SkipStep], schema: &Schema, r: &mut Reader<'_>, check:
 /// varint's last byte holds one bit).
 #[inline(always)]
 fn one_minimal_varint(d: &[u8], max: usize) -> bool {
-    let Some((&last, init)) = d.split_last() else { return false };
-    d.len() <= max && last & 0x80 == 0 && (init.is_empty() || last != 0) && (d.len() < 10 || last == 1) && init.iter().all(|b| b & 0x80 != 0)
+    let Some((&last, init)) = d.split_last() else {
+        return false;
+    };
+    d.len() <= max
+        && last & 0x80 == 0
+        && (init.is_empty() || last != 0)
+        && (d.len() < 10 || last == 1)
+        && init.iter().all(|b| b & 0x80 != 0)
 }
 
 /// A varint's raw (zigzag) value, its end, and whether it was longer than needed.
@@ -668,7 +839,11 @@ pub(crate) fn varint_end(buf: &[u8], pos: usize) -> Option<(usize, bool)> {
 fn length(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
     let b = *buf.get(pos)?;
     if b & 0x80 == 0 {
-        return if b & 1 == 0 { Some(((b >> 1) as usize, pos + 1, false)) } else { None };
+        return if b & 1 == 0 {
+            Some(((b >> 1) as usize, pos + 1, false))
+        } else {
+            None
+        };
     }
     let (raw, end, nm) = fast_varint(buf, pos)?;
     if raw & 1 == 1 {
@@ -680,7 +855,12 @@ fn length(buf: &[u8], pos: usize) -> Option<(usize, usize, bool)> {
 /// Skips primitive and nullable-primitive steps without building errors; `None` means "use
 /// the checked path" (a nested type, or input that is not valid).
 #[inline]
-pub(crate) fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: bool) -> Option<(usize, bool)> {
+pub(crate) fn fast_skip(
+    steps: &[SkipStep],
+    buf: &[u8],
+    mut pos: usize,
+    check: bool,
+) -> Option<(usize, bool)> {
     let mut non_minimal = false;
     for step in steps {
         let p = match *step {
@@ -744,7 +924,9 @@ pub(crate) fn fast_skip(steps: &[SkipStep], buf: &[u8], mut pos: usize, check: b
                 non_minimal |= nm;
                 if check {
                     match p {
-                        Prim::Str if !data.is_ascii() && std::str::from_utf8(data).is_err() => return None,
+                        Prim::Str if !data.is_ascii() && std::str::from_utf8(data).is_err() => {
+                            return None;
+                        }
                         Prim::Decimal => non_minimal |= decimal_not_minimal(data),
                         _ => {}
                     }
@@ -767,14 +949,26 @@ const MAX_ZERO_WIDTH_ITEMS: usize = 1 << 16;
 #[inline]
 fn zero_width_guard(r: &Reader<'_>, before: usize, n: usize) -> Result<(), DecodeError> {
     if r.pos() == before && n > MAX_ZERO_WIDTH_ITEMS {
-        return Err(DecodeError { kind: DecodeErrorKind::LengthBeyondInput { length: n as u64, remaining: r.remaining() }, offset: before });
+        return Err(DecodeError {
+            kind: DecodeErrorKind::LengthBeyondInput {
+                length: n as u64,
+                remaining: r.remaining(),
+            },
+            offset: before,
+        });
     }
     Ok(())
 }
 
 /// Walks one value without decoding it. With `check`, flags bytes that are not in canonical
 /// form (non-minimal decimals; varints are flagged by the reader itself).
-pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, check: bool) -> Result<(), DecodeError> {
+pub fn skip(
+    schema: &Schema,
+    node: NodeId,
+    r: &mut Reader<'_>,
+    depth: usize,
+    check: bool,
+) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(r.err(DecodeErrorKind::TooDeep));
     }
@@ -827,11 +1021,28 @@ pub fn skip(schema: &Schema, node: NodeId, r: &mut Reader<'_>, depth: usize, che
             let i = r.read_long()?;
             match usize::try_from(i).ok().and_then(|i| branches.get(i)) {
                 Some(b) => skip(schema, *b, r, depth + 1, check)?,
-                None => return Err(DecodeError { kind: DecodeErrorKind::UnionIndex { index: i, branches: branches.len() }, offset: at }),
+                None => {
+                    return Err(DecodeError {
+                        kind: DecodeErrorKind::UnionIndex {
+                            index: i,
+                            branches: branches.len(),
+                        },
+                        offset: at,
+                    });
+                }
             }
         }
         // Primitives, enums and fixed were walked by `skip_prim` above.
-        Node::Null | Node::Boolean | Node::Int(_) | Node::Long(_) | Node::Float | Node::Double | Node::Bytes(_) | Node::String(_) | Node::Fixed { .. } | Node::Enum { .. } => {}
+        Node::Null
+        | Node::Boolean
+        | Node::Int(_)
+        | Node::Long(_)
+        | Node::Float
+        | Node::Double
+        | Node::Bytes(_)
+        | Node::String(_)
+        | Node::Fixed { .. }
+        | Node::Enum { .. } => {}
     }
     Ok(())
 }
@@ -874,14 +1085,48 @@ impl Compiler<'_> {
             (Null, Null) | (Boolean, Boolean) | (Float, Float) | (Double, Double) => Match::Exact,
             (Int(_), Int(_)) | (Long(_), Long(_)) | (String(_), String(_)) => Match::Exact,
             (Bytes(a), Bytes(b)) => {
-                if matches!(a, Logical::Decimal { .. }) == matches!(b, Logical::Decimal { .. }) { Match::Exact } else { Match::No }
+                if matches!(a, Logical::Decimal { .. }) == matches!(b, Logical::Decimal { .. }) {
+                    Match::Exact
+                } else {
+                    Match::No
+                }
             }
-            (Record { .. }, Record { .. }) | (Enum { .. }, Enum { .. }) | (Array(_), Array(_)) | (Map(_), Map(_)) => Match::Exact,
-            (Fixed { size: a, logical: la, .. }, Fixed { size: b, logical: lb, .. }) if a == b && la == lb => Match::Exact,
-            (Fixed { logical: Logical::Decimal { .. }, .. }, Bytes(Logical::Decimal { .. }))
-            | (Bytes(Logical::Decimal { .. }), Fixed { logical: Logical::Decimal { .. }, .. }) => Match::Promotable,
-            (Int(_), Long(_) | Float | Double) | (Long(_), Float | Double) | (Float, Double) => Match::Promotable,
-            (String(_), Bytes(Logical::None)) | (Bytes(Logical::None), String(_)) => Match::Promotable,
+            (Record { .. }, Record { .. })
+            | (Enum { .. }, Enum { .. })
+            | (Array(_), Array(_))
+            | (Map(_), Map(_)) => Match::Exact,
+            (
+                Fixed {
+                    size: a,
+                    logical: la,
+                    ..
+                },
+                Fixed {
+                    size: b,
+                    logical: lb,
+                    ..
+                },
+            ) if a == b && la == lb => Match::Exact,
+            (
+                Fixed {
+                    logical: Logical::Decimal { .. },
+                    ..
+                },
+                Bytes(Logical::Decimal { .. }),
+            )
+            | (
+                Bytes(Logical::Decimal { .. }),
+                Fixed {
+                    logical: Logical::Decimal { .. },
+                    ..
+                },
+            ) => Match::Promotable,
+            (Int(_), Long(_) | Float | Double) | (Long(_), Float | Double) | (Float, Double) => {
+                Match::Promotable
+            }
+            (String(_), Bytes(Logical::None)) | (Bytes(Logical::None), String(_)) => {
+                Match::Promotable
+            }
             _ => Match::No,
         }
     }
@@ -917,13 +1162,26 @@ impl Compiler<'_> {
             (Union(wb), _) => {
                 let out = wb
                     .iter()
-                    .map(|b| if self.kind_match(*b, r) != Match::No { Some((None, self.compile(*b, r))) } else { None })
+                    .map(|b| {
+                        if self.kind_match(*b, r) != Match::No {
+                            Some((None, self.compile(*b, r)))
+                        } else {
+                            None
+                        }
+                    })
                     .collect();
                 Op::FromUnion(out)
             }
             (_, Union(rb)) => match self.best_branch(w, rb) {
-                Some((index, rbn)) => Op::ToUnion { index, op: self.compile(w, rbn) },
-                None => Op::Fail(format!("writer type {} matches no branch of reader union {}", self.writer.describe(w), self.reader.describe(r))),
+                Some((index, rbn)) => Op::ToUnion {
+                    index,
+                    op: self.compile(w, rbn),
+                },
+                None => Op::Fail(format!(
+                    "writer type {} matches no branch of reader union {}",
+                    self.writer.describe(w),
+                    self.reader.describe(r)
+                )),
             },
             (Null, Null) => Op::Null,
             (Boolean, Boolean) => Op::Bool,
@@ -941,22 +1199,56 @@ impl Compiler<'_> {
             (Float, Float) => Op::Float,
             (Double, Double) => Op::Double,
             (Float, Double) => Op::FloatToDouble,
-            (Bytes(Logical::Decimal { scale: ws, .. }), Bytes(Logical::Decimal { scale: rs, .. })) => decimal_op(DecimalRepr::Bytes, *ws, DecimalRepr::Bytes, *rs),
-            (Fixed { size, logical: Logical::Decimal { scale: ws, .. }, .. }, Bytes(Logical::Decimal { scale: rs, .. })) => {
-                decimal_op(DecimalRepr::Fixed(*size), *ws, DecimalRepr::Bytes, *rs)
-            }
-            (Bytes(Logical::Decimal { scale: ws, .. }), Fixed { size, logical: Logical::Decimal { scale: rs, .. }, .. }) => {
-                decimal_op(DecimalRepr::Bytes, *ws, DecimalRepr::Fixed(*size), *rs)
-            }
-            (Fixed { size: a, logical: Logical::Decimal { scale: ws, .. }, .. }, Fixed { size: b, logical: Logical::Decimal { scale: rs, .. }, .. }) => {
-                decimal_op(DecimalRepr::Fixed(*a), *ws, DecimalRepr::Fixed(*b), *rs)
-            }
+            (
+                Bytes(Logical::Decimal { scale: ws, .. }),
+                Bytes(Logical::Decimal { scale: rs, .. }),
+            ) => decimal_op(DecimalRepr::Bytes, *ws, DecimalRepr::Bytes, *rs),
+            (
+                Fixed {
+                    size,
+                    logical: Logical::Decimal { scale: ws, .. },
+                    ..
+                },
+                Bytes(Logical::Decimal { scale: rs, .. }),
+            ) => decimal_op(DecimalRepr::Fixed(*size), *ws, DecimalRepr::Bytes, *rs),
+            (
+                Bytes(Logical::Decimal { scale: ws, .. }),
+                Fixed {
+                    size,
+                    logical: Logical::Decimal { scale: rs, .. },
+                    ..
+                },
+            ) => decimal_op(DecimalRepr::Bytes, *ws, DecimalRepr::Fixed(*size), *rs),
+            (
+                Fixed {
+                    size: a,
+                    logical: Logical::Decimal { scale: ws, .. },
+                    ..
+                },
+                Fixed {
+                    size: b,
+                    logical: Logical::Decimal { scale: rs, .. },
+                    ..
+                },
+            ) => decimal_op(DecimalRepr::Fixed(*a), *ws, DecimalRepr::Fixed(*b), *rs),
             (Bytes(_) | String(_), Bytes(Logical::None)) => Op::Bytes { utf8: false },
             (Bytes(Logical::None) | String(_), String(_)) => Op::Bytes { utf8: true },
             (Fixed { size: a, .. }, Fixed { size: b, .. }) if a == b => Op::Fixed(*a),
-            (Enum { symbols: ws, .. }, Enum { symbols: rs, default, .. }) => Op::Enum {
-                map: ws.iter().map(|s| rs.iter().position(|t| t == s).map(|i| i as u32)).collect(),
-                default: default.as_ref().and_then(|d| rs.iter().position(|t| t == d).map(|i| i as u32)),
+            (
+                Enum { symbols: ws, .. },
+                Enum {
+                    symbols: rs,
+                    default,
+                    ..
+                },
+            ) => Op::Enum {
+                map: ws
+                    .iter()
+                    .map(|s| rs.iter().position(|t| t == s).map(|i| i as u32))
+                    .collect(),
+                default: default
+                    .as_ref()
+                    .and_then(|d| rs.iter().position(|t| t == d).map(|i| i as u32)),
             },
             (Array(wi), Array(ri)) => Op::Array(self.compile(*wi, *ri)),
             (Map(wv), Map(rv)) => Op::Map(self.compile(*wv, *rv)),
@@ -972,7 +1264,10 @@ impl Compiler<'_> {
                             }
                             last = Some(j);
                             let op = self.compile(f.node, rf[j].node);
-                            fields.push(FieldOp::Read { reader_index: j as u32, op });
+                            fields.push(FieldOp::Read {
+                                reader_index: j as u32,
+                                op,
+                            });
                         }
                         None => fields.push(FieldOp::Skip(f.node)),
                     }
@@ -983,24 +1278,50 @@ impl Compiler<'_> {
                         continue;
                     }
                     let mut bytes = Vec::new();
-                    match g.default.as_ref().map(|d| encode_default(self.reader, g.node, d, &mut bytes, 0)) {
+                    match g
+                        .default
+                        .as_ref()
+                        .map(|d| encode_default(self.reader, g.node, d, &mut bytes, 0))
+                    {
                         Some(Ok(())) => defaults.push((j as u32, bytes)),
-                        Some(Err(why)) => return Op::Fail(format!("default of field `{}`: {why}", g.name)),
-                        None => return Op::Fail(format!("field `{}` is missing from the writer and has no default", g.name)),
+                        Some(Err(why)) => {
+                            return Op::Fail(format!("default of field `{}`: {why}", g.name));
+                        }
+                        None => {
+                            return Op::Fail(format!(
+                                "field `{}` is missing from the writer and has no default",
+                                g.name
+                            ));
+                        }
                     }
                 }
-                Op::Record { fields, defaults, in_order, reader_fields: rf.len() as u32 }
+                Op::Record {
+                    fields,
+                    defaults,
+                    in_order,
+                    reader_fields: rf.len() as u32,
+                }
             }
-            _ => Op::Fail(format!("writer type {} cannot be read as {}", self.writer.describe(w), self.reader.describe(r))),
+            _ => Op::Fail(format!(
+                "writer type {} cannot be read as {}",
+                self.writer.describe(w),
+                self.reader.describe(r)
+            )),
         }
     }
 }
 
 fn decimal_op(from: DecimalRepr, ws: u32, to: DecimalRepr, rs: u32) -> Op {
     if rs < ws {
-        return Op::Fail(format!("decimal scale {ws} cannot be read at the smaller scale {rs}"));
+        return Op::Fail(format!(
+            "decimal scale {ws} cannot be read at the smaller scale {rs}"
+        ));
     }
-    Op::Decimal { from, to, rescale: rs - ws }
+    Op::Decimal {
+        from,
+        to,
+        rescale: rs - ws,
+    }
 }
 
 /// Unit conversion between time logical types, as (multiply, divide).
@@ -1013,11 +1334,21 @@ fn time_scale(w: Logical, r: Logical) -> Option<(i64, i64)> {
         _ => Option::None,
     };
     let (a, b) = (unit(w)?, unit(r)?);
-    if a >= b { Some((a / b, 1)) } else { Some((1, b / a)) }
+    if a >= b {
+        Some((a / b, 1))
+    } else {
+        Some((1, b / a))
+    }
 }
 
 /// Encodes a JSON default value as the Avro binary of `node` (unions take their first branch).
-pub fn encode_default(schema: &Schema, node: NodeId, d: &Json, out: &mut Vec<u8>, depth: usize) -> Result<(), String> {
+pub fn encode_default(
+    schema: &Schema,
+    node: NodeId,
+    d: &Json,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err("default nested too deep".into());
     }
@@ -1026,11 +1357,20 @@ pub fn encode_default(schema: &Schema, node: NodeId, d: &Json, out: &mut Vec<u8>
         Node::Null => d.is_null().then_some(()).ok_or_else(bad)?,
         Node::Boolean => out.push(d.as_bool().ok_or_else(bad)? as u8),
         Node::Int(_) | Node::Long(_) => write_long(out, d.as_i64().ok_or_else(bad)?),
-        Node::Float => out.extend_from_slice(&canonical_f32(d.as_f64().ok_or_else(bad)? as f32).to_le_bytes()),
-        Node::Double => out.extend_from_slice(&canonical_f64(d.as_f64().ok_or_else(bad)?).to_le_bytes()),
+        Node::Float => {
+            out.extend_from_slice(&canonical_f32(d.as_f64().ok_or_else(bad)? as f32).to_le_bytes())
+        }
+        Node::Double => {
+            out.extend_from_slice(&canonical_f64(d.as_f64().ok_or_else(bad)?).to_le_bytes())
+        }
         Node::Bytes(Logical::Decimal { .. }) => {
             // JSON defaults of bytes are strings whose code points are the bytes.
-            let raw: Vec<u8> = d.as_str().ok_or_else(bad)?.chars().map(|c| c as u32 as u8).collect();
+            let raw: Vec<u8> = d
+                .as_str()
+                .ok_or_else(bad)?
+                .chars()
+                .map(|c| c as u32 as u8)
+                .collect();
             let v = decimal_value(&raw).ok_or_else(bad)?;
             let be = v.to_be_bytes();
             let m = minimal_twos_complement(&be);
@@ -1038,7 +1378,12 @@ pub fn encode_default(schema: &Schema, node: NodeId, d: &Json, out: &mut Vec<u8>
             out.extend_from_slice(m);
         }
         Node::Bytes(_) => {
-            let raw: Vec<u8> = d.as_str().ok_or_else(bad)?.chars().map(|c| c as u32 as u8).collect();
+            let raw: Vec<u8> = d
+                .as_str()
+                .ok_or_else(bad)?
+                .chars()
+                .map(|c| c as u32 as u8)
+                .collect();
             write_long(out, raw.len() as i64);
             out.extend_from_slice(&raw);
         }
@@ -1048,7 +1393,12 @@ pub fn encode_default(schema: &Schema, node: NodeId, d: &Json, out: &mut Vec<u8>
             out.extend_from_slice(s.as_bytes());
         }
         Node::Fixed { size, .. } => {
-            let raw: Vec<u8> = d.as_str().ok_or_else(bad)?.chars().map(|c| c as u32 as u8).collect();
+            let raw: Vec<u8> = d
+                .as_str()
+                .ok_or_else(bad)?
+                .chars()
+                .map(|c| c as u32 as u8)
+                .collect();
             if raw.len() != *size {
                 return Err(bad());
             }
@@ -1056,7 +1406,10 @@ pub fn encode_default(schema: &Schema, node: NodeId, d: &Json, out: &mut Vec<u8>
         }
         Node::Enum { symbols, .. } => {
             let s = d.as_str().ok_or_else(bad)?;
-            write_long(out, symbols.iter().position(|t| t == s).ok_or_else(bad)? as i64);
+            write_long(
+                out,
+                symbols.iter().position(|t| t == s).ok_or_else(bad)? as i64,
+            );
         }
         Node::Array(item) => {
             let items = d.as_array().ok_or_else(bad)?;
@@ -1139,13 +1492,28 @@ mod tests {
         let float = int.replace("\"int\"", "\"float\"");
         let double = int.replace("\"int\"", "\"double\"");
         assert_eq!(canon(int, &long, &enc_long(-7)).unwrap(), enc_long(-7));
-        assert_eq!(canon(int, &float, &enc_long(3)).unwrap(), 3.0f32.to_le_bytes());
-        assert_eq!(canon(int, &double, &enc_long(3)).unwrap(), 3.0f64.to_le_bytes());
-        assert_eq!(canon(&float, &double, &1.5f32.to_le_bytes()).unwrap(), 1.5f64.to_le_bytes());
+        assert_eq!(
+            canon(int, &float, &enc_long(3)).unwrap(),
+            3.0f32.to_le_bytes()
+        );
+        assert_eq!(
+            canon(int, &double, &enc_long(3)).unwrap(),
+            3.0f64.to_le_bytes()
+        );
+        assert_eq!(
+            canon(&float, &double, &1.5f32.to_le_bytes()).unwrap(),
+            1.5f64.to_le_bytes()
+        );
         let st = int.replace("\"int\"", "\"string\"");
         let by = int.replace("\"int\"", "\"bytes\"");
-        assert_eq!(canon(&st, &by, &[0x04, b'h', b'i']).unwrap(), vec![0x04, b'h', b'i']);
-        assert!(canon(&long, int, &enc_long(1)).is_err(), "long is not readable as int");
+        assert_eq!(
+            canon(&st, &by, &[0x04, b'h', b'i']).unwrap(),
+            vec![0x04, b'h', b'i']
+        );
+        assert!(
+            canon(&long, int, &enc_long(1)).is_err(),
+            "long is not readable as int"
+        );
     }
 
     #[test]
@@ -1204,10 +1572,19 @@ mod tests {
         let d4 = r#"{"type":"bytes","logicalType":"decimal","precision":12,"scale":4}"#;
         let fx = r#"{"type":"fixed","name":"F","size":8,"logicalType":"decimal","precision":10,"scale":2}"#;
         // 12.34 at scale 2 = 1234 = 0x04D2; sign-extended form 0x00 0x04 0xD2 is the same value
-        assert_eq!(canon(d2, d2, &[0x04, 0x04, 0xD2]).unwrap(), vec![0x04, 0x04, 0xD2]);
-        assert_eq!(canon(d2, d2, &[0x06, 0x00, 0x04, 0xD2]).unwrap(), vec![0x04, 0x04, 0xD2]);
+        assert_eq!(
+            canon(d2, d2, &[0x04, 0x04, 0xD2]).unwrap(),
+            vec![0x04, 0x04, 0xD2]
+        );
+        assert_eq!(
+            canon(d2, d2, &[0x06, 0x00, 0x04, 0xD2]).unwrap(),
+            vec![0x04, 0x04, 0xD2]
+        );
         // rescaled to scale 4: 123400 = 0x01E208
-        assert_eq!(canon(d2, d4, &[0x04, 0x04, 0xD2]).unwrap(), vec![0x06, 0x01, 0xE2, 0x08]);
+        assert_eq!(
+            canon(d2, d4, &[0x04, 0x04, 0xD2]).unwrap(),
+            vec![0x06, 0x01, 0xE2, 0x08]
+        );
         // fixed writer, bytes reader; negative value -1 sign-extended
         assert_eq!(canon(fx, d2, &[0xff; 8]).unwrap(), vec![0x02, 0xff]);
         assert!(canon(d4, d2, &[0x02, 0x01]).is_err(), "scale cannot shrink");
@@ -1217,10 +1594,19 @@ mod tests {
     fn timestamps_compare_by_value() {
         let ms = r#"{"type":"long","logicalType":"timestamp-millis"}"#;
         let us = r#"{"type":"long","logicalType":"timestamp-micros"}"#;
-        assert_eq!(canon(ms, us, &enc_long(1_723_650_300_000)).unwrap(), enc_long(1_723_650_300_000_000));
-        assert_eq!(canon(us, ms, &enc_long(1_723_650_300_000_999)).unwrap(), enc_long(1_723_650_300_000));
+        assert_eq!(
+            canon(ms, us, &enc_long(1_723_650_300_000)).unwrap(),
+            enc_long(1_723_650_300_000_000)
+        );
+        assert_eq!(
+            canon(us, ms, &enc_long(1_723_650_300_000_999)).unwrap(),
+            enc_long(1_723_650_300_000)
+        );
         let date = r#"{"type":"int","logicalType":"date"}"#;
-        assert_eq!(canon(date, date, &enc_long(19949)).unwrap(), enc_long(19949));
+        assert_eq!(
+            canon(date, date, &enc_long(19949)).unwrap(),
+            enc_long(19949)
+        );
         let uuid = r#"{"type":"string","logicalType":"uuid"}"#;
         let u = b"\x48123e4567-e89b-12d3-a456-426614174000";
         assert_eq!(canon(uuid, uuid, u).unwrap(), u.to_vec());
@@ -1248,10 +1634,25 @@ mod tests {
     #[test]
     fn bad_input_is_a_typed_error() {
         let s = r#"{"type":"record","name":"R","fields":[{"name":"s","type":"string"},{"name":"u","type":["null","long"]}]}"#;
-        assert!(matches!(canon(s, s, &[0x08, b'a']).unwrap_err().kind, DecodeErrorKind::LengthBeyondInput { .. }));
-        assert!(matches!(canon(s, s, &[0x02, 0xff, 0x00]).unwrap_err().kind, DecodeErrorKind::InvalidUtf8));
-        assert!(matches!(canon(s, s, &[0x00, 0x06]).unwrap_err().kind, DecodeErrorKind::UnionIndex { index: 3, branches: 2 }));
-        assert!(matches!(canon(s, s, &[0x00, 0x00, 0x00]).unwrap_err().kind, DecodeErrorKind::TrailingBytes(1)));
+        assert!(matches!(
+            canon(s, s, &[0x08, b'a']).unwrap_err().kind,
+            DecodeErrorKind::LengthBeyondInput { .. }
+        ));
+        assert!(matches!(
+            canon(s, s, &[0x02, 0xff, 0x00]).unwrap_err().kind,
+            DecodeErrorKind::InvalidUtf8
+        ));
+        assert!(matches!(
+            canon(s, s, &[0x00, 0x06]).unwrap_err().kind,
+            DecodeErrorKind::UnionIndex {
+                index: 3,
+                branches: 2
+            }
+        ));
+        assert!(matches!(
+            canon(s, s, &[0x00, 0x00, 0x00]).unwrap_err().kind,
+            DecodeErrorKind::TrailingBytes(1)
+        ));
     }
 
     #[test]
@@ -1259,7 +1660,10 @@ mod tests {
         let a = r#"{"type":"array","items":"null"}"#;
         let mut d = enc_long(i64::MAX / 2);
         d.push(0);
-        assert!(matches!(canon(a, a, &d).unwrap_err().kind, DecodeErrorKind::LengthBeyondInput { .. }));
+        assert!(matches!(
+            canon(a, a, &d).unwrap_err().kind,
+            DecodeErrorKind::LengthBeyondInput { .. }
+        ));
         let small = [0x06, 0x00];
         assert_eq!(canon(a, a, &small).unwrap(), small.to_vec());
     }
@@ -1288,7 +1692,11 @@ mod tests {
     /// them to), on every short input.
     #[test]
     fn a_key_of_one_number_reads_as_the_walk_reads_it() {
-        let schemas = [r#"{"type":"record","name":"K","fields":[{"name":"id","type":"long"}]}"#, r#"{"type":"record","name":"K","fields":[{"name":"id","type":"int"}]}"#, r#""long""#];
+        let schemas = [
+            r#"{"type":"record","name":"K","fields":[{"name":"id","type":"long"}]}"#,
+            r#"{"type":"record","name":"K","fields":[{"name":"id","type":"int"}]}"#,
+            r#""long""#,
+        ];
         let bytes = [0x00u8, 0x01, 0x02, 0x7f, 0x80, 0x81, 0xff, 0xfe];
         let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let mut taken = 0;
@@ -1296,16 +1704,29 @@ mod tests {
             let schema = Schema::parse_str(text).unwrap();
             let plan = Plan::compile(&schema, schema.root(), &schema, schema.root());
             assert!(plan.one_varint.is_some());
-            let walk = Plan { one_varint: None, ..Plan::compile(&schema, schema.root(), &schema, schema.root()) };
+            let walk = Plan {
+                one_varint: None,
+                ..Plan::compile(&schema, schema.root(), &schema, schema.root())
+            };
             for _ in 0..100_000 {
                 let x = next();
-                let d: Vec<u8> = (0..(x % 13) as usize).map(|i| bytes[((x >> (4 + 3 * i)) % 8) as usize]).collect();
+                let d: Vec<u8> = (0..(x % 13) as usize)
+                    .map(|i| bytes[((x >> (4 + 3 * i)) % 8) as usize])
+                    .collect();
                 let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
                 let (mut r1, mut r2) = (Reader::new(&d), Reader::new(&d));
-                let fast = plan.canonical(&schema, &mut r1, &mut s1).map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
-                let slow = walk.canonical(&schema, &mut r2, &mut s2).map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
+                let fast = plan
+                    .canonical(&schema, &mut r1, &mut s1)
+                    .map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
+                let slow = walk
+                    .canonical(&schema, &mut r2, &mut s2)
+                    .map(|c| (c.bytes().to_vec(), matches!(c, Canon::Input(_))));
                 assert_eq!(fast, slow, "{text} {d:?}");
-                assert_eq!((r1.pos(), r1.non_minimal), (r2.pos(), r2.non_minimal), "{text} {d:?}");
+                assert_eq!(
+                    (r1.pos(), r1.non_minimal),
+                    (r2.pos(), r2.non_minimal),
+                    "{text} {d:?}"
+                );
                 taken += (fast.is_ok() && r1.pos() == d.len()) as usize;
             }
         }

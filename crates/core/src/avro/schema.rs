@@ -42,12 +42,23 @@ pub enum Node {
     Double,
     Bytes(Logical),
     String(Logical),
-    Record { name: String, fields: Vec<Field> },
-    Enum { name: String, symbols: Vec<String>, default: Option<String> },
+    Record {
+        name: String,
+        fields: Vec<Field>,
+    },
+    Enum {
+        name: String,
+        symbols: Vec<String>,
+        default: Option<String>,
+    },
     Array(NodeId),
     Map(NodeId),
     Union(Vec<NodeId>),
-    Fixed { name: String, size: usize, logical: Logical },
+    Fixed {
+        name: String,
+        size: usize,
+        logical: Logical,
+    },
 }
 
 /// A parsed schema: an arena of nodes, the root first. Named types are shared by id, so
@@ -72,14 +83,21 @@ pub enum SchemaError {
 
 impl Schema {
     pub fn parse_str(text: &str) -> Result<Schema, SchemaError> {
-        let json: Json = serde_json::from_str(text).map_err(|e| SchemaError::Json(e.to_string()))?;
+        let json: Json =
+            serde_json::from_str(text).map_err(|e| SchemaError::Json(e.to_string()))?;
         Schema::parse(&json)
     }
 
     pub fn parse(json: &Json) -> Result<Schema, SchemaError> {
-        let mut parser = Parser { nodes: Vec::new(), names: HashMap::new() };
+        let mut parser = Parser {
+            nodes: Vec::new(),
+            names: HashMap::new(),
+        };
         let root = parser.parse(json, "")?;
-        Ok(Schema { nodes: parser.nodes, root })
+        Ok(Schema {
+            nodes: parser.nodes,
+            root,
+        })
     }
 
     pub fn root(&self) -> NodeId {
@@ -175,7 +193,9 @@ impl Schema {
                 out.push('}');
                 stack.pop();
             }
-            Node::Enum { symbols, default, .. } => {
+            Node::Enum {
+                symbols, default, ..
+            } => {
                 let _ = write!(out, "enum[{}]", symbols.join(","));
                 if let Some(d) = default {
                     let _ = write!(out, "={d}");
@@ -201,7 +221,9 @@ impl Schema {
                 }
                 out.push(']');
             }
-            Node::Fixed { size, logical: l, .. } => {
+            Node::Fixed {
+                size, logical: l, ..
+            } => {
                 let _ = write!(out, "fixed({size})");
                 logical(out, l)
             }
@@ -211,7 +233,9 @@ impl Schema {
     /// The field-level differences between two record schemas: fields missing from, added to,
     /// or of another type in `actual` compared with `expected`.
     pub fn field_diff(expected: &Schema, e: NodeId, actual: &Schema, a: NodeId) -> Vec<FieldDiff> {
-        let (Node::Record { fields: ef, .. }, Node::Record { fields: af, .. }) = (expected.node(e), actual.node(a)) else {
+        let (Node::Record { fields: ef, .. }, Node::Record { fields: af, .. }) =
+            (expected.node(e), actual.node(a))
+        else {
             return vec![FieldDiff::Changed {
                 field: String::new(),
                 expected: expected.describe(e),
@@ -221,18 +245,28 @@ impl Schema {
         let mut diffs = Vec::new();
         for f in ef {
             match af.iter().find(|g| g.name == f.name) {
-                None => diffs.push(FieldDiff::Missing { field: f.name.clone(), expected: expected.describe(f.node) }),
+                None => diffs.push(FieldDiff::Missing {
+                    field: f.name.clone(),
+                    expected: expected.describe(f.node),
+                }),
                 Some(g) => {
                     let (te, ta) = (expected.describe(f.node), actual.describe(g.node));
                     if te != ta || f.default != g.default {
-                        diffs.push(FieldDiff::Changed { field: f.name.clone(), expected: te, actual: ta });
+                        diffs.push(FieldDiff::Changed {
+                            field: f.name.clone(),
+                            expected: te,
+                            actual: ta,
+                        });
                     }
                 }
             }
         }
         for g in af {
             if !ef.iter().any(|f| f.name == g.name) {
-                diffs.push(FieldDiff::Added { field: g.name.clone(), actual: actual.describe(g.node) });
+                diffs.push(FieldDiff::Added {
+                    field: g.name.clone(),
+                    actual: actual.describe(g.node),
+                });
             }
         }
         diffs
@@ -243,17 +277,36 @@ impl Schema {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum FieldDiff {
-    Missing { field: String, expected: String },
-    Added { field: String, actual: String },
-    Changed { field: String, expected: String, actual: String },
+    Missing {
+        field: String,
+        expected: String,
+    },
+    Added {
+        field: String,
+        actual: String,
+    },
+    Changed {
+        field: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl fmt::Display for FieldDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FieldDiff::Missing { field, expected } => write!(f, "field `{field}` ({expected}) is missing"),
-            FieldDiff::Added { field, actual } => write!(f, "field `{field}` ({actual}) is not in the primary's schema"),
-            FieldDiff::Changed { field, expected, actual } => {
+            FieldDiff::Missing { field, expected } => {
+                write!(f, "field `{field}` ({expected}) is missing")
+            }
+            FieldDiff::Added { field, actual } => write!(
+                f,
+                "field `{field}` ({actual}) is not in the primary's schema"
+            ),
+            FieldDiff::Changed {
+                field,
+                expected,
+                actual,
+            } => {
                 write!(f, "field `{field}` is {actual}, expected {expected}")
             }
         }
@@ -295,7 +348,11 @@ impl Parser {
         if name.contains('.') {
             return name.to_string();
         }
-        match namespace.or(if enclosing.is_empty() { None } else { Some(enclosing) }) {
+        match namespace.or(if enclosing.is_empty() {
+            None
+        } else {
+            Some(enclosing)
+        }) {
             Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
             _ => name.to_string(),
         }
@@ -328,7 +385,9 @@ impl Parser {
                 Ok(id)
             }
             Json::Object(obj) => {
-                let ty = obj.get("type").ok_or(SchemaError::Missing("schema object", "type"))?;
+                let ty = obj
+                    .get("type")
+                    .ok_or(SchemaError::Missing("schema object", "type"))?;
                 let ty = match ty {
                     Json::String(s) => s.as_str(),
                     // {"type": {...}} or {"type": [...]}: a wrapped schema
@@ -337,75 +396,142 @@ impl Parser {
                 let logical = obj.get("logicalType").and_then(Json::as_str);
                 match ty {
                     "record" | "error" => {
-                        let name = obj.get("name").and_then(Json::as_str).ok_or(SchemaError::Missing("record", "name"))?;
-                        let full = Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
-                        let inner_ns = full.rsplit_once('.').map(|(n, _)| n.to_string()).unwrap_or_default();
-                        let id = self.push(Node::Record { name: full.clone(), fields: Vec::new() });
+                        let name = obj
+                            .get("name")
+                            .and_then(Json::as_str)
+                            .ok_or(SchemaError::Missing("record", "name"))?;
+                        let full =
+                            Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
+                        let inner_ns = full
+                            .rsplit_once('.')
+                            .map(|(n, _)| n.to_string())
+                            .unwrap_or_default();
+                        let id = self.push(Node::Record {
+                            name: full.clone(),
+                            fields: Vec::new(),
+                        });
                         self.names.insert(full.clone(), id);
-                        let raw = obj.get("fields").and_then(Json::as_array).ok_or(SchemaError::Missing("record", "fields"))?;
+                        let raw = obj
+                            .get("fields")
+                            .and_then(Json::as_array)
+                            .ok_or(SchemaError::Missing("record", "fields"))?;
                         let mut fields = Vec::with_capacity(raw.len());
                         for f in raw {
-                            let fname = f.get("name").and_then(Json::as_str).ok_or(SchemaError::Missing("field", "name"))?;
-                            let ftype = f.get("type").ok_or(SchemaError::Missing("field", "type"))?;
+                            let fname = f
+                                .get("name")
+                                .and_then(Json::as_str)
+                                .ok_or(SchemaError::Missing("field", "name"))?;
+                            let ftype =
+                                f.get("type").ok_or(SchemaError::Missing("field", "type"))?;
                             let node = self.parse(ftype, &inner_ns)?;
-                            fields.push(Field { name: fname.to_string(), node, default: f.get("default").cloned() });
+                            fields.push(Field {
+                                name: fname.to_string(),
+                                node,
+                                default: f.get("default").cloned(),
+                            });
                         }
                         self.nodes[id as usize] = Node::Record { name: full, fields };
                         Ok(id)
                     }
                     "enum" => {
-                        let name = obj.get("name").and_then(Json::as_str).ok_or(SchemaError::Missing("enum", "name"))?;
-                        let full = Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
+                        let name = obj
+                            .get("name")
+                            .and_then(Json::as_str)
+                            .ok_or(SchemaError::Missing("enum", "name"))?;
+                        let full =
+                            Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
                         let symbols = obj
                             .get("symbols")
                             .and_then(Json::as_array)
                             .ok_or(SchemaError::Missing("enum", "symbols"))?
                             .iter()
-                            .map(|s| s.as_str().map(str::to_string).ok_or_else(|| SchemaError::Invalid("enum symbol is not a string".into())))
+                            .map(|s| {
+                                s.as_str().map(str::to_string).ok_or_else(|| {
+                                    SchemaError::Invalid("enum symbol is not a string".into())
+                                })
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
-                        let default = obj.get("default").and_then(Json::as_str).map(str::to_string);
-                        let id = self.push(Node::Enum { name: full.clone(), symbols, default });
+                        let default = obj
+                            .get("default")
+                            .and_then(Json::as_str)
+                            .map(str::to_string);
+                        let id = self.push(Node::Enum {
+                            name: full.clone(),
+                            symbols,
+                            default,
+                        });
                         self.names.insert(full, id);
                         Ok(id)
                     }
                     "fixed" => {
-                        let name = obj.get("name").and_then(Json::as_str).ok_or(SchemaError::Missing("fixed", "name"))?;
-                        let full = Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
-                        let size = obj.get("size").and_then(Json::as_u64).ok_or(SchemaError::Missing("fixed", "size"))? as usize;
+                        let name = obj
+                            .get("name")
+                            .and_then(Json::as_str)
+                            .ok_or(SchemaError::Missing("fixed", "name"))?;
+                        let full =
+                            Self::fullname(name, obj.get("namespace").and_then(Json::as_str), ns);
+                        let size = obj
+                            .get("size")
+                            .and_then(Json::as_u64)
+                            .ok_or(SchemaError::Missing("fixed", "size"))?
+                            as usize;
                         let logical = match logical {
                             Some("decimal") => decimal(obj)?,
                             Some("uuid") => Logical::Uuid,
                             _ => Logical::None,
                         };
-                        let id = self.push(Node::Fixed { name: full.clone(), size, logical });
+                        let id = self.push(Node::Fixed {
+                            name: full.clone(),
+                            size,
+                            logical,
+                        });
                         self.names.insert(full, id);
                         Ok(id)
                     }
                     "array" => {
                         let id = self.push(Node::Null);
-                        let items = self.parse(obj.get("items").ok_or(SchemaError::Missing("array", "items"))?, ns)?;
+                        let items = self.parse(
+                            obj.get("items")
+                                .ok_or(SchemaError::Missing("array", "items"))?,
+                            ns,
+                        )?;
                         self.nodes[id as usize] = Node::Array(items);
                         Ok(id)
                     }
                     "map" => {
                         let id = self.push(Node::Null);
-                        let values = self.parse(obj.get("values").ok_or(SchemaError::Missing("map", "values"))?, ns)?;
+                        let values = self.parse(
+                            obj.get("values")
+                                .ok_or(SchemaError::Missing("map", "values"))?,
+                            ns,
+                        )?;
                         self.nodes[id as usize] = Node::Map(values);
                         Ok(id)
                     }
                     prim => {
-                        let node = Self::primitive(prim).ok_or_else(|| SchemaError::UnknownType(prim.to_string()))?;
+                        let node = Self::primitive(prim)
+                            .ok_or_else(|| SchemaError::UnknownType(prim.to_string()))?;
                         // Unknown or mismatched logical types fall back to the underlying type,
                         // as the Avro specification requires.
                         let node = match (node, logical) {
                             (Node::Int(_), Some("date")) => Node::Int(Logical::Date),
                             (Node::Int(_), Some("time-millis")) => Node::Int(Logical::TimeMillis),
                             (Node::Long(_), Some("time-micros")) => Node::Long(Logical::TimeMicros),
-                            (Node::Long(_), Some("timestamp-millis")) => Node::Long(Logical::TimestampMillis),
-                            (Node::Long(_), Some("timestamp-micros")) => Node::Long(Logical::TimestampMicros),
-                            (Node::Long(_), Some("timestamp-nanos")) => Node::Long(Logical::TimestampNanos),
-                            (Node::Long(_), Some("local-timestamp-millis")) => Node::Long(Logical::LocalTimestampMillis),
-                            (Node::Long(_), Some("local-timestamp-micros")) => Node::Long(Logical::LocalTimestampMicros),
+                            (Node::Long(_), Some("timestamp-millis")) => {
+                                Node::Long(Logical::TimestampMillis)
+                            }
+                            (Node::Long(_), Some("timestamp-micros")) => {
+                                Node::Long(Logical::TimestampMicros)
+                            }
+                            (Node::Long(_), Some("timestamp-nanos")) => {
+                                Node::Long(Logical::TimestampNanos)
+                            }
+                            (Node::Long(_), Some("local-timestamp-millis")) => {
+                                Node::Long(Logical::LocalTimestampMillis)
+                            }
+                            (Node::Long(_), Some("local-timestamp-micros")) => {
+                                Node::Long(Logical::LocalTimestampMicros)
+                            }
                             (Node::Bytes(_), Some("decimal")) => Node::Bytes(decimal(obj)?),
                             (Node::String(_), Some("uuid")) => Node::String(Logical::Uuid),
                             (n, _) => n,
@@ -414,7 +540,9 @@ impl Parser {
                     }
                 }
             }
-            other => Err(SchemaError::Invalid(format!("unexpected JSON in schema: {other}"))),
+            other => Err(SchemaError::Invalid(format!(
+                "unexpected JSON in schema: {other}"
+            ))),
         }
     }
 
@@ -432,7 +560,10 @@ impl Parser {
 }
 
 fn decimal(obj: &serde_json::Map<String, Json>) -> Result<Logical, SchemaError> {
-    let precision = obj.get("precision").and_then(Json::as_u64).ok_or(SchemaError::Missing("decimal", "precision"))? as u32;
+    let precision = obj
+        .get("precision")
+        .and_then(Json::as_u64)
+        .ok_or(SchemaError::Missing("decimal", "precision"))? as u32;
     let scale = obj.get("scale").and_then(Json::as_u64).unwrap_or(0) as u32;
     Ok(Logical::Decimal { precision, scale })
 }
@@ -459,7 +590,13 @@ mod tests {
         assert_ne!(f0, fp(&base.replace("\"USD\"", "\"EUR\"")));
         assert_ne!(f0, fp(&base.replace("\"long\"", "\"int\"")));
         assert_ne!(f0, fp(&base.replace("\"c\"", "\"d\"")));
-        assert_ne!(f0, fp(&base.replace("\"type\":\"long\"", "\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}")));
+        assert_ne!(
+            f0,
+            fp(&base.replace(
+                "\"type\":\"long\"",
+                "\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}"
+            ))
+        );
     }
 
     #[test]
@@ -471,15 +608,30 @@ mod tests {
     #[test]
     fn field_diff_names_the_missing_column() {
         let v2 = Schema::parse_str(r#"{"type":"record","name":"V","fields":[{"name":"id","type":"long"},{"name":"currency","type":"string","default":"USD"}]}"#).unwrap();
-        let v1 = Schema::parse_str(r#"{"type":"record","name":"V","fields":[{"name":"id","type":"long"}]}"#).unwrap();
+        let v1 = Schema::parse_str(
+            r#"{"type":"record","name":"V","fields":[{"name":"id","type":"long"}]}"#,
+        )
+        .unwrap();
         let d = Schema::field_diff(&v2, v2.root(), &v1, v1.root());
-        assert_eq!(d, vec![FieldDiff::Missing { field: "currency".into(), expected: "string".into() }]);
+        assert_eq!(
+            d,
+            vec![FieldDiff::Missing {
+                field: "currency".into(),
+                expected: "string".into()
+            }]
+        );
     }
 
     #[test]
     fn errors_are_typed() {
         assert!(matches!(Schema::parse_str("{"), Err(SchemaError::Json(_))));
-        assert_eq!(Schema::parse_str(r#""nope""#).unwrap_err(), SchemaError::UnknownType("nope".into()));
-        assert_eq!(Schema::parse_str(r#"{"type":"record","name":"R"}"#).unwrap_err(), SchemaError::Missing("record", "fields"));
+        assert_eq!(
+            Schema::parse_str(r#""nope""#).unwrap_err(),
+            SchemaError::UnknownType("nope".into())
+        );
+        assert_eq!(
+            Schema::parse_str(r#"{"type":"record","name":"R"}"#).unwrap_err(),
+            SchemaError::Missing("record", "fields")
+        );
     }
 }

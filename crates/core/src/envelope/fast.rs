@@ -15,35 +15,69 @@
 //! (the properties in `tests/properties.rs` change valid envelopes byte by byte, and the fuzz
 //! target feeds arbitrary bytes).
 
-use crate::avro::resolve::{decimal_not_minimal, fast_skip, fast_varint, only_sign, varint_end, Prim, SkipStep};
+use crate::avro::resolve::{
+    Prim, SkipStep, decimal_not_minimal, fast_skip, fast_varint, only_sign, varint_end,
+};
 use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{Op, RowHasher};
 
-use super::{parse_position, Event};
+use super::{Event, parse_position};
 
 /// One step. `chk`: the value lies in a row image, whose bytes are hashed as they are, so
 /// they must be in canonical form. `present`: the branch byte (zigzag index) of the non-null
 /// branch of a `["null", T]` union.
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    Var { chk: bool },
-    Int { chk: bool },
-    Str { chk: bool },
-    Bytes { chk: bool },
-    Decimal { chk: bool },
-    OptVar { present: u8, chk: bool },
-    OptStr { present: u8, chk: bool },
+    Var {
+        chk: bool,
+    },
+    Int {
+        chk: bool,
+    },
+    Str {
+        chk: bool,
+    },
+    Bytes {
+        chk: bool,
+    },
+    Decimal {
+        chk: bool,
+    },
+    OptVar {
+        present: u8,
+        chk: bool,
+    },
+    OptStr {
+        present: u8,
+        chk: bool,
+    },
     /// Any other primitive, by the general fast skip.
     Prim(SkipStep, bool),
     /// A row image (0 = before, 1 = after), walked by the row's own steps.
-    Image { slot: u8, present: Option<u8> },
-    OpCode { present: Option<u8> },
-    PositionLong { present: Option<u8> },
-    PositionStr { present: Option<u8> },
-    TsMs { present: Option<u8> },
+    Image {
+        slot: u8,
+        present: Option<u8>,
+    },
+    OpCode {
+        present: Option<u8>,
+    },
+    PositionLong {
+        present: Option<u8>,
+    },
+    PositionStr {
+        present: Option<u8>,
+    },
+    TsMs {
+        present: Option<u8>,
+    },
     /// The transaction block; when absent, the walk goes on at `next`.
-    Tx { present: u8, next: u16 },
-    TotalOrder { present: Option<u8> },
+    Tx {
+        present: u8,
+        next: u16,
+    },
+    TotalOrder {
+        present: Option<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -127,9 +161,12 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 fn nullable(schema: &Schema, node: NodeId) -> Option<(u8, NodeId)> {
     match schema.node(node) {
         Node::Union(b) if b.len() == 2 => {
-            let ni = b.iter().position(|n| matches!(schema.node(*n), Node::Null))?;
+            let ni = b
+                .iter()
+                .position(|n| matches!(schema.node(*n), Node::Null))?;
             let other = b[1 - ni];
-            (!matches!(schema.node(other), Node::Null | Node::Union(_))).then_some((2 * (1 - ni) as u8, other))
+            (!matches!(schema.node(other), Node::Null | Node::Union(_)))
+                .then_some((2 * (1 - ni) as u8, other))
         }
         _ => None,
     }
@@ -151,8 +188,20 @@ fn skip_step(schema: &Schema, node: NodeId, chk: bool) -> Option<Step> {
         SkipStep::P(Prim::Str) => Step::Str { chk },
         SkipStep::P(Prim::Bytes) => Step::Bytes { chk },
         SkipStep::P(Prim::Decimal) => Step::Decimal { chk },
-        SkipStep::Opt { null_index, p: Prim::Long } => Step::OptVar { present: 2 * (1 - null_index), chk },
-        SkipStep::Opt { null_index, p: Prim::Str } => Step::OptStr { present: 2 * (1 - null_index), chk },
+        SkipStep::Opt {
+            null_index,
+            p: Prim::Long,
+        } => Step::OptVar {
+            present: 2 * (1 - null_index),
+            chk,
+        },
+        SkipStep::Opt {
+            null_index,
+            p: Prim::Str,
+        } => Step::OptStr {
+            present: 2 * (1 - null_index),
+            chk,
+        },
         SkipStep::Node(_) => return None,
         other => Step::Prim(other, chk),
     })
@@ -167,20 +216,32 @@ fn nullable_long(schema: &Schema, node: NodeId) -> Option<Option<u8>> {
 impl FastEnvelope {
     /// The flat walk of this envelope schema, if every part of it has one.
     pub(super) fn compile(schema: &Schema, position: &str) -> Option<FastEnvelope> {
-        let Node::Record { fields, .. } = schema.node(schema.root()) else { return None };
+        let Node::Record { fields, .. } = schema.node(schema.root()) else {
+            return None;
+        };
         let mut steps = Vec::new();
         let mut row = None;
         for f in fields {
             match f.name.as_str() {
                 "before" | "after" => {
                     let (present, node) = maybe_null(schema, f.node)?;
-                    let Node::Record { fields: rf, .. } = schema.node(node) else { return None };
-                    let fields = rf.iter().map(|g| skip_step(schema, g.node, true)).collect::<Option<Vec<_>>>()?;
-                    if row.as_ref().is_some_and(|r: &(NodeId, Vec<Step>)| schema.describe(r.0) != schema.describe(node)) {
+                    let Node::Record { fields: rf, .. } = schema.node(node) else {
+                        return None;
+                    };
+                    let fields = rf
+                        .iter()
+                        .map(|g| skip_step(schema, g.node, true))
+                        .collect::<Option<Vec<_>>>()?;
+                    if row.as_ref().is_some_and(|r: &(NodeId, Vec<Step>)| {
+                        schema.describe(r.0) != schema.describe(node)
+                    }) {
                         return None;
                     }
                     row = Some((node, fields));
-                    steps.push(Step::Image { slot: (f.name == "after") as u8, present });
+                    steps.push(Step::Image {
+                        slot: (f.name == "after") as u8,
+                        present,
+                    });
                 }
                 "op" => {
                     let (present, n) = maybe_null(schema, f.node)?;
@@ -190,7 +251,9 @@ impl FastEnvelope {
                     steps.push(Step::OpCode { present });
                 }
                 "source" => {
-                    let Node::Record { fields: sf, .. } = schema.node(f.node) else { return None };
+                    let Node::Record { fields: sf, .. } = schema.node(f.node) else {
+                        return None;
+                    };
                     for g in sf {
                         if g.name == position {
                             let (present, n) = maybe_null(schema, g.node)?;
@@ -200,7 +263,9 @@ impl FastEnvelope {
                                 _ => return None,
                             });
                         } else if g.name == "ts_ms" {
-                            steps.push(Step::TsMs { present: nullable_long(schema, g.node)? });
+                            steps.push(Step::TsMs {
+                                present: nullable_long(schema, g.node)?,
+                            });
                         } else {
                             steps.push(skip_step(schema, g.node, false)?);
                         }
@@ -208,12 +273,16 @@ impl FastEnvelope {
                 }
                 "transaction" => {
                     let (present, tx) = nullable(schema, f.node)?;
-                    let Node::Record { fields: tf, .. } = schema.node(tx) else { return None };
+                    let Node::Record { fields: tf, .. } = schema.node(tx) else {
+                        return None;
+                    };
                     let at = steps.len();
                     steps.push(Step::Tx { present, next: 0 });
                     for g in tf {
                         if g.name == "total_order" {
-                            steps.push(Step::TotalOrder { present: nullable_long(schema, g.node)? });
+                            steps.push(Step::TotalOrder {
+                                present: nullable_long(schema, g.node)?,
+                            });
                         } else {
                             steps.push(skip_step(schema, g.node, false)?);
                         }
@@ -226,19 +295,47 @@ impl FastEnvelope {
         }
         // The tail: everything after the last row image (whose fields alone are checked for
         // canonical form), without a general skip, whose structure is not one byte pattern.
-        let tail_from = steps.iter().rposition(|s| matches!(s, Step::Image { .. })).map_or(0, |i| i + 1);
-        let tail_ok = tail_from < steps.len() && !steps[tail_from..].iter().any(|s| matches!(s, Step::Prim(..)));
+        let tail_from = steps
+            .iter()
+            .rposition(|s| matches!(s, Step::Image { .. }))
+            .map_or(0, |i| i + 1);
+        let tail_ok = tail_from < steps.len()
+            && !steps[tail_from..]
+                .iter()
+                .any(|s| matches!(s, Step::Prim(..)));
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let row = row.map(|r| r.1).unwrap_or_default();
         // Pairs up to the first field that has no kind; an odd last field is paired with
         // none (kind 7).
-        let paired = row.iter().position(|s| kind(*s).is_none()).unwrap_or(row.len());
+        let paired = row
+            .iter()
+            .position(|s| kind(*s).is_none())
+            .unwrap_or(row.len());
         let row_pairs = chain(&row[..paired], pairs_for_this_cpu());
         let images_first = match steps[..] {
-            [Step::Image { slot: s0, present: p0 }, Step::Image { slot: s1, present: p1 }, ..] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
+            [
+                Step::Image {
+                    slot: s0,
+                    present: p0,
+                },
+                Step::Image {
+                    slot: s1,
+                    present: p1,
+                },
+                ..,
+            ] if tail_ok && tail_from == 2 => Some([(s0, p0), (s1, p1)]),
             _ => None,
         };
-        Some(FastEnvelope { steps, row_pairs, paired, row, tail_from: tail_ok.then_some(tail_from), id, images_first, v3: has_v3() })
+        Some(FastEnvelope {
+            steps,
+            row_pairs,
+            paired,
+            row,
+            tail_from: tail_ok.then_some(tail_from),
+            id,
+            images_first,
+            v3: has_v3(),
+        })
     }
 
     /// The same walk with the row's links for any x86-64 CPU, whatever this one has (see
@@ -253,7 +350,12 @@ impl FastEnvelope {
     /// hint, the tail is checked against what was learned of the last envelopes, and learned
     /// again when it differs.
     #[inline]
-    pub(super) fn decode(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>) -> Option<Event> {
+    pub(super) fn decode(
+        &self,
+        rows: &RowHasher,
+        buf: &[u8],
+        hint: Option<&mut Hint>,
+    ) -> Option<Event> {
         let mut ev = Event::EMPTY;
         self.decode_into(rows, buf, hint, &mut ev).map(|()| ev)
     }
@@ -262,7 +364,13 @@ impl FastEnvelope {
     /// bytes: not copied out through the layers of results). On `None`, `ev` holds only what
     /// was read before the walk declined, and is no event.
     #[inline]
-    pub(super) fn decode_into(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    pub(super) fn decode_into(
+        &self,
+        rows: &RowHasher,
+        buf: &[u8],
+        hint: Option<&mut Hint>,
+        ev: &mut Event,
+    ) -> Option<()> {
         #[cfg(target_arch = "x86_64")]
         if self.v3 {
             // SAFETY: `v3` is set only where the CPU has what `decode_into_v3` is compiled for.
@@ -273,7 +381,13 @@ impl FastEnvelope {
 
     /// The walk compiled for any x86-64 (or other) CPU.
     #[inline(never)]
-    fn decode_into_any(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    fn decode_into_any(
+        &self,
+        rows: &RowHasher,
+        buf: &[u8],
+        hint: Option<&mut Hint>,
+        ev: &mut Event,
+    ) -> Option<()> {
         self.walk_into(rows, buf, hint, ev)
     }
 
@@ -285,13 +399,25 @@ impl FastEnvelope {
     /// The CPU has those features (see [`has_v3`]).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
-    unsafe fn decode_into_v3(&self, rows: &RowHasher, buf: &[u8], hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    unsafe fn decode_into_v3(
+        &self,
+        rows: &RowHasher,
+        buf: &[u8],
+        hint: Option<&mut Hint>,
+        ev: &mut Event,
+    ) -> Option<()> {
         self.walk_into(rows, buf, hint, ev)
     }
 
     /// The walk of [`decode_into`](Self::decode_into), inlined into each compiled form.
     #[inline(always)]
-    fn walk_into(&self, rows: &RowHasher, buf: &[u8], mut hint: Option<&mut Hint>, ev: &mut Event) -> Option<()> {
+    fn walk_into(
+        &self,
+        rows: &RowHasher,
+        buf: &[u8],
+        mut hint: Option<&mut Hint>,
+        ev: &mut Event,
+    ) -> Option<()> {
         *ev = Event::EMPTY;
         let mut images: [Option<(usize, usize)>; 2] = [None, None];
         let (mut have_pos, mut have_op, mut nm) = (false, false, false);
@@ -310,7 +436,14 @@ impl FastEnvelope {
         // images (as in every Debezium envelope), else where the loop reaches it.
         if i == stop {
             stop = usize::MAX;
-            if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
+            if self.tail_by_template(
+                hint.as_deref_mut(),
+                buf,
+                pos,
+                ev,
+                &mut have_op,
+                &mut have_pos,
+            )? {
                 pos = buf.len();
                 i = steps.len();
             } else {
@@ -320,7 +453,14 @@ impl FastEnvelope {
         while let Some(step) = steps.get(i) {
             if i == stop {
                 stop = usize::MAX;
-                if self.tail_by_template(hint.as_deref_mut(), buf, pos, ev, &mut have_op, &mut have_pos)? {
+                if self.tail_by_template(
+                    hint.as_deref_mut(),
+                    buf,
+                    pos,
+                    ev,
+                    &mut have_op,
+                    &mut have_pos,
+                )? {
                     pos = buf.len();
                     break;
                 }
@@ -328,10 +468,19 @@ impl FastEnvelope {
             }
             i += 1;
             match *step {
-                Step::Var { .. } | Step::Int { .. } | Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } | Step::OptVar { .. } | Step::OptStr { .. } | Step::Prim(..) => {
+                Step::Var { .. }
+                | Step::Int { .. }
+                | Step::Str { .. }
+                | Step::Bytes { .. }
+                | Step::Decimal { .. }
+                | Step::OptVar { .. }
+                | Step::OptStr { .. }
+                | Step::Prim(..) => {
                     pos = field_end(*step, buf, pos, &mut nm)?;
                 }
-                Step::Image { slot, present } => images[slot as usize] = self.image(buf, &mut pos, present, &mut nm)?,
+                Step::Image { slot, present } => {
+                    images[slot as usize] = self.image(buf, &mut pos, present, &mut nm)?
+                }
                 Step::OpCode { present } => {
                     let code: &[u8] = if opt_present(buf, &mut pos, present)? {
                         let (start, end, _) = len_end(buf, pos)?;
@@ -380,14 +529,26 @@ impl FastEnvelope {
                 }
             }
         }
-        if pos != buf.len() || nm || !have_op || (!have_pos && !matches!(ev.op, Op::Truncate | Op::Read)) {
+        if pos != buf.len()
+            || nm
+            || !have_op
+            || (!have_pos && !matches!(ev.op, Op::Truncate | Op::Read))
+        {
             return None;
         }
         if let (Some(h), Some(at)) = (hint, learn_at) {
-            let misses = if h.owner == self.id { h.misses.saturating_add(1) } else { 1 };
+            let misses = if h.owner == self.id {
+                h.misses.saturating_add(1)
+            } else {
+                1
+            };
             // The first few misses in a row learn at once; after that, one in 64.
             if misses <= 8 || misses % 64 == 0 {
-                *h = Hint { owner: self.id, tail: self.learn_tail(buf, at), misses };
+                *h = Hint {
+                    owner: self.id,
+                    tail: self.learn_tail(buf, at),
+                    misses,
+                };
             } else {
                 h.misses = misses;
             }
@@ -409,7 +570,15 @@ impl FastEnvelope {
     /// matches it: whether it did (`None`: it matched, but a value in it is not one the
     /// verifier reads, and the general walk decides).
     #[inline(always)]
-    fn tail_by_template(&self, hint: Option<&mut Hint>, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<bool> {
+    fn tail_by_template(
+        &self,
+        hint: Option<&mut Hint>,
+        buf: &[u8],
+        pos: usize,
+        ev: &mut Event,
+        have_op: &mut bool,
+        have_pos: &mut bool,
+    ) -> Option<bool> {
         if let Some(h) = hint
             && h.owner == self.id
             && let Some(t) = &h.tail
@@ -426,7 +595,13 @@ impl FastEnvelope {
 
     /// A row image at `pos` (after its branch, if nullable): where it lies, if present.
     #[inline(always)]
-    fn image(&self, buf: &[u8], pos: &mut usize, present: Option<u8>, nm: &mut bool) -> Option<Option<(usize, usize)>> {
+    fn image(
+        &self,
+        buf: &[u8],
+        pos: &mut usize,
+        present: Option<u8>,
+        nm: &mut bool,
+    ) -> Option<Option<(usize, usize)>> {
         Some(if opt_present(buf, pos, present)? {
             let start = *pos;
             *pos = self.row_end(buf, start, nm)?;
@@ -444,18 +619,34 @@ impl FastEnvelope {
             // SAFETY: `chain` ends every chain with `row_done`'s link and puts none after it;
             // the pointer is the slice's own, so it reaches every link in it. The input has
             // `limit + 8` bytes, and the row starts at most at `limit`.
-            Some(limit) if start <= limit => unsafe { (links[0].f)(links.as_ptr(), buf.as_ptr(), start, limit) },
+            Some(limit) if start <= limit => unsafe {
+                (links[0].f)(links.as_ptr(), buf.as_ptr(), start, limit)
+            },
             _ => DECLINED,
         };
         // The paired fields, walked again one at a time when a pair declined.
         let paired = self.paired;
-        let pos = if end != DECLINED { end } else { self.row_fields(0..paired, buf, start, nm)? };
-        if self.row.len() > paired { self.row_fields(paired..self.row.len(), buf, pos, nm) } else { Some(pos) }
+        let pos = if end != DECLINED {
+            end
+        } else {
+            self.row_fields(0..paired, buf, start, nm)?
+        };
+        if self.row.len() > paired {
+            self.row_fields(paired..self.row.len(), buf, pos, nm)
+        } else {
+            Some(pos)
+        }
     }
 
     /// The end of the row's fields `at`, walked one at a time.
     #[inline(never)]
-    fn row_fields(&self, at: std::ops::Range<usize>, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+    fn row_fields(
+        &self,
+        at: std::ops::Range<usize>,
+        buf: &[u8],
+        mut pos: usize,
+        nm: &mut bool,
+    ) -> Option<usize> {
         for &step in self.row.get(at)? {
             pos = field_end(step, buf, pos, nm)?;
         }
@@ -514,7 +705,9 @@ impl FastEnvelope {
                         pos = end;
                     }
                 }
-                Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } => pos = string(&mut mask, pos)?.1,
+                Step::Str { .. } | Step::Bytes { .. } | Step::Decimal { .. } => {
+                    pos = string(&mut mask, pos)?.1
+                }
                 Step::OptStr { present, .. } => {
                     if branch_of(Some(present), &mut pos)? {
                         pos = string(&mut mask, pos)?.1;
@@ -528,7 +721,10 @@ impl FastEnvelope {
                             op = Some((d, e));
                         } else {
                             let value = &buf[data..end];
-                            let digits = value.iter().rposition(|c| *c == b':' || *c == b'-').map_or(0, |i| i + 1);
+                            let digits = value
+                                .iter()
+                                .rposition(|c| *c == b':' || *c == b'-')
+                                .map_or(0, |i| i + 1);
                             position = Some(PositionAt::Str(d, e, d + digits));
                         }
                         pos = end;
@@ -537,12 +733,16 @@ impl FastEnvelope {
                         op = Some((pos - at, pos - at));
                     }
                 }
-                Step::PositionLong { present } | Step::TsMs { present } | Step::TotalOrder { present } => {
+                Step::PositionLong { present }
+                | Step::TsMs { present }
+                | Step::TotalOrder { present } => {
                     if branch_of(present, &mut pos)? {
                         let end = varint(&mut mask, pos)?;
                         let range = (pos - at, end - at);
                         match step {
-                            Step::PositionLong { .. } => position = Some(PositionAt::Long(range.0, range.1)),
+                            Step::PositionLong { .. } => {
+                                position = Some(PositionAt::Long(range.0, range.1))
+                            }
                             Step::TsMs { .. } => ts_ms = Some(range),
                             _ => order = Some(range),
                         }
@@ -560,7 +760,14 @@ impl FastEnvelope {
         if pos != buf.len() {
             return None;
         }
-        Some(Tail { len, chunks: chunks(&mask, &buf[at..]), op, position, ts_ms, order })
+        Some(Tail {
+            len,
+            chunks: chunks(&mask, &buf[at..]),
+            op,
+            position,
+            ts_ms,
+            order,
+        })
     }
 }
 
@@ -574,7 +781,14 @@ impl Tail {
 
     /// Reads the values the verifier needs from a matching tail.
     #[inline(always)]
-    fn read(&self, buf: &[u8], pos: usize, ev: &mut Event, have_op: &mut bool, have_pos: &mut bool) -> Option<()> {
+    fn read(
+        &self,
+        buf: &[u8],
+        pos: usize,
+        ev: &mut Event,
+        have_op: &mut bool,
+        have_pos: &mut bool,
+    ) -> Option<()> {
         let tail = &buf[pos..];
         if let Some((start, end)) = self.op {
             ev.op = Op::from_code(&tail[start..end])?;
@@ -595,7 +809,8 @@ impl Tail {
             ev.ts_ms = unzigzag(varint_value(tail, start, end)?);
         }
         if let Some((start, end)) = self.order {
-            ev.position.order = unzigzag(varint_value(tail, start, end)?).clamp(0, u32::MAX as i64) as u32;
+            ev.position.order =
+                unzigzag(varint_value(tail, start, end)?).clamp(0, u32::MAX as i64) as u32;
         }
         Some(())
     }
@@ -604,21 +819,31 @@ impl Tail {
 /// A [`Tail`]'s `chunks`: the bits of `tail` (of 32 bytes or more) that `mask` sets, per 32
 /// bytes and then the 32 that end it.
 fn chunks(mask: &[u8], tail: &[u8]) -> Vec<[[u64; 4]; 2]> {
-    let word = |bytes: &[u8], off: usize| u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+    let word = |bytes: &[u8], off: usize| {
+        u64::from_le_bytes(bytes[off..off + 8].try_into().expect("8 bytes"))
+    };
     let chunk = |off: usize| {
         let m: [u64; 4] = std::array::from_fn(|k| word(mask, off + 8 * k));
         [m, std::array::from_fn(|k| word(tail, off + 8 * k) & m[k])]
     };
-    (0..tail.len() / 32).map(|k| chunk(32 * k)).chain([chunk(tail.len() - 32)]).collect()
+    (0..tail.len() / 32)
+        .map(|k| chunk(32 * k))
+        .chain([chunk(tail.len() - 32)])
+        .collect()
 }
 
 /// Whether `tail` has the learned bits of a [`Tail`]'s `chunks`: 32 bytes at a time, then
 /// the 32 that end it.
 #[inline(always)]
 fn tail_matches(tail: &[u8], chunks: &[[[u64; 4]; 2]]) -> bool {
-    let word = |c: &[u8], k: usize| u64::from_le_bytes(c[8 * k..8 * k + 8].try_into().expect("8 bytes"));
-    let Some((last, full)) = chunks.split_last() else { return false };
-    let Some(end) = tail.len().checked_sub(32) else { return false };
+    let word =
+        |c: &[u8], k: usize| u64::from_le_bytes(c[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+    let Some((last, full)) = chunks.split_last() else {
+        return false;
+    };
+    let Some(end) = tail.len().checked_sub(32) else {
+        return false;
+    };
     let mut diff = [0u64; 4];
     for (c, [m, v]) in tail.chunks_exact(32).zip(full) {
         for k in 0..4 {
@@ -684,7 +909,9 @@ fn varint_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
 fn position_number(buf: &[u8], start: usize, end: usize, digits: usize) -> Option<u64> {
     let s = &buf[start..end];
     let d = digits - start;
-    if (d == 0 || matches!(s[d - 1], b':' | b'-')) && let Some(v) = digits_value(buf, digits, end) {
+    if (d == 0 || matches!(s[d - 1], b':' | b'-'))
+        && let Some(v) = digits_value(buf, digits, end)
+    {
         return Some(v);
     }
     parse_position(s)
@@ -705,13 +932,17 @@ fn digits_value(buf: &[u8], start: usize, end: usize) -> Option<u64> {
     fn eight(w: u64, k: usize) -> Option<u64> {
         let keep = if k == 0 { 0 } else { u64::MAX >> (64 - 8 * k) };
         let w = (w & !keep) | (ZEROS & keep);
-        if w & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS || w.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS {
+        if w & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS
+            || w.wrapping_add(0x0606_0606_0606_0606) & 0xf0f0_f0f0_f0f0_f0f0 != ZEROS
+        {
             return None;
         }
         let v = w - ZEROS;
         let v = v.wrapping_mul(10).wrapping_add(v >> 8);
         const MASK: u64 = 0x0000_00ff_0000_00ff;
-        let v = ((v & MASK).wrapping_mul(100 + (1_000_000 << 32))).wrapping_add(((v >> 16) & MASK).wrapping_mul(1 + (10_000 << 32))) >> 32;
+        let v = ((v & MASK).wrapping_mul(100 + (1_000_000 << 32)))
+            .wrapping_add(((v >> 16) & MASK).wrapping_mul(1 + (10_000 << 32)))
+            >> 32;
         Some(v & 0xffff_ffff)
     }
     if n <= 8 {
@@ -784,7 +1015,12 @@ fn arg(step: Step) -> u8 {
 /// # Safety
 /// `this` points into a slice of links whose last is [`row_done`]'s, and is not that one;
 /// `input` points to `limit + 8` bytes that can be read, and `at <= limit`.
-unsafe fn pair<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
+unsafe fn pair<const A: usize, const B: usize>(
+    this: *const Link,
+    input: *const u8,
+    at: usize,
+    limit: usize,
+) -> usize {
     // SAFETY: the caller's promise.
     unsafe { walk_pair::<A, B>(this, input, at, limit) }
 }
@@ -795,7 +1031,12 @@ unsafe fn pair<const A: usize, const B: usize>(this: *const Link, input: *const 
 /// As [`pair`]'s, and the CPU has BMI1, BMI2 and LZCNT (see [`pairs_for_this_cpu`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi1,bmi2,lzcnt")]
-unsafe fn pair_bmi<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
+unsafe fn pair_bmi<const A: usize, const B: usize>(
+    this: *const Link,
+    input: *const u8,
+    at: usize,
+    limit: usize,
+) -> usize {
     // SAFETY: the caller's promise.
     unsafe { walk_pair::<A, B>(this, input, at, limit) }
 }
@@ -805,13 +1046,22 @@ unsafe fn pair_bmi<const A: usize, const B: usize>(this: *const Link, input: *co
 /// # Safety
 /// As [`pair`]'s.
 #[inline(always)]
-unsafe fn walk_pair<const A: usize, const B: usize>(this: *const Link, input: *const u8, at: usize, limit: usize) -> usize {
+unsafe fn walk_pair<const A: usize, const B: usize>(
+    this: *const Link,
+    input: *const u8,
+    at: usize,
+    limit: usize,
+) -> usize {
     // SAFETY: `this` points to a link of the chain (the caller's promise).
     let Link { a, b, .. } = unsafe { *this };
     // SAFETY: the caller's promise on `input`, `at` and `limit`; a field's walk returns an
     // offset that keeps it.
-    let Some(at) = (unsafe { lean::<A>(a, input, at, limit) }) else { return DECLINED };
-    let Some(at) = (unsafe { lean::<B>(b, input, at, limit) }) else { return DECLINED };
+    let Some(at) = (unsafe { lean::<A>(a, input, at, limit) }) else {
+        return DECLINED;
+    };
+    let Some(at) = (unsafe { lean::<B>(b, input, at, limit) }) else {
+        return DECLINED;
+    };
     // SAFETY: `this` is not the chain's last link, so the next one is in the same slice; it is
     // either another pair, not the last either, or `row_done`'s, which reads no link. `at` is
     // still at most `limit`.
@@ -828,14 +1078,20 @@ unsafe fn walk_pair<const A: usize, const B: usize>(this: *const Link, input: *c
 /// # Safety
 /// `input` points to `limit + 8` bytes that can be read, and `at <= limit`.
 #[inline(always)]
-unsafe fn lean<const K: usize>(arg: u8, input: *const u8, at: usize, limit: usize) -> Option<usize> {
+unsafe fn lean<const K: usize>(
+    arg: u8,
+    input: *const u8,
+    at: usize,
+    limit: usize,
+) -> Option<usize> {
     if K == 7 {
         return Some(at);
     }
     // SAFETY: the caller's promise, for `word(at)`; for the word after a nullable's branch,
     // `at + 1 <= limit` is checked before it is read. A string's data is read only once its
     // end is known to be within `limit`.
-    let word = |at: usize| u64::from_le_bytes(unsafe { input.add(at).cast::<[u8; 8]>().read_unaligned() });
+    let word =
+        |at: usize| u64::from_le_bytes(unsafe { input.add(at).cast::<[u8; 8]>().read_unaligned() });
     let within = |end: usize| (end <= limit).then_some(end);
     let w = word(at);
     match K {
@@ -847,7 +1103,12 @@ unsafe fn lean<const K: usize>(arg: u8, input: *const u8, at: usize, limit: usiz
             // A one-byte prefix, and a first byte that is not only the sign of the second (as
             // `decimal_not_minimal` reads it), or one byte: all in the word loaded.
             let n = ((w & 0x7f) >> 1) as usize;
-            if w & 0x81 == 0 && (n == 1 || (n >= 2 && !only_sign((w >> 8) as u8, (w >> 16) as u8))) { within(at + 1 + n) } else { None }
+            if w & 0x81 == 0 && (n == 1 || (n >= 2 && !only_sign((w >> 8) as u8, (w >> 16) as u8)))
+            {
+                within(at + 1 + n)
+            } else {
+                None
+            }
         }
         5 | 6 => {
             let b = w as u8;
@@ -881,7 +1142,11 @@ fn lean_varint(w: u64, max: u32) -> Option<usize> {
     // Per byte, the high bit set where its value bits are not all zero: at the last byte,
     // whether the varint is minimal (a last byte of zero is not). No shift by its length.
     let valued = ((w & LO) + LO) & last;
-    let within = if max >= 8 { u64::MAX } else { (1u64 << (8 * max)) - 1 };
+    let within = if max >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * max)) - 1
+    };
     (valued & within != 0).then(|| (last.trailing_zeros() / 8 + 1) as usize)
 }
 
@@ -946,7 +1211,9 @@ fn ascii_from_8(data: &[u8]) -> bool {
 /// copies whose registers every pair with a string would save and restore).
 #[inline(always)]
 fn ascii_long(data: &[u8]) -> bool {
-    let (Some(first), Some(last)) = (data.first_chunk::<16>(), data.last_chunk::<16>()) else { return data.is_ascii() };
+    let (Some(first), Some(last)) = (data.first_chunk::<16>(), data.last_chunk::<16>()) else {
+        return data.is_ascii();
+    };
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128};
@@ -996,16 +1263,41 @@ fn ascii(buf: &[u8], start: usize, end: usize) -> bool {
 
 macro_rules! pairs_of {
     ($f:ident, $a:literal) => {
-        [$f::<$a, 0>, $f::<$a, 1>, $f::<$a, 2>, $f::<$a, 3>, $f::<$a, 4>, $f::<$a, 5>, $f::<$a, 6>, $f::<$a, 7>]
+        [
+            $f::<$a, 0>,
+            $f::<$a, 1>,
+            $f::<$a, 2>,
+            $f::<$a, 3>,
+            $f::<$a, 4>,
+            $f::<$a, 5>,
+            $f::<$a, 6>,
+            $f::<$a, 7>,
+        ]
     };
 }
 
 /// The walk of each pair of kinds.
-static PAIRS: [[LinkFn; 8]; 7] = [pairs_of!(pair, 0), pairs_of!(pair, 1), pairs_of!(pair, 2), pairs_of!(pair, 3), pairs_of!(pair, 4), pairs_of!(pair, 5), pairs_of!(pair, 6)];
+static PAIRS: [[LinkFn; 8]; 7] = [
+    pairs_of!(pair, 0),
+    pairs_of!(pair, 1),
+    pairs_of!(pair, 2),
+    pairs_of!(pair, 3),
+    pairs_of!(pair, 4),
+    pairs_of!(pair, 5),
+    pairs_of!(pair, 6),
+];
 
 /// The same walks compiled for BMI1, BMI2 and LZCNT.
 #[cfg(target_arch = "x86_64")]
-static PAIRS_BMI: [[LinkFn; 8]; 7] = [pairs_of!(pair_bmi, 0), pairs_of!(pair_bmi, 1), pairs_of!(pair_bmi, 2), pairs_of!(pair_bmi, 3), pairs_of!(pair_bmi, 4), pairs_of!(pair_bmi, 5), pairs_of!(pair_bmi, 6)];
+static PAIRS_BMI: [[LinkFn; 8]; 7] = [
+    pairs_of!(pair_bmi, 0),
+    pairs_of!(pair_bmi, 1),
+    pairs_of!(pair_bmi, 2),
+    pairs_of!(pair_bmi, 3),
+    pairs_of!(pair_bmi, 4),
+    pairs_of!(pair_bmi, 5),
+    pairs_of!(pair_bmi, 6),
+];
 
 /// The walks of pairs for the CPU this runs on: those compiled for BMI1, BMI2 and LZCNT
 /// where it has them (x86-64 CPUs since about 2013), whose shifts by a field's length take
@@ -1022,22 +1314,41 @@ fn pairs_for_this_cpu() -> &'static [[LinkFn; 8]; 7] {
 /// Whether this CPU has what [`PAIRS_BMI`] is compiled for.
 #[cfg(target_arch = "x86_64")]
 fn has_bmi() -> bool {
-    std::arch::is_x86_feature_detected!("bmi1") && std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("lzcnt")
+    std::arch::is_x86_feature_detected!("bmi1")
+        && std::arch::is_x86_feature_detected!("bmi2")
+        && std::arch::is_x86_feature_detected!("lzcnt")
 }
 
 /// The chain of links that walks `row`'s fields (all of a kind) in pairs, from `pairs`, and
 /// ends in [`row_done`]'s link. An odd last field is paired with none (kind 7).
 fn chain(row: &[Step], pairs: &[[LinkFn; 8]; 7]) -> Vec<Link> {
     let kind_of = |s: &Step| kind(*s).expect("a field of a kind");
-    let mut links: Vec<Link> = row.chunks(2).map(|p| Link { f: pairs[kind_of(&p[0])][p.get(1).map_or(7, kind_of)], a: arg(p[0]), b: p.get(1).map_or(0, |s| arg(*s)) }).collect();
-    links.push(Link { f: row_done, a: 0, b: 0 });
+    let mut links: Vec<Link> = row
+        .chunks(2)
+        .map(|p| Link {
+            f: pairs[kind_of(&p[0])][p.get(1).map_or(7, kind_of)],
+            a: arg(p[0]),
+            b: p.get(1).map_or(0, |s| arg(*s)),
+        })
+        .collect();
+    links.push(Link {
+        f: row_done,
+        a: 0,
+        b: 0,
+    });
     links
 }
 
 /// The end of a field of kind `K` (see [`kind`]) and [`arg`] `arg`; `chk`: its bytes must be
 /// in canonical form.
 #[inline(always)]
-fn field_of<const K: usize>(arg: u8, chk: bool, buf: &[u8], mut pos: usize, nm: &mut bool) -> Option<usize> {
+fn field_of<const K: usize>(
+    arg: u8,
+    chk: bool,
+    buf: &[u8],
+    mut pos: usize,
+    nm: &mut bool,
+) -> Option<usize> {
     // The kind is known: no dispatch on the step.
     match K {
         0 => {
@@ -1114,7 +1425,9 @@ fn opt_present(buf: &[u8], pos: &mut usize, present: Option<u8>) -> Option<bool>
 
 #[inline(always)]
 fn load8(buf: &[u8], pos: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(buf.get(pos..pos + 8)?.try_into().expect("8 bytes")))
+    Some(u64::from_le_bytes(
+        buf.get(pos..pos + 8)?.try_into().expect("8 bytes"),
+    ))
 }
 
 /// A length prefix of up to three bytes (lengths below 1 MiB) read from one 8-byte load
@@ -1172,7 +1485,6 @@ fn str_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
     Some(end)
 }
 
-
 #[inline(always)]
 fn decimal_end(buf: &[u8], pos: usize, chk: bool, nm: &mut bool) -> Option<usize> {
     let (start, end, n) = len_end(buf, pos)?;
@@ -1216,7 +1528,11 @@ mod tests {
                 }
                 // A non-ASCII byte right after the range must not count.
                 b[10 + n] = 0xff;
-                assert_eq!(ascii(&b, 10, 10 + n), b[10..10 + n].is_ascii(), "n={n} bad={bad:?}");
+                assert_eq!(
+                    ascii(&b, 10, 10 + n),
+                    b[10..10 + n].is_ascii(),
+                    "n={n} bad={bad:?}"
+                );
             }
         }
         buf.truncate(12);
@@ -1244,19 +1560,32 @@ mod tests {
     #[test]
     fn lengths_agree_with_the_byte_wise_reader() {
         let mut buf = Vec::new();
-        for len in [0usize, 1, 63, 64, 127, 128, 8191, 8192, 16383, 16384, 70_000] {
+        for len in [
+            0usize, 1, 63, 64, 127, 128, 8191, 8192, 16383, 16384, 70_000,
+        ] {
             buf.clear();
             crate::avro::reader::write_long(&mut buf, len as i64);
             let header = buf.len();
             buf.resize(header + len + 8, b'x');
-            assert_eq!(len_end(&buf, 0), Some((header, header + len, false)), "len {len}");
+            assert_eq!(
+                len_end(&buf, 0),
+                Some((header, header + len, false)),
+                "len {len}"
+            );
             // The same at the input's end, where the 8-byte load does not fit.
             buf.truncate(header + len);
-            assert_eq!(len_end(&buf, 0), Some((header, header + len, false)), "len {len} at the end");
+            assert_eq!(
+                len_end(&buf, 0),
+                Some((header, header + len, false)),
+                "len {len} at the end"
+            );
         }
         // Negative, non-minimal, beyond the input.
         assert_eq!(len_end(&[0x01, 0, 0, 0, 0, 0, 0, 0, 0], 0), None);
-        assert_eq!(len_end(&[0x84, 0x00, b'a', b'b', 0, 0, 0, 0, 0], 0), Some((2, 4, true)));
+        assert_eq!(
+            len_end(&[0x84, 0x00, b'a', b'b', 0, 0, 0, 0, 0], 0),
+            Some((2, 4, true))
+        );
         assert_eq!(len_end(&[0x10, b'a', 0, 0, 0, 0, 0, 0], 0), None);
     }
 
@@ -1264,18 +1593,34 @@ mod tests {
     /// any x86-64), with each pair's arguments, and ends in `row_done`'s.
     #[test]
     fn a_chain_is_made_of_the_links_it_was_asked_for_and_ends_in_row_done() {
-        let row = [Step::Var { chk: true }, Step::Str { chk: true }, Step::OptStr { present: 2, chk: true }];
-        let ends = |links: &[Link]| std::ptr::fn_addr_eq(links.last().unwrap().f, row_done as LinkFn);
+        let row = [
+            Step::Var { chk: true },
+            Step::Str { chk: true },
+            Step::OptStr {
+                present: 2,
+                chk: true,
+            },
+        ];
+        let ends =
+            |links: &[Link]| std::ptr::fn_addr_eq(links.last().unwrap().f, row_done as LinkFn);
         let portable = chain(&row, &PAIRS);
         assert_eq!(portable.len(), 3);
-        assert!(std::ptr::fn_addr_eq(portable[0].f, PAIRS[0][2]) && std::ptr::fn_addr_eq(portable[1].f, PAIRS[6][7]) && ends(&portable));
+        assert!(
+            std::ptr::fn_addr_eq(portable[0].f, PAIRS[0][2])
+                && std::ptr::fn_addr_eq(portable[1].f, PAIRS[6][7])
+                && ends(&portable)
+        );
         assert_eq!((portable[1].a, portable[1].b), (2, 0));
         #[cfg(target_arch = "x86_64")]
         {
             let bmi = has_bmi();
             let this = chain(&row, pairs_for_this_cpu());
             let table = if bmi { &PAIRS_BMI } else { &PAIRS };
-            assert!(std::ptr::fn_addr_eq(this[0].f, table[0][2]) && std::ptr::fn_addr_eq(this[1].f, table[6][7]) && ends(&this));
+            assert!(
+                std::ptr::fn_addr_eq(this[0].f, table[0][2])
+                    && std::ptr::fn_addr_eq(this[1].f, table[6][7])
+                    && ends(&this)
+            );
             assert_eq!(std::ptr::fn_addr_eq(this[0].f, PAIRS[0][2]), !bmi);
         }
     }
@@ -1289,17 +1634,27 @@ mod tests {
         for len in 32..=200usize {
             let learned: Vec<u8> = (0..len).map(|_| next() as u8).collect();
             // Structural bytes: all bits, the high bit only, or none.
-            let mask: Vec<u8> = (0..len).map(|_| [0xff, 0x80, 0x00][(next() % 3) as usize]).collect();
+            let mask: Vec<u8> = (0..len)
+                .map(|_| [0xff, 0x80, 0x00][(next() % 3) as usize])
+                .collect();
             let template = chunks(&mask, &learned);
             for at in 0..len {
                 let mut tail = learned.clone();
                 tail[at] ^= 1 << (next() % 8);
-                let want = tail.iter().zip(&learned).zip(&mask).all(|((t, l), m)| t & m == l & m);
+                let want = tail
+                    .iter()
+                    .zip(&learned)
+                    .zip(&mask)
+                    .all(|((t, l), m)| t & m == l & m);
                 assert_eq!(tail_matches(&tail, &template), want, "len {len} at {at}");
                 #[cfg(target_arch = "x86_64")]
                 if has_avx2() {
                     // SAFETY: this CPU has AVX2.
-                    assert_eq!(unsafe { tail_matches_avx2(&tail, &template) }, want, "len {len} at {at}");
+                    assert_eq!(
+                        unsafe { tail_matches_avx2(&tail, &template) },
+                        want,
+                        "len {len} at {at}"
+                    );
                 }
                 if want { matched += 1 } else { differed += 1 }
             }
@@ -1308,7 +1663,10 @@ mod tests {
             // shorter tail than 32 bytes is not read).
             assert!(!tail_matches(&learned[..31], &template));
         }
-        assert!(matched > 1000 && differed > 1000, "{matched} matched, {differed} differed");
+        assert!(
+            matched > 1000 && differed > 1000,
+            "{matched} matched, {differed} differed"
+        );
     }
 
     /// The lean walk's varints: of at most `max` bytes, and minimal (a last byte of zero after
@@ -1341,18 +1699,29 @@ mod tests {
     #[test]
     fn the_lean_walk_of_each_kind_agrees_with_the_field_walk_or_declines() {
         fn check<const K: usize>(arg: u8, buf: &[u8], pos: usize) -> (bool, bool) {
-            let lean = buf.len().checked_sub(8).filter(|limit| pos <= *limit).and_then(|limit| {
-                // SAFETY: the buffer has `limit + 8` bytes, and `pos <= limit`.
-                unsafe { lean::<K>(arg, buf.as_ptr(), pos, limit) }
-            });
+            let lean = buf
+                .len()
+                .checked_sub(8)
+                .filter(|limit| pos <= *limit)
+                .and_then(|limit| {
+                    // SAFETY: the buffer has `limit + 8` bytes, and `pos <= limit`.
+                    unsafe { lean::<K>(arg, buf.as_ptr(), pos, limit) }
+                });
             let mut nm = false;
             let field = field_of::<K>(arg, true, buf, pos, &mut nm);
             if lean.is_some() {
-                assert_eq!((lean, false), (field, nm), "kind {K} arg {arg} at {pos} in {buf:?}");
+                assert_eq!(
+                    (lean, false),
+                    (field, nm),
+                    "kind {K} arg {arg} at {pos} in {buf:?}"
+                );
             }
             (lean.is_some(), field.is_some() && !nm)
         }
-        let alphabet = [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x06, 0x0a, 0x10, 0x3e, 0x40, 0x7e, 0x7f, 0x80, 0x81, 0x82, 0xc3, 0xfe, 0xff, b'a', b'z'];
+        let alphabet = [
+            0x00u8, 0x01, 0x02, 0x03, 0x04, 0x06, 0x0a, 0x10, 0x3e, 0x40, 0x7e, 0x7f, 0x80, 0x81,
+            0x82, 0xc3, 0xfe, 0xff, b'a', b'z',
+        ];
         let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1d);
         let (mut decided, mut valid) = ([0usize; 7], [0usize; 7]);
         for _ in 0..200_000 {
@@ -1362,17 +1731,38 @@ mod tests {
             // Mostly 8 more bytes that no field starts in: the walk declines a field that
             // ends within the input's last 8 bytes, and decides the others.
             let more = if next().is_multiple_of(4) { 0 } else { 8 };
-            let buf: Vec<u8> = (0..len + more).map(|_| if next().is_multiple_of(4) { run } else { alphabet[(next() % alphabet.len() as u64) as usize] }).collect();
+            let buf: Vec<u8> = (0..len + more)
+                .map(|_| {
+                    if next().is_multiple_of(4) {
+                        run
+                    } else {
+                        alphabet[(next() % alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect();
             let pos = (next() % (len as u64 + 1)) as usize;
             let arg = [0u8, 2][(next() % 2) as usize];
-            let results = [check::<0>(arg, &buf, pos), check::<1>(arg, &buf, pos), check::<2>(arg, &buf, pos), check::<3>(arg, &buf, pos), check::<4>(arg, &buf, pos), check::<5>(arg, &buf, pos), check::<6>(arg, &buf, pos)];
+            let results = [
+                check::<0>(arg, &buf, pos),
+                check::<1>(arg, &buf, pos),
+                check::<2>(arg, &buf, pos),
+                check::<3>(arg, &buf, pos),
+                check::<4>(arg, &buf, pos),
+                check::<5>(arg, &buf, pos),
+                check::<6>(arg, &buf, pos),
+            ];
             for (k, (d, v)) in results.into_iter().enumerate() {
                 decided[k] += d as usize;
                 valid[k] += v as usize;
             }
         }
         for k in 0..7 {
-            assert!(decided[k] * 2 > valid[k], "kind {k}: decided {} of {} valid", decided[k], valid[k]);
+            assert!(
+                decided[k] * 2 > valid[k],
+                "kind {k}: decided {} of {} valid",
+                decided[k],
+                valid[k]
+            );
         }
     }
 
@@ -1380,7 +1770,22 @@ mod tests {
     /// gives `len_end`'s answer for minimal prefixes of up to two bytes, and declines the rest.
     #[test]
     fn lean_lengths_agree_with_len_end() {
-        for len in [0usize, 1, 2, 63, 64, 65, 127, 128, 8191, 8192, 70_000, (1 << 20) - 1, 1 << 20, 1 << 21] {
+        for len in [
+            0usize,
+            1,
+            2,
+            63,
+            64,
+            65,
+            127,
+            128,
+            8191,
+            8192,
+            70_000,
+            (1 << 20) - 1,
+            1 << 20,
+            1 << 21,
+        ] {
             for pad in 0..3usize {
                 // Minimal, then the same value with `pad` extra bytes of continuation.
                 let mut prefix = Vec::new();
@@ -1434,10 +1839,23 @@ mod tests {
             buf.extend_from_slice(&v);
             buf.extend_from_slice(b"\x02\x04xy");
             let (start, end) = (pad, pad + v.len());
-            let learned = start + v.iter().rposition(|c| *c == b':' || *c == b'-').map_or(0, |i| i + 1);
-            let digits = if next().is_multiple_of(4) { start + (next() % (v.len() as u64 + 1)) as usize } else { learned };
+            let learned = start
+                + v.iter()
+                    .rposition(|c| *c == b':' || *c == b'-')
+                    .map_or(0, |i| i + 1);
+            let digits = if next().is_multiple_of(4) {
+                start + (next() % (v.len() as u64 + 1)) as usize
+            } else {
+                learned
+            };
             let expected = parse_position(&v);
-            assert_eq!(position_number(&buf, start, end, digits), expected, "{:?} digits at {}", String::from_utf8_lossy(&v), digits - start);
+            assert_eq!(
+                position_number(&buf, start, end, digits),
+                expected,
+                "{:?} digits at {}",
+                String::from_utf8_lossy(&v),
+                digits - start
+            );
             fast += digits_value(&buf, digits, end).is_some() as usize;
         }
         assert!(fast > 100_000, "{fast}");
@@ -1457,7 +1875,11 @@ mod tests {
             buf.extend_from_slice(&[0xff; 3]);
             let raw = fast_varint(&buf, start).unwrap();
             assert_eq!(raw.1, end);
-            assert_eq!(varint_value(&buf, start, end), Some(raw.0), "{v} at {start}");
+            assert_eq!(
+                varint_value(&buf, start, end),
+                Some(raw.0),
+                "{v} at {start}"
+            );
         }
     }
 }

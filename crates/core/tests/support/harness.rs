@@ -6,7 +6,7 @@ use cdc_verifier_core::source::MemorySource;
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, KeyRanges, Record, TopicId};
 
-use super::{encode_key, wire_pair, Change, Ids};
+use super::{Change, Ids, encode_key, wire_pair};
 
 pub struct Harness {
     pub engine: Engine,
@@ -21,7 +21,10 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(replicas: &[&str], partitions: u32, drill: bool) -> Harness {
-        let cfg = EngineConfig { drill: if drill { Drill::All } else { Drill::Off }, ..EngineConfig::default() };
+        let cfg = EngineConfig {
+            drill: if drill { Drill::All } else { Drill::Off },
+            ..EngineConfig::default()
+        };
         Self::with_config(cfg, replicas, partitions)
     }
 
@@ -30,12 +33,29 @@ impl Harness {
         let mut src = MemorySource::new();
         let mut ids = Vec::new();
         let mut topics = Vec::new();
-        for (i, s) in std::iter::once("primary").chain(replicas.iter().copied()).enumerate() {
+        for (i, s) in std::iter::once("primary")
+            .chain(replicas.iter().copied())
+            .enumerate()
+        {
             ids.push(super::register(&mut src, s));
-            topics.push(engine.add_topic(&format!("{s}.shop.orders"), i as u16, "orders", partitions));
+            topics.push(engine.add_topic(
+                &format!("{s}.shop.orders"),
+                i as u16,
+                "orders",
+                partitions,
+            ));
         }
         let n = topics.len();
-        Harness { engine, src, ids, topics, offsets: vec![vec![0; partitions as usize]; n], partitions, out: Vec::new(), poison: Vec::new() }
+        Harness {
+            engine,
+            src,
+            ids,
+            topics,
+            offsets: vec![vec![0; partitions as usize]; n],
+            partitions,
+            out: Vec::new(),
+            poison: Vec::new(),
+        }
     }
 
     pub fn partition_of(&self, key: i64) -> u32 {
@@ -53,11 +73,28 @@ impl Harness {
         self.send_at(s, c, v2, c.ts_ms)
     }
 
-    pub fn send_raw(&mut self, s: usize, p: u32, key: Option<&[u8]>, value: Option<&[u8]>, at_ms: i64) -> Ingested {
+    pub fn send_raw(
+        &mut self,
+        s: usize,
+        p: u32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        at_ms: i64,
+    ) -> Ingested {
         let offset = self.offsets[s][p as usize];
         self.offsets[s][p as usize] += 1;
-        let rec = Record { topic: self.topics[s], partition: p, offset, timestamp_ms: at_ms, key, value };
-        let r = self.engine.ingest(&rec, &mut self.src).expect("memory source is always available");
+        let rec = Record {
+            topic: self.topics[s],
+            partition: p,
+            offset,
+            timestamp_ms: at_ms,
+            key,
+            value,
+        };
+        let r = self
+            .engine
+            .ingest(&rec, &mut self.src)
+            .expect("memory source is always available");
         if let Ingested::Poison(d) = &r {
             self.poison.push((**d).clone());
         }
@@ -65,7 +102,9 @@ impl Harness {
     }
 
     pub fn advance(&mut self, now: i64) {
-        self.engine.advance(now, &mut self.src, &mut self.out).unwrap();
+        self.engine
+            .advance(now, &mut self.src, &mut self.out)
+            .unwrap();
     }
 
     pub fn finish(&mut self) -> &[Divergence] {

@@ -47,7 +47,10 @@ pub fn envelope_schema(server: &str, v2: bool) -> String {
 }
 
 pub fn key_schema(server: &str) -> String {
-    format!(r#"{{"type":"record","name":"Key","namespace":"{}.shop.orders","fields":[{{"name":"id","type":"long"}}]}}"#, server.replace('-', "_"))
+    format!(
+        r#"{{"type":"record","name":"Key","namespace":"{}.shop.orders","fields":[{{"name":"id","type":"long"}}]}}"#,
+        server.replace('-', "_")
+    )
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +65,14 @@ pub struct Row {
 
 impl Row {
     pub fn new(id: i64, status: &str, total_cents: i64) -> Row {
-        Row { id, status: status.into(), total_cents, note: None, created_at: 1_723_650_000_000 + id, currency: "USD".into() }
+        Row {
+            id,
+            status: status.into(),
+            total_cents,
+            note: None,
+            created_at: 1_723_650_000_000 + id,
+            currency: "USD".into(),
+        }
     }
 }
 
@@ -74,7 +84,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 fn put_decimal(out: &mut Vec<u8>, v: i64) {
     let be = (v as i128).to_be_bytes();
     let mut i = 0;
-    while i + 1 < be.len() && ((be[i] == 0 && be[i + 1] & 0x80 == 0) || (be[i] == 0xff && be[i + 1] & 0x80 != 0)) {
+    while i + 1 < be.len()
+        && ((be[i] == 0 && be[i + 1] & 0x80 == 0) || (be[i] == 0xff && be[i + 1] & 0x80 != 0))
+    {
         i += 1;
     }
     write_long(out, (be.len() - i) as i64);
@@ -110,7 +122,11 @@ pub struct Change {
 
 impl Change {
     pub fn key(&self) -> i64 {
-        self.after.as_ref().or(self.before.as_ref()).map(|r| r.id).unwrap_or(0)
+        self.after
+            .as_ref()
+            .or(self.before.as_ref())
+            .map(|r| r.id)
+            .unwrap_or(0)
     }
 }
 
@@ -168,7 +184,11 @@ pub fn wire_pair(ids: &Ids, c: &Change, v2: bool) -> (Vec<u8>, Vec<u8>) {
     let mut k = Vec::new();
     wire::frame(ids.key, &encode_key(c.key()), &mut k);
     let mut v = Vec::new();
-    wire::frame(if v2 { ids.v2 } else { ids.v1 }, &encode_envelope(c, v2), &mut v);
+    wire::frame(
+        if v2 { ids.v2 } else { ids.v1 },
+        &encode_envelope(c, v2),
+        &mut v,
+    );
     (k, v)
 }
 
@@ -176,7 +196,9 @@ pub fn wire_pair(ids: &Ids, c: &Change, v2: bool) -> (Vec<u8>, Vec<u8>) {
 /// `per_ms` transactions per millisecond of origin time.
 pub fn history(n: usize, keys: i64, seed: u64) -> Vec<Change> {
     let mut state: std::collections::BTreeMap<i64, Row> = Default::default();
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut rnd = || {
         x ^= x << 13;
         x ^= x >> 7;
@@ -192,21 +214,43 @@ pub fn history(n: usize, keys: i64, seed: u64) -> Vec<Change> {
             None => {
                 let r = Row::new(id, "placed", (rnd() % 100_000) as i64);
                 state.insert(id, r.clone());
-                Change { op: "c", before: None, after: Some(r), tx, order: 1, ts_ms }
+                Change {
+                    op: "c",
+                    before: None,
+                    after: Some(r),
+                    tx,
+                    order: 1,
+                    ts_ms,
+                }
             }
             Some(old) if rnd() % 10 == 0 => {
                 state.remove(&id);
-                Change { op: "d", before: Some(old), after: None, tx, order: 1, ts_ms }
+                Change {
+                    op: "d",
+                    before: Some(old),
+                    after: None,
+                    tx,
+                    order: 1,
+                    ts_ms,
+                }
             }
             Some(old) => {
                 let mut new = old.clone();
-                new.status = ["paid", "shipped", "delivered", "refunded"][(rnd() % 4) as usize].into();
+                new.status =
+                    ["paid", "shipped", "delivered", "refunded"][(rnd() % 4) as usize].into();
                 new.total_cents = (rnd() % 100_000) as i64;
                 if rnd() % 3 == 0 {
                     new.note = Some(format!("note {}", rnd() % 1000));
                 }
                 state.insert(id, new.clone());
-                Change { op: "u", before: Some(old), after: Some(new), tx, order: 1, ts_ms }
+                Change {
+                    op: "u",
+                    before: Some(old),
+                    after: Some(new),
+                    tx,
+                    order: 1,
+                    ts_ms,
+                }
             }
         };
         out.push(c);
