@@ -8,8 +8,10 @@
 //! - [`engine`]: windows, watermarks, comparison and verdicts.
 //! - [`verdict`]: divergence events.
 //! - [`source`]: where schemas come from.
+//! - [`connect_json`]: Kafka Connect JsonConverter records, transcoded to the Avro wire format.
 
 pub mod avro;
+pub mod connect_json;
 pub mod digest;
 pub mod engine;
 pub mod envelope;
@@ -19,8 +21,12 @@ pub mod time;
 pub mod verdict;
 pub mod wire;
 
+pub use connect_json::{ConnectJson, ConnectJsonError, WithConnectJson};
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
-pub use engine::{Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus};
+pub use engine::{
+    Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen,
+    SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus,
+};
 pub use envelope::{Position, PositionField};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
 pub use verdict::{Divergence, Kind};
