@@ -1,7 +1,7 @@
 //! Deterministic CDC traffic of a primary and its replicas, with injected faults.
 //!
 //! A [`Simulation`] turns a [`SimConfig`] (scenario, seed, size) into the ordered records a set
-//! of Debezium MySQL connectors would write to Kafka — Avro envelopes in the Confluent wire
+//! of Debezium MariaDB (or MySQL) connectors would write to Kafka — Avro envelopes in the Confluent wire
 //! format, partitioned like the Java client — plus the ground-truth [`Manifest`] of every fault
 //! it injected. It does no I/O: schema ids come from a [`SchemaRegistrar`], records are handed
 //! out by iteration, and [`capture`] files store a run for replay.
@@ -28,12 +28,13 @@ mod world;
 pub use capture::{
     CaptureError, CaptureHeader, CaptureReader, CaptureTopic, CaptureWriter, RecordRef,
 };
-pub use manifest::{Fault, FaultKind, Manifest, ManifestError, Migration};
+pub use manifest::{ConnectorDelay, Fault, FaultKind, Manifest, ManifestError, Migration};
 pub use partitioner::{murmur2, partition_for_key};
 pub use schema::{OfflineRegistry, Registered, SchemaEntry, SchemaRegistrar, Table};
 pub use sim::{
-    DEFAULT_RATE, DUPLICATE_RUN, EXTRA_ID_BASE, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS,
-    PositionKind, Record, Scenario, SimConfig, SimError, Simulation, TopicInfo, UNKNOWN_SCHEMA_ID,
+    CATCH_UP_SPEEDUP, DEFAULT_RATE, DUPLICATE_RUN, EXTRA_ID_BASE, GtidStyle, LAG_DELAY_MS,
+    LATE_PARTITION_DELAY_MS, PositionKind, Record, Scenario, SimConfig, SimError, Simulation,
+    TopicInfo, UNKNOWN_SCHEMA_ID,
 };
 pub use world::Op;
 
@@ -48,6 +49,11 @@ impl Simulation {
             "events": cfg.events,
             "replicas": cfg.replicas,
             "position_kind": cfg.position.name(),
+            "gtid_style": cfg.gtid_style.name(),
+            "transaction_metadata": cfg.transaction_metadata,
+            "whole_second_source_ts": cfg.whole_second_source_ts,
+            "connector_delay_ms": cfg.connector_delay_ms,
+            "replica_connector_delay_ms": cfg.replica_connector_delay_ms,
             "topic_prefix": cfg.topic_prefix,
         });
         CaptureHeader {

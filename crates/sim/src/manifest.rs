@@ -144,6 +144,20 @@ pub struct Migration {
     pub skipped_by: Vec<String>,
 }
 
+/// A connector that started late and read its backlog: the pipeline's own delay, not a fault
+/// of the replica (its database was up to date all along).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorDelay {
+    /// The stream whose connector started late (`primary`, `replica-1`, …).
+    pub stream: String,
+    /// How long after the first commit it started.
+    pub delay_ms: i64,
+    /// The first transaction it processed no later than usual (caught up), and when it wrote
+    /// it; null if it was still catching up at the end of the run.
+    pub caught_up_position: Option<u64>,
+    pub caught_up_timestamp_ms: Option<i64>,
+}
+
 /// The ground truth of one simulation run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -151,10 +165,24 @@ pub struct Manifest {
     pub seed: u64,
     /// `gtid` (position = the transaction sequence in `source.gtid`) or `lsn` (`source.lsn`).
     pub position_kind: String,
-    /// The primary's server UUID, the prefix of every `source.gtid`.
+    /// What precedes the sequence in every `source.gtid`: `0-1-` (MariaDB, the default) or
+    /// `<server_uuid>:` (MySQL).
+    #[serde(default)]
+    pub gtid_prefix: String,
+    /// The primary's server UUID (the prefix of every `source.gtid` in MySQL's form).
     pub server_uuid: String,
     pub topic_prefix: String,
+    /// Partitions of each primary topic.
     pub partitions: u32,
+    /// Partitions of each replica topic.
+    #[serde(default)]
+    pub replica_partitions: u32,
+    /// Whether events carry Debezium's `transaction` block (null otherwise).
+    #[serde(default)]
+    pub transaction_metadata: bool,
+    /// Whether `source.ts_ms` has whole-second resolution.
+    #[serde(default)]
+    pub whole_second_source_ts: bool,
     pub primary: String,
     pub replicas: Vec<String>,
     pub tables: Vec<String>,
@@ -162,14 +190,20 @@ pub struct Manifest {
     pub primary_events: u64,
     /// Records over all topics (tombstones, duplicates and poison included).
     pub records: u64,
-    /// The first and last origin positions of the run.
+    /// The first and last origin positions of the run (of events that carry one: with gtid
+    /// positions, snapshot reads carry none).
     pub first_position: u64,
     pub last_position: u64,
-    /// The last position of the initial snapshot.
+    /// Where the initial snapshot stands: with gtid positions, the last transaction before it
+    /// (snapshot reads carry no gtid; streaming continues after it); with lsn positions, the
+    /// last lsn of its reads.
     pub snapshot_end_position: u64,
     pub start_timestamp_ms: i64,
     pub end_timestamp_ms: i64,
     pub migration: Option<Migration>,
+    /// Connectors that started late (`connector_delay_ms`, `replica_connector_delay_ms`).
+    #[serde(default)]
+    pub connector_delays: Vec<ConnectorDelay>,
     pub faults: Vec<Fault>,
 }
 

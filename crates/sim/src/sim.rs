@@ -13,7 +13,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::avro::{Enc, push_u64};
-use crate::manifest::{Fault, FaultKind, Manifest, Migration};
+use crate::manifest::{ConnectorDelay, Fault, FaultKind, Manifest, Migration};
 use crate::model::{CURRENCIES, Key, Row};
 use crate::partitioner::partition_for_key;
 use crate::schema::{SchemaEntry, SchemaRegistrar, Table, envelope_schema, key_schema};
@@ -34,6 +34,9 @@ const SNAPSHOT_CHUNK: usize = 256;
 pub const EXTRA_ID_BASE: i64 = 900_000_000;
 /// Schema ids that no registry has assigned, for `poison` records.
 pub const UNKNOWN_SCHEMA_ID: u32 = 0x7ff0_0000;
+/// How much faster than the primary's average pace a connector that starts late reads its
+/// backlog (see [`SimConfig::connector_delay_ms`]).
+pub const CATCH_UP_SPEEDUP: f64 = 5.0;
 const DEBEZIUM_VERSION: &str = "3.6.1.Final";
 const NO_FAULT: u32 = u32::MAX;
 
@@ -68,7 +71,8 @@ impl Scenario {
 /// Which `source` field carries the origin position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PositionKind {
-    /// `source.gtid = "<server uuid>:<transaction sequence>"`; the position is the sequence.
+    /// `source.gtid`, a GTID in the form [`GtidStyle`] says; the position is its transaction
+    /// sequence (the number after the last `-` or `:`).
     Gtid,
     /// `source.lsn`, a monotonic log sequence number; `gtid` is null.
     Lsn,
@@ -83,7 +87,33 @@ impl PositionKind {
     }
 }
 
+/// How `source.gtid` is spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GtidStyle {
+    /// MariaDB's `<domain>-<server id>-<sequence>`, here `0-1-<seq>` (domain 0, the primary's
+    /// server id 1), as the Debezium MariaDB connector writes it.
+    MariaDb,
+    /// MySQL's `<server uuid>:<sequence>`.
+    MySql,
+}
+
+impl GtidStyle {
+    pub fn name(self) -> &'static str {
+        match self {
+            GtidStyle::MariaDb => "mariadb",
+            GtidStyle::MySql => "mysql",
+        }
+    }
+}
+
 /// What to simulate.
+///
+/// The defaults are what Debezium's MariaDB connector writes with its default settings: no
+/// transaction metadata (`transaction` null; the events of a transaction share its gtid across
+/// tables and partitions), snapshot reads without a position (`source.gtid` null, `server_id`
+/// 0, `snapshot` `first` … `last`), MariaDB GTIDs `0-1-<seq>`, `source.ts_ms` in whole seconds,
+/// and keys framed with each topic's own key schema id (so a key's partition differs between
+/// the primary's and a replica's topic).
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub scenario: Scenario,
@@ -94,8 +124,28 @@ pub struct SimConfig {
     /// Primary change events per second of synthetic time; [`DEFAULT_RATE`] if None.
     pub rate: Option<f64>,
     pub replicas: u32,
+    /// Partitions of each of the primary's topics (and of the replicas' unless
+    /// `replica_partitions` says otherwise).
     pub partitions: u32,
+    /// Partitions of each replica topic; None: as many as the primary's.
+    pub replica_partitions: Option<u32>,
     pub position: PositionKind,
+    /// How `source.gtid` is spelled (with [`PositionKind::Gtid`]).
+    pub gtid_style: GtidStyle,
+    /// Write Debezium's `transaction` block (`provide.transaction.metadata=true`); by default
+    /// it is null, as Debezium writes it unless asked.
+    pub transaction_metadata: bool,
+    /// `source.ts_ms` in whole seconds (the binlog event's time, as MySQL and MariaDB give it);
+    /// false: the commit time in milliseconds.
+    pub whole_second_source_ts: bool,
+    /// Every connector (the primary's and the replicas') starts this long after the first
+    /// commit and reads its backlog at [`CATCH_UP_SPEEDUP`] times the primary's pace: record
+    /// timestamps (when the connector produced them) lie up to this far after the commits,
+    /// on all sides alike, until it has caught up. 0: connectors keep up from the start.
+    pub connector_delay_ms: i64,
+    /// The replicas' connectors start this much later still (on top of
+    /// `connector_delay_ms`), then catch up likewise.
+    pub replica_connector_delay_ms: i64,
     /// Prepended to every topic name (and to `source.name`).
     pub topic_prefix: String,
     /// Synthetic start time; by default 2024-08-14T12:00:00Z, and for `incident` shortly before
@@ -114,7 +164,13 @@ impl Default for SimConfig {
             rate: None,
             replicas: 2,
             partitions: 8,
+            replica_partitions: None,
             position: PositionKind::Gtid,
+            gtid_style: GtidStyle::MariaDb,
+            transaction_metadata: false,
+            whole_second_source_ts: true,
+            connector_delay_ms: 0,
+            replica_connector_delay_ms: 0,
             topic_prefix: String::new(),
             start_ms: None,
             migration: true,
@@ -165,6 +221,9 @@ struct TxnMeta {
     position: u64,
     lsn: u64,
     commit_ms: i64,
+    /// `source.ts_ms`: the commit time (in whole seconds by default); for snapshot reads, the
+    /// snapshot's start.
+    source_ts_ms: i64,
     snapshot: bool,
     thread: i64,
 }
@@ -231,8 +290,9 @@ struct Deferred {
     fault: usize,
 }
 
-/// A record's key and value bytes.
-type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+/// A record's key and value bytes, and where in the value the envelope's `ts_ms` is encoded
+/// (a redelivered copy carries the time it was sent again there, as Debezium's does).
+type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>, usize);
 
 /// A record waiting for its emission time.
 struct Pending {
@@ -290,15 +350,20 @@ struct Out {
     primary_events: u64,
     /// Primary events between a duplicate run and its redelivery.
     redelivery_gap: u64,
+    /// Connectors that start late, for the manifest.
+    delays: Vec<ConnectorDelay>,
 }
 
 /// Settings every stream reads.
 struct Ctx {
     topic_names: Vec<String>,
-    partitions: u32,
     position: PositionKind,
-    server_uuid: String,
+    /// What precedes the sequence in `source.gtid`: `0-1-` or `<server uuid>:`.
+    gtid_prefix: String,
+    transaction_metadata: bool,
     events: u64,
+    /// A catching-up connector's processing time per primary event, in ms.
+    catch_up_ms_per_event: f64,
 }
 
 /// One server's CDC stream: the primary (index 0) or a replica.
@@ -306,6 +371,8 @@ struct Stream {
     name: String,
     source_name: String,
     topic_base: u16,
+    /// Partitions of each of this stream's topics.
+    partitions: u32,
     key_ids: [u32; 7],
     value_ids: [[u32; 2]; 7],
     orders_version: u8,
@@ -324,6 +391,9 @@ struct Stream {
     last_emit: Vec<i64>,
     /// The connector reads its log in order, so its processing time never goes back either.
     last_base: i64,
+    /// While a connector that started late works through its backlog: its processing time,
+    /// and its entry in [`Out::delays`].
+    catch_up: Option<(f64, usize)>,
     armed: Vec<Armed>,
     lag: Option<Stretch>,
     late: Option<Stretch>,
@@ -366,6 +436,10 @@ pub struct Simulation {
     safe_ms: i64,
     last_commit_ms: i64,
     change_orders: Vec<(u32, u32)>,
+    /// The `source.snapshot` value of each change of a snapshot chunk (see [`snapshot_flag`]).
+    snap_flags: Vec<u8>,
+    /// `source.ts_ms` of every snapshot read: the snapshot's start, in whole seconds.
+    snapshot_ts_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -386,11 +460,17 @@ impl Simulation {
                 cfg.replicas
             )));
         }
-        if cfg.partitions == 0 || cfg.partitions > 10_000 {
-            return Err(SimError::Config(format!(
-                "partitions must be 1..=10000, not {}",
-                cfg.partitions
-            )));
+        for p in std::iter::once(cfg.partitions).chain(cfg.replica_partitions) {
+            if p == 0 || p > 10_000 {
+                return Err(SimError::Config(format!(
+                    "partitions must be 1..=10000, not {p}"
+                )));
+            }
+        }
+        if cfg.connector_delay_ms < 0 || cfg.replica_connector_delay_ms < 0 {
+            return Err(SimError::Config(
+                "connector delays must not be negative".into(),
+            ));
         }
         if cfg.events == 0 {
             return Err(SimError::Config("events must be positive".into()));
@@ -442,10 +522,18 @@ impl Simulation {
         };
         let mut streams = Vec::new();
         for (s, name) in stream_names.iter().enumerate() {
+            let partitions = if s == 0 {
+                cfg.partitions
+            } else {
+                cfg.replica_partitions.unwrap_or(cfg.partitions)
+            };
             let mut key_ids = [0; 7];
             let mut value_ids = [[0; 2]; 7];
             for table in Table::ALL {
                 let topic = format!("{}{name}.shop.{table}", cfg.topic_prefix);
+                // Each topic's key schema is named after the topic (`<stream>.shop.<table>.Key`),
+                // as Debezium names it, so every topic's keys carry their own schema id, and the
+                // partitioner, hashing the framed bytes, places a key independently per topic.
                 key_ids[table.index()] = register(
                     format!("{topic}-key"),
                     key_schema(name, table),
@@ -461,13 +549,14 @@ impl Simulation {
                     name: topic,
                     stream: name.clone(),
                     table,
-                    partitions: cfg.partitions,
+                    partitions,
                 });
             }
             streams.push(Stream {
                 name: name.clone(),
                 source_name: format!("{}{name}", cfg.topic_prefix),
                 topic_base: (s * Table::ALL.len()) as u16,
+                partitions,
                 key_ids,
                 value_ids,
                 orders_version: 1,
@@ -480,8 +569,9 @@ impl Simulation {
                 binlog_pos: 4 + 1000 * s as i64,
                 rng: seed_rng(100 + s as u64),
                 overlay: HashMap::new(),
-                last_emit: vec![i64::MIN; Table::ALL.len() * cfg.partitions as usize],
+                last_emit: vec![i64::MIN; Table::ALL.len() * partitions as usize],
                 last_base: i64::MIN,
+                catch_up: None,
                 armed: Vec::new(),
                 lag: None,
                 late: None,
@@ -538,14 +628,24 @@ impl Simulation {
             Scenario::Faults => plan_faults(&cfg, &mut fault_rng),
             _ => Vec::new(),
         };
-        let partitions = cfg.partitions;
+        let gtid_prefix = match cfg.gtid_style {
+            GtidStyle::MariaDb => "0-1-".to_string(),
+            GtidStyle::MySql => format!("{server_uuid}:"),
+        };
         let manifest = Manifest {
             scenario: cfg.scenario.name().into(),
             seed: cfg.seed,
             position_kind: cfg.position.name().into(),
+            gtid_prefix: match cfg.position {
+                PositionKind::Gtid => gtid_prefix.clone(),
+                PositionKind::Lsn => String::new(),
+            },
             server_uuid: server_uuid.clone(),
             topic_prefix: cfg.topic_prefix.clone(),
-            partitions,
+            partitions: cfg.partitions,
+            replica_partitions: cfg.replica_partitions.unwrap_or(cfg.partitions),
+            transaction_metadata: cfg.transaction_metadata,
+            whole_second_source_ts: cfg.whole_second_source_ts,
             primary: stream_names[0].clone(),
             replicas: stream_names[1..].to_vec(),
             tables: Table::ALL.iter().map(|t| t.name().to_string()).collect(),
@@ -557,11 +657,34 @@ impl Simulation {
             start_timestamp_ms: start_ms,
             end_timestamp_ms: start_ms,
             migration: None,
+            connector_delays: Vec::new(),
             faults: Vec::new(),
         };
+        // Connectors that start late: each reads its backlog from its start on.
+        let mut delays = Vec::new();
+        for (s, st) in streams.iter_mut().enumerate() {
+            let delay = cfg.connector_delay_ms
+                + if s == 0 {
+                    0
+                } else {
+                    cfg.replica_connector_delay_ms
+                };
+            if delay > 0 {
+                st.catch_up = Some(((start_ms + delay) as f64, delays.len()));
+                delays.push(ConnectorDelay {
+                    stream: st.name.clone(),
+                    delay_ms: delay,
+                    caught_up_position: None,
+                    caught_up_timestamp_ms: None,
+                });
+            }
+        }
         let topic_names = topics.iter().map(|t| t.name.clone()).collect();
         let mut sim = Simulation {
-            offsets: vec![vec![0; partitions as usize]; topics.len()],
+            offsets: topics
+                .iter()
+                .map(|t| vec![0; t.partitions as usize])
+                .collect(),
             topics,
             schemas,
             world,
@@ -575,13 +698,15 @@ impl Simulation {
                 poison_count: 0,
                 primary_events: 0,
                 redelivery_gap: (cfg.events / 50).max(50),
+                delays,
             },
             ctx: Ctx {
                 topic_names,
-                partitions,
                 position: cfg.position,
-                server_uuid,
+                gtid_prefix,
+                transaction_metadata: cfg.transaction_metadata,
                 events: cfg.events,
+                catch_up_ms_per_event: ns_per_event / 1e6 / CATCH_UP_SPEEDUP,
             },
             manifest,
             phase: Phase::Snapshot {
@@ -602,6 +727,8 @@ impl Simulation {
             safe_ms: i64::MIN,
             last_commit_ms: start_ms,
             change_orders: Vec::with_capacity(32),
+            snap_flags: Vec::with_capacity(SNAPSHOT_CHUNK),
+            snapshot_ts_ms: start_ms.div_euclid(1000) * 1000,
             cfg,
         };
         if let Some(s) = drifted {
@@ -639,6 +766,7 @@ impl Simulation {
     pub fn manifest(&self) -> Manifest {
         let mut m = self.manifest.clone();
         m.faults = self.out.faults.clone();
+        m.connector_delays = self.out.delays.clone();
         // The drift placeholder stays only if the replica emitted a drifted event.
         m.faults
             .retain(|f| f.kind != FaultKind::SchemaDrift || f.position.is_some());
@@ -650,10 +778,22 @@ impl Simulation {
     }
 
     fn next_meta(&mut self, changes: usize, snapshot: bool) -> TxnMeta {
-        self.seq += 1;
+        // The snapshot reads rows; it commits nothing, so it takes no GTID.
+        let gtid_less = snapshot && self.cfg.position == PositionKind::Gtid;
+        if !gtid_less {
+            self.seq += 1;
+        }
         self.lsn += 96 + 212 * changes as u64 + (self.seq % 7) * 8;
         let commit_ms = self.commit_ns().div_euclid(1_000_000);
+        let source_ts_ms = if snapshot {
+            self.snapshot_ts_ms
+        } else if self.cfg.whole_second_source_ts {
+            commit_ms.div_euclid(1000) * 1000
+        } else {
+            commit_ms
+        };
         TxnMeta {
+            source_ts_ms,
             seq: self.seq,
             position: match self.cfg.position {
                 PositionKind::Gtid => self.seq,
@@ -671,6 +811,7 @@ impl Simulation {
         let ns = self.commit_ns();
         self.world
             .set_now(ns.div_euclid(1_000_000), ns.div_euclid(1000));
+        self.snap_flags.clear();
         let snapshot = match &mut self.phase {
             Phase::Done => return,
             Phase::Snapshot { rows, next } => {
@@ -681,6 +822,8 @@ impl Simulation {
                         .iter()
                         .take_while(|r| r.table() == table)
                         .count();
+                self.snap_flags
+                    .extend((*next..end).map(|i| snapshot_flag(rows, i)));
                 self.world.changes.clear();
                 self.world
                     .changes
@@ -733,10 +876,13 @@ impl Simulation {
         {
             r.first_position = meta.position;
         }
-        if self.manifest.first_position == 0 {
-            self.manifest.first_position = meta.position;
+        let positioned = !(snapshot && self.cfg.position == PositionKind::Gtid);
+        if positioned {
+            if self.manifest.first_position == 0 {
+                self.manifest.first_position = meta.position;
+            }
+            self.manifest.last_position = meta.position;
         }
-        self.manifest.last_position = meta.position;
         if snapshot {
             self.manifest.snapshot_end_position = meta.position;
         }
@@ -759,13 +905,21 @@ impl Simulation {
                 &meta,
                 &changes,
                 &self.change_orders,
+                &self.snap_flags,
                 self.primary_events,
             );
         }
         self.primary_events += changes.len() as u64;
         self.world.changes = changes;
         self.last_commit_ms = meta.commit_ms;
-        self.safe_ms = meta.commit_ms;
+        // No stream emits anything before its connector's processing time (which never goes
+        // back) or before the next commit.
+        self.safe_ms = self
+            .streams
+            .iter()
+            .map(|st| st.last_base.max(meta.commit_ms))
+            .min()
+            .unwrap_or(meta.commit_ms);
         if self.primary_events >= self.cfg.events && matches!(self.phase, Phase::Streaming) {
             self.finish();
         }
@@ -823,15 +977,20 @@ impl Simulation {
         }
     }
 
+    /// The connector, restarted, sends a run of records again: the same key, before, after and
+    /// source, with its new processing time as the envelope's `ts_ms` (as Debezium does after
+    /// a crash lost its unflushed offsets).
     fn redeliver(&mut self, d: Deferred, commit_ms: i64) {
         let st = &mut self.streams[d.stream];
-        let slot = d.table.index() * self.ctx.partitions as usize + d.partition as usize;
-        let emit = st.last_emit[slot].max(commit_ms + 1);
+        let slot = d.table.index() * st.partitions as usize + d.partition as usize;
+        // Not before anything the connector has already processed.
+        let emit = st.last_emit[slot].max(st.last_base + 1).max(commit_ms + 1);
         st.last_emit[slot] = emit;
         let topic = st.topic_base + d.table.index() as u16;
         self.out.faults[d.fault].timestamp_ms = Some(emit);
         self.out.faults[d.fault].count = Some(d.records.len() as u64);
-        for (i, (key, value)) in d.records.into_iter().enumerate() {
+        for (i, (key, value, ts_at)) in d.records.into_iter().enumerate() {
+            let value = value.map(|v| with_envelope_ts(&v, ts_at, emit));
             let tag = if i == 0 { d.fault as u32 } else { NO_FAULT };
             self.out.push(emit, topic, d.partition, key, value, tag);
         }
@@ -863,7 +1022,7 @@ impl Simulation {
                 } else {
                     (
                         LATE_PARTITION_DELAY_MS,
-                        Some(self.fault_rng.random_range(0..self.ctx.partitions)),
+                        Some(self.fault_rng.random_range(0..st.partitions)),
                     )
                 };
                 let mut f = Fault::new(p.kind, &name, table_name);
@@ -948,6 +1107,46 @@ impl Simulation {
         }
         self.manifest.primary_events = self.primary_events;
         self.safe_ms = i64::MAX;
+    }
+}
+
+/// `value` with the envelope `ts_ms` encoded at `at` replaced by `ts_ms`.
+fn with_envelope_ts(value: &[u8], at: usize, ts_ms: i64) -> Vec<u8> {
+    let mut end = at;
+    while value[end] & 0x80 != 0 {
+        end += 1;
+    }
+    let mut v = Vec::with_capacity(value.len() + 2);
+    v.extend_from_slice(&value[..at]);
+    Enc::new(&mut v).long(ts_ms);
+    v.extend_from_slice(&value[end + 1..]);
+    v
+}
+
+/// `source.snapshot` of a snapshot read, as Debezium writes it, by the read's index in the
+/// snapshot (whose rows come table by table).
+const SNAPSHOT_FLAGS: [&str; 6] = [
+    "false",
+    "first",
+    "first_in_data_collection",
+    "true",
+    "last_in_data_collection",
+    "last",
+];
+
+/// The index into [`SNAPSHOT_FLAGS`] of the `i`th read of the snapshot `rows`.
+fn snapshot_flag(rows: &[Row], i: usize) -> u8 {
+    let table = |j: usize| rows[j].table();
+    if i == 0 {
+        1
+    } else if i + 1 == rows.len() {
+        5
+    } else if table(i - 1) != table(i) {
+        2
+    } else if table(i + 1) != table(i) {
+        4
+    } else {
+        3
     }
 }
 
@@ -1052,6 +1251,8 @@ struct Emit<'a> {
     after: Option<Row>,
     total_order: u32,
     dco: u32,
+    /// The index into [`SNAPSHOT_FLAGS`] of `source.snapshot` (0: "false", not a snapshot read).
+    snap: u8,
 }
 
 impl Stream {
@@ -1095,6 +1296,7 @@ impl Stream {
         meta: &TxnMeta,
         changes: &[Change],
         orders: &[(u32, u32)],
+        snap: &[u8],
         primary_events: u64,
     ) {
         let mut base = meta.commit_ms + self.delay_ms + self.rng.random_range(0..=self.jitter_ms);
@@ -1115,6 +1317,19 @@ impl Stream {
                 }
             }
         }
+        if let Some((clock, entry)) = self.catch_up {
+            // A connector that started late processes its backlog at its own pace.
+            let busy = clock + changes.len() as f64 * ctx.catch_up_ms_per_event;
+            if busy > base as f64 {
+                base = busy.ceil() as i64;
+                self.catch_up = Some((busy, entry));
+            } else {
+                let d = &mut out.delays[entry];
+                d.caught_up_position = Some(meta.position);
+                d.caught_up_timestamp_ms = Some(base.max(self.last_base));
+                self.catch_up = None;
+            }
+        }
         base = base.max(self.last_base);
         self.last_base = base;
         if let Some(late) = self.late
@@ -1122,8 +1337,11 @@ impl Stream {
         {
             self.late = None;
         }
+        // Every read of the snapshot names the binlog position it was taken at.
         let pos = self.binlog_pos;
-        self.binlog_pos += 120 + 230 * changes.len() as i64;
+        if !meta.snapshot {
+            self.binlog_pos += 120 + 230 * changes.len() as i64;
+        }
         for &(_, fault) in &self.silent {
             out.faults[fault].position.get_or_insert(meta.position);
         }
@@ -1145,6 +1363,7 @@ impl Stream {
                 after: ch.after,
                 total_order,
                 dco,
+                snap: snap.get(i).copied().unwrap_or(0),
             };
 
             if let Some(r) = self.reorder
@@ -1176,6 +1395,7 @@ impl Stream {
                             after: held.change.after,
                             total_order: held.total_order,
                             dco: held.dco,
+                            snap: 0,
                         };
                         let f = &mut out.faults[r.fault];
                         f.key = Some(ch.key.to_json(ch.table));
@@ -1204,7 +1424,7 @@ impl Stream {
                     f.key = Some(ch.key.to_json(ch.table));
                     f.position = Some(meta.position);
                     if a.kind == FaultKind::Dropped {
-                        let (_, partition) = self.key_bytes(ctx, ch.table, ch.key);
+                        let (_, partition) = self.key_bytes(ch.table, ch.key);
                         f.detail =
                             Some("replica skipped this update; it keeps the previous row".into());
                         f.topic = Some(
@@ -1281,6 +1501,7 @@ impl Stream {
                     after: Some(row),
                     total_order: changes.len() as u32 + 1,
                     dco,
+                    snap: 0,
                 };
                 self.emit(out, ctx, ev, pos, base, (out.faults.len() - 1) as u32, None);
             } else {
@@ -1288,7 +1509,7 @@ impl Stream {
                     continue;
                 };
                 let row = self.replica_row(a.table, key, world.get(a.table, key));
-                let (key_bytes, partition) = self.key_bytes(ctx, a.table, key);
+                let (key_bytes, partition) = self.key_bytes(a.table, key);
                 let version = self.version(a.table);
                 let mut value = Vec::with_capacity(512);
                 let ev = Emit {
@@ -1300,8 +1521,10 @@ impl Stream {
                     after: row,
                     total_order: 1,
                     dco: 1,
+                    snap: 0,
                 };
-                self.encode_value(&mut value, &mut out.scratch, ctx, &ev, version, pos, base);
+                let _ =
+                    self.encode_value(&mut value, &mut out.scratch, ctx, &ev, version, pos, base);
                 out.poison_count += 1;
                 let detail = match a.variant {
                     0 => {
@@ -1345,12 +1568,12 @@ impl Stream {
         }
     }
 
-    fn key_bytes(&self, ctx: &Ctx, table: Table, key: Key) -> (Vec<u8>, u32) {
+    fn key_bytes(&self, table: Table, key: Key) -> (Vec<u8>, u32) {
         let mut kb = Vec::with_capacity(24);
         let mut e = Enc::new(&mut kb);
         e.wire_header(self.key_ids[table.index()]);
         key.encode(&mut e);
-        let partition = partition_for_key(&kb, ctx.partitions);
+        let partition = partition_for_key(&kb, self.partitions);
         (kb, partition)
     }
 
@@ -1383,11 +1606,11 @@ impl Stream {
         fault: u32,
         primary: Option<&Change>,
     ) {
-        let (key_bytes, partition) = self.key_bytes(ctx, ev.table, ev.key);
+        let (key_bytes, partition) = self.key_bytes(ev.table, ev.key);
         let emit_ms = self.emit_time(ev.table, partition, base);
         let version = self.version(ev.table);
         let mut value = Vec::with_capacity(if ev.table == Table::Orders { 560 } else { 360 });
-        self.encode_value(
+        let ts_at = self.encode_value(
             &mut value,
             &mut out.scratch,
             ctx,
@@ -1426,7 +1649,7 @@ impl Stream {
             partition,
             ev.meta.position,
             &key_bytes,
-            Some(&value),
+            Some((&value, ts_at)),
             primary.is_some(),
         );
         out.push(
@@ -1494,7 +1717,7 @@ impl Stream {
         partition: u32,
         position: u64,
         key: &[u8],
-        value: Option<&[u8]>,
+        value: Option<(&[u8], usize)>,
         regular: bool,
     ) {
         let Some(dup) = self.dup.as_mut() else { return };
@@ -1506,8 +1729,11 @@ impl Stream {
         f.position.get_or_insert(position);
         f.until_position = Some(position);
         f.partition = Some(partition);
-        dup.records
-            .push((Some(key.to_vec()), value.map(<[u8]>::to_vec)));
+        dup.records.push((
+            Some(key.to_vec()),
+            value.map(|(v, _)| v.to_vec()),
+            value.map_or(0, |(_, at)| at),
+        ));
         if dup.records.len() >= DUPLICATE_RUN {
             let dup = self.dup.take().unwrap();
             // The connector restarts a little later and re-sends from its last committed offset.
@@ -1532,7 +1758,7 @@ impl Stream {
         version: u8,
         pos: i64,
         emit_ms: i64,
-    ) {
+    ) -> usize {
         let meta = ev.meta;
         let mut e = Enc::new(value);
         e.wire_header(self.value_ids[ev.table.index()][version as usize - 1]);
@@ -1554,31 +1780,31 @@ impl Stream {
         e.string(DEBEZIUM_VERSION);
         e.string("mysql");
         e.string(&self.source_name);
-        e.long(meta.commit_ms);
+        e.long(meta.source_ts_ms);
         e.union_index(1);
-        e.string(if meta.snapshot { "true" } else { "false" });
+        e.string(SNAPSHOT_FLAGS[ev.snap as usize]);
         e.string("shop");
         e.union_index(1);
         e.string(ev.table.name());
-        e.long(1); // server_id of the origin: the primary
-        // The transaction id, formatted once per transaction.
+        // server_id of the origin, the primary; 0 in snapshot reads, which have no origin event.
+        e.long(if meta.snapshot { 0 } else { 1 });
         let gtid = |scratch: &mut Vec<u8>| {
             scratch.clear();
-            scratch.extend_from_slice(ctx.server_uuid.as_bytes());
-            scratch.push(b':');
+            scratch.extend_from_slice(ctx.gtid_prefix.as_bytes());
             push_u64(scratch, meta.seq);
         };
         match ctx.position {
-            PositionKind::Gtid => {
+            // Snapshot reads carry no gtid: they are state, not a logged transaction.
+            PositionKind::Gtid if !meta.snapshot => {
                 e.union_index(1);
                 gtid(scratch);
                 e.bytes(scratch);
             }
-            PositionKind::Lsn => e.null(),
+            _ => e.null(),
         }
         e.string(&self.binlog_file);
         e.long(pos);
-        e.int(ev.dco as i32 - 1);
+        e.int(if meta.snapshot { 0 } else { ev.dco as i32 - 1 });
         if meta.snapshot {
             e.null();
         } else {
@@ -1595,8 +1821,14 @@ impl Stream {
         }
         e.string(ev.op.code());
         e.union_index(1);
+        let ts_at = e.buf.len();
         e.long(emit_ms);
-        // transaction
+        // transaction: only with `provide.transaction.metadata`, and never for snapshot reads
+        // (no transaction wrote them)
+        if !ctx.transaction_metadata || (meta.snapshot && ctx.position == PositionKind::Gtid) {
+            e.null();
+            return ts_at;
+        }
         e.union_index(1);
         match ctx.position {
             PositionKind::Gtid => gtid(scratch),
@@ -1610,6 +1842,7 @@ impl Stream {
         e.bytes(scratch);
         e.long(ev.total_order as i64);
         e.long(ev.dco as i64);
+        ts_at
     }
 }
 

@@ -68,10 +68,13 @@ impl Event {
             v => panic!("source {v:?}"),
         }
     }
+    /// The origin position: the sequence of `source.gtid` (after its last `-` or `:`), or
+    /// `source.lsn`. A snapshot read without either (Debezium's MySQL and MariaDB snapshots)
+    /// stands before every transaction: 0.
     fn position(&self) -> u64 {
         match self.source("gtid") {
             Value::Union(1, g) => match &**g {
-                Value::String(s) => s.rsplit_once(':').unwrap().1.parse().unwrap(),
+                Value::String(s) => s[s.rfind([':', '-']).unwrap() + 1..].parse().unwrap(),
                 v => panic!("gtid {v:?}"),
             },
             _ => match self.source("lsn") {
@@ -79,8 +82,20 @@ impl Event {
                     Value::Long(l) => l as u64,
                     ref v => panic!("lsn {v:?}"),
                 },
+                _ if self.op() == "r" => 0,
                 v => panic!("no position: {v:?}"),
             },
+        }
+    }
+    /// The `transaction` block, if the event has one.
+    fn transaction(&self) -> Option<&Vec<(String, Value)>> {
+        match self.field("transaction") {
+            Value::Union(0, _) => None,
+            Value::Union(1, tx) => match &**tx {
+                Value::Record(f) => Some(f),
+                v => panic!("transaction {v:?}"),
+            },
+            v => panic!("transaction {v:?}"),
         }
     }
     fn image(&self, name: &str) -> Option<&Vec<(String, Value)>> {
@@ -228,11 +243,26 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
 
 #[test]
 fn every_record_is_a_well_formed_debezium_event() {
-    for position in [PositionKind::Gtid, PositionKind::Lsn] {
-        let run = run(SimConfig {
-            position,
+    // Debezium's MariaDB defaults; MySQL GTIDs with transaction metadata; LSNs with
+    // transaction metadata, replica topics with fewer partitions and ms commit times.
+    let configs = [
+        cfg(Scenario::Faults, 15_000),
+        SimConfig {
+            gtid_style: GtidStyle::MySql,
+            transaction_metadata: true,
             ..cfg(Scenario::Faults, 15_000)
-        });
+        },
+        SimConfig {
+            position: PositionKind::Lsn,
+            transaction_metadata: true,
+            replica_partitions: Some(3),
+            whole_second_source_ts: false,
+            ..cfg(Scenario::Faults, 15_000)
+        },
+    ];
+    for config in configs {
+        let (position, metadata) = (config.position, config.transaction_metadata);
+        let run = run(config.clone());
         let d = decode(&run);
         let poison: Vec<_> = run.manifest.faults_of(FaultKind::Poison).collect();
         assert_eq!(
@@ -254,11 +284,51 @@ fn every_record_is_a_well_formed_debezium_event() {
             );
             last_ts = r.timestamp_ms;
             let key = r.key.as_ref().unwrap();
+            let t = &run.topics[r.topic as usize];
+            let want = if t.stream == "primary" {
+                config.partitions
+            } else {
+                config.replica_partitions.unwrap_or(config.partitions)
+            };
+            assert_eq!(t.partitions, want, "{}", t.name);
             assert_eq!(
                 r.partition,
-                partition_for_key(key, 8),
+                partition_for_key(key, t.partitions),
                 "Kafka's default partitioner"
             );
+        }
+        // Snapshot reads, per stream: `first`, then per table `first_in_data_collection` …
+        // `last_in_data_collection`, `true` between, and `last`, as Debezium writes them.
+        let mut snapshot_flags: BTreeMap<&str, Vec<(Table, String)>> = BTreeMap::new();
+        for e in d
+            .events
+            .iter()
+            .filter(|e| e.envelope.is_some() && e.op() == "r")
+        {
+            let Value::Union(1, f) = e.source("snapshot") else {
+                panic!("no snapshot flag")
+            };
+            let Value::String(f) = &**f else { panic!() };
+            snapshot_flags
+                .entry(e.stream.as_str())
+                .or_default()
+                .push((e.table, f.clone()));
+        }
+        assert_eq!(snapshot_flags.len(), 3);
+        for (stream, reads) in &snapshot_flags {
+            assert!(reads.len() > 100, "{stream}");
+            let count = |f: &str| reads.iter().filter(|(_, x)| x == f).count();
+            assert_eq!((count("first"), count("last")), (1, 1), "{stream}");
+            assert_eq!(count("first_in_data_collection"), Table::ALL.len() - 1);
+            assert_eq!(count("last_in_data_collection"), Table::ALL.len() - 1);
+            assert_eq!(
+                count("true") + 2 * Table::ALL.len(),
+                reads.len(),
+                "{stream}: every other read is `true`"
+            );
+            let first = reads.iter().find(|(_, f)| f == "first").unwrap();
+            let last = reads.iter().find(|(_, f)| f == "last").unwrap();
+            assert_eq!((first.0, last.0), (Table::Customers, Table::Payments));
         }
 
         let mut tables_seen = BTreeMap::new();
@@ -292,60 +362,76 @@ fn every_record_is_a_well_formed_debezium_event() {
             for (k, v) in e.key.as_object().unwrap() {
                 assert_eq!(&to_json(field(row, k)), v, "{}: key field {k}", e.topic);
             }
+            if op != "r" {
+                assert_eq!(
+                    e.source("snapshot"),
+                    &Value::Union(1, Box::new(Value::String("false".into())))
+                );
+            }
+            // The origin server's id; 0 in a snapshot read.
             assert_eq!(
-                e.source("snapshot"),
-                &Value::Union(
-                    1,
-                    Box::new(Value::String(
-                        if op == "r" { "true" } else { "false" }.into()
-                    ))
-                )
+                e.source("server_id"),
+                &Value::Long(if op == "r" { 0 } else { 1 })
             );
             assert_eq!(
                 e.source("table"),
                 &Value::Union(1, Box::new(Value::String(e.table.name().into())))
             );
-            let redelivered = run.manifest.faults_of(FaultKind::Duplicate).any(|f| {
-                f.topic.as_ref() == Some(&e.topic)
-                    && f.partition == Some(e.partition)
-                    && (f.offset.unwrap()..f.offset.unwrap() + f.count.unwrap() as i64)
-                        .contains(&e.offset)
-            });
-            if !redelivered {
-                assert_eq!(
-                    e.field("ts_ms"),
-                    &Value::Union(1, Box::new(Value::Long(e.timestamp_ms))),
-                    "envelope ts_ms is the record time"
-                );
-            }
+            // The connector's processing time: the record's time, redelivered copies included.
+            assert_eq!(
+                e.field("ts_ms"),
+                &Value::Union(1, Box::new(Value::Long(e.timestamp_ms))),
+                "envelope ts_ms is the record time"
+            );
             let Value::Long(commit) = e.source("ts_ms") else {
                 panic!()
             };
             assert!(*commit < e.timestamp_ms, "emitted after the commit");
-            let Value::Union(1, tx) = e.field("transaction") else {
-                panic!("transaction block missing")
+            if config.whole_second_source_ts {
+                assert_eq!(commit % 1000, 0, "source.ts_ms in whole seconds");
+            }
+            let no_gtid = position == PositionKind::Lsn || op == "r";
+            let gtid = match e.source("gtid") {
+                Value::Union(0, _) => {
+                    assert!(no_gtid, "gtid missing");
+                    None
+                }
+                Value::Union(1, g) => {
+                    assert!(!no_gtid, "{op}: a gtid");
+                    let Value::String(g) = &**g else { panic!() };
+                    let want = match config.gtid_style {
+                        GtidStyle::MariaDb => "0-1-".to_string(),
+                        GtidStyle::MySql => format!("{}:", run.manifest.server_uuid),
+                    };
+                    assert_eq!(g, &format!("{want}{}", e.position()));
+                    assert_eq!(run.manifest.gtid_prefix, want);
+                    Some(g.clone())
+                }
+                v => panic!("gtid {v:?}"),
             };
-            let Value::Record(tx) = &**tx else { panic!() };
+            match position {
+                PositionKind::Gtid => {
+                    assert_eq!(e.source("lsn"), &Value::Union(0, Box::new(Value::Null)))
+                }
+                // PostgreSQL's snapshot reads carry an lsn too.
+                PositionKind::Lsn => assert!(matches!(e.source("lsn"), Value::Union(1, _))),
+            }
+            let Some(tx) = e.transaction() else {
+                assert!(
+                    !metadata || gtid.is_none() && position == PositionKind::Gtid,
+                    "transaction block missing"
+                );
+                continue;
+            };
+            assert!(metadata, "a transaction block without transaction metadata");
             let Value::String(tx_id) = field(tx, "id") else {
                 panic!()
             };
             match position {
                 PositionKind::Gtid => {
-                    let Value::Union(1, g) = e.source("gtid") else {
-                        panic!("gtid missing")
-                    };
-                    assert_eq!(
-                        &**g,
-                        &Value::String(tx_id.clone()),
-                        "transaction id is the gtid"
-                    );
-                    assert!(tx_id.starts_with(&run.manifest.server_uuid));
-                    assert_eq!(e.source("lsn"), &Value::Union(0, Box::new(Value::Null)));
+                    assert_eq!(gtid.as_ref(), Some(tx_id), "transaction id is the gtid")
                 }
-                PositionKind::Lsn => {
-                    assert_eq!(e.source("gtid"), &Value::Union(0, Box::new(Value::Null)));
-                    assert!(tx_id.ends_with(&format!(":{}", e.position())));
-                }
+                PositionKind::Lsn => assert!(tx_id.ends_with(&format!(":{}", e.position()))),
             }
             let (Value::Long(total), Value::Long(dco)) =
                 (field(tx, "total_order"), field(tx, "data_collection_order"))
@@ -380,8 +466,22 @@ fn every_record_is_a_well_formed_debezium_event() {
 
 #[test]
 fn events_of_one_transaction_share_a_position_and_positions_grow() {
-    let run = run(cfg(Scenario::Clean, 10_000));
-    let d = decode(&run);
+    // Without transaction metadata (the default) the shared gtid is all that ties them.
+    let plain = run(cfg(Scenario::Clean, 10_000));
+    let d = decode(&plain);
+    assert!(
+        d.events
+            .iter()
+            .all(|e| e.envelope.is_none() || e.transaction().is_none())
+    );
+    let run = run(SimConfig {
+        transaction_metadata: true,
+        ..cfg(Scenario::Clean, 10_000)
+    });
+    let d2 = decode(&run);
+    // The same events, with the block.
+    assert_eq!(d.events.len(), d2.events.len());
+    let d = d2;
     let mut last: HashMap<String, u64> = HashMap::new();
     let mut by_position: BTreeMap<u64, Vec<&Event>> = BTreeMap::new();
     for e in d.events.iter().filter(|e| e.envelope.is_some()) {
@@ -405,14 +505,12 @@ fn events_of_one_transaction_share_a_position_and_positions_grow() {
         multi_table.count() > 10,
         "orders touch orders, payments, inventory and cart_items in one transaction"
     );
-    for events in by_position.values() {
+    // Snapshot reads (position 0) belong to no transaction.
+    for events in by_position.range(1..).map(|(_, v)| v) {
         let mut totals: Vec<i64> = events
             .iter()
             .map(|e| {
-                let Value::Union(1, tx) = e.field("transaction") else {
-                    panic!()
-                };
-                let Value::Record(tx) = &**tx else { panic!() };
+                let tx = e.transaction().unwrap();
                 let Value::Long(t) = field(tx, "total_order") else {
                     panic!()
                 };
@@ -616,28 +714,45 @@ fn the_manifest_describes_every_fault() {
     }
     for f in m.faults_of(FaultKind::Duplicate) {
         let topic = f.topic.as_ref().unwrap();
-        let part: Vec<&Record> = run
-            .records
+        let part: Vec<&Event> = d
+            .events
             .iter()
-            .filter(|r| {
-                &run.topics[r.topic as usize].name == topic && Some(r.partition) == f.partition
-            })
+            .filter(|e| &e.topic == topic && Some(e.partition) == f.partition)
             .collect();
-        let start = f.offset.unwrap() as usize;
+        let start = part
+            .iter()
+            .position(|e| Some(e.offset) == f.offset)
+            .unwrap();
         let n = f.count.unwrap() as usize;
         let copies = &part[start..start + n];
+        // Debezium redelivers the same key, before, after and source (and op, transaction);
+        // only the envelope's ts_ms, its processing time, is the later one of the copy.
+        let identity = |e: &Event| {
+            let fields = e.envelope.as_ref().map(|env| {
+                env.iter()
+                    .filter(|(name, _)| name != "ts_ms")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+            (e.key.clone(), fields)
+        };
         let originals_at = part
             .iter()
-            .position(|r| r.key == copies[0].key && r.value == copies[0].value)
+            .position(|e| identity(e) == identity(copies[0]))
             .unwrap();
         assert!(originals_at < start);
         for (o, c) in part[originals_at..originals_at + n].iter().zip(copies) {
-            assert_eq!(
-                (&o.key, &o.value),
-                (&c.key, &c.value),
-                "byte-identical redelivery"
-            );
+            assert_eq!(identity(o), identity(c), "identical redelivery");
+            assert!(c.timestamp_ms > o.timestamp_ms, "sent again later");
+            if c.envelope.is_some() {
+                assert_eq!(
+                    c.field("ts_ms"),
+                    &Value::Union(1, Box::new(Value::Long(c.timestamp_ms))),
+                    "the copy's ts_ms is when it was sent again"
+                );
+            }
         }
+        assert_eq!(copies[0].timestamp_ms, f.timestamp_ms.unwrap());
     }
     for f in m.faults_of(FaultKind::Lag) {
         let (from, until) = (f.position.unwrap(), f.until_position.unwrap());
@@ -782,4 +897,139 @@ fn captures_round_trip() {
         assert_eq!(reader.next_record().unwrap().unwrap(), r.as_ref());
     }
     assert!(reader.next_record().unwrap().is_none());
+}
+
+#[test]
+fn each_topic_frames_keys_with_its_own_key_schema_so_partitions_differ_per_side() {
+    let run = run(SimConfig {
+        replica_partitions: Some(3),
+        ..cfg(Scenario::Clean, 10_000)
+    });
+    assert_eq!(
+        (run.manifest.partitions, run.manifest.replica_partitions),
+        (8, 3)
+    );
+    // One key schema per topic, named after it (`<stream>.shop.<table>.Key`), with its own id.
+    let mut key_ids: BTreeMap<String, u32> = BTreeMap::new();
+    for s in run.schemas.iter().filter(|s| s.subject.ends_with("-key")) {
+        let topic = s.subject.trim_end_matches("-key");
+        let v: serde_json::Value = serde_json::from_str(&s.schema).unwrap();
+        assert_eq!(v["name"], "Key");
+        assert_eq!(
+            v["namespace"].as_str().unwrap(),
+            topic.replace('-', "_"),
+            "{topic}"
+        );
+        key_ids.insert(topic.to_string(), s.id);
+    }
+    assert_eq!(key_ids.len(), 21);
+    let distinct: std::collections::BTreeSet<_> = key_ids.values().collect();
+    assert_eq!(distinct.len(), 21, "every topic has its own key schema id");
+    // Every record's key is framed with its topic's id; a key's partition is its own per side.
+    let mut placed: HashMap<(Table, String), BTreeMap<String, u32>> = HashMap::new();
+    for r in &run.records {
+        let t = &run.topics[r.topic as usize];
+        let key = r.key.as_ref().unwrap();
+        assert_eq!(
+            u32::from_be_bytes(key[1..5].try_into().unwrap()),
+            key_ids[&t.name]
+        );
+        placed
+            .entry((t.table, format!("{:?}", &key[5..])))
+            .or_default()
+            .insert(t.stream.clone(), r.partition);
+    }
+    let (mut keys, mut same) = (0, 0);
+    for sides in placed.values() {
+        let (Some(p), Some(r1), Some(r2)) = (
+            sides.get("primary"),
+            sides.get("replica-1"),
+            sides.get("replica-2"),
+        ) else {
+            continue;
+        };
+        assert!(*p < 8 && *r1 < 3 && *r2 < 3);
+        keys += 1;
+        same += usize::from(p == r1);
+    }
+    assert!(keys > 1_000, "{keys}");
+    assert!(
+        same * 2 < keys,
+        "{same} of {keys} keys in the same partition number on both sides"
+    );
+}
+
+#[test]
+fn late_connectors_produce_long_after_the_commits_and_catch_up() {
+    // Every connector an hour late: record times far from commit times on all sides alike.
+    let hour = 3_600_000;
+    let late = run(SimConfig {
+        connector_delay_ms: hour,
+        ..cfg(Scenario::Faults, 10_000)
+    });
+    let base = run(cfg(Scenario::Faults, 10_000));
+    assert_eq!(late.records.len(), base.records.len());
+    let delays = &late.manifest.connector_delays;
+    assert_eq!(delays.len(), 3);
+    assert!(
+        delays
+            .iter()
+            .all(|d| d.delay_ms == hour && d.caught_up_position.is_none())
+    );
+    let d = decode(&late);
+    let mut last_ts = i64::MIN;
+    for r in &late.records {
+        assert!(r.timestamp_ms >= last_ts, "records in timestamp order");
+        last_ts = r.timestamp_ms;
+        assert!(r.timestamp_ms >= late.manifest.start_timestamp_ms + hour);
+    }
+    for e in d.events.iter().filter(|e| e.envelope.is_some()) {
+        let Value::Long(commit) = e.source("ts_ms") else {
+            panic!()
+        };
+        assert!(e.timestamp_ms - commit > hour - 60_000, "{e:?}");
+    }
+    // The same events and faults, only later.
+    let strip = |m: &Manifest| {
+        m.faults
+            .iter()
+            .map(|f| (f.kind, f.replica.clone(), f.key.clone(), f.position))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&late.manifest), strip(&base.manifest));
+
+    // The replicas' connectors 1 s later than the primary's: they catch up within the run.
+    let run = run(SimConfig {
+        replica_connector_delay_ms: 1_000,
+        ..cfg(Scenario::Clean, 60_000)
+    });
+    let delays = &run.manifest.connector_delays;
+    assert_eq!(
+        delays.iter().map(|d| d.stream.as_str()).collect::<Vec<_>>(),
+        ["replica-1", "replica-2"]
+    );
+    let d = decode(&run);
+    for cd in delays {
+        let caught_up = cd.caught_up_position.expect("caught up within the run");
+        let (mut early, mut after) = (0, 0);
+        for e in d
+            .events
+            .iter()
+            .filter(|e| e.stream == cd.stream && e.envelope.is_some())
+        {
+            let Value::Long(commit) = e.source("ts_ms") else {
+                panic!()
+            };
+            let behind = e.timestamp_ms - commit;
+            if e.position() < 100 {
+                assert!(behind >= 500, "{}: {behind} ms", cd.stream);
+                early += 1;
+            } else if e.position() > caught_up {
+                assert!(behind < 1_100, "{}: {behind} ms", cd.stream);
+                after += 1;
+            }
+        }
+        assert!(early > 0 && after > 1_000, "{early} {after}");
+        assert!(cd.caught_up_timestamp_ms.unwrap() > run.manifest.start_timestamp_ms + 1_000);
+    }
 }
