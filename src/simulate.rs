@@ -10,23 +10,37 @@ use anyhow::{Context, bail};
 use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_sim::{
-    CaptureWriter, FaultKind, OfflineRegistry, PositionKind, Registered, Scenario, SchemaRegistrar,
-    SimConfig, Simulation, time,
+    CaptureWriter, FaultKind, GtidStyle, OfflineRegistry, PositionKind, Registered, Scenario,
+    SchemaRegistrar, SimConfig, Simulation, time,
 };
 
 const SCENARIOS_HELP: &str = "\
 WHAT IT WRITES
   One primary and N replicas of a shop database (customers, products, inventory, carts,
-  cart_items, orders, payments), each as the Debezium MySQL connector would publish it: one topic
-  per table, <prefix><stream>.shop.<table> with streams primary, replica-1, replica-2, ...;
-  Avro envelopes (before, after, source, op, ts_ms, transaction) in the Confluent wire format,
-  keys partitioned like the Java client, schemas registered under <topic>-key / <topic>-value.
-  Every event carries the position of its transaction on the primary (source.gtid
-  \"<uuid>:<seq>\", or source.lsn with --position lsn); replicas repeat the primary's positions.
+  cart_items, orders, payments), each as Debezium's MariaDB connector publishes it with its
+  default settings: one topic per table, <prefix><stream>.shop.<table> with streams primary,
+  replica-1, replica-2, ...; Avro envelopes (before, after, source, op, ts_ms, transaction) in the
+  Confluent wire format, schemas registered under <topic>-key / <topic>-value.
+  Every streamed event carries the position of its transaction on the primary: source.gtid
+  \"0-1-<seq>\" (MariaDB; --gtid-style mysql: \"<uuid>:<seq>\"), or source.lsn with --position
+  lsn; replicas repeat the primary's positions. As Debezium does by default:
+  - no transaction metadata: `transaction` is null, and the events of one transaction, across
+    tables and partitions, share only its gtid (--transaction-metadata adds the block);
+  - snapshot reads (op r) carry no gtid, source.server_id 0 and source.snapshot first,
+    first_in_data_collection, true, last_in_data_collection or last (with --position lsn they
+    carry an lsn, as PostgreSQL's do);
+  - source.ts_ms is the binlog event's time in whole seconds (--ms-source-ts: milliseconds);
+    the envelope ts_ms and the record's timestamp are when the connector produced it;
+  - each topic's key schema is named after the topic (<stream>.shop.<table>.Key), so keys carry
+    their topic's own schema id, and the partitioner (the Java client's, over the framed bytes)
+    puts one key in unrelated partitions on the primary's and a replica's topics.
   Traffic: an initial snapshot (op r), then shopping: carts, orders touching orders, payments,
   inventory and cart_items in one transaction, updates, deletes followed by tombstones, hot keys,
   and a burst of peak traffic. At 40% of the run (or 15:45 UTC in `incident`) a maintenance
   deploy migrates `orders` to schema v2 (new column currency, default USD).
+  Connectors can start late and catch up (--connector-delay-ms, --replica-connector-delay-ms):
+  their records are produced long after the commits, as after a restart, in a backfill or while
+  a connector catches up; the manifest lists them under connector_delays (not faults).
   The same --seed gives byte-identical records, capture and manifest.
 
 SCENARIOS
@@ -53,15 +67,19 @@ FAULTS (listed in the manifest with replica, table, key, position, and topic/par
   silent          the replica stops emitting a table from a position on.
   poison          an extra undecodable record in a replica topic: bad magic byte, unknown schema
                   id, or truncated datum. Never replaces a real event.
-  duplicate       (benign) at-least-once redelivery: a run of 20 records of one partition sent
-                  again, byte-identical, a little later. Must not alert.
+  duplicate       (benign) at-least-once redelivery after a connector crash: a run of 20 records
+                  of one partition sent again a little later with the same key, before, after
+                  and source (only the envelope ts_ms, the processing time, is new), as
+                  Debezium does. Must not alert.
   late_partition  (benign) one partition's records are delayed 300 ms for a stretch. Must not
                   alert.
 
 EXAMPLES
   cdc-verifier simulate --scenario incident --capture incident.cdccap --manifest incident.json
   cdc-verifier simulate --scenario faults --events 1000000 --rate 20000     # live, paced
-  cdc-verifier simulate --offline --scenario faults --capture f.cdccap --manifest f.json";
+  cdc-verifier simulate --offline --scenario faults --capture f.cdccap --manifest f.json
+  cdc-verifier simulate --offline --replica-connector-delay-ms 3600000 --replica-partitions 3 \\
+      --capture late.cdccap --manifest late.json   # the replicas' connectors an hour late";
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum ScenarioArg {
@@ -74,6 +92,12 @@ enum ScenarioArg {
 enum PositionArg {
     Gtid,
     Lsn,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum GtidStyleArg {
+    Mariadb,
+    Mysql,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,14 +126,46 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     replicas: u32,
 
-    /// Partitions per topic
+    /// Partitions per topic (of the primary's topics, and of the replicas' unless
+    /// --replica-partitions says otherwise)
     #[arg(long, default_value_t = 8)]
     partitions: u32,
 
-    /// Which source field carries the origin position: gtid (source.gtid "<uuid>:<seq>") or lsn
-    /// (source.lsn)
+    /// Partitions per replica topic [default: as --partitions]. Real pipelines often differ
+    /// (the replica's connector creates its own topics); keys land in unrelated partitions on
+    /// the two sides either way
+    #[arg(long, value_name = "N")]
+    replica_partitions: Option<u32>,
+
+    /// Which source field carries the origin position: gtid (source.gtid) or lsn (source.lsn)
     #[arg(long, value_enum, default_value = "gtid")]
     position: PositionArg,
+
+    /// How source.gtid is spelled: mariadb ("0-1-<seq>", domain-server-sequence) or mysql
+    /// ("<server uuid>:<seq>")
+    #[arg(long, value_enum, default_value = "mariadb")]
+    gtid_style: GtidStyleArg,
+
+    /// Write Debezium's transaction block (id, total_order, data_collection_order), as with
+    /// provide.transaction.metadata=true; by default it is null, as Debezium's default
+    #[arg(long)]
+    transaction_metadata: bool,
+
+    /// source.ts_ms in milliseconds (the commit time) instead of whole seconds, the binlog
+    /// event's resolution that MariaDB and MySQL give
+    #[arg(long)]
+    ms_source_ts: bool,
+
+    /// Every connector (primary's and replicas') starts this long after the first commit and
+    /// reads its backlog at 5x the primary's pace: record timestamps lie up to this far after
+    /// the commits on all sides alike (a backfill, a catch-up after an outage)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    connector_delay_ms: i64,
+
+    /// The replicas' connectors start this much later still (e.g. 3600000: an hour late), then
+    /// catch up likewise
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    replica_connector_delay_ms: i64,
 
     /// Kafka bootstrap servers
     #[arg(
@@ -223,10 +279,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         replicas: args.replicas,
         partitions: args.partitions,
+        replica_partitions: args.replica_partitions,
         position: match args.position {
             PositionArg::Gtid => PositionKind::Gtid,
             PositionArg::Lsn => PositionKind::Lsn,
         },
+        gtid_style: match args.gtid_style {
+            GtidStyleArg::Mariadb => GtidStyle::MariaDb,
+            GtidStyleArg::Mysql => GtidStyle::MySql,
+        },
+        transaction_metadata: args.transaction_metadata,
+        whole_second_source_ts: !args.ms_source_ts,
+        connector_delay_ms: args.connector_delay_ms,
+        replica_connector_delay_ms: args.replica_connector_delay_ms,
         topic_prefix: args.topic_prefix.clone(),
         start_ms,
         migration: !args.no_migration,
@@ -320,8 +385,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 // With `--start-time now`, the synthetic clock started before the topics and
                 // schemas were set up: every record goes out this much after its timestamp.
                 if args.start_time.as_deref() == Some("now") {
-                    let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-                    eprintln!("simulate: pacing: records are sent {} ms after their timestamps", wall - rec.timestamp_ms);
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    eprintln!(
+                        "simulate: pacing: records are sent {} ms after their timestamps",
+                        wall - rec.timestamp_ms
+                    );
                 }
                 rec.timestamp_ms
             });
@@ -414,6 +484,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 String::new()
             } else {
                 format!("; not applied by {}", m.skipped_by.join(", "))
+            }
+        );
+    }
+    for d in &manifest.connector_delays {
+        println!(
+            "connector of {} started {} ms late; {}",
+            d.stream,
+            d.delay_ms,
+            match (d.caught_up_position, d.caught_up_timestamp_ms) {
+                (Some(p), Some(t)) =>
+                    format!("caught up at position {p} ({})", time::format_utc(t)),
+                _ => "still catching up at the end".to_string(),
             }
         );
     }
