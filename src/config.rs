@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, PositionField};
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +111,71 @@ pub struct VerifyConfig {
     /// Ranges kept per key to name the exact keys that differ: `table:range` entries.
     #[serde(default)]
     pub drill_down: Vec<String>,
+    /// How keys and values are encoded: Avro in the Confluent wire format, Kafka Connect's
+    /// JsonConverter documents, or either, told by the first byte.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// `verify.format`: how keys and values are encoded (see docs/json-envelopes.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// A record whose first byte is 0x00 is Avro in the Confluent wire format; one whose first
+    /// byte other than white space is `{` is a JsonConverter document.
+    #[default]
+    Auto,
+    /// Avro in the Confluent wire format only.
+    Avro,
+    /// JsonConverter documents (`schemas.enable=true`) only.
+    Json,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Avro => "avro",
+            Format::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "avro" => Ok(Format::Avro),
+            "json" => Ok(Format::Json),
+            other => Err(format!(
+                "verify.format must be `auto`, `avro` or `json`, not `{other}`"
+            )),
+        }
+    }
+}
+
+impl Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = toml::Value::deserialize(d)?;
+        match v.as_str() {
+            Some(s) => s.parse().map_err(serde::de::Error::custom),
+            None => Err(serde::de::Error::custom(format!(
+                "verify.format must be `auto`, `avro` or `json`, not {v}"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,30 +211,51 @@ impl Config {
 
     /// Defaults, then `file`, then the environment (`CDC_VERIFIER__…`), then `overrides`
     /// (`section.key=value`, as given by flags).
-    pub fn load(file: Option<&std::path::Path>, env: &[(String, String)], overrides: &[(String, String)]) -> anyhow::Result<Config> {
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> anyhow::Result<Config> {
         let mut tree: toml::Table = DEFAULTS.parse().context("embedded defaults do not parse")?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-            let file_tree: toml::Table = text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            let file_tree: toml::Table = text
+                .parse()
+                .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
             merge(&mut tree, file_tree);
         }
         for (k, v) in env {
-            let Some(rest) = k.strip_prefix("CDC_VERIFIER__") else { continue };
-            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase().replace('_', "-")).collect();
+            let Some(rest) = k.strip_prefix("CDC_VERIFIER__") else {
+                continue;
+            };
+            let path: Vec<String> = rest
+                .split("__")
+                .map(|p| p.to_ascii_lowercase().replace('_', "-"))
+                .collect();
             set_path(&mut tree, &path, v).with_context(|| format!("environment variable {k}"))?;
         }
         for (k, v) in overrides {
             let path: Vec<String> = k.split('.').map(str::to_string).collect();
             set_path(&mut tree, &path, v).with_context(|| format!("setting {k}"))?;
         }
-        let cfg: Config = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        let cfg: Config = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                anyhow::anyhow!("invalid configuration: {}", e.message())
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Loads with the process environment.
-    pub fn from_env(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> anyhow::Result<Config> {
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("CDC_VERIFIER__")).collect();
+    pub fn from_env(
+        file: Option<&std::path::Path>,
+        overrides: &[(String, String)],
+    ) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CDC_VERIFIER__"))
+            .collect();
         Config::load(file, &env, overrides)
     }
 
@@ -186,28 +272,50 @@ impl Config {
         }
         let mut prefixes = vec![&self.primary.topic_prefix];
         for r in &self.replicas {
-            if prefixes.iter().any(|p| r.topic_prefix.starts_with(p.as_str()) || p.starts_with(r.topic_prefix.as_str())) {
-                bail!("replicas.{}.topic-prefix: `{}` overlaps another stream's prefix", r.name, r.topic_prefix);
+            if prefixes.iter().any(|p| {
+                r.topic_prefix.starts_with(p.as_str()) || p.starts_with(r.topic_prefix.as_str())
+            }) {
+                bail!(
+                    "replicas.{}.topic-prefix: `{}` overlaps another stream's prefix",
+                    r.name,
+                    r.topic_prefix
+                );
             }
             prefixes.push(&r.topic_prefix);
         }
         if self.verify.cut_interval_ms <= 0 {
-            bail!("verify.cut-interval-ms must be positive, not {}", self.verify.cut_interval_ms);
+            bail!(
+                "verify.cut-interval-ms must be positive, not {}",
+                self.verify.cut_interval_ms
+            );
         }
         if self.verify.publish_skew_ms < 0 {
-            bail!("verify.publish-skew-ms must not be negative, not {}", self.verify.publish_skew_ms);
+            bail!(
+                "verify.publish-skew-ms must not be negative, not {}",
+                self.verify.publish_skew_ms
+            );
         }
         if self.verify.max_publish_skew_ms < self.verify.publish_skew_ms {
-            bail!("verify.max-publish-skew-ms ({}) must be at least verify.publish-skew-ms ({})", self.verify.max_publish_skew_ms, self.verify.publish_skew_ms);
+            bail!(
+                "verify.max-publish-skew-ms ({}) must be at least verify.publish-skew-ms ({})",
+                self.verify.max_publish_skew_ms,
+                self.verify.publish_skew_ms
+            );
         }
         if self.verify.idle_grace_ms < 0 {
-            bail!("verify.idle-grace-ms must not be negative, not {}", self.verify.idle_grace_ms);
+            bail!(
+                "verify.idle-grace-ms must not be negative, not {}",
+                self.verify.idle_grace_ms
+            );
         }
         if self.kafka.end_offsets_interval_ms == 0 {
             bail!("kafka.end-offsets-interval-ms must be at least 1");
         }
         if !matches!(self.verify.key_ranges.as_str(), "hash" | "integer") {
-            bail!("verify.key-ranges must be `hash` or `integer`, not `{}`", self.verify.key_ranges);
+            bail!(
+                "verify.key-ranges must be `hash` or `integer`, not `{}`",
+                self.verify.key_ranges
+            );
         }
         if self.verify.buckets == 0 {
             bail!("verify.buckets must be at least 1");
@@ -216,10 +324,16 @@ impl Config {
             bail!("verify.range-width must be at least 1");
         }
         if !matches!(self.service.log_format.as_str(), "text" | "json") {
-            bail!("service.log-format must be `text` or `json`, not `{}`", self.service.log_format);
+            bail!(
+                "service.log-format must be `text` or `json`, not `{}`",
+                self.service.log_format
+            );
         }
         if !self.registry.url.starts_with("http://") && !self.registry.url.starts_with("https://") {
-            bail!("registry.url must start with http:// or https://, not `{}`", self.registry.url);
+            bail!(
+                "registry.url must start with http:// or https://, not `{}`",
+                self.registry.url
+            );
         }
         for d in &self.verify.drill_down {
             parse_drill(d).with_context(|| format!("verify.drill-down entry `{d}`"))?;
@@ -230,16 +344,30 @@ impl Config {
     /// The verification core's settings.
     pub fn engine(&self) -> EngineConfig {
         let ranges = match self.verify.key_ranges.as_str() {
-            "integer" => KeyRanges::Integer { width: self.verify.range_width },
-            _ => KeyRanges::Hash { buckets: self.verify.buckets },
+            "integer" => KeyRanges::Integer {
+                width: self.verify.range_width,
+            },
+            _ => KeyRanges::Hash {
+                buckets: self.verify.buckets,
+            },
         };
         let drill = if self.verify.drill_down.is_empty() {
             Drill::Off
         } else {
-            Drill::Ranges(self.verify.drill_down.iter().filter_map(|d| parse_drill(d).ok()).collect())
+            Drill::Ranges(
+                self.verify
+                    .drill_down
+                    .iter()
+                    .filter_map(|d| parse_drill(d).ok())
+                    .collect(),
+            )
         };
         EngineConfig {
-            position: self.verify.position.parse::<PositionField>().unwrap_or(PositionField::Gtid),
+            position: self
+                .verify
+                .position
+                .parse::<PositionField>()
+                .unwrap_or(PositionField::Gtid),
             ranges,
             cut_interval_ms: self.verify.cut_interval_ms,
             idle_grace_ms: self.verify.idle_grace_ms,
@@ -287,7 +415,9 @@ impl Config {
         if !self.alerts.instance.is_empty() {
             return self.alerts.instance.clone();
         }
-        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "cdc-verifier".into())
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "cdc-verifier".into())
     }
 }
 
@@ -315,16 +445,22 @@ fn set_path(tree: &mut toml::Table, path: &[String], raw: &str) -> anyhow::Resul
         tree.insert(first.clone(), value);
         return Ok(());
     }
-    let child = tree.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let child = tree
+        .entry(first.clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
     set_in(child, rest, value)
 }
 
 fn set_in(node: &mut toml::Value, path: &[String], value: toml::Value) -> anyhow::Result<()> {
     let (seg, rest) = path.split_first().context("empty key")?;
     let slot = match node {
-        toml::Value::Table(t) => t.entry(seg.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new())),
+        toml::Value::Table(t) => t
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new())),
         toml::Value::Array(a) => {
-            let i: usize = seg.parse().with_context(|| format!("`{seg}` is not an index of a list"))?;
+            let i: usize = seg
+                .parse()
+                .with_context(|| format!("`{seg}` is not an index of a list"))?;
             while a.len() <= i {
                 a.push(toml::Value::Table(toml::Table::new()));
             }
@@ -375,13 +511,31 @@ mod tests {
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[kafka]\nbootstrap-servers = \"file:1\"\ngroup-id = \"from-file\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "[kafka]\nbootstrap-servers = \"file:1\"\ngroup-id = \"from-file\"\n",
+        )
+        .unwrap();
         let env = vec![
-            ("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS".to_string(), "env:2".to_string()),
-            ("CDC_VERIFIER__VERIFY__CUT_INTERVAL_MS".to_string(), "500".to_string()),
-            ("CDC_VERIFIER__REPLICAS__0__NAME".to_string(), "r-one".to_string()),
+            (
+                "CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS".to_string(),
+                "env:2".to_string(),
+            ),
+            (
+                "CDC_VERIFIER__VERIFY__CUT_INTERVAL_MS".to_string(),
+                "500".to_string(),
+            ),
+            (
+                "CDC_VERIFIER__REPLICAS__0__NAME".to_string(),
+                "r-one".to_string(),
+            ),
         ];
-        let c = Config::load(Some(&f), &env, &[("registry.url".into(), "http://flag:3".into())]).unwrap();
+        let c = Config::load(
+            Some(&f),
+            &env,
+            &[("registry.url".into(), "http://flag:3".into())],
+        )
+        .unwrap();
         assert_eq!(c.kafka.bootstrap_servers, "env:2");
         assert_eq!(c.kafka.group_id, "from-file");
         assert_eq!(c.verify.cut_interval_ms, 500);
@@ -391,14 +545,55 @@ mod tests {
 
     #[test]
     fn a_wrong_setting_fails_naming_it() {
-        let err = Config::load(None, &[("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVER".into(), "x".into())], &[]).unwrap_err();
+        let err = Config::load(
+            None,
+            &[("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVER".into(), "x".into())],
+            &[],
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("bootstrap-server"), "{err:#}");
-        let err = Config::load(None, &[], &[("verify.cut-interval-ms".into(), "0".into())]).unwrap_err();
+        let err =
+            Config::load(None, &[], &[("verify.cut-interval-ms".into(), "0".into())]).unwrap_err();
         assert!(format!("{err:#}").contains("cut-interval-ms"), "{err:#}");
-        let err = Config::load(None, &[], &[("verify.cut-interval-ms".into(), "soon".into())]).unwrap_err();
-        assert!(format!("{err:#}").contains("cut-interval-ms") || format!("{err:#}").contains("invalid type"), "{err:#}");
-        let err = Config::load(None, &[], &[("registry.url".into(), "localhost:8081".into())]).unwrap_err();
+        let err = Config::load(
+            None,
+            &[],
+            &[("verify.cut-interval-ms".into(), "soon".into())],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cut-interval-ms")
+                || format!("{err:#}").contains("invalid type"),
+            "{err:#}"
+        );
+        let err = Config::load(
+            None,
+            &[],
+            &[("registry.url".into(), "localhost:8081".into())],
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("registry.url"), "{err:#}");
+    }
+
+    #[test]
+    fn format_is_typed_and_named_in_errors() {
+        assert_eq!(Config::defaults().verify.format, Format::Auto);
+        let c = Config::load(
+            None,
+            &[("CDC_VERIFIER__VERIFY__FORMAT".into(), "json".into())],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.verify.format, Format::Json);
+        assert!(toml::to_string(&c).unwrap().contains("format = \"json\""));
+        for bad in ["xml", "1"] {
+            let err = Config::load(None, &[], &[("verify.format".into(), bad.into())]).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.contains("verify.format") && msg.contains("`auto`, `avro` or `json`"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
@@ -409,7 +604,10 @@ mod tests {
         let c = Config::load(Some(&f), &[], &[]).unwrap();
         assert_eq!(c.registry.password.as_ref().unwrap().expose(), "hunter2");
         let shown = format!("{c:?} {}", toml::to_string(&c).unwrap());
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         assert!(shown.contains("***"));
     }
 }
