@@ -450,3 +450,22 @@ fn the_json_capture_hashes_as_the_avro_capture() {
     // 12 schemas, as the registry holds for the Avro run.
     assert_eq!(cj.schemas().count(), 12);
 }
+
+#[test]
+fn maps_with_other_keys_and_fixed_bytes() {
+    let schema = r#"{"type":"struct","fields":[
+        {"type":"map","keys":{"type":"int32","optional":false},"values":{"type":"string","optional":true},"optional":false,"field":"m"},
+        {"type":"bytes","optional":false,"parameters":{"connect.fixed.size":"2"},"field":"f"}],"optional":false,"name":"x.R"}"#;
+    let (text, v) = roundtrip(schema, r#"{"m":[[1,"a"],[2,null]],"f":"AP8="}"#).unwrap();
+    assert!(text.contains(r#"{"type":"array","items":{"type":"record","name":"MapEntry","namespace":"io.confluent.connect.avro","fields":[{"name":"key","type":"int"},{"name":"value","type":["null","string"],"default":null}]}}"#), "{text}");
+    assert_eq!(
+        v,
+        serde_json::json!({"m":[{"key":1,"value":"a"},{"key":2,"value":null}],"f":"00ff"})
+    );
+    assert!(
+        roundtrip(schema, r#"{"m":[],"f":"AA=="}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("1 bytes, expected 2")
+    );
+}
