@@ -1300,6 +1300,21 @@ impl Stream {
         primary_events: u64,
     ) {
         let mut base = meta.commit_ms + self.delay_ms + self.rng.random_range(0..=self.jitter_ms);
+        if let Some((clock, entry)) = self.catch_up {
+            // A connector that started late processes its backlog at its own pace.
+            let busy = clock + changes.len() as f64 * ctx.catch_up_ms_per_event;
+            if busy > base as f64 {
+                base = busy.ceil() as i64;
+                self.catch_up = Some((busy, entry));
+            } else {
+                let d = &mut out.delays[entry];
+                d.caught_up_position = Some(meta.position);
+                d.caught_up_timestamp_ms = Some(base.max(self.last_base));
+                self.catch_up = None;
+            }
+        }
+        // A lagging replica's records come that much later than they would otherwise, a late
+        // connector's too.
         if let Some(lag) = &mut self.lag {
             if primary_events < lag.until_event {
                 base += lag.delay_ms;
@@ -1315,19 +1330,6 @@ impl Stream {
                 } else {
                     self.lag = None;
                 }
-            }
-        }
-        if let Some((clock, entry)) = self.catch_up {
-            // A connector that started late processes its backlog at its own pace.
-            let busy = clock + changes.len() as f64 * ctx.catch_up_ms_per_event;
-            if busy > base as f64 {
-                base = busy.ceil() as i64;
-                self.catch_up = Some((busy, entry));
-            } else {
-                let d = &mut out.delays[entry];
-                d.caught_up_position = Some(meta.position);
-                d.caught_up_timestamp_ms = Some(base.max(self.last_base));
-                self.catch_up = None;
             }
         }
         base = base.max(self.last_base);
