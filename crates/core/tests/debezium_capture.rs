@@ -284,3 +284,42 @@ fn a_change_missing_from_the_replicas_stream_is_named() {
         run.verdicts
     );
 }
+
+/// A connector killed mid-transaction writes the rest of it after its restart, stamped
+/// later, into a window already compared: the mismatch waits for confirmation, the late
+/// record makes it whole, and nothing is published.
+#[test]
+fn a_transaction_finished_after_a_connector_restart_raises_nothing() {
+    let mut recs = records();
+    // T2's update of order 1006 on the primary, written 18 s later (after T6 began).
+    let at = position_of(&recs, "primary.shop.orders", "u", b"paid");
+    let mut rec = recs.remove(at);
+    let later = recs
+        .iter()
+        .map(|r| r.timestamp)
+        .filter(|t| *t > rec.timestamp + 18_000)
+        .min()
+        .expect("later records");
+    rec.timestamp = later + 50;
+    rec.offset = 1_000;
+    let at = recs
+        .iter()
+        .position(|r| r.timestamp > rec.timestamp)
+        .unwrap_or(recs.len());
+    recs.insert(at, rec);
+    let run = verify(&recs);
+    assert!(run.poison.is_empty(), "poison: {:#?}", run.poison);
+    assert!(
+        run.verdicts.is_empty(),
+        "verdicts: {:#?} late {} withdrawn {}",
+        run.verdicts,
+        run.engine.late_records(),
+        run.engine.stats().withdrawn
+    );
+    assert_eq!(
+        run.engine.stats().withdrawn,
+        1,
+        "the mismatch was found, then withdrawn"
+    );
+    assert_eq!(run.engine.late_records(), 1);
+}

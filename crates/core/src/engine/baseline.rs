@@ -242,7 +242,12 @@ impl Engine {
             }
             d.keys = self.key_state_diffs(upto, r, table, range);
             mismatched.push(table);
-            self.emit(d, out);
+            match window {
+                Some(w) if !self.confirmed(r, w.last) => {
+                    self.hold(r, d, (table, range), w.id, (diff, None))
+                }
+                _ => self.emit(d, out),
+            }
         }
         if let Some(w) = window {
             let tables = pacc_tables_and(racc, self.streams[PRIMARY as usize].windows.get(&w.id));

@@ -28,6 +28,7 @@ use crate::verdict::{
 use crate::wire;
 
 mod baseline;
+mod confirm;
 
 pub type StreamId = u16;
 pub type TopicId = u32;
@@ -69,6 +70,10 @@ pub struct EngineConfig {
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
+    /// A mismatch found where a stream may still be writing the window (its connector failed
+    /// mid-transaction and will write the rest again) is published once both streams have
+    /// written later transactions, or after this long (verifier clock) at the latest.
+    pub confirm_ms: i64,
     /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
     /// the replicas' events are kept by the positions of those transactions.
     pub origin_span: (Option<i64>, Option<i64>),
@@ -87,6 +92,7 @@ impl Default for EngineConfig {
             max_publish_skew_ms: 30_000,
             check_subjects: true,
             drill: Drill::Off,
+            confirm_ms: 30_000,
             origin_span: (None, None),
         }
     }
@@ -158,6 +164,8 @@ pub struct EngineStats {
     /// Replicas whose starting state could not be compared with the primary's (no snapshot
     /// on one side), and why: only their changes are verified.
     pub changes_only: BTreeMap<String, String>,
+    /// Mismatches withdrawn before publication: records that came late made them whole.
+    pub withdrawn: u64,
 }
 
 struct Compiled {
@@ -459,6 +467,8 @@ struct Stream {
     first_change: Option<Position>,
     /// How this replica's verification has started (the primary's: unused).
     start: Start,
+    /// Mismatches awaiting confirmation (see `confirm`).
+    provisional: Vec<confirm::Provisional>,
 }
 
 /// Until both streams have passed their snapshots, a replica's windows are summed, not
@@ -623,6 +633,8 @@ pub struct Engine {
     drill_by_range: FastMap<(TableId, u64), Vec<usize>>,
     drill_ranges: Vec<(TableId, u64)>,
     stats: EngineStats,
+    /// Verdicts reached while ingesting, handed out by the next advance.
+    deferred: Vec<Divergence>,
 }
 
 const PRIMARY: StreamId = 0;
@@ -829,6 +841,7 @@ impl Engine {
             baseline: WindowAcc::default(),
             first_change: None,
             start: Start::default(),
+            provisional: Vec::new(),
         };
         let mut streams = vec![mk(primary)];
         streams.extend(replicas.iter().map(|r| mk(r)));
@@ -859,6 +872,7 @@ impl Engine {
             drill_by_range: FastMap::default(),
             drill_ranges: Vec::new(),
             stats: EngineStats::default(),
+            deferred: Vec::new(),
         }
     }
 
@@ -1479,6 +1493,16 @@ impl Engine {
         };
         if late {
             self.topics[ti].stats.late += 1;
+            let w = (stream == PRIMARY).then_some(primary_w);
+            let mut out = std::mem::take(&mut self.deferred);
+            self.fold_late(stream, table, range, w, ev, ehash, &mut out);
+            self.deferred = out;
+            if let Some(acc) = w.and_then(|w| self.streams[PRIMARY as usize].windows.get_mut(&w)) {
+                // For the replicas that have not compared the window yet.
+                acc.digests
+                    .entry((table, range))
+                    .add_hashed(ev.op, ehash, ev.before, ev.after);
+            }
             return (Ingested::Late, i64::MIN);
         }
 
@@ -1787,9 +1811,11 @@ impl Engine {
             self.primary_wm = wm;
         }
         self.drain_parked(src, out)?;
+        out.append(&mut self.deferred);
         self.finalize_primary_windows();
         for r in 1..self.streams.len() as StreamId {
             self.compare_ready(r, out);
+            self.release_confirmed(r, out);
             self.release_heard(r, out);
             self.check_silence(r, out);
         }
@@ -1935,6 +1961,13 @@ impl Engine {
     /// receives is stamped later, so comes later in the stream's order). Ended partitions do
     /// not count; with all of them ended the stream has reached only what it has sent.
     fn watermark(&self, s: StreamId) -> Position {
+        self.watermark_strict(s, false)
+    }
+
+    /// [`watermark`](Self::watermark); `strict`: a transaction counts as passed only once a
+    /// later one was written (the clock's answer is the last transaction seen, of which more
+    /// may come when its connector failed while writing it).
+    fn watermark_strict(&self, s: StreamId, strict: bool) -> Position {
         let stream = &self.streams[s as usize];
         let skew = self.publish_skew_ms();
         let following = stream.clock.before(self.now_ms.saturating_sub(skew));
@@ -1961,14 +1994,8 @@ impl Engine {
                 };
                 // Other events of its last transaction may follow (they share its position):
                 // read, the partition has passed only the positions before it.
-                let passed = if last.tx == 0 {
-                    Position::ZERO
-                } else {
-                    Position {
-                        tx: last.tx - 1,
-                        order: u32::MAX,
-                    }
-                };
+                let passed = before_tx(last);
+                let complete = complete.map(|c| if strict { before_tx(c) } else { c });
                 let reached = complete.map_or(passed, |c| c.max(passed));
                 min = Some(min.map_or(reached, |m| m.min(reached)));
             }
@@ -2287,6 +2314,7 @@ impl Engine {
             .get(&w)
             .map(|p| p.table_last.clone())
             .unwrap_or_default();
+        let confirmed = self.confirmed(r, window.last);
         for ((table, range), pd, rd) in mismatches {
             let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
             d.table = Some(self.tables[table as usize].name.clone());
@@ -2303,6 +2331,13 @@ impl Engine {
             });
             d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
             d.keys = self.key_diffs(w, r, table, range);
+            if !confirmed {
+                let (mut state, mut events) = (rd.lanes, rd.events);
+                state.sub(pd.lanes);
+                events.sub(pd.events);
+                self.hold(r, d, (table, range), w, (state, Some(events)));
+                continue;
+            }
             // Held while this replica has sent nothing of the table beyond the primary's last
             // change of it in the window: it may have stopped sending the table.
             let needed = primary_last
@@ -2641,6 +2676,10 @@ impl Engine {
                     .max()
                     .unwrap_or(i64::MIN)
             });
+        // Windows with a mismatch not yet confirmed keep their offsets uncommitted.
+        let min_done = self
+            .first_provisional()
+            .map_or(min_done, |w| min_done.min(w.saturating_sub(1)));
         if min_done == i64::MIN {
             return;
         }
@@ -2828,6 +2867,18 @@ impl Engine {
                 _ => Vec::new(),
             },
             _ => Vec::new(),
+        }
+    }
+}
+
+/// The last position before `p`'s transaction.
+fn before_tx(p: Position) -> Position {
+    if p.tx == 0 {
+        Position::ZERO
+    } else {
+        Position {
+            tx: p.tx - 1,
+            order: u32::MAX,
         }
     }
 }
