@@ -282,11 +282,17 @@ summary-interval-s = 0
 }
 
 fn alerts_topic(name: &str) -> String {
-    format!("cdc-verifier.debezium-{name}.alerts")
+    format!("cdc-verifier.debezium-{}-{name}.alerts", run_id())
 }
 
 fn dlq_topic(name: &str) -> String {
-    format!("cdc-verifier.debezium-{name}.dead-letter")
+    format!("cdc-verifier.debezium-{}-{name}.dead-letter", run_id())
+}
+
+/// Names this run's topics apart from an earlier run's on the same broker.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| support::unique_name("run"))
 }
 
 /// One verdict read back from an alert topic, as JSON (the Avro record converted).

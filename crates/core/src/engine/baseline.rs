@@ -29,9 +29,14 @@ impl Engine {
         drift: Option<(u32, u32)>,
     ) -> (Ingested, i64) {
         let ti = rec.topic as usize;
-        if self.started(stream) {
-            // A second snapshot (the connector's offsets were lost, or an incremental one):
-            // its reads are the state now, which no window's changes add up to.
+        // A second snapshot: the connector's offsets were lost (it failed before it first
+        // stored them, or they were reset), or an incremental one. A connector writes its
+        // snapshot before any change, so a read written after a change of its stream, or
+        // after one of its partition in the partition's order, is from a later snapshot.
+        // Its reads are the state at a point no window names: not summed (and counted).
+        let later = self.topics[ti].parts[rec.partition as usize].changed
+            || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
+        if later || self.started(stream) {
             self.topics[ti].stats.snapshot_late += 1;
             return (Ingested::Outside, i64::MIN);
         }

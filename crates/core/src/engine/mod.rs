@@ -234,6 +234,8 @@ struct Part {
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
+    /// The partition has sent a change (not a snapshot read).
+    changed: bool,
     /// The plans of the schemas last seen on this partition (boxed: taken out and put back
     /// at every record).
     cache: Option<Box<PartCache>>,
@@ -465,6 +467,8 @@ struct Stream {
     baseline: WindowAcc,
     /// The lowest position of a change (not a snapshot read) the stream has sent.
     first_change: Option<Position>,
+    /// The earliest record time of a change the stream has sent (`i64::MAX` before one).
+    first_change_ms: i64,
     /// How this replica's verification has started (the primary's: unused).
     start: Start,
     /// Mismatches awaiting confirmation (see `confirm`).
@@ -840,6 +844,7 @@ impl Engine {
             drifting: FastMap::default(),
             baseline: WindowAcc::default(),
             first_change: None,
+            first_change_ms: i64::MAX,
             start: Start::default(),
             provisional: Vec::new(),
         };
@@ -1231,6 +1236,12 @@ impl Engine {
             return Ok(self.poison(rec, format!("value: {e}")));
         }
         let mut c = cache.as_ref().expect("filled above");
+        if ev.op != Op::Read {
+            // Read, if not yet counted: a snapshot written after it is a second one.
+            let s = &mut self.streams[stream as usize];
+            s.first_change_ms = s.first_change_ms.min(rec.timestamp_ms);
+            self.topics[ti].parts[rec.partition as usize].changed = true;
+        }
         if stream != PRIMARY {
             if ev.position > self.primary_wm {
                 return Ok(self.park(rec, ev.position));
@@ -1672,10 +1683,35 @@ impl Engine {
             Some((&last, b)) if tx > b.last.tx => w.max(last),
             // A transaction already in the last window: not split.
             Some((&last, b)) if tx >= b.first.tx => last,
-            // Before the last window: the first that reaches it, where a replica's copy of it
-            // is looked up (see `window_of`).
-            _ => self.window_reaching(tx).unwrap_or(self.open_floor),
+            // Before the last window (a partition read behind the others): the window that
+            // holds its transaction, else one between the windows around it.
+            _ => self.window_between(tx, w),
         }
+    }
+
+    /// The window of an older transaction `tx`, whose time's window is `w`: the one whose
+    /// transactions span it; else, between the last window before it and the first after it,
+    /// the window of its time, or the nearer of the two when its time lies outside them — so
+    /// that windows keep disjoint, ascending spans of transactions in the order of their times.
+    #[cold]
+    fn window_between(&self, tx: u64, w: i64) -> i64 {
+        let mut prev = None;
+        for (k, b) in self.bounds.range(self.open_floor.min(self.first_bound())..) {
+            if b.last.tx < tx {
+                prev = Some(*k);
+                continue;
+            }
+            if b.first.tx <= tx {
+                return *k;
+            }
+            // `k` is the first window after it.
+            return match prev {
+                Some(p) if w <= p => p,
+                _ if w >= *k => *k,
+                _ => w,
+            };
+        }
+        prev.map_or(w, |p| w.max(p))
     }
 
     /// The primary's window of a commit time.
