@@ -7,7 +7,7 @@
 //! sees Avro only, through a schema source that answers those ids.
 
 use cdc_verifier_core::connect_json::looks_like_json;
-use cdc_verifier_core::verdict::{Divergence, Kind, PoisonInfo};
+use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{
     ConnectJson, Engine, EngineConfig, Ingested, Record, SchemaSource, SchemaUnavailable, TopicId,
     WithConnectJson,
@@ -18,11 +18,8 @@ use crate::config::{Config, Format};
 /// Records between two advances of the engine's watermarks.
 pub const BATCH: u64 = 4096;
 
-/// What a routed source topic needs beyond its engine topic: its subjects and names.
+/// What a routed source topic needs beyond its engine topic: its subjects.
 struct TopicInfo {
-    name: String,
-    stream: String,
-    table: String,
     key_subject: String,
     value_subject: String,
 }
@@ -52,16 +49,12 @@ impl Verifier {
     pub fn new(cfg: &Config, engine_cfg: EngineConfig, topics: &[(String, u32)]) -> Verifier {
         let names: Vec<&str> = cfg.replicas.iter().map(|r| r.name.as_str()).collect();
         let mut engine = Engine::new(engine_cfg, &cfg.primary.name, &names);
-        let streams: Vec<&str> = cfg.streams().map(|s| s.name.as_str()).collect();
         let (routes, infos) = topics
             .iter()
             .map(|(name, partitions)| match cfg.route(name) {
                 Some((stream, table)) => {
                     let t = engine.add_topic(name, stream as u16, &table, *partitions);
                     let info = TopicInfo {
-                        name: name.clone(),
-                        stream: streams[stream].to_string(),
-                        table,
                         key_subject: format!("{name}-key"),
                         value_subject: format!("{name}-value"),
                     };
@@ -146,19 +139,15 @@ impl Verifier {
         };
         let r = match transcoded {
             Err(error) => {
-                let mut d = Divergence::new(
-                    Kind::PoisonEvent,
-                    &info.stream,
-                    self.engine.now_ms().max(timestamp_ms),
-                );
-                d.table = Some(info.table.clone());
-                d.poison = Some(PoisonInfo {
-                    topic: info.name.clone(),
+                let rec = Record {
+                    topic: t,
                     partition,
                     offset,
-                    error,
-                });
-                Ingested::Poison(Box::new(d))
+                    timestamp_ms,
+                    key,
+                    value,
+                };
+                self.engine.reject(&rec, error)
             }
             Ok((kt, vt)) => {
                 let rec = Record {

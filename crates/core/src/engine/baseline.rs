@@ -155,9 +155,11 @@ impl Engine {
             self.streams[PRIMARY as usize].first_change,
             self.streams[r as usize].first_change,
         );
-        if missing.len() == 2 && first_p.is_some() && first_p.map(|p| p.tx) == first_r.map(|p| p.tx)
-        {
-            // Both streams hold their whole histories from the same transaction on.
+        let same_start = first_p.is_some() && first_p.map(|p| p.tx) == first_r.map(|p| p.tx);
+        if missing.len() == 2 && (same_start || self.cfg.origin_span != (None, None)) {
+            // Both streams hold their whole histories from the same transaction on (or a
+            // span of the primary's history and the replica's events of the same
+            // transactions).
             self.release_baselines();
             return window.is_some();
         }
@@ -249,7 +251,7 @@ impl Engine {
             mismatched.push(table);
             match window {
                 Some(w) if !self.confirmed(r, w.last) => {
-                    self.hold(r, d, (table, range), w.id, (diff, None))
+                    self.hold(r, d, (table, range), w.id, (diff, None), None)
                 }
                 _ => self.emit(d, out),
             }

@@ -26,6 +26,9 @@ pub(super) struct Provisional {
     pub(super) residual: (Lanes, Lanes),
     /// A comparison of states (at a replica's start), where only the state counts.
     pub(super) states: bool,
+    /// The primary's last position of the table in the window: published once the replica
+    /// is heard of beyond it (see `Stream::absent`).
+    pub(super) needed: Option<Position>,
     /// The clock when it was found.
     pub(super) since: i64,
 }
@@ -46,6 +49,7 @@ impl Engine {
         key: (TableId, u64),
         w: i64,
         residual: (Lanes, Option<Lanes>),
+        needed: Option<Position>,
     ) {
         let b = self.bounds[&w];
         let since = self.now_ms;
@@ -58,6 +62,7 @@ impl Engine {
             last: b.last,
             residual: (state, events.unwrap_or(Lanes::ZERO)),
             states: events.is_none(),
+            needed,
             since,
         });
     }
@@ -79,7 +84,13 @@ impl Engine {
             } else if p.residual.0.is_zero() && p.residual.1.is_zero() {
                 self.stats.withdrawn += 1;
             } else {
-                self.emit(p.d, out);
+                match p.needed {
+                    Some(n) if self.replica_table_pos(r, p.key.0) < n => {
+                        let absent = &mut self.streams[r as usize].absent;
+                        absent.entry(p.key.0).or_default().push((n, p.d));
+                    }
+                    _ => self.emit(p.d, out),
+                }
             }
         }
         self.streams[r as usize].provisional = keep;
@@ -167,6 +178,7 @@ impl Engine {
                         last: ev.position,
                         residual: (state, events),
                         states: false,
+                        needed: None,
                         since,
                     });
                 }

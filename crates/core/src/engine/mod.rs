@@ -1086,6 +1086,13 @@ impl Engine {
         p
     }
 
+    /// A record rejected before the engine could read it (a JSON envelope that does not
+    /// convert): counted and timed as one the engine found undecodable.
+    pub fn reject(&mut self, rec: &Record<'_>, error: String) -> Ingested {
+        self.note_arrival(rec);
+        self.poison(rec, error)
+    }
+
     fn poison(&mut self, rec: &Record<'_>, error: String) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.poison += 1;
@@ -2371,7 +2378,11 @@ impl Engine {
                 let (mut state, mut events) = (rd.lanes, rd.events);
                 state.sub(pd.lanes);
                 events.sub(pd.events);
-                self.hold(r, d, (table, range), w, (state, Some(events)));
+                let needed = primary_last
+                    .iter()
+                    .find(|(t, _)| *t == table)
+                    .map(|(_, p)| *p);
+                self.hold(r, d, (table, range), w, (state, Some(events)), needed);
                 continue;
             }
             // Held while this replica has sent nothing of the table beyond the primary's last
