@@ -101,8 +101,7 @@ impl Engine {
     pub(super) fn fold_late(
         &mut self,
         stream: StreamId,
-        table: TableId,
-        range: u64,
+        (table, range): (TableId, u64),
         w: Option<i64>,
         ev: &Event,
         ehash: u128,

@@ -1513,7 +1513,7 @@ impl Engine {
             self.topics[ti].stats.late += 1;
             let w = (stream == PRIMARY).then_some(primary_w);
             let mut out = std::mem::take(&mut self.deferred);
-            self.fold_late(stream, table, range, w, ev, ehash, &mut out);
+            self.fold_late(stream, (table, range), w, ev, ehash, &mut out);
             self.deferred = out;
             if let Some(acc) = w.and_then(|w| self.streams[PRIMARY as usize].windows.get_mut(&w)) {
                 // For the replicas that have not compared the window yet.
