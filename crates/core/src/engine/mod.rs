@@ -1435,6 +1435,8 @@ impl Engine {
     fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.parked += 1;
+        // Heard of (for silence and held mismatches), though verified later.
+        topic.max_pos = topic.max_pos.max(position);
         let stream = topic.stream;
         topic.parts[rec.partition as usize]
             .parked
