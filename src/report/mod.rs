@@ -47,6 +47,12 @@ pub struct StreamSummary {
     pub late: u64,
     pub tombstones: u64,
     pub poison: u64,
+    /// Snapshot reads summed into the stream's starting state.
+    #[serde(default)]
+    pub snapshot: u64,
+    /// Reads of a second snapshot (a connector that lost its offsets): not verified.
+    #[serde(default)]
+    pub snapshot_late: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +147,8 @@ pub fn build(
             s.late += st.late;
             s.tombstones += st.tombstones;
             s.poison += st.poison;
+            s.snapshot += st.snapshot;
+            s.snapshot_late += st.snapshot_late;
         }
     }
 

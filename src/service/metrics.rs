@@ -15,6 +15,10 @@ pub struct TableCounters {
     pub bytes: u64,
     pub duplicates: u64,
     pub decode_errors: u64,
+    /// Snapshot reads summed into the stream's starting state.
+    pub snapshot_rows: u64,
+    /// Reads of a second snapshot: not verified.
+    pub snapshot_ignored: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +46,9 @@ pub struct Snapshot {
     /// (quantile, ms) of how long after their timestamp records were read, since the last snapshot.
     pub record_age_ms: [(f64, u64); 4],
     pub late_records: u64,
+    pub withdrawn: u64,
+    /// replica → whether its starting state was compared (false: changes only, or not yet).
+    pub state_verified: BTreeMap<String, bool>,
     pub dead_lettered: u64,
     pub alerts_published: u64,
     pub commits: u64,
@@ -93,6 +100,39 @@ impl Metrics {
                 out,
                 "cdc_verifier_duplicates_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
                 c.duplicates
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_snapshot_rows_total Snapshot reads summed into the stream's starting state.\n# TYPE cdc_verifier_snapshot_rows_total counter"
+        );
+        for ((stream, table), c) in &s.tables {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_snapshot_rows_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.snapshot_rows
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_snapshot_ignored_total Reads of a second snapshot (a connector that lost its offsets): not verified.\n# TYPE cdc_verifier_snapshot_ignored_total counter"
+        );
+        for ((stream, table), c) in &s.tables {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_snapshot_ignored_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.snapshot_ignored
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_starting_state_verified 1 when the replica's starting state (snapshot + changes) was compared with the primary's; 0 while not yet, or when one side has no snapshot (changes only).\n# TYPE cdc_verifier_starting_state_verified gauge"
+        );
+        for (replica, v) in &s.state_verified {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_starting_state_verified{{replica=\"{replica}\"}} {}",
+                u8::from(*v)
             );
         }
         let _ = writeln!(
@@ -257,6 +297,11 @@ impl Metrics {
                 "cdc_verifier_late_records_total",
                 "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.",
                 s.late_records,
+            ),
+            (
+                "cdc_verifier_mismatches_withdrawn_total",
+                "Mismatches not published: records that came late (a connector writing again after a restart) made them whole.",
+                s.withdrawn,
             ),
         ] {
             let _ = writeln!(

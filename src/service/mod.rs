@@ -227,6 +227,8 @@ struct Service {
     /// Every partition was read to its end at the last answer.
     all_read: bool,
     skew_warned: u64,
+    /// Replicas whose unverified starting state was logged.
+    changes_only_logged: std::collections::BTreeSet<String>,
     skew_logged: i64,
     /// How long after their timestamp records were read (ms): since start, and since the
     /// last metrics snapshot.
@@ -522,6 +524,7 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
+            changes_only_logged: Default::default(),
             skew_logged: 0,
             record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)
                 .expect("valid bounds"),
@@ -616,6 +619,11 @@ impl Service {
             self.skew_logged = skew;
         } else if skew < self.skew_logged / 2 {
             self.skew_logged = skew;
+        }
+        for (replica, why) in &e.stats().changes_only {
+            if self.changes_only_logged.insert(replica.clone()) {
+                tracing::warn!(replica = %replica, "changes only: {why}");
+            }
         }
         let late = e.late_records();
         if late > self.skew_warned {
@@ -1156,8 +1164,15 @@ impl Service {
             c.bytes += st.bytes;
             c.duplicates += st.duplicates;
             c.decode_errors += st.poison;
+            c.snapshot_rows += st.snapshot;
+            c.snapshot_ignored += st.snapshot_late;
         }
         s.windows_compared = e.stats().windows_compared;
+        s.withdrawn = e.stats().withdrawn;
+        for r in e.stream_names().skip(1) {
+            let verified = e.started(r) && !e.stats().changes_only.contains_key(r);
+            s.state_verified.insert(r.to_string(), verified);
+        }
         for d in &self.verifier.verdicts {
             *s.divergences
                 .entry((d.kind.to_string(), d.replica.clone()))

@@ -36,7 +36,7 @@ impl Engine {
         // Its reads are the state at a point no window names: not summed (and counted).
         let later = self.topics[ti].parts[rec.partition as usize].changed
             || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
-        if later || self.started(stream) {
+        if later || self.started_id(stream) {
             self.topics[ti].stats.snapshot_late += 1;
             return (Ingested::Outside, i64::MIN);
         }
@@ -74,13 +74,19 @@ impl Engine {
 
     /// Whether a stream's snapshot has been compared: a replica's, once it started; the
     /// primary's, once every replica did.
-    pub(super) fn started(&self, stream: StreamId) -> bool {
+    pub(super) fn started_id(&self, stream: StreamId) -> bool {
         let of = |r: usize| matches!(self.streams[r].start, Start::Started);
         if stream == PRIMARY {
             (1..self.streams.len()).all(of)
         } else {
             of(stream as usize)
         }
+    }
+
+    /// Whether replica `name`'s starting state has been compared (or found not comparable).
+    pub fn started(&self, name: &str) -> bool {
+        self.stream_id(name)
+            .is_some_and(|r| r != PRIMARY && self.started_id(r))
     }
 
     fn snapshot_rows(&self, s: StreamId) -> u64 {
@@ -267,12 +273,12 @@ impl Engine {
     /// Frees the baselines no replica still needs, and lets their offsets be committed.
     fn release_baselines(&mut self) {
         for s in 0..self.streams.len() as StreamId {
-            if self.started(s) {
+            if self.started_id(s) {
                 self.streams[s as usize].baseline = WindowAcc::default();
             }
         }
         let started: Vec<bool> = (0..self.streams.len() as StreamId)
-            .map(|s| self.started(s))
+            .map(|s| self.started_id(s))
             .collect();
         for t in &mut self.topics {
             if started[t.stream as usize] {
@@ -311,7 +317,7 @@ impl Engine {
     /// their states now.
     pub(super) fn start_remaining(&mut self, out: &mut Vec<Divergence>) {
         for r in 1..self.streams.len() as StreamId {
-            if !self.started(r) {
+            if !self.started_id(r) {
                 self.start_verification(None, r, &WindowAcc::default(), out);
             }
         }

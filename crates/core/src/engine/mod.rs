@@ -2843,7 +2843,7 @@ impl Engine {
         }
         c.skew_seen_ms = self.skew_seen;
         c.started = (1..self.streams.len() as StreamId)
-            .filter(|r| self.started(*r))
+            .filter(|r| self.started_id(*r))
             .map(|r| self.streams[r as usize].name.clone())
             .collect();
         c
