@@ -47,8 +47,13 @@ fn now_ms() -> i64 {
 
 /// Runs one of the project's scripts; panics with its output when it fails.
 fn script(name: &str, args: &[&str]) {
+    script_env(name, args, &[]);
+}
+
+fn script_env(name: &str, args: &[&str], env: &[(&str, &str)]) {
     let out = Command::new(root().join("scripts").join(name))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -406,21 +411,85 @@ fn sql_differing_orders() -> BTreeSet<i64> {
         .collect()
 }
 
-#[test]
-fn real_debezium_on_real_replication() {
-    support::require_services();
-    let dir = tempfile::tempdir().unwrap();
-    // Fresh databases, the seed, then the connectors: their snapshots take the seed.
+/// The tests of this file share the databases and the Connect worker: one at a time.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Fresh databases, the seed, then the connectors writing `format` (avro or json): their
+/// snapshots take the seed.
+fn start_real_parts(format: &str) {
     script("debezium", &["down"]);
     script("mariadb", &["down"]);
     script("mariadb", &["up"]);
     sql("primary", &seed_sql());
     wait_replicated();
-    script("debezium", &["up"]);
+    script_env("debezium", &["up"], &[("DEBEZIUM_FORMAT", format)]);
     // The snapshot creates the topics (a verifier discovers them once, at start).
     for t in cdc_topics() {
         support::wait_for_topic(&t, if t.starts_with("primary") { 3 } else { 2 });
     }
+}
+
+fn stop_real_parts() {
+    script("debezium", &["down"]);
+    script("mariadb", &["down"]);
+}
+
+/// Kafka Connect's JsonConverter (schemas enabled) on both sides, read natively: clean
+/// traffic with a snapshot raises nothing; a tamper on the replica is the one finding.
+#[test]
+fn real_debezium_in_kafka_connect_json() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    support::require_services();
+    let dir = tempfile::tempdir().unwrap();
+    start_real_parts("json");
+    let mut work = Workload {
+        next_order: 10_000,
+        rng: 0x2545_f491_4f6c_dd1d,
+    };
+    sql("primary", &work.transactions(100, false));
+    sql(
+        "replica",
+        "SET sql_log_bin = 0; UPDATE shop.customers SET name = 'tampered' WHERE id = 23;",
+    );
+    sql(
+        "primary",
+        "UPDATE shop.customers SET email = 'kund23@example.no' WHERE id = 23;",
+    );
+    sql("primary", &work.transactions(10, false));
+    wait_captured();
+    let cfg = config(dir.path(), "json");
+    let out = Command::new(BIN)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = alerts(&alerts_topic("json"));
+    assert_eq!(
+        dead_letters(&dlq_topic("json")),
+        0,
+        "JSON records are read natively"
+    );
+    assert_eq!(a.len(), 1, "one finding: {:#?}", summary(&a));
+    assert_eq!(a[0]["kind"], "DataMismatch");
+    assert_eq!(
+        opt(&a[0], "table").and_then(Json::as_str),
+        Some("customers")
+    );
+    eprintln!("json: {:#?}", summary(&a));
+    stop_real_parts();
+}
+
+#[test]
+fn real_debezium_on_real_replication() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    support::require_services();
+    let dir = tempfile::tempdir().unwrap();
+    start_real_parts("avro");
     let live_cfg = config(dir.path(), "live");
     let live_log = std::fs::File::create(dir.path().join("live.log")).unwrap();
     let mut live = Live(
@@ -662,13 +731,19 @@ fn real_debezium_on_real_replication() {
 
     eprintln!("live verdicts: {live_verdicts:#?}");
     eprintln!(
+        "keys: SQL finds {} orders differing, replay names {} orders and {:?} customers; catch-up verdicts {}",
+        sql_keys.len(),
+        named.get("orders").map_or(0, |k| k.len()),
+        named.get("customers"),
+        caught.len()
+    );
+    eprintln!(
         "detection: tamper {} ms, stopped replica {} ms after the stop, drift {} ms after the ALTER",
         tamper_alert - timeline[0].1,
         lag_alert - stopped_at,
         drift_alert - timeline[1].1
     );
-    script("debezium", &["down"]);
-    script("mariadb", &["down"]);
+    stop_real_parts();
 }
 
 fn live_log_tail(dir: &Path) -> String {
