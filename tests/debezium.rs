@@ -646,14 +646,22 @@ fn real_debezium_on_real_replication() {
         "the first GTID after the ALTER ({altered})"
     );
     let drift_alert = drift[0]["emitted_at_ms"].as_i64().unwrap();
-    for m in of_kind(&a, "DataMismatch").iter().skip(1) {
-        assert_eq!(
-            opt(m, "table").and_then(Json::as_str),
-            Some("orders"),
-            "incident: {:#?}",
-            summary(&a)
-        );
-    }
+    // (The alert topic's partitions do not keep the order of publication.)
+    let tables: Vec<&str> = of_kind(&a, "DataMismatch")
+        .iter()
+        .map(|m| opt(m, "table").and_then(Json::as_str).unwrap_or("-"))
+        .collect();
+    assert_eq!(
+        tables.iter().filter(|t| **t == "customers").count(),
+        1,
+        "the tamper's alone: {:#?}",
+        summary(&a)
+    );
+    assert!(
+        tables.iter().all(|t| *t == "customers" || *t == "orders"),
+        "incident: {:#?}",
+        summary(&a)
+    );
     assert_eq!(of_kind(&a, "PoisonEvent").len(), 0);
     assert_eq!(of_kind(&a, "StreamSilent").len(), 0, "{:#?}", summary(&a));
     assert_eq!(dead_letters(&dlq_topic("live")), 0);
