@@ -457,18 +457,7 @@ fn real_debezium_in_kafka_connect_json() {
     );
     sql("primary", &work.transactions(10, false));
     wait_captured();
-    let cfg = config(dir.path(), "json");
-    let out = Command::new(BIN)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let a = alerts(&alerts_topic("json"));
+    let a = catch_up(dir.path(), "json");
     assert_eq!(
         dead_letters(&dlq_topic("json")),
         0,
@@ -670,18 +659,8 @@ fn real_debezium_on_real_replication() {
     drop(live);
 
     // 6. Catch-up: a verifier started after all of it is in Kafka reaches the same verdicts.
-    let catch_cfg = config(dir.path(), "catchup");
-    let out = Command::new(BIN)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(&catch_cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "catch-up run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let caught = alerts(&alerts_topic("catchup"));
+    let caught = catch_up(dir.path(), "catchup");
+    let catch_cfg = dir.path().join("catchup.toml");
     let kinds = |s: &[String]| {
         s.iter()
             .map(|x| x.split(" range").next().unwrap().to_string())
@@ -752,6 +731,23 @@ fn real_debezium_on_real_replication() {
         drift_alert - timeline[1].1
     );
     stop_real_parts();
+}
+
+/// Runs a verifier of its own (configuration `name`) over what the topics hold now, and
+/// returns what it published.
+fn catch_up(dir: &Path, name: &str) -> Vec<Json> {
+    let cfg = config(dir, name);
+    let out = Command::new(BIN)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alerts(&alerts_topic(name))
 }
 
 fn live_log_tail(dir: &Path) -> String {

@@ -235,19 +235,7 @@ impl Engine {
             self.streams[r as usize]
                 .divergent
                 .insert((table, range), diff);
-            let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
-            d.table = Some(self.tables[table as usize].name.clone());
-            d.range = Some(range);
-            d.range_label = Some(self.cfg.ranges.describe(range));
-            d.window = window;
-            d.primary = Some(Side {
-                digest: p.lanes.hex(),
-                ops: p.ops,
-            });
-            d.replica_side = Some(Side {
-                digest: rd.lanes.hex(),
-                ops: rd.ops,
-            });
+            let mut d = self.mismatch(r, (table, range), window, &p, &rd);
             d.offsets = self.offsets_for(BASELINE_W, &[PRIMARY, r], table);
             if let Some(w) = window {
                 d.offsets

@@ -2361,19 +2361,7 @@ impl Engine {
             .unwrap_or_default();
         let confirmed = self.confirmed(r, window.last);
         for ((table, range), pd, rd) in mismatches {
-            let mut d = Divergence::new(Kind::DataMismatch, &rname, self.now_ms);
-            d.table = Some(self.tables[table as usize].name.clone());
-            d.range = Some(range);
-            d.range_label = Some(self.cfg.ranges.describe(range));
-            d.window = Some(window);
-            d.primary = Some(Side {
-                digest: pd.lanes.hex(),
-                ops: pd.ops,
-            });
-            d.replica_side = Some(Side {
-                digest: rd.lanes.hex(),
-                ops: rd.ops,
-            });
+            let mut d = self.mismatch(r, (table, range), Some(window), &pd, &rd);
             d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
             d.keys = self.key_diffs(w, r, table, range);
             if !confirmed {
@@ -2419,6 +2407,35 @@ impl Engine {
             d.window = Some(window);
             self.emit(d, out);
         }
+    }
+
+    /// A DataMismatch of replica `r` in a range, with both sides' digests.
+    fn mismatch(
+        &self,
+        r: StreamId,
+        (table, range): (TableId, u64),
+        window: Option<WindowRef>,
+        p: &RangeDigest,
+        rd: &RangeDigest,
+    ) -> Divergence {
+        let mut d = Divergence::new(
+            Kind::DataMismatch,
+            &self.streams[r as usize].name,
+            self.now_ms,
+        );
+        d.table = Some(self.tables[table as usize].name.clone());
+        d.range = Some(range);
+        d.range_label = Some(self.cfg.ranges.describe(range));
+        d.window = window;
+        d.primary = Some(Side {
+            digest: p.lanes.hex(),
+            ops: p.ops,
+        });
+        d.replica_side = Some(Side {
+            digest: rd.lanes.hex(),
+            ops: rd.ops,
+        });
+        d
     }
 
     /// Opens a SchemaDrift episode for each table of the window a replica wrote with another
