@@ -107,6 +107,18 @@ impl Engine {
         racc: WindowAcc,
         out: &mut Vec<Divergence>,
     ) -> Option<WindowAcc> {
+        let first = matches!(&self.streams[r as usize].start, Start::Pending(s) if s.is_empty());
+        if first && self.snapshot_rows(PRIMARY) == 0 && self.snapshot_rows(r) == 0 {
+            // Neither stream has a snapshot (each partition sends its snapshot before any
+            // change, and no window is compared while one may still be sending it): their
+            // changes are compared from the first window on.
+            self.streams[r as usize].start = Start::Started;
+            let name = self.streams[r as usize].name.clone();
+            let why = "no snapshot on either stream: the state before the first change is not verified; every change is";
+            self.stats.changes_only.insert(name, why.to_string());
+            self.release_baselines();
+            return Some(racc);
+        }
         let primary: Vec<((TableId, u64), RangeDigest)> = self.streams[PRIMARY as usize]
             .windows
             .get(&w)
@@ -137,8 +149,8 @@ impl Engine {
 
     /// Compares the states of the primary and replica `r`: their baselines and the windows
     /// summed up to `window` (`None`: the end of a bounded input). Then `r` is started.
-    /// Returns whether the window's changes are to be compared as usual: when neither stream
-    /// has a snapshot and both began at the same position, nothing came before it.
+    /// Returns whether the window's changes are still to be compared as usual (never: its
+    /// state was).
     pub(super) fn start_verification(
         &mut self,
         window: Option<WindowRef>,
@@ -157,18 +169,6 @@ impl Engine {
             .filter(|s| self.snapshot_rows(*s) == 0)
             .map(|s| self.streams[s as usize].name.as_str())
             .collect();
-        let (first_p, first_r) = (
-            self.streams[PRIMARY as usize].first_change,
-            self.streams[r as usize].first_change,
-        );
-        let same_start = first_p.is_some() && first_p.map(|p| p.tx) == first_r.map(|p| p.tx);
-        if missing.len() == 2 && (same_start || self.cfg.origin_span != (None, None)) {
-            // Both streams hold their whole histories from the same transaction on (or a
-            // span of the primary's history and the replica's events of the same
-            // transactions).
-            self.release_baselines();
-            return window.is_some();
-        }
         if !missing.is_empty() {
             let why = format!(
                 "no snapshot on {}: the state before both streams sent changes is not verified; changes are verified from {}",
