@@ -11,9 +11,10 @@
 //! already differed before capture began is caught. From then on windows compare as usual,
 //! each range's difference carried on (see `Stream::divergent`).
 //!
-//! Where one side has no snapshot (not taken, or past the topics' retention), states cannot
-//! compare: the first window both streams sent changes in is skipped, changes are verified
-//! from the next, and [`EngineStats::changes_only`] says so.
+//! Without snapshots (not taken, or past the topics' retention) states cannot compare, and
+//! [`EngineStats::changes_only`] says so: with none on either side, changes are compared from
+//! the first window on; with one on one side only, the first window both streams sent changes
+//! in (which may hold changes the snapshot covers) is skipped.
 
 use super::*;
 
