@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 
+use super::base64::{b64_decode, b64_encode, b64_len};
+use super::payload::decimal_bytes;
 use super::*;
 use crate::avro::json::to_json;
 use crate::avro::{Plan, Reader, Schema, Scratch};
