@@ -29,7 +29,7 @@ use crate::world::{Change, Op, World};
 use self::encode::{snapshot_flag, with_envelope_ts};
 use self::faults::{Deferred, Planned, Reorder};
 use self::output::Out;
-use self::stream::Stream;
+use self::stream::{Stream, Txn};
 
 /// Rows per snapshot transaction (chunk) of the initial snapshot.
 const SNAPSHOT_CHUNK: usize = 256;
@@ -259,18 +259,15 @@ impl Simulation {
                 .push((i as u32 + 1, per_table[ch.table.index()]));
         }
         self.out.primary_events = self.primary_events;
-        for s in 0..self.streams.len() {
-            let st = &mut self.streams[s];
-            st.emit_txn(
-                &mut self.out,
-                &self.ctx,
-                &mut self.world,
-                &meta,
-                &changes,
-                &self.change_orders,
-                &self.snap_flags,
-                self.primary_events,
-            );
+        let txn = Txn {
+            meta: &meta,
+            changes: &changes,
+            orders: &self.change_orders,
+            snap: &self.snap_flags,
+            primary_events: self.primary_events,
+        };
+        for st in &mut self.streams {
+            st.emit_txn(&mut self.out, &self.ctx, &mut self.world, &txn);
         }
         self.primary_events += changes.len() as u64;
         self.world.changes = changes;

@@ -49,18 +49,18 @@ pub(super) fn snapshot_flag(rows: &[Row], i: usize) -> u8 {
 }
 
 impl Stream {
-    #[allow(clippy::too_many_arguments)]
+    /// Appends the wire-format value of `ev`, sent at `emit_ms`, to `value`; returns where in
+    /// it the envelope's `ts_ms` is encoded.
     pub(super) fn encode_value(
         &self,
         value: &mut Vec<u8>,
         scratch: &mut Vec<u8>,
         ctx: &Ctx,
         ev: &Emit,
-        version: u8,
-        pos: i64,
         emit_ms: i64,
     ) -> usize {
         let meta = ev.meta;
+        let version = self.version(ev.table);
         let mut e = Enc::new(value);
         e.wire_header(self.value_ids[ev.table.index()][version as usize - 1]);
         match &ev.before {
@@ -104,7 +104,7 @@ impl Stream {
             _ => e.null(),
         }
         e.string(&self.binlog_file);
-        e.long(pos);
+        e.long(ev.pos);
         e.int(if meta.snapshot { 0 } else { ev.dco as i32 - 1 });
         if meta.snapshot {
             e.null();

@@ -10,7 +10,7 @@ use crate::schema::Table;
 use crate::world::{Change, Op, World};
 
 use super::output::Out;
-use super::stream::{Emit, Stream};
+use super::stream::{Emit, Stream, Txn};
 use super::{
     Ctx, DUPLICATE_RUN, EXTRA_ID_BASE, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS, NO_FAULT, SimConfig,
     Simulation, TxnMeta, UNKNOWN_SCHEMA_ID,
@@ -233,18 +233,18 @@ impl Simulation {
 }
 
 impl Stream {
-    /// `extra` and `poison` fire on the next transaction the replica applies.
-    #[allow(clippy::too_many_arguments)]
+    /// `extra` and `poison` fire on the next transaction the replica applies (at binlog
+    /// position `pos`, processed at `base`).
     pub(super) fn fire_txn_faults(
         &mut self,
         out: &mut Out,
         ctx: &Ctx,
         world: &mut World,
-        meta: &TxnMeta,
-        changes: &[Change],
+        txn: &Txn,
         pos: i64,
         base: i64,
     ) {
+        let &Txn { meta, changes, .. } = txn;
         let mut i = 0;
         while i < self.armed.len() {
             let a = self.armed[i];
@@ -274,15 +274,17 @@ impl Stream {
                     total_order: changes.len() as u32 + 1,
                     dco,
                     snap: 0,
+                    pos,
+                    fault: (out.faults.len() - 1) as u32,
+                    primary: None,
                 };
-                self.emit(out, ctx, ev, pos, base, (out.faults.len() - 1) as u32, None);
+                self.emit(out, ctx, ev, base);
             } else {
                 let Some(key) = world.random_key(a.table) else {
                     continue;
                 };
                 let row = self.replica_row(a.table, key, world.get(a.table, key));
                 let (key_bytes, partition) = self.key_bytes(a.table, key);
-                let version = self.version(a.table);
                 let mut value = Vec::with_capacity(512);
                 let ev = Emit {
                     meta,
@@ -294,9 +296,11 @@ impl Stream {
                     total_order: 1,
                     dco: 1,
                     snap: 0,
+                    pos,
+                    fault: NO_FAULT,
+                    primary: None,
                 };
-                let _ =
-                    self.encode_value(&mut value, &mut out.scratch, ctx, &ev, version, pos, base);
+                let _ = self.encode_value(&mut value, &mut out.scratch, ctx, &ev, base);
                 out.poison_count += 1;
                 let detail = match a.variant {
                     0 => {
@@ -373,19 +377,22 @@ impl Stream {
         fault
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Keeps a copy of a record `ev` of a duplicate run, for its redelivery; records a fault
+    /// made up or altered are not part of the run.
     pub(super) fn capture_dup(
         &mut self,
         out: &mut Out,
-        table: Table,
+        ev: &Emit,
         partition: u32,
-        position: u64,
         key: &[u8],
         value: Option<(&[u8], usize)>,
-        regular: bool,
     ) {
+        let (table, position) = (ev.table, ev.meta.position);
         let Some(dup) = self.dup.as_mut() else { return };
-        if dup.table != table || !regular || dup.partition.is_some_and(|p| p != partition) {
+        if dup.table != table
+            || ev.primary.is_none()
+            || dup.partition.is_some_and(|p| p != partition)
+        {
             return;
         }
         dup.partition = Some(partition);

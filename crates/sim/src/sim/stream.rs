@@ -68,6 +68,25 @@ pub(super) struct Emit<'a> {
     /// `source.snapshot` as an index into `encode::SNAPSHOT_FLAGS` (0: "false", not a snapshot
     /// read).
     pub(super) snap: u8,
+    /// `source.pos`: the stream's binlog position of the transaction.
+    pub(super) pos: i64,
+    /// The manifest entry of the fault this record shows ([`NO_FAULT`]: none).
+    pub(super) fault: u32,
+    /// The primary's change this event reproduces as it is; None for an event a fault made up
+    /// or altered.
+    pub(super) primary: Option<&'a Change>,
+}
+
+/// One primary transaction, as every stream receives it.
+pub(super) struct Txn<'a> {
+    pub(super) meta: &'a TxnMeta,
+    pub(super) changes: &'a [Change],
+    /// Transaction metadata orders of each change: in the transaction and within its table.
+    pub(super) orders: &'a [(u32, u32)],
+    /// `source.snapshot` of each change of a snapshot chunk (empty when streaming).
+    pub(super) snap: &'a [u8],
+    /// Primary events before this transaction.
+    pub(super) primary_events: u64,
 }
 
 impl Stream {
@@ -113,18 +132,16 @@ impl Stream {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn emit_txn(
-        &mut self,
-        out: &mut Out,
-        ctx: &Ctx,
-        world: &mut World,
-        meta: &TxnMeta,
-        changes: &[Change],
-        orders: &[(u32, u32)],
-        snap: &[u8],
-        primary_events: u64,
-    ) {
+    /// Applies one primary transaction: emits what this stream writes for it, when it writes
+    /// it, with the faults armed on it.
+    pub(super) fn emit_txn(&mut self, out: &mut Out, ctx: &Ctx, world: &mut World, txn: &Txn) {
+        let &Txn {
+            meta,
+            changes,
+            orders,
+            snap,
+            primary_events,
+        } = txn;
         let mut base = meta.commit_ms + self.delay_ms + self.rng.random_range(0..=self.jitter_ms);
         if let Some((clock, entry)) = self.catch_up {
             // A connector that started late processes its backlog at its own pace.
@@ -192,6 +209,9 @@ impl Stream {
                 total_order,
                 dco,
                 snap: snap.get(i).copied().unwrap_or(0),
+                pos,
+                fault: NO_FAULT,
+                primary: Some(ch),
             };
 
             if let Some(r) = self.reorder
@@ -213,7 +233,7 @@ impl Stream {
                     Some(held) => {
                         // The later update first, then the held one over it.
                         self.set_row(ch.table, ch.key, ch.after, ch.after);
-                        self.emit(out, ctx, ev, pos, base, NO_FAULT, Some(ch));
+                        self.emit(out, ctx, ev, base);
                         let late = Emit {
                             meta: &held.meta,
                             table: ch.table,
@@ -224,13 +244,16 @@ impl Stream {
                             total_order: held.total_order,
                             dco: held.dco,
                             snap: 0,
+                            pos,
+                            fault: r.fault as u32,
+                            primary: None,
                         };
                         let f = &mut out.faults[r.fault];
                         f.key = Some(ch.key.to_json(ch.table));
                         f.position = Some(held.meta.position);
                         f.other_position = Some(meta.position);
                         self.set_row(ch.table, ch.key, held.change.after, ch.after);
-                        self.emit(out, ctx, late, pos, base, r.fault as u32, None);
+                        self.emit(out, ctx, late, base);
                         self.reorder = None;
                         continue;
                     }
@@ -271,21 +294,23 @@ impl Stream {
                     self.set_row(ch.table, ch.key, Some(row), ch.after);
                     let ev = Emit {
                         after: Some(row),
+                        fault: (out.faults.len() - 1) as u32,
+                        primary: None,
                         ..ev
                     };
-                    self.emit(out, ctx, ev, pos, base, (out.faults.len() - 1) as u32, None);
+                    self.emit(out, ctx, ev, base);
                     continue;
                 }
             }
 
             self.set_row(ch.table, ch.key, ch.after, ch.after);
             if !silent {
-                self.emit(out, ctx, ev, pos, base, NO_FAULT, Some(ch));
+                self.emit(out, ctx, ev, base);
             }
         }
 
         if !self.armed.is_empty() {
-            self.fire_txn_faults(out, ctx, world, meta, changes, pos, base);
+            self.fire_txn_faults(out, ctx, world, txn, pos, base);
         }
     }
 
@@ -323,38 +348,20 @@ impl Stream {
         t
     }
 
-    /// Encodes and queues one change event (and its tombstone after a delete).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn emit(
-        &mut self,
-        out: &mut Out,
-        ctx: &Ctx,
-        ev: Emit,
-        pos: i64,
-        base: i64,
-        fault: u32,
-        primary: Option<&Change>,
-    ) {
+    /// Encodes and queues one change event (and its tombstone after a delete), processed by the
+    /// connector at `base`.
+    pub(super) fn emit(&mut self, out: &mut Out, ctx: &Ctx, ev: Emit, base: i64) {
         let (key_bytes, partition) = self.key_bytes(ev.table, ev.key);
         let emit_ms = self.emit_time(ev.table, partition, base);
-        let version = self.version(ev.table);
         let mut value = Vec::with_capacity(if ev.table == Table::Orders { 560 } else { 360 });
-        let ts_at = self.encode_value(
-            &mut value,
-            &mut out.scratch,
-            ctx,
-            &ev,
-            version,
-            pos,
-            emit_ms,
-        );
+        let ts_at = self.encode_value(&mut value, &mut out.scratch, ctx, &ev, emit_ms);
         let topic = self.topic_base + ev.table.index() as u16;
 
-        let mut fault = fault;
+        let mut fault = ev.fault;
         if self.drift
             && self.migrated
             && ev.table == Table::Orders
-            && let Some(ch) = primary
+            && let Some(ch) = ev.primary
         {
             fault = self.note_drift(out, ch, ev.meta, fault);
         }
@@ -372,15 +379,7 @@ impl Stream {
             f.timestamp_ms = Some(emit_ms);
         }
         let tombstone = (ev.op == Op::Delete).then(|| key_bytes.clone());
-        self.capture_dup(
-            out,
-            ev.table,
-            partition,
-            ev.meta.position,
-            &key_bytes,
-            Some((&value, ts_at)),
-            primary.is_some(),
-        );
+        self.capture_dup(out, &ev, partition, &key_bytes, Some((&value, ts_at)));
         out.push(
             emit_ms,
             topic,
@@ -390,15 +389,7 @@ impl Stream {
             fault,
         );
         if let Some(k) = tombstone {
-            self.capture_dup(
-                out,
-                ev.table,
-                partition,
-                ev.meta.position,
-                &k,
-                None,
-                primary.is_some(),
-            );
+            self.capture_dup(out, &ev, partition, &k, None);
             out.push(emit_ms, topic, partition, Some(k), None, NO_FAULT);
         }
     }
