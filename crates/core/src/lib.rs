@@ -12,6 +12,7 @@
 
 pub mod avro;
 pub mod connect_json;
+pub mod decode;
 pub mod digest;
 pub mod engine;
 pub mod envelope;

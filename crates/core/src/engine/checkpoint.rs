@@ -27,7 +27,7 @@ pub(super) fn is_zero(v: &i64) -> bool {
     *v == 0
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// The episodes in progress.
     pub fn checkpoint(&self) -> Checkpoint {
         let mut c = Checkpoint::default();

@@ -12,7 +12,7 @@ pub(super) fn pacc_tables_and(racc: &WindowAcc, pacc: Option<&WindowAcc>) -> Vec
     v
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     pub(super) fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         // At the end of a bounded input every replica has sent all it will, unless it fell
         // silent: then its missing tail is the silence already reported, not a mismatch.
@@ -393,31 +393,24 @@ impl Engine {
         let mut d = Divergence::new(Kind::SchemaDrift, replica, self.now_ms);
         d.table = Some(self.tables[table as usize].name.clone());
         d.window = Some(window);
-        let expected = self.schemas.get(&obs.expected_id);
-        let actual = self.schemas.get(&obs.actual_id);
-        let fields = match (expected, actual) {
-            (Some(e), Some(a)) => match (&e.layout, &a.layout) {
-                (Ok(el), Ok(al)) => Schema::field_diff(&e.schema, el.row, &a.schema, al.row),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        let fields = self.decoder.field_diff(obs.expected_id, obs.actual_id);
         let replica_subject = self
             .topics
             .iter()
-            .find(|t| self.streams[t.stream as usize].name == replica && t.table == table)
-            .map(|t| t.value_subject.clone())
+            .enumerate()
+            .find(|(_, t)| self.streams[t.stream as usize].name == replica && t.table == table)
+            .map(|(i, _)| self.decoder.subject(i as TopicId).to_string())
             .unwrap_or_default();
         let primary_subject = self.tables[table as usize]
-            .value_subject_of_primary
-            .clone()
+            .primary_topic
+            .map(|t| self.decoder.subject(t))
             .unwrap_or_default();
         d.schema = Some(SchemaInfo {
-            subject: replica_subject.clone(),
+            expected_version: self.decoder.version(obs.expected_id, primary_subject),
+            actual_version: self.decoder.version(obs.actual_id, &replica_subject),
+            subject: replica_subject,
             expected_id: obs.expected_id,
-            expected_version: expected.and_then(|e| e.version_for(&primary_subject)),
             actual_id: obs.actual_id,
-            actual_version: actual.and_then(|a| a.version_for(&replica_subject)),
             fields,
             first_position: obs.first,
             first_ts_ms: obs.first_ts,

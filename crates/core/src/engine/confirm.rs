@@ -33,7 +33,7 @@ pub(super) struct Provisional {
     pub(super) since: i64,
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// Whether both streams have written later transactions than `last`, stamped long enough
     /// ago for whatever came before them to have arrived.
     pub(super) fn confirmed(&self, r: StreamId, last: Position) -> bool {

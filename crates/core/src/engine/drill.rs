@@ -1,6 +1,10 @@
-use super::*;
+//! Drill-down: per-key state of the ranges chosen, to name the exact keys that differ.
 
-/// Per-key state for drill-down.
+use std::collections::HashMap;
+
+use super::*;
+use crate::decode::Kept;
+
 /// A row image as the reference schema reads it: (position, op, reference schema id,
 /// canonical row bytes or None when deleted).
 pub(super) type Image = (Position, Op, u32, Option<Vec<u8>>);
@@ -42,47 +46,94 @@ pub(super) struct KeyEntry {
     pub(super) sides: Vec<KeySide>,
 }
 
-impl Engine {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn drill_observe(
-        &mut self,
-        stream: StreamId,
-        table: TableId,
-        range: u64,
-        key: Vec<u8>,
-        key_schema: u32,
-        w: i64,
-        ev: &Event,
-        vid: u32,
-        image: Option<Vec<u8>>,
-    ) {
+/// The keys drilled into, found by (table, key) and by range.
+#[derive(Default)]
+pub(super) struct KeyStates {
+    keys: Vec<KeyEntry>,
+    index: HashMap<(TableId, Vec<u8>), usize>,
+    by_range: FastMap<(TableId, u64), Vec<usize>>,
+    /// With `Drill::Ranges`: the (table, range) pairs drilled into.
+    pub(super) ranges: Vec<(TableId, u64)>,
+}
+
+impl KeyStates {
+    /// The keys of a range met so far.
+    pub(super) fn in_range(&self, table: TableId, range: u64) -> impl Iterator<Item = &KeyEntry> {
+        self.by_range
+            .get(&(table, range))
+            .into_iter()
+            .flatten()
+            .map(|i| &self.keys[*i])
+    }
+
+    /// Folds the windows up to `done` into each key's settled state.
+    pub(super) fn settle(&mut self, done: i64) {
+        for k in &mut self.keys {
+            for s in &mut k.sides {
+                let settled = s
+                    .windows
+                    .iter()
+                    .filter(|(w, .., img)| *w <= done && img.is_some())
+                    .max_by_key(|(w, ..)| *w)
+                    .and_then(|(.., i)| i.clone());
+                if settled.is_some() {
+                    s.settled = settled;
+                }
+                for (_, d, ..) in s.windows.iter().filter(|(w, ..)| *w <= done) {
+                    s.settled_state.add(*d);
+                }
+                s.windows.retain(|(w, ..)| *w > done);
+            }
+        }
+    }
+}
+
+/// One event counted in a range drilled into.
+pub(super) struct Observed<'a> {
+    pub(super) stream: StreamId,
+    pub(super) table: TableId,
+    pub(super) range: u64,
+    pub(super) window: i64,
+    pub(super) event: &'a Event,
+    pub(super) key_schema: u32,
+    /// The value schema its row was read with.
+    pub(super) schema: u32,
+    pub(super) kept: Kept,
+}
+
+impl<D: Decoder> Engine<D> {
+    pub(super) fn drill_observe(&mut self, o: Observed<'_>) {
+        let Observed {
+            stream,
+            table,
+            range,
+            window: w,
+            event: ev,
+            key_schema,
+            schema,
+            kept: Kept { key, row: image },
+        } = o;
         let n = self.streams.len();
-        let idx = match self.drill_index.get(&(table, key.clone())) {
+        let drill = &mut self.drill;
+        let idx = match drill.index.get(&(table, key.clone())) {
             Some(i) => *i,
             None => {
-                self.drill_keys.push(KeyEntry {
+                drill.keys.push(KeyEntry {
                     key: key.clone(),
                     key_schema,
                     sides: (0..n).map(|_| KeySide::default()).collect(),
                 });
-                let i = self.drill_keys.len() - 1;
-                self.drill_index.insert((table, key), i);
-                self.drill_by_range
-                    .entry((table, range))
-                    .or_default()
-                    .push(i);
+                let i = drill.keys.len() - 1;
+                drill.index.insert((table, key), i);
+                drill.by_range.entry((table, range)).or_default().push(i);
                 i
             }
         };
-        let side = &mut self.drill_keys[idx].sides[stream as usize];
+        let side = &mut drill.keys[idx].sides[stream as usize];
         let d = Lanes::delta(ev.before, ev.after);
-        let e = Lanes::of(crate::digest::event_hash(
-            ev.position.tx,
-            ev.before,
-            ev.after,
-        ));
+        let e = Lanes::of(event_hash(ev.position.tx, ev.before, ev.after));
         let row = if ev.after.is_some() { image } else { None };
-        let img = Some((ev.position, ev.op, vid, row));
+        let img = Some((ev.position, ev.op, schema, row));
         match side.windows.iter_mut().find(|(dw, ..)| *dw == w) {
             Some((_, l, evs, last)) => {
                 l.add(d);
@@ -102,12 +153,8 @@ impl Engine {
         table: TableId,
         range: u64,
     ) -> Vec<KeyDiff> {
-        let Some(idxs) = self.drill_by_range.get(&(table, range)) else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for i in idxs {
-            let k = &self.drill_keys[*i];
+        for k in self.drill.in_range(table, range) {
             let dp = k.sides[PRIMARY as usize]
                 .windows
                 .iter()
@@ -134,22 +181,14 @@ impl Engine {
     }
 
     pub(super) fn render_key(&self, k: &KeyEntry) -> serde_json::Value {
-        match self.schemas.get(&k.key_schema) {
-            Some(c) => json::to_json(&c.schema, c.schema.root(), &mut Reader::new(&k.key))
-                .unwrap_or(serde_json::Value::Null),
-            None => serde_json::Value::Null,
-        }
+        self.decoder.render_key(k.key_schema, &k.key)
     }
 
     pub(super) fn render_side(&self, side: &KeySide, w: i64) -> Option<RowImage> {
         let (position, op, schema_id, image) = side.image_at(w)?;
-        let row = match (image, self.schemas.get(schema_id)) {
-            (Some(bytes), Some(c)) => match &c.layout {
-                Ok(l) => json::to_json(&c.schema, l.row, &mut Reader::new(bytes))
-                    .unwrap_or(serde_json::Value::Null),
-                Err(_) => serde_json::Value::Null,
-            },
-            _ => serde_json::Value::Null,
+        let row = match image {
+            Some(bytes) => self.decoder.render_row(*schema_id, bytes),
+            None => serde_json::Value::Null,
         };
         Some(RowImage {
             position: *position,

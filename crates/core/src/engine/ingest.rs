@@ -1,4 +1,6 @@
+use super::drill::Observed;
 use super::*;
+use crate::decode::{At, Decoded, Read, Role};
 
 pub(super) struct Parked {
     pub(super) rec_meta: (TopicId, u32, i64, i64),
@@ -7,7 +9,7 @@ pub(super) struct Parked {
     pub(super) value: Vec<u8>,
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// A record rejected before the engine could read it (a JSON envelope that does not
     /// convert): counted and timed as one the engine found undecodable.
     pub fn reject(&mut self, rec: &Record<'_>, error: String) -> Ingested {
@@ -43,7 +45,7 @@ impl Engine {
     pub fn ingest(
         &mut self,
         rec: &Record<'_>,
-        src: &mut dyn SchemaSource,
+        src: &mut D::Source<'_>,
     ) -> Result<Ingested, SchemaUnavailable> {
         self.note_arrival(rec);
         let r = self.ingest_record(rec, src);
@@ -90,11 +92,12 @@ impl Engine {
     pub(super) fn ingest_record(
         &mut self,
         rec: &Record<'_>,
-        src: &mut dyn SchemaSource,
+        src: &mut D::Source<'_>,
     ) -> Result<Ingested, SchemaUnavailable> {
         let ti = rec.topic as usize;
-        let topic = &mut self.topics[ti];
-        let Some(part) = topic.parts.get_mut(rec.partition as usize) else {
+        let topic = &self.topics[ti];
+        let (stream, table) = (topic.stream, topic.table);
+        if rec.partition as usize >= topic.parts.len() {
             let n = topic.parts.len();
             return Ok(self.poison(
                 rec,
@@ -103,161 +106,109 @@ impl Engine {
                     rec.partition
                 ),
             ));
-        };
-        // The partition's plans are taken out for the call, so that the hot path borrows them
-        // without reference counting, and put back whatever the outcome.
-        let mut cache = part.cache.take();
-        let result = self.ingest_with(rec, src, &mut cache);
-        self.topics[ti].parts[rec.partition as usize].cache = cache;
-        result
-    }
-
-    pub(super) fn ingest_with(
-        &mut self,
-        rec: &Record<'_>,
-        src: &mut dyn SchemaSource,
-        cache: &mut Option<Box<PartCache>>,
-    ) -> Result<Ingested, SchemaUnavailable> {
-        let ti = rec.topic as usize;
-        let (stream, table) = (self.topics[ti].stream, self.topics[ti].table);
+        }
         let Some(value) = rec.value else {
             self.topics[ti].stats.tombstones += 1;
             return Ok(Ingested::Tombstone);
         };
-        let (vid, datum) = match wire::split(value) {
-            Ok(x) => x,
-            Err(e) => return Ok(self.poison(rec, format!("value: {e}"))),
-        };
-        let Some(key) = rec.key else {
-            return Ok(self.poison(rec, "record has a value but no key".into()));
-        };
-        let (kid, kdatum) = match wire::split(key) {
-            Ok(x) => x,
-            Err(e) => return Ok(self.poison(rec, format!("key: {e}"))),
-        };
-
-        // Writer schema and the reference it is read with: the primary's own; a replica's is
-        // the primary's schema in effect at the event's position, known once the primary's
-        // watermark has passed it.
-        if !cache
-            .as_ref()
-            .is_some_and(|c| c.vid == vid && c.key.kid == kid)
-        {
-            let rid = if stream == PRIMARY {
-                vid
+        let t = &self.tables[table as usize];
+        let at = At {
+            topic: rec.topic,
+            partition: rec.partition,
+            table,
+            rows: &t.rows,
+            seed: t.seed,
+            role: if stream == PRIMARY {
+                Role::Primary
             } else {
-                self.tables[table as usize].refs.last().map_or(vid, |r| r.0)
-            };
-            match self.fill_cache(rec, vid, rid, kid, src)? {
-                Ok(c) => *cache = Some(Box::new(c)),
-                Err(e) => return Ok(self.poison(rec, e)),
+                Role::Replica {
+                    refs: &t.refs,
+                    passed: self.primary_wm,
+                }
+            },
+        };
+        let read = self.decoder.decode(&at, rec.key, value, src);
+        self.stats.schema_fetches = self.decoder.fetches();
+        let ev = match read? {
+            Ok(Read::Event(ev)) => ev,
+            Ok(Read::Ahead { position, op }) => {
+                self.note_change(rec, stream, op);
+                return Ok(self.park(rec, position));
             }
-        }
-        let seed = self.tables[table as usize].seed;
-        let mut ev = Event::EMPTY;
-        if let Err(e) = decode(
-            cache.as_mut().expect("filled above"),
-            &self.tables[table as usize].rows,
-            datum,
-            &mut self.scratch,
-            &mut ev,
-        ) {
-            return Ok(self.poison(rec, format!("value: {e}")));
-        }
-        let mut c = cache.as_ref().expect("filled above");
-        if ev.op != Op::Read {
+            Err(e) => return Ok(self.poison(rec, e.to_string())),
+        };
+        self.note_change(rec, stream, ev.event.op);
+        Ok(self.verify(rec, stream, table, &ev))
+    }
+
+    /// A change (not a snapshot read) marks its partition and stream as past their snapshots.
+    #[inline]
+    fn note_change(&mut self, rec: &Record<'_>, stream: StreamId, op: Op) {
+        if op != Op::Read {
             // Read, if not yet counted: a snapshot written after it is a second one.
             let s = &mut self.streams[stream as usize];
             s.first_change_ms = s.first_change_ms.min(rec.timestamp_ms);
-            self.topics[ti].parts[rec.partition as usize].changed = true;
+            self.topics[rec.topic as usize].parts[rec.partition as usize].changed = true;
         }
-        if stream != PRIMARY {
-            if ev.position > self.primary_wm {
-                return Ok(self.park(rec, ev.position));
-            }
-            let rid = self.tables[table as usize]
-                .reference_at(ev.position)
-                .unwrap_or(vid);
-            if rid != c.rid {
-                // A migration lies between the cached reference and this position.
-                match self.fill_cache(rec, vid, rid, kid, src)? {
-                    Ok(n) => *cache = Some(Box::new(n)),
-                    Err(e) => return Ok(self.poison(rec, e)),
-                }
-                if let Err(e) = decode(
-                    cache.as_mut().expect("filled above"),
-                    &self.tables[table as usize].rows,
-                    datum,
-                    &mut self.scratch,
-                    &mut ev,
-                ) {
-                    return Ok(self.poison(rec, format!("value: {e}")));
-                }
-                c = cache.as_ref().expect("filled above");
-            }
-        }
+    }
 
-        // The key, canonical under the primary's key schema, picks the range.
-        let k = &c.key;
-        let mut r = Reader::new(kdatum);
-        let canon = match k
-            .plan
-            .canonical(&k.writer.schema, &mut r, &mut self.key_scratch)
-        {
-            Ok(canon) => canon,
-            Err(e) => return Ok(self.poison(rec, format!("key: {e}"))),
-        };
-        if let Err(e) = r.finish() {
-            return Ok(self.poison(rec, format!("key: {e}")));
-        }
-        let key_bytes = canon.bytes();
-        let leading = match self.cfg.ranges {
-            KeyRanges::Integer { .. } => leading_int(&k.reference.schema, key_bytes),
-            KeyRanges::Hash { .. } => None,
-        };
-        let range = self.cfg.ranges.range(key_hash(seed, key_bytes), leading);
+    /// Verifies a decoded event: notes the primary's schemas, counts it into its window, and
+    /// keeps its key's state when drilling down.
+    #[inline(always)]
+    fn verify(
+        &mut self,
+        rec: &Record<'_>,
+        stream: StreamId,
+        table: TableId,
+        d: &Decoded,
+    ) -> Ingested {
+        let ev = &d.event;
+        let range = self.cfg.ranges.range(d.key_hash, d.leading);
         let drill = match &self.cfg.drill {
-            Drill::Off => None,
-            Drill::All => Some((key_bytes.to_vec(), k.rid)),
-            Drill::Ranges(_) => self
-                .drill_ranges
-                .contains(&(table, range))
-                .then(|| (key_bytes.to_vec(), k.rid)),
+            Drill::Off => false,
+            Drill::All => true,
+            Drill::Ranges(_) => self.drill.ranges.contains(&(table, range)),
         };
-
-        if stream == PRIMARY && ev.position < c.noted.get() {
-            c.noted.set(ev.position);
-            let t = &mut self.tables[table as usize];
-            match t.refs.iter_mut().find(|(id, _)| *id == vid) {
-                Some((_, from)) => {
-                    if ev.position < *from {
-                        *from = ev.position;
+        if stream == PRIMARY {
+            let part = &mut self.topics[rec.topic as usize].parts[rec.partition as usize];
+            if part
+                .noted
+                .is_none_or(|(id, at)| id != d.schema || ev.position < at)
+            {
+                part.noted = Some((d.schema, ev.position));
+                let t = &mut self.tables[table as usize];
+                match t.refs.iter_mut().find(|(id, _)| *id == d.schema) {
+                    Some((_, from)) => {
+                        if ev.position < *from {
+                            *from = ev.position;
+                        }
                     }
+                    None => t.refs.push((d.schema, ev.position)),
                 }
-                None => t.refs.push((vid, ev.position)),
             }
         }
-        let drift = c.drift.then_some((vid, c.rid));
-        // Drill-down keeps the row as the reference schema reads it, so that both sides
-        // render with the same columns (a column an outdated writer lacks shows its default).
-        let image = match (&drill, ev.image) {
-            (Some(_), Some((a, b))) => {
-                let mut r = Reader::new(&datum[a as usize..b as usize]);
-                c.plan
-                    .canonical(&c.writer.schema, &mut r, &mut self.scratch)
-                    .ok()
-                    .map(|b| b.bytes().to_vec())
-            }
-            _ => None,
-        };
-        let reference = c.rid;
-        let (counted, w) = self.count(rec, stream, table, range, &ev, drift);
-        if let (Ingested::Counted, Some((key, key_schema))) = (&counted, drill) {
-            self.drill_observe(
-                stream, table, range, key, key_schema, w, &ev, reference, image,
-            );
+        let drift = d.drift.then_some((d.schema, d.reference));
+        let kept = drill.then(|| {
+            self.decoder.kept(
+                rec.key.unwrap_or_default(),
+                rec.value.unwrap_or_default(),
+                ev,
+            )
+        });
+        let (counted, w) = self.count(rec, stream, table, range, ev, drift);
+        if let (Ingested::Counted, Some(kept)) = (&counted, kept) {
+            self.drill_observe(Observed {
+                stream,
+                table,
+                range,
+                window: w,
+                event: ev,
+                key_schema: d.key_schema,
+                schema: d.reference,
+                kept,
+            });
         }
-        Ok(counted)
+        counted
     }
 
     pub(super) fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
@@ -492,7 +443,7 @@ impl Engine {
     /// offset order.
     pub(super) fn drain_parked(
         &mut self,
-        src: &mut dyn SchemaSource,
+        src: &mut D::Source<'_>,
         out: &mut Vec<Divergence>,
     ) -> Result<(), SchemaUnavailable> {
         let wm = self.primary_wm;

@@ -1,36 +1,26 @@
 //! The verification engine: records in, verdicts out. Synchronous and free of I/O; the Kafka
 //! service, the replay command and the demo all drive this same code.
 //!
-//! Per record: split the wire format, decode the envelope with a plan compiled once per
-//! (writer schema, reference schema), hash both images, bucket the key, drop duplicates by
-//! the partition's position high-water mark, and add the event's delta to the digest of its
-//! (stream, table, range, window). Per batch ([`Engine::advance`]): move the watermarks, close
+//! Per record: decode it (see [`crate::decode`]: the row images' hashes, the key's), bucket
+//! the key, drop duplicates by the partition's position high-water mark, and add the event's
+//! delta to the digest of its (stream, table, range, window). Per batch ([`Engine::advance`]): move the watermarks, close
 //! windows, compare each replica's windows with the primary's and emit verdicts.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound::{Excluded, Unbounded};
-use std::sync::Arc;
 
-use crate::avro::json;
-use crate::avro::reader::{DecodeError, Reader};
-use crate::avro::resolve::{Plan, Scratch};
-use crate::avro::schema::{Node, Schema};
-use crate::digest::{
-    KeyRanges, Lanes, Op, RangeDigest, RowHasher, event_hash, key_hash, table_seed,
-};
-use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
+use crate::decode::{ConfluentAvro, Decoder};
+use crate::digest::{KeyRanges, Lanes, Op, RangeDigest, RowHasher, event_hash, table_seed};
+use crate::envelope::{Event, Position, PositionField};
 use crate::hashmap::FastMap;
-use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::verdict::{
     Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side,
     WindowRef,
 };
-use crate::wire;
 
 mod baseline;
 mod checkpoint;
 mod clock;
-mod codec;
 mod compare;
 mod confirm;
 mod drill;
@@ -45,9 +35,8 @@ pub use checkpoint::Checkpoint;
 pub use timeline::{SchemaSeen, Segment, WindowStatus};
 
 use clock::{ClockIndex, LastBucket};
-use codec::{Compiled, PartCache, decode, leading_int};
 use compare::pacc_tables_and;
-use drill::KeyEntry;
+use drill::KeyStates;
 use ingest::Parked;
 use windows::{BASELINE_W, Bound, DriftObs, WindowAcc, WindowDigests};
 
@@ -196,20 +185,8 @@ struct Table {
     rows: RowHasher,
     /// The primary's value schema ids with the first position each was seen at.
     refs: Vec<(u32, Position)>,
-    /// The primary's key schema id.
-    ref_key: Option<u32>,
-    value_subject_of_primary: Option<String>,
-}
-
-impl Table {
-    fn reference_at(&self, p: Position) -> Option<u32> {
-        self.refs
-            .iter()
-            .filter(|(_, from)| *from <= p)
-            .max_by_key(|(_, from)| *from)
-            .or_else(|| self.refs.iter().min_by_key(|(_, f)| *f))
-            .map(|(id, _)| *id)
-    }
+    /// The primary's topic of the table (the last added).
+    primary_topic: Option<TopicId>,
 }
 
 /// What is known of a partition beyond the records read from it.
@@ -240,9 +217,10 @@ struct Part {
     offsets: VecDeque<(i64, i64, i64)>,
     /// The partition has sent a change (not a snapshot read).
     changed: bool,
-    /// The plans of the schemas last seen on this partition (boxed: taken out and put back
-    /// at every record).
-    cache: Option<Box<PartCache>>,
+    /// The primary's: the value schema of its last event, and the lowest position noted for
+    /// it in its table's `refs` since it became the last (an event at or above it has nothing
+    /// to note).
+    noted: Option<(u32, Position)>,
     /// Records parked ahead of the primary, in offset order (released from the front).
     parked: VecDeque<Parked>,
     /// (bounds generation, window, lowest tx exclusive, highest tx inclusive) of the window
@@ -254,10 +232,7 @@ struct Topic {
     name: String,
     stream: StreamId,
     table: TableId,
-    value_subject: String,
-    key_subject: String,
     parts: Vec<Part>,
-    checked: Vec<u32>,
     stats: TopicStats,
     last_ms: i64,
     /// When (the primary's record time) this replica topic was found behind the primary's
@@ -321,16 +296,14 @@ impl Default for Start {
     }
 }
 
-pub struct Engine {
+/// The engine, reading its records with `D`.
+pub struct Engine<D: Decoder = ConfluentAvro> {
     cfg: EngineConfig,
+    decoder: D,
     timeline: BTreeMap<(StreamId, TableId), Vec<Segment>>,
     streams: Vec<Stream>,
     tables: Vec<Table>,
     topics: Vec<Topic>,
-    schemas: FastMap<u32, Arc<Compiled>>,
-    plans: FastMap<(u32, u32), Arc<Plan>>,
-    scratch: Scratch,
-    key_scratch: Scratch,
     bounds: BTreeMap<i64, Bound>,
     open_floor: i64,
     /// The last window a commit time fell in.
@@ -349,10 +322,7 @@ pub struct Engine {
     /// The primary's first position inside the origin span, and first one after it.
     span_lo: Option<Position>,
     span_out: Option<Position>,
-    drill_keys: Vec<KeyEntry>,
-    drill_index: HashMap<(TableId, Vec<u8>), usize>,
-    drill_by_range: FastMap<(TableId, u64), Vec<usize>>,
-    drill_ranges: Vec<(TableId, u64)>,
+    drill: KeyStates,
     stats: EngineStats,
     /// Verdicts reached while ingesting, handed out by the next advance.
     deferred: Vec<Divergence>,
@@ -361,8 +331,24 @@ pub struct Engine {
 const PRIMARY: StreamId = 0;
 
 impl Engine {
-    /// An engine for one primary and its replicas, by stream name.
+    /// An engine for one primary and its replicas, by stream name, reading Debezium Avro
+    /// records in the Confluent wire format.
     pub fn new(cfg: EngineConfig, primary: &str, replicas: &[&str]) -> Engine {
+        let leading = matches!(cfg.ranges, KeyRanges::Integer { .. });
+        let decoder = ConfluentAvro::new(cfg.position.clone(), cfg.check_subjects, leading);
+        Engine::with_decoder(cfg, decoder, primary, replicas)
+    }
+}
+
+impl<D: Decoder> Engine<D> {
+    /// An engine for one primary and its replicas, by stream name, reading records with
+    /// `decoder`.
+    pub fn with_decoder(
+        cfg: EngineConfig,
+        decoder: D,
+        primary: &str,
+        replicas: &[&str],
+    ) -> Engine<D> {
         let mk = |name: &str| Stream {
             name: name.to_string(),
             topics: Vec::new(),
@@ -386,14 +372,11 @@ impl Engine {
         streams.extend(replicas.iter().map(|r| mk(r)));
         Engine {
             cfg,
+            decoder,
             timeline: BTreeMap::new(),
             streams,
             tables: Vec::new(),
             topics: Vec::new(),
-            schemas: FastMap::default(),
-            plans: FastMap::default(),
-            scratch: Scratch::default(),
-            key_scratch: Scratch::default(),
             bounds: BTreeMap::new(),
             open_floor: i64::MIN,
             last_window: LastBucket::default(),
@@ -406,10 +389,7 @@ impl Engine {
             ended: false,
             span_lo: None,
             span_out: None,
-            drill_keys: Vec::new(),
-            drill_index: HashMap::new(),
-            drill_by_range: FastMap::default(),
-            drill_ranges: Vec::new(),
+            drill: KeyStates::default(),
             stats: EngineStats::default(),
             deferred: Vec::new(),
         }
@@ -440,14 +420,13 @@ impl Engine {
             seed,
             rows: RowHasher::new(seed),
             refs: Vec::new(),
-            ref_key: None,
-            value_subject_of_primary: None,
+            primary_topic: None,
         });
         let id = (self.tables.len() - 1) as TableId;
         if let Drill::Ranges(sel) = &self.cfg.drill {
             for (t, r) in sel {
                 if t == name {
-                    self.drill_ranges.push((id, *r));
+                    self.drill.ranges.push((id, *r));
                 }
             }
         }
@@ -463,17 +442,16 @@ impl Engine {
         partitions: u32,
     ) -> TopicId {
         let table = self.table_id(table);
+        let id = self.topics.len() as TopicId;
         if stream == PRIMARY {
-            self.tables[table as usize].value_subject_of_primary = Some(format!("{name}-value"));
+            self.tables[table as usize].primary_topic = Some(id);
         }
+        self.decoder.add_topic(id, name, partitions);
         self.topics.push(Topic {
             name: name.to_string(),
             stream,
             table,
-            value_subject: format!("{name}-value"),
-            key_subject: format!("{name}-key"),
             parts: (0..partitions).map(|_| Part::default()).collect(),
-            checked: Vec::new(),
             stats: TopicStats::default(),
             last_ms: i64::MIN,
             behind_since: i64::MIN,
@@ -481,7 +459,6 @@ impl Engine {
             silent: false,
             max_pos: Position::ZERO,
         });
-        let id = (self.topics.len() - 1) as TopicId;
         self.streams[stream as usize].topics.push(id);
         id
     }
@@ -545,7 +522,7 @@ impl Engine {
     pub fn advance(
         &mut self,
         now_ms: i64,
-        src: &mut dyn SchemaSource,
+        src: &mut D::Source<'_>,
         out: &mut Vec<Divergence>,
     ) -> Result<(), SchemaUnavailable> {
         if now_ms > self.now_ms {
@@ -585,7 +562,7 @@ impl Engine {
     /// calls this; on shutdown it leaves open windows to the next run.
     pub fn finish(
         &mut self,
-        src: &mut dyn SchemaSource,
+        src: &mut D::Source<'_>,
         out: &mut Vec<Divergence>,
     ) -> Result<(), SchemaUnavailable> {
         self.set_all_progress(Progress::Ended);

@@ -1,4 +1,6 @@
 use super::windows::DENSE_RANGES;
+use std::collections::HashMap;
+
 use super::*;
 
 /// The index answers as a scan of every record noted would, whatever the order of notes,

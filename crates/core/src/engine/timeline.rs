@@ -33,7 +33,7 @@ pub struct SchemaSeen {
     pub version: Option<u32>,
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     pub(super) fn record_timeline(
         &mut self,
         r: StreamId,
@@ -92,18 +92,15 @@ impl Engine {
     /// The value schemas each stream wrote each table with.
     pub fn schemas_seen(&self) -> Vec<SchemaSeen> {
         let mut out = Vec::new();
-        for t in &self.topics {
-            for id in t.checked.iter().filter(|id| *id & 0x8000_0000 == 0) {
-                let version = self
-                    .schemas
-                    .get(id)
-                    .and_then(|c| c.version_for(&t.value_subject));
+        for (i, t) in self.topics.iter().enumerate() {
+            let subject = self.decoder.subject(i as TopicId);
+            for schema_id in self.decoder.written_with(i as TopicId) {
                 out.push(SchemaSeen {
                     stream: self.streams[t.stream as usize].name.clone(),
                     table: self.tables[t.table as usize].name.clone(),
-                    schema_id: *id,
-                    subject: t.value_subject.clone(),
-                    version,
+                    schema_id,
+                    subject: subject.to_string(),
+                    version: self.decoder.version(schema_id, subject),
                 });
             }
         }

@@ -145,7 +145,7 @@ pub(super) fn before_tx(p: Position) -> Position {
     }
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// The primary's windows after the last one replica `r` was compared in.
     pub(super) fn after_done(&self, r: StreamId) -> (std::ops::Bound<i64>, std::ops::Bound<i64>) {
         (
@@ -438,22 +438,6 @@ impl Engine {
                 }
             }
         }
-        for k in &mut self.drill_keys {
-            for s in &mut k.sides {
-                let settled = s
-                    .windows
-                    .iter()
-                    .filter(|(w, .., img)| *w <= min_done && img.is_some())
-                    .max_by_key(|(w, ..)| *w)
-                    .and_then(|(.., i)| i.clone());
-                if settled.is_some() {
-                    s.settled = settled;
-                }
-                for (_, d, ..) in s.windows.iter().filter(|(w, ..)| *w <= min_done) {
-                    s.settled_state.add(*d);
-                }
-                s.windows.retain(|(w, ..)| *w > min_done);
-            }
-        }
+        self.drill.settle(min_done);
     }
 }
