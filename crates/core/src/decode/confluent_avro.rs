@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use super::{At, Decoded, Decoder, Kept, Read, Role};
+use super::{At, Decoded, Decoder, Kept, Read, Role, SchemaUnavailable};
 use crate::avro::reader::{DecodeError, Reader};
 use crate::avro::resolve::{Plan, Scratch};
 use crate::avro::schema::{Node, Schema};
 use crate::avro::{FieldDiff, json};
 use crate::digest::{RowHasher, key_hash};
-use crate::engine::{SchemaUnavailable, TopicId};
+use crate::engine::TopicId;
 use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};

@@ -11,8 +11,16 @@ pub use confluent_avro::{ConfluentAvro, Poison};
 
 use crate::avro::FieldDiff;
 use crate::digest::{Op, RowHasher};
-use crate::engine::{SchemaUnavailable, TableId, TopicId};
+use crate::engine::{TableId, TopicId};
 use crate::envelope::{Event, Position};
+
+/// The schema source could not answer now: pause this partition and retry the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schema id {id} cannot be fetched now: {reason}")]
+pub struct SchemaUnavailable {
+    pub id: u32,
+    pub reason: String,
+}
 
 /// Where a record stands in the verification: what decoding it needs beyond its bytes.
 pub struct At<'a> {

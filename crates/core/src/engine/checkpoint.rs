@@ -49,7 +49,7 @@ impl<D: Decoder> Engine<D> {
                 self.tables[t.table as usize].name.clone(),
             ));
         }
-        c.skew_seen_ms = self.skew_seen;
+        c.skew_seen_ms = self.skew.seen;
         c.started = (1..self.streams.len() as StreamId)
             .filter(|r| self.started_id(*r))
             .map(|r| self.streams[r as usize].name.clone())
@@ -59,11 +59,7 @@ impl<D: Decoder> Engine<D> {
 
     /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
     pub fn restore(&mut self, c: &Checkpoint) {
-        if c.skew_seen_ms > self.skew_seen {
-            // Fades from the first clock reading on, as if just seen.
-            self.skew_seen = c.skew_seen_ms;
-            self.skew_seen_at = i64::MIN;
-        }
+        self.skew.restore(c.skew_seen_ms);
         for (replica, table) in &c.drifting {
             if let (Some(r), Some(t)) = (
                 self.stream_id(replica),

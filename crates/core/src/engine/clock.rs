@@ -182,3 +182,56 @@ impl ClockIndex {
         max.max(self.floor)
     }
 }
+
+/// The producers' skew learned: the latest a record was seen to arrive behind its partition's
+/// read-through time, fading by half per minute (of the verifier's clock) without a new high.
+pub(super) struct Skew {
+    pub(super) seen: i64,
+    /// When `seen` was last raised or halved (`i64::MIN`: from the next clock reading on).
+    at: i64,
+}
+
+impl Default for Skew {
+    fn default() -> Self {
+        Skew {
+            seen: 0,
+            at: i64::MIN,
+        }
+    }
+}
+
+impl Skew {
+    /// A record arrived `behind` ms behind its partition's read-through time, at `now`.
+    pub(super) fn note(&mut self, behind: i64, now: i64) {
+        if behind > self.seen {
+            self.seen = behind;
+            self.at = now;
+        }
+    }
+
+    /// Fades what was learned, the clock reading `now`.
+    pub(super) fn fade(&mut self, now: i64) {
+        if self.at == i64::MIN && now != i64::MIN {
+            self.at = now;
+        }
+        if self.seen > 0 && now.saturating_sub(self.at) >= 60_000 {
+            self.seen /= 2;
+            self.at = now;
+        }
+    }
+
+    /// The skew allowed: at least `least`, three times what was seen (an overloaded producer's
+    /// skew can triple within a second) up to `most`.
+    pub(super) fn allowed(&self, least: i64, most: i64) -> i64 {
+        least.max(self.seen.saturating_mul(3).min(most))
+    }
+
+    /// Continues from a checkpoint's skew, fading from the first clock reading on as if just
+    /// seen.
+    pub(super) fn restore(&mut self, seen: i64) {
+        if seen > self.seen {
+            self.seen = seen;
+            self.at = i64::MIN;
+        }
+    }
+}

@@ -23,6 +23,7 @@ impl<D: Decoder> Engine<D> {
         };
         let ready: Vec<(i64, Bound)> = self
             .bounds
+            .map
             .range(self.after_done(r))
             .map(|(w, b)| (*w, *b))
             .collect();

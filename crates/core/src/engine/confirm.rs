@@ -51,7 +51,7 @@ impl<D: Decoder> Engine<D> {
         residual: (Lanes, Option<Lanes>),
         needed: Option<Position>,
     ) {
-        let b = self.bounds[&w];
+        let b = self.bounds.map[&w];
         let since = self.now_ms;
         let (state, events) = residual;
         self.streams[r as usize].provisional.push(Provisional {
@@ -166,7 +166,7 @@ impl<D: Decoder> Engine<D> {
                     v.range = Some(range);
                     v.range_label = Some(self.cfg.ranges.describe(range));
                     v.window = w
-                        .filter(|w| self.bounds.contains_key(w))
+                        .filter(|w| self.bounds.map.contains_key(w))
                         .map(|w| self.window_ref(w));
                     let since = self.now_ms;
                     self.streams[r as usize].provisional.push(Provisional {

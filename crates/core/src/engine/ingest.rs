@@ -82,10 +82,7 @@ impl<D: Decoder> Engine<D> {
         if complete_through != i64::MIN {
             let behind = complete_through.saturating_sub(rec.timestamp_ms);
             self.stats.arrival_behind_max_ms = self.stats.arrival_behind_max_ms.max(behind);
-            if behind > self.skew_seen {
-                self.skew_seen = behind;
-                self.skew_seen_at = self.now_ms;
-            }
+            self.skew.note(behind, self.now_ms);
         }
     }
 
@@ -307,15 +304,19 @@ impl<D: Decoder> Engine<D> {
 
         let w = if stream == PRIMARY {
             let w = primary_w;
-            let b = match self.bounds.last_entry() {
+            let b = match self.bounds.map.last_entry() {
                 Some(e) if *e.key() == w => e.into_mut(),
                 _ => {
-                    if self.bounds.last_key_value().is_some_and(|(k, _)| *k > w)
-                        || !self.bounds.contains_key(&w)
+                    if self
+                        .bounds
+                        .map
+                        .last_key_value()
+                        .is_some_and(|(k, _)| *k > w)
+                        || !self.bounds.map.contains_key(&w)
                     {
-                        self.bounds_gen += 1;
+                        self.bounds.generation += 1;
                     }
-                    self.bounds.entry(w).or_insert(Bound {
+                    self.bounds.map.entry(w).or_insert(Bound {
                         first: ev.position,
                         last: ev.position,
                         min_ts: ev.ts_ms,
@@ -339,23 +340,24 @@ impl<D: Decoder> Engine<D> {
             let cached = self.topics[ti].parts[rec.partition as usize].window_cache;
             match cached {
                 Some((generation, w, lo, hi))
-                    if generation == self.bounds_gen
+                    if generation == self.bounds.generation
                         && lo < ev.position.tx
                         && ev.position.tx <= hi =>
                 {
                     w
                 }
                 _ => {
-                    let w = self.window_of(ev.position);
-                    let hi = self.bounds.get(&w).map_or(0, |b| b.last.tx);
+                    let w = self.bounds.window_of(ev.position);
+                    let hi = self.bounds.map.get(&w).map_or(0, |b| b.last.tx);
                     let lo = self
                         .bounds
+                        .map
                         .range(..w)
                         .next_back()
                         .map_or(0, |(_, b)| b.last.tx);
                     if ev.position.tx <= hi {
                         self.topics[ti].parts[rec.partition as usize].window_cache =
-                            Some((self.bounds_gen, w, lo, hi));
+                            Some((self.bounds.generation, w, lo, hi));
                     }
                     w
                 }

@@ -11,7 +11,7 @@ use std::ops::Bound::{Excluded, Unbounded};
 
 use crate::decode::{ConfluentAvro, Decoder};
 use crate::digest::{KeyRanges, Lanes, Op, RangeDigest, RowHasher, event_hash, table_seed};
-use crate::envelope::{Event, Position, PositionField};
+use crate::envelope::{Event, Position};
 use crate::hashmap::FastMap;
 use crate::verdict::{
     Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side,
@@ -22,6 +22,7 @@ mod baseline;
 mod checkpoint;
 mod clock;
 mod compare;
+mod config;
 mod confirm;
 mod drill;
 mod ingest;
@@ -31,82 +32,20 @@ mod windows;
 #[cfg(test)]
 mod tests;
 
+pub use crate::decode::SchemaUnavailable;
 pub use checkpoint::Checkpoint;
+pub use config::{Drill, EngineConfig};
 pub use timeline::{SchemaSeen, Segment, WindowStatus};
 
-use clock::{ClockIndex, LastBucket};
+use clock::{ClockIndex, LastBucket, Skew};
 use compare::pacc_tables_and;
 use drill::KeyStates;
 use ingest::Parked;
-use windows::{BASELINE_W, Bound, DriftObs, WindowAcc, WindowDigests};
+use windows::{BASELINE_W, Bound, Bounds, DriftObs, WindowAcc, WindowDigests};
 
 pub type StreamId = u16;
 pub type TopicId = u32;
 pub type TableId = u16;
-
-/// Which ranges keep per-key state, to name the exact keys that differ.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Drill {
-    #[default]
-    Off,
-    All,
-    Ranges(Vec<(String, u64)>),
-}
-
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub position: PositionField,
-    pub ranges: KeyRanges,
-    /// A window closes at least this often (origin commit time), even at low traffic.
-    pub cut_interval_ms: i64,
-    /// At low traffic, a primary window closes once every partition of the primary is known
-    /// to be read this long past the window's end (origin time).
-    pub idle_grace_ms: i64,
-    /// A replica that has not passed a window this long after the primary did is lagging.
-    pub max_replica_lag_ms: i64,
-    /// A replica with no record at all for this long while the primary writes is silent.
-    pub silent_after_ms: i64,
-    /// How much later than each other records stamped at one moment may become readable in
-    /// different partitions (producer batching, retries, clock differences). A partition
-    /// found read to its end when the clock read T holds nothing more stamped before
-    /// T − publish_skew_ms: that, not silence, is what lets a quiet partition stop holding
-    /// its stream back. This is the least allowed; the engine allows more when it sees
-    /// records arrive later (see `max_publish_skew_ms`).
-    pub publish_skew_ms: i64,
-    /// The most the learned skew may grow to: 3 times the latest a record was seen to
-    /// arrive behind its partition's read-through time, decaying by half per minute without
-    /// a new high. Equal to `publish_skew_ms`, nothing is learned.
-    pub max_publish_skew_ms: i64,
-    /// Require each schema id to be registered under the subject its topic implies.
-    pub check_subjects: bool,
-    pub drill: Drill,
-    /// A mismatch found where a stream may still be writing the window (its connector failed
-    /// mid-transaction and will write the rest again) is published once both streams have
-    /// written later transactions, or after this long (verifier clock) at the latest.
-    pub confirm_ms: i64,
-    /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
-    /// the replicas' events are kept by the positions of those transactions.
-    pub origin_span: (Option<i64>, Option<i64>),
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            position: PositionField::Gtid,
-            ranges: KeyRanges::default(),
-            cut_interval_ms: 200,
-            idle_grace_ms: 200,
-            max_replica_lag_ms: 2000,
-            silent_after_ms: 10_000,
-            publish_skew_ms: 500,
-            max_publish_skew_ms: 30_000,
-            check_subjects: true,
-            drill: Drill::Off,
-            confirm_ms: 30_000,
-            origin_span: (None, None),
-        }
-    }
-}
 
 /// One Kafka record, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -134,14 +73,6 @@ pub enum Ingested {
     Late,
     /// Undecodable: send to the dead-letter topic; the verdict says why.
     Poison(Box<Divergence>),
-}
-
-/// The schema source could not answer now: pause this partition and retry the record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("schema id {id} cannot be fetched now: {reason}")]
-pub struct SchemaUnavailable {
-    pub id: u32,
-    pub reason: String,
 }
 
 /// Counters per topic, read by the metrics endpoint and the reports.
@@ -304,16 +235,9 @@ pub struct Engine<D: Decoder = ConfluentAvro> {
     streams: Vec<Stream>,
     tables: Vec<Table>,
     topics: Vec<Topic>,
-    bounds: BTreeMap<i64, Bound>,
-    open_floor: i64,
-    /// The last window a commit time fell in.
-    last_window: LastBucket,
-    /// Changes whenever a window is added before the last or dropped.
-    bounds_gen: u64,
-    /// The latest a record arrived behind its partition's read-through time (decaying), and
-    /// when that was last raised or halved.
-    skew_seen: i64,
-    skew_seen_at: i64,
+    /// The primary's windows.
+    bounds: Bounds,
+    skew: Skew,
     primary_wm: Position,
     now_ms: i64,
     start_ms: i64,
@@ -377,12 +301,8 @@ impl<D: Decoder> Engine<D> {
             streams,
             tables: Vec::new(),
             topics: Vec::new(),
-            bounds: BTreeMap::new(),
-            open_floor: i64::MIN,
-            last_window: LastBucket::default(),
-            bounds_gen: 0,
-            skew_seen: 0,
-            skew_seen_at: i64::MIN,
+            bounds: Bounds::default(),
+            skew: Skew::default(),
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
             start_ms: i64::MIN,
@@ -477,11 +397,8 @@ impl<D: Decoder> Engine<D> {
     /// The skew allowed for now: the configured least, or more when records were seen to
     /// arrive that late lately (up to `max_publish_skew_ms`).
     pub fn publish_skew_ms(&self) -> i64 {
-        // Three times what was seen: an overloaded producer's skew can triple within a second.
-        let learned = self.skew_seen.saturating_mul(3);
-        self.cfg
-            .publish_skew_ms
-            .max(learned.min(self.cfg.max_publish_skew_ms))
+        self.skew
+            .allowed(self.cfg.publish_skew_ms, self.cfg.max_publish_skew_ms)
     }
 
     /// Records that came into windows already compared, over every topic.
@@ -531,14 +448,7 @@ impl<D: Decoder> Engine<D> {
         for s in &mut self.streams {
             s.clock.refresh_all();
         }
-        // What was learned of the producers' skew fades by half per minute without a new high.
-        if self.skew_seen_at == i64::MIN && self.now_ms != i64::MIN {
-            self.skew_seen_at = self.now_ms;
-        }
-        if self.skew_seen > 0 && self.now_ms.saturating_sub(self.skew_seen_at) >= 60_000 {
-            self.skew_seen /= 2;
-            self.skew_seen_at = self.now_ms;
-        }
+        self.skew.fade(self.now_ms);
         let wm = self.watermark(PRIMARY);
         if wm > self.primary_wm {
             self.primary_wm = wm;
@@ -656,6 +566,7 @@ impl<D: Decoder> Engine<D> {
             return 0;
         };
         self.bounds
+            .map
             .range(self.after_done(r))
             .next()
             .and_then(|(_, b)| b.final_at)
@@ -664,7 +575,7 @@ impl<D: Decoder> Engine<D> {
 
     /// Open windows per stream, for the terminal view and metrics.
     pub fn open_windows(&self) -> usize {
-        self.bounds.len()
+        self.bounds.map.len()
     }
 
     /// Records held because they are ahead of the primary.

@@ -145,6 +145,79 @@ pub(super) fn before_tx(p: Position) -> Position {
     }
 }
 
+/// The primary's windows: the span of positions and commit times of each, by window.
+pub(super) struct Bounds {
+    pub(super) map: BTreeMap<i64, Bound>,
+    /// Windows below this are closed: an event whose time falls in one goes to a later one.
+    pub(super) open_floor: i64,
+    /// The last window a commit time fell in.
+    pub(super) last_window: LastBucket,
+    /// Changes whenever a window is added before the last or dropped.
+    pub(super) generation: u64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            map: BTreeMap::new(),
+            open_floor: i64::MIN,
+            last_window: LastBucket::default(),
+            generation: 0,
+        }
+    }
+}
+
+impl Bounds {
+    /// The window of an older transaction `tx`, whose time's window is `w`: the one whose
+    /// transactions span it; else, between the last window before it and the first after it,
+    /// the window of its time, or the nearer of the two when its time lies outside them — so
+    /// that windows keep disjoint, ascending spans of transactions in the order of their times.
+    #[cold]
+    pub(super) fn window_between(&self, tx: u64, w: i64) -> i64 {
+        let mut prev = None;
+        for (k, b) in self.map.range(self.open_floor.min(self.first_bound())..) {
+            if b.last.tx < tx {
+                prev = Some(*k);
+                continue;
+            }
+            if b.first.tx <= tx {
+                return *k;
+            }
+            // `k` is the first window after it.
+            return match prev {
+                Some(p) if w <= p => p,
+                _ if w >= *k => *k,
+                _ => w,
+            };
+        }
+        prev.map_or(w, |p| w.max(p))
+    }
+
+    /// The primary's window holding position `p` (the primary's watermark has passed `p`).
+    pub(super) fn window_of(&self, p: Position) -> i64 {
+        self.window_reaching(p.tx).unwrap_or_else(|| {
+            self.map
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(self.open_floor.max(0))
+        })
+    }
+
+    /// The first of the primary's windows that reaches transaction `tx`: by transaction, as
+    /// all events of one transaction share its commit time, so its window.
+    fn window_reaching(&self, tx: u64) -> Option<i64> {
+        self.map
+            .range(self.open_floor.min(self.first_bound())..)
+            .find(|(_, b)| b.last.tx >= tx)
+            .map(|(w, _)| *w)
+    }
+
+    fn first_bound(&self) -> i64 {
+        self.map.keys().next().copied().unwrap_or(i64::MAX)
+    }
+}
+
 impl<D: Decoder> Engine<D> {
     /// The primary's windows after the last one replica `r` was compared in.
     pub(super) fn after_done(&self, r: StreamId) -> (std::ops::Bound<i64>, std::ops::Bound<i64>) {
@@ -163,14 +236,14 @@ impl<D: Decoder> Engine<D> {
 
     /// The window of a primary event: that of its commit time, unless that window closed
     /// because its time was over. Then the event came later than the skew allows, and it goes
-    /// where a replica's copy of it is looked up ([`window_of`](Self::window_of)): the first
+    /// where a replica's copy of it is looked up ([`Bounds::window_of`]): the first
     /// window that reaches its transaction — so a transaction is never split between two
     /// windows — or, past them all, the open floor.
     #[inline]
     pub(super) fn primary_window(&mut self, ev: &Event) -> i64 {
         let tx = ev.position.tx;
-        let w = self.window_at(ev.ts_ms).max(self.open_floor);
-        match self.bounds.last_key_value() {
+        let w = self.window_at(ev.ts_ms).max(self.bounds.open_floor);
+        match self.bounds.map.last_key_value() {
             None => w,
             // Past every window's transactions (nearly always): the window of its time, or
             // the last one when its time lies before that (a statement's time is when it
@@ -180,39 +253,14 @@ impl<D: Decoder> Engine<D> {
             Some((&last, b)) if tx >= b.first.tx => last,
             // Before the last window (a partition read behind the others): the window that
             // holds its transaction, else one between the windows around it.
-            _ => self.window_between(tx, w),
+            _ => self.bounds.window_between(tx, w),
         }
-    }
-
-    /// The window of an older transaction `tx`, whose time's window is `w`: the one whose
-    /// transactions span it; else, between the last window before it and the first after it,
-    /// the window of its time, or the nearer of the two when its time lies outside them — so
-    /// that windows keep disjoint, ascending spans of transactions in the order of their times.
-    #[cold]
-    pub(super) fn window_between(&self, tx: u64, w: i64) -> i64 {
-        let mut prev = None;
-        for (k, b) in self.bounds.range(self.open_floor.min(self.first_bound())..) {
-            if b.last.tx < tx {
-                prev = Some(*k);
-                continue;
-            }
-            if b.first.tx <= tx {
-                return *k;
-            }
-            // `k` is the first window after it.
-            return match prev {
-                Some(p) if w <= p => p,
-                _ if w >= *k => *k,
-                _ => w,
-            };
-        }
-        prev.map_or(w, |p| w.max(p))
     }
 
     /// The primary's window of a commit time.
     #[inline]
     pub(super) fn window_at(&mut self, ts_ms: i64) -> i64 {
-        self.last_window.of(ts_ms, self.cfg.cut_interval_ms)
+        self.bounds.last_window.of(ts_ms, self.cfg.cut_interval_ms)
     }
 
     /// Whether an event lies outside the origin span: by its commit time on the primary; by
@@ -237,30 +285,6 @@ impl<D: Decoder> Engine<D> {
         };
         let before_end = self.span_out.is_none_or(|o| ev.position.tx < o.tx);
         !(after_start && before_end)
-    }
-
-    /// The primary's window holding position `p` (the primary's watermark has passed `p`).
-    pub(super) fn window_of(&self, p: Position) -> i64 {
-        self.window_reaching(p.tx).unwrap_or_else(|| {
-            self.bounds
-                .keys()
-                .next_back()
-                .copied()
-                .unwrap_or(self.open_floor.max(0))
-        })
-    }
-
-    /// The first of the primary's windows that reaches transaction `tx`: by transaction, as
-    /// all events of one transaction share its commit time, so its window.
-    pub(super) fn window_reaching(&self, tx: u64) -> Option<i64> {
-        self.bounds
-            .range(self.open_floor.min(self.first_bound())..)
-            .find(|(_, b)| b.last.tx >= tx)
-            .map(|(w, _)| *w)
-    }
-
-    pub(super) fn first_bound(&self) -> i64 {
-        self.bounds.keys().next().copied().unwrap_or(i64::MAX)
     }
 
     /// How far a stream has been read: the minimum over its partitions of what each is known
@@ -335,6 +359,7 @@ impl<D: Decoder> Engine<D> {
         let read_through = self.read_through(PRIMARY);
         let keys: Vec<i64> = self
             .bounds
+            .map
             .iter()
             .filter(|(_, b)| b.final_at.is_none())
             .map(|(w, _)| *w)
@@ -344,17 +369,18 @@ impl<D: Decoder> Engine<D> {
             // traffic, once the primary is idle and the window's time is over.
             let later_passed = self
                 .bounds
+                .map
                 .range((Excluded(*w), Unbounded))
                 .any(|(_, b)| b.first <= wm);
             let time_over = read_through
                 >= self
                     .window_end_ms(*w)
                     .saturating_add(self.cfg.idle_grace_ms)
-                && self.bounds[w].last <= wm;
+                && self.bounds.map[w].last <= wm;
             if later_passed || time_over {
-                self.bounds.get_mut(w).expect("listed").final_at = Some(self.now_ms);
+                self.bounds.map.get_mut(w).expect("listed").final_at = Some(self.now_ms);
                 if time_over && !later_passed {
-                    self.open_floor = self.open_floor.max(w.saturating_add(1));
+                    self.bounds.open_floor = self.bounds.open_floor.max(w.saturating_add(1));
                 }
             } else {
                 break;
@@ -363,7 +389,7 @@ impl<D: Decoder> Engine<D> {
     }
 
     pub(super) fn window_ref(&self, w: i64) -> WindowRef {
-        let b = self.bounds[&w];
+        let b = self.bounds.map[&w];
         WindowRef {
             id: w,
             first: b.first,
@@ -382,6 +408,7 @@ impl<D: Decoder> Engine<D> {
             .unwrap_or_else(|| {
                 // No replica: the primary's windows close as soon as they are final.
                 self.bounds
+                    .map
                     .iter()
                     .filter(|(_, b)| b.final_at.is_some())
                     .map(|(w, _)| *w)
@@ -395,14 +422,19 @@ impl<D: Decoder> Engine<D> {
         if min_done == i64::MIN {
             return;
         }
-        let dropped: Vec<i64> = self.bounds.range(..=min_done).map(|(w, _)| *w).collect();
+        let dropped: Vec<i64> = self
+            .bounds
+            .map
+            .range(..=min_done)
+            .map(|(w, _)| *w)
+            .collect();
         if dropped.is_empty() {
             return;
         }
-        let last_pos = self.bounds[dropped.last().expect("non-empty")].last;
+        let last_pos = self.bounds.map[dropped.last().expect("non-empty")].last;
         for w in &dropped {
-            self.bounds.remove(w);
-            self.bounds_gen += 1;
+            self.bounds.map.remove(w);
+            self.bounds.generation += 1;
             self.streams[PRIMARY as usize].windows.remove(w);
         }
         self.streams[PRIMARY as usize].done_upto = Some(min_done);
