@@ -313,6 +313,7 @@ impl ConfluentAvro {
     }
 
     /// [`Decoder::decode`] with the partition's plans taken out of it.
+    #[inline]
     fn decode_with(
         &mut self,
         at: &At<'_>,

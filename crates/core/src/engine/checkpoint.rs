@@ -1,3 +1,6 @@
+//! The episodes in progress (drift, lag, silence, started replicas, the skew learned), saved
+//! with committed offsets and restored on restart.
+
 use super::*;
 
 /// The episodes in progress, kept with committed offsets so that a restart continues them

@@ -1,3 +1,6 @@
+//! Record time: which positions a stream wrote before a given time, and how late records
+//! arrive (the producers' skew).
+
 use super::*;
 
 /// Highest position written per bucket of record time, over a trailing span. Answers "the

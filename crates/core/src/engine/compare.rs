@@ -1,3 +1,6 @@
+//! Comparison: a replica's closed windows against the primary's, and the verdicts — mismatch,
+//! drift, lag, silence, mismatches held until the replica is heard from.
+
 use super::*;
 
 pub(super) fn pacc_tables_and(racc: &WindowAcc, pacc: Option<&WindowAcc>) -> Vec<TableId> {

@@ -1,3 +1,6 @@
+//! Per record: decode it, drop duplicates, park a replica's records ahead of the primary, and
+//! sum each event into the digest of its window.
+
 use super::drill::Observed;
 use super::*;
 use crate::decode::{At, Decoded, Read, Role};

@@ -1,3 +1,5 @@
+//! The clock index and the window digests against plain references.
+
 use super::windows::DENSE_RANGES;
 use std::collections::HashMap;
 

@@ -1,3 +1,6 @@
+//! What a run looked like per (replica, table): the status of consecutive windows, and the
+//! schemas each stream wrote.
+
 use super::*;
 
 /// How a window of one table compared, for timelines.

@@ -1,3 +1,6 @@
+//! Windows: the digests of each, the primary's windows' spans, which window an event falls in,
+//! the watermarks that close them, and dropping them once compared.
+
 use super::*;
 
 #[derive(Default)]
