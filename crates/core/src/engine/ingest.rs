@@ -89,6 +89,7 @@ impl<D: Decoder> Engine<D> {
         }
     }
 
+    /// Decodes a record (arrived now, or parked and released) and verifies its event.
     pub(super) fn ingest_record(
         &mut self,
         rec: &Record<'_>,
