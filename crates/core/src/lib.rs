@@ -4,6 +4,8 @@
 //! - [`avro`]: schemas, the bounds-checked reader, canonical re-encoding under schema
 //!   resolution, JSON rendering.
 //! - [`envelope`]: Debezium envelopes and origin positions.
+//! - [`decode`]: records' bytes to the events the engine verifies, one implementation per
+//!   input format.
 //! - [`digest`]: the checksum algebra (row hashes, additive range digests).
 //! - [`engine`]: windows, watermarks, comparison and verdicts.
 //! - [`verdict`]: divergence events.
@@ -12,6 +14,7 @@
 
 pub mod avro;
 pub mod connect_json;
+pub mod decode;
 pub mod digest;
 pub mod engine;
 pub mod envelope;

@@ -18,7 +18,7 @@
 
 use super::*;
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// Sums a snapshot read into its stream's baseline.
     pub(super) fn count_snapshot(
         &mut self,
@@ -285,12 +285,9 @@ impl Engine {
     /// rows agree differs still when its events do not add up alike (one side lacks a change
     /// that a later one overwrote).
     fn key_state_diffs(&self, w: i64, r: StreamId, table: TableId, range: u64) -> Vec<KeyDiff> {
-        let Some(idxs) = self.drill_by_range.get(&(table, range)) else {
-            return Vec::new();
-        };
-        let mut out: Vec<KeyDiff> = idxs
-            .iter()
-            .map(|i| &self.drill_keys[*i])
+        let mut out: Vec<KeyDiff> = self
+            .drill
+            .in_range(table, range)
             .filter(|k| k.sides[PRIMARY as usize].state_at(w) != k.sides[r as usize].state_at(w))
             .map(|k| KeyDiff {
                 key: self.render_key(k),

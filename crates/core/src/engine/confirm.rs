@@ -33,7 +33,7 @@ pub(super) struct Provisional {
     pub(super) since: i64,
 }
 
-impl Engine {
+impl<D: Decoder> Engine<D> {
     /// Whether both streams have written later transactions than `last`, stamped long enough
     /// ago for whatever came before them to have arrived.
     pub(super) fn confirmed(&self, r: StreamId, last: Position) -> bool {
@@ -51,7 +51,7 @@ impl Engine {
         residual: (Lanes, Option<Lanes>),
         needed: Option<Position>,
     ) {
-        let b = self.bounds[&w];
+        let b = self.bounds.map[&w];
         let since = self.now_ms;
         let (state, events) = residual;
         self.streams[r as usize].provisional.push(Provisional {
@@ -166,7 +166,7 @@ impl Engine {
                     v.range = Some(range);
                     v.range_label = Some(self.cfg.ranges.describe(range));
                     v.window = w
-                        .filter(|w| self.bounds.contains_key(w))
+                        .filter(|w| self.bounds.map.contains_key(w))
                         .map(|w| self.window_ref(w));
                     let since = self.now_ms;
                     self.streams[r as usize].provisional.push(Provisional {

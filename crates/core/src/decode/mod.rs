@@ -1,0 +1,135 @@
+//! Decoding: a record's bytes in, what the engine verifies out. Each input format is one
+//! implementation of [`Decoder`]; the engine receives [`Decoded`] events and never reads bytes
+//! of a particular encoding.
+//!
+//! - [`confluent_avro`]: Debezium envelopes in Avro, framed in the Confluent wire format,
+//!   their schemas fetched from a registry.
+
+pub mod confluent_avro;
+
+pub use confluent_avro::{ConfluentAvro, Poison};
+
+use crate::avro::FieldDiff;
+use crate::digest::{Op, RowHasher};
+use crate::engine::{TableId, TopicId};
+use crate::envelope::{Event, Position};
+
+/// The schema source could not answer now: pause this partition and retry the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("schema id {id} cannot be fetched now: {reason}")]
+pub struct SchemaUnavailable {
+    pub id: u32,
+    pub reason: String,
+}
+
+/// Where a record stands in the verification: what decoding it needs beyond its bytes.
+pub struct At<'a> {
+    pub topic: TopicId,
+    pub partition: u32,
+    pub table: TableId,
+    /// What hashes the table's rows.
+    pub rows: &'a RowHasher,
+    /// What seeds the hashes of the table's keys.
+    pub seed: u64,
+    pub role: Role<'a>,
+}
+
+/// Which schema a stream's rows are read with: images compare across streams only when read
+/// with the same one.
+#[derive(Clone, Copy)]
+pub enum Role<'a> {
+    /// The primary's events are read with the schema they were written with.
+    Primary,
+    /// A replica's are read with the schema the primary wrote the table with at the event's
+    /// position — known only up to the primary's watermark, `passed`.
+    Replica {
+        /// The schemas the primary wrote the table with, each from the first position it was
+        /// seen at.
+        refs: &'a [(u32, Position)],
+        passed: Position,
+    },
+}
+
+/// A record decoded, or one that must wait to be.
+pub enum Read {
+    Event(Decoded),
+    /// A replica's event beyond the primary's watermark: the schema to read it with is not
+    /// known yet. Offer it again once the primary has passed `position`.
+    Ahead {
+        position: Position,
+        op: Op,
+    },
+}
+
+/// One change event, as the engine verifies it.
+pub struct Decoded {
+    /// Position, operation, commit time and the digests of the row images.
+    pub event: Event,
+    /// The key's hash (canonical under the primary's key schema), which picks its range.
+    pub key_hash: u64,
+    /// The key's first field when it is an integer, for integer ranges (asked for at
+    /// construction; `None` otherwise).
+    pub leading: Option<i64>,
+    /// The value schema the event was written with.
+    pub schema: u32,
+    /// The value schema its rows were read with (the primary's, see [`Role`]).
+    pub reference: u32,
+    /// The key schema its key was read with.
+    pub key_schema: u32,
+    /// The writer's row schema differs structurally from the reference's.
+    pub drift: bool,
+}
+
+/// The last event's key and row as their reference schemas read them, for naming the keys
+/// that differ.
+pub struct Kept {
+    pub key: Vec<u8>,
+    /// `None` when the event has no row image (a delete) or it does not read.
+    pub row: Option<Vec<u8>>,
+}
+
+/// Reads the records of one input format.
+pub trait Decoder {
+    /// Where the schemas records refer to come from.
+    type Source<'s>: ?Sized;
+    /// Why a record cannot be read: it goes to the dead-letter topic, this said of it.
+    type Poison: std::error::Error;
+
+    /// Makes topic `topic` (ids in the order topics are added) known, with its partitions.
+    fn add_topic(&mut self, topic: TopicId, name: &str, partitions: u32);
+
+    /// Decodes one record's key and value (a tombstone never comes here). `Err` only when a
+    /// schema cannot be fetched now: the record is offered again later.
+    fn decode(
+        &mut self,
+        at: &At<'_>,
+        key: Option<&[u8]>,
+        value: &[u8],
+        src: &mut Self::Source<'_>,
+    ) -> Result<Result<Read, Self::Poison>, SchemaUnavailable>;
+
+    /// The key and row of the event [`decode`](Self::decode) returned last, from the same
+    /// `key` and `value`.
+    fn kept(&mut self, key: &[u8], value: &[u8], event: &Event) -> Kept;
+
+    /// How many times a schema was fetched from the source.
+    fn fetches(&self) -> u64;
+
+    /// A key kept by [`kept`](Self::kept), as JSON (`null` when it does not render).
+    fn render_key(&self, key_schema: u32, key: &[u8]) -> serde_json::Value;
+
+    /// A row kept by [`kept`](Self::kept), as JSON (`null` when it does not render).
+    fn render_row(&self, schema: u32, row: &[u8]) -> serde_json::Value;
+
+    /// How the rows of value schema `actual` differ from those of `expected`.
+    fn field_diff(&self, expected: u32, actual: u32) -> Vec<FieldDiff>;
+
+    /// The subject a topic's value schemas are registered under.
+    fn subject(&self, topic: TopicId) -> &str;
+
+    /// The version of `schema` under `subject`, if known.
+    fn version(&self, schema: u32, subject: &str) -> Option<u32>;
+
+    /// The value schemas topic `topic` was seen written with.
+    fn written_with(&self, topic: TopicId) -> impl Iterator<Item = u32> + '_;
+}

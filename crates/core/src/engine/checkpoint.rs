@@ -1,0 +1,93 @@
+//! The episodes in progress (drift, lag, silence, started replicas, the skew learned), saved
+//! with committed offsets and restored on restart.
+
+use super::*;
+
+/// The episodes in progress, kept with committed offsets so that a restart continues them
+/// instead of opening new ones (the same verdicts as a run without the restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// (replica, table) drifting from the primary's schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifting: Vec<(String, String)>,
+    /// (replica, first window of the episode) lagging.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lagging: Vec<(String, WindowRef)>,
+    /// (replica, table) silent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent: Vec<(String, String)>,
+    /// The producers' skew learned so far (ms), so that a restart does not relearn it the
+    /// hard way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skew_seen_ms: i64,
+    /// Replicas whose starting state was compared (their snapshots' offsets are committed:
+    /// a restart verifies their changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub started: Vec<String>,
+}
+
+pub(super) fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+impl<D: Decoder> Engine<D> {
+    /// The episodes in progress.
+    pub fn checkpoint(&self) -> Checkpoint {
+        let mut c = Checkpoint::default();
+        for s in &self.streams[1..] {
+            let mut drifting: Vec<(String, String)> = s
+                .drifting
+                .keys()
+                .map(|t| (s.name.clone(), self.tables[*t as usize].name.clone()))
+                .collect();
+            drifting.sort();
+            c.drifting.extend(drifting);
+            if let Some(w) = s.lagging {
+                c.lagging.push((s.name.clone(), w));
+            }
+        }
+        for t in self.topics.iter().filter(|t| t.silent) {
+            c.silent.push((
+                self.streams[t.stream as usize].name.clone(),
+                self.tables[t.table as usize].name.clone(),
+            ));
+        }
+        c.skew_seen_ms = self.skew.seen;
+        c.started = (1..self.streams.len() as StreamId)
+            .filter(|r| self.started_id(*r))
+            .map(|r| self.streams[r as usize].name.clone())
+            .collect();
+        c
+    }
+
+    /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
+    pub fn restore(&mut self, c: &Checkpoint) {
+        self.skew.restore(c.skew_seen_ms);
+        for (replica, table) in &c.drifting {
+            if let (Some(r), Some(t)) = (
+                self.stream_id(replica),
+                self.tables.iter().position(|x| &x.name == table),
+            ) {
+                self.streams[r as usize].drifting.insert(t as TableId, ());
+            }
+        }
+        for replica in &c.started {
+            if let Some(r) = self.stream_id(replica) {
+                self.streams[r as usize].start = Start::Started;
+            }
+        }
+        for (replica, w) in &c.lagging {
+            if let Some(r) = self.stream_id(replica) {
+                self.streams[r as usize].lagging = Some(*w);
+            }
+        }
+        for (replica, table) in &c.silent {
+            let r = self.stream_id(replica);
+            for t in self.topics.iter_mut() {
+                if Some(t.stream) == r && self.tables[t.table as usize].name == *table {
+                    t.silent = true;
+                }
+            }
+        }
+    }
+}
