@@ -205,23 +205,6 @@ impl EnvelopeLayout {
         self.decode_into(with, datum, scratch, Some(hint), ev)
     }
 
-    /// [`decode_with`](Self::decode_with), its [`DecodeWith`] given field by field.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn decode_hinted_into(
-        &self,
-        schema: &Schema,
-        plan: &Plan,
-        rows: &RowHasher,
-        datum: &[u8],
-        scratch: &mut Scratch,
-        hint: &mut Hint,
-        ev: &mut Event,
-    ) -> Result<(), DecodeError> {
-        let with = DecodeWith { schema, plan, rows };
-        self.decode_into(with, datum, scratch, Some(hint), ev)
-    }
-
     /// The flat walk when the writer's row schema is the reference and it decides, else the
     /// general walk.
     #[inline(always)]

@@ -13,7 +13,7 @@ use crate::avro::schema::{Node, Schema};
 use crate::avro::{FieldDiff, json};
 use crate::digest::{RowHasher, key_hash};
 use crate::engine::TopicId;
-use crate::envelope::{EnvelopeLayout, Event, Hint, Position, PositionField};
+use crate::envelope::{DecodeWith, EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::wire::{self, WireError};
@@ -531,15 +531,12 @@ fn read_value(
     ev: &mut Event,
 ) -> Result<(), DecodeError> {
     let layout = c.writer.layout.as_ref().expect("checked when cached");
-    layout.decode_hinted_into(
-        &c.writer.schema,
-        &c.plan,
+    let with = DecodeWith {
+        schema: &c.writer.schema,
+        plan: &c.plan,
         rows,
-        datum,
-        scratch,
-        &mut c.hint,
-        ev,
-    )
+    };
+    layout.decode_with(with, datum, scratch, &mut c.hint, ev)
 }
 
 /// The schema the primary wrote its table with at `p`: the last one seen at or before it, else
