@@ -13,6 +13,8 @@ use super::state::{Service, wall_ms};
 use crate::verify::SourceRecord;
 
 impl Service {
+    /// Feeds a batch to the verifier, in order per partition; a partition whose record finds
+    /// the registry away is held from there on.
     pub(super) fn process(&mut self, batch: &Batch) -> anyhow::Result<()> {
         if self.first_record_at.is_none() && !batch.recs.is_empty() {
             self.first_record_at = Some(Instant::now());
@@ -66,7 +68,7 @@ impl Service {
         self.publish_new()
     }
 
-    pub(super) fn hold(&mut self, pi: usize, rec: &Rec, batch: &Batch) {
+    fn hold(&mut self, pi: usize, rec: &Rec, batch: &Batch) {
         let mut bytes = Vec::new();
         let mut r = *rec;
         r.key = batch.bytes(rec.key).map(|k| {

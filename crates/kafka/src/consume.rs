@@ -73,7 +73,7 @@ impl ConsumeError {
 }
 
 impl KafkaSettings {
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         self.config_with(&[])
     }
 
