@@ -67,11 +67,18 @@ impl ProducerSettings {
         }
     }
 
-    /// The service's alert producer: records out promptly, the cluster's client properties
-    /// (security, SASL, TLS) passed through.
+    /// The service's alert producer: the cluster's client properties (security, SASL, TLS)
+    /// passed through, then idempotent, acknowledged by all replicas, records out promptly.
     pub fn alerts(kafka: &KafkaSettings) -> Self {
         let mut extra = kafka.properties.clone();
-        extra.push(("message.timeout.ms".into(), "60000".into()));
+        for (k, v) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "60000"),
+        ] {
+            extra.push((k.into(), v.into()));
+        }
         ProducerSettings {
             bootstrap_servers: kafka.bootstrap_servers.clone(),
             linger_ms: 5,
