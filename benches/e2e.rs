@@ -270,16 +270,26 @@ fn main() {
             .map(|t| t.name().replacen(&prefix, &live, 1))
             .collect()
     };
-    let specs: Vec<cdc_verifier_kafka::produce::TopicSpec> = names
+    let specs: Vec<cdc_verifier_kafka::admin::TopicSpec> = names
         .iter()
-        .map(|n| cdc_verifier_kafka::produce::TopicSpec {
+        .map(|n| cdc_verifier_kafka::admin::TopicSpec {
             name: n.clone(),
             partitions: 8,
             configs: Vec::new(),
+            replication: Some(1),
         })
         .collect();
-    cdc_verifier_kafka::produce::ensure_topics(&bootstrap(), &specs, true, Duration::from_secs(60))
-        .unwrap();
+    let kafka = cdc_verifier_kafka::consume::KafkaSettings {
+        bootstrap_servers: bootstrap(),
+        properties: Vec::new(),
+    };
+    cdc_verifier_kafka::admin::ensure_topics(
+        &kafka,
+        &specs,
+        cdc_verifier_kafka::admin::Existing::Empty,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     // Its log goes to a file: a pipe nobody reads while it runs would fill and block it.
     let log_path = std::env::temp_dir().join(format!("{live}verifier.log"));
     let log = std::fs::File::create(&log_path).unwrap();

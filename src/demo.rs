@@ -15,7 +15,7 @@ use cdc_verifier_sim::{OfflineRegistry, Record, Scenario, SimConfig, Simulation}
 
 use crate::config::Config;
 use crate::report::{self, SourceInfo};
-use crate::verify::Verifier;
+use crate::verify::{SourceRecord, Verifier};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -101,12 +101,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for r in &batch {
             last_ts = r.timestamp_ms;
             v.feed(
-                r.topic as usize,
-                r.partition,
-                r.offset,
-                r.timestamp_ms,
-                r.key.as_deref(),
-                r.value.as_deref(),
+                &SourceRecord {
+                    topic: r.topic as usize,
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                },
                 &mut src,
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod clients;
 mod config;
 mod demo;
-mod kafka_replay;
 mod progress;
 mod replay;
 mod report;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer, TopicSpec, ensure_topics};
+use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
+use cdc_verifier_kafka::consume::KafkaSettings;
+use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_sim::{
     CaptureWriter, FaultKind, GtidStyle, OfflineRegistry, PositionKind, Registered, Scenario,
@@ -317,12 +319,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 partitions: t.partitions as i32,
                 // The synthetic clock may be in the past: time-based retention must not delete it.
                 configs: vec![("retention.ms".into(), "-1".into())],
+                replication: Some(1),
             })
             .collect();
         ensure_topics(
-            &args.bootstrap_servers,
+            &KafkaSettings {
+                bootstrap_servers: args.bootstrap_servers.clone(),
+                properties: Vec::new(),
+            },
             &specs,
-            true,
+            Existing::Empty,
             Duration::from_secs(30),
         )
         .with_context(|| format!("preparing topics on {}", args.bootstrap_servers))?;

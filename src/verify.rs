@@ -18,6 +18,18 @@ use crate::config::{Config, Format};
 /// Records between two advances of the engine's watermarks.
 pub const BATCH: u64 = 4096;
 
+/// One record as a source read it: its topic is the index in the source's topic list the
+/// verifier was made with.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceRecord<'a> {
+    pub topic: usize,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
 /// What a routed source topic needs beyond its engine topic: its subjects.
 struct TopicInfo {
     key_subject: String,
@@ -92,19 +104,20 @@ impl Verifier {
         &self.json
     }
 
-    /// Feeds one record of source topic `topic`. Returns what became of it (`None` when the
-    /// topic is not verified).
-    #[allow(clippy::too_many_arguments)]
+    /// Feeds one record. Returns what became of it (`None` when its topic is not verified).
     pub fn feed(
         &mut self,
-        topic: usize,
-        partition: u32,
-        offset: i64,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
+        rec: &SourceRecord<'_>,
         src: &mut dyn SchemaSource,
     ) -> Result<Option<Ingested>, SchemaUnavailable> {
+        let SourceRecord {
+            topic,
+            partition,
+            offset,
+            timestamp_ms,
+            key,
+            value,
+        } = *rec;
         let Some(t) = self.route(topic) else {
             return Ok(None);
         };

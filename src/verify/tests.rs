@@ -114,12 +114,14 @@ fn run(cfg: &Config, mut recs: Vec<Rec>, src: &mut dyn SchemaSource) -> Run {
         let ti = topics.iter().position(|(t, _)| *t == r.topic).unwrap();
         let got = v
             .feed(
-                ti,
-                r.partition,
-                r.offset,
-                r.timestamp,
-                r.key.as_deref(),
-                r.value.as_deref(),
+                &SourceRecord {
+                    topic: ti,
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp,
+                    key: r.key.as_deref(),
+                    value: r.value.as_deref(),
+                },
                 src,
             )
             .unwrap();

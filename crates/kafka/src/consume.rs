@@ -1,10 +1,15 @@
-//! Consumer set-up shared by the live service and the replay: client settings, topic
-//! discovery, offsets by time and watermarks.
+//! The consumer shared by the live service and the replay: client settings, topic discovery,
+//! offsets by time and watermarks, assignment, pausing, committing, and polling one record at
+//! a time (the service reads in batches on its own thread, see [`crate::batches`]).
 
-use std::time::Duration;
+use std::ffi::CStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 /// How to reach the cluster: bootstrap servers and librdkafka properties passed through
@@ -27,13 +32,48 @@ impl std::fmt::Debug for KafkaSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
     #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    Kafka(#[from] KafkaError),
     #[error("topic {0} has no partitions or does not exist")]
     NoTopic(String),
+    #[error("the Kafka consumer has no consumer queue (no group.id?)")]
+    NoQueue,
+    #[error("the consumer thread panicked")]
+    Panicked,
+    #[error("cannot start the {0} thread")]
+    Spawn(&'static str, #[source] std::io::Error),
+}
+
+impl ConsumeError {
+    /// The cluster answered that it is still settling: topics just created have no leader
+    /// yet, a leader is moving, a request timed out.
+    pub fn is_settling(&self) -> bool {
+        use RDKafkaErrorCode as C;
+        let ConsumeError::Kafka(e) = self else {
+            return false;
+        };
+        match e {
+            KafkaError::MetadataFetch(c) | KafkaError::OffsetFetch(c) => Some(*c),
+            other => other.rdkafka_error_code(),
+        }
+        .is_some_and(|c| {
+            matches!(
+                c,
+                C::NotLeaderForPartition
+                    | C::LeaderNotAvailable
+                    | C::UnknownTopicOrPartition
+                    | C::RequestTimedOut
+                    | C::OperationTimedOut
+                    | C::BrokerTransportFailure
+                    | C::CoordinatorLoadInProgress
+                    | C::NotCoordinator
+                    | C::CoordinatorNotAvailable
+            )
+        })
+    }
 }
 
 impl KafkaSettings {
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         self.config_with(&[])
     }
 
@@ -52,7 +92,7 @@ impl KafkaSettings {
 
     /// A consumer that owns its offsets: no auto-commit, committed transactions only, and
     /// large fetches for throughput.
-    pub fn consumer(&self, group_id: &str) -> Result<BaseConsumer, ConsumeError> {
+    pub fn consumer(&self, group_id: &str) -> Result<Consumer, ConsumeError> {
         let c = self.config_with(&[
             ("group.id", group_id),
             ("enable.auto.commit", "false"),
@@ -71,79 +111,299 @@ impl KafkaSettings {
             ("queued.min.messages", "200000"),
             ("queued.max.messages.kbytes", "65536"),
         ]);
-        Ok(c.create()?)
+        Ok(Consumer {
+            inner: Arc::new(c.create()?),
+        })
     }
 }
 
-/// Every non-internal topic and its partition count.
-pub fn discover(
-    consumer: &BaseConsumer,
-    timeout: Duration,
-) -> Result<Vec<(String, u32)>, ConsumeError> {
-    let md = consumer.fetch_metadata(None, timeout)?;
-    let mut topics: Vec<(String, u32)> = md
-        .topics()
-        .iter()
-        .filter(|t| !t.name().starts_with("__") && t.error().is_none())
-        .map(|t| (t.name().to_string(), t.partitions().len() as u32))
-        .collect();
-    topics.sort();
-    Ok(topics)
+/// A consumer that owns its offsets (see [`KafkaSettings::consumer`]). Clones share one
+/// client: the batch reader, the end-offsets reader and the verification loop each hold one.
+#[derive(Clone)]
+pub struct Consumer {
+    pub(crate) inner: Arc<BaseConsumer>,
 }
 
-/// The first offset at or after `ts_ms` in each partition (the end offset where none is).
-pub fn offsets_for_time(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partitions: u32,
-    ts_ms: i64,
-    timeout: Duration,
-) -> Result<Vec<i64>, ConsumeError> {
+/// A partition's committed position: its offset (`None` when nothing was committed) and the
+/// metadata committed with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Committed {
+    pub offset: Option<i64>,
+    pub metadata: String,
+}
+
+/// An offset to commit, with the metadata to keep beside it (Kafka keeps up to 4 KiB per
+/// partition by default).
+#[derive(Clone, Debug)]
+pub struct Commit<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
+/// A record polled one at a time; its bytes live as long as it does.
+pub struct Polled<'a>(BorrowedMessage<'a>);
+
+impl Polled<'_> {
+    pub fn topic(&self) -> &str {
+        self.0.topic()
+    }
+    pub fn partition(&self) -> u32 {
+        self.0.partition() as u32
+    }
+    pub fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+    /// The record's timestamp (CreateTime or LogAppendTime), when it has one.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
+    pub fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+    pub fn value(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+}
+
+fn partitions_at<'a>(
+    parts: impl IntoIterator<Item = (&'a str, u32, i64)>,
+) -> Result<TopicPartitionList, ConsumeError> {
     let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Offset(ts_ms))?;
+    for (t, p, o) in parts {
+        tpl.add_partition_offset(t, p as i32, Offset::Offset(o))?;
     }
-    let found = consumer.offsets_for_times(tpl, timeout)?;
-    let mut out = Vec::with_capacity(partitions as usize);
-    for p in 0..partitions as i32 {
-        let o = match found.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => watermarks(consumer, topic, p as u32, timeout)?.1,
+    Ok(tpl)
+}
+
+impl Consumer {
+    /// Every non-internal topic and its partition count.
+    pub fn discover(&self, timeout: Duration) -> Result<Vec<(String, u32)>, ConsumeError> {
+        let md = self.inner.fetch_metadata(None, timeout)?;
+        let mut topics: Vec<(String, u32)> = md
+            .topics()
+            .iter()
+            .filter(|t| !t.name().starts_with("__") && t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as u32))
+            .collect();
+        topics.sort();
+        Ok(topics)
+    }
+
+    /// The first offset at or after `ts_ms` in each partition (the end offset where none is).
+    pub fn offsets_for_time(
+        &self,
+        topic: &str,
+        partitions: u32,
+        ts_ms: i64,
+        timeout: Duration,
+    ) -> Result<Vec<i64>, ConsumeError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Offset(ts_ms))?;
+        }
+        let found = self.inner.offsets_for_times(tpl, timeout)?;
+        let mut out = Vec::with_capacity(partitions as usize);
+        for p in 0..partitions as i32 {
+            let o = match found.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => self.watermarks(topic, p as u32, timeout)?.1,
+            };
+            out.push(o);
+        }
+        Ok(out)
+    }
+
+    /// (low, high) watermarks of a partition.
+    pub fn watermarks(
+        &self,
+        topic: &str,
+        partition: u32,
+        timeout: Duration,
+    ) -> Result<(i64, i64), ConsumeError> {
+        Ok(self
+            .inner
+            .fetch_watermarks(topic, partition as i32, timeout)?)
+    }
+
+    /// The group's committed position of each partition, in the order given.
+    pub fn committed(
+        &self,
+        partitions: &[(&str, u32)],
+        timeout: Duration,
+    ) -> Result<Vec<Committed>, ConsumeError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p as i32);
+        }
+        let found = self.inner.committed_offsets(tpl, timeout)?;
+        Ok(partitions
+            .iter()
+            .map(|(t, p)| match found.find_partition(t, *p as i32) {
+                Some(e) => Committed {
+                    offset: match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    },
+                    metadata: e.metadata().to_string(),
+                },
+                None => Committed::default(),
+            })
+            .collect())
+    }
+
+    /// Reads these partitions from these offsets.
+    pub fn assign<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = (&'a str, u32, i64)>,
+    ) -> Result<(), ConsumeError> {
+        Ok(self.inner.assign(&partitions_at(partitions)?)?)
+    }
+
+    /// Stops fetching these partitions.
+    pub fn pause<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = (&'a str, u32)>,
+    ) -> Result<(), ConsumeError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, p as i32);
+        }
+        Ok(self.inner.pause(&tpl)?)
+    }
+
+    /// Fetches these paused partitions again from these offsets (the fetcher may have
+    /// buffered past where they were paused).
+    pub fn resume_at<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = (&'a str, u32, i64)>,
+    ) -> Result<(), ConsumeError> {
+        let tpl = partitions_at(partitions)?;
+        self.inner
+            .seek_partitions(tpl.clone(), Duration::from_secs(5))
+            .ok();
+        Ok(self.inner.resume(&tpl)?)
+    }
+
+    /// Commits these offsets, waiting for the broker's answer.
+    pub fn commit(&self, offsets: &[Commit<'_>]) -> Result<(), ConsumeError> {
+        let mut tpl = TopicPartitionList::new();
+        for c in offsets {
+            let mut e = tpl.add_partition(c.topic, c.partition as i32);
+            e.set_offset(Offset::Offset(c.offset))?;
+            if let Some(m) = &c.metadata {
+                e.set_metadata(m.clone());
+            }
+        }
+        Ok(self.inner.commit(&tpl, CommitMode::Sync)?)
+    }
+
+    /// The next record of the assigned partitions, waiting up to `timeout`.
+    pub fn poll(&self, timeout: Duration) -> Option<Result<Polled<'_>, ConsumeError>> {
+        match self.inner.poll(timeout)? {
+            Ok(m) => Some(Ok(Polled(m))),
+            Err(KafkaError::PartitionEOF(_)) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// The end offset of every assigned partition (the last stable offset under
+    /// read_committed), as (topic, partition, offset).
+    pub fn end_offsets(&self, timeout: Duration) -> Result<Vec<(String, u32, i64)>, ConsumeError> {
+        // The timestamp "end" (-1) asks for the latest offset.
+        let mut tpl = TopicPartitionList::new();
+        for e in self.inner.assignment()?.elements() {
+            tpl.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
+        }
+        let tpl = self.inner.offsets_for_times(tpl, timeout)?;
+        Ok(tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) if e.error().is_ok() => {
+                    Some((e.topic().to_string(), e.partition() as u32, o))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The high watermark librdkafka last learnt from fetch responses, without a broker round
+    /// trip; `None` until it has fetched from the partition.
+    pub fn cached_high_watermark(&self, topic: &CStr, partition: u32) -> Option<i64> {
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a
+        // valid C string; librdkafka only writes the two out-parameters.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.inner.client().native_ptr(),
+                topic.as_ptr(),
+                partition as i32,
+                &mut low,
+                &mut high,
+            )
         };
-        out.push(o);
+        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
     }
-    Ok(out)
 }
 
-/// (low, high) watermarks of a partition.
-pub fn watermarks(
-    consumer: &BaseConsumer,
-    topic: &str,
-    partition: u32,
-    timeout: Duration,
-) -> Result<(i64, i64), ConsumeError> {
-    Ok(consumer.fetch_watermarks(topic, partition as i32, timeout)?)
+/// Runs a start-up call again while the cluster answers that it is still settling (see
+/// [`ConsumeError::is_settling`]), for up to a minute with growing pauses; any other error,
+/// or one that lasts, is returned.
+pub fn until_settled<T>(
+    what: &str,
+    mut call: impl FnMut() -> Result<T, ConsumeError>,
+) -> Result<T, ConsumeError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call() {
+            Err(e) if Instant::now() < deadline => {
+                if !e.is_settling() {
+                    return Err(e);
+                }
+                tracing::warn!(error = %e, "{what}: the cluster is settling; trying again in {} ms", pause.as_millis());
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
 }
 
-/// The high watermark librdkafka last learnt from fetch responses, without a broker round
-/// trip; `None` until it has fetched from the partition.
-pub fn cached_high_watermark(
-    consumer: &BaseConsumer,
-    topic: &std::ffi::CStr,
-    partition: u32,
-) -> Option<i64> {
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a valid C
-    // string; librdkafka only writes the two out-parameters.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition as i32,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
+#[cfg(test)]
+mod tests {
+    use super::{ConsumeError, until_settled};
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    #[test]
+    fn start_up_calls_wait_for_a_settling_cluster_and_give_up_on_anything_else() {
+        let mut calls = 0;
+        let r = until_settled("test", || {
+            calls += 1;
+            if calls < 3 {
+                Err(ConsumeError::Kafka(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::NotLeaderForPartition,
+                )))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r.unwrap(), 3);
+
+        let mut calls = 0;
+        let r: Result<(), _> = until_settled("test", || {
+            calls += 1;
+            Err(ConsumeError::Kafka(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::TopicAuthorizationFailed,
+            )))
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            calls, 1,
+            "an error that is not transient is returned at once"
+        );
+    }
 }

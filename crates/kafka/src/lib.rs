@@ -1,7 +1,10 @@
-//! Kafka and schema-registry I/O: consumers, producers, the registry client and the cached
-//! schema source the verification core reads through.
+//! Kafka and schema-registry I/O: consumers, producers, topic creation, the registry client
+//! and the cached schema source the verification core reads through.
 
+pub mod admin;
+pub mod batches;
 pub mod consume;
+pub mod end_offsets;
 pub mod produce;
 pub mod registry;
 pub mod source;

@@ -1,26 +1,22 @@
-//! Producing pre-partitioned, pre-timestamped records fast, and creating the topics for them.
+//! Producing records fast: the simulator's pre-partitioned, pre-timestamped records and the
+//! service's alerts and dead letters.
 //!
-//! The caller decides partition and CreateTime of every record (the simulator reproduces what a
-//! Debezium connector would write); this module only moves bytes: an idempotent rdkafka producer
-//! with large batches, delivery failures counted by its context, and topic creation through the
-//! admin API.
+//! The caller decides partition and CreateTime of a record when it wants to (the simulator
+//! reproduces what a Debezium connector would write); this module only moves bytes: an
+//! idempotent rdkafka producer with large batches, delivery failures counted by its context.
 
-use std::future::Future;
-use std::pin::pin;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::metadata::Metadata;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
+
+use crate::consume::KafkaSettings;
 
 /// Producing failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,25 +26,6 @@ pub enum ProduceError {
         bootstrap: String,
         source: KafkaError,
     },
-    #[error("cannot read metadata from {bootstrap}")]
-    Metadata {
-        bootstrap: String,
-        source: KafkaError,
-    },
-    #[error("cannot create topic {topic}")]
-    CreateTopic { topic: String, source: KafkaError },
-    #[error(
-        "topic {topic} exists with {actual} partitions, not {expected}; use another topic prefix or delete it"
-    )]
-    PartitionMismatch {
-        topic: String,
-        expected: i32,
-        actual: i32,
-    },
-    #[error("topic {topic} already holds {records} records; use another topic prefix or delete it")]
-    NotEmpty { topic: String, records: i64 },
-    #[error("topics did not become ready within {0:?}: {1}")]
-    TopicsNotReady(Duration, String),
     #[error("cannot enqueue a record for {topic}/{partition}")]
     Enqueue {
         topic: String,
@@ -87,6 +64,27 @@ impl ProducerSettings {
             compression: "lz4".into(),
             extra: Vec::new(),
             instances: 1,
+        }
+    }
+
+    /// The service's alert producer: the cluster's client properties (security, SASL, TLS)
+    /// passed through, then idempotent, acknowledged by all replicas, records out promptly.
+    pub fn alerts(kafka: &KafkaSettings) -> Self {
+        let mut extra = kafka.properties.clone();
+        for (k, v) in [
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "60000"),
+        ] {
+            extra.push((k.into(), v.into()));
+        }
+        ProducerSettings {
+            bootstrap_servers: kafka.bootstrap_servers.clone(),
+            linger_ms: 5,
+            compression: "none".into(),
+            extra,
+            ..ProducerSettings::new(&kafka.bootstrap_servers)
         }
     }
 
@@ -136,7 +134,19 @@ impl ProducerContext for DeliveryCounter {
     }
 }
 
-/// A producer of records whose partition and timestamp are already decided.
+/// One record to produce. Without a partition the key decides it; without a timestamp the
+/// producer's clock does.
+#[derive(Clone, Copy, Debug)]
+pub struct OutRecord<'a> {
+    pub topic: &'a str,
+    pub partition: Option<i32>,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, String)],
+}
+
+/// A producer of records, their partition and timestamp decided by the caller or by Kafka.
 pub struct RecordProducer {
     producers: Vec<ThreadedProducer<DeliveryCounter>>,
     sent: u64,
@@ -180,14 +190,41 @@ impl RecordProducer {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<(), ProduceError> {
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
-            .partition(partition)
-            .timestamp(timestamp_ms);
-        if let Some(k) = key {
+        self.send_record(&OutRecord {
+            topic,
+            partition: Some(partition),
+            timestamp_ms: Some(timestamp_ms),
+            key,
+            value,
+            headers: &[],
+        })
+    }
+
+    /// Enqueues one record, waiting while the local queue is full.
+    pub fn send_record(&mut self, r: &OutRecord<'_>) -> Result<(), ProduceError> {
+        let (topic, partition) = (r.topic, r.partition.unwrap_or(-1));
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        if let Some(ts) = r.timestamp_ms {
+            record = record.timestamp(ts);
+        }
+        if let Some(k) = r.key {
             record = record.key(k);
         }
-        if let Some(v) = value {
+        if let Some(v) = r.value {
             record = record.payload(v);
+        }
+        if !r.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            record = record.headers(headers);
         }
         let producer = self.route(topic, partition);
         loop {
@@ -231,16 +268,7 @@ impl RecordProducer {
 
     /// Waits until every record is acknowledged; fails if any delivery failed.
     pub fn flush(&self, timeout: Duration) -> Result<(), ProduceError> {
-        let deadline = Instant::now() + timeout;
-        while self.in_flight() > 0 {
-            if Instant::now() >= deadline {
-                return Err(ProduceError::FlushTimeout(timeout));
-            }
-            for p in &self.producers {
-                // Returns early on timeout; the loop checks the overall deadline.
-                let _ = p.flush(Duration::from_millis(200));
-            }
-        }
+        self.wait_in_flight(timeout)?;
         let failed: u64 = self
             .producers
             .iter()
@@ -256,197 +284,20 @@ impl RecordProducer {
         }
         Ok(())
     }
-}
 
-/// A topic to create.
-#[derive(Clone, Debug)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    /// Topic configs, e.g. `("retention.ms", "-1")`.
-    pub configs: Vec<(String, String)>,
-}
-
-/// Creates the topics that do not exist; fails if one exists with another partition count or,
-/// when `require_empty`, already holds records. Waits until every partition has a leader.
-pub fn ensure_topics(
-    bootstrap: &str,
-    topics: &[TopicSpec],
-    require_empty: bool,
-    timeout: Duration,
-) -> Result<(), ProduceError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    let admin: AdminClient<DefaultClientContext> =
-        config.create().map_err(|source| ProduceError::Client {
-            bootstrap: bootstrap.to_owned(),
-            source,
-        })?;
-    let metadata_err = |source| ProduceError::Metadata {
-        bootstrap: bootstrap.to_owned(),
-        source,
-    };
-
-    let deadline = Instant::now() + timeout;
-    let existing: Vec<(String, i32)> = metadata(&admin, deadline)
-        .map_err(metadata_err)?
-        .topics()
-        .iter()
-        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
-        .collect();
-    let mut missing = Vec::new();
-    for t in topics {
-        match existing.iter().find(|(n, _)| n == &t.name) {
-            Some(&(_, actual)) if actual != t.partitions => {
-                return Err(ProduceError::PartitionMismatch {
-                    topic: t.name.clone(),
-                    expected: t.partitions,
-                    actual,
-                });
+    /// Waits until no record is in flight: each was acknowledged or failed for good (see
+    /// [`RecordProducer::failed`]).
+    pub fn wait_in_flight(&self, timeout: Duration) -> Result<(), ProduceError> {
+        let deadline = Instant::now() + timeout;
+        while self.in_flight() > 0 {
+            if Instant::now() >= deadline {
+                return Err(ProduceError::FlushTimeout(timeout));
             }
-            Some(_) => {}
-            None => missing.push(t),
-        }
-    }
-    if !missing.is_empty() {
-        let new: Vec<NewTopic> = missing
-            .iter()
-            .map(|t| {
-                t.configs.iter().fold(
-                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1)),
-                    |n, (k, v)| n.set(k, v),
-                )
-            })
-            .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(timeout));
-        let results = block_on(admin.create_topics(&new, &opts)).map_err(|source| {
-            ProduceError::CreateTopic {
-                topic: missing[0].name.clone(),
-                source,
-            }
-        })?;
-        for r in results {
-            match r {
-                Ok(_) => {}
-                // Someone else created it meanwhile; its partition count is checked below.
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => {
-                    return Err(ProduceError::CreateTopic {
-                        topic,
-                        source: KafkaError::AdminOp(code),
-                    });
-                }
+            for p in &self.producers {
+                // Returns early on timeout; the loop checks the overall deadline.
+                let _ = p.flush(Duration::from_millis(200));
             }
         }
-    }
-
-    // Wait until the metadata shows every topic with all partitions led.
-    loop {
-        let md = metadata(&admin, deadline).map_err(metadata_err)?;
-        let mut not_ready = None;
-        for t in topics {
-            match md.topics().iter().find(|m| m.name() == t.name) {
-                Some(m) if m.error().is_none() && m.partitions().len() == t.partitions as usize => {
-                    if m.partitions().iter().any(|p| p.leader() < 0) {
-                        not_ready = Some(format!("{} has partitions without a leader", t.name));
-                    } else if m.partitions().len() as i32 != t.partitions {
-                        return Err(ProduceError::PartitionMismatch {
-                            topic: t.name.clone(),
-                            expected: t.partitions,
-                            actual: m.partitions().len() as i32,
-                        });
-                    }
-                }
-                Some(m) if m.error().is_none() && !m.partitions().is_empty() => {
-                    return Err(ProduceError::PartitionMismatch {
-                        topic: t.name.clone(),
-                        expected: t.partitions,
-                        actual: m.partitions().len() as i32,
-                    });
-                }
-                _ => not_ready = Some(format!("{} is not in the metadata yet", t.name)),
-            }
-        }
-        match not_ready {
-            None => break,
-            Some(why) if Instant::now() >= deadline => {
-                return Err(ProduceError::TopicsNotReady(timeout, why));
-            }
-            Some(_) => thread::sleep(Duration::from_millis(100)),
-        }
-    }
-
-    if require_empty {
-        for t in topics {
-            let mut records = 0;
-            for p in 0..t.partitions {
-                let (lo, hi) = retrying(deadline, || {
-                    admin
-                        .inner()
-                        .fetch_watermarks(&t.name, p, Duration::from_secs(5))
-                })
-                .map_err(metadata_err)?;
-                records += hi - lo.max(0);
-                if hi > 0 && records == 0 {
-                    // Emptied by retention or deletion: offsets would not start at 0.
-                    records = hi;
-                }
-            }
-            if records > 0 {
-                return Err(ProduceError::NotEmpty {
-                    topic: t.name.clone(),
-                    records,
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The cluster's metadata, retried until `deadline`: while topics are being created (by us or
-/// anyone else) the broker may answer with leadership errors for a moment.
-fn metadata(
-    admin: &AdminClient<DefaultClientContext>,
-    deadline: Instant,
-) -> Result<Metadata, KafkaError> {
-    retrying(deadline, || {
-        admin.inner().fetch_metadata(None, Duration::from_secs(5))
-    })
-}
-
-/// Retries a metadata-like request until it succeeds or `deadline` passes.
-fn retrying<T>(
-    deadline: Instant,
-    mut f: impl FnMut() -> Result<T, KafkaError>,
-) -> Result<T, KafkaError> {
-    loop {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "broker not ready yet, retrying");
-                thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Drives a future on this thread. rdkafka's admin futures are completed by its own background
-/// thread, so no async runtime is needed.
-pub fn block_on<F: Future>(f: F) -> F::Output {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = pin!(f);
-    loop {
-        match f.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => thread::park(),
-        }
+        Ok(())
     }
 }

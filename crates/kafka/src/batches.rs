@@ -6,10 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::Consumer as _;
+
+use crate::consume::{ConsumeError, Consumer};
 
 /// One record of a batch: coordinates and where its bytes lie in the batch buffer.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +32,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         self.data.clear();
         self.recs.clear();
     }
@@ -48,14 +51,89 @@ impl Batch {
     }
 }
 
-pub struct ConsumerThread {
-    pub consumer: Arc<BaseConsumer>,
+/// The batches of the consumer thread, read by the verification loop; read batches are handed
+/// back for reuse.
+pub struct Batches {
+    full: Receiver<Batch>,
+    empty: SyncSender<Batch>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), ConsumeError>>>,
+}
+
+/// The consumer thread has ended.
+#[derive(Debug)]
+pub struct Ended;
+
+impl Batches {
+    /// Starts the consumer thread on the partitions assigned to `consumer`. A record's topic
+    /// is its index in `topics`; records of other topics are skipped.
+    pub fn start(
+        consumer: &Consumer,
+        topics: &[String],
+        batch_size: usize,
+    ) -> Result<Batches, ConsumeError> {
+        let (full_tx, full) = std::sync::mpsc::sync_channel::<Batch>(4);
+        let (empty, empty_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = ConsumerThread {
+            consumer: consumer.inner.clone(),
+            topics: topics
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.clone(), i as u32))
+                .collect(),
+            batch_size,
+            full: full_tx,
+            empty: empty_rx,
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("consumer".into())
+            .spawn(move || thread.run())
+            .map_err(|e| ConsumeError::Spawn("consumer", e))?;
+        Ok(Batches {
+            full,
+            empty,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the next batch; `Err` once the consumer thread has ended.
+    pub fn recv(&self, timeout: Duration) -> Result<Option<Batch>, Ended> {
+        match self.full.recv_timeout(timeout) {
+            Ok(b) => Ok(Some(b)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(Ended),
+        }
+    }
+
+    /// Hands a batch back for reuse.
+    pub fn recycle(&self, batch: Batch) {
+        let _ = self.empty.try_send(batch);
+    }
+
+    /// Asks the consumer thread to stop; batches already read can still be received.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for the consumer thread to end and says how it ended; `None` when it was
+    /// joined before.
+    pub fn join(&mut self) -> Option<Result<(), ConsumeError>> {
+        let h = self.thread.take()?;
+        Some(h.join().unwrap_or(Err(ConsumeError::Panicked)))
+    }
+}
+
+struct ConsumerThread {
+    consumer: Arc<BaseConsumer>,
     /// Topic name → index in the verified topic list.
-    pub topics: HashMap<String, u32>,
-    pub batch_size: usize,
-    pub full: SyncSender<Batch>,
-    pub empty: Receiver<Batch>,
-    pub stop: Arc<AtomicBool>,
+    topics: HashMap<String, u32>,
+    batch_size: usize,
+    full: SyncSender<Batch>,
+    empty: Receiver<Batch>,
+    stop: Arc<AtomicBool>,
 }
 
 /// The consumer's queue, read in batches: one call hands over up to a batch of messages,
@@ -74,17 +152,16 @@ impl Drop for MessageQueue {
 }
 
 impl ConsumerThread {
-    pub fn run(self) -> anyhow::Result<()> {
+    fn run(self) -> Result<(), ConsumeError> {
         use rdkafka::bindings as rd;
         // SAFETY: the client pointer is valid for the consumer's lifetime, which the Arc held
         // here outlives the queue handle.
         let queue = MessageQueue(unsafe {
             rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr())
         });
-        anyhow::ensure!(
-            !queue.0.is_null(),
-            "the Kafka consumer has no consumer queue (no group.id?)"
-        );
+        if queue.0.is_null() {
+            return Err(ConsumeError::NoQueue);
+        }
         let mut msgs: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); 1024];
         // Topic handles are stable for the client's lifetime: names are looked up once.
         let mut topic_of: HashMap<usize, Option<u32>> = HashMap::new();
@@ -199,14 +276,5 @@ impl<T> SendTimeout<T> for SyncSender<T> {
                 }
             }
         }
-    }
-}
-
-/// Waits for the next batch.
-pub fn recv(rx: &Receiver<Batch>, timeout: Duration) -> Result<Option<Batch>, ()> {
-    match rx.recv_timeout(timeout) {
-        Ok(b) => Ok(Some(b)),
-        Err(RecvTimeoutError::Timeout) => Ok(None),
-        Err(RecvTimeoutError::Disconnected) => Err(()),
     }
 }

@@ -7,17 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cdc_verifier_core::verdict::Kind;
 use cdc_verifier_core::{Drill, Progress};
-use cdc_verifier_kafka::consume::{KafkaSettings, discover, offsets_for_time, watermarks};
-use cdc_verifier_kafka::registry::RegistryClient;
+use cdc_verifier_kafka::consume::{Consumer, KafkaSettings};
 use cdc_verifier_kafka::source::RegistrySource;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use super::span::{parse_time, time_span};
+use crate::clients;
 use crate::config::Config;
 use crate::report::{self, Report, SourceInfo};
-use crate::verify::Verifier;
+use crate::verify::{SourceRecord, Verifier};
 
 const META_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,52 +33,15 @@ impl Window {
     }
 }
 
-pub fn settings(cfg: &Config) -> KafkaSettings {
-    let mut properties: Vec<(String, String)> = cfg
-        .kafka
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    properties.extend(
-        cfg.kafka
-            .secret_properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string())),
-    );
-    KafkaSettings {
-        bootstrap_servers: cfg.kafka.bootstrap_servers.clone(),
-        properties,
-    }
-}
-
-pub fn registry(cfg: &Config) -> anyhow::Result<RegistrySource> {
-    let client = RegistryClient::new(&cfg.registry.url)
-        .with_context(|| format!("registry.url {}", cfg.registry.url))?;
-    Ok(RegistrySource::new(crate::service::configure_registry(
-        client, cfg,
-    )))
-}
-
-/// Parses RFC 3339 (`2024-08-14T15:40:00Z`, fractional seconds and offsets allowed) or epoch
-/// milliseconds.
-pub fn parse_time(s: &str) -> anyhow::Result<i64> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    cdc_verifier_core::time::parse_utc(s).ok_or_else(|| {
-        anyhow::anyhow!("`{s}` is neither RFC 3339 (2024-08-14T15:40:00Z) nor epoch milliseconds")
-    })
-}
-
 fn plan(
     cfg: &Config,
-    consumer: &BaseConsumer,
+    consumer: &Consumer,
     from: Option<&str>,
     to: Option<&str>,
     offsets: Option<&str>,
 ) -> anyhow::Result<Window> {
-    let all = discover(consumer, META_TIMEOUT)
+    let all = consumer
+        .discover(META_TIMEOUT)
         .with_context(|| format!("cannot list topics at {}", cfg.kafka.bootstrap_servers))?;
     let topics: Vec<(String, u32)> = all
         .into_iter()
@@ -123,19 +83,19 @@ fn plan(
     let mut ranges = HashMap::new();
     for (t, n) in &topics {
         let starts = match from_ms {
-            Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
+            Some(ms) => consumer.offsets_for_time(t, *n, ms, META_TIMEOUT)?,
             None => (0..*n)
-                .map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.0))
+                .map(|p| Ok(consumer.watermarks(t, p, META_TIMEOUT)?.0))
                 .collect::<anyhow::Result<_>>()?,
         };
         let ends = match to_ms {
-            Some(ms) => offsets_for_time(consumer, t, *n, ms, META_TIMEOUT)?,
+            Some(ms) => consumer.offsets_for_time(t, *n, ms, META_TIMEOUT)?,
             None => (0..*n)
-                .map(|p| Ok(watermarks(consumer, t, p, META_TIMEOUT)?.1))
+                .map(|p| Ok(consumer.watermarks(t, p, META_TIMEOUT)?.1))
                 .collect::<anyhow::Result<_>>()?,
         };
         for p in 0..*n {
-            let (lo, hi) = watermarks(consumer, t, p, META_TIMEOUT)?;
+            let (lo, hi) = consumer.watermarks(t, p, META_TIMEOUT)?;
             let start = off_start.unwrap_or(starts[p as usize]).clamp(lo, hi);
             let end = off_end.unwrap_or(ends[p as usize]).clamp(start, hi);
             ranges.insert((t.clone(), p), (start, end));
@@ -156,14 +116,14 @@ pub fn replay(
     offsets: Option<&str>,
     progress: bool,
 ) -> anyhow::Result<Report> {
-    let settings = settings(cfg);
+    let settings = clients::kafka_settings(cfg);
     let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
     let window = plan(cfg, &consumer, from, to, offsets)?;
     let span = (
         from.map(parse_time).transpose()?,
         to.map(parse_time).transpose()?,
     );
-    let mut src = registry(cfg)?;
+    let mut src = clients::registry(cfg)?;
     let first = pass(
         cfg,
         &settings,
@@ -206,7 +166,7 @@ pub fn replay(
             ),
         }
     );
-    let (f, t) = crate::replay::time_span(&v);
+    let (f, t) = time_span(&v);
     Ok(report::build(
         &v.engine,
         &v.verdicts,
@@ -239,14 +199,14 @@ fn pass(
         .enumerate()
         .map(|(i, (t, _))| (t.as_str(), i))
         .collect();
-    let mut tpl = TopicPartitionList::new();
+    let mut assign = Vec::new();
     let mut remaining = 0usize;
     for (i, (t, n)) in window.topics.iter().enumerate() {
         for p in 0..*n {
             let (start, end) = window.ranges[&(t.clone(), p)];
             let topic = v.route(i).expect("planned topics are routed");
             if start < end {
-                tpl.add_partition_offset(t, p as i32, Offset::Offset(start))?;
+                assign.push((t.as_str(), p, start));
                 v.engine.set_progress(topic, p, Progress::Reading);
                 remaining += 1;
             } else {
@@ -256,9 +216,9 @@ fn pass(
     }
     let bar = progress.map(|what| crate::progress::records_bar(what, window.total()));
     if remaining > 0 {
-        consumer.assign(&tpl)?;
+        consumer.assign(assign)?;
     }
-    let mut done: HashMap<(usize, i32), bool> = HashMap::new();
+    let mut done: HashMap<(usize, u32), bool> = HashMap::new();
     let mut last_ts = 0;
     let mut idle_since = Instant::now();
     while remaining > 0 {
@@ -270,28 +230,27 @@ fn pass(
                     );
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e).context("reading from Kafka"),
             Some(Ok(m)) => {
                 idle_since = Instant::now();
                 let ti = index[m.topic()];
-                let (_, end) = window.ranges[&(m.topic().to_string(), m.partition() as u32)];
+                let (_, end) = window.ranges[&(m.topic().to_string(), m.partition())];
                 if m.offset() >= end || done.contains_key(&(ti, m.partition())) {
                     continue;
                 }
-                let ts = m.timestamp().to_millis().unwrap_or(last_ts);
+                let ts = m.timestamp_ms().unwrap_or(last_ts);
                 last_ts = last_ts.max(ts);
+                let rec = SourceRecord {
+                    topic: ti,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp_ms: ts,
+                    key: m.key(),
+                    value: m.value(),
+                };
                 let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
                 loop {
-                    match v.feed(
-                        ti,
-                        m.partition() as u32,
-                        m.offset(),
-                        ts,
-                        m.key(),
-                        m.payload(),
-                        src,
-                    ) {
+                    match v.feed(&rec, src) {
                         Ok(_) => break,
                         Err(e) => {
                             // The registry is away: wait and retry the same record.
@@ -305,8 +264,7 @@ fn pass(
                 if m.offset() + 1 >= end {
                     done.insert((ti, m.partition()), true);
                     let topic = v.route(ti).expect("routed");
-                    v.engine
-                        .set_progress(topic, m.partition() as u32, Progress::Ended);
+                    v.engine.set_progress(topic, m.partition(), Progress::Ended);
                     remaining -= 1;
                 }
                 if let Some(b) = &bar
@@ -332,27 +290,4 @@ fn pass(
         b.finish_and_clear();
     }
     Ok(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_time;
-
-    #[test]
-    fn times_parse() {
-        assert_eq!(
-            parse_time("2024-08-14T15:45:00Z").unwrap(),
-            1_723_650_300_000
-        );
-        assert_eq!(
-            parse_time("2024-08-14T15:45:00.250Z").unwrap(),
-            1_723_650_300_250
-        );
-        assert_eq!(
-            parse_time("2024-08-14T17:45:00+02:00").unwrap(),
-            1_723_650_300_000
-        );
-        assert_eq!(parse_time("1723650300000").unwrap(), 1_723_650_300_000);
-        assert!(parse_time("yesterday").is_err());
-    }
 }

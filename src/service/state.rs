@@ -1,0 +1,95 @@
+//! What the verification loop keeps: the verifier, the Kafka clients, and per partition how
+//! far it was read, fed and committed.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cdc_verifier_kafka::batches::{Batches, Rec};
+use cdc_verifier_kafka::consume::Consumer;
+use cdc_verifier_kafka::end_offsets::EndOffsets;
+use cdc_verifier_kafka::produce::RecordProducer;
+use cdc_verifier_kafka::source::RegistrySource;
+
+use super::alerts::AlertCodec;
+use super::metrics::Metrics;
+use crate::config::Config;
+use crate::verify::Verifier;
+
+/// Per-partition bookkeeping of the loop.
+pub(super) struct PartState {
+    pub topic_index: u32,
+    pub partition: u32,
+    pub engine_topic: cdc_verifier_core::TopicId,
+    /// The next offset to feed (one past the last fed).
+    pub next: i64,
+    /// Records held while the registry is unavailable, in order, each with its own bytes.
+    pub held: VecDeque<(Rec, Vec<u8>)>,
+    pub paused: bool,
+    pub committed: i64,
+}
+
+pub(super) struct Service {
+    pub cfg: Config,
+    pub verifier: Verifier,
+    pub src: RegistrySource,
+    pub codec: AlertCodec,
+    /// Alerts and dead letters.
+    pub producer: RecordProducer,
+    pub consumer: Consumer,
+    pub topic_names: Vec<String>,
+    pub topic_cnames: Vec<CString>,
+    pub partitions: Vec<PartState>,
+    /// Index of a topic's partition 0 in `partitions`; its partitions follow in order.
+    pub topic_base: Vec<usize>,
+    pub metrics: Arc<Metrics>,
+    /// The consumer thread's batches.
+    pub batches: Batches,
+    pub retry_at: Option<Instant>,
+    pub backoff: Duration,
+    pub published: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    pub max_record_ts: i64,
+    /// When the newest record time last moved.
+    pub max_record_seen: Instant,
+    pub until_caught_up: bool,
+    /// When the first record was fed, and when everything was first read (for `--until-caught-up`).
+    pub first_record_at: Option<Instant>,
+    pub caught_up_at: Option<(Instant, u64)>,
+    pub last_checkpoint: String,
+    pub throttled: bool,
+    /// End offsets asked of the broker in the background.
+    pub end_offsets: EndOffsets,
+    /// Every partition was read to its end at the last answer.
+    pub all_read: bool,
+    pub skew_warned: u64,
+    /// Replicas whose unverified starting state was logged.
+    pub changes_only_logged: BTreeSet<String>,
+    pub skew_logged: i64,
+    /// How long after their timestamp records were read (ms): since start, and since the
+    /// last metrics snapshot.
+    pub record_age: hdrhistogram::Histogram<u64>,
+    pub record_age_recent: hdrhistogram::Histogram<u64>,
+}
+
+impl Service {
+    /// The index in `partitions` of a topic's partition.
+    #[inline]
+    pub fn part_of(&self, topic: u32, partition: u32) -> Option<usize> {
+        let base = *self.topic_base.get(topic as usize)?;
+        let next = self
+            .topic_base
+            .get(topic as usize + 1)
+            .copied()
+            .unwrap_or(self.partitions.len());
+        let i = base + partition as usize;
+        (i < next).then_some(i)
+    }
+}
+
+/// The wall clock (ms since the epoch).
+pub(super) fn wall_ms() -> i64 {
+    crate::report::now_ms()
+}

@@ -1,0 +1,154 @@
+//! Telemetry: the metrics snapshot, the periodic summary line, and the warnings about late
+//! records and unverified starting states.
+
+use std::collections::BTreeMap;
+
+use super::metrics::{Snapshot, TableCounters};
+use super::state::Service;
+
+impl Service {
+    /// Records later than `verify.publish-skew-ms` allows may have missed their window's
+    /// comparison: said once per second at most, with the figure to set instead.
+    pub(super) fn warn_skew(&mut self) {
+        let e = &self.verifier.engine;
+        let skew = e.publish_skew_ms();
+        if skew > self.skew_logged + self.skew_logged / 4 && skew > self.cfg.verify.publish_skew_ms
+        {
+            tracing::info!(
+                allowed_ms = skew,
+                seen_ms = e.stats().arrival_behind_max_ms,
+                "records arrive later than verify.publish-skew-ms: allowing {skew} ms for the producers' skew (comparisons wait that much longer)"
+            );
+            self.skew_logged = skew;
+        } else if skew < self.skew_logged / 2 {
+            self.skew_logged = skew;
+        }
+        for (replica, why) in &e.stats().changes_only {
+            if self.changes_only_logged.insert(replica.clone()) {
+                tracing::warn!(replica = %replica, "changes only: {why}");
+            }
+        }
+        let late = e.late_records();
+        if late > self.skew_warned {
+            let seen = e.stats().arrival_behind_max_ms;
+            tracing::warn!(
+                records = late - self.skew_warned,
+                seen_ms = seen,
+                publish_skew_ms = self.cfg.verify.publish_skew_ms,
+                "records came after their window was compared, up to {seen} ms after their partition was read through their time: they were not verified, and findings on their windows may be wrong; raise verify.publish-skew-ms above {seen}"
+            );
+            self.skew_warned = late;
+        }
+    }
+
+    pub(super) fn summary_line(&self, rate: f64) -> String {
+        let e = &self.verifier.engine;
+        let lag: Vec<String> = e
+            .replica_positions()
+            .iter()
+            .map(|(r, _, behind)| format!("{r} -{behind}"))
+            .collect();
+        let mut kinds: BTreeMap<&str, u64> = Default::default();
+        for d in &self.verifier.verdicts {
+            *kinds.entry(d.kind.as_str()).or_default() += 1;
+        }
+        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        format!(
+            "cdc-verifier: {} events ({:.0}/s), {} windows compared, {} open, findings: {}, replicas behind: {}{}",
+            self.verifier.records,
+            rate,
+            e.stats().windows_compared,
+            e.open_windows(),
+            if kinds.is_empty() {
+                "none".to_string()
+            } else {
+                kinds.join(", ")
+            },
+            lag.join(", "),
+            if self.partitions.iter().any(|p| p.paused) {
+                ", registry unavailable: partitions paused"
+            } else {
+                ""
+            }
+        )
+    }
+
+    pub(super) fn publish_metrics(&mut self) {
+        let e = &self.verifier.engine;
+        let mut s = Snapshot::default();
+        for (stream, table, _topic, st) in e.topic_stats() {
+            let c = s
+                .tables
+                .entry((stream.to_string(), table.to_string()))
+                .or_insert_with(TableCounters::default);
+            c.events += st.events;
+            c.bytes += st.bytes;
+            c.duplicates += st.duplicates;
+            c.decode_errors += st.poison;
+            c.snapshot_rows += st.snapshot;
+            c.snapshot_ignored += st.snapshot_late;
+        }
+        s.windows_compared = e.stats().windows_compared;
+        s.withdrawn = e.stats().withdrawn;
+        for r in e.stream_names().skip(1) {
+            let verified = e.started(r) && !e.stats().changes_only.contains_key(r);
+            s.state_verified.insert(r.to_string(), verified);
+        }
+        for d in &self.verifier.verdicts {
+            *s.divergences
+                .entry((d.kind.to_string(), d.replica.clone()))
+                .or_default() += 1;
+        }
+        for (r, _, behind) in e.replica_positions() {
+            let secs = e.replica_lag_ms(&r) as f64 / 1000.0;
+            s.replica_lag.insert(r, (behind, secs));
+        }
+        let names: Vec<String> = e.stream_names().map(str::to_string).collect();
+        for p in &self.partitions {
+            let topic = &self.topic_names[p.topic_index as usize];
+            let stream = self
+                .cfg
+                .route(topic)
+                .map(|(i, _)| names[i].clone())
+                .unwrap_or_default();
+            let high = self
+                .consumer
+                .cached_high_watermark(&self.topic_cnames[p.topic_index as usize], p.partition)
+                .unwrap_or(p.next);
+            *s.consumer_lag.entry(stream).or_default() += (high - p.next).max(0);
+        }
+        let st = &self.src.stats;
+        s.registry_hits = st.hits;
+        s.registry_misses = st.misses;
+        s.registry_errors = st.errors;
+        s.registry_latency_buckets = st.buckets;
+        s.registry_latency_count = st.fetches;
+        s.registry_latency_sum = st.fetch_time.as_secs_f64();
+        s.open_windows = e.open_windows() as u64;
+        s.parked_records = e.parked() as u64;
+        s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;
+        s.arrival_behind_max_ms = e.stats().arrival_behind_max_ms;
+        s.publish_skew_ms = e.publish_skew_ms();
+        s.record_age_ms =
+            [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
+        s.late_records = e.late_records();
+        s.dead_lettered = self.dead_lettered;
+        s.alerts_published = self.published;
+        s.commits = self.commits;
+        self.metrics.publish(s);
+        self.record_age_recent.reset();
+    }
+}
+
+/// The process's peak resident memory, from /proc.
+pub(super) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
