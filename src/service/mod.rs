@@ -19,7 +19,7 @@ mod telemetry;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -110,18 +110,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     init_logging(&cfg.service.log_format);
 
     // Signals: the first asks for a drain, the second exits at once.
-    let signals = Arc::new(AtomicUsize::new(0));
+    let signals = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let s = signals.clone();
-        // SAFETY: the handler only touches an atomic and calls `_exit`, both async-signal-safe.
-        unsafe {
-            signal_hook::low_level::register(sig, move || {
-                if s.fetch_add(1, Ordering::SeqCst) >= 1 {
-                    signal_hook::low_level::exit(130);
-                }
-            })
-        }
-        .context("cannot install signal handlers")?;
+        // A signal after the first exits at once; the first asks for a drain. Registered in
+        // this order, the exit sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, signals.clone())
+            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(sig, signals.clone())
+            .context("cannot install signal handlers")?;
     }
 
     let metrics = Arc::new(Metrics::default());
@@ -152,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 impl Service {
-    fn run_loop(&mut self, signals: &AtomicUsize) -> anyhow::Result<()> {
+    fn run_loop(&mut self, signals: &AtomicBool) -> anyhow::Result<()> {
         let commit_every = Duration::from_secs(1);
         let mut last_commit = Instant::now();
         let mut last_summary = Instant::now();
@@ -160,7 +156,7 @@ impl Service {
         let mut summary_events = 0u64;
         let mut caught_up_since: Option<Instant> = None;
         loop {
-            if signals.load(Ordering::SeqCst) > 0 {
+            if signals.load(Ordering::SeqCst) {
                 tracing::info!("stopping: finishing in-flight windows, publishing and committing");
                 return self.drain(false);
             }

@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::consumer::Consumer as _;
 
 use crate::consume::{ConsumeError, Consumer};
+use crate::ffi::MessageQueue;
 
 /// One record of a batch: coordinates and where its bytes lie in the batch buffer.
 #[derive(Debug, Clone, Copy)]
@@ -136,33 +136,9 @@ struct ConsumerThread {
     stop: Arc<AtomicBool>,
 }
 
-/// The consumer's queue, read in batches: one call hands over up to a batch of messages,
-/// instead of one poll (with its clock readings and event wrapping) per message.
-struct MessageQueue(*mut rdkafka::bindings::rd_kafka_queue_t);
-
-// SAFETY: librdkafka queue handles may be used from any thread; this one is used by the
-// consumer thread only.
-unsafe impl Send for MessageQueue {}
-
-impl Drop for MessageQueue {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from rd_kafka_queue_get_consumer and is released once.
-        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.0) }
-    }
-}
-
 impl ConsumerThread {
     fn run(self) -> Result<(), ConsumeError> {
-        use rdkafka::bindings as rd;
-        // SAFETY: the client pointer is valid for the consumer's lifetime, which the Arc held
-        // here outlives the queue handle.
-        let queue = MessageQueue(unsafe {
-            rd::rd_kafka_queue_get_consumer(self.consumer.client().native_ptr())
-        });
-        if queue.0.is_null() {
-            return Err(ConsumeError::NoQueue);
-        }
-        let mut msgs: Vec<*mut rd::rd_kafka_message_t> = vec![std::ptr::null_mut(); 1024];
+        let mut queue = MessageQueue::of(self.consumer.clone()).ok_or(ConsumeError::NoQueue)?;
         // Topic handles are stable for the client's lifetime: names are looked up once.
         let mut topic_of: HashMap<usize, Option<u32>> = HashMap::new();
         let mut spare: Option<Batch> = None;
@@ -178,55 +154,33 @@ impl ConsumerThread {
             batch.clear();
             let mut wait_ms = 50;
             while batch.recs.len() < self.batch_size {
-                let want = (self.batch_size - batch.recs.len()).min(msgs.len());
-                // SAFETY: `msgs` has room for `want` pointers; librdkafka fills the first n.
-                let n = unsafe {
-                    rd::rd_kafka_consume_batch_queue(queue.0, wait_ms, msgs.as_mut_ptr(), want)
-                };
-                if n <= 0 {
-                    break;
-                }
-                for &m in &msgs[..n as usize] {
-                    // SAFETY: a message returned by librdkafka, valid until destroyed below;
-                    // its key and payload are `key_len` and `len` bytes when not null.
-                    unsafe {
-                        let msg = &*m;
-                        if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                            if msg.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__PARTITION_EOF
-                            {
-                                let what = std::ffi::CStr::from_ptr(rd::rd_kafka_err2str(msg.err))
-                                    .to_string_lossy();
-                                tracing::warn!(error = %what, partition = msg.partition, "kafka consumer error");
-                            }
-                            rd::rd_kafka_message_destroy(m);
-                            continue;
-                        }
-                        let topic = *topic_of.entry(msg.rkt as usize).or_insert_with(|| {
-                            let name = std::ffi::CStr::from_ptr(rd::rd_kafka_topic_name(msg.rkt))
-                                .to_string_lossy();
-                            self.topics.get(name.as_ref()).copied()
-                        });
-                        if let Some(topic) = topic {
-                            let slice = |p: *mut std::ffi::c_void, len: usize| {
-                                (!p.is_null())
-                                    .then(|| std::slice::from_raw_parts(p as *const u8, len))
-                            };
-                            let key = batch.push_bytes(slice(msg.key, msg.key_len));
-                            let value = batch.push_bytes(slice(msg.payload, msg.len));
-                            let mut ts_type =
-                                rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-                            let ts = rd::rd_kafka_message_timestamp(m, &mut ts_type);
-                            batch.recs.push(Rec {
-                                topic,
-                                partition: msg.partition as u32,
-                                offset: msg.offset,
-                                timestamp_ms: ts.max(0),
-                                key,
-                                value,
-                            });
-                        }
-                        rd::rd_kafka_message_destroy(m);
+                let want = self.batch_size - batch.recs.len();
+                let n = queue.consume_batch(wait_ms, want, |msg| {
+                    if let Some(error) = msg.error() {
+                        tracing::warn!(%error, partition = msg.partition(), "kafka consumer error");
+                        return;
                     }
+                    if !msg.is_message() {
+                        return;
+                    }
+                    let topic = *topic_of
+                        .entry(msg.topic_handle())
+                        .or_insert_with(|| self.topics.get(msg.topic_name().as_ref()).copied());
+                    if let Some(topic) = topic {
+                        let key = batch.push_bytes(msg.key());
+                        let value = batch.push_bytes(msg.payload());
+                        batch.recs.push(Rec {
+                            topic,
+                            partition: msg.partition() as u32,
+                            offset: msg.offset(),
+                            timestamp_ms: msg.timestamp_ms(),
+                            key,
+                            value,
+                        });
+                    }
+                });
+                if n == 0 {
+                    break;
                 }
                 wait_ms = 0;
             }

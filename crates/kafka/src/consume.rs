@@ -332,20 +332,7 @@ impl Consumer {
     /// The high watermark librdkafka last learnt from fetch responses, without a broker round
     /// trip; `None` until it has fetched from the partition.
     pub fn cached_high_watermark(&self, topic: &CStr, partition: u32) -> Option<i64> {
-        let (mut low, mut high) = (-1i64, -1i64);
-        // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a
-        // valid C string; librdkafka only writes the two out-parameters.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.inner.client().native_ptr(),
-                topic.as_ptr(),
-                partition as i32,
-                &mut low,
-                &mut high,
-            )
-        };
-        (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-            .then_some(high)
+        crate::ffi::cached_high_watermark(&self.inner, topic, partition)
     }
 }
 

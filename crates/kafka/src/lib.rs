@@ -5,6 +5,7 @@ pub mod admin;
 pub mod batches;
 pub mod consume;
 pub mod end_offsets;
+mod ffi;
 pub mod produce;
 pub mod registry;
 pub mod source;

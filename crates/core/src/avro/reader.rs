@@ -255,10 +255,6 @@ impl<'a> Reader<'a> {
     pub fn read_str(&mut self) -> Result<&'a str, DecodeError> {
         let at = self.pos;
         let b = self.read_bytes()?;
-        if b.is_ascii() {
-            // SAFETY: ASCII is valid UTF-8.
-            return Ok(unsafe { std::str::from_utf8_unchecked(b) });
-        }
         std::str::from_utf8(b).map_err(|_| DecodeError {
             kind: DecodeErrorKind::InvalidUtf8,
             offset: at,
