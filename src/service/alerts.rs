@@ -269,7 +269,8 @@ mod tests {
     /// One verdict of every kind (and of every episode a `Recovered` ends), as in the report.
     const VERDICTS: &str = include_str!("testdata/verdicts.json");
     /// Per verdict of `VERDICTS`: its key string, and its alert key and value (hex, ids 12
-    /// and 11, emitted at 99 by instance `test`) as published before verdicts were an enum.
+    /// and 11, emitted at 99 by instance `test`): the published wire format, which consumers
+    /// rely on.
     const GOLDEN: &str = include_str!("testdata/verdicts.golden");
 
     fn verdicts() -> Vec<Divergence> {
@@ -320,8 +321,7 @@ mod tests {
         );
     }
 
-    /// The report's JSON and the alert's key and value bytes of every kind are those of the
-    /// flat verdict they replaced.
+    /// Every kind keeps its report JSON, its key and its alert bytes.
     #[test]
     fn every_kind_keeps_its_json_key_and_bytes() {
         let codec = AlertCodec::new(11, 12, "test".into());

@@ -34,11 +34,17 @@ macro_rules! kinds {
 }
 
 kinds! {
+    /// A range of a table whose changes differ from the primary's.
     DataMismatch,
+    /// A replica writes a table with another row schema than the primary's.
     SchemaDrift,
+    /// A replica's records are written too long after the primary's.
     ReplicaLag,
+    /// A replica's table sends nothing while the primary's keeps writing.
     StreamSilent,
+    /// A record the verifier could not read.
     PoisonEvent,
+    /// An episode of another kind ended.
     Recovered,
 }
 
@@ -456,3 +462,6 @@ impl Divergence {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
