@@ -199,11 +199,11 @@ fn answer(r: &report::Report) -> String {
                 .divergences
                 .iter()
                 .filter(|d| {
-                    d.kind == Kind::DataMismatch
+                    d.kind() == Kind::DataMismatch
                         && d.replica == rep.name
-                        && d.table.as_deref() == Some(t.table.as_str())
+                        && d.table() == Some(t.table.as_str())
                 })
-                .filter_map(|d| d.range)
+                .filter_map(|d| d.range().map(|r| r.index))
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
             let _ = writeln!(
@@ -264,7 +264,7 @@ impl View {
         let mut out = std::io::stdout().lock();
         let new: Vec<&Divergence> = v.verdicts[self.shown..]
             .iter()
-            .filter(|d| d.kind != Kind::DataMismatch || self.shown == 0)
+            .filter(|d| d.kind() != Kind::DataMismatch || self.shown == 0)
             .collect();
         let elapsed = self.started.elapsed().as_secs_f64();
         let status = format!(
@@ -279,13 +279,13 @@ impl View {
             write!(out, "\x1b[{}A\x1b[J", self.lines)?;
         }
         // Verdicts other than the many per-range mismatches are shown as they are found.
-        for d in new.iter().filter(|d| d.kind != Kind::DataMismatch) {
+        for d in new.iter().filter(|d| d.kind() != Kind::DataMismatch) {
             writeln!(out, "  found: {}", d.summary())?;
         }
         let mismatches = v
             .verdicts
             .iter()
-            .filter(|d| d.kind == Kind::DataMismatch)
+            .filter(|d| d.kind() == Kind::DataMismatch)
             .count();
         let status = if mismatches > 0 {
             format!("{status}\n  DataMismatch in {mismatches} (range, window) pairs so far")

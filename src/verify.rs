@@ -228,7 +228,7 @@ impl Verifier {
     pub fn findings(&self) -> usize {
         self.verdicts
             .iter()
-            .filter(|d| d.kind != Kind::Recovered)
+            .filter(|d| d.kind() != Kind::Recovered)
             .count()
     }
 }

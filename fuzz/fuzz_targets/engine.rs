@@ -341,10 +341,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if mirror && engine.late_records() == 0 {
         if mirror_of.lose.is_none() {
-            let wrong: Vec<_> = out.iter().filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift)).collect();
+            let wrong: Vec<_> = out.iter().filter(|d| matches!(d.kind(), Kind::DataMismatch | Kind::SchemaDrift)).collect();
             assert!(wrong.is_empty(), "a replica that wrote every record of the primary diverged: {wrong:#?}");
         } else if mirror_of.lost_counted {
-            assert!(out.iter().any(|d| matches!(d.kind, Kind::DataMismatch | Kind::StreamSilent)), "a replica lost a record and no verdict says so: {out:#?}");
+            assert!(out.iter().any(|d| matches!(d.kind(), Kind::DataMismatch | Kind::StreamSilent)), "a replica lost a record and no verdict says so: {out:#?}");
         }
     }
     let _ = (engine.timeline(), engine.checkpoint(), engine.schemas_seen());

@@ -54,8 +54,8 @@ pub fn replay_capture(
         let mut v: Vec<(String, u64)> = first
             .verdicts
             .iter()
-            .filter(|d| d.kind == Kind::DataMismatch)
-            .filter_map(|d| Some((d.table.clone()?, d.range?)))
+            .filter(|d| d.kind() == Kind::DataMismatch)
+            .filter_map(|d| Some((d.table()?.to_string(), d.range()?.index)))
             .collect();
         v.sort();
         v.dedup();

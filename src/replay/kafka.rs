@@ -136,8 +136,8 @@ pub fn replay(
     let mut diverged: Vec<(String, u64)> = first
         .verdicts
         .iter()
-        .filter(|d| d.kind == Kind::DataMismatch)
-        .filter_map(|d| Some((d.table.clone()?, d.range?)))
+        .filter(|d| d.kind() == Kind::DataMismatch)
+        .filter_map(|d| Some((d.table()?.to_string(), d.range()?.index)))
         .collect();
     diverged.sort();
     diverged.dedup();

@@ -112,7 +112,7 @@ impl Report {
     pub fn findings(&self) -> impl Iterator<Item = &Divergence> {
         self.divergences
             .iter()
-            .filter(|d| d.kind != Kind::Recovered)
+            .filter(|d| d.kind() != Kind::Recovered)
     }
 }
 
@@ -159,44 +159,44 @@ pub fn build(
         let mine: Vec<&Divergence> = verdicts.iter().filter(|d| &d.replica == name).collect();
         let mut counts = BTreeMap::new();
         for d in &mine {
-            *counts.entry(d.kind.to_string()).or_insert(0u64) += 1;
+            *counts.entry(d.kind().to_string()).or_insert(0u64) += 1;
         }
         let mut tables: BTreeSet<String> = timeline
             .iter()
             .filter(|(r, _, _)| r == name)
             .map(|(_, t, _)| t.clone())
             .collect();
-        tables.extend(mine.iter().filter_map(|d| d.table.clone()));
+        tables.extend(mine.iter().filter_map(|d| d.table().map(str::to_string)));
         let mut table_reports = Vec::new();
         for table in tables {
             let of_table: Vec<&&Divergence> = mine
                 .iter()
-                .filter(|d| d.table.as_deref() == Some(table.as_str()))
+                .filter(|d| d.table() == Some(table.as_str()))
                 .collect();
             let findings: Vec<&&Divergence> = of_table
                 .iter()
                 .copied()
-                .filter(|d| d.kind != Kind::Recovered)
+                .filter(|d| d.kind() != Kind::Recovered)
                 .collect();
-            let drift = of_table.iter().find(|d| d.kind == Kind::SchemaDrift);
+            let drift = of_table.iter().find(|d| d.kind() == Kind::SchemaDrift);
             let first = of_table
                 .iter()
-                .filter(|d| matches!(d.kind, Kind::DataMismatch | Kind::SchemaDrift))
+                .filter(|d| matches!(d.kind(), Kind::DataMismatch | Kind::SchemaDrift))
                 .min_by_key(|d| {
                     (
-                        d.window.map(|w| w.id).unwrap_or(i64::MAX),
-                        d.kind != Kind::SchemaDrift,
+                        d.window().map(|w| w.id).unwrap_or(i64::MAX),
+                        d.kind() != Kind::SchemaDrift,
                     )
                 })
                 .map(|d| {
-                    let w = d.window.expect("window verdicts carry a window");
-                    let (position, ts) = match &d.schema {
-                        Some(s) => (s.first_position.tx, s.first_ts_ms),
+                    let w = d.window().expect("window verdicts carry a window");
+                    let (position, ts) = match d.drift() {
+                        Some(d) => (d.schema.first_position.tx, d.schema.first_ts_ms),
                         None => (w.first.tx, w.start_ms),
                     };
-                    let s = drift.and_then(|d| d.schema.as_ref());
+                    let s = drift.and_then(|d| d.drift()).map(|d| &d.schema);
                     FirstDivergence {
-                        kind: d.kind,
+                        kind: d.kind(),
                         window: w.id,
                         position,
                         time: cdc_verifier_core::avro::json::format_millis(ts),
@@ -220,15 +220,15 @@ pub fn build(
                     }
                 });
             let mut keys: Vec<KeyRow> = Vec::new();
-            for d in of_table.iter().filter(|d| d.kind == Kind::DataMismatch) {
-                for k in &d.keys {
+            for m in of_table.iter().filter_map(|d| d.mismatch()) {
+                for k in &m.keys {
                     if keys.iter().any(|x| x.key == k.key) {
                         continue;
                     }
                     keys.push(KeyRow {
                         key: k.key.clone(),
-                        window: d.window.map(|w| w.id).unwrap_or_default(),
-                        range: d.range_label.clone(),
+                        window: m.window.map(|w| w.id).unwrap_or_default(),
+                        range: Some(m.range.label.clone()),
                         primary_position: k.primary.as_ref().map(|i| i.position.tx),
                         primary_row: k
                             .primary
@@ -262,13 +262,13 @@ pub fn build(
             });
         }
         replicas.push(ReplicaReport {
-            consistent: mine.iter().all(|d| d.kind == Kind::Recovered),
+            consistent: mine.iter().all(|d| d.kind() == Kind::Recovered),
             name: name.clone(),
             counts,
             tables: table_reports,
         });
     }
-    let consistent = verdicts.iter().all(|d| d.kind == Kind::Recovered);
+    let consistent = verdicts.iter().all(|d| d.kind() == Kind::Recovered);
     Report {
         format: FORMAT,
         generated_at: cdc_verifier_core::avro::json::format_millis(now_ms()),
@@ -349,10 +349,10 @@ pub fn summary_text(r: &Report) -> String {
                         .iter()
                         .filter(|d| {
                             d.replica == rep.name
-                                && d.table.as_deref() == Some(t.table.as_str())
-                                && d.kind != Kind::Recovered
+                                && d.table() == Some(t.table.as_str())
+                                && d.kind() != Kind::Recovered
                         })
-                        .map(|d| d.kind.to_string())
+                        .map(|d| d.kind().to_string())
                         .collect();
                     let _ = writeln!(s, "  {} / {}: {}", rep.name, t.table, kinds.join(", "));
                 }
@@ -370,12 +370,16 @@ pub fn summary_text(r: &Report) -> String {
         for d in r
             .divergences
             .iter()
-            .filter(|d| d.replica == rep.name && d.table.is_none() && d.kind != Kind::Recovered)
+            .filter(|d| d.replica == rep.name && d.table().is_none() && d.kind() != Kind::Recovered)
         {
             let _ = writeln!(s, "  {}", d.summary());
         }
     }
-    for d in r.divergences.iter().filter(|d| d.kind == Kind::PoisonEvent) {
+    for d in r
+        .divergences
+        .iter()
+        .filter(|d| d.kind() == Kind::PoisonEvent)
+    {
         let _ = writeln!(s, "  {}", d.summary());
     }
     s

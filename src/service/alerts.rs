@@ -3,20 +3,11 @@
 
 use apache_avro::Schema;
 use apache_avro::types::Value;
-use cdc_verifier_core::verdict::{Divergence, Kind};
+use cdc_verifier_core::verdict::{Divergence, DivergenceRecord, Identity, Side};
 use cdc_verifier_core::wire;
 
 pub const VALUE_SCHEMA: &str = include_str!("../../schemas/divergence.avsc");
 pub const KEY_SCHEMA: &str = include_str!("../../schemas/divergence-key.avsc");
-
-const KINDS: [Kind; 6] = [
-    Kind::DataMismatch,
-    Kind::SchemaDrift,
-    Kind::ReplicaLag,
-    Kind::StreamSilent,
-    Kind::PoisonEvent,
-    Kind::Recovered,
-];
 
 /// The alert schemas with the ids the registry gave them.
 pub struct AlertCodec {
@@ -63,18 +54,22 @@ impl AlertCodec {
         }
     }
 
-    /// (key, value) in the wire format.
+    /// (key, value) in the wire format: the key is the verdict's identity, the value its
+    /// flat record.
     pub fn encode(&self, d: &Divergence, emitted_at_ms: i64) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-        let key = apache_avro::to_avro_datum(&self.key, key_value(d))?;
-        let value = apache_avro::to_avro_datum(&self.value, self.value_of(d, emitted_at_ms))?;
+        let key = apache_avro::to_avro_datum(&self.key, key_value(&d.identity()))?;
+        let value = apache_avro::to_avro_datum(
+            &self.value,
+            self.value_of(&DivergenceRecord::from(d), emitted_at_ms),
+        )?;
         let (mut k, mut v) = (Vec::new(), Vec::new());
         wire::frame(self.key_id, &key, &mut k);
         wire::frame(self.value_id, &value, &mut v);
         Ok((k, v))
     }
 
-    fn value_of(&self, d: &Divergence, emitted_at_ms: i64) -> Value {
-        let side = |x: &cdc_verifier_core::verdict::Side| {
+    fn value_of(&self, d: &DivergenceRecord, emitted_at_ms: i64) -> Value {
+        let side = |x: &Side| {
             rec(vec![
                 ("digest", s(&x.digest)),
                 ("creates", Value::Long(x.ops.create as i64)),
@@ -84,12 +79,9 @@ impl AlertCodec {
                 ("truncates", Value::Long(x.ops.truncate as i64)),
             ])
         };
-        let kind_index = KINDS
-            .iter()
-            .position(|k| *k == d.kind)
-            .expect("every kind is a symbol") as u32;
         rec(vec![
-            ("kind", Value::Enum(kind_index, d.kind.to_string())),
+            // `Kind::ALL` is the symbols' order (checked by a test).
+            ("kind", Value::Enum(d.kind as u32, d.kind.to_string())),
             ("replica", s(&d.replica)),
             ("table", opt(d.table.as_deref(), s)),
             ("range", opt(d.range, |r| Value::Long(r as i64))),
@@ -236,26 +228,20 @@ impl AlertCodec {
     }
 }
 
-fn key_value(d: &Divergence) -> Value {
-    let kind = match d.recovered {
-        Some(k) => format!("{}:{k}", d.kind),
-        None => d.kind.to_string(),
-    };
+fn key_value(id: &Identity<'_>) -> Value {
+    let record = id.record;
     rec(vec![
-        ("kind", Value::String(kind)),
-        ("replica", s(&d.replica)),
-        ("table", opt(d.table.as_deref(), s)),
-        ("range", opt(d.range, |r| Value::Long(r as i64))),
-        ("window", opt(d.window.map(|w| w.id), Value::Long)),
-        ("topic", opt(d.poison.as_ref().map(|p| p.topic.as_str()), s)),
+        ("kind", Value::String(id.label())),
+        ("replica", s(id.replica)),
+        ("table", opt(id.table, s)),
+        ("range", opt(id.range, |r| Value::Long(r as i64))),
+        ("window", opt(id.window, Value::Long)),
+        ("topic", opt(record.map(|p| p.topic.as_str()), s)),
         (
             "partition",
-            opt(d.poison.as_ref().map(|p| p.partition as i32), Value::Int),
+            opt(record.map(|p| p.partition as i32), Value::Int),
         ),
-        (
-            "offset",
-            opt(d.poison.as_ref().map(|p| p.offset), Value::Long),
-        ),
+        ("offset", opt(record.map(|p| p.offset), Value::Long)),
     ])
 }
 
@@ -277,58 +263,88 @@ pub fn dead_letter_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cdc_verifier_core::verdict::{OffsetRange, PoisonInfo, SchemaInfo, Side, WindowRef};
-    use cdc_verifier_core::{Position, avro::FieldDiff, digest::OpCounts};
+    use cdc_verifier_core::verdict::{Finding, Kind};
+    use std::collections::BTreeSet;
 
-    fn sample() -> Divergence {
-        let mut d: Divergence = serde_json::from_value(serde_json::json!({
-            "kind": "SchemaDrift", "replica": "replica-2", "table": "orders", "range": null, "range_label": null,
-            "window": null, "primary": null, "replica_side": null, "schema": null, "offsets": [], "lag": null,
-            "poison": null, "recovered": null, "keys": [], "detected_at_ms": 5
-        }))
-        .unwrap();
-        d.window = Some(WindowRef {
-            id: 7,
-            first: Position { tx: 10, order: 1 },
-            last: Position { tx: 20, order: 3 },
-            start_ms: 1400,
-            end_ms: 1600,
-        });
-        d.primary = Some(Side {
-            digest: "ab".into(),
-            ops: OpCounts {
-                update: 3,
-                ..Default::default()
-            },
-        });
-        d.schema = Some(SchemaInfo {
-            subject: "replica-2.shop.orders-value".into(),
-            expected_id: 9,
-            expected_version: Some(2),
-            actual_id: 4,
-            actual_version: Some(1),
-            fields: vec![FieldDiff::Missing {
-                field: "currency".into(),
-                expected: "string".into(),
-            }],
-            first_position: Position { tx: 12, order: 1 },
-            first_ts_ms: 1450,
-            events: 3,
-        });
-        d.offsets = vec![OffsetRange {
-            stream: "replica-2".into(),
-            topic: "replica-2.shop.orders".into(),
-            partition: 3,
-            first: 100,
-            last: 140,
-        }];
-        d
+    /// One verdict of every kind (and of every episode a `Recovered` ends), as in the report.
+    const VERDICTS: &str = include_str!("testdata/verdicts.json");
+    /// Per verdict of `VERDICTS`: its key string, and its alert key and value (hex, ids 12
+    /// and 11, emitted at 99 by instance `test`): the published wire format, which consumers
+    /// rely on.
+    const GOLDEN: &str = include_str!("testdata/verdicts.golden");
+
+    fn verdicts() -> Vec<Divergence> {
+        serde_json::from_str(VERDICTS).unwrap()
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn the_avro_kind_symbols_are_the_kinds_in_order() {
+        let schema: serde_json::Value = serde_json::from_str(VALUE_SCHEMA).unwrap();
+        let kind = schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "kind")
+            .unwrap();
+        let symbols: Vec<&str> = kind["type"]["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(symbols, kinds);
+        // The enum index written is the kind's discriminant.
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+    }
+
+    #[test]
+    fn the_samples_cover_every_kind_and_episode() {
+        let v = verdicts();
+        let kinds: BTreeSet<Kind> = v.iter().map(Divergence::kind).collect();
+        assert_eq!(kinds, Kind::ALL.iter().copied().collect());
+        let ended: BTreeSet<Kind> = v.iter().filter_map(Divergence::ended).collect();
+        assert_eq!(
+            ended,
+            BTreeSet::from([
+                Kind::DataMismatch,
+                Kind::SchemaDrift,
+                Kind::ReplicaLag,
+                Kind::StreamSilent
+            ])
+        );
+    }
+
+    /// Every kind keeps its report JSON, its key and its alert bytes.
+    #[test]
+    fn every_kind_keeps_its_json_key_and_bytes() {
+        let codec = AlertCodec::new(11, 12, "test".into());
+        let json: Vec<serde_json::Value> = serde_json::from_str(VERDICTS).unwrap();
+        let golden: Vec<&str> = GOLDEN.lines().collect();
+        assert_eq!(golden.len(), 3 * json.len());
+        for (v, want) in json.iter().zip(golden.chunks(3)) {
+            let d: Divergence = serde_json::from_value(v.clone()).unwrap();
+            assert_eq!(&serde_json::to_value(&d).unwrap(), v);
+            assert_eq!(d.key(), want[0]);
+            let (k, val) = codec.encode(&d, 99).unwrap();
+            assert_eq!(hex(&k), want[1], "key of {}", want[0]);
+            assert_eq!(hex(&val), want[2], "value of {}", want[0]);
+        }
     }
 
     #[test]
     fn encodes_to_the_published_schema_and_reads_back() {
         let codec = AlertCodec::new(11, 12, "test".into());
-        let d = sample();
+        let d = verdicts()
+            .into_iter()
+            .find(|d| d.kind() == Kind::SchemaDrift)
+            .unwrap();
         let (k, v) = codec.encode(&d, 99).unwrap();
         let (vid, datum) = wire::split(&v).unwrap();
         assert_eq!(vid, 11);
@@ -348,18 +364,34 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_reads_back_as_its_symbol() {
+        let codec = AlertCodec::new(1, 2, "t".into());
+        for d in verdicts() {
+            let (_, v) = codec.encode(&d, 0).unwrap();
+            let (_, datum) = wire::split(&v).unwrap();
+            let back = apache_avro::from_avro_datum(&codec.value, &mut &datum[..], None).unwrap();
+            let Value::Record(fields) = back else {
+                panic!()
+            };
+            assert_eq!(
+                fields[0].1,
+                Value::Enum(d.kind() as u32, d.kind().to_string())
+            );
+        }
+    }
+
+    #[test]
     fn poison_is_keyed_by_its_coordinates() {
         let codec = AlertCodec::new(1, 2, "t".into());
-        let mut a = sample();
-        a.kind = Kind::PoisonEvent;
-        a.poison = Some(PoisonInfo {
-            topic: "t".into(),
-            partition: 1,
-            offset: 5,
-            error: "bad magic".into(),
-        });
+        let a = verdicts()
+            .into_iter()
+            .find(|d| d.kind() == Kind::PoisonEvent)
+            .unwrap();
         let mut b = a.clone();
-        b.poison.as_mut().unwrap().offset = 6;
+        let Finding::PoisonEvent { poison, .. } = &mut b.finding else {
+            panic!()
+        };
+        poison.offset += 1;
         assert_ne!(
             codec.encode(&a, 0).unwrap().0,
             codec.encode(&b, 0).unwrap().0

@@ -13,7 +13,7 @@ impl Service {
     pub(super) fn publish_new(&mut self) -> anyhow::Result<()> {
         let new: Vec<Divergence> = self.verifier.drain_new().to_vec();
         for d in &new {
-            if d.kind == Kind::Recovered {
+            if d.kind() == Kind::Recovered {
                 tracing::info!(key = %d.key(), "{}", d.summary());
             } else {
                 tracing::warn!(key = %d.key(), "{}", d.summary());
@@ -43,8 +43,7 @@ impl Service {
     ) -> anyhow::Result<()> {
         let topic = &self.topic_names[rec.topic as usize];
         let error = d
-            .poison
-            .as_ref()
+            .poison()
             .map(|p| p.error.as_str())
             .unwrap_or("undecodable");
         let headers = alerts::dead_letter_headers(topic, rec.partition, rec.offset, error);

@@ -50,7 +50,7 @@ impl Service {
             .collect();
         let mut kinds: BTreeMap<&str, u64> = Default::default();
         for d in &self.verifier.verdicts {
-            *kinds.entry(d.kind.as_str()).or_default() += 1;
+            *kinds.entry(d.kind().as_str()).or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
         format!(
@@ -96,7 +96,7 @@ impl Service {
         }
         for d in &self.verifier.verdicts {
             *s.divergences
-                .entry((d.kind.to_string(), d.replica.clone()))
+                .entry((d.kind().to_string(), d.replica.clone()))
                 .or_default() += 1;
         }
         for (r, _, behind) in e.replica_positions() {

@@ -126,7 +126,7 @@ fn run(cfg: &Config, mut recs: Vec<Rec>, src: &mut dyn SchemaSource) -> Run {
             )
             .unwrap();
         if let Some(Ingested::Poison(d)) = got {
-            poison.push(d.poison.unwrap().error);
+            poison.push(d.poison().unwrap().error.clone());
         }
         v.advance(r.timestamp, src).unwrap();
     }
@@ -140,7 +140,11 @@ fn kinds(v: &Verifier) -> Vec<String> {
         .map(|d| {
             format!(
                 "{} {} {:?} {:?} {:?}",
-                d.kind, d.replica, d.table, d.range, d.poison
+                d.kind(),
+                d.replica,
+                d.table(),
+                d.range().map(|r| r.index),
+                d.poison()
             )
         })
         .collect()
@@ -326,9 +330,9 @@ fn records_in_the_wrong_format_or_unreadable_are_poison() {
         );
         let d = &r.v.verdicts[0];
         assert_eq!(
-            (d.kind, d.replica.as_str(), d.table.as_deref()),
+            (d.kind(), d.replica.as_str(), d.table()),
             (Kind::PoisonEvent, "primary", Some("orders"))
         );
-        assert_eq!(d.poison.as_ref().unwrap().topic, "primary.shop.orders");
+        assert_eq!(d.poison().unwrap().topic, "primary.shop.orders");
     }
 }

@@ -32,7 +32,7 @@ pub use engine::{
 };
 pub use envelope::{Position, PositionField};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
-pub use verdict::{Divergence, Kind};
+pub use verdict::{Divergence, Finding, Kind};
 
 #[cfg(test)]
 mod test_rng {

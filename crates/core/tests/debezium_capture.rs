@@ -148,7 +148,7 @@ fn verify(recs: &[Rec]) -> Run {
                 r.topic,
                 r.partition,
                 r.offset,
-                d.poison.map(|p| p.error).unwrap_or_default()
+                d.poison().map(|p| p.error.clone()).unwrap_or_default()
             )),
             _ => {}
         }
@@ -165,7 +165,7 @@ fn verify(recs: &[Rec]) -> Run {
 fn kinds(run: &Run) -> Vec<String> {
     run.verdicts
         .iter()
-        .map(|d| format!("{} {} {:?} {:?}", d.kind, d.replica, d.table, d.range))
+        .map(|d| format!("{} {} {:?} {:?}", d.kind(), d.replica, d.table(), d.range()))
         .collect()
 }
 
@@ -229,21 +229,30 @@ fn a_row_missing_from_the_replicas_snapshot_is_named() {
     let mismatches: Vec<_> = run
         .verdicts
         .iter()
-        .filter(|d| d.kind == Kind::DataMismatch)
+        .filter(|d| d.kind() == Kind::DataMismatch)
         .collect();
     assert_eq!(mismatches.len(), 1, "verdicts: {:#?}", kinds(&run));
     assert_eq!(run.verdicts.len(), 1, "verdicts: {:#?}", kinds(&run));
     let d = mismatches[0];
     assert_eq!(
-        (d.replica.as_str(), d.table.as_deref()),
+        (d.replica.as_str(), d.table()),
         ("replica", Some("customers"))
     );
-    let keys: Vec<String> = d.keys.iter().map(|k| k.key.to_string()).collect();
+    let keys: Vec<String> = d
+        .mismatch()
+        .unwrap()
+        .keys
+        .iter()
+        .map(|k| k.key.to_string())
+        .collect();
     assert_eq!(keys, vec![r#"{"id":4}"#.to_string()]);
     assert!(
-        d.keys[0].replica.as_ref().is_none_or(|i| i.row.is_null()),
+        d.mismatch().unwrap().keys[0]
+            .replica
+            .as_ref()
+            .is_none_or(|i| i.row.is_null()),
         "{:?}",
-        d.keys[0]
+        d.mismatch().unwrap().keys[0]
     );
 }
 
@@ -260,12 +269,12 @@ fn a_change_missing_from_the_replicas_stream_is_named() {
     let mismatches: Vec<_> = run
         .verdicts
         .iter()
-        .filter(|d| d.kind == Kind::DataMismatch)
+        .filter(|d| d.kind() == Kind::DataMismatch)
         .collect();
     assert!(!mismatches.is_empty(), "verdicts: {:#?}", kinds(&run));
     for d in &mismatches {
         assert_eq!(
-            (d.replica.as_str(), d.table.as_deref()),
+            (d.replica.as_str(), d.table()),
             ("replica", Some("orders")),
             "{:#?}",
             kinds(&run)
@@ -273,7 +282,7 @@ fn a_change_missing_from_the_replicas_stream_is_named() {
     }
     let mut keys: Vec<String> = mismatches
         .iter()
-        .flat_map(|d| d.keys.iter().map(|k| k.key.to_string()))
+        .flat_map(|d| d.mismatch().unwrap().keys.iter().map(|k| k.key.to_string()))
         .collect();
     keys.sort();
     keys.dedup();

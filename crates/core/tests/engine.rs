@@ -73,18 +73,26 @@ fn a_dropped_update_is_named_by_range_window_and_key() {
     assert!(!mm.is_empty());
     let first = mm[0];
     let key = changes[victim].key();
-    assert_eq!(first.range, Some(range_of(key)));
-    let w = first.window.unwrap();
+    assert_eq!(first.range().map(|r| r.index), Some(range_of(key)));
+    let w = first.window().unwrap();
     assert!(
         w.first.tx <= changes[victim].tx && changes[victim].tx <= w.last.tx,
         "window {w:?} holds the dropped position"
     );
-    assert_eq!(first.keys.len(), 1, "{:#?}", first.keys);
-    assert_eq!(first.keys[0].key, serde_json::json!({"id": key}));
-    assert!(!first.offsets.is_empty());
+    assert_eq!(
+        first.mismatch().unwrap().keys.len(),
+        1,
+        "{:#?}",
+        first.mismatch().unwrap().keys
+    );
+    assert_eq!(
+        first.mismatch().unwrap().keys[0].key,
+        serde_json::json!({"id": key})
+    );
+    assert!(!first.mismatch().unwrap().offsets.is_empty());
     // Every mismatch is about that one key.
     for d in &mm {
-        assert_eq!(d.range, Some(range_of(key)));
+        assert_eq!(d.range().map(|r| r.index), Some(range_of(key)));
     }
 }
 
@@ -118,7 +126,13 @@ fn a_corrupted_value_and_an_extra_row_are_found() {
     let keys: std::collections::BTreeSet<i64> = h
         .of_kind(Kind::DataMismatch)
         .iter()
-        .flat_map(|d| d.keys.iter().map(|k| k.key["id"].as_i64().unwrap()))
+        .flat_map(|d| {
+            d.mismatch()
+                .unwrap()
+                .keys
+                .iter()
+                .map(|k| k.key["id"].as_i64().unwrap())
+        })
         .collect();
     let mut want = std::collections::BTreeSet::from([999_999]);
     want.insert(changes[corrupt].key());
@@ -199,8 +213,8 @@ fn outdated_schema_on_one_replica_is_drift_on_the_first_drifted_window() {
     assert_eq!(drift.len(), 1, "{drift:#?}");
     let d = drift[0];
     assert_eq!(d.replica, "replica-2");
-    assert_eq!(d.table.as_deref(), Some("orders"));
-    let s = d.schema.as_ref().unwrap();
+    assert_eq!(d.table(), Some("orders"));
+    let s = &d.drift().unwrap().schema;
     assert_eq!(s.first_position.tx, changes[migrate_at].tx);
     assert_eq!(s.expected_version, Some(2));
     assert_eq!(s.actual_version, Some(1));
@@ -212,7 +226,7 @@ fn outdated_schema_on_one_replica_is_drift_on_the_first_drifted_window() {
         "{:?}",
         s.fields
     );
-    let w = d.window.unwrap();
+    let w = d.window().unwrap();
     assert!(w.first.tx <= changes[migrate_at].tx && changes[migrate_at].tx <= w.last.tx);
 
     // Only keys whose currency differs from the default really differ.
@@ -227,7 +241,7 @@ fn outdated_schema_on_one_replica_is_drift_on_the_first_drifted_window() {
     let mm = h.of_kind(Kind::DataMismatch);
     assert!(!mm.is_empty());
     for d in &mm {
-        for k in &d.keys {
+        for k in &d.mismatch().unwrap().keys {
             assert_eq!(k.key["id"].as_i64().unwrap() % 7, 0, "{k:?}");
         }
     }
@@ -264,7 +278,7 @@ fn poison_records_are_reported_with_coordinates_and_the_partition_keeps_flowing(
     let errors: Vec<&str> = h
         .poison
         .iter()
-        .map(|d| d.poison.as_ref().unwrap().error.as_str())
+        .map(|d| d.poison().unwrap().error.as_str())
         .collect();
     assert!(errors[0].contains("magic byte is 0x07"), "{errors:?}");
     assert!(
@@ -275,7 +289,7 @@ fn poison_records_are_reported_with_coordinates_and_the_partition_keeps_flowing(
         errors[2].contains("truncated") || errors[2].contains("exceeds"),
         "{errors:?}"
     );
-    let p = h.poison[0].poison.as_ref().unwrap();
+    let p = h.poison[0].poison().unwrap();
     assert_eq!(
         (p.topic.as_str(), p.partition),
         ("replica-1.shop.orders", 0)
@@ -302,7 +316,7 @@ fn a_lagging_replica_is_reported_once_and_compared_after_it_catches_up() {
     deliver(&mut h, &changes, &replica);
     h.finish();
     assert_eq!(h.of_kind(Kind::ReplicaLag).len(), 1, "{:#?}", h.out);
-    let lag = h.of_kind(Kind::ReplicaLag)[0].lag.clone().unwrap();
+    let lag = h.of_kind(Kind::ReplicaLag)[0].lag().unwrap().clone();
     assert!(
         lag.ms_behind >= 2000 && lag.positions_behind > 500,
         "{lag:?}"
@@ -314,7 +328,7 @@ fn a_lagging_replica_is_reported_once_and_compared_after_it_catches_up() {
     );
     let rec = h.of_kind(Kind::Recovered);
     assert_eq!(rec.len(), 1, "{rec:#?}");
-    assert_eq!(rec[0].recovered, Some(Kind::ReplicaLag));
+    assert_eq!(rec[0].ended(), Some(Kind::ReplicaLag));
 }
 
 #[test]
@@ -410,8 +424,11 @@ fn a_reorder_healed_within_its_window_is_still_seen() {
     h.finish();
     let mm = h.of_kind(Kind::DataMismatch);
     assert_eq!(mm.len(), 1, "{:#?}", h.out);
-    assert_eq!(mm[0].keys.len(), 1);
-    assert_eq!(mm[0].keys[0].key, serde_json::json!({"id": 5}));
+    assert_eq!(mm[0].mismatch().unwrap().keys.len(), 1);
+    assert_eq!(
+        mm[0].mismatch().unwrap().keys[0].key,
+        serde_json::json!({"id": 5})
+    );
 }
 
 /// A live consumer: records are read in order of their arrival, each stamped with its
@@ -564,7 +581,7 @@ fn records_later_than_the_skew_allows_are_counted_late_not_summed() {
         .collect();
     for d in &mm {
         assert!(
-            held.contains(&d.range.unwrap()),
+            held.contains(&d.range().unwrap().index),
             "mismatch outside the held-back records' ranges: {d:#?}"
         );
     }
@@ -598,7 +615,7 @@ fn a_growing_producer_skew_is_learned_before_it_makes_records_late() {
             skew,
             h.out
                 .iter()
-                .filter(|d| d.kind != Kind::ReplicaLag && d.kind != Kind::Recovered)
+                .filter(|d| d.kind() != Kind::ReplicaLag && d.kind() != Kind::Recovered)
                 .count(),
             lag,
         )
@@ -783,7 +800,7 @@ fn a_transactions_event_after_its_window_closed_by_time_stays_with_its_transacti
     let out = h.finish();
     let wrong: Vec<_> = out
         .iter()
-        .filter(|d| d.kind == Kind::DataMismatch)
+        .filter(|d| d.kind() == Kind::DataMismatch)
         .collect();
     assert!(wrong.is_empty(), "{:#?}", &wrong[..wrong.len().min(2)]);
     assert_eq!(h.engine.late_records(), 0);

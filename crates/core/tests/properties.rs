@@ -109,14 +109,14 @@ proptest! {
             }
         };
         let h = run(&changes, &replica);
-        let mm: Vec<_> = h.out.iter().filter(|d| d.kind == Kind::DataMismatch).collect();
+        let mm: Vec<_> = h.out.iter().filter(|d| d.kind() == Kind::DataMismatch).collect();
         prop_assert!(!mm.is_empty(), "fault {fault} at {i} went unnoticed");
         for d in &mm {
-            prop_assert_eq!(d.range, Some(range_of(key)));
-            let w = d.window.unwrap();
+            prop_assert_eq!(d.range().map(|r| r.index), Some(range_of(key)));
+            let w = d.window().unwrap();
             prop_assert!(w.first.tx <= victim.tx && victim.tx <= w.last.tx);
-            prop_assert_eq!(d.keys.len(), 1);
-            prop_assert_eq!(d.keys[0].key["id"].as_i64(), Some(key));
+            prop_assert_eq!(d.mismatch().unwrap().keys.len(), 1);
+            prop_assert_eq!(d.mismatch().unwrap().keys[0].key["id"].as_i64(), Some(key));
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use cdc_verifier_core::verdict::{Divergence, Kind};
+use cdc_verifier_core::verdict::{Divergence, Side};
 
 use crate::report::{FORMAT, Report};
 
@@ -25,16 +25,16 @@ pub(super) fn verdicts(out: &mut String, report: &Report) {
         w!(
             out,
             "<tr><td><span class=\"pill k-{}\">{}</span>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}</td><td>",
-            kind_class(d.kind),
-            d.kind,
-            d.recovered
+            kind_class(d.kind()),
+            d.kind(),
+            d.ended()
                 .map(|k| format!(" <small>{k}</small>"))
                 .unwrap_or_default(),
             Esc(&d.replica),
-            Esc(d.table.as_deref().unwrap_or("–")),
-            Esc(d.range_label.as_deref().unwrap_or("–"))
+            Esc(d.table().unwrap_or("–")),
+            Esc(d.range().map(|r| r.label.as_str()).unwrap_or("–"))
         );
-        match d.window {
+        match d.window() {
             Some(wr) => w!(
                 out,
                 "<span title=\"{} – {}\">{}</span> <small class=\"muted\">{}</small>",
@@ -65,10 +65,9 @@ pub(super) fn verdicts(out: &mut String, report: &Report) {
 /// [`Divergence::summary`], which cuts digests to 8 characters, guarded for shorter ones in
 /// a hand-written report.
 pub(super) fn summary(d: &Divergence) -> String {
-    let short = |s: &Option<cdc_verifier_core::verdict::Side>| {
-        s.as_ref().is_some_and(|s| !s.digest.is_char_boundary(8))
-    };
-    if d.kind == Kind::DataMismatch && (short(&d.primary) || short(&d.replica_side)) {
+    let short = |s: &Side| !s.digest.is_char_boundary(8);
+    let sides = d.mismatch().and_then(|m| m.sides.as_ref());
+    if sides.is_some_and(|s| short(&s.primary) || short(&s.replica)) {
         return d.key();
     }
     d.summary()

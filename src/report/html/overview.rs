@@ -160,11 +160,10 @@ pub(super) fn finding_headline(out: &mut String, report: &Report) {
             w!(
                 out,
                 "<h1><span class=\"pill k-{}\">{}</span> on <span class=\"name\">{}</span>{}</h1>\n<p class=\"lede mono\">{}</p>\n",
-                kind_class(d.kind),
-                d.kind,
+                kind_class(d.kind()),
+                d.kind(),
                 Esc(&d.replica),
-                d.table
-                    .as_deref()
+                d.table()
                     .map(|t| format!(" · <span class=\"name\">{}</span>", Esc(t)))
                     .unwrap_or_default(),
                 Esc(&summary(d))

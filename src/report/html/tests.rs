@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use cdc_verifier_core::avro::FieldDiff;
 use cdc_verifier_core::digest::OpCounts;
-use cdc_verifier_core::verdict::{Divergence, Kind, LagInfo, SchemaInfo, Side, WindowRef};
+use cdc_verifier_core::verdict::{
+    Divergence, Drift, Finding, Kind, LagInfo, Mismatch, RangeRef, Recovery, SchemaInfo, Side,
+    Sides, WindowRef,
+};
 use cdc_verifier_core::{Position, SchemaSeen, Segment, WindowStatus};
 use serde_json::{Value, json};
 
@@ -57,13 +60,26 @@ fn window(id: i64) -> WindowRef {
     }
 }
 
-fn divergence(kind: Kind, replica: &str, table: Option<&str>, w: Option<i64>) -> Divergence {
-    let mut d = Divergence::new(kind, replica, T0 + 600_000);
-    d.table = table.map(Into::into);
-    d.range = w.map(|_| 3);
-    d.range_label = w.map(|_| "[0x3000..0x4000)".into());
-    d.window = w.map(window);
-    d
+fn divergence(replica: &str, finding: Finding) -> Divergence {
+    Divergence::new(replica, T0 + 600_000, finding)
+}
+
+fn range3() -> RangeRef {
+    RangeRef {
+        index: 3,
+        label: "[0x3000..0x4000)".into(),
+    }
+}
+
+fn mismatch(table: &str, w: i64, primary: Side, replica: Side) -> Finding {
+    Finding::DataMismatch(Mismatch {
+        table: table.into(),
+        range: range3(),
+        window: Some(window(w)),
+        sides: Some(Sides { primary, replica }),
+        offsets: Vec::new(),
+        keys: Vec::new(),
+    })
 }
 
 fn stream(name: &str, role: &str, events: u64) -> StreamSummary {
@@ -139,25 +155,30 @@ fn divergent() -> Report {
         ],
         differing_keys: keys,
     };
-    let mut mismatch = divergence(Kind::DataMismatch, "replica-2", Some("orders"), Some(14));
-    mismatch.primary = Some(Side {
-        digest: "9f2c4e1a77b03d58".into(),
-        ops: OpCounts {
-            create: 40,
-            update: 12,
-            ..Default::default()
-        },
-    });
-    mismatch.replica_side = Some(Side {
-        digest: "0d41be93c2a6f710".into(),
-        ops: OpCounts {
-            create: 40,
-            update: 11,
-            ..Default::default()
-        },
-    });
-    let mut drift = divergence(Kind::SchemaDrift, "replica-2", Some("orders"), Some(12));
-    drift.schema = Some(SchemaInfo {
+    let mismatch = divergence(
+        "replica-2",
+        mismatch(
+            "orders",
+            14,
+            Side {
+                digest: "9f2c4e1a77b03d58".into(),
+                ops: OpCounts {
+                    create: 40,
+                    update: 12,
+                    ..Default::default()
+                },
+            },
+            Side {
+                digest: "0d41be93c2a6f710".into(),
+                ops: OpCounts {
+                    create: 40,
+                    update: 11,
+                    ..Default::default()
+                },
+            },
+        ),
+    );
+    let schema = SchemaInfo {
         subject: "shop.public.orders-value".into(),
         expected_id: 12,
         expected_version: Some(3),
@@ -170,16 +191,36 @@ fn divergent() -> Report {
         first_position: pos(2_200),
         first_ts_ms: T0 + 121_250,
         events: 17,
-    });
-    let mut lag = divergence(Kind::ReplicaLag, "replica-2", None, Some(22));
-    lag.lag = Some(LagInfo {
-        primary_position: pos(3_400),
-        replica_position: pos(3_100),
-        positions_behind: 300,
-        ms_behind: 12_400,
-    });
-    let mut recovered = divergence(Kind::Recovered, "replica-2", Some("orders"), Some(24));
-    recovered.recovered = Some(Kind::DataMismatch);
+    };
+    let drift = divergence(
+        "replica-2",
+        Finding::SchemaDrift(Drift {
+            table: "orders".into(),
+            window: window(12),
+            schema,
+            offsets: Vec::new(),
+        }),
+    );
+    let lag = divergence(
+        "replica-2",
+        Finding::ReplicaLag {
+            window: window(22),
+            lag: LagInfo {
+                primary_position: pos(3_400),
+                replica_position: pos(3_100),
+                positions_behind: 300,
+                ms_behind: 12_400,
+            },
+        },
+    );
+    let recovered = divergence(
+        "replica-2",
+        Finding::Recovered(Recovery::DataMismatch {
+            table: "orders".into(),
+            range: range3(),
+            window: Some(window(24)),
+        }),
+    );
     Report {
         format: FORMAT,
         generated_at: "2024-08-14T16:00:00Z".into(),
@@ -433,13 +474,19 @@ fn verdicts_and_streams_are_listed() {
 fn a_divergent_report_without_a_diverged_table_leads_with_its_first_finding() {
     let mut report = consistent();
     report.verdict = "divergent".into();
-    let mut silent = divergence(Kind::StreamSilent, "replica-1", None, None);
-    silent.lag = Some(LagInfo {
-        primary_position: pos(10),
-        replica_position: pos(5),
-        positions_behind: 5,
-        ms_behind: 90_000,
-    });
+    let silent = divergence(
+        "replica-1",
+        Finding::StreamSilent {
+            table: "orders".into(),
+            window: None,
+            lag: LagInfo {
+                primary_position: pos(10),
+                replica_position: pos(5),
+                positions_behind: 5,
+                ms_behind: 90_000,
+            },
+        },
+    );
     report.divergences.push(silent);
     let h = render(&report);
     let h = headline(&h);
@@ -454,11 +501,21 @@ fn a_divergent_report_without_a_diverged_table_leads_with_its_first_finding() {
 #[test]
 fn a_hand_written_short_digest_does_not_panic() {
     let mut report = consistent();
-    let mut d = divergence(Kind::DataMismatch, "replica-1", Some("orders"), Some(1));
-    d.primary = Some(Side {
-        digest: "ab".into(),
-        ops: OpCounts::default(),
-    });
+    let d = divergence(
+        "replica-1",
+        mismatch(
+            "orders",
+            1,
+            Side {
+                digest: "ab".into(),
+                ops: OpCounts::default(),
+            },
+            Side {
+                digest: "0d41be93c2a6f710".into(),
+                ops: OpCounts::default(),
+            },
+        ),
+    );
     report.divergences.push(d);
     assert!(render(&report).contains("DataMismatch/replica-1/orders/3/1"));
 }

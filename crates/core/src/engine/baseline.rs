@@ -236,13 +236,14 @@ impl<D: Decoder> Engine<D> {
             self.streams[r as usize]
                 .divergent
                 .insert((table, range), diff);
-            let mut d = self.mismatch(r, (table, range), window, &p, &rd);
-            d.offsets = self.offsets_for(BASELINE_W, &[PRIMARY, r], table);
+            let mut m = self.mismatch((table, range), window, &p, &rd);
+            m.offsets = self.offsets_for(BASELINE_W, &[PRIMARY, r], table);
             if let Some(w) = window {
-                d.offsets
+                m.offsets
                     .extend(self.offsets_for(w.id, &[PRIMARY, r], table));
             }
-            d.keys = self.key_state_diffs(upto, r, table, range);
+            m.keys = self.key_state_diffs(upto, r, table, range);
+            let d = self.verdict(r, Finding::DataMismatch(m));
             mismatched.push(table);
             match window {
                 Some(w) if !self.confirmed(r, w.last) => {

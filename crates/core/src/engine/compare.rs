@@ -77,13 +77,10 @@ impl<D: Decoder> Engine<D> {
                 // around it is not reported lagging and recovered over and over.
                 Some(since) if late < self.cfg.max_replica_lag_ms / 2 => {
                     self.streams[r as usize].lagging = None;
-                    let mut d = Divergence::new(
-                        Kind::Recovered,
-                        &self.streams[r as usize].name,
-                        self.now_ms,
+                    let d = self.verdict(
+                        r,
+                        Finding::Recovered(Recovery::ReplicaLag { window: since }),
                     );
-                    d.recovered = Some(Kind::ReplicaLag);
-                    d.window = Some(since);
                     self.emit(d, out);
                 }
                 _ => {}
@@ -100,18 +97,13 @@ impl<D: Decoder> Engine<D> {
         out: &mut Vec<Divergence>,
     ) {
         self.streams[r as usize].lagging = Some(window);
-        let mut d = Divergence::new(
-            Kind::ReplicaLag,
-            &self.streams[r as usize].name,
-            self.now_ms,
-        );
-        d.window = Some(window);
-        d.lag = Some(LagInfo {
+        let lag = LagInfo {
             primary_position: self.primary_wm,
             replica_position,
             positions_behind: self.primary_wm.tx.saturating_sub(replica_position.tx),
             ms_behind: behind,
-        });
+        };
+        let d = self.verdict(r, Finding::ReplicaLag { window, lag });
         self.emit(d, out);
     }
 
@@ -167,8 +159,31 @@ impl<D: Decoder> Engine<D> {
     }
 
     pub(super) fn emit(&mut self, d: Divergence, out: &mut Vec<Divergence>) {
-        *self.stats.verdicts.entry(d.kind.to_string()).or_default() += 1;
+        *self.stats.verdicts.entry(d.kind().to_string()).or_default() += 1;
         out.push(d);
+    }
+
+    /// A verdict about stream `r`, concluded now.
+    pub(super) fn verdict(&self, r: StreamId, finding: Finding) -> Divergence {
+        Divergence::new(&self.streams[r as usize].name, self.now_ms, finding)
+    }
+
+    pub(super) fn range_ref(&self, range: u64) -> RangeRef {
+        RangeRef {
+            index: range,
+            label: self.cfg.ranges.describe(range),
+        }
+    }
+
+    /// How far stream `r` is behind the primary, silent or lagging for `ms_behind`.
+    pub(super) fn lag_of(&self, r: StreamId, ms_behind: i64) -> LagInfo {
+        let rwm = self.watermark(r);
+        LagInfo {
+            primary_position: self.primary_wm,
+            replica_position: rwm,
+            positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
+            ms_behind,
+        }
     }
 
     pub(super) fn offsets_for(
@@ -260,7 +275,6 @@ impl<D: Decoder> Engine<D> {
             }
         }
         let window = self.window_ref(w);
-        let rname = self.streams[r as usize].name.clone();
 
         // Schema drift first: it is the cause the data mismatches of the same window follow from.
         self.report_drift(r, window, &racc, out);
@@ -273,9 +287,10 @@ impl<D: Decoder> Engine<D> {
             .unwrap_or_default();
         let confirmed = self.confirmed(r, window.last);
         for ((table, range), pd, rd) in mismatches {
-            let mut d = self.mismatch(r, (table, range), Some(window), &pd, &rd);
-            d.offsets = self.offsets_for(w, &[PRIMARY, r], table);
-            d.keys = self.key_diffs(w, r, table, range);
+            let mut m = self.mismatch((table, range), Some(window), &pd, &rd);
+            m.offsets = self.offsets_for(w, &[PRIMARY, r], table);
+            m.keys = self.key_diffs(w, r, table, range);
+            let d = self.verdict(r, Finding::DataMismatch(m));
             if !confirmed {
                 let (mut state, mut events) = (rd.lanes, rd.events);
                 state.sub(pd.lanes);
@@ -311,43 +326,41 @@ impl<D: Decoder> Engine<D> {
             &mismatch_tables,
         );
         for (table, range) in recovered {
-            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
-            d.recovered = Some(Kind::DataMismatch);
-            d.table = Some(self.tables[table as usize].name.clone());
-            d.range = Some(range);
-            d.range_label = Some(self.cfg.ranges.describe(range));
-            d.window = Some(window);
+            let recovery = Recovery::DataMismatch {
+                table: self.tables[table as usize].name.clone(),
+                range: self.range_ref(range),
+                window: Some(window),
+            };
+            let d = self.verdict(r, Finding::Recovered(recovery));
             self.emit(d, out);
         }
     }
 
-    /// A DataMismatch of replica `r` in a range, with both sides' digests.
+    /// A DataMismatch in a range, with both sides' digests (offsets and keys left to fill).
     pub(super) fn mismatch(
         &self,
-        r: StreamId,
         (table, range): (TableId, u64),
         window: Option<WindowRef>,
         p: &RangeDigest,
         rd: &RangeDigest,
-    ) -> Divergence {
-        let mut d = Divergence::new(
-            Kind::DataMismatch,
-            &self.streams[r as usize].name,
-            self.now_ms,
-        );
-        d.table = Some(self.tables[table as usize].name.clone());
-        d.range = Some(range);
-        d.range_label = Some(self.cfg.ranges.describe(range));
-        d.window = window;
-        d.primary = Some(Side {
-            digest: p.lanes.hex(),
-            ops: p.ops,
-        });
-        d.replica_side = Some(Side {
-            digest: rd.lanes.hex(),
-            ops: rd.ops,
-        });
-        d
+    ) -> Mismatch {
+        Mismatch {
+            table: self.tables[table as usize].name.clone(),
+            range: self.range_ref(range),
+            window,
+            sides: Some(Sides {
+                primary: Side {
+                    digest: p.lanes.hex(),
+                    ops: p.ops,
+                },
+                replica: Side {
+                    digest: rd.lanes.hex(),
+                    ops: rd.ops,
+                },
+            }),
+            offsets: Vec::new(),
+            keys: Vec::new(),
+        }
     }
 
     /// Opens a SchemaDrift episode for each table of the window a replica wrote with another
@@ -359,7 +372,6 @@ impl<D: Decoder> Engine<D> {
         racc: &WindowAcc,
         out: &mut Vec<Divergence>,
     ) {
-        let rname = self.streams[r as usize].name.clone();
         let mut drift: Vec<(&TableId, &DriftObs)> = racc.drift.iter().collect();
         drift.sort_by_key(|(t, _)| **t);
         for (table, obs) in drift {
@@ -367,7 +379,7 @@ impl<D: Decoder> Engine<D> {
                 continue;
             }
             self.streams[r as usize].drifting.insert(*table, ());
-            let d = self.drift_verdict(&rname, *table, obs, window);
+            let d = self.verdict(r, Finding::SchemaDrift(self.drift(r, *table, obs, window)));
             self.emit(d, out);
         }
         let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
@@ -379,24 +391,23 @@ impl<D: Decoder> Engine<D> {
             .collect();
         for t in ended {
             self.streams[r as usize].drifting.remove(&t);
-            let mut d = Divergence::new(Kind::Recovered, &rname, self.now_ms);
-            d.recovered = Some(Kind::SchemaDrift);
-            d.table = Some(self.tables[t as usize].name.clone());
-            d.window = Some(window);
+            let recovery = Recovery::SchemaDrift {
+                table: self.tables[t as usize].name.clone(),
+                window,
+            };
+            let d = self.verdict(r, Finding::Recovered(recovery));
             self.emit(d, out);
         }
     }
 
-    pub(super) fn drift_verdict(
+    pub(super) fn drift(
         &self,
-        replica: &str,
+        r: StreamId,
         table: TableId,
         obs: &DriftObs,
         window: WindowRef,
-    ) -> Divergence {
-        let mut d = Divergence::new(Kind::SchemaDrift, replica, self.now_ms);
-        d.table = Some(self.tables[table as usize].name.clone());
-        d.window = Some(window);
+    ) -> Drift {
+        let replica = self.streams[r as usize].name.as_str();
         let fields = self.decoder.field_diff(obs.expected_id, obs.actual_id);
         let replica_subject = self
             .topics
@@ -409,7 +420,7 @@ impl<D: Decoder> Engine<D> {
             .primary_topic
             .map(|t| self.decoder.subject(t))
             .unwrap_or_default();
-        d.schema = Some(SchemaInfo {
+        let schema = SchemaInfo {
             expected_version: self.decoder.version(obs.expected_id, primary_subject),
             actual_version: self.decoder.version(obs.actual_id, &replica_subject),
             subject: replica_subject,
@@ -419,9 +430,13 @@ impl<D: Decoder> Engine<D> {
             first_position: obs.first,
             first_ts_ms: obs.first_ts,
             events: obs.events,
-        });
-        d.offsets = self.offsets_for(window.id, &[self.stream_id(replica).unwrap_or(0)], table);
-        d
+        };
+        Drift {
+            table: self.tables[table as usize].name.clone(),
+            window,
+            schema,
+            offsets: self.offsets_for(window.id, &[r], table),
+        }
     }
 
     /// A replica table with no record for `silent_after_ms` while the primary's same table
@@ -472,28 +487,17 @@ impl<D: Decoder> Engine<D> {
             if silent_now {
                 self.streams[r as usize].absent.remove(&table);
             }
-            let name = self.streams[r as usize].name.clone();
-            let mut d = Divergence::new(
-                if silent_now {
-                    Kind::StreamSilent
-                } else {
-                    Kind::Recovered
-                },
-                &name,
-                self.now_ms,
-            );
-            d.table = Some(self.tables[table as usize].name.clone());
-            if silent_now {
-                let rwm = self.watermark(r);
-                d.lag = Some(LagInfo {
-                    primary_position: self.primary_wm,
-                    replica_position: rwm,
-                    positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
-                    ms_behind: silent_for,
-                });
+            let table = self.tables[table as usize].name.clone();
+            let finding = if silent_now {
+                Finding::StreamSilent {
+                    table,
+                    window: None,
+                    lag: self.lag_of(r, silent_for),
+                }
             } else {
-                d.recovered = Some(Kind::StreamSilent);
-            }
+                Finding::Recovered(Recovery::StreamSilent { table })
+            };
+            let d = self.verdict(r, finding);
             self.emit(d, out);
         }
     }

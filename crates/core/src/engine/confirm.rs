@@ -148,26 +148,29 @@ impl<D: Decoder> Engine<D> {
                 }
                 None if d.is_zero() && was.is_some() => {
                     // Brought back in line a range whose mismatch was published.
-                    let mut v = Divergence::new(Kind::Recovered, &s.name, self.now_ms);
-                    v.recovered = Some(Kind::DataMismatch);
-                    v.table = Some(self.tables[table as usize].name.clone());
-                    v.range = Some(range);
-                    v.range_label = Some(self.cfg.ranges.describe(range));
+                    let recovery = Recovery::DataMismatch {
+                        table: self.tables[table as usize].name.clone(),
+                        range: self.range_ref(range),
+                        window: None,
+                    };
+                    let v = self.verdict(r, Finding::Recovered(recovery));
                     self.emit(v, out);
                 }
                 None => {
                     // A change of a compared window with nothing to set it against (yet).
-                    let mut v = Divergence::new(
-                        Kind::DataMismatch,
-                        &self.streams[r as usize].name,
-                        self.now_ms,
+                    let v = self.verdict(
+                        r,
+                        Finding::DataMismatch(Mismatch {
+                            table: self.tables[table as usize].name.clone(),
+                            range: self.range_ref(range),
+                            window: w
+                                .filter(|w| self.bounds.map.contains_key(w))
+                                .map(|w| self.window_ref(w)),
+                            sides: None,
+                            offsets: Vec::new(),
+                            keys: Vec::new(),
+                        }),
                     );
-                    v.table = Some(self.tables[table as usize].name.clone());
-                    v.range = Some(range);
-                    v.range_label = Some(self.cfg.ranges.describe(range));
-                    v.window = w
-                        .filter(|w| self.bounds.map.contains_key(w))
-                        .map(|w| self.window_ref(w));
                     let since = self.now_ms;
                     self.streams[r as usize].provisional.push(Provisional {
                         d: v,

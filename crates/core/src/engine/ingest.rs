@@ -23,18 +23,19 @@ impl<D: Decoder> Engine<D> {
     pub(super) fn poison(&mut self, rec: &Record<'_>, error: String) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.poison += 1;
-        let mut d = Divergence::new(
-            Kind::PoisonEvent,
+        let d = Divergence::new(
             &self.streams[topic.stream as usize].name,
             self.now_ms.max(rec.timestamp_ms),
+            Finding::PoisonEvent {
+                table: self.tables[topic.table as usize].name.clone(),
+                poison: PoisonInfo {
+                    topic: topic.name.clone(),
+                    partition: rec.partition,
+                    offset: rec.offset,
+                    error,
+                },
+            },
         );
-        d.table = Some(self.tables[topic.table as usize].name.clone());
-        d.poison = Some(PoisonInfo {
-            topic: topic.name.clone(),
-            partition: rec.partition,
-            offset: rec.offset,
-            error,
-        });
         *self
             .stats
             .verdicts

@@ -14,8 +14,8 @@ use crate::digest::{KeyRanges, Lanes, Op, RangeDigest, RowHasher, event_hash, ta
 use crate::envelope::{Event, Position};
 use crate::hashmap::FastMap;
 use crate::verdict::{
-    Divergence, KeyDiff, Kind, LagInfo, OffsetRange, PoisonInfo, RowImage, SchemaInfo, Side,
-    WindowRef,
+    Divergence, Drift, Finding, KeyDiff, Kind, LagInfo, Mismatch, OffsetRange, PoisonInfo,
+    RangeRef, Recovery, RowImage, SchemaInfo, Side, Sides, WindowRef,
 };
 
 mod baseline;
@@ -528,18 +528,16 @@ impl<D: Decoder> Engine<D> {
                 }
                 let first = held
                     .iter()
-                    .filter_map(|(_, d)| d.window)
+                    .filter_map(|(_, d)| d.window())
                     .min_by_key(|w| w.id);
-                let mut d = Divergence::new(Kind::StreamSilent, &self.streams[r].name, self.now_ms);
-                d.table = Some(self.tables[table as usize].name.clone());
-                d.window = first;
-                let rwm = self.watermark(r as StreamId);
-                d.lag = Some(LagInfo {
-                    primary_position: self.primary_wm,
-                    replica_position: rwm,
-                    positions_behind: self.primary_wm.tx.saturating_sub(rwm.tx),
-                    ms_behind: quiet,
-                });
+                let d = self.verdict(
+                    r as StreamId,
+                    Finding::StreamSilent {
+                        table: self.tables[table as usize].name.clone(),
+                        window: first,
+                        lag: self.lag_of(r as StreamId, quiet),
+                    },
+                );
                 self.emit(d, out);
             }
         }

@@ -113,7 +113,7 @@ impl Harness {
     }
 
     pub fn of_kind(&self, k: Kind) -> Vec<&Divergence> {
-        self.out.iter().filter(|d| d.kind == k).collect()
+        self.out.iter().filter(|d| d.kind() == k).collect()
     }
 }
 
