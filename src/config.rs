@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, PositionField};
+use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, PositionField, Timing};
 use serde::{Deserialize, Serialize};
 
 /// The embedded defaults, also shipped as `config/default.toml`.
@@ -33,6 +35,53 @@ impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("***")
     }
+}
+
+/// Settings written as text: `Display` out, `FromStr` in. Another scalar (`format = 1`, as a
+/// flag or an environment variable may give it) is read as its text, so that its error lists
+/// the accepted values too.
+mod text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn read<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        read(d)?.parse().map_err(de::Error::custom)
+    }
+}
+
+/// `Serialize` and `Deserialize` through [`text`].
+macro_rules! text_serde {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                text::serialize(self, s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                text::deserialize(d)
+            }
+        }
+    };
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,22 +145,18 @@ pub struct StreamConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct VerifyConfig {
     /// `gtid`, `lsn`, or the name of another `source` field.
-    pub position: String,
-    /// `hash` (buckets of the key's hash) or `integer` (ordered ranges of the leading key field).
-    pub key_ranges: String,
+    #[serde(with = "text")]
+    pub position: PositionField,
+    pub key_ranges: KeyRangeKind,
     pub buckets: u32,
     pub range_width: u64,
-    pub cut_interval_ms: i64,
-    pub idle_grace_ms: i64,
-    pub max_replica_lag_ms: i64,
-    pub silent_after_ms: i64,
-    pub confirm_ms: i64,
-    pub publish_skew_ms: i64,
-    pub max_publish_skew_ms: i64,
+    /// `cut-interval-ms`, `idle-grace-ms`, … (see [`Timing`]).
+    #[serde(flatten)]
+    pub timing: Timing,
     pub check_subjects: bool,
     /// Ranges kept per key to name the exact keys that differ: `table:range` entries.
     #[serde(default)]
-    pub drill_down: Vec<String>,
+    pub drill_down: Vec<DrillRange>,
     /// How keys and values are encoded: Avro in the Confluent wire format, Kafka Connect's
     /// JsonConverter documents, or either, told by the first byte.
     #[serde(default)]
@@ -147,7 +192,7 @@ impl fmt::Display for Format {
     }
 }
 
-impl std::str::FromStr for Format {
+impl FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
@@ -155,29 +200,106 @@ impl std::str::FromStr for Format {
             "avro" => Ok(Format::Avro),
             "json" => Ok(Format::Json),
             other => Err(format!(
-                "verify.format must be `auto`, `avro` or `json`, not `{other}`"
+                "expected \"auto\", \"avro\" or \"json\", got {other:?}"
             )),
         }
     }
 }
 
-impl Serialize for Format {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+text_serde!(Format);
+
+/// `verify.key-ranges`: how keys are grouped into ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRangeKind {
+    /// `verify.buckets` buckets of the key's hash.
+    Hash,
+    /// Ordered ranges of the leading integer key field, `verify.range-width` keys each.
+    Integer,
+}
+
+impl fmt::Display for KeyRangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyRangeKind::Hash => "hash",
+            KeyRangeKind::Integer => "integer",
+        })
     }
 }
 
-impl<'de> Deserialize<'de> for Format {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = toml::Value::deserialize(d)?;
-        match v.as_str() {
-            Some(s) => s.parse().map_err(serde::de::Error::custom),
-            None => Err(serde::de::Error::custom(format!(
-                "verify.format must be `auto`, `avro` or `json`, not {v}"
-            ))),
+impl FromStr for KeyRangeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hash" => Ok(KeyRangeKind::Hash),
+            "integer" => Ok(KeyRangeKind::Integer),
+            other => Err(format!("expected \"hash\" or \"integer\", got {other:?}")),
         }
     }
 }
+
+text_serde!(KeyRangeKind);
+
+/// A `verify.drill-down` entry, written `table:range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillRange {
+    pub table: String,
+    pub range: u64,
+}
+
+impl fmt::Display for DrillRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.table, self.range)
+    }
+}
+
+impl FromStr for DrillRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parsed = s.rsplit_once(':').and_then(|(table, range)| {
+            Some(DrillRange {
+                table: table.to_string(),
+                range: range.parse().ok()?,
+            })
+        });
+        match parsed {
+            Some(d) if !d.table.is_empty() => Ok(d),
+            _ => Err(format!(
+                "expected \"table:range\" with a whole number as range, got {s:?}"
+            )),
+        }
+    }
+}
+
+text_serde!(DrillRange);
+
+/// `service.log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected \"text\" or \"json\", got {other:?}")),
+        }
+    }
+}
+
+text_serde!(LogFormat);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -195,9 +317,9 @@ pub struct AlertsConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Address of the `/metrics`, `/healthz` and `/readyz` endpoints.
-    pub listen: String,
-    /// `text` or `json`.
-    pub log_format: String,
+    #[serde(serialize_with = "text::serialize", deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
     /// Seconds between one-line summaries on the terminal; 0 turns them off.
     pub summary_interval_s: u64,
     /// Seconds SIGTERM waits for in-flight windows before exiting anyway.
@@ -240,11 +362,9 @@ impl Config {
             let path: Vec<String> = k.split('.').map(str::to_string).collect();
             set_path(&mut tree, &path, v).with_context(|| format!("setting {k}"))?;
         }
-        let cfg: Config = toml::Value::Table(tree)
+        let cfg: Config = toml::Value::Table(tree.clone())
             .try_into()
-            .map_err(|e: toml::de::Error| {
-                anyhow::anyhow!("invalid configuration: {}", e.message())
-            })?;
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {}", locate(&tree, &e)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -284,39 +404,11 @@ impl Config {
             }
             prefixes.push(&r.topic_prefix);
         }
-        if self.verify.cut_interval_ms <= 0 {
-            bail!(
-                "verify.cut-interval-ms must be positive, not {}",
-                self.verify.cut_interval_ms
-            );
-        }
-        if self.verify.publish_skew_ms < 0 {
-            bail!(
-                "verify.publish-skew-ms must not be negative, not {}",
-                self.verify.publish_skew_ms
-            );
-        }
-        if self.verify.max_publish_skew_ms < self.verify.publish_skew_ms {
-            bail!(
-                "verify.max-publish-skew-ms ({}) must be at least verify.publish-skew-ms ({})",
-                self.verify.max_publish_skew_ms,
-                self.verify.publish_skew_ms
-            );
-        }
-        if self.verify.idle_grace_ms < 0 {
-            bail!(
-                "verify.idle-grace-ms must not be negative, not {}",
-                self.verify.idle_grace_ms
-            );
+        if let Err(e) = self.verify.timing.check() {
+            bail!("verify.{e}");
         }
         if self.kafka.end_offsets_interval_ms == 0 {
             bail!("kafka.end-offsets-interval-ms must be at least 1");
-        }
-        if !matches!(self.verify.key_ranges.as_str(), "hash" | "integer") {
-            bail!(
-                "verify.key-ranges must be `hash` or `integer`, not `{}`",
-                self.verify.key_ranges
-            );
         }
         if self.verify.buckets == 0 {
             bail!("verify.buckets must be at least 1");
@@ -324,62 +416,40 @@ impl Config {
         if self.verify.range_width == 0 {
             bail!("verify.range-width must be at least 1");
         }
-        if !matches!(self.service.log_format.as_str(), "text" | "json") {
-            bail!(
-                "service.log-format must be `text` or `json`, not `{}`",
-                self.service.log_format
-            );
-        }
         if !self.registry.url.starts_with("http://") && !self.registry.url.starts_with("https://") {
             bail!(
                 "registry.url must start with http:// or https://, not `{}`",
                 self.registry.url
             );
         }
-        for d in &self.verify.drill_down {
-            parse_drill(d).with_context(|| format!("verify.drill-down entry `{d}`"))?;
-        }
         Ok(())
     }
 
     /// The verification core's settings.
     pub fn engine(&self) -> EngineConfig {
-        let ranges = match self.verify.key_ranges.as_str() {
-            "integer" => KeyRanges::Integer {
-                width: self.verify.range_width,
-            },
-            _ => KeyRanges::Hash {
-                buckets: self.verify.buckets,
+        let v = &self.verify;
+        let ranges = match v.key_ranges {
+            KeyRangeKind::Hash => KeyRanges::Hash { buckets: v.buckets },
+            KeyRangeKind::Integer => KeyRanges::Integer {
+                width: v.range_width,
             },
         };
-        let drill = if self.verify.drill_down.is_empty() {
+        let drill = if v.drill_down.is_empty() {
             Drill::Off
         } else {
             Drill::Ranges(
-                self.verify
-                    .drill_down
+                v.drill_down
                     .iter()
-                    .filter_map(|d| parse_drill(d).ok())
+                    .map(|d| (d.table.clone(), d.range))
                     .collect(),
             )
         };
         EngineConfig {
-            position: self
-                .verify
-                .position
-                .parse::<PositionField>()
-                .unwrap_or(PositionField::Gtid),
+            position: v.position.clone(),
             ranges,
-            cut_interval_ms: self.verify.cut_interval_ms,
-            idle_grace_ms: self.verify.idle_grace_ms,
-            max_replica_lag_ms: self.verify.max_replica_lag_ms,
-            silent_after_ms: self.verify.silent_after_ms,
-            confirm_ms: self.verify.confirm_ms,
-            publish_skew_ms: self.verify.publish_skew_ms,
-            max_publish_skew_ms: self.verify.max_publish_skew_ms,
-            check_subjects: self.verify.check_subjects,
+            check_subjects: v.check_subjects,
             drill,
-            origin_span: (None, None),
+            ..EngineConfig::with_timing(v.timing)
         }
     }
 
@@ -423,9 +493,39 @@ impl Config {
     }
 }
 
-fn parse_drill(d: &str) -> anyhow::Result<(String, u64)> {
-    let (t, r) = d.rsplit_once(':').context("expected `table:range`")?;
-    Ok((t.to_string(), r.parse().context("range is not a number")?))
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = text::read(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected an address as ip:port (127.0.0.1:9464, [::]:9464), got {s:?}"
+        ))
+    })
+}
+
+/// The key and the message of a deserialisation error: `verify.key-ranges: expected …`.
+fn locate(tree: &toml::Table, e: &toml::de::Error) -> String {
+    let key = key_of(e);
+    // A value inside a flattened struct comes back without its key: serde reads it from a
+    // buffer that knows no keys. Reading the timing settings alone names it.
+    if key.as_deref() == Some("verify")
+        && let Some(verify) = tree.get("verify")
+        && let Err(inner) = verify.clone().try_into::<Timing>()
+        && let Some(k) = key_of(&inner)
+    {
+        return format!("verify.{k}: {}", inner.message());
+    }
+    match key {
+        Some(k) => format!("{k}: {}", e.message()),
+        None => e.message().to_string(),
+    }
+}
+
+/// The dotted key an error is about: toml shows it only in `Display`, as a last line
+/// "in `a.b`".
+fn key_of(e: &toml::de::Error) -> Option<String> {
+    let shown = e.to_string();
+    let (_, key) = shown.trim_end().rsplit_once("\nin `")?;
+    Some(key.trim_end_matches('`').to_string())
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -497,119 +597,4 @@ fn parse_scalar(raw: &str) -> toml::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_valid_and_name_two_replicas() {
-        let c = Config::defaults();
-        assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:9092");
-        assert_eq!(c.replicas.len(), 2);
-        assert_eq!(c.route("replica-2.shop.orders"), Some((2, "orders".into())));
-        assert_eq!(c.route("elsewhere.orders"), None);
-    }
-
-    #[test]
-    fn layers_apply_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(
-            &f,
-            "[kafka]\nbootstrap-servers = \"file:1\"\ngroup-id = \"from-file\"\n",
-        )
-        .unwrap();
-        let env = vec![
-            (
-                "CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVERS".to_string(),
-                "env:2".to_string(),
-            ),
-            (
-                "CDC_VERIFIER__VERIFY__CUT_INTERVAL_MS".to_string(),
-                "500".to_string(),
-            ),
-            (
-                "CDC_VERIFIER__REPLICAS__0__NAME".to_string(),
-                "r-one".to_string(),
-            ),
-        ];
-        let c = Config::load(
-            Some(&f),
-            &env,
-            &[("registry.url".into(), "http://flag:3".into())],
-        )
-        .unwrap();
-        assert_eq!(c.kafka.bootstrap_servers, "env:2");
-        assert_eq!(c.kafka.group_id, "from-file");
-        assert_eq!(c.verify.cut_interval_ms, 500);
-        assert_eq!(c.replicas[0].name, "r-one");
-        assert_eq!(c.registry.url, "http://flag:3");
-    }
-
-    #[test]
-    fn a_wrong_setting_fails_naming_it() {
-        let err = Config::load(
-            None,
-            &[("CDC_VERIFIER__KAFKA__BOOTSTRAP_SERVER".into(), "x".into())],
-            &[],
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("bootstrap-server"), "{err:#}");
-        let err =
-            Config::load(None, &[], &[("verify.cut-interval-ms".into(), "0".into())]).unwrap_err();
-        assert!(format!("{err:#}").contains("cut-interval-ms"), "{err:#}");
-        let err = Config::load(
-            None,
-            &[],
-            &[("verify.cut-interval-ms".into(), "soon".into())],
-        )
-        .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("cut-interval-ms")
-                || format!("{err:#}").contains("invalid type"),
-            "{err:#}"
-        );
-        let err = Config::load(
-            None,
-            &[],
-            &[("registry.url".into(), "localhost:8081".into())],
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("registry.url"), "{err:#}");
-    }
-
-    #[test]
-    fn format_is_typed_and_named_in_errors() {
-        assert_eq!(Config::defaults().verify.format, Format::Auto);
-        let c = Config::load(
-            None,
-            &[("CDC_VERIFIER__VERIFY__FORMAT".into(), "json".into())],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(c.verify.format, Format::Json);
-        assert!(toml::to_string(&c).unwrap().contains("format = \"json\""));
-        for bad in ["xml", "1"] {
-            let err = Config::load(None, &[], &[("verify.format".into(), bad.into())]).unwrap_err();
-            let msg = format!("{err:#}");
-            assert!(
-                msg.contains("verify.format") && msg.contains("`auto`, `avro` or `json`"),
-                "{msg}"
-            );
-        }
-    }
-
-    #[test]
-    fn secrets_are_never_printed() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[registry]\npassword = \"hunter2\"\n[kafka.secret-properties]\n\"sasl.password\" = \"s3cret\"\n").unwrap();
-        let c = Config::load(Some(&f), &[], &[]).unwrap();
-        assert_eq!(c.registry.password.as_ref().unwrap().expose(), "hunter2");
-        let shown = format!("{c:?} {}", toml::to_string(&c).unwrap());
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("s3cret"),
-            "{shown}"
-        );
-        assert!(shown.contains("***"));
-    }
-}
+mod tests;

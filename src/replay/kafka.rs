@@ -106,7 +106,7 @@ fn plan(
 
 /// How far past the end of a time span records are read.
 fn read_margin_ms(cfg: &Config) -> i64 {
-    cfg.verify.max_replica_lag_ms + cfg.verify.silent_after_ms
+    cfg.verify.timing.max_replica_lag_ms + cfg.verify.timing.silent_after_ms
 }
 
 pub fn replay(

@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use cdc_verifier_kafka::batches::Ended;
 use cdc_verifier_kafka::consume::ConsumeError;
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use metrics::Metrics;
 use state::Service;
 
@@ -85,7 +85,7 @@ fn load(args: &Args) -> anyhow::Result<Config> {
     })
 }
 
-fn init_logging(format: &str) {
+fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("CDC_VERIFIER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -94,10 +94,9 @@ fn init_logging(format: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    let _ = if format == "json" {
-        b.json().try_init()
-    } else {
-        b.try_init()
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
     };
 }
 
@@ -107,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", toml::to_string_pretty(&cfg)?);
         return Ok(ExitCode::SUCCESS);
     }
-    init_logging(&cfg.service.log_format);
+    init_logging(cfg.service.log_format);
 
     // Signals: the first asks for a drain, the second exits at once.
     let signals = Arc::new(AtomicBool::new(false));
@@ -122,12 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let metrics = Arc::new(Metrics::default());
     metrics.alive.store(true, Ordering::Relaxed);
-    let listen = cfg
-        .service
-        .listen
-        .parse()
-        .with_context(|| format!("service.listen `{}` is not host:port", cfg.service.listen))?;
-    metrics::serve(listen, metrics.clone())?;
+    metrics::serve(cfg.service.listen, metrics.clone())?;
     tracing::info!(listen = %cfg.service.listen, "metrics on /metrics, health on /healthz and /readyz");
 
     let mut svc = Service::start(&cfg, metrics.clone())?;
@@ -162,7 +156,8 @@ impl Service {
             }
             if self.until_caught_up {
                 let settle = Duration::from_millis(
-                    (self.cfg.verify.publish_skew_ms + self.cfg.verify.cut_interval_ms) as u64
+                    (self.cfg.verify.timing.publish_skew_ms
+                        + self.cfg.verify.timing.cut_interval_ms) as u64
                         + 500,
                 );
                 if self.all_read {

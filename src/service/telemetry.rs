@@ -12,7 +12,8 @@ impl Service {
     pub(super) fn warn_skew(&mut self) {
         let e = &self.verifier.engine;
         let skew = e.publish_skew_ms();
-        if skew > self.skew_logged + self.skew_logged / 4 && skew > self.cfg.verify.publish_skew_ms
+        if skew > self.skew_logged + self.skew_logged / 4
+            && skew > self.cfg.verify.timing.publish_skew_ms
         {
             tracing::info!(
                 allowed_ms = skew,
@@ -34,7 +35,7 @@ impl Service {
             tracing::warn!(
                 records = late - self.skew_warned,
                 seen_ms = seen,
-                publish_skew_ms = self.cfg.verify.publish_skew_ms,
+                publish_skew_ms = self.cfg.verify.timing.publish_skew_ms,
                 "records came after their window was compared, up to {seen} ms after their partition was read through their time: they were not verified, and findings on their windows may be wrong; raise verify.publish-skew-ms above {seen}"
             );
             self.skew_warned = late;

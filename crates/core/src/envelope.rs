@@ -57,8 +57,7 @@ impl std::fmt::Display for Position {
 }
 
 /// Which `source` field carries the origin position.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PositionField {
     /// `source.gtid` = `<server-uuid>:<sequence>` (MySQL/MariaDB GTID replication).
     Gtid,
@@ -68,14 +67,32 @@ pub enum PositionField {
     Field(String),
 }
 
+/// A position field that cannot name a `source` field (Avro names are
+/// `[A-Za-z_][A-Za-z0-9_]*`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected \"gtid\", \"lsn\" or the name of a `source` field, got {0:?}")]
+pub struct BadPositionField(pub String);
+
 impl std::str::FromStr for PositionField {
-    type Err = std::convert::Infallible;
+    type Err = BadPositionField;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut chars = s.chars();
+        let is_name = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         Ok(match s {
             "gtid" => PositionField::Gtid,
             "lsn" => PositionField::Lsn,
-            other => PositionField::Field(other.to_string()),
+            _ if is_name => PositionField::Field(s.to_string()),
+            _ => return Err(BadPositionField(s.to_string())),
         })
+    }
+}
+
+impl std::fmt::Display for PositionField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -28,9 +28,9 @@ pub use connect_json::{ConnectJson, ConnectJsonError, WithConnectJson};
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
 pub use engine::{
     Checkpoint, Drill, Engine, EngineConfig, Ingested, Progress, Record, SchemaSeen,
-    SchemaUnavailable, Segment, StreamId, TopicId, WindowStatus,
+    SchemaUnavailable, Segment, StreamId, Timing, TimingError, TopicId, WindowStatus,
 };
-pub use envelope::{Position, PositionField};
+pub use envelope::{BadPositionField, Position, PositionField};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
 pub use verdict::{Divergence, Finding, Kind};
 

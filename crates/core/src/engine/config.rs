@@ -1,5 +1,7 @@
 //! What the engine is told: the settings of a verification.
 
+use serde::{Deserialize, Serialize};
+
 use crate::digest::KeyRanges;
 use crate::envelope::PositionField;
 
@@ -12,10 +14,15 @@ pub enum Drill {
     Ranges(Vec<(String, u64)>),
 }
 
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    pub position: PositionField,
-    pub ranges: KeyRanges,
+/// How windows are cut and how long the engine waits, in milliseconds: the keys of the same
+/// names in the configuration's `[verify]` section.
+///
+/// Read flattened into `[verify]`, which refuses unknown keys for it (serde does not apply a
+/// flattened struct's own `deny_unknown_fields`); read alone, it picks its keys out of that
+/// section and names the one whose value is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Timing {
     /// A window closes at least this often (origin commit time), even at low traffic.
     pub cut_interval_ms: i64,
     /// At low traffic, a primary window closes once every partition of the primary is known
@@ -25,6 +32,10 @@ pub struct EngineConfig {
     pub max_replica_lag_ms: i64,
     /// A replica with no record at all for this long while the primary writes is silent.
     pub silent_after_ms: i64,
+    /// A mismatch found where a stream may still be writing the window (its connector failed
+    /// mid-transaction and will write the rest again) is published once both streams have
+    /// written later transactions, or after this long (verifier clock) at the latest.
+    pub confirm_ms: i64,
     /// How much later than each other records stamped at one moment may become readable in
     /// different partitions (producer batching, retries, clock differences). A partition
     /// found read to its end when the clock read T holds nothing more stamped before
@@ -36,33 +47,109 @@ pub struct EngineConfig {
     /// arrive behind its partition's read-through time, decaying by half per minute without
     /// a new high. Equal to `publish_skew_ms`, nothing is learned.
     pub max_publish_skew_ms: i64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            cut_interval_ms: 200,
+            idle_grace_ms: 200,
+            max_replica_lag_ms: 2000,
+            silent_after_ms: 10_000,
+            confirm_ms: 30_000,
+            publish_skew_ms: 500,
+            max_publish_skew_ms: 30_000,
+        }
+    }
+}
+
+/// A timing the engine cannot work with; the message starts with the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimingError {
+    #[error("cut-interval-ms: must be positive, got {0}")]
+    CutInterval(i64),
+    #[error("idle-grace-ms: must not be negative, got {0}")]
+    IdleGrace(i64),
+    #[error("publish-skew-ms: must not be negative, got {0}")]
+    PublishSkew(i64),
+    #[error("max-publish-skew-ms: must be at least publish-skew-ms ({skew}), got {max}")]
+    MaxPublishSkew { max: i64, skew: i64 },
+}
+
+impl Timing {
+    pub fn check(&self) -> Result<(), TimingError> {
+        if self.cut_interval_ms <= 0 {
+            return Err(TimingError::CutInterval(self.cut_interval_ms));
+        }
+        if self.idle_grace_ms < 0 {
+            return Err(TimingError::IdleGrace(self.idle_grace_ms));
+        }
+        if self.publish_skew_ms < 0 {
+            return Err(TimingError::PublishSkew(self.publish_skew_ms));
+        }
+        if self.max_publish_skew_ms < self.publish_skew_ms {
+            return Err(TimingError::MaxPublishSkew {
+                max: self.max_publish_skew_ms,
+                skew: self.publish_skew_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The timing fields are those of [`Timing`], documented there; they are kept flat here
+/// because the engine reads them in many places. [`EngineConfig::with_timing`] is the one
+/// place that copies them.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub position: PositionField,
+    pub ranges: KeyRanges,
+    pub cut_interval_ms: i64,
+    pub idle_grace_ms: i64,
+    pub max_replica_lag_ms: i64,
+    pub silent_after_ms: i64,
+    pub publish_skew_ms: i64,
+    pub max_publish_skew_ms: i64,
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
-    /// A mismatch found where a stream may still be writing the window (its connector failed
-    /// mid-transaction and will write the rest again) is published once both streams have
-    /// written later transactions, or after this long (verifier clock) at the latest.
     pub confirm_ms: i64,
     /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
     /// the replicas' events are kept by the positions of those transactions.
     pub origin_span: (Option<i64>, Option<i64>),
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
+impl EngineConfig {
+    /// These timings, and the defaults for the rest.
+    pub fn with_timing(timing: Timing) -> EngineConfig {
+        let Timing {
+            cut_interval_ms,
+            idle_grace_ms,
+            max_replica_lag_ms,
+            silent_after_ms,
+            confirm_ms,
+            publish_skew_ms,
+            max_publish_skew_ms,
+        } = timing;
         EngineConfig {
             position: PositionField::Gtid,
             ranges: KeyRanges::default(),
-            cut_interval_ms: 200,
-            idle_grace_ms: 200,
-            max_replica_lag_ms: 2000,
-            silent_after_ms: 10_000,
-            publish_skew_ms: 500,
-            max_publish_skew_ms: 30_000,
+            cut_interval_ms,
+            idle_grace_ms,
+            max_replica_lag_ms,
+            silent_after_ms,
+            publish_skew_ms,
+            max_publish_skew_ms,
             check_subjects: true,
             drill: Drill::Off,
-            confirm_ms: 30_000,
+            confirm_ms,
             origin_span: (None, None),
         }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::with_timing(Timing::default())
     }
 }

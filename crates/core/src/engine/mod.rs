@@ -34,7 +34,7 @@ mod tests;
 
 pub use crate::decode::SchemaUnavailable;
 pub use checkpoint::Checkpoint;
-pub use config::{Drill, EngineConfig};
+pub use config::{Drill, EngineConfig, Timing, TimingError};
 pub use timeline::{SchemaSeen, Segment, WindowStatus};
 
 use clock::{ClockIndex, LastBucket, Skew};
