@@ -449,7 +449,8 @@ impl Config {
             ranges,
             check_subjects: v.check_subjects,
             drill,
-            ..EngineConfig::with_timing(v.timing)
+            timing: v.timing,
+            origin_span: (None, None),
         }
     }
 

@@ -208,14 +208,14 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = EngineConfig {
         ranges: if setup & 1 == 0 { KeyRanges::Hash { buckets: 1 + setup as u32 % 16 } } else { KeyRanges::Integer { width: input.num().max(1) } },
         drill: if setup & 2 == 0 { Drill::Off } else { Drill::All },
-        cut_interval_ms: 1 + (input.num() % 10_000) as i64,
         ..EngineConfig::default()
     };
+    cfg.timing.cut_interval_ms = 1 + (input.num() % 10_000) as i64;
     if setup & 4 != 0 {
         cfg.origin_span = (Some(input.num() as i64), Some(input.num() as i64));
     }
     if setup & 8 != 0 {
-        cfg.publish_skew_ms = input.num() as i64 % 100_000;
+        cfg.timing.publish_skew_ms = input.num() as i64 % 100_000;
     }
     let mirror = setup & 16 != 0;
     if mirror {

@@ -267,8 +267,8 @@ fn timing_is_read_into_the_engine() {
     )
     .unwrap();
     let e = c.engine();
-    assert_eq!(e.confirm_ms, 1234);
-    assert_eq!(e.cut_interval_ms, c.verify.timing.cut_interval_ms);
+    assert_eq!(e.timing.confirm_ms, 1234);
+    assert_eq!(e.timing.cut_interval_ms, c.verify.timing.cut_interval_ms);
     assert!(!e.check_subjects);
     assert_eq!(Config::defaults().verify.timing, Timing::default());
 }

@@ -493,7 +493,7 @@ fn quiet_partitions_read_to_their_end_let_windows_close_and_skew_within_bounds_i
     // is reported.
     let changes = history(6000, 100, 21);
     let mut h = Harness::new(&["replica-1"], 4, false);
-    let skew = h.engine.config().publish_skew_ms;
+    let skew = h.engine.config().timing.publish_skew_ms;
     assert!(skew > 400);
     let quiet = |i: usize, p: u32| (2000..2600).contains(&i) && p >= 2;
     let primary: Vec<Change> = changes
@@ -510,8 +510,8 @@ fn quiet_partitions_read_to_their_end_let_windows_close_and_skew_within_bounds_i
         }
     });
     let compared = deliver_live(&mut h, &primary, &replica, None);
-    let windows =
-        (primary.last().unwrap().ts_ms - primary[0].ts_ms) / h.engine.config().cut_interval_ms;
+    let windows = (primary.last().unwrap().ts_ms - primary[0].ts_ms)
+        / h.engine.config().timing.cut_interval_ms;
     assert!(
         compared >= (windows - 5) as u64,
         "windows compared while running: {compared} of {windows}"
@@ -549,7 +549,7 @@ fn a_partition_not_known_to_be_read_to_its_end_holds_its_stream_back() {
 fn records_later_than_the_skew_allows_are_counted_late_not_summed() {
     let changes = history(4000, 100, 23);
     let mut h = Harness::new(&["replica-1"], 4, false);
-    let skew = h.engine.config().publish_skew_ms;
+    let skew = h.engine.config().timing.publish_skew_ms;
     let replica = delayed(&h, &changes, |i, p| {
         if p == 1 && (1000..1100).contains(&i) {
             skew + 1500
@@ -596,7 +596,7 @@ fn a_growing_producer_skew_is_learned_before_it_makes_records_late() {
     let run = |learn: bool| {
         let mut cfg = cdc_verifier_core::EngineConfig::default();
         if !learn {
-            cfg.max_publish_skew_ms = cfg.publish_skew_ms;
+            cfg.timing.max_publish_skew_ms = cfg.timing.publish_skew_ms;
         }
         let mut h = Harness::with_config(cfg, &["replica-1"], 4);
         let n = changes.len() as i64;
@@ -672,7 +672,7 @@ fn replica_records_parked_until_the_primary_passes_them_are_not_counted_as_skew(
     let mut h = Harness::new(&["replica-1"], 4, false);
     let replica = delayed(&h, &changes, |_, _| 0);
     deliver_live(&mut h, &changes, &replica, None);
-    let setting = h.engine.config().publish_skew_ms;
+    let setting = h.engine.config().timing.publish_skew_ms;
     assert!(
         h.engine.stats().arrival_behind_max_ms < 100,
         "{:?}",
@@ -708,10 +708,8 @@ fn times_at_the_ends_of_their_range_are_windows_like_any() {
         (7, i64::MIN),
         (i64::MAX, i64::MAX - 500),
     ] {
-        let cfg = cdc_verifier_core::EngineConfig {
-            cut_interval_ms: cut,
-            ..Default::default()
-        };
+        let mut cfg = cdc_verifier_core::EngineConfig::default();
+        cfg.timing.cut_interval_ms = cut;
         let mut h = Harness::with_config(cfg, &["replica-1"], 2);
         let changes: Vec<Change> = history(300, 20, 11)
             .into_iter()
@@ -749,7 +747,11 @@ fn times_at_the_ends_of_their_range_are_windows_like_any() {
 #[test]
 fn a_transactions_event_after_its_window_closed_by_time_stays_with_its_transaction() {
     let cfg = cdc_verifier_core::EngineConfig::default();
-    let (grace, skew, cut) = (cfg.idle_grace_ms, cfg.publish_skew_ms, cfg.cut_interval_ms);
+    let (grace, skew, cut) = (
+        cfg.timing.idle_grace_ms,
+        cfg.timing.publish_skew_ms,
+        cfg.timing.cut_interval_ms,
+    );
     let mut h = Harness::with_config(cfg, &["replica-1"], 2);
     h.engine.set_all_progress(Progress::Following);
     let t = 1_723_650_000_000;

@@ -39,7 +39,7 @@ impl<D: Decoder> Engine<D> {
                 // Records may still be on their way for the skew allowed for: that much of the
                 // wait is not the replica's.
                 let behind = behind.saturating_sub(self.publish_skew_ms());
-                if behind >= self.cfg.max_replica_lag_ms
+                if behind >= self.cfg.timing.max_replica_lag_ms
                     && self.streams[r as usize].lagging.is_none()
                     && self.caught_up(r)
                 {
@@ -70,12 +70,12 @@ impl<D: Decoder> Engine<D> {
             // restart or a backfill writes hours after the commit on both sides alike.
             let late = written.saturating_sub(primary_written);
             match self.streams[r as usize].lagging {
-                None if late >= self.cfg.max_replica_lag_ms => {
+                None if late >= self.cfg.timing.max_replica_lag_ms => {
                     self.start_lag(r, window, b.last, late, out)
                 }
                 // Recovered once well clear of the bound (half of it), so that a replica hovering
                 // around it is not reported lagging and recovered over and over.
-                Some(since) if late < self.cfg.max_replica_lag_ms / 2 => {
+                Some(since) if late < self.cfg.timing.max_replica_lag_ms / 2 => {
                     self.streams[r as usize].lagging = None;
                     let d = self.verdict(
                         r,
@@ -477,7 +477,7 @@ impl<D: Decoder> Engine<D> {
                 .parts
                 .iter()
                 .any(|p| p.progress == Progress::Reading);
-            let silent_now = silent_for >= self.cfg.silent_after_ms
+            let silent_now = silent_for >= self.cfg.timing.silent_after_ms
                 && (!pending || self.topics[t as usize].silent);
             let was = self.topics[t as usize].silent;
             if silent_now == was {

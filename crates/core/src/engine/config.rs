@@ -97,59 +97,29 @@ impl Timing {
     }
 }
 
-/// The timing fields are those of [`Timing`], documented there; they are kept flat here
-/// because the engine reads them in many places. [`EngineConfig::with_timing`] is the one
-/// place that copies them.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub position: PositionField,
     pub ranges: KeyRanges,
-    pub cut_interval_ms: i64,
-    pub idle_grace_ms: i64,
-    pub max_replica_lag_ms: i64,
-    pub silent_after_ms: i64,
-    pub publish_skew_ms: i64,
-    pub max_publish_skew_ms: i64,
+    /// How windows are cut and when a replica is late, silent or confirmed divergent.
+    pub timing: Timing,
     /// Require each schema id to be registered under the subject its topic implies.
     pub check_subjects: bool,
     pub drill: Drill,
-    pub confirm_ms: i64,
     /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
     /// the replicas' events are kept by the positions of those transactions.
     pub origin_span: (Option<i64>, Option<i64>),
 }
 
-impl EngineConfig {
-    /// These timings, and the defaults for the rest.
-    pub fn with_timing(timing: Timing) -> EngineConfig {
-        let Timing {
-            cut_interval_ms,
-            idle_grace_ms,
-            max_replica_lag_ms,
-            silent_after_ms,
-            confirm_ms,
-            publish_skew_ms,
-            max_publish_skew_ms,
-        } = timing;
+impl Default for EngineConfig {
+    fn default() -> Self {
         EngineConfig {
             position: PositionField::Gtid,
             ranges: KeyRanges::default(),
-            cut_interval_ms,
-            idle_grace_ms,
-            max_replica_lag_ms,
-            silent_after_ms,
-            publish_skew_ms,
-            max_publish_skew_ms,
+            timing: Timing::default(),
             check_subjects: true,
             drill: Drill::Off,
-            confirm_ms,
             origin_span: (None, None),
         }
-    }
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig::with_timing(Timing::default())
     }
 }

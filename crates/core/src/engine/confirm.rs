@@ -72,7 +72,7 @@ impl<D: Decoder> Engine<D> {
         if self.streams[r as usize].provisional.is_empty() {
             return;
         }
-        let confirm = self.cfg.confirm_ms;
+        let confirm = self.cfg.timing.confirm_ms;
         let all = std::mem::take(&mut self.streams[r as usize].provisional);
         let mut keep = Vec::new();
         for p in all {

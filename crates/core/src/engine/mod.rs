@@ -397,8 +397,10 @@ impl<D: Decoder> Engine<D> {
     /// The skew allowed for now: the configured least, or more when records were seen to
     /// arrive that late lately (up to `max_publish_skew_ms`).
     pub fn publish_skew_ms(&self) -> i64 {
-        self.skew
-            .allowed(self.cfg.publish_skew_ms, self.cfg.max_publish_skew_ms)
+        self.skew.allowed(
+            self.cfg.timing.publish_skew_ms,
+            self.cfg.timing.max_publish_skew_ms,
+        )
     }
 
     /// Records that came into windows already compared, over every topic.
@@ -478,8 +480,9 @@ impl<D: Decoder> Engine<D> {
         self.set_all_progress(Progress::Ended);
         let far = self.now_ms.saturating_add(
             self.cfg
+                .timing
                 .idle_grace_ms
-                .saturating_add(self.cfg.cut_interval_ms.saturating_mul(2))
+                .saturating_add(self.cfg.timing.cut_interval_ms.saturating_mul(2))
                 .saturating_add(1),
         );
         // The primary has passed all it ever will: records parked ahead of it (positions it
@@ -493,9 +496,10 @@ impl<D: Decoder> Engine<D> {
         // went on writing them for a while (a few windows), else just missing their last rows.
         let quiet_enough = self
             .cfg
+            .timing
             .cut_interval_ms
             .saturating_mul(2)
-            .max(self.cfg.idle_grace_ms);
+            .max(self.cfg.timing.idle_grace_ms);
         for r in 1..self.streams.len() {
             let absent = std::mem::take(&mut self.streams[r].absent);
             for (table, held) in absent {

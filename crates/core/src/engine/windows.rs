@@ -234,7 +234,8 @@ impl<D: Decoder> Engine<D> {
 
     /// Where window `w` ends (its times are below this), as far as times go.
     pub(super) fn window_end_ms(&self, w: i64) -> i64 {
-        w.saturating_add(1).saturating_mul(self.cfg.cut_interval_ms)
+        w.saturating_add(1)
+            .saturating_mul(self.cfg.timing.cut_interval_ms)
     }
 
     /// The window of a primary event: that of its commit time, unless that window closed
@@ -263,7 +264,9 @@ impl<D: Decoder> Engine<D> {
     /// The primary's window of a commit time.
     #[inline]
     pub(super) fn window_at(&mut self, ts_ms: i64) -> i64 {
-        self.bounds.last_window.of(ts_ms, self.cfg.cut_interval_ms)
+        self.bounds
+            .last_window
+            .of(ts_ms, self.cfg.timing.cut_interval_ms)
     }
 
     /// Whether an event lies outside the origin span: by its commit time on the primary; by
@@ -378,7 +381,7 @@ impl<D: Decoder> Engine<D> {
             let time_over = read_through
                 >= self
                     .window_end_ms(*w)
-                    .saturating_add(self.cfg.idle_grace_ms)
+                    .saturating_add(self.cfg.timing.idle_grace_ms)
                 && self.bounds.map[w].last <= wm;
             if later_passed || time_over {
                 self.bounds.map.get_mut(w).expect("listed").final_at = Some(self.now_ms);
@@ -397,7 +400,7 @@ impl<D: Decoder> Engine<D> {
             id: w,
             first: b.first,
             last: b.last,
-            start_ms: w.saturating_mul(self.cfg.cut_interval_ms),
+            start_ms: w.saturating_mul(self.cfg.timing.cut_interval_ms),
             end_ms: self.window_end_ms(w),
         }
     }
