@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use cdc_verifier_kafka::source::LATENCY_BUCKETS;
+use cdc_verifier_kafka::source::Unavailability;
 
 #[derive(Debug, Clone, Default)]
 pub struct TableCounters {
@@ -38,6 +39,10 @@ pub struct Snapshot {
     pub registry_latency_buckets: [u64; LATENCY_BUCKETS.len()],
     pub registry_latency_count: u64,
     pub registry_latency_sum: f64,
+    /// Fetches that found the registry unavailable, per [`Unavailability::ALL`].
+    pub registry_unavailable: [u64; Unavailability::ALL.len()],
+    /// The last fetch found the registry unavailable.
+    pub registry_unavailable_now: bool,
     pub open_windows: u64,
     pub parked_records: u64,
     pub paused_partitions: u64,
@@ -241,6 +246,22 @@ impl Metrics {
             "cdc_verifier_registry_fetch_seconds_count {}",
             s.registry_latency_count
         );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_registry_unavailable 1 while the schema registry is unavailable (its last answer was an error, or not to be trusted): partitions needing a new schema wait.\n# TYPE cdc_verifier_registry_unavailable gauge\ncdc_verifier_registry_unavailable {}",
+            u8::from(s.registry_unavailable_now)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_registry_unavailable_total Schema fetches that found the registry unavailable, by reason.\n# TYPE cdc_verifier_registry_unavailable_total counter"
+        );
+        for (why, n) in Unavailability::ALL.iter().zip(s.registry_unavailable) {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_registry_unavailable_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
+        }
         for (name, help, v) in [
             (
                 "cdc_verifier_open_windows",
@@ -366,4 +387,31 @@ pub fn serve(
             });
         })?;
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_unavailability_is_a_gauge_and_a_counter_by_reason() {
+        let m = Metrics::default();
+        let mut s = Snapshot {
+            registry_unavailable_now: true,
+            ..Snapshot::default()
+        };
+        s.registry_unavailable[Unavailability::NotTheRegistry as usize] = 3;
+        m.publish(s);
+        let text = m.render();
+        assert!(
+            text.contains("\ncdc_verifier_registry_unavailable 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cdc_verifier_registry_unavailable_total{reason=\"not_the_registry\"} 3")
+        );
+        assert!(
+            text.contains("cdc_verifier_registry_unavailable_total{reason=\"lost_schemas\"} 0")
+        );
+    }
 }

@@ -125,6 +125,8 @@ impl Service {
         s.registry_latency_buckets = st.buckets;
         s.registry_latency_count = st.fetches;
         s.registry_latency_sum = st.fetch_time.as_secs_f64();
+        s.registry_unavailable = st.unavailable;
+        s.registry_unavailable_now = st.unavailable_now;
         s.open_windows = e.open_windows() as u64;
         s.parked_records = e.parked() as u64;
         s.paused_partitions = self.partitions.iter().filter(|p| p.paused).count() as u64;

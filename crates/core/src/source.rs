@@ -21,21 +21,36 @@ pub struct SubjectVersion {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
-    /// The source answered: no schema has this id. Records using it are undecodable.
+    /// The source answered, and can be trusted to know: no schema has this id. Records using
+    /// it are undecodable.
     #[error("schema id {0} is not registered")]
     NotFound(u32),
-    /// The source could not answer now (registry down, timeout): retry later, lose nothing.
+    /// The source could not answer now, or its answer cannot be trusted (registry down,
+    /// timeout, 5xx, a 404 from something other than the registry, a registry that lost its
+    /// schemas): retry later, lose nothing.
     #[error("schema source unavailable: {0}")]
     Unavailable(String),
 }
 
 pub trait SchemaSource {
     fn fetch(&mut self, id: u32) -> Result<RegisteredSchema, FetchError>;
+
+    /// [`fetch`](Self::fetch) for a record of a topic whose schemas are registered under
+    /// `subject` (TopicNameStrategy): a source that must tell an id that was never registered
+    /// from a registry that lost its schemas may look for the subject.
+    fn fetch_for(&mut self, id: u32, subject: &str) -> Result<RegisteredSchema, FetchError> {
+        let _ = subject;
+        self.fetch(id)
+    }
 }
 
 impl<S: SchemaSource + ?Sized> SchemaSource for &mut S {
     fn fetch(&mut self, id: u32) -> Result<RegisteredSchema, FetchError> {
         (**self).fetch(id)
+    }
+
+    fn fetch_for(&mut self, id: u32, subject: &str) -> Result<RegisteredSchema, FetchError> {
+        (**self).fetch_for(id, subject)
     }
 }
 

@@ -5,7 +5,7 @@ mod support;
 
 use cdc_verifier_core::decode::{At, ConfluentAvro, Decoded, Decoder, Poison, Read, Role};
 use cdc_verifier_core::digest::{RowHasher, key_hash, table_seed};
-use cdc_verifier_core::source::{MemorySource, SchemaSource};
+use cdc_verifier_core::source::{FetchError, MemorySource, SchemaSource};
 use cdc_verifier_core::{Op, Position, PositionField, wire};
 use support::{Change, Row, register, wire_pair};
 
@@ -167,5 +167,70 @@ fn records_that_do_not_read_say_why() {
             "value schema id {} is not registered under subject primary.shop.orders-value",
             other.v1
         )
+    );
+}
+
+/// A source that names the subject each fetch was for, and can be unavailable.
+struct Asking {
+    inner: MemorySource,
+    asked: Vec<(u32, String)>,
+    down: bool,
+}
+
+impl SchemaSource for Asking {
+    fn fetch(
+        &mut self,
+        id: u32,
+    ) -> Result<cdc_verifier_core::source::RegisteredSchema, FetchError> {
+        self.fetch_for(id, "")
+    }
+
+    fn fetch_for(
+        &mut self,
+        id: u32,
+        subject: &str,
+    ) -> Result<cdc_verifier_core::source::RegisteredSchema, FetchError> {
+        self.asked.push((id, subject.to_string()));
+        if self.down {
+            return Err(FetchError::Unavailable("registry down".into()));
+        }
+        self.inner.fetch(id)
+    }
+}
+
+#[test]
+fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_poison() {
+    let mut f = Fixture::new();
+    let ids = register(&mut f.src, "primary");
+    let (k, v) = wire_pair(&ids, &insert(1, 1), false);
+    let mut src = Asking {
+        inner: f.src.clone(),
+        asked: Vec::new(),
+        down: true,
+    };
+    let at = At {
+        topic: 0,
+        partition: 0,
+        table: 0,
+        rows: &f.rows,
+        seed: f.seed,
+        role: Role::Primary,
+    };
+    // Unavailable: the record is offered again later, never poison.
+    let e = f
+        .dec
+        .decode(&at, Some(&k), &v, &mut src)
+        .err()
+        .expect("unavailable");
+    assert_eq!(e.id, ids.v1);
+    src.down = false;
+    event(f.dec.decode(&at, Some(&k), &v, &mut src).expect("answers"));
+    assert_eq!(
+        src.asked,
+        vec![
+            (ids.v1, "primary.shop.orders-value".to_string()),
+            (ids.v1, "primary.shop.orders-value".to_string()),
+            (ids.key, "primary.shop.orders-key".to_string()),
+        ]
     );
 }

@@ -2,7 +2,9 @@
 //! as Apicurio's `/apis/ccompat/v7`).
 //!
 //! Only the calls the verifier and the simulator need. Errors carry the registry's own
-//! `error_code` (40401 subject not found, 40403 schema not found, 409 incompatible, …).
+//! `error_code` (40401 subject not found, 40403 schema not found, 409 incompatible, …) when
+//! its answer had one: a 404 without it comes from something else (a proxy, a wrong path).
+//! URLs in errors never carry credentials.
 
 use std::time::Duration;
 
@@ -31,13 +33,15 @@ pub enum RegistryError {
     #[error("cannot reach the schema registry at {url}")]
     Http { url: String, source: reqwest::Error },
     #[error(
-        "schema registry answered {status} to {method} {url}: {message} (error code {error_code})"
+        "schema registry answered {status} to {method} {url}: {message}{}",
+        error_code.map(|c| format!(" (error code {c})")).unwrap_or_default()
     )]
     Api {
         method: Method,
         url: String,
         status: u16,
-        error_code: i64,
+        /// The registry's own `error_code`, when the body had one.
+        error_code: Option<i64>,
         message: String,
     },
     #[error("unexpected response from the schema registry to {method} {url}")]
@@ -49,18 +53,27 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// The registry's `error_code`, when it answered with one.
+    /// The registry's `error_code`, when its answer had one.
     pub fn error_code(&self) -> Option<i64> {
         match self {
-            RegistryError::Api { error_code, .. } => Some(*error_code),
+            RegistryError::Api { error_code, .. } => *error_code,
             _ => None,
         }
     }
 
-    /// Whether the subject, version or schema does not exist.
+    /// The HTTP status, when the registry (or what stands at its URL) answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the registry itself said the subject, version or schema does not exist: a 404
+    /// with its own error code. A bare 404 may come from a proxy or a wrong path.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, RegistryError::Api { status: 404, .. })
-            || matches!(
+        self.status() == Some(404)
+            && matches!(
                 self.error_code(),
                 Some(
                     error_code::SUBJECT_NOT_FOUND
@@ -183,8 +196,9 @@ impl RegistryClient {
         self.call(Method::GET, &["subjects"], None)
     }
 
-    pub fn base_url(&self) -> &str {
-        self.base.as_str()
+    /// The API's base URL, without credentials.
+    pub fn base_url(&self) -> String {
+        shown(&self.base)
     }
 
     /// Registers an Avro schema under `subject` (or finds it there) and returns its global id.
@@ -274,8 +288,8 @@ impl RegistryClient {
                 .body(serde_json::to_vec(body).expect("a JSON value serializes"));
         }
         let resp = req.send().map_err(|source| RegistryError::Http {
-            url: url.to_string(),
-            source,
+            url: shown(&url),
+            source: source.without_url(),
         })?;
         let status = resp.status();
         if !status.is_success() {
@@ -283,24 +297,39 @@ impl RegistryClient {
         }
         resp.json().map_err(|source| RegistryError::Decode {
             method,
-            url: url.to_string(),
-            source,
+            url: shown(&url),
+            source: source.without_url(),
         })
     }
 }
 
+/// `url` without the user and password it may carry.
+fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
 fn api_error(method: Method, url: Url, status: StatusCode, resp: Response) -> RegistryError {
     let text = resp.text().unwrap_or_default();
+    let excerpt = || -> String {
+        if text.trim().is_empty() {
+            "(no body)".into()
+        } else {
+            text.chars().take(200).collect()
+        }
+    };
     let (error_code, message) = match serde_json::from_str::<ErrorResponse>(&text) {
-        Ok(e) => (
-            e.error_code.unwrap_or(status.as_u16() as i64),
-            e.message.unwrap_or_default(),
-        ),
-        Err(_) => (status.as_u16() as i64, text.chars().take(200).collect()),
+        Ok(ErrorResponse {
+            error_code: Some(code),
+            message,
+        }) => (Some(code), message.unwrap_or_default()),
+        _ => (None, excerpt()),
     };
     RegistryError::Api {
         method,
-        url: url.to_string(),
+        url: shown(&url),
         status: status.as_u16(),
         error_code,
         message,
@@ -335,7 +364,7 @@ mod tests {
             method: Method::GET,
             url: "u".into(),
             status: 404,
-            error_code: error_code::SCHEMA_NOT_FOUND,
+            error_code: Some(error_code::SCHEMA_NOT_FOUND),
             message: "Schema not found".into(),
         };
         assert!(e.is_not_found());
@@ -343,6 +372,29 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "schema registry answered 404 to GET u: Schema not found (error code 40403)"
+        );
+        // A 404 without the registry's error code is not the registry saying "not found".
+        let bare = RegistryError::Api {
+            method: Method::GET,
+            url: "u".into(),
+            status: 404,
+            error_code: None,
+            message: "(no body)".into(),
+        };
+        assert!(!bare.is_not_found());
+        assert_eq!(
+            bare.to_string(),
+            "schema registry answered 404 to GET u: (no body)"
+        );
+    }
+
+    #[test]
+    fn urls_shown_carry_no_credentials() {
+        let c = RegistryClient::new("https://user:secret@registry.example:8081/api").unwrap();
+        assert_eq!(c.base_url(), "https://registry.example:8081/api");
+        assert_eq!(
+            shown(&c.url(&["subjects"])),
+            "https://registry.example:8081/api/subjects"
         );
     }
 }

@@ -61,6 +61,16 @@ pub enum Node {
     },
 }
 
+/// How deeply a schema's types may nest, counted along named references (a recursive type
+/// ends its loop where it refers back to itself).
+pub const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// How many types a schema may expand to when every named reference is followed (a recursive
+/// type once per loop), over the walk from the root and from each record type. A short schema
+/// whose records each refer twice to the previous one expands exponentially: every walk that
+/// describes, fingerprints or compiles a schema is bounded by this once the parse accepted it.
+pub const MAX_SCHEMA_NODES: usize = 100_000;
+
 /// A parsed schema: an arena of nodes, the root first. Named types are shared by id, so
 /// recursive schemas are finite.
 #[derive(Debug, Clone)]
@@ -79,6 +89,10 @@ pub enum SchemaError {
     Missing(&'static str, &'static str),
     #[error("invalid schema: {0}")]
     Invalid(String),
+    #[error("schema nests deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("schema expands to more than {limit} types (named types referenced over and over)")]
+    TooLarge { limit: usize },
 }
 
 impl Schema {
@@ -93,11 +107,65 @@ impl Schema {
             nodes: Vec::new(),
             names: HashMap::new(),
         };
-        let root = parser.parse(json, "")?;
-        Ok(Schema {
+        let root = parser.parse(json, "", 0)?;
+        let schema = Schema {
             nodes: parser.nodes,
             root,
-        })
+        };
+        schema.check_bounds()?;
+        Ok(schema)
+    }
+
+    /// Walks the schema as [`describe`](Self::describe) does — from the root, and from each
+    /// record type, as a row or key schema is described alone — within
+    /// [`MAX_SCHEMA_DEPTH`] and, all walks together, [`MAX_SCHEMA_NODES`].
+    fn check_bounds(&self) -> Result<(), SchemaError> {
+        let mut budget = MAX_SCHEMA_NODES;
+        let mut stack = Vec::new();
+        self.expand(self.root, 0, &mut stack, &mut budget)?;
+        for (id, node) in self.nodes.iter().enumerate() {
+            if id as NodeId != self.root && matches!(node, Node::Record { .. }) {
+                self.expand(id as NodeId, 0, &mut stack, &mut budget)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn expand(
+        &self,
+        id: NodeId,
+        depth: usize,
+        stack: &mut Vec<NodeId>,
+        budget: &mut usize,
+    ) -> Result<(), SchemaError> {
+        *budget = budget.checked_sub(1).ok_or(SchemaError::TooLarge {
+            limit: MAX_SCHEMA_NODES,
+        })?;
+        if depth >= MAX_SCHEMA_DEPTH {
+            return Err(SchemaError::TooDeep {
+                limit: MAX_SCHEMA_DEPTH,
+            });
+        }
+        match self.node(id) {
+            Node::Record { fields, .. } => {
+                if stack.contains(&id) {
+                    return Ok(());
+                }
+                stack.push(id);
+                for f in fields {
+                    self.expand(f.node, depth + 1, stack, budget)?;
+                }
+                stack.pop();
+            }
+            Node::Array(item) | Node::Map(item) => self.expand(*item, depth + 1, stack, budget)?,
+            Node::Union(branches) => {
+                for b in branches {
+                    self.expand(*b, depth + 1, stack, budget)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> NodeId {
@@ -372,14 +440,20 @@ impl Parser {
         })
     }
 
-    fn parse(&mut self, json: &Json, ns: &str) -> Result<NodeId, SchemaError> {
+    fn parse(&mut self, json: &Json, ns: &str, depth: usize) -> Result<NodeId, SchemaError> {
+        if depth >= MAX_SCHEMA_DEPTH {
+            return Err(SchemaError::TooDeep {
+                limit: MAX_SCHEMA_DEPTH,
+            });
+        }
+        let depth = depth + 1;
         match json {
             Json::String(name) => self.named_or_primitive(name, ns),
             Json::Array(branches) => {
                 let id = self.push(Node::Union(Vec::new()));
                 let mut ids = Vec::with_capacity(branches.len());
                 for b in branches {
-                    ids.push(self.parse(b, ns)?);
+                    ids.push(self.parse(b, ns, depth)?);
                 }
                 self.nodes[id as usize] = Node::Union(ids);
                 Ok(id)
@@ -391,7 +465,7 @@ impl Parser {
                 let ty = match ty {
                     Json::String(s) => s.as_str(),
                     // {"type": {...}} or {"type": [...]}: a wrapped schema
-                    other => return self.parse(other, ns),
+                    other => return self.parse(other, ns, depth),
                 };
                 let logical = obj.get("logicalType").and_then(Json::as_str);
                 match ty {
@@ -423,7 +497,7 @@ impl Parser {
                                 .ok_or(SchemaError::Missing("field", "name"))?;
                             let ftype =
                                 f.get("type").ok_or(SchemaError::Missing("field", "type"))?;
-                            let node = self.parse(ftype, &inner_ns)?;
+                            let node = self.parse(ftype, &inner_ns, depth)?;
                             fields.push(Field {
                                 name: fname.to_string(),
                                 node,
@@ -494,6 +568,7 @@ impl Parser {
                             obj.get("items")
                                 .ok_or(SchemaError::Missing("array", "items"))?,
                             ns,
+                            depth,
                         )?;
                         self.nodes[id as usize] = Node::Array(items);
                         Ok(id)
@@ -504,6 +579,7 @@ impl Parser {
                             obj.get("values")
                                 .ok_or(SchemaError::Missing("map", "values"))?,
                             ns,
+                            depth,
                         )?;
                         self.nodes[id as usize] = Node::Map(values);
                         Ok(id)
@@ -620,6 +696,86 @@ mod tests {
                 expected: "string".into()
             }]
         );
+    }
+
+    /// Records `R0`..`Rn` in a root union, each `R{i}` with two fields of type `R{i-1}`: a
+    /// text of a few hundred bytes whose expansion (what describe, fingerprint and the plan's
+    /// identity check walk) doubles with every record.
+    fn doubling(n: usize) -> String {
+        let mut types = vec![
+            r#"{"type":"record","name":"R0","fields":[{"name":"x","type":"long"}]}"#.to_string(),
+        ];
+        for i in 1..=n {
+            types.push(format!(
+                r#"{{"type":"record","name":"R{i}","fields":[{{"name":"a","type":"R{p}"}},{{"name":"b","type":"R{p}"}}]}}"#,
+                p = i - 1
+            ));
+        }
+        format!("[{}]", types.join(","))
+    }
+
+    #[test]
+    fn a_schema_that_expands_exponentially_is_refused() {
+        // The expansion is exponential: each record more doubles the description.
+        let small = |n| {
+            let s = Schema::parse_str(&doubling(n)).unwrap();
+            s.describe(s.root()).len()
+        };
+        assert!(small(11) > 2 * small(10) - 100);
+        assert!(small(10) > 2 * small(9) - 100);
+        // With 40 records it is 2^40 types: refused at parse, not walked.
+        let text = doubling(40);
+        assert!(text.len() < 4_000);
+        assert_eq!(
+            Schema::parse_str(&text).unwrap_err(),
+            SchemaError::TooLarge {
+                limit: MAX_SCHEMA_NODES
+            }
+        );
+        assert_eq!(
+            Schema::parse_str(&text).unwrap_err().to_string(),
+            "schema expands to more than 100000 types (named types referenced over and over)"
+        );
+    }
+
+    #[test]
+    fn a_schema_nested_too_deep_is_refused() {
+        // A chain of references nests without nesting the JSON.
+        let chain = |n: usize| {
+            let mut types = vec![r#"{"type":"record","name":"C0","fields":[]}"#.to_string()];
+            for i in 1..=n {
+                types.push(format!(
+                    r#"{{"type":"record","name":"C{i}","fields":[{{"name":"c","type":"C{p}"}}]}}"#,
+                    p = i - 1
+                ));
+            }
+            format!("[{}]", types.join(","))
+        };
+        assert!(Schema::parse_str(&chain(50)).is_ok());
+        assert_eq!(
+            Schema::parse_str(&chain(100)).unwrap_err(),
+            SchemaError::TooDeep {
+                limit: MAX_SCHEMA_DEPTH
+            }
+        );
+        // So does JSON nested past the limit.
+        let nested = format!(
+            "{}\"long\"{}",
+            r#"{"type":"array","items":"#.repeat(70),
+            "}".repeat(70)
+        );
+        assert_eq!(
+            Schema::parse_str(&nested).unwrap_err(),
+            SchemaError::TooDeep {
+                limit: MAX_SCHEMA_DEPTH
+            }
+        );
+    }
+
+    #[test]
+    fn mutually_recursive_records_are_finite() {
+        let s = Schema::parse_str(r#"{"type":"record","name":"A","fields":[{"name":"b","type":["null",{"type":"record","name":"B","fields":[{"name":"a","type":["null","A"]},{"name":"b","type":["null","B"]}]}]}]}"#).unwrap();
+        assert_eq!(s.describe(s.root()), "{b:[null|{a:[null|^2],b:[null|^1]}]}");
     }
 
     #[test]

@@ -141,16 +141,24 @@ impl ConfluentAvro {
         }
     }
 
+    /// The schema of `id`, fetched for a record of topic `ti` (its key's when `key`).
     fn compiled(
         &mut self,
         id: u32,
+        (ti, key): (usize, bool),
         src: &mut dyn SchemaSource,
     ) -> Result<Result<Arc<Compiled>, SchemaError>, SchemaUnavailable> {
         if let Some(c) = self.schemas.get(&id) {
             return Ok(Ok(c.clone()));
         }
         self.fetches += 1;
-        let reg = match src.fetch(id) {
+        let topic = &self.topics[ti];
+        let subject = if key {
+            &topic.key_subject
+        } else {
+            &topic.value_subject
+        };
+        let reg = match src.fetch_for(id, subject) {
             Ok(reg) => reg,
             Err(FetchError::NotFound(_)) => return Ok(Err(SchemaError::NotRegistered(id))),
             Err(FetchError::Unavailable(reason)) => return Err(SchemaUnavailable { id, reason }),
@@ -223,7 +231,7 @@ impl ConfluentAvro {
         src: &mut dyn SchemaSource,
     ) -> Result<Result<PartCache, Poison>, SchemaUnavailable> {
         let ti = at.topic as usize;
-        let writer = match self.compiled(vid, src)? {
+        let writer = match self.compiled(vid, (ti, false), src)? {
             Ok(c) => c,
             Err(e) => return Ok(Err(Poison::ValueSchema(e))),
         };
@@ -245,7 +253,7 @@ impl ConfluentAvro {
             }
             self.topics[ti].checked.push(vid);
         }
-        let key_writer = match self.compiled(kid, src)? {
+        let key_writer = match self.compiled(kid, (ti, true), src)? {
             Ok(c) => c,
             Err(e) => return Ok(Err(Poison::KeySchema(e))),
         };
