@@ -522,9 +522,11 @@ impl FastEnvelope {
     /// The end of a row image starting at `pos`.
     #[inline(always)]
     fn row_end(&self, buf: &[u8], start: usize, nm: &mut bool) -> Option<usize> {
-        // The paired fields, walked again one at a time when a pair declined.
+        let end = self.row_pairs.walk(buf, start);
+        // The paired fields, walked again one at a time when a pair declined. (Read after the
+        // chain's call, so that nothing of the walk's is kept live across it.)
         let paired = self.paired;
-        let pos = match self.row_pairs.walk(buf, start) {
+        let pos = match end {
             Some(end) => end,
             None => self.row_fields(0..paired, buf, start, nm)?,
         };
