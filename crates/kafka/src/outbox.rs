@@ -443,3 +443,80 @@ mod tests {
         assert!(h.contains(&("cdc-verifier.original-size".into(), "5000010".into())));
     }
 }
+
+#[cfg(test)]
+mod mock_tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    fn outbox(bootstrap: &str) -> Outbox {
+        let mut s = ProducerSettings::new(bootstrap);
+        s.compression = "none".into();
+        s.extra.push(("message.timeout.ms".into(), "1500".into()));
+        let mut o = Outbox::new(&s).unwrap();
+        o.initial_backoff = Duration::from_millis(100);
+        o.max_backoff = Duration::from_millis(400);
+        o
+    }
+
+    fn alert(topic: &str) -> Outgoing {
+        Outgoing {
+            output: Output::Alert,
+            topic: topic.into(),
+            timestamp_ms: None,
+            key: Some(b"k".to_vec()),
+            value: Some(b"v".to_vec()),
+            headers: Vec::new(),
+        }
+    }
+
+    fn poll_for(o: &mut Outbox, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            o.poll();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_record_is_kept_through_a_broker_outage_and_delivered_after() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("alerts", 1, 1).unwrap();
+        let mut o = outbox(&mock.bootstrap_servers());
+        assert!(o.wait(Duration::from_secs(10)));
+        mock.broker_down(1).unwrap();
+        let seq = o.push(alert("alerts"));
+        poll_for(&mut o, Duration::from_secs(4));
+        assert!(o.failing().is_some(), "the outage is noticed");
+        assert!(o.stats().failed[Output::Alert as usize] >= 1);
+        assert_eq!(o.acked_below(), seq, "not acknowledged: offsets stay");
+        assert_eq!(o.pending(), 1, "the record is kept");
+        mock.broker_up(1).unwrap();
+        assert!(
+            o.wait(Duration::from_secs(20)),
+            "delivered once the broker is back"
+        );
+        assert_eq!(o.acked_below(), seq + 1);
+        assert_eq!(o.stats().acked[Output::Alert as usize], 1);
+        assert!(o.failing().is_none(), "recovered by itself");
+    }
+
+    #[test]
+    fn produce_errors_are_retried_until_acknowledged() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("alerts", 1, 1).unwrap();
+        let mut o = outbox(&mock.bootstrap_servers());
+        // Permanent errors: librdkafka reports them at once, the outbox tries again.
+        mock.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+        );
+        let first = o.push(alert("alerts"));
+        o.push(alert("alerts"));
+        assert!(o.wait(Duration::from_secs(20)));
+        assert_eq!(o.acked_below(), first + 2);
+        assert_eq!(o.stats().acked[Output::Alert as usize], 2);
+        assert!(o.stats().failed[Output::Alert as usize] >= 1);
+    }
+}
