@@ -361,3 +361,78 @@ fn a_poison_record_released_from_parking_is_dead_lettered_and_alerted() {
     assert_eq!(letter.payload(), Some(&value[..]), "the record's bytes");
     assert_eq!(letter.key(), Some(&key[..]));
 }
+
+#[test]
+fn refused_commits_are_retried_while_the_service_stays_up() {
+    support::require_services();
+    let run = Run::new("out-commit");
+    run.simulate(3_000);
+    // Another member in the verifier's group: Kafka refuses commits from outside the
+    // group's generation (UNKNOWN_MEMBER_ID) for as long as it stays.
+    let other = run.topic("other");
+    support::create_topic(&other, 1);
+    let stop_member = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let member = {
+        let (group, stop) = (run.group.clone(), stop_member.clone());
+        std::thread::spawn(move || {
+            let c = support::consumer(&group, "read_committed");
+            c.subscribe(&[&other]).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = c.poll(Duration::from_millis(100));
+            }
+            c.unsubscribe();
+            let _ = c.poll(Duration::from_millis(500));
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5)); // joined
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("verifier.log");
+    let mut child = run
+        .verifier(&[])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let degraded = "cdc_verifier_degraded{reason=\"commit\"}";
+    wait_until("commits fail", Duration::from_secs(60), || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the verifier exited: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        run.metric("cdc_verifier_commit_failures_total") >= Some(1.0)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the verifier exited: {}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+    assert_eq!(run.metric(degraded), Some(1.0));
+    let ok = support::http()
+        .get(format!("http://127.0.0.1:{}/healthz", run.port))
+        .send()
+        .unwrap();
+    assert!(ok.status().is_success());
+
+    // The other member leaves: commits go through again.
+    stop_member.store(true, std::sync::atomic::Ordering::SeqCst);
+    member.join().unwrap();
+    let primary = run.topic("primary");
+    wait_until("offsets are committed", Duration::from_secs(90), || {
+        run.committed(&primary, 0).is_some_and(|o| o > 0)
+    });
+    wait_until("no longer degraded", Duration::from_secs(30), || {
+        run.metric(degraded) == Some(0.0)
+    });
+    let status = stop(child);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("cannot commit offsets"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one ERROR for the episode: {log}");
+    assert!(log.contains("committing offsets again"), "{log}");
+}
