@@ -107,7 +107,7 @@ impl Service {
             }
             Err(e) => {
                 self.commit_failures += 1;
-                let error = format!("{:#}", anyhow::Error::from(e));
+                let error = e.to_string();
                 if self.commit_failing.is_none() {
                     tracing::error!(
                         group = %self.cfg.kafka.group_id,
