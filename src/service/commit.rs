@@ -1,6 +1,7 @@
 //! Committing: per partition, the offsets below which every record is settled, with the
 //! episodes in progress riding on the first partition's metadata; and the drain at shutdown.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use cdc_verifier_kafka::consume::Commit;
@@ -11,6 +12,21 @@ use super::telemetry::peak_rss_mib;
 
 const COMMIT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Notes the offsets settled `now` and returns the newest frontier that may be committed: one
+/// whose outputs, every one numbered below its `seq`, are acknowledged (`acked`: all below it
+/// are). Older frontiers are dropped.
+fn settled(frontiers: &mut VecDeque<Frontier>, now: Frontier, acked: u64) -> Option<&Frontier> {
+    // Nothing published between two ticks: the later one needs no more than the earlier.
+    match frontiers.back_mut() {
+        Some(last) if last.seq == now.seq => *last = now,
+        _ => frontiers.push_back(now),
+    }
+    while frontiers.len() > 1 && frontiers[1].seq <= acked {
+        frontiers.pop_front();
+    }
+    frontiers.front().filter(|f| f.seq <= acked)
+}
 
 impl Service {
     /// Commits, per partition, the offsets below which every record is settled: its windows
@@ -41,21 +57,9 @@ impl Service {
             offsets,
             checkpoint,
         };
-        // Nothing published between two ticks: the later one needs no more than the earlier.
-        match self.frontiers.back_mut() {
-            Some(last) if last.seq == now.seq => *last = now,
-            _ => self.frontiers.push_back(now),
-        }
-        let acked = self.producer.acked_below();
-        while self.frontiers.len() > 1 && self.frontiers[1].seq <= acked {
-            self.frontiers.pop_front();
-        }
-        let Some(f) = self.frontiers.front() else {
-            return Ok(());
+        let Some(f) = settled(&mut self.frontiers, now, self.producer.acked_below()) else {
+            return Ok(()); // outputs before every frontier kept are not all acknowledged yet
         };
-        if f.seq > acked {
-            return Ok(()); // outputs before it are not all acknowledged yet
-        }
         if self
             .commit_retry_at
             .is_some_and(|at| std::time::Instant::now() < at)
@@ -191,5 +195,44 @@ impl Service {
             "stopped cleanly"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64, offset: i64) -> Frontier {
+        Frontier {
+            seq,
+            offsets: vec![offset],
+            checkpoint: String::new(),
+        }
+    }
+
+    #[test]
+    fn offsets_wait_for_every_output_published_before_them() {
+        let mut fs = VecDeque::new();
+        // Tick 1: nothing published yet; offset 10 settled.
+        assert_eq!(settled(&mut fs, at(0, 10), 0).unwrap().offsets, [10]);
+        // Tick 2: alerts 0 and 1 published, not acknowledged; offset 20 settled.
+        assert_eq!(settled(&mut fs, at(2, 20), 0).unwrap().offsets, [10]);
+        // Tick 3: alert 0 acknowledged, 1 not; alert 2 published; offset 30 settled.
+        assert_eq!(settled(&mut fs, at(3, 30), 1).unwrap().offsets, [10]);
+        // Tick 4: nothing new published (coalesced with tick 3), still 1 unacknowledged.
+        assert_eq!(settled(&mut fs, at(3, 35), 1).unwrap().offsets, [10]);
+        assert_eq!(fs.len(), 3);
+        // Alerts 0 and 1 acknowledged: tick 2's offsets; 2 still out.
+        assert_eq!(settled(&mut fs, at(3, 40), 2).unwrap().offsets, [20]);
+        // Everything acknowledged: the newest.
+        assert_eq!(settled(&mut fs, at(3, 50), 3).unwrap().offsets, [50]);
+        assert_eq!(fs.len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_committable_while_the_first_outputs_are_out() {
+        let mut fs = VecDeque::new();
+        fs.push_back(at(1, 5));
+        assert!(settled(&mut fs, at(2, 10), 0).is_none());
     }
 }
