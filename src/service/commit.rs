@@ -1,43 +1,86 @@
 //! Committing: per partition, the offsets below which every record is settled, with the
 //! episodes in progress riding on the first partition's metadata; and the drain at shutdown.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use cdc_verifier_kafka::consume::Commit;
+use cdc_verifier_kafka::outbox::Output;
 
-use super::state::Service;
+use super::state::{Frontier, Service};
 use super::telemetry::peak_rss_mib;
+
+const COMMIT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
+const COMMIT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Notes the offsets settled `now` and returns the newest frontier that may be committed: one
+/// whose outputs, every one numbered below its `seq`, are acknowledged (`acked`: all below it
+/// are). Older frontiers are dropped.
+fn settled(frontiers: &mut VecDeque<Frontier>, now: Frontier, acked: u64) -> Option<&Frontier> {
+    // Nothing published between two ticks: the later one needs no more than the earlier.
+    match frontiers.back_mut() {
+        Some(last) if last.seq == now.seq => *last = now,
+        _ => frontiers.push_back(now),
+    }
+    while frontiers.len() > 1 && frontiers[1].seq <= acked {
+        frontiers.pop_front();
+    }
+    frontiers.front().filter(|f| f.seq <= acked)
+}
 
 impl Service {
     /// Commits, per partition, the offsets below which every record is settled: its windows
-    /// compared by every replica, its alerts acknowledged by Kafka.
+    /// compared by every replica, its alerts and dead letters acknowledged by Kafka. The
+    /// offsets settled now are kept until every output published so far is acknowledged; a
+    /// commit the broker refuses is tried again with growing pauses.
     pub(super) fn commit(&mut self) -> anyhow::Result<()> {
-        let mut offsets = Vec::new();
-        let mut changed = Vec::new();
+        self.producer.poll();
         let checkpoint = serde_json::to_string(&self.verifier.engine.checkpoint())?;
-        let checkpoint_changed = checkpoint != self.last_checkpoint;
+        let offsets: Vec<i64> = self
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut upto = self
+                    .verifier
+                    .engine
+                    .pending_offset(p.engine_topic, p.partition)
+                    .unwrap_or(p.next)
+                    .min(p.next);
+                if let Some((r, _)) = p.held.front() {
+                    upto = upto.min(r.offset);
+                }
+                upto.max(p.committed)
+            })
+            .collect();
+        let now = Frontier {
+            seq: self.producer.next_seq(),
+            offsets,
+            checkpoint,
+        };
+        let Some(f) = settled(&mut self.frontiers, now, self.producer.acked_below()) else {
+            return Ok(()); // outputs before every frontier kept are not all acknowledged yet
+        };
+        if self
+            .commit_retry_at
+            .is_some_and(|at| std::time::Instant::now() < at)
+        {
+            return Ok(());
+        }
+        let checkpoint_changed = f.checkpoint != self.last_checkpoint;
+        let mut commits = Vec::new();
+        let mut changed = Vec::new();
         for (i, p) in self.partitions.iter().enumerate() {
-            let mut upto = self
-                .verifier
-                .engine
-                .pending_offset(p.engine_topic, p.partition)
-                .unwrap_or(p.next)
-                .min(p.next);
-            if let Some((r, _)) = p.held.front() {
-                upto = upto.min(r.offset);
-            }
+            let upto = f.offsets[i].max(p.committed);
             let anchor = i == 0;
             if upto > p.committed || (anchor && checkpoint_changed) {
-                let upto = upto.max(p.committed);
-                offsets.push(Commit {
+                commits.push(Commit {
                     topic: &self.topic_names[p.topic_index as usize],
                     partition: p.partition,
                     offset: upto,
                     // Kafka keeps up to 4 KiB of metadata per partition by default.
                     metadata: anchor.then(|| {
-                        if checkpoint.len() <= 4000 {
-                            checkpoint.clone()
+                        if f.checkpoint.len() <= 4000 {
+                            f.checkpoint.clone()
                         } else {
                             String::new()
                         }
@@ -49,19 +92,38 @@ impl Service {
         if changed.is_empty() {
             return Ok(());
         }
-        // Every alert and dead letter produced so far must be acknowledged first.
-        if let Err(e) = self.producer.wait_in_flight(Duration::from_secs(30)) {
-            tracing::warn!(error = %e, "alerts not yet acknowledged; offsets not committed");
-            return Ok(());
+        match self.consumer.commit(&commits) {
+            Ok(()) => {
+                let checkpoint = f.checkpoint.clone();
+                for (i, upto) in changed {
+                    self.partitions[i].committed = upto;
+                }
+                self.last_checkpoint = checkpoint;
+                self.commits += 1;
+                self.commit_retry_at = None;
+                self.commit_backoff = COMMIT_BACKOFF_INITIAL;
+                if let Some((_, since)) = self.commit_failing.take() {
+                    tracing::info!(
+                        seconds = since.elapsed().as_secs_f64(),
+                        "committing offsets again"
+                    );
+                }
+            }
+            Err(e) => {
+                self.commit_failures += 1;
+                let error = e.to_string();
+                if self.commit_failing.is_none() {
+                    tracing::error!(
+                        group = %self.cfg.kafka.group_id,
+                        error,
+                        "cannot commit offsets: trying again; until then a restart verifies again what was read since the last commit"
+                    );
+                    self.commit_failing = Some((error, std::time::Instant::now()));
+                }
+                self.commit_retry_at = Some(std::time::Instant::now() + self.commit_backoff);
+                self.commit_backoff = (self.commit_backoff * 2).min(COMMIT_BACKOFF_MAX);
+            }
         }
-        self.consumer
-            .commit(&offsets)
-            .context("cannot commit offsets")?;
-        for (i, upto) in changed {
-            self.partitions[i].committed = upto;
-        }
-        self.last_checkpoint = checkpoint;
-        self.commits += 1;
         Ok(())
     }
 
@@ -86,9 +148,30 @@ impl Service {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             self.publish_new()?;
         }
+        // Every alert and dead letter acknowledged, then the offsets behind them committed.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(5));
+        let delivered = self.producer.wait(left);
+        self.commit_retry_at = None;
         self.commit()?;
-        self.producer.wait_in_flight(Duration::from_secs(10)).ok();
         self.publish_metrics();
+        if !delivered {
+            let f = self.producer.failing().cloned();
+            let (topic, error) = f
+                .map_or((String::new(), "not acknowledged in time".into()), |f| {
+                    (f.topic, f.error)
+                });
+            anyhow::bail!(
+                "{} alerts and dead letters were not acknowledged by Kafka before stopping \
+                 ({topic}: {error}); offsets were committed only below their records, which the \
+                 next start verifies again",
+                self.producer.pending()
+            );
+        }
+        if let Some((error, _)) = &self.commit_failing {
+            anyhow::bail!("the last offsets could not be committed: {error}");
+        }
         if let (Some(first), Some((at, records))) = (self.first_record_at, self.caught_up_at) {
             let secs = at.duration_since(first).as_secs_f64().max(1e-6);
             tracing::info!(
@@ -102,8 +185,8 @@ impl Service {
         let e = &self.verifier.engine;
         tracing::info!(
             events = self.verifier.records,
-            alerts = self.published,
-            dead_lettered = self.dead_lettered,
+            alerts = self.producer.stats().acked[Output::Alert as usize],
+            dead_lettered = self.producer.stats().acked[Output::DeadLetter as usize],
             late = e.late_records(),
             arrival_behind_max_ms = e.stats().arrival_behind_max_ms,
             record_age_p50_ms = self.record_age.value_at_quantile(0.5),
@@ -112,5 +195,44 @@ impl Service {
             "stopped cleanly"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seq: u64, offset: i64) -> Frontier {
+        Frontier {
+            seq,
+            offsets: vec![offset],
+            checkpoint: String::new(),
+        }
+    }
+
+    #[test]
+    fn offsets_wait_for_every_output_published_before_them() {
+        let mut fs = VecDeque::new();
+        // Tick 1: nothing published yet; offset 10 settled.
+        assert_eq!(settled(&mut fs, at(0, 10), 0).unwrap().offsets, [10]);
+        // Tick 2: alerts 0 and 1 published, not acknowledged; offset 20 settled.
+        assert_eq!(settled(&mut fs, at(2, 20), 0).unwrap().offsets, [10]);
+        // Tick 3: alert 0 acknowledged, 1 not; alert 2 published; offset 30 settled.
+        assert_eq!(settled(&mut fs, at(3, 30), 1).unwrap().offsets, [10]);
+        // Tick 4: nothing new published (coalesced with tick 3), still 1 unacknowledged.
+        assert_eq!(settled(&mut fs, at(3, 35), 1).unwrap().offsets, [10]);
+        assert_eq!(fs.len(), 3);
+        // Alerts 0 and 1 acknowledged: tick 2's offsets; 2 still out.
+        assert_eq!(settled(&mut fs, at(3, 40), 2).unwrap().offsets, [20]);
+        // Everything acknowledged: the newest.
+        assert_eq!(settled(&mut fs, at(3, 50), 3).unwrap().offsets, [50]);
+        assert_eq!(fs.len(), 1);
+    }
+
+    #[test]
+    fn nothing_is_committable_while_the_first_outputs_are_out() {
+        let mut fs = VecDeque::new();
+        fs.push_back(at(1, 5));
+        assert!(settled(&mut fs, at(2, 10), 0).is_none());
     }
 }

@@ -56,7 +56,7 @@ impl Service {
                 Ok(r) => {
                     self.partitions[pi].next = rec.offset + 1;
                     if let Some(Ingested::Poison(d)) = r {
-                        self.dead_letter(rec, key, value, &d)?;
+                        self.dead_letter(rec, key, value, &d);
                     }
                 }
                 Err(e) => {
@@ -117,7 +117,7 @@ impl Service {
                     Ok(r) => {
                         self.partitions[pi].held.pop_front();
                         if let Some(Ingested::Poison(d)) = r {
-                            self.dead_letter(&rec, key, value, &d)?;
+                            self.dead_letter(&rec, key, value, &d);
                         }
                     }
                     Err(_) => {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use cdc_verifier_kafka::outbox::{OutboxStats, Output};
 pub use cdc_verifier_kafka::source::LATENCY_BUCKETS;
 use cdc_verifier_kafka::source::Unavailability;
 
@@ -54,8 +55,13 @@ pub struct Snapshot {
     pub withdrawn: u64,
     /// replica → whether its starting state was compared (false: changes only, or not yet).
     pub state_verified: BTreeMap<String, bool>,
-    pub dead_lettered: u64,
-    pub alerts_published: u64,
+    /// Alerts and dead letters: acknowledged, failed tries, waiting.
+    pub outputs: OutboxStats,
+    /// Alerts or dead letters are failing to be delivered (and kept for another try).
+    pub degraded_delivery: bool,
+    /// Offsets are failing to be committed (and tried again).
+    pub degraded_commit: bool,
+    pub commit_failures: u64,
     pub commits: u64,
 }
 
@@ -305,15 +311,29 @@ impl Metrics {
         for (name, help, v) in [
             (
                 "cdc_verifier_dead_lettered_total",
-                "Records sent to the dead-letter topic.",
-                s.dead_lettered,
+                "Undecodable records on the dead-letter topic, acknowledged by Kafka (truncated ones included).",
+                s.outputs.acked[Output::DeadLetter as usize],
             ),
             (
                 "cdc_verifier_alerts_published_total",
                 "Divergence events acknowledged by Kafka.",
-                s.alerts_published,
+                s.outputs.acked[Output::Alert as usize],
             ),
-            ("cdc_verifier_commits_total", "Offset commits.", s.commits),
+            (
+                "cdc_verifier_dead_letters_truncated_total",
+                "Dead letters too large for Kafka, sent truncated (header cdc-verifier.truncated) or by their coordinates only.",
+                s.outputs.truncated,
+            ),
+            (
+                "cdc_verifier_commits_total",
+                "Offset commits the group coordinator accepted.",
+                s.commits,
+            ),
+            (
+                "cdc_verifier_commit_failures_total",
+                "Offset commits that failed (tried again with growing pauses).",
+                s.commit_failures,
+            ),
             (
                 "cdc_verifier_late_records_total",
                 "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.",
@@ -328,6 +348,44 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_output_delivery_failures_total Failed deliveries of alerts and dead letters, each try counted: the record is kept and tried again, and offsets are not committed past it.\n# TYPE cdc_verifier_output_delivery_failures_total counter"
+        );
+        for o in Output::ALL {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_output_delivery_failures_total{{output=\"{}\"}} {}",
+                o.label(),
+                s.outputs.failed[o as usize]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_output_pending Alerts and dead letters waiting for Kafka's acknowledgement.\n# TYPE cdc_verifier_output_pending gauge"
+        );
+        for o in Output::ALL {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_output_pending{{output=\"{}\"}} {}",
+                o.label(),
+                s.outputs.pending[o as usize]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_degraded 1 while the service is degraded for a reason: output_delivery (alerts or dead letters not delivered: kept, tried again, offsets held) or commit (offsets not committed: tried again).\n# TYPE cdc_verifier_degraded gauge"
+        );
+        for (reason, on) in [
+            ("output_delivery", s.degraded_delivery),
+            ("commit", s.degraded_commit),
+        ] {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_degraded{{reason=\"{reason}\"}} {}",
+                u8::from(on)
             );
         }
         out
@@ -413,5 +471,31 @@ mod tests {
         assert!(
             text.contains("cdc_verifier_registry_unavailable_total{reason=\"lost_schemas\"} 0")
         );
+    }
+
+    #[test]
+    fn output_delivery_and_commits_are_counted_and_degradation_is_a_gauge_by_reason() {
+        let m = Metrics::default();
+        let mut s = Snapshot {
+            degraded_delivery: true,
+            commit_failures: 2,
+            ..Snapshot::default()
+        };
+        s.outputs.acked = [5, 1];
+        s.outputs.failed = [3, 0];
+        s.outputs.pending = [4, 0];
+        m.publish(s);
+        let text = m.render();
+        for line in [
+            "cdc_verifier_alerts_published_total 5",
+            "cdc_verifier_dead_lettered_total 1",
+            "cdc_verifier_output_delivery_failures_total{output=\"alerts\"} 3",
+            "cdc_verifier_output_pending{output=\"alerts\"} 4",
+            "cdc_verifier_degraded{reason=\"output_delivery\"} 1",
+            "cdc_verifier_degraded{reason=\"commit\"} 0",
+            "cdc_verifier_commit_failures_total 2",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line} in {text}");
+        }
     }
 }

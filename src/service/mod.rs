@@ -141,6 +141,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Alerts and dead letters waiting for Kafka beyond which no more records are read.
+const MAX_PENDING_OUTPUTS: usize = 100_000;
+
 impl Service {
     fn run_loop(&mut self, signals: &AtomicBool) -> anyhow::Result<()> {
         let commit_every = Duration::from_secs(1);
@@ -174,6 +177,17 @@ impl Service {
                 } else {
                     caught_up_since = None;
                 }
+            }
+            self.producer.poll();
+            // Alerts Kafka does not take pile up in memory: past a bound, reading waits.
+            if self.producer.pending() > MAX_PENDING_OUTPUTS {
+                std::thread::sleep(Duration::from_millis(50));
+                if last_commit.elapsed() >= commit_every {
+                    last_commit = Instant::now();
+                    self.commit()?;
+                    self.publish_metrics();
+                }
+                continue;
             }
             match self.batches.recv(Duration::from_millis(50)) {
                 Ok(Some(batch)) => {

@@ -1,13 +1,15 @@
 //! Publishing: verdicts as alerts, undecodable records as dead letters with their
-//! coordinates.
+//! coordinates. Both go to the outbox, which keeps them until Kafka acknowledged them.
 
-use anyhow::Context;
-use cdc_verifier_core::verdict::{Divergence, Kind};
+use std::time::Duration;
+
+use cdc_verifier_core::verdict::{Divergence, Kind, PoisonInfo};
 use cdc_verifier_kafka::batches::Rec;
-use cdc_verifier_kafka::produce::OutRecord;
+use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
 use super::alerts;
 use super::state::{Service, wall_ms};
+use crate::clients;
 
 impl Service {
     pub(super) fn publish_new(&mut self) -> anyhow::Result<()> {
@@ -19,45 +21,81 @@ impl Service {
                 tracing::warn!(key = %d.key(), "{}", d.summary());
             }
             let (k, v) = self.codec.encode(d, wall_ms())?;
-            self.producer
-                .send_record(&OutRecord {
-                    topic: &self.cfg.alerts.topic,
-                    partition: None,
-                    timestamp_ms: None,
-                    key: Some(&k),
-                    value: Some(&v),
-                    headers: &[],
-                })
-                .context("cannot enqueue an alert")?;
-            self.published += 1;
+            self.producer.push(Outgoing {
+                output: Output::Alert,
+                topic: self.cfg.alerts.topic.clone(),
+                timestamp_ms: None,
+                key: Some(k),
+                value: Some(v),
+                headers: Vec::new(),
+            });
+            if let Some(p) = d.poison() {
+                let at = (p.topic.clone(), p.partition, p.offset);
+                if !self.dead_lettered_at_feed.remove(&at) {
+                    self.dead_letter_released(p);
+                }
+            }
         }
         Ok(())
     }
 
+    /// Dead-letters a record fed just now, with its bytes.
     pub(super) fn dead_letter(
         &mut self,
         rec: &Rec,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         d: &Divergence,
-    ) -> anyhow::Result<()> {
+    ) {
         let topic = &self.topic_names[rec.topic as usize];
         let error = d
             .poison()
             .map(|p| p.error.as_str())
             .unwrap_or("undecodable");
         let headers = alerts::dead_letter_headers(topic, rec.partition, rec.offset, error);
-        self.producer
-            .send_record(&OutRecord {
-                topic: &self.cfg.alerts.dead_letter_topic,
-                partition: None,
-                timestamp_ms: Some(rec.timestamp_ms),
-                key,
-                value,
-                headers: &headers,
-            })
-            .context("cannot enqueue an alert")?;
-        self.dead_lettered += 1;
-        Ok(())
+        self.dead_lettered_at_feed
+            .insert((topic.clone(), rec.partition, rec.offset));
+        self.producer.push(Outgoing {
+            output: Output::DeadLetter,
+            topic: self.cfg.alerts.dead_letter_topic.clone(),
+            timestamp_ms: Some(rec.timestamp_ms),
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers: headers.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+        });
+    }
+
+    /// Dead-letters a record found undecodable when the engine released it from parking: the
+    /// engine no longer holds its bytes, so they are read back from its partition (not yet
+    /// committed past it); failing that, it goes by its coordinates only.
+    fn dead_letter_released(&mut self, p: &PoisonInfo) {
+        let kafka = clients::kafka_settings(&self.cfg);
+        let found = match kafka.read_one(&p.topic, p.partition, p.offset, Duration::from_secs(10)) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.partition, offset = p.offset, error = %e, "cannot read an undecodable record back: dead-lettering it by its coordinates");
+                None
+            }
+        };
+        let mut headers: Vec<(String, String)> =
+            alerts::dead_letter_headers(&p.topic, p.partition, p.offset, &p.error)
+                .map(|(k, v)| (k.to_owned(), v))
+                .to_vec();
+        if found.is_none() {
+            headers.push(("cdc-verifier.bytes".into(), "unavailable".into()));
+        }
+        let found = found.unwrap_or(cdc_verifier_kafka::consume::FoundRecord {
+            timestamp_ms: None,
+            key: None,
+            value: None,
+        });
+        self.producer.push(Outgoing {
+            output: Output::DeadLetter,
+            topic: self.cfg.alerts.dead_letter_topic.clone(),
+            timestamp_ms: found.timestamp_ms,
+            key: found.key,
+            value: found.value,
+            headers,
+        });
     }
 }

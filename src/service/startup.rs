@@ -12,7 +12,8 @@ use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::batches::Batches;
 use cdc_verifier_kafka::consume::{KafkaSettings, until_settled};
 use cdc_verifier_kafka::end_offsets::EndOffsets;
-use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer};
+use cdc_verifier_kafka::outbox::Outbox;
+use cdc_verifier_kafka::produce::ProducerSettings;
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_kafka::source::RegistrySource;
 
@@ -87,7 +88,7 @@ impl Service {
             .register(&format!("{}-value", cfg.alerts.topic), alerts::VALUE_SCHEMA)
             .context("cannot register the divergence schema")?;
         let codec = alerts::AlertCodec::new(value_id, key_id, cfg.instance());
-        let producer = RecordProducer::new(&ProducerSettings::alerts(&kafka))
+        let producer = Outbox::new(&ProducerSettings::alerts(&kafka))
             .context("cannot create the alert producer")?;
 
         // Assign every partition at its committed offset (the beginning when none).
@@ -167,8 +168,12 @@ impl Service {
             batches,
             retry_at: None,
             backoff: Duration::from_millis(cfg.registry.retry_initial_ms),
-            published: 0,
-            dead_lettered: 0,
+            dead_lettered_at_feed: Default::default(),
+            frontiers: Default::default(),
+            commit_failing: None,
+            commit_retry_at: None,
+            commit_backoff: Duration::from_millis(500),
+            commit_failures: 0,
             commits: 0,
             max_record_ts: i64::MIN,
             max_record_seen: Instant::now(),

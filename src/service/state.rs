@@ -1,7 +1,7 @@
 //! What the verification loop keeps: the verifier, the Kafka clients, and per partition how
 //! far it was read, fed and committed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::ffi::CString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cdc_verifier_kafka::batches::{Batches, Rec};
 use cdc_verifier_kafka::consume::Consumer;
 use cdc_verifier_kafka::end_offsets::EndOffsets;
-use cdc_verifier_kafka::produce::RecordProducer;
+use cdc_verifier_kafka::outbox::Outbox;
 use cdc_verifier_kafka::source::RegistrySource;
 
 use super::alerts::AlertCodec;
@@ -35,8 +35,8 @@ pub(super) struct Service {
     pub verifier: Verifier,
     pub src: RegistrySource,
     pub codec: AlertCodec,
-    /// Alerts and dead letters.
-    pub producer: RecordProducer,
+    /// Alerts and dead letters, each kept until Kafka acknowledged it.
+    pub producer: Outbox,
     pub consumer: Consumer,
     pub topic_names: Vec<String>,
     pub topic_cnames: Vec<CString>,
@@ -48,8 +48,18 @@ pub(super) struct Service {
     pub batches: Batches,
     pub retry_at: Option<Instant>,
     pub backoff: Duration,
-    pub published: u64,
-    pub dead_lettered: u64,
+    /// Poison records dead-lettered as they were fed, by (topic, partition, offset), until
+    /// their verdict is published; a poison verdict not among them is of a parked record
+    /// released later.
+    pub dead_lettered_at_feed: HashSet<(String, u32, i64)>,
+    /// What could be committed at each commit tick, oldest first: committed once every
+    /// alert and dead letter published before it was acknowledged.
+    pub frontiers: VecDeque<Frontier>,
+    /// The commit failure in progress (the first error, since when) and the next try.
+    pub commit_failing: Option<(String, Instant)>,
+    pub commit_retry_at: Option<Instant>,
+    pub commit_backoff: Duration,
+    pub commit_failures: u64,
     pub commits: u64,
     pub max_record_ts: i64,
     /// When the newest record time last moved.
@@ -87,6 +97,16 @@ impl Service {
         let i = base + partition as usize;
         (i < next).then_some(i)
     }
+}
+
+/// The offsets settled at one commit tick, with the checkpoint beside them.
+pub(super) struct Frontier {
+    /// The outbox's next sequence number then: every output numbered below it must be
+    /// acknowledged before these offsets are committed.
+    pub seq: u64,
+    /// Per partition (in `partitions` order), the offset below which every record is settled.
+    pub offsets: Vec<i64>,
+    pub checkpoint: String,
 }
 
 /// The wall clock (ms since the epoch).

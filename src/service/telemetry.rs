@@ -135,8 +135,10 @@ impl Service {
         s.record_age_ms =
             [0.5, 0.9, 0.99, 1.0].map(|q| (q, self.record_age_recent.value_at_quantile(q)));
         s.late_records = e.late_records();
-        s.dead_lettered = self.dead_lettered;
-        s.alerts_published = self.published;
+        s.outputs = self.producer.stats();
+        s.degraded_delivery = self.producer.failing().is_some();
+        s.degraded_commit = self.commit_failing.is_some();
+        s.commit_failures = self.commit_failures;
         s.commits = self.commits;
         self.metrics.publish(s);
         self.record_age_recent.reset();

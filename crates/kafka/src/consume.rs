@@ -117,6 +117,61 @@ impl KafkaSettings {
     }
 }
 
+/// One record read back by its coordinates.
+#[derive(Clone, Debug)]
+pub struct FoundRecord {
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl KafkaSettings {
+    /// Reads the record at `offset` of a partition with a consumer of its own (no group, no
+    /// commits); `None` when the partition no longer holds it.
+    pub fn read_one(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        timeout: Duration,
+    ) -> Result<Option<FoundRecord>, ConsumeError> {
+        let c: BaseConsumer = self
+            .config_with(&[
+                ("group.id", "cdc-verifier-read-one"),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+                ("isolation.level", "read_committed"),
+            ])
+            .create()?;
+        {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset))?;
+            c.assign(&tpl)?;
+        }
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) if m.offset() == offset => {
+                    return Ok(Some(FoundRecord {
+                        timestamp_ms: m.timestamp().to_millis(),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                    }));
+                }
+                Some(Ok(m)) if m.offset() > offset => return Ok(None),
+                Some(Ok(_)) => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        Err(ConsumeError::Kafka(KafkaError::MessageConsumption(
+            RDKafkaErrorCode::OperationTimedOut,
+        )))
+    }
+}
+
 /// A consumer that owns its offsets (see [`KafkaSettings::consumer`]). Clones share one
 /// client: the batch reader, the end-offsets reader and the verification loop each hold one.
 #[derive(Clone)]

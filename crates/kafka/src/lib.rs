@@ -6,6 +6,7 @@ pub mod batches;
 pub mod consume;
 pub mod end_offsets;
 mod ffi;
+pub mod outbox;
 pub mod produce;
 pub mod registry;
 pub mod source;

@@ -1,5 +1,5 @@
-//! Producing records fast: the simulator's pre-partitioned, pre-timestamped records and the
-//! service's alerts and dead letters.
+//! Producing records fast: the simulator's pre-partitioned, pre-timestamped records; and the
+//! producer settings the service's outbox (see [`crate::outbox`]) starts from.
 //!
 //! The caller decides partition and CreateTime of a record when it wants to (the simulator
 //! reproduces what a Debezium connector would write); this module only moves bytes: an
@@ -88,7 +88,7 @@ impl ProducerSettings {
         }
     }
 
-    fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("enable.idempotence", "true")
