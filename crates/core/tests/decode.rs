@@ -48,7 +48,7 @@ impl Fixture {
         role: Role<'_>,
         key: Option<&[u8]>,
         value: &[u8],
-    ) -> Result<Read, Poison> {
+    ) -> Result<(Read, Decoded), Poison> {
         let at = At {
             topic,
             partition: 0,
@@ -58,16 +58,18 @@ impl Fixture {
             role,
         };
         let src: &mut dyn SchemaSource = &mut self.src;
+        let mut out = Decoded::EMPTY;
         self.dec
-            .decode(&at, key, value, src)
+            .decode(&at, key, value, src, &mut out)
             .expect("the memory source always answers")
+            .map(|read| (read, out))
     }
 }
 
-fn event(r: Result<Read, Poison>) -> Decoded {
+fn event(r: Result<(Read, Decoded), Poison>) -> Decoded {
     match r {
-        Ok(Read::Event(d)) => d,
-        Ok(Read::Ahead { .. }) => panic!("read as ahead"),
+        Ok((Read::Event, d)) => d,
+        Ok((Read::Ahead, _)) => panic!("read as ahead"),
         Err(e) => panic!("poison: {e}"),
     }
 }
@@ -116,7 +118,7 @@ fn a_replica_reads_with_the_primarys_schema_once_the_primary_has_passed() {
     );
     assert!(matches!(
         ahead,
-        Ok(Read::Ahead { position, op: Op::Create }) if position == primary.event.position
+        Ok((Read::Ahead, d)) if d.event.position == primary.event.position && d.event.op == Op::Create
     ));
     let d = event(f.decode(
         1,
@@ -219,12 +221,14 @@ fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_
     // Unavailable: the record is offered again later, never poison.
     let e = f
         .dec
-        .decode(&at, Some(&k), &v, &mut src)
+        .decode(&at, Some(&k), &v, &mut src, &mut Decoded::EMPTY)
         .err()
         .expect("unavailable");
     assert_eq!(e.id, ids.v1);
     src.down = false;
-    event(f.dec.decode(&at, Some(&k), &v, &mut src).expect("answers"));
+    let mut out = Decoded::EMPTY;
+    let read = f.dec.decode(&at, Some(&k), &v, &mut src, &mut out);
+    event(read.expect("answers").map(|r| (r, out)));
     assert_eq!(
         src.asked,
         vec![

@@ -329,6 +329,7 @@ impl ConfluentAvro {
         (vid, datum): (u32, &[u8]),
         (kid, kdatum): (u32, &[u8]),
         src: &mut dyn SchemaSource,
+        out: &mut Decoded,
     ) -> Result<Result<Read, Poison>, SchemaUnavailable> {
         // Writer schema and the reference it is read with: the primary's own; a replica's is
         // the primary's schema in effect at the event's position, known once the primary's
@@ -346,17 +347,14 @@ impl ConfluentAvro {
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let mut ev = Event::EMPTY;
+        let ev = &mut out.event;
         let c = cache.as_mut().expect("filled above");
-        if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, &mut ev) {
+        if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, ev) {
             return Ok(Err(Poison::Value(e)));
         }
         if let Role::Replica { refs, passed } = at.role {
             if ev.position > passed {
-                return Ok(Ok(Read::Ahead {
-                    position: ev.position,
-                    op: ev.op,
-                }));
+                return Ok(Ok(Read::Ahead));
             }
             let rid = reference_at(refs, ev.position).unwrap_or(vid);
             if rid != c.rid {
@@ -366,7 +364,7 @@ impl ConfluentAvro {
                     Err(e) => return Ok(Err(e)),
                 }
                 let c = cache.as_mut().expect("filled above");
-                if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, &mut ev) {
+                if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, ev) {
                     return Ok(Err(Poison::Value(e)));
                 }
             }
@@ -392,15 +390,13 @@ impl ConfluentAvro {
         } else {
             None
         };
-        Ok(Ok(Read::Event(Decoded {
-            event: ev,
-            key_hash: key_hash(at.seed, key_bytes),
-            leading,
-            schema: vid,
-            reference: c.rid,
-            key_schema: k.rid,
-            drift: c.drift,
-        })))
+        out.key_hash = key_hash(at.seed, key_bytes);
+        out.leading = leading;
+        out.schema = vid;
+        out.reference = c.rid;
+        out.key_schema = k.rid;
+        out.drift = c.drift;
+        Ok(Ok(Read::Event))
     }
 }
 
@@ -425,6 +421,7 @@ impl Decoder for ConfluentAvro {
         key: Option<&[u8]>,
         value: &[u8],
         src: &mut (dyn SchemaSource + '_),
+        out: &mut Decoded,
     ) -> Result<Result<Read, Poison>, SchemaUnavailable> {
         let value = match wire::split(value) {
             Ok(x) => x,
@@ -442,7 +439,7 @@ impl Decoder for ConfluentAvro {
         let (ti, pi) = (at.topic as usize, at.partition as usize);
         self.last = (at.topic, at.partition);
         let mut cache = self.topics[ti].parts[pi].take();
-        let result = self.decode_with(at, &mut cache, value, key, src);
+        let result = self.decode_with(at, &mut cache, value, key, src, out);
         self.topics[ti].parts[pi] = cache;
         result
     }

@@ -10,7 +10,7 @@ pub mod confluent_avro;
 pub use confluent_avro::{ConfluentAvro, Poison};
 
 use crate::avro::FieldDiff;
-use crate::digest::{Op, RowHasher};
+use crate::digest::RowHasher;
 use crate::engine::{TableId, TopicId};
 use crate::envelope::{Event, Position};
 
@@ -50,15 +50,15 @@ pub enum Role<'a> {
     },
 }
 
-/// A record decoded, or one that must wait to be.
+/// What became of a record given to [`Decoder::decode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    Event(Decoded),
+    /// The event was decoded: all of [`Decoded`] is set.
+    Event,
     /// A replica's event beyond the primary's watermark: the schema to read it with is not
-    /// known yet. Offer it again once the primary has passed `position`.
-    Ahead {
-        position: Position,
-        op: Op,
-    },
+    /// known yet. Only the event's position and operation are set; offer it again once the
+    /// primary has passed that position.
+    Ahead,
 }
 
 /// One change event, as the engine verifies it.
@@ -80,6 +80,19 @@ pub struct Decoded {
     pub drift: bool,
 }
 
+impl Decoded {
+    /// Nothing decoded yet: what [`Decoder::decode`] writes into.
+    pub const EMPTY: Decoded = Decoded {
+        event: Event::EMPTY,
+        key_hash: 0,
+        leading: None,
+        schema: 0,
+        reference: 0,
+        key_schema: 0,
+        drift: false,
+    };
+}
+
 /// The last event's key and row as their reference schemas read them, for naming the keys
 /// that differ.
 pub struct Kept {
@@ -98,14 +111,19 @@ pub trait Decoder {
     /// Makes topic `topic` (ids in the order topics are added) known, with its partitions.
     fn add_topic(&mut self, topic: TopicId, name: &str, partitions: u32);
 
-    /// Decodes one record's key and value (a tombstone never comes here). `Err` only when a
-    /// schema cannot be fetched now: the record is offered again later.
+    /// Decodes one record's key and value (a tombstone never comes here) into `out`, which
+    /// starts as [`Decoded::EMPTY`]. `Err` only when a schema cannot be fetched now: the record
+    /// is offered again later.
+    ///
+    /// (An out-parameter rather than a returned value: the event is large, and this is the
+    /// hottest call of the engine.)
     fn decode(
         &mut self,
         at: &At<'_>,
         key: Option<&[u8]>,
         value: &[u8],
         src: &mut Self::Source<'_>,
+        out: &mut Decoded,
     ) -> Result<Result<Read, Self::Poison>, SchemaUnavailable>;
 
     /// The key and row of the event [`decode`](Self::decode) returned last, from the same

@@ -129,18 +129,19 @@ impl<D: Decoder> Engine<D> {
                 }
             },
         };
-        let read = self.decoder.decode(&at, rec.key, value, src);
+        let mut d = Decoded::EMPTY;
+        let read = self.decoder.decode(&at, rec.key, value, src, &mut d);
         self.stats.schema_fetches = self.decoder.fetches();
-        let ev = match read? {
-            Ok(Read::Event(ev)) => ev,
-            Ok(Read::Ahead { position, op }) => {
-                self.note_change(rec, stream, op);
-                return Ok(self.park(rec, position));
+        match read? {
+            Ok(Read::Event) => {}
+            Ok(Read::Ahead) => {
+                self.note_change(rec, stream, d.event.op);
+                return Ok(self.park(rec, d.event.position));
             }
             Err(e) => return Ok(self.poison(rec, e.to_string())),
-        };
-        self.note_change(rec, stream, ev.event.op);
-        Ok(self.verify(rec, stream, table, &ev))
+        }
+        self.note_change(rec, stream, d.event.op);
+        Ok(self.verify(rec, stream, table, &d))
     }
 
     /// A change (not a snapshot read) marks its partition and stream as past their snapshots.
