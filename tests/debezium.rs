@@ -536,7 +536,17 @@ fn real_debezium_on_real_replication() {
     live.alive(dir.path());
     let a = wait_alerts(&alerts_topic("live"), 1, "tamper");
     let mism = of_kind(&a, "DataMismatch");
-    assert_eq!((a.len(), mism.len()), (1, 1), "tamper: {:#?}", summary(&a));
+    if (a.len(), mism.len()) != (1, 1) {
+        dump_topics("tamper");
+    }
+    assert_eq!(
+        (a.len(), mism.len()),
+        (1, 1),
+        "tamper: {:#?}\n{}\nlog: {}",
+        summary(&a),
+        serde_json::to_string_pretty(&a).unwrap(),
+        live_log_tail(dir.path())
+    );
     assert_eq!(
         opt(mism[0], "table").and_then(Json::as_str),
         Some("customers")
@@ -745,6 +755,16 @@ fn catch_up(dir: &Path, name: &str) -> Vec<Json> {
         String::from_utf8_lossy(&out.stderr)
     );
     alerts(&alerts_topic(name))
+}
+
+/// With `CDC_VERIFIER_TEST_DUMP=DIR`: every record of the CDC topics, for a failure to be
+/// studied after the databases are gone.
+fn dump_topics(what: &str) {
+    if let Ok(dir) = std::env::var("CDC_VERIFIER_TEST_DUMP") {
+        let dir = Path::new(&dir).join(format!("{what}-{}", run_id()));
+        script("debezium", &["dump", dir.to_str().unwrap()]);
+        eprintln!("{what}: the CDC topics are in {}", dir.display());
+    }
 }
 
 fn live_log_tail(dir: &Path) -> String {

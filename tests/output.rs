@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, AlterConfig, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -146,14 +146,6 @@ fn read_all(topic: &str) -> Vec<OwnedMessage> {
     support::poll_for(&c, Duration::from_secs(4))
 }
 
-fn header(m: &OwnedMessage, key: &str) -> Option<String> {
-    m.headers()?
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
@@ -282,17 +274,26 @@ fn a_poison_record_larger_than_the_producer_allows_is_dead_lettered_truncated() 
     let dlq = read_all(&run.dlq);
     assert_eq!(dlq.len(), 1, "one dead letter");
     let m = &dlq[0];
-    assert_eq!(header(m, "cdc-verifier.truncated").as_deref(), Some("true"));
     assert_eq!(
-        header(m, "cdc-verifier.original-size").as_deref(),
+        support::header(m, "cdc-verifier.truncated").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        support::header(m, "cdc-verifier.original-size").as_deref(),
         Some("500000")
     );
     assert_eq!(
-        header(m, "cdc-verifier.topic").as_deref(),
+        support::header(m, "cdc-verifier.topic").as_deref(),
         Some(&primary[..])
     );
-    assert_eq!(header(m, "cdc-verifier.partition").as_deref(), Some("1"));
-    assert_eq!(header(m, "cdc-verifier.offset"), Some(at.to_string()));
+    assert_eq!(
+        support::header(m, "cdc-verifier.partition").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        support::header(m, "cdc-verifier.offset"),
+        Some(at.to_string())
+    );
     let v = m.payload().unwrap();
     assert!(v.len() < 200_000 && v.len() > 100_000, "{}", v.len());
     assert_eq!(v, &big[..v.len()], "the record's first bytes");
@@ -351,13 +352,13 @@ fn a_poison_record_released_from_parking_is_dead_lettered_and_alerted() {
     let dlq = read_all(&run.dlq);
     let letter = dlq
         .iter()
-        .find(|m| header(m, "cdc-verifier.offset") == Some(at.to_string()))
+        .find(|m| support::header(m, "cdc-verifier.offset") == Some(at.to_string()))
         .unwrap_or_else(|| panic!("no dead letter for {replica} [0] @ {at}: {log}"));
     assert_eq!(
-        header(letter, "cdc-verifier.topic").as_deref(),
+        support::header(letter, "cdc-verifier.topic").as_deref(),
         Some(&replica[..])
     );
-    assert!(header(letter, "cdc-verifier.error").is_some());
+    assert!(support::header(letter, "cdc-verifier.error").is_some());
     assert_eq!(letter.payload(), Some(&value[..]), "the record's bytes");
     assert_eq!(letter.key(), Some(&key[..]));
 }

@@ -12,29 +12,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value;
-use cdc_verifier_core::KeyRanges;
-use cdc_verifier_core::digest::{key_hash, table_seed};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use serde_json::Value as Json;
+use support::verdicts::{Alert, alerts, faults, range_of, read_all, score};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
-
-/// One verdict as read back from the alert topic.
-#[derive(Debug, Clone)]
-struct Alert {
-    kind: String,
-    replica: String,
-    table: Option<String>,
-    range: Option<u64>,
-    window: Option<(i64, u64, u64)>,
-    expected_version: Option<i64>,
-    actual_version: Option<i64>,
-    fields: Vec<(String, String)>,
-    poison: Option<(String, i32, i64)>,
-    key: Vec<u8>,
-}
 
 /// The tests of this file run side by side, except the one that measures how soon live
 /// traffic is verified: on a small host, a verifier and a simulator of another test beside it
@@ -48,101 +31,6 @@ fn side_by_side() -> RwLockReadGuard<'static, ()> {
 
 fn alone() -> RwLockWriteGuard<'static, ()> {
     TURNS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    match v {
-        Value::Record(f) => {
-            &f.iter()
-                .find(|(n, _)| n == name)
-                .unwrap_or_else(|| panic!("no field {name}"))
-                .1
-        }
-        other => panic!("not a record: {other:?}"),
-    }
-}
-
-fn unwrap_union(v: &Value) -> Option<&Value> {
-    match v {
-        Value::Union(_, b) if **b == Value::Null => None,
-        Value::Union(_, b) => Some(b),
-        Value::Null => None,
-        other => Some(other),
-    }
-}
-
-fn as_str(v: &Value) -> String {
-    match v {
-        Value::String(s) | Value::Enum(_, s) => s.clone(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
-fn as_long(v: &Value) -> i64 {
-    match v {
-        Value::Long(l) => *l,
-        Value::Int(i) => *i as i64,
-        other => panic!("not a long: {other:?}"),
-    }
-}
-
-fn decode_alert(key: &[u8], value: &[u8]) -> Alert {
-    let schema =
-        apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
-    let (_, datum) = support::confluent_unframe(value);
-    let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None)
-        .expect("alerts decode with the published schema");
-    let schema_info = unwrap_union(field(&v, "schema"));
-    Alert {
-        kind: as_str(field(&v, "kind")),
-        replica: as_str(field(&v, "replica")),
-        table: unwrap_union(field(&v, "table")).map(as_str),
-        range: unwrap_union(field(&v, "range")).map(|r| as_long(r) as u64),
-        window: unwrap_union(field(&v, "window")).map(|w| {
-            (
-                as_long(field(w, "id")),
-                as_long(field(w, "first_position")) as u64,
-                as_long(field(w, "last_position")) as u64,
-            )
-        }),
-        expected_version: schema_info
-            .and_then(|s| unwrap_union(field(s, "expected_version")))
-            .map(as_long),
-        actual_version: schema_info
-            .and_then(|s| unwrap_union(field(s, "actual_version")))
-            .map(as_long),
-        fields: schema_info
-            .map(|s| match field(s, "fields") {
-                Value::Array(items) => items
-                    .iter()
-                    .map(|f| (as_str(field(f, "change")), as_str(field(f, "field"))))
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .unwrap_or_default(),
-        poison: unwrap_union(field(&v, "poison")).map(|p| {
-            (
-                as_str(field(p, "topic")),
-                as_long(field(p, "partition")) as i32,
-                as_long(field(p, "offset")),
-            )
-        }),
-        key: key.to_vec(),
-    }
-}
-
-/// Every record of `topic`, from the beginning until it has been quiet for a while.
-fn read_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
-    let c = support::consumer(&support::unique_name("reader"), "read_committed");
-    c.subscribe(&[topic]).unwrap();
-    support::poll_for(&c, Duration::from_secs(4))
-}
-
-fn alerts(topic: &str) -> Vec<Alert> {
-    read_all(topic)
-        .iter()
-        .map(|m| decode_alert(m.key().unwrap(), m.payload().unwrap()))
-        .collect()
 }
 
 struct Run {
@@ -251,27 +139,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn range_of(table: &str, key: &Json) -> u64 {
-    // The canonical key is the Avro encoding of the key record's fields, all longs here.
-    let mut bytes = Vec::new();
-    for (_, v) in key.as_object().expect("keys are records") {
-        cdc_verifier_core::avro::reader::write_long(
-            &mut bytes,
-            v.as_i64().expect("integer key fields"),
-        );
-    }
-    KeyRanges::default().range(key_hash(table_seed(table), &bytes), None)
-}
-
-fn faults(m: &Json) -> Vec<&Json> {
-    m["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| !f["benign"].as_bool().unwrap())
-        .collect()
 }
 
 #[test]
@@ -383,81 +250,13 @@ fn every_fault_of_the_manifest_is_reported_and_nothing_else() {
 }
 
 fn check_faults_covered(m: &Json, a: &[Alert]) {
-    let fs = faults(m);
-    for f in &fs {
-        let (kind, replica) = (f["kind"].as_str().unwrap(), f["replica"].as_str().unwrap());
-        let table = f["table"].as_str();
-        let covered = match kind {
-            "schema_drift" if f["detail"].as_str().unwrap_or("").contains("value lost") => {
-                a.iter().any(|x| {
-                    x.kind == "DataMismatch"
-                        && x.replica == replica
-                        && x.table.as_deref() == table
-                        && x.range == Some(range_of(table.unwrap(), &f["key"]))
-                })
-            }
-            "schema_drift" => a.iter().any(|x| {
-                x.kind == "SchemaDrift" && x.replica == replica && x.table.as_deref() == table
-            }),
-            "dropped" | "corrupted" | "extra" | "reordered" => a.iter().any(|x| {
-                x.kind == "DataMismatch"
-                    && x.replica == replica
-                    && x.table.as_deref() == table
-                    && x.range == Some(range_of(table.unwrap(), &f["key"]))
-            }),
-            "lag" => a
-                .iter()
-                .any(|x| x.kind == "ReplicaLag" && x.replica == replica),
-            "silent" => a.iter().any(|x| {
-                x.kind == "StreamSilent"
-                    && x.replica == replica
-                    && (table.is_none() || x.table.as_deref() == table)
-            }),
-            "poison" => a.iter().any(|x| {
-                x.kind == "PoisonEvent"
-                    && x.poison.as_ref().is_some_and(|(t, p, o)| {
-                        Some(t.as_str()) == f["topic"].as_str()
-                            && Some(*p as i64) == f["partition"].as_i64()
-                            && Some(*o) == f["offset"].as_i64()
-                    })
-            }),
-            other => panic!("unknown fault kind {other}"),
-        };
-        assert!(covered, "fault not reported: {f}");
-    }
-    // No divergence without a fault behind it.
-    for x in a.iter().filter(|x| x.kind != "Recovered") {
-        let explained = fs.iter().any(|f| {
-            let same = f["replica"].as_str() == Some(x.replica.as_str());
-            let table = f["table"].as_str();
-            match (x.kind.as_str(), f["kind"].as_str().unwrap()) {
-                (
-                    "DataMismatch",
-                    "dropped" | "corrupted" | "extra" | "reordered" | "schema_drift",
-                ) => {
-                    same && x.table.as_deref() == table
-                        && f["key"].is_object()
-                        && x.range == Some(range_of(table.unwrap(), &f["key"]))
-                }
-                // A replica table that stops is first seen as missing rows, then as silent.
-                ("DataMismatch", "silent") => {
-                    same && x.table.as_deref() == table
-                        && x.window.is_some_and(|(_, _, hi)| {
-                            f["position"].as_u64().is_none_or(|p| hi >= p)
-                        })
-                }
-                ("SchemaDrift", "schema_drift")
-                | ("ReplicaLag", "lag" | "silent")
-                | ("StreamSilent", "silent" | "lag") => same,
-                ("PoisonEvent", "poison") => x
-                    .poison
-                    .as_ref()
-                    .is_some_and(|(_, _, o)| Some(*o) == f["offset"].as_i64()),
-                _ => false,
-            }
-        });
-        assert!(explained, "a divergence no fault explains: {x:?}");
-    }
+    let s = score(m, a);
+    assert!(s.missed.is_empty(), "faults not reported: {:#?}", s.missed);
+    assert!(
+        s.unexplained.is_empty(),
+        "divergences no fault explains: {:#?}",
+        s.unexplained
+    );
 }
 
 /// (kind, replica, table, range, window) of an alert.

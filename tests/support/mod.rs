@@ -14,6 +14,8 @@
 //! and drop it before the consumer.
 #![allow(dead_code)]
 
+pub mod verdicts;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,16 +38,32 @@ pub const SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Content type of the Confluent schema-registry API.
 pub const REGISTRY_CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// Services a test binary started for itself (see [`use_services`]), instead of the shared ones.
+static OWN: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Points every helper of this test binary at a broker and registry of its own (a suite that
+/// kills them must not take the shared ones down).
+pub fn use_services(bootstrap: &str, registry: &str) {
+    OWN.set((bootstrap.to_owned(), registry.to_owned()))
+        .expect("a test binary uses one pair of its own");
+}
+
 /// The Kafka bootstrap servers of the test broker.
 pub fn bootstrap() -> String {
-    env_or("CDC_VERIFIER_TEST_BOOTSTRAP", DEFAULT_BOOTSTRAP)
+    match OWN.get() {
+        Some((b, _)) => b.clone(),
+        None => env_or("CDC_VERIFIER_TEST_BOOTSTRAP", DEFAULT_BOOTSTRAP),
+    }
 }
 
 /// The base URL of the Confluent-compatible schema-registry API (no trailing slash).
 pub fn registry_url() -> String {
-    env_or("CDC_VERIFIER_TEST_REGISTRY", DEFAULT_REGISTRY)
-        .trim_end_matches('/')
-        .to_owned()
+    match OWN.get() {
+        Some((_, r)) => r.clone(),
+        None => env_or("CDC_VERIFIER_TEST_REGISTRY", DEFAULT_REGISTRY),
+    }
+    .trim_end_matches('/')
+    .to_owned()
 }
 
 fn env_or(key: &str, default: &str) -> String {
@@ -397,4 +415,14 @@ pub fn poll_for(c: &BaseConsumer, dur: Duration) -> Vec<OwnedMessage> {
         }
     }
     out
+}
+
+/// A record header's value, as text.
+pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    m.headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
