@@ -219,14 +219,14 @@ fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_
         role: Role::Primary,
     };
     // Unavailable: the record is offered again later, never poison.
+    let mut out = Decoded::EMPTY;
     let e = f
         .dec
-        .decode(&at, Some(&k), &v, &mut src, &mut Decoded::EMPTY)
+        .decode(&at, Some(&k), &v, &mut src, &mut out)
         .err()
         .expect("unavailable");
     assert_eq!(e.id, ids.v1);
     src.down = false;
-    let mut out = Decoded::EMPTY;
     let read = f.dec.decode(&at, Some(&k), &v, &mut src, &mut out);
     event(read.expect("answers").map(|r| (r, out)));
     assert_eq!(
