@@ -11,6 +11,10 @@ use super::alerts;
 use super::state::{Service, wall_ms};
 use crate::clients;
 
+/// A dead letter's header with the refused record's own timestamp (ms); the dead letter itself
+/// is stamped when it was dead-lettered.
+const TIMESTAMP_HEADER: &str = "cdc-verifier.timestamp";
+
 impl Service {
     pub(super) fn publish_new(&mut self) -> anyhow::Result<()> {
         let new: Vec<Divergence> = self.verifier.drain_new().to_vec();
@@ -52,16 +56,22 @@ impl Service {
             .poison()
             .map(|p| p.error.as_str())
             .unwrap_or("undecodable");
-        let headers = alerts::dead_letter_headers(topic, rec.partition, rec.offset, error);
+        let mut headers: Vec<(String, String)> =
+            alerts::dead_letter_headers(topic, rec.partition, rec.offset, error)
+                .map(|(k, v)| (k.to_owned(), v))
+                .to_vec();
+        headers.push((TIMESTAMP_HEADER.into(), rec.timestamp_ms.to_string()));
         self.dead_lettered_at_feed
             .insert((topic.clone(), rec.partition, rec.offset));
         self.producer.push(Outgoing {
             output: Output::DeadLetter,
             topic: self.cfg.alerts.dead_letter_topic.clone(),
-            timestamp_ms: Some(rec.timestamp_ms),
+            // Stamped now: stamped with the record's own time, a dead letter older than the
+            // topic's retention would be deleted at the broker's next retention check.
+            timestamp_ms: None,
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
-            headers: headers.map(|(k, v)| (k.to_owned(), v)).to_vec(),
+            headers,
         });
     }
 
@@ -81,8 +91,13 @@ impl Service {
             alerts::dead_letter_headers(&p.topic, p.partition, p.offset, &p.error)
                 .map(|(k, v)| (k.to_owned(), v))
                 .to_vec();
-        if found.is_none() {
-            headers.push(("cdc-verifier.bytes".into(), "unavailable".into()));
+        match &found {
+            Some(f) => {
+                if let Some(t) = f.timestamp_ms {
+                    headers.push((TIMESTAMP_HEADER.into(), t.to_string()));
+                }
+            }
+            None => headers.push(("cdc-verifier.bytes".into(), "unavailable".into())),
         }
         let found = found.unwrap_or(cdc_verifier_kafka::consume::FoundRecord {
             timestamp_ms: None,
@@ -92,7 +107,7 @@ impl Service {
         self.producer.push(Outgoing {
             output: Output::DeadLetter,
             topic: self.cfg.alerts.dead_letter_topic.clone(),
-            timestamp_ms: found.timestamp_ms,
+            timestamp_ms: None,
             key: found.key,
             value: found.value,
             headers,

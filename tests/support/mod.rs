@@ -426,3 +426,68 @@ pub fn header(m: &OwnedMessage, key: &str) -> Option<String> {
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+/// Every record of `topic` up to its end as of now, read partition by partition (not for a
+/// while: a group that takes long to join reads nothing in time). Committed records only.
+pub fn read_to_end(topic: &str) -> Vec<OwnedMessage> {
+    let c = consumer(&unique_name("to-end"), "read_committed");
+    let md = c
+        .fetch_metadata(Some(topic), SERVICE_TIMEOUT)
+        .unwrap_or_else(|e| panic!("metadata of {topic}: {e}"));
+    let Some(t) = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+    else {
+        return Vec::new();
+    };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = std::collections::BTreeMap::new();
+    for p in t.partitions() {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p.id(), SERVICE_TIMEOUT)
+            .unwrap_or_else(|e| panic!("watermarks of {topic}/{}: {e}", p.id()));
+        if hi > lo {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+            ends.insert(p.id(), hi);
+        }
+    }
+    if ends.is_empty() {
+        return Vec::new();
+    }
+    c.assign(&tpl).unwrap();
+    drop(tpl);
+    let deadline = Instant::now() + SERVICE_TIMEOUT;
+    let mut out = Vec::new();
+    let mut at: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    // (Transaction markers take offsets too: done once each partition's position reaches its
+    // end, whatever was read.)
+    while ends
+        .iter()
+        .any(|(p, hi)| at.get(p).copied().unwrap_or(-1) + 1 < *hi)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not read to its end in time"
+        );
+        match c.poll(Duration::from_millis(100)) {
+            None => {
+                let pos = c.position().unwrap();
+                for e in pos.elements() {
+                    if let rdkafka::Offset::Offset(o) = e.offset() {
+                        let seen = at.entry(e.partition()).or_insert(-1);
+                        *seen = (*seen).max(o - 1);
+                    }
+                }
+            }
+            Some(Ok(m)) => {
+                let seen = at.entry(m.partition()).or_insert(-1);
+                *seen = (*seen).max(m.offset());
+                out.push(m.detach());
+            }
+            Some(Err(e)) => panic!("consumer error on {topic}: {e}"),
+        }
+    }
+    out
+}

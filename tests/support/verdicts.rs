@@ -1,12 +1,9 @@
 //! Verdicts read back from an alert topic, and how they answer a simulator's manifest of
 //! injected faults.
 
-use std::time::Duration;
-
 use apache_avro::types::Value;
 use cdc_verifier_core::KeyRanges;
 use cdc_verifier_core::digest::{key_hash, table_seed};
-use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use serde_json::Value as Json;
 
@@ -23,6 +20,10 @@ pub struct Alert {
     pub fields: Vec<(String, String)>,
     pub poison: Option<(String, i32, i64)>,
     pub key: Vec<u8>,
+    /// For Recovered: the kind of episode that ended.
+    pub recovered: Option<String>,
+    /// Wall-clock time of publication.
+    pub emitted_at_ms: i64,
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
@@ -103,14 +104,14 @@ pub fn decode_alert(key: &[u8], value: &[u8]) -> Alert {
             )
         }),
         key: key.to_vec(),
+        recovered: unwrap_union(field(&v, "recovered")).map(as_str),
+        emitted_at_ms: as_long(field(&v, "emitted_at_ms")),
     }
 }
 
-/// Every record of `topic`, from the beginning until it has been quiet for a while.
+/// Every record of `topic`, to its end as of now.
 pub fn read_all(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
-    let c = super::consumer(&super::unique_name("reader"), "read_committed");
-    c.subscribe(&[topic]).unwrap();
-    super::poll_for(&c, Duration::from_secs(4))
+    super::read_to_end(topic)
 }
 
 pub fn alerts(topic: &str) -> Vec<Alert> {
