@@ -244,16 +244,26 @@ impl<D: Decoder> Engine<D> {
             )
             .collect();
         keys.sort_unstable_by_key(|(k, _)| *k);
+        let primary_last: Vec<(TableId, Position)> = pacc.table_last.clone();
         let mut mismatches = Vec::new();
         let mut recovered = Vec::new();
         for (k, pd) in keys {
+            // A silent replica table sent nothing: that is the StreamSilent verdict — unless it
+            // has since been heard from beyond the primary's last change of the table in this
+            // window (it is catching up): then what it lacks here is lost.
+            let silent_here = || {
+                self.table_silent(r, k.0)
+                    && primary_last
+                        .iter()
+                        .find(|(t, _)| *t == k.0)
+                        .is_none_or(|(_, last)| self.replica_table_pos(r, k.0) < *last)
+            };
             let Some(rd) = racc
                 .digests
                 .get(&k)
                 .copied()
-                .or_else(|| (!self.table_silent(r, k.0)).then(RangeDigest::default))
+                .or_else(|| (!silent_here()).then(RangeDigest::default))
             else {
-                // A silent replica table sent nothing: that is the StreamSilent verdict.
                 continue;
             };
             let div = &mut self.streams[r as usize].divergent;
@@ -280,11 +290,6 @@ impl<D: Decoder> Engine<D> {
         self.report_drift(r, window, &racc, out);
 
         let mismatch_tables: Vec<TableId> = mismatches.iter().map(|((t, _), _, _)| *t).collect();
-        let primary_last: Vec<(TableId, Position)> = self.streams[PRIMARY as usize]
-            .windows
-            .get(&w)
-            .map(|p| p.table_last.clone())
-            .unwrap_or_default();
         let confirmed = self.confirmed(r, window.last);
         for ((table, range), pd, rd) in mismatches {
             let mut m = self.mismatch((table, range), Some(window), &pd, &rd);
