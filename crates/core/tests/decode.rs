@@ -139,7 +139,7 @@ fn records_that_do_not_read_say_why() {
     let mut f = Fixture::new();
     let ids = register(&mut f.src, "primary");
     let (k, v) = wire_pair(&ids, &insert(1, 1), false);
-    let message = |r: Result<Read, Poison>| match r {
+    let message = |r: Result<(Read, Decoded), Poison>| match r {
         Err(e) => e.to_string(),
         Ok(_) => panic!("read"),
     };
