@@ -16,7 +16,7 @@ impl<D: Decoder> Engine<D> {
     /// A record rejected before the engine could read it (a JSON envelope that does not
     /// convert): counted and timed as one the engine found undecodable.
     pub fn reject(&mut self, rec: &Record<'_>, error: String) -> Ingested {
-        self.note_arrival(rec);
+        let rec = &self.note_arrival(rec);
         self.poison(rec, error)
     }
 
@@ -51,7 +51,7 @@ impl<D: Decoder> Engine<D> {
         rec: &Record<'_>,
         src: &mut D::Source<'_>,
     ) -> Result<Ingested, SchemaUnavailable> {
-        self.note_arrival(rec);
+        let rec = &self.note_arrival(rec);
         let r = self.ingest_record(rec, src);
         if let (Ok(_), Some(value)) = (&r, rec.value) {
             // Once per record: not again for a parked one released later, nor for one offered
@@ -66,7 +66,15 @@ impl<D: Decoder> Engine<D> {
     /// before what the partition was known to be complete through came later than the
     /// producers' skew allows — measured, so that the setting can be checked and the skew
     /// learned. (Only on arrival: a parked record released later arrived in time.)
-    pub(super) fn note_arrival(&mut self, rec: &Record<'_>) {
+    ///
+    /// Returns the record as the engine takes it: a record stamped in the future (see
+    /// [`Engine::in_future`]) with the stamp of the clock's reading instead.
+    #[inline]
+    pub(super) fn note_arrival<'a>(&mut self, rec: &Record<'a>) -> Record<'a> {
+        let mut rec = *rec;
+        if self.in_future(rec.timestamp_ms) {
+            rec.timestamp_ms = self.stamped_in_future(&rec);
+        }
         if rec.timestamp_ms > self.now_ms {
             self.now_ms = rec.timestamp_ms;
         }
@@ -76,7 +84,7 @@ impl<D: Decoder> Engine<D> {
         let topic = &mut self.topics[rec.topic as usize];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get(rec.partition as usize) else {
-            return;
+            return rec;
         };
         let complete_through = match part.progress {
             Progress::Reading | Progress::Ended => i64::MIN,
@@ -88,6 +96,7 @@ impl<D: Decoder> Engine<D> {
             self.stats.arrival_behind_max_ms = self.stats.arrival_behind_max_ms.max(behind);
             self.skew.note(behind, self.now_ms);
         }
+        rec
     }
 
     /// Decodes a record (arrived now, or parked and released) and verifies its event.
