@@ -141,7 +141,11 @@ impl<D: Decoder> Engine<D> {
         let mut d = Decoded::EMPTY;
         let read = self.decoder.decode(&at, rec.key, value, src, &mut d);
         self.stats.schema_fetches = self.decoder.fetches();
-        match read? {
+        let read = read?;
+        if read.is_ok() && self.cfg.origin_span.1.is_some() {
+            self.note_reach(rec, &d.event);
+        }
+        match read {
             Ok(Read::Event) => {}
             Ok(Read::Ahead) => {
                 self.note_change(rec, stream, d.event.op);
@@ -416,7 +420,7 @@ impl<D: Decoder> Engine<D> {
                 st.digest_hint = hint;
                 st.windows.entry(w).or_insert_with(|| WindowAcc {
                     digests: WindowDigests::with_capacity(hint),
-                    max_record_ms: i64::MIN,
+                    max_written_ms: i64::MIN,
                     ..WindowAcc::default()
                 })
             }
@@ -424,7 +428,11 @@ impl<D: Decoder> Engine<D> {
         acc.digests
             .entry((table, range))
             .add_hashed(ev.op, ehash, ev.before, ev.after);
-        acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
+        let lag_stamp = match self.cfg.lag_by {
+            LagBy::RecordTime => rec.timestamp_ms,
+            LagBy::CommitTime => ev.ts_ms,
+        };
+        acc.max_written_ms = acc.max_written_ms.max(lag_stamp);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
             acc.last_table = Some(table);

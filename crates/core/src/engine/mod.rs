@@ -26,6 +26,7 @@ mod config;
 mod confirm;
 mod drill;
 mod ingest;
+mod span;
 mod timeline;
 mod windows;
 
@@ -163,6 +164,9 @@ struct Part {
     window_cache: Option<(u64, i64, u64, u64)>,
     /// A record stamped in the future was found here (and said).
     future: bool,
+    /// With a span end: the highest position and the latest commit time of the events read
+    /// here (see `Engine::passed_span`).
+    span_reach: Option<(Position, i64)>,
 }
 
 struct Topic {
