@@ -13,6 +13,9 @@ pub const FORMAT: u32 = 1;
 const VERDICT_CONSISTENT: &str = "consistent";
 const VERDICT_DIVERGENT: &str = "divergent";
 const VERDICT_NOTHING: &str = "nothing_verified";
+/// Where to look when nothing was verified.
+const CHECK: &str = "check the topics (the streams' prefixes, --topic-prefix), the span \
+    (--from/--to are commit times, UTC), --offsets or the capture";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
@@ -22,7 +25,8 @@ pub struct Report {
     /// What was verified: a capture file, a Kafka time or offset window, or the demo.
     pub source: SourceInfo,
     /// `consistent` when no divergence was found, `divergent` when one was, and
-    /// `nothing_verified` when no event of any stream was: there was nothing to compare.
+    /// `nothing_verified` when no change event of any stream was: there was nothing to
+    /// compare.
     pub verdict: String,
     pub primary: String,
     pub streams: Vec<StreamSummary>,
@@ -125,9 +129,7 @@ impl Report {
     /// Why nothing was verified, and where to look: the error a command ends with then.
     pub fn nothing_to_compare(&self) -> String {
         format!(
-            "verified 0 events ({}): nothing to compare — check the topics (the streams' \
-             prefixes, --topic-prefix), the span (--from/--to are commit times, UTC), --offsets \
-             or the capture",
+            "verified 0 events ({}): nothing to compare — {CHECK}",
             self.source.description
         )
     }
@@ -294,7 +296,9 @@ pub fn build(
         });
     }
     let consistent = verdicts.iter().all(|d| d.kind() == Kind::Recovered);
-    let verified: u64 = streams.iter().map(|s| s.events + s.snapshot).sum();
+    // Changes, not snapshot reads: a snapshot is the starting state, and a span with no
+    // change in it was not verified however its streams began.
+    let verified: u64 = streams.iter().map(|s| s.events).sum();
     Report {
         format: FORMAT,
         generated_at: cdc_verifier_core::avro::json::format_millis(now_ms()),
@@ -339,7 +343,7 @@ pub fn summary_text(r: &Report) -> String {
         );
     }
     if r.nothing_verified() {
-        let _ = writeln!(s, "NOTHING VERIFIED: {}", r.nothing_to_compare());
+        let _ = writeln!(s, "NOTHING VERIFIED: nothing to compare — {CHECK}");
         for d in r.findings() {
             let _ = writeln!(s, "  {}", d.summary());
         }
