@@ -219,11 +219,11 @@ fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_
         role: Role::Primary,
     };
     // Unavailable: the record is offered again later, never poison.
+    let mut scratch = Decoded::EMPTY;
     let e = f
         .dec
-        .decode(&at, Some(&k), &v, &mut src, &mut Decoded::EMPTY)
-        .err()
-        .expect("unavailable");
+        .decode(&at, Some(&k), &v, &mut src, &mut scratch)
+        .expect_err("unavailable");
     assert_eq!(e.id, ids.v1);
     src.down = false;
     let mut out = Decoded::EMPTY;
