@@ -170,3 +170,45 @@ fn a_replay_of_a_span_with_no_commits_is_an_error_not_consistent() {
         assert_eq!(report["verdict"], "nothing_verified");
     }
 }
+
+#[test]
+fn the_end_of_a_replayed_span_is_the_newest_stamp_of_the_partitions_last_records() {
+    use rdkafka::producer::BaseRecord;
+    support::require_kafka();
+    let topic = support::unique_name("span-end");
+    support::create_topic(&topic, 3);
+    let p = support::idempotent_producer();
+    // Partition 0 ends at 3000, partition 1 holds an older stamp after a newer one (its last
+    // record counts, not its newest), partition 2 is empty.
+    for (partition, stamp) in [(0, 1000), (0, 3000), (1, 9000), (1, 2000)] {
+        p.send(
+            BaseRecord::<(), [u8]>::to(&topic)
+                .partition(partition)
+                .payload(&b"x"[..])
+                .timestamp(stamp),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+    support::flush(&p);
+    let settings = cdc_verifier_kafka::consume::KafkaSettings {
+        bootstrap_servers: support::bootstrap(),
+        properties: Vec::new(),
+    };
+    let newest = |ends: &[(u32, i64)]| {
+        settings
+            .newest_stamp_before(
+                ends.iter().map(|(p, e)| (topic.as_str(), *p, *e)),
+                std::time::Duration::from_secs(10),
+            )
+            .unwrap()
+    };
+    assert_eq!(newest(&[(0, 2), (1, 2), (2, 0)]), Some(3000));
+    assert_eq!(
+        newest(&[(0, 1), (1, 1)]),
+        Some(9000),
+        "ends inside the partitions"
+    );
+    assert_eq!(newest(&[(2, 0)]), None);
+    support::delete_topics(&[&topic]);
+}
