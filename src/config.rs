@@ -451,6 +451,7 @@ impl Config {
             drill,
             timing: v.timing,
             origin_span: (None, None),
+            lag_by: cdc_verifier_core::LagBy::RecordTime,
         }
     }
 

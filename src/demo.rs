@@ -143,6 +143,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&html, report::html::render(&report))
         .with_context(|| format!("cannot write {}", html.display()))?;
 
+    if report.nothing_verified() {
+        anyhow::bail!("{}", report.nothing_to_compare());
+    }
     println!();
     print!("{}", answer(&report));
     println!(

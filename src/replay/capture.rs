@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::{Drill, MemorySource, Progress};
+use cdc_verifier_core::{Drill, LagBy, MemorySource, Progress};
 use cdc_verifier_sim::CaptureReader;
 
 use super::span::time_span;
@@ -30,7 +30,7 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// Record-time bounds `[from, to)`.
+/// Commit-time bounds `[from, to)`.
 type Span = (Option<i64>, Option<i64>);
 
 pub fn replay_capture(
@@ -42,11 +42,12 @@ pub fn replay_capture(
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot open capture {}", path.display()))?
         .len();
+    let end = end_stamp(path)?;
     // Pass 1: digests only.
     let first = capture_pass(
         cfg,
         path,
-        span,
+        (span, end),
         Drill::Off,
         progress.then_some(("checking digests", size)),
     )?;
@@ -68,7 +69,7 @@ pub fn replay_capture(
         let second = capture_pass(
             cfg,
             path,
-            span,
+            (span, end),
             Drill::Ranges(diverged),
             progress.then_some(("naming keys", size)),
         )?;
@@ -113,10 +114,30 @@ pub fn replay_capture(
     ))
 }
 
+/// The end of the span a capture holds, in record time: its last record's stamp (records are
+/// in the order they were produced, so none was written later), or now if that is earlier.
+/// This, not the wall clock, bounds the replay's clock: a record stamped in the future when
+/// it was written is long in the past now.
+fn end_stamp(path: &Path) -> anyhow::Result<i64> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open capture {}", path.display()))?;
+    let mut reader = CaptureReader::new(std::io::BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("{} is not a capture file", path.display()))?;
+    let mut last = None;
+    while let Some(r) = reader
+        .next_record()
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        last = Some(r.timestamp_ms);
+    }
+    let now = crate::report::now_ms();
+    Ok(last.map_or(now, |l| l.min(now)))
+}
+
 fn capture_pass(
     cfg: &Config,
     path: &Path,
-    (from, to): Span,
+    ((from, to), end_stamp): (Span, i64),
     drill: Drill,
     progress: Option<(&str, u64)>,
 ) -> anyhow::Result<Verifier> {
@@ -141,7 +162,12 @@ fn capture_pass(
     let mut engine_cfg = cfg.engine();
     engine_cfg.drill = drill;
     engine_cfg.origin_span = (from, to);
+    if (from, to) != (None, None) {
+        // Selected by commit time, lag is judged in commit time too (see `LagBy`).
+        engine_cfg.lag_by = LagBy::CommitTime;
+    }
     let mut v = Verifier::new(cfg, engine_cfg, &topics);
+    v.engine.set_wall_clock(end_stamp);
     if v.routed_topics() == 0 {
         bail!(
             "no topic of {} matches the configured streams (prefixes {}); is --topic-prefix needed?",

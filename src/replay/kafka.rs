@@ -1,27 +1,44 @@
 //! Replay from Kafka: a bounded window of every verified topic, by time or by offsets, read
 //! with a consumer that never commits (it leaves the live service's group alone).
+//!
+//! By time, the span is of commit times (`source.ts_ms`), not of Kafka record times: a
+//! connector that caught up, a backfill or a copied topic stamps records hours after their
+//! commits. Record times only say where reading may start (a record is stamped when its
+//! connector produced it, after the commit); each partition is then read until it has passed
+//! the span's end in commit time and position (see `Engine::passed_span`), or to its end.
+
+mod read;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cdc_verifier_core::Drill;
 use cdc_verifier_core::verdict::Kind;
-use cdc_verifier_core::{Drill, Progress};
-use cdc_verifier_kafka::consume::{Consumer, KafkaSettings};
-use cdc_verifier_kafka::source::RegistrySource;
+use cdc_verifier_kafka::consume::Consumer;
+use cdc_verifier_kafka::consume::KafkaSettings;
 
 use super::span::{parse_time, time_span};
 use crate::clients;
 use crate::config::Config;
 use crate::report::{self, Report, SourceInfo};
-use crate::verify::{SourceRecord, Verifier};
 
 const META_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long before the span's start reading starts, in record time: a record is stamped when
+/// its connector produced it, after the commit, unless the connector's host clock runs behind
+/// the database's.
+const SEEK_MARGIN_MS: i64 = 60_000;
 
 /// The offsets to read: [start, end) per (topic, partition).
 struct Window {
     topics: Vec<(String, u32)>,
     ranges: HashMap<(String, u32), (i64, i64)>,
+    /// The span's commit times `[from, to)`, when replaying by time.
+    span: (Option<i64>, Option<i64>),
+    /// The newest record time the window can hold: a record stamped later (plus
+    /// `verify.future-tolerance-ms`) was stamped by a wrong clock.
+    end_stamp: i64,
 }
 
 impl Window {
@@ -35,6 +52,7 @@ impl Window {
 
 fn plan(
     cfg: &Config,
+    settings: &KafkaSettings,
     consumer: &Consumer,
     from: Option<&str>,
     to: Option<&str>,
@@ -57,13 +75,10 @@ fn plan(
                 .join(", ")
         );
     }
-    let (from_ms, to_ms) = (
+    let span = (
         from.map(parse_time).transpose()?,
         to.map(parse_time).transpose()?,
     );
-    // Records of transactions committed before `to` can be written later (replication lag):
-    // read on past it; the engine keeps exactly the transactions of the span.
-    let to_ms = to_ms.map(|t| t + read_margin_ms(cfg));
     let (off_start, off_end) = match offsets {
         Some(o) => {
             let (a, b) = o
@@ -82,29 +97,50 @@ fn plan(
     };
     let mut ranges = HashMap::new();
     for (t, n) in &topics {
-        let starts = match from_ms {
-            Some(ms) => consumer.offsets_for_time(t, *n, ms, META_TIMEOUT)?,
-            None => (0..*n)
-                .map(|p| Ok(consumer.watermarks(t, p, META_TIMEOUT)?.0))
-                .collect::<anyhow::Result<_>>()?,
-        };
-        let ends = match to_ms {
-            Some(ms) => consumer.offsets_for_time(t, *n, ms, META_TIMEOUT)?,
-            None => (0..*n)
-                .map(|p| Ok(consumer.watermarks(t, p, META_TIMEOUT)?.1))
-                .collect::<anyhow::Result<_>>()?,
+        let starts = match span.0 {
+            Some(ms) => Some(consumer.offsets_for_time(
+                t,
+                *n,
+                ms.saturating_sub(SEEK_MARGIN_MS),
+                META_TIMEOUT,
+            )?),
+            None => None,
         };
         for p in 0..*n {
             let (lo, hi) = consumer.watermarks(t, p, META_TIMEOUT)?;
-            let start = off_start.unwrap_or(starts[p as usize]).clamp(lo, hi);
-            let end = off_end.unwrap_or(ends[p as usize]).clamp(start, hi);
+            let start = off_start
+                .or(starts.as_ref().map(|s| s[p as usize]))
+                .unwrap_or(lo)
+                .clamp(lo, hi);
+            // By time, to the end: where the span ends is told by the records' commit times.
+            let end = off_end.unwrap_or(hi).clamp(start, hi);
             ranges.insert((t.clone(), p), (start, end));
         }
     }
-    Ok(Window { topics, ranges })
+    // The end of the span replayed, in record time: no record in it was written after the
+    // last one, nor after now. This, not the wall clock, bounds a replay's clock: a record
+    // stamped in the future when it was written is long in the past now.
+    let wall = report::now_ms();
+    let ends = ranges.iter().map(|((t, p), (_, e))| (t.as_str(), *p, *e));
+    let end_stamp = match settings.newest_stamp_before(ends, META_TIMEOUT) {
+        Ok(Some(s)) => s.min(wall),
+        Ok(None) => wall,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the last records of the span; its clock is bounded by the wall clock");
+            wall
+        }
+    };
+    Ok(Window {
+        topics,
+        ranges,
+        span,
+        end_stamp,
+    })
 }
 
-/// How far past the end of a time span records are read.
+/// How far past the end of a time span, in commit time, a partition is read: a partition is
+/// in commit order, but an event's time is when its statement ran, so a long transaction's
+/// events can come after those of later times.
 fn read_margin_ms(cfg: &Config) -> i64 {
     cfg.verify.timing.max_replica_lag_ms + cfg.verify.timing.silent_after_ms
 }
@@ -118,17 +154,12 @@ pub fn replay(
 ) -> anyhow::Result<Report> {
     let settings = clients::kafka_settings(cfg);
     let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
-    let window = plan(cfg, &consumer, from, to, offsets)?;
-    let span = (
-        from.map(parse_time).transpose()?,
-        to.map(parse_time).transpose()?,
-    );
+    let window = plan(cfg, &settings, &consumer, from, to, offsets)?;
     let mut src = clients::registry(cfg)?;
-    let first = pass(
+    let first = read::pass(
         cfg,
         &settings,
         &window,
-        span,
         Drill::Off,
         &mut src,
         progress.then_some("checking digests"),
@@ -144,11 +175,10 @@ pub fn replay(
     let v = if diverged.is_empty() {
         first
     } else {
-        pass(
+        read::pass(
             cfg,
             &settings,
             &window,
-            span,
             Drill::Ranges(diverged),
             &mut src,
             progress.then_some("naming keys"),
@@ -160,7 +190,7 @@ pub fn replay(
         match (from, to, offsets) {
             (_, _, Some(o)) => format!("offsets {o}"),
             (f, t, None) => format!(
-                "from {} to {}",
+                "committed from {} to {}",
                 f.unwrap_or("the beginning"),
                 t.unwrap_or("the end")
             ),
@@ -177,117 +207,4 @@ pub fn replay(
             to: t,
         },
     ))
-}
-
-fn pass(
-    cfg: &Config,
-    settings: &KafkaSettings,
-    window: &Window,
-    span: (Option<i64>, Option<i64>),
-    drill: Drill,
-    src: &mut RegistrySource,
-    progress: Option<&str>,
-) -> anyhow::Result<Verifier> {
-    let consumer = settings.consumer(&format!("{}-replay", cfg.kafka.group_id))?;
-    let mut engine_cfg = cfg.engine();
-    engine_cfg.drill = drill;
-    engine_cfg.origin_span = span;
-    let mut v = Verifier::new(cfg, engine_cfg, &window.topics);
-    let index: HashMap<&str, usize> = window
-        .topics
-        .iter()
-        .enumerate()
-        .map(|(i, (t, _))| (t.as_str(), i))
-        .collect();
-    let mut assign = Vec::new();
-    let mut remaining = 0usize;
-    for (i, (t, n)) in window.topics.iter().enumerate() {
-        for p in 0..*n {
-            let (start, end) = window.ranges[&(t.clone(), p)];
-            let topic = v.route(i).expect("planned topics are routed");
-            if start < end {
-                assign.push((t.as_str(), p, start));
-                v.engine.set_progress(topic, p, Progress::Reading);
-                remaining += 1;
-            } else {
-                v.engine.set_progress(topic, p, Progress::Ended);
-            }
-        }
-    }
-    let bar = progress.map(|what| crate::progress::records_bar(what, window.total()));
-    if remaining > 0 {
-        consumer.assign(assign)?;
-    }
-    let mut done: HashMap<(usize, u32), bool> = HashMap::new();
-    let mut last_ts = 0;
-    let mut idle_since = Instant::now();
-    while remaining > 0 {
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {
-                if idle_since.elapsed() > Duration::from_secs(60) {
-                    bail!(
-                        "no record from Kafka for 60 s with {remaining} partitions still to read"
-                    );
-                }
-            }
-            Some(Err(e)) => return Err(e).context("reading from Kafka"),
-            Some(Ok(m)) => {
-                idle_since = Instant::now();
-                let ti = index[m.topic()];
-                let (_, end) = window.ranges[&(m.topic().to_string(), m.partition())];
-                if m.offset() >= end || done.contains_key(&(ti, m.partition())) {
-                    continue;
-                }
-                let ts = m.timestamp_ms().unwrap_or(last_ts);
-                last_ts = last_ts.max(ts);
-                let rec = SourceRecord {
-                    topic: ti,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms: ts,
-                    key: m.key(),
-                    value: m.value(),
-                };
-                let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
-                loop {
-                    match v.feed(&rec, src) {
-                        Ok(_) => break,
-                        Err(e) => {
-                            // The registry is away: wait and retry the same record.
-                            tracing::warn!(error = %e, "schema registry unavailable, retrying in {backoff:?}");
-                            std::thread::sleep(backoff);
-                            backoff =
-                                (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
-                        }
-                    }
-                }
-                if m.offset() + 1 >= end {
-                    done.insert((ti, m.partition()), true);
-                    let topic = v.route(ti).expect("routed");
-                    v.engine.set_progress(topic, m.partition(), Progress::Ended);
-                    remaining -= 1;
-                }
-                if let Some(b) = &bar
-                    && v.records.is_multiple_of(16_384)
-                {
-                    b.set_position(v.records);
-                    b.set_message(format!("{} findings", v.findings()));
-                }
-            }
-        }
-    }
-    loop {
-        match v.advance(last_ts, src) {
-            Ok(()) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "schema registry unavailable, retrying");
-                std::thread::sleep(Duration::from_millis(cfg.registry.retry_max_ms.min(1000)));
-            }
-        }
-    }
-    v.finish(src).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    Ok(v)
 }

@@ -94,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints the answer, writes the reports, and returns the exit status: 0 consistent,
-/// 1 divergent.
+/// 1 divergent; an error (2) when no event was verified, whatever else was found: nothing was
+/// compared, and saying "consistent" over nothing would hide a wrong span or topic.
 pub fn finish(
     report: &Report,
     json: Option<&Path>,
@@ -113,9 +114,15 @@ pub fn finish(
     std::fs::write(&html_path, report::html::render(report))
         .with_context(|| format!("cannot write {}", html_path.display()))?;
     println!("html report: {}", html_path.display());
+    if report.nothing_verified() {
+        bail!("{}", report.nothing_to_compare());
+    }
     Ok(if report.is_consistent() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
+
+#[cfg(test)]
+mod tests;

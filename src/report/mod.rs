@@ -10,6 +10,13 @@ use serde::{Deserialize, Serialize};
 /// Version of the report format; bumped on any incompatible change.
 pub const FORMAT: u32 = 1;
 
+const VERDICT_CONSISTENT: &str = "consistent";
+const VERDICT_DIVERGENT: &str = "divergent";
+const VERDICT_NOTHING: &str = "nothing_verified";
+/// Where to look when nothing was verified.
+const CHECK: &str = "check the topics (the streams' prefixes, --topic-prefix), the span \
+    (--from/--to are commit times, UTC), --offsets or the capture";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub format: u32,
@@ -17,7 +24,9 @@ pub struct Report {
     pub generated_at: String,
     /// What was verified: a capture file, a Kafka time or offset window, or the demo.
     pub source: SourceInfo,
-    /// `consistent` when no divergence was found, else `divergent`.
+    /// `consistent` when no divergence was found, `divergent` when one was, and
+    /// `nothing_verified` when no change event of any stream was: there was nothing to
+    /// compare.
     pub verdict: String,
     pub primary: String,
     pub streams: Vec<StreamSummary>,
@@ -53,6 +62,10 @@ pub struct StreamSummary {
     /// Reads of a second snapshot (a connector that lost its offsets): not verified.
     #[serde(default)]
     pub snapshot_late: u64,
+    /// Records stamped in the future (past the end of what was read, or the wall clock):
+    /// verified, but not allowed to move the verifier's clock.
+    #[serde(default)]
+    pub future: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,7 +118,20 @@ pub struct KeyRow {
 
 impl Report {
     pub fn is_consistent(&self) -> bool {
-        self.verdict == "consistent"
+        self.verdict == VERDICT_CONSISTENT
+    }
+
+    /// No event of any stream was verified: consistency cannot be told.
+    pub fn nothing_verified(&self) -> bool {
+        self.verdict == VERDICT_NOTHING
+    }
+
+    /// Why nothing was verified, and where to look: the error a command ends with then.
+    pub fn nothing_to_compare(&self) -> String {
+        format!(
+            "verified 0 events ({}): nothing to compare — {CHECK}",
+            self.source.description
+        )
     }
 
     /// Divergences that count against consistency (everything but `Recovered`).
@@ -149,6 +175,7 @@ pub fn build(
             s.poison += st.poison;
             s.snapshot += st.snapshot;
             s.snapshot_late += st.snapshot_late;
+            s.future += st.future;
         }
     }
 
@@ -269,14 +296,19 @@ pub fn build(
         });
     }
     let consistent = verdicts.iter().all(|d| d.kind() == Kind::Recovered);
+    // Changes, not snapshot reads: a snapshot is the starting state, and a span with no
+    // change in it was not verified however its streams began.
+    let verified: u64 = streams.iter().map(|s| s.events).sum();
     Report {
         format: FORMAT,
         generated_at: cdc_verifier_core::avro::json::format_millis(now_ms()),
         source,
-        verdict: if consistent {
-            "consistent".into()
+        verdict: if verified == 0 {
+            VERDICT_NOTHING.into()
+        } else if consistent {
+            VERDICT_CONSISTENT.into()
         } else {
-            "divergent".into()
+            VERDICT_DIVERGENT.into()
         },
         primary,
         streams,
@@ -303,6 +335,20 @@ pub fn summary_text(r: &Report) -> String {
         r.streams.len(),
         r.source.description
     );
+    let future: u64 = r.streams.iter().map(|s| s.future).sum();
+    if future > 0 {
+        let _ = writeln!(
+            s,
+            "{future} record(s) stamped past the end of what was read (a producer's clock was wrong): verified, but not allowed to move the clock"
+        );
+    }
+    if r.nothing_verified() {
+        let _ = writeln!(s, "NOTHING VERIFIED: nothing to compare — {CHECK}");
+        for d in r.findings() {
+            let _ = writeln!(s, "  {}", d.summary());
+        }
+        return s;
+    }
     if r.is_consistent() {
         let _ = writeln!(
             s,

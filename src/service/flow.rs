@@ -20,6 +20,7 @@ impl Service {
             self.first_record_at = Some(Instant::now());
         }
         let wall = wall_ms();
+        self.verifier.engine.set_wall_clock(wall);
         // Since start: counted from the first time everything was read, so that the backlog
         // found at start does not count as delay.
         let steady = self.caught_up_at.is_some();
@@ -39,7 +40,10 @@ impl Service {
             if rec.offset < self.partitions[pi].next {
                 continue; // already fed (a re-fetch after resume)
             }
-            if rec.timestamp_ms > self.max_record_ts {
+            // (A record stamped in the future moves neither the engine's clock nor this.)
+            if rec.timestamp_ms > self.max_record_ts
+                && !self.verifier.engine.in_future(rec.timestamp_ms)
+            {
                 self.max_record_ts = rec.timestamp_ms;
                 self.max_record_seen = Instant::now();
             }

@@ -21,6 +21,8 @@ pub struct TableCounters {
     pub snapshot_rows: u64,
     /// Reads of a second snapshot: not verified.
     pub snapshot_ignored: u64,
+    /// Records stamped beyond the wall clock and `verify.future-tolerance-ms`.
+    pub future: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -133,6 +135,17 @@ impl Metrics {
                 out,
                 "cdc_verifier_snapshot_ignored_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
                 c.snapshot_ignored
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_future_records_total Records stamped in the future (beyond the wall clock and verify.future-tolerance-ms): verified, but not allowed to move the verifier's clock.\n# TYPE cdc_verifier_future_records_total counter"
+        );
+        for ((stream, table), c) in &s.tables {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_future_records_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.future
             );
         }
         let _ = writeln!(
@@ -470,6 +483,31 @@ mod tests {
         );
         assert!(
             text.contains("cdc_verifier_registry_unavailable_total{reason=\"lost_schemas\"} 0")
+        );
+    }
+
+    #[test]
+    fn records_stamped_in_the_future_are_a_counter_by_stream_and_table() {
+        let m = Metrics::default();
+        let mut s = Snapshot::default();
+        s.tables.insert(
+            ("replica-1".into(), "orders".into()),
+            TableCounters {
+                future: 2,
+                ..TableCounters::default()
+            },
+        );
+        m.publish(s);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE cdc_verifier_future_records_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "cdc_verifier_future_records_total{stream=\"replica-1\",table=\"orders\"} 2"
+            ),
+            "{text}"
         );
     }
 

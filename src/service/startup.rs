@@ -187,6 +187,7 @@ impl Service {
             skew_warned: 0,
             changes_only_logged: Default::default(),
             skew_logged: 0,
+            future_logged: 0,
             record_age: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)
                 .expect("valid bounds"),
             record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)

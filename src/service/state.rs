@@ -78,6 +78,8 @@ pub(super) struct Service {
     /// Replicas whose unverified starting state was logged.
     pub changes_only_logged: BTreeSet<String>,
     pub skew_logged: i64,
+    /// Records stamped in the future logged so far (the engine's first one per partition).
+    pub future_logged: usize,
     /// How long after their timestamp records were read (ms): since start, and since the
     /// last metrics snapshot.
     pub record_age: hdrhistogram::Histogram<u64>,

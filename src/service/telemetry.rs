@@ -8,7 +8,8 @@ use super::state::Service;
 
 impl Service {
     /// Records later than `verify.publish-skew-ms` allows may have missed their window's
-    /// comparison: said once per second at most, with the figure to set instead.
+    /// comparison: said once per second at most, with the figure to set instead. Records
+    /// stamped in the future: said once per partition.
     pub(super) fn warn_skew(&mut self) {
         let e = &self.verifier.engine;
         let skew = e.publish_skew_ms();
@@ -29,6 +30,17 @@ impl Service {
                 tracing::warn!(replica = %replica, "changes only: {why}");
             }
         }
+        for f in &e.future_records()[self.future_logged..] {
+            tracing::warn!(
+                topic = %f.topic,
+                partition = f.partition,
+                offset = f.offset,
+                stamped = %cdc_verifier_core::time::format_utc(f.timestamp_ms),
+                allowed_up_to = %cdc_verifier_core::time::format_utc(f.limit_ms),
+                "a record is stamped in the future (beyond the wall clock and verify.future-tolerance-ms): its producer's clock is wrong; such records are verified but do not move the verifier's clock (counted in cdc_verifier_future_records_total; said once per partition)"
+            );
+        }
+        self.future_logged = e.future_records().len();
         let late = e.late_records();
         if late > self.skew_warned {
             let seen = e.stats().arrival_behind_max_ms;
@@ -88,6 +100,7 @@ impl Service {
             c.decode_errors += st.poison;
             c.snapshot_rows += st.snapshot;
             c.snapshot_ignored += st.snapshot_late;
+            c.future += st.future;
         }
         s.windows_compared = e.stats().windows_compared;
         s.withdrawn = e.stats().withdrawn;

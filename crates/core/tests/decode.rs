@@ -223,8 +223,7 @@ fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_
     let e = f
         .dec
         .decode(&at, Some(&k), &v, &mut src, &mut out)
-        .err()
-        .expect("unavailable");
+        .expect_err("unavailable");
     assert_eq!(e.id, ids.v1);
     src.down = false;
     let read = f.dec.decode(&at, Some(&k), &v, &mut src, &mut out);

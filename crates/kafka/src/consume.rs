@@ -172,6 +172,63 @@ impl KafkaSettings {
     }
 }
 
+impl KafkaSettings {
+    /// The newest timestamp among the records just before these end offsets (one per
+    /// partition), read with a consumer of its own (no group, no commits); `None` when none
+    /// of them holds a record there. Partitions that do not answer within `timeout`, or a
+    /// second after the others, are left out. A replay's clock is bounded by it: the end of the span it reads.
+    pub fn newest_stamp_before<'a>(
+        &self,
+        ends: impl IntoIterator<Item = (&'a str, u32, i64)>,
+        timeout: Duration,
+    ) -> Result<Option<i64>, ConsumeError> {
+        let at: Vec<(&str, u32, i64)> = ends
+            .into_iter()
+            .filter(|(_, _, end)| *end > 0)
+            .map(|(t, p, end)| (t, p, end - 1))
+            .collect();
+        if at.is_empty() {
+            return Ok(None);
+        }
+        let c: BaseConsumer = self
+            .config_with(&[
+                ("group.id", "cdc-verifier-read-one"),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+                ("isolation.level", "read_committed"),
+            ])
+            .create()?;
+        c.assign(&partitions_at(at.iter().copied())?)?;
+        let mut waiting: std::collections::HashSet<(&str, u32)> =
+            at.iter().map(|(t, p, _)| (*t, *p)).collect();
+        let mut newest = None;
+        let deadline = Instant::now() + timeout;
+        // Once the partitions have started answering, one quiet second ends the wait: the
+        // ones left hold no record at their last offset (a transaction marker).
+        let mut answered: Option<Instant> = None;
+        while !waiting.is_empty()
+            && Instant::now() < deadline
+            && answered.is_none_or(|a| a.elapsed() < Duration::from_secs(1))
+        {
+            match c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    answered = Some(Instant::now());
+                    let stamp = m.timestamp().to_millis();
+                    newest = newest.max(stamp);
+                    let (topic, partition) = (m.topic(), m.partition() as u32);
+                    waiting.retain(|(t, p)| !(*t == topic && *p == partition));
+                }
+                // (An end of partition names no topic, so it does not say which one answered.)
+                Some(Err(KafkaError::PartitionEOF(_))) => answered = Some(Instant::now()),
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        Ok(newest)
+    }
+}
+
 /// A consumer that owns its offsets (see [`KafkaSettings::consumer`]). Clones share one
 /// client: the batch reader, the end-offsets reader and the verification loop each hold one.
 #[derive(Clone)]

@@ -13,6 +13,7 @@ use super::{CSS, Culprit, View};
 
 pub(super) fn head(out: &mut String, report: &Report, view: &View) {
     let title = match view.culprits.first() {
+        _ if report.nothing_verified() => "nothing verified".to_string(),
         _ if report.is_consistent() => "consistent".to_string(),
         Some(c) => format!("DIVERGENT: {} · {}", c.replica.name, c.table.table),
         None => "DIVERGENT".to_string(),
@@ -27,7 +28,17 @@ pub(super) fn head(out: &mut String, report: &Report, view: &View) {
 }
 
 pub(super) fn hero(out: &mut String, report: &Report, view: &View) {
-    if report.is_consistent() {
+    if report.nothing_verified() {
+        out.push_str(
+            "<header class=\"hero none\">\n<div class=\"badge\">? Nothing verified</div>\n",
+        );
+        out.push_str("<h1>No event was verified: nothing to compare</h1>\n");
+        w!(
+            out,
+            "<p class=\"lede\">{}</p>\n",
+            Esc(&report.nothing_to_compare())
+        );
+    } else if report.is_consistent() {
         out.push_str(
             "<header class=\"hero ok\">\n<div class=\"badge\">&#10004; Consistent</div>\n",
         );

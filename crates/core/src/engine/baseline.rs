@@ -58,7 +58,7 @@ impl<D: Decoder> Engine<D> {
         acc.digests
             .entry((table, range))
             .add_event(Op::Read, 0, ev.before, ev.after);
-        acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
+        acc.max_written_ms = acc.max_written_ms.max(rec.timestamp_ms);
         acc.tables.entry(table).or_default();
         if let Some((actual_id, expected_id)) = drift {
             let d = acc.drift.entry(table).or_insert_with(|| DriftObs {

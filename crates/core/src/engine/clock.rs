@@ -238,3 +238,72 @@ impl Skew {
         }
     }
 }
+
+/// The first record of a partition found stamped in the future: said once per partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FutureRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    /// The latest stamp allowed then: the wall clock told plus `future_tolerance_ms`.
+    pub limit_ms: i64,
+}
+
+impl<D: Decoder> Engine<D> {
+    /// Tells the time no record can have been written after: the wall clock, for a verifier
+    /// reading live topics (told as often as records are fed). A record stamped later than
+    /// this plus `future_tolerance_ms` does not move the verifier's clock (see
+    /// [`Engine::in_future`]). Never told, nothing is in the future. Only moves forward.
+    pub fn set_wall_clock(&mut self, wall_ms: i64) {
+        if self.wall_ms == i64::MAX || wall_ms > self.wall_ms {
+            self.wall_ms = wall_ms;
+        }
+    }
+
+    /// Whether a record stamped `timestamp_ms` is stamped in the future: beyond the wall clock
+    /// told plus `future_tolerance_ms`. Such a record is verified like any, but its stamp is
+    /// not believed: it is taken as stamped at the verifier's clock reading.
+    #[inline]
+    pub fn in_future(&self, timestamp_ms: i64) -> bool {
+        timestamp_ms
+            > self
+                .wall_ms
+                .saturating_add(self.cfg.timing.future_tolerance_ms)
+    }
+
+    /// The first record of each partition found stamped in the future, in the order found.
+    pub fn future_records(&self) -> &[FutureRecord] {
+        &self.future
+    }
+
+    /// A record stamped in the future: counted (and remembered once per partition); returns
+    /// the stamp it is taken to have, the clock's reading (the wall clock before the first
+    /// record), so that it neither moves the clock nor counts as written later than its
+    /// neighbours.
+    #[cold]
+    pub(super) fn stamped_in_future(&mut self, rec: &Record<'_>) -> i64 {
+        let limit_ms = self
+            .wall_ms
+            .saturating_add(self.cfg.timing.future_tolerance_ms);
+        let topic = &mut self.topics[rec.topic as usize];
+        topic.stats.future += 1;
+        if let Some(part) = topic.parts.get_mut(rec.partition as usize)
+            && !part.future
+        {
+            part.future = true;
+            self.future.push(FutureRecord {
+                topic: topic.name.clone(),
+                partition: rec.partition,
+                offset: rec.offset,
+                timestamp_ms: rec.timestamp_ms,
+                limit_ms,
+            });
+        }
+        if self.now_ms == i64::MIN {
+            self.wall_ms
+        } else {
+            self.now_ms
+        }
+    }
+}

@@ -35,6 +35,12 @@ impl<D: Decoder> Engine<D> {
             if rwm < b.last {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.
+                // Not at all when lag is by commit time (history): there the clock is how far
+                // reading has got, not time, and positions the replica never reached are
+                // missing, which the end of the input reports.
+                if self.cfg.lag_by == LagBy::CommitTime {
+                    break;
+                }
                 let behind = self.now_ms.saturating_sub(final_at);
                 // Records may still be on their way for the skew allowed for: that much of the
                 // wait is not the replica's.
@@ -48,16 +54,17 @@ impl<D: Decoder> Engine<D> {
                 }
                 break;
             }
-            // How late the replica wrote this window: its last record's time against the end
-            // of the window at the origin. Taken from the records, so the same in any replay.
+            // How late the replica wrote this window: its last event's time against the
+            // primary's (see `lag_by`). Taken from the records, so the same in any replay and
+            // whatever order the topics are read in.
             let written = self.streams[r as usize]
                 .windows
                 .get(&w)
-                .map_or(i64::MIN, |a| a.max_record_ms);
+                .map_or(i64::MIN, |a| a.max_written_ms);
             let primary_written = self.streams[PRIMARY as usize]
                 .windows
                 .get(&w)
-                .map_or(i64::MIN, |a| a.max_record_ms);
+                .map_or(i64::MIN, |a| a.max_written_ms);
             self.compare(w, r, out);
             self.streams[r as usize].done_upto = Some(w);
             self.streams[r as usize].closed_pos = Some(b.last);
@@ -66,8 +73,9 @@ impl<D: Decoder> Engine<D> {
             }
             let window = self.window_ref(w);
             // How much later the replica's records of the window were written to Kafka than
-            // the primary's: not against commit times, which a connector catching up, a
-            // restart or a backfill writes hours after the commit on both sides alike.
+            // the primary's (not against the primary's commit times, which a connector catching
+            // up, a restart or a backfill writes hours after the commit on both sides alike);
+            // or, by commit time, how much later the replica committed them.
             let late = written.saturating_sub(primary_written);
             match self.streams[r as usize].lagging {
                 None if late >= self.cfg.timing.max_replica_lag_ms => {

@@ -47,6 +47,13 @@ pub struct Timing {
     /// arrive behind its partition's read-through time, decaying by half per minute without
     /// a new high. Equal to `publish_skew_ms`, nothing is learned.
     pub max_publish_skew_ms: i64,
+    /// How far past the wall clock (as the caller tells it, see `Engine::set_wall_clock`) a
+    /// record may be stamped and still move the verifier's clock. A record stamped later was
+    /// stamped by a clock that is wrong: it is verified, counted as stamped in the future, and
+    /// taken as stamped at the clock's reading, so that one such record cannot make every
+    /// window compare early and the records after it arrive late. Well above the differences
+    /// of NTP-synchronised clocks; a clock up to this far ahead is absorbed by the learned skew.
+    pub future_tolerance_ms: i64,
 }
 
 impl Default for Timing {
@@ -59,6 +66,7 @@ impl Default for Timing {
             confirm_ms: 30_000,
             publish_skew_ms: 500,
             max_publish_skew_ms: 30_000,
+            future_tolerance_ms: 5_000,
         }
     }
 }
@@ -74,6 +82,8 @@ pub enum TimingError {
     PublishSkew(i64),
     #[error("max-publish-skew-ms: must be at least publish-skew-ms ({skew}), got {max}")]
     MaxPublishSkew { max: i64, skew: i64 },
+    #[error("future-tolerance-ms: must not be negative, got {0}")]
+    FutureTolerance(i64),
 }
 
 impl Timing {
@@ -93,6 +103,9 @@ impl Timing {
                 skew: self.publish_skew_ms,
             });
         }
+        if self.future_tolerance_ms < 0 {
+            return Err(TimingError::FutureTolerance(self.future_tolerance_ms));
+        }
         Ok(())
     }
 }
@@ -109,6 +122,25 @@ pub struct EngineConfig {
     /// Verify only the transactions the primary committed in `[from, to)` (origin time, ms);
     /// the replicas' events are kept by the positions of those transactions.
     pub origin_span: (Option<i64>, Option<i64>),
+    /// Which time says how late a replica wrote a window.
+    pub lag_by: LagBy,
+}
+
+/// The time a replica's lag is measured in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LagBy {
+    /// When the records were written to Kafka, against the primary's records of the same
+    /// window: the replica's stream as delivered, its connector included. What a live
+    /// verifier sees.
+    #[default]
+    RecordTime,
+    /// When the replica committed the window's transactions (`source.ts_ms`), against the
+    /// primary's commit times. For history selected by commit time: record times there say
+    /// when each topic was read by its connector (a catch-up, a backfill writes them hours
+    /// later), not how far the replica was behind; a replica that never reached positions of
+    /// the span is missing them, which the end of the input reports. Replicas that repeat the
+    /// origin's commit times (MariaDB and MySQL GTID replicas) show no lag this way.
+    CommitTime,
 }
 
 impl Default for EngineConfig {
@@ -120,6 +152,7 @@ impl Default for EngineConfig {
             check_subjects: true,
             drill: Drill::Off,
             origin_span: (None, None),
+            lag_by: LagBy::RecordTime,
         }
     }
 }

@@ -16,7 +16,7 @@ impl<D: Decoder> Engine<D> {
     /// A record rejected before the engine could read it (a JSON envelope that does not
     /// convert): counted and timed as one the engine found undecodable.
     pub fn reject(&mut self, rec: &Record<'_>, error: String) -> Ingested {
-        self.note_arrival(rec);
+        let rec = &self.note_arrival(rec);
         self.poison(rec, error)
     }
 
@@ -51,7 +51,7 @@ impl<D: Decoder> Engine<D> {
         rec: &Record<'_>,
         src: &mut D::Source<'_>,
     ) -> Result<Ingested, SchemaUnavailable> {
-        self.note_arrival(rec);
+        let rec = &self.note_arrival(rec);
         let r = self.ingest_record(rec, src);
         if let (Ok(_), Some(value)) = (&r, rec.value) {
             // Once per record: not again for a parked one released later, nor for one offered
@@ -66,7 +66,15 @@ impl<D: Decoder> Engine<D> {
     /// before what the partition was known to be complete through came later than the
     /// producers' skew allows — measured, so that the setting can be checked and the skew
     /// learned. (Only on arrival: a parked record released later arrived in time.)
-    pub(super) fn note_arrival(&mut self, rec: &Record<'_>) {
+    ///
+    /// Returns the record as the engine takes it: a record stamped in the future (see
+    /// [`Engine::in_future`]) with the stamp of the clock's reading instead.
+    #[inline]
+    pub(super) fn note_arrival<'a>(&mut self, rec: &Record<'a>) -> Record<'a> {
+        let mut rec = *rec;
+        if self.in_future(rec.timestamp_ms) {
+            rec.timestamp_ms = self.stamped_in_future(&rec);
+        }
         if rec.timestamp_ms > self.now_ms {
             self.now_ms = rec.timestamp_ms;
         }
@@ -76,7 +84,7 @@ impl<D: Decoder> Engine<D> {
         let topic = &mut self.topics[rec.topic as usize];
         topic.last_ms = topic.last_ms.max(rec.timestamp_ms);
         let Some(part) = topic.parts.get(rec.partition as usize) else {
-            return;
+            return rec;
         };
         let complete_through = match part.progress {
             Progress::Reading | Progress::Ended => i64::MIN,
@@ -88,6 +96,7 @@ impl<D: Decoder> Engine<D> {
             self.stats.arrival_behind_max_ms = self.stats.arrival_behind_max_ms.max(behind);
             self.skew.note(behind, self.now_ms);
         }
+        rec
     }
 
     /// Decodes a record (arrived now, or parked and released) and verifies its event.
@@ -132,7 +141,11 @@ impl<D: Decoder> Engine<D> {
         let mut d = Decoded::EMPTY;
         let read = self.decoder.decode(&at, rec.key, value, src, &mut d);
         self.stats.schema_fetches = self.decoder.fetches();
-        match read? {
+        let read = read?;
+        if read.is_ok() && self.cfg.origin_span.1.is_some() {
+            self.note_reach(rec, &d.event);
+        }
+        match read {
             Ok(Read::Event) => {}
             Ok(Read::Ahead) => {
                 self.note_change(rec, stream, d.event.op);
@@ -407,7 +420,7 @@ impl<D: Decoder> Engine<D> {
                 st.digest_hint = hint;
                 st.windows.entry(w).or_insert_with(|| WindowAcc {
                     digests: WindowDigests::with_capacity(hint),
-                    max_record_ms: i64::MIN,
+                    max_written_ms: i64::MIN,
                     ..WindowAcc::default()
                 })
             }
@@ -415,7 +428,11 @@ impl<D: Decoder> Engine<D> {
         acc.digests
             .entry((table, range))
             .add_hashed(ev.op, ehash, ev.before, ev.after);
-        acc.max_record_ms = acc.max_record_ms.max(rec.timestamp_ms);
+        let lag_stamp = match self.cfg.lag_by {
+            LagBy::RecordTime => rec.timestamp_ms,
+            LagBy::CommitTime => ev.ts_ms,
+        };
+        acc.max_written_ms = acc.max_written_ms.max(lag_stamp);
         if acc.last_table != Some(table) {
             acc.tables.entry(table).or_default();
             acc.last_table = Some(table);

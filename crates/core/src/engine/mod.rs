@@ -26,6 +26,7 @@ mod config;
 mod confirm;
 mod drill;
 mod ingest;
+mod span;
 mod timeline;
 mod windows;
 
@@ -34,7 +35,8 @@ mod tests;
 
 pub use crate::decode::SchemaUnavailable;
 pub use checkpoint::Checkpoint;
-pub use config::{Drill, EngineConfig, Timing, TimingError};
+pub use clock::FutureRecord;
+pub use config::{Drill, EngineConfig, LagBy, Timing, TimingError};
 pub use timeline::{SchemaSeen, Segment, WindowStatus};
 
 use clock::{ClockIndex, LastBucket, Skew};
@@ -91,6 +93,9 @@ pub struct TopicStats {
     pub poison: u64,
     pub parked: u64,
     pub outside: u64,
+    /// Records stamped in the future (beyond the wall clock and `future_tolerance_ms`):
+    /// verified, but taken as stamped at the clock's reading.
+    pub future: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -157,6 +162,11 @@ struct Part {
     /// (bounds generation, window, lowest tx exclusive, highest tx inclusive) of the window
     /// the last record fell in.
     window_cache: Option<(u64, i64, u64, u64)>,
+    /// A record stamped in the future was found here (and said).
+    future: bool,
+    /// With a span end: the highest position and the latest commit time of the events read
+    /// here (see `Engine::passed_span`).
+    span_reach: Option<(Position, i64)>,
 }
 
 struct Topic {
@@ -240,6 +250,10 @@ pub struct Engine<D: Decoder = ConfluentAvro> {
     skew: Skew,
     primary_wm: Position,
     now_ms: i64,
+    /// The wall clock as last told (`i64::MAX`: never told, nothing is in the future).
+    wall_ms: i64,
+    /// The first record stamped in the future of each partition.
+    future: Vec<clock::FutureRecord>,
     start_ms: i64,
     /// Set by [`Engine::finish`]: the input has ended.
     ended: bool,
@@ -305,6 +319,8 @@ impl<D: Decoder> Engine<D> {
             skew: Skew::default(),
             primary_wm: Position::ZERO,
             now_ms: i64::MIN,
+            wall_ms: i64::MAX,
+            future: Vec::new(),
             start_ms: i64::MIN,
             ended: false,
             span_lo: None,

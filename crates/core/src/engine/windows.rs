@@ -119,9 +119,9 @@ pub(super) struct WindowAcc {
     pub(super) last_table: Option<TableId>,
     /// The primary's last position per table in the window.
     pub(super) table_last: Vec<(TableId, Position)>,
-    /// The newest record time among the window's events (when they were written to Kafka);
-    /// `i64::MIN` before the first.
-    pub(super) max_record_ms: i64,
+    /// When the window's last event was written, in the time lag is measured by
+    /// (`EngineConfig::lag_by`: to Kafka, or committed); `i64::MIN` before the first.
+    pub(super) max_written_ms: i64,
 }
 
 /// The window key of a stream's snapshot reads (below every window of commit time).
@@ -267,30 +267,6 @@ impl<D: Decoder> Engine<D> {
         self.bounds
             .last_window
             .of(ts_ms, self.cfg.timing.cut_interval_ms)
-    }
-
-    /// Whether an event lies outside the origin span: by its commit time on the primary; by
-    /// its position on a replica (the primary's watermark has passed it, so the primary's
-    /// positions around it are known).
-    pub(super) fn outside_span(&mut self, stream: StreamId, ev: &Event) -> bool {
-        let (from, to) = self.cfg.origin_span;
-        if stream == PRIMARY {
-            if to.is_some_and(|t| ev.ts_ms >= t) {
-                self.span_out = Some(self.span_out.map_or(ev.position, |o| o.min(ev.position)));
-                return true;
-            }
-            if from.is_some_and(|f| ev.ts_ms < f) {
-                return true;
-            }
-            self.span_lo = Some(self.span_lo.map_or(ev.position, |l| l.min(ev.position)));
-            return false;
-        }
-        let after_start = match from {
-            None => true,
-            Some(_) => self.span_lo.is_some_and(|lo| ev.position.tx >= lo.tx),
-        };
-        let before_end = self.span_out.is_none_or(|o| ev.position.tx < o.tx);
-        !(after_start && before_end)
     }
 
     /// How far a stream has been read: the minimum over its partitions of what each is known
