@@ -69,7 +69,7 @@ fn value(
         Node::Array(item) => {
             let mut out = Vec::new();
             loop {
-                let n = r.read_block_count()?;
+                let (n, sized) = r.read_block()?;
                 if n == 0 {
                     break;
                 }
@@ -83,13 +83,14 @@ fn value(
                         }));
                     }
                 }
+                r.block_done(sized)?;
             }
             Json::Array(out)
         }
         Node::Map(v) => {
             let mut out = Map::new();
             loop {
-                let n = r.read_block_count()?;
+                let (n, sized) = r.read_block()?;
                 if n == 0 {
                     break;
                 }
@@ -97,6 +98,7 @@ fn value(
                     let k = r.read_str()?.to_string();
                     out.insert(k, value(schema, *v, r, depth + 1)?);
                 }
+                r.block_done(sized)?;
             }
             Json::Object(out)
         }

@@ -20,6 +20,8 @@ pub enum DecodeErrorKind {
     VarintOverflow,
     /// A length prefix was negative.
     NegativeLength(i64),
+    /// A block of an array or map whose items do not take the bytes its size says.
+    BlockSize { declared: usize, actual: usize },
     /// A length prefix pointed past the end of the datum.
     LengthBeyondInput { length: u64, remaining: usize },
     /// A union branch index that the schema does not have.
@@ -46,6 +48,12 @@ impl fmt::Display for DecodeErrorKind {
             Self::Truncated { needed } => write!(f, "datum truncated ({needed} more bytes needed)"),
             Self::VarintOverflow => f.write_str("varint longer than 10 bytes"),
             Self::NegativeLength(n) => write!(f, "negative length {n}"),
+            Self::BlockSize { declared, actual } => {
+                write!(
+                    f,
+                    "block declared {declared} bytes, its items take {actual}"
+                )
+            }
             Self::LengthBeyondInput { length, remaining } => {
                 write!(f, "length {length} exceeds the {remaining} bytes left")
             }
@@ -274,23 +282,42 @@ impl<'a> Reader<'a> {
     }
 
     /// A block count of an array or map; a negative count is followed by the block's size
-    /// in bytes, which is skipped over here.
+    /// in bytes. Returns the count and, with a size, where the block ends: pass it to
+    /// [`block_done`](Self::block_done) after the items, so that a size the items do not
+    /// fill is refused by every reader alike (one that skips by the size and one that reads
+    /// the items would otherwise disagree on where the datum goes on).
     #[inline]
-    pub fn read_block_count(&mut self) -> Result<usize, DecodeError> {
+    pub fn read_block(&mut self) -> Result<(usize, Option<(usize, usize)>), DecodeError> {
         let at = self.pos;
         let n = self.read_long()?;
         if n < 0 {
             self.non_minimal = true; // the byte-size form is not the canonical encoding
-            let _size = self.read_len()?;
+            let size = self.read_len()?;
             let count = n.checked_neg().ok_or(DecodeError {
                 kind: DecodeErrorKind::NegativeLength(n),
                 offset: at,
             })?;
             // Every item takes at least zero bytes, so the count alone cannot be bounded by the
             // input; callers bound the work by the bytes actually consumed per item.
-            return Ok(count as usize);
+            return Ok((count as usize, Some((self.pos, size))));
         }
-        Ok(n as usize)
+        Ok((n as usize, None))
+    }
+
+    /// Checks that a block's items took the bytes its size declared (see
+    /// [`read_block`](Self::read_block)).
+    #[inline]
+    pub fn block_done(&self, sized: Option<(usize, usize)>) -> Result<(), DecodeError> {
+        match sized {
+            Some((start, size)) if self.pos - start != size => Err(DecodeError {
+                kind: DecodeErrorKind::BlockSize {
+                    declared: size,
+                    actual: self.pos - start,
+                },
+                offset: start,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

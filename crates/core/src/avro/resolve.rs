@@ -31,17 +31,25 @@ type OpId = u32;
 enum Op {
     Null,
     Bool,
-    /// int or long (same varint encoding), re-encoded minimally.
-    Long,
+    /// int or long (same varint encoding), re-encoded minimally; `int`: the writer's is an
+    /// int, whose value must fit 32 bits (as every reader of it checks).
+    Long {
+        int: bool,
+    },
     /// A long whose value is scaled (time/timestamp unit conversion): `v * mul / div`.
     LongScaled {
         mul: i64,
         div: i64,
+        int: bool,
     },
     Float,
     Double,
-    IntOrLongToFloat,
-    IntOrLongToDouble,
+    IntOrLongToFloat {
+        int: bool,
+    },
+    IntOrLongToDouble {
+        int: bool,
+    },
     FloatToDouble,
     /// bytes or string; `utf8` checks the writer's bytes are text where the reader wants text.
     Bytes {
@@ -234,9 +242,9 @@ impl Plan {
         match &self.ops[op as usize] {
             Op::Null => {}
             Op::Bool => out.push(r.read_bool()? as u8),
-            Op::Long => write_long(out, r.read_long()?),
-            Op::LongScaled { mul, div } => {
-                let v = r.read_long()?;
+            Op::Long { int } => write_long(out, read_int_or_long(r, *int)?),
+            Op::LongScaled { mul, div, int } => {
+                let v = read_int_or_long(r, *int)?;
                 let scaled = if *mul != 1 {
                     v.saturating_mul(*mul)
                 } else {
@@ -252,12 +260,10 @@ impl Plan {
                 &canonical_f64(f64::from_le_bytes(r.read_fixed(8)?.try_into().unwrap()))
                     .to_le_bytes(),
             ),
-            Op::IntOrLongToFloat => {
-                out.extend_from_slice(&canonical_f32(r.read_long()? as f32).to_le_bytes())
-            }
-            Op::IntOrLongToDouble => {
-                out.extend_from_slice(&canonical_f64(r.read_long()? as f64).to_le_bytes())
-            }
+            Op::IntOrLongToFloat { int } => out
+                .extend_from_slice(&canonical_f32(read_int_or_long(r, *int)? as f32).to_le_bytes()),
+            Op::IntOrLongToDouble { int } => out
+                .extend_from_slice(&canonical_f64(read_int_or_long(r, *int)? as f64).to_le_bytes()),
             Op::FloatToDouble => {
                 let f = f32::from_le_bytes(r.read_fixed(4)?.try_into().unwrap());
                 out.extend_from_slice(&canonical_f64(f as f64).to_le_bytes())
@@ -374,7 +380,7 @@ impl Plan {
                 let mut count = 0i64;
                 let res = (|| {
                     loop {
-                        let n = r.read_block_count()?;
+                        let (n, sized) = r.read_block()?;
                         if n == 0 {
                             break;
                         }
@@ -384,6 +390,7 @@ impl Plan {
                             zero_width_guard(r, before, n)?;
                             count += 1;
                         }
+                        r.block_done(sized)?;
                     }
                     Ok(())
                 })();
@@ -403,7 +410,7 @@ impl Plan {
                 let mut count = 0i64;
                 let res = (|| {
                     loop {
-                        let n = r.read_block_count()?;
+                        let (n, sized) = r.read_block()?;
                         if n == 0 {
                             break;
                         }
@@ -414,6 +421,7 @@ impl Plan {
                             self.run(writer, *value, r, &mut items, pool, depth + 1)?;
                             count += 1;
                         }
+                        r.block_done(sized)?;
                     }
                     Ok(())
                 })();
@@ -522,5 +530,15 @@ impl Plan {
             Op::Fail(why) => return Err(r.err(DecodeErrorKind::Unresolvable(why.clone()))),
         }
         Ok(())
+    }
+}
+
+/// An int (range-checked) or a long, as the writer wrote it.
+#[inline(always)]
+fn read_int_or_long(r: &mut Reader<'_>, int: bool) -> Result<i64, DecodeError> {
+    if int {
+        r.read_int().map(i64::from)
+    } else {
+        r.read_long()
     }
 }

@@ -39,6 +39,9 @@ impl<D: Decoder> Engine<D> {
             || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
         if later || self.started_id(stream) {
             self.topics[ti].stats.snapshot_late += 1;
+            if later {
+                self.note_resnapshot(stream);
+            }
             return (Ingested::Outside, i64::MIN);
         }
         let topic = &mut self.topics[ti];
@@ -71,6 +74,33 @@ impl<D: Decoder> Engine<D> {
             d.events += 1;
         }
         (Ingested::Counted, BASELINE_W)
+    }
+
+    /// A later snapshot of `stream` began: its change stream resumes after it, from a point
+    /// only its next change will tell.
+    fn note_resnapshot(&mut self, stream: StreamId) {
+        let s = &self.streams[stream as usize];
+        if s.resnapshots.last().is_some_and(|(_, to)| to.is_none()) {
+            return;
+        }
+        let from = s
+            .topics
+            .iter()
+            .map(|t| self.topics[*t as usize].max_pos)
+            .max()
+            .unwrap_or(Position::ZERO);
+        self.streams[stream as usize].resnapshots.push((from, None));
+    }
+
+    /// Whether positions after `after` up to `last` hold a place where the primary or replica
+    /// `r` snapshotted again.
+    pub(super) fn across_resnapshot(&self, r: StreamId, after: Position, last: Position) -> bool {
+        [PRIMARY, r].iter().any(|s| {
+            self.streams[*s as usize]
+                .resnapshots
+                .iter()
+                .any(|(from, to)| *from < last && to.is_none_or(|t| t > after))
+        })
     }
 
     /// Whether a stream's snapshot has been compared: a replica's, once it started; the

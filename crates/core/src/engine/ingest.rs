@@ -287,6 +287,12 @@ impl<D: Decoder> Engine<D> {
         if first.is_none_or(|f| ev.position < f) {
             *first = Some(ev.position);
         }
+        if let Some((from, to @ None)) = self.streams[stream as usize].resnapshots.last_mut()
+            && ev.position > *from
+        {
+            // The first change after a later snapshot: where the stream resumed.
+            *to = Some(ev.position);
+        }
         self.streams[stream as usize]
             .clock
             .note(rec.timestamp_ms, ev.position);

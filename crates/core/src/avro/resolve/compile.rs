@@ -152,13 +152,16 @@ impl Compiler<'_> {
                 if matches!(wn, Long(_)) && matches!(rn, Int(_)) {
                     return Op::Fail("long cannot be read as int".into());
                 }
+                let int = matches!(wn, Int(_));
                 match time_scale(*a, *b) {
-                    Some((1, 1)) | None => Op::Long,
-                    Some((mul, div)) => Op::LongScaled { mul, div },
+                    Some((1, 1)) | None => Op::Long { int },
+                    Some((mul, div)) => Op::LongScaled { mul, div, int },
                 }
             }
-            (Int(_) | Long(_), Float) => Op::IntOrLongToFloat,
-            (Int(_) | Long(_), Double) => Op::IntOrLongToDouble,
+            (Int(_), Float) => Op::IntOrLongToFloat { int: true },
+            (Long(_), Float) => Op::IntOrLongToFloat { int: false },
+            (Int(_), Double) => Op::IntOrLongToDouble { int: true },
+            (Long(_), Double) => Op::IntOrLongToDouble { int: false },
             (Float, Float) => Op::Float,
             (Double, Double) => Op::Double,
             (Float, Double) => Op::FloatToDouble,

@@ -395,7 +395,7 @@ pub fn skip(
         Node::Array(item) => {
             let mut blocks = 0;
             loop {
-                let n = r.read_block_count()?;
+                let (n, sized) = r.read_block()?;
                 if n == 0 {
                     break;
                 }
@@ -405,6 +405,7 @@ pub fn skip(
                     skip(schema, *item, r, depth + 1, check)?;
                     zero_width_guard(r, before, n)?;
                 }
+                r.block_done(sized)?;
             }
             if blocks > 1 {
                 r.non_minimal = true;
@@ -413,7 +414,7 @@ pub fn skip(
         Node::Map(value) => {
             let mut blocks = 0;
             loop {
-                let n = r.read_block_count()?;
+                let (n, sized) = r.read_block()?;
                 if n == 0 {
                     break;
                 }
@@ -422,6 +423,7 @@ pub fn skip(
                     r.read_str()?;
                     skip(schema, *value, r, depth + 1, check)?;
                 }
+                r.block_done(sized)?;
             }
             if blocks > 1 {
                 r.non_minimal = true;

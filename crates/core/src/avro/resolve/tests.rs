@@ -282,3 +282,45 @@ fn a_key_of_one_number_reads_as_the_walk_reads_it() {
     }
     assert!(taken > 10_000, "{taken}");
 }
+
+#[test]
+fn a_block_whose_items_do_not_fill_its_size_is_refused_by_every_plan() {
+    let a = r#"{"type":"array","items":"long"}"#;
+    let d = r#"{"type":"array","items":"double"}"#;
+    // [1, 2] as one block of count -2 declaring 3 bytes; the items take 2.
+    let bad = [0x03, 0x06, 0x02, 0x04, 0x00];
+    for reader in [a, d] {
+        assert_eq!(
+            canon(a, reader, &bad).unwrap_err().kind,
+            DecodeErrorKind::BlockSize {
+                declared: 3,
+                actual: 2
+            },
+            "read with {reader}"
+        );
+    }
+    // Declaring the bytes the items take is accepted by both.
+    let good = [0x03, 0x04, 0x02, 0x04, 0x00];
+    assert!(canon(a, a, &good).is_ok() && canon(a, d, &good).is_ok());
+}
+
+#[test]
+fn an_int_beyond_32_bits_is_refused_whatever_it_is_read_as() {
+    let i = r#""int""#;
+    let big = enc_long(1 << 40);
+    for reader in [i, r#""long""#, r#""float""#, r#""double""#] {
+        assert!(
+            matches!(
+                canon(i, reader, &big).unwrap_err().kind,
+                DecodeErrorKind::IntOutOfRange(_)
+            ),
+            "read as {reader}"
+        );
+    }
+    let millis = r#"{"type":"int","logicalType":"time-millis"}"#;
+    let micros = r#"{"type":"long","logicalType":"time-micros"}"#;
+    assert!(matches!(
+        canon(millis, micros, &big).unwrap_err().kind,
+        DecodeErrorKind::IntOutOfRange(_)
+    ));
+}
