@@ -237,9 +237,9 @@ fn judge(
         .unexplained
         .iter()
         .filter(|x| {
-            !(delayed.contains(&x.replica.as_str())
-                && matches!(x.kind.as_str(), "ReplicaLag" | "StreamSilent"))
-                && !outage_lag(x)
+            let late_connector = delayed.contains(&x.replica.as_str())
+                && matches!(x.kind.as_str(), "ReplicaLag" | "StreamSilent");
+            !(late_connector || outage_lag(x))
         })
         .map(|x| format!("{x:?}"))
         .collect();
