@@ -40,7 +40,7 @@ impl<D: Decoder> Engine<D> {
         if later || self.started_id(stream) {
             self.topics[ti].stats.snapshot_late += 1;
             if later {
-                self.note_resnapshot(stream);
+                self.note_resnapshot(stream, rec.timestamp_ms);
             }
             return (Ingested::Outside, i64::MIN);
         }
@@ -76,11 +76,15 @@ impl<D: Decoder> Engine<D> {
         (Ingested::Counted, BASELINE_W)
     }
 
-    /// A later snapshot of `stream` began: its change stream resumes after it, from a point
-    /// only its next change will tell.
-    fn note_resnapshot(&mut self, stream: StreamId) {
+    /// A read of a later snapshot of `stream`, written at `written_ms`: its change stream
+    /// resumes after that snapshot, from a point only its next change will tell. (Reads of one
+    /// snapshot may be read after the first change that follows it, from other partitions:
+    /// those written before that change belong to the snapshot already noted.)
+    fn note_resnapshot(&mut self, stream: StreamId, written_ms: i64) {
         let s = &self.streams[stream as usize];
-        if s.resnapshots.last().is_some_and(|(_, to)| to.is_none()) {
+        if let Some(last) = s.resnapshots.last()
+            && (last.to.is_none() || written_ms <= last.resumed_ms)
+        {
             return;
         }
         let from = s
@@ -89,7 +93,11 @@ impl<D: Decoder> Engine<D> {
             .map(|t| self.topics[*t as usize].max_pos)
             .max()
             .unwrap_or(Position::ZERO);
-        self.streams[stream as usize].resnapshots.push((from, None));
+        self.streams[stream as usize].resnapshots.push(Resnapshot {
+            from,
+            to: None,
+            resumed_ms: i64::MAX,
+        });
     }
 
     /// Whether positions after `after` up to `last` hold a place where the primary or replica
@@ -99,7 +107,7 @@ impl<D: Decoder> Engine<D> {
             self.streams[*s as usize]
                 .resnapshots
                 .iter()
-                .any(|(from, to)| *from < last && to.is_none_or(|t| t > after))
+                .any(|g| g.from < last && g.to.is_none_or(|t| t > after))
         })
     }
 

@@ -118,6 +118,15 @@ pub struct EngineStats {
     pub windows_unverified: u64,
 }
 
+/// A later snapshot of a stream: from the last change it sent before, to the first it sent
+/// after (`None` until then), that change's record time.
+#[derive(Debug, Clone, Copy)]
+struct Resnapshot {
+    from: Position,
+    to: Option<Position>,
+    resumed_ms: i64,
+}
+
 struct Table {
     name: String,
     seed: u64,
@@ -224,10 +233,9 @@ struct Stream {
     start: Start,
     /// Mismatches awaiting confirmation (see `confirm`).
     provisional: Vec<confirm::Provisional>,
-    /// Where the stream snapshotted again (a connector that lost its offsets): from the last
-    /// change it sent before, to the first it sent after (`None` until then). The changes in
+    /// Where the stream snapshotted again (a connector that lost its offsets). The changes
     /// between are in that snapshot, not in the stream: windows there are not compared.
-    resnapshots: Vec<(Position, Option<Position>)>,
+    resnapshots: Vec<Resnapshot>,
 }
 
 /// Until both streams have passed their snapshots, a replica's windows are summed, not
