@@ -364,6 +364,9 @@ fn wait_alerts_until(topic: &str, what: &str, done: impl Fn(&[Json]) -> bool) ->
         if done(&a) {
             return a;
         }
+        if Instant::now() >= deadline {
+            dump_topics(what);
+        }
         assert!(
             Instant::now() < deadline,
             "{what}: {} alerts after 60 s: {:#?}",

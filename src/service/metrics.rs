@@ -30,7 +30,6 @@ pub struct Snapshot {
     /// (stream, table) → counters.
     pub tables: BTreeMap<(String, String), TableCounters>,
     pub windows_compared: u64,
-    pub windows_unverified: u64,
     /// (kind, replica) → verdicts.
     pub divergences: BTreeMap<(String, String), u64>,
     /// replica → (positions behind, seconds behind).
@@ -179,11 +178,6 @@ impl Metrics {
             out,
             "cdc_verifier_windows_compared_total {}",
             s.windows_compared
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cdc_verifier_windows_unverified_total Windows not compared, summed over replicas: a connector snapshotted again there (it lost its offsets), so its changes there are in that snapshot, not in its stream.\n# TYPE cdc_verifier_windows_unverified_total counter\ncdc_verifier_windows_unverified_total {}",
-            s.windows_unverified
         );
         let _ = writeln!(
             out,

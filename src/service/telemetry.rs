@@ -103,7 +103,6 @@ impl Service {
             c.future += st.future;
         }
         s.windows_compared = e.stats().windows_compared;
-        s.windows_unverified = e.stats().windows_unverified;
         s.withdrawn = e.stats().withdrawn;
         for r in e.stream_names().skip(1) {
             let verified = e.started(r) && !e.stats().changes_only.contains_key(r);

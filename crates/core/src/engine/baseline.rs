@@ -39,9 +39,6 @@ impl<D: Decoder> Engine<D> {
             || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
         if later || self.started_id(stream) {
             self.topics[ti].stats.snapshot_late += 1;
-            if later {
-                self.note_resnapshot(stream, rec.timestamp_ms);
-            }
             return (Ingested::Outside, i64::MIN);
         }
         let topic = &mut self.topics[ti];
@@ -74,41 +71,6 @@ impl<D: Decoder> Engine<D> {
             d.events += 1;
         }
         (Ingested::Counted, BASELINE_W)
-    }
-
-    /// A read of a later snapshot of `stream`, written at `written_ms`: its change stream
-    /// resumes after that snapshot, from a point only its next change will tell. (Reads of one
-    /// snapshot may be read after the first change that follows it, from other partitions:
-    /// those written before that change belong to the snapshot already noted.)
-    fn note_resnapshot(&mut self, stream: StreamId, written_ms: i64) {
-        let s = &self.streams[stream as usize];
-        if let Some(last) = s.resnapshots.last()
-            && (last.to.is_none() || written_ms <= last.resumed_ms)
-        {
-            return;
-        }
-        let from = s
-            .topics
-            .iter()
-            .map(|t| self.topics[*t as usize].max_pos)
-            .max()
-            .unwrap_or(Position::ZERO);
-        self.streams[stream as usize].resnapshots.push(Resnapshot {
-            from,
-            to: None,
-            resumed_ms: i64::MAX,
-        });
-    }
-
-    /// Whether positions after `after` up to `last` hold a place where the primary or replica
-    /// `r` snapshotted again.
-    pub(super) fn across_resnapshot(&self, r: StreamId, after: Position, last: Position) -> bool {
-        [PRIMARY, r].iter().any(|s| {
-            self.streams[*s as usize]
-                .resnapshots
-                .iter()
-                .any(|g| g.from < last && g.to.is_none_or(|t| t > after))
-        })
     }
 
     /// Whether a stream's snapshot has been compared: a replica's, once it started; the

@@ -54,18 +54,6 @@ impl<D: Decoder> Engine<D> {
                 }
                 break;
             }
-            // Where either stream snapshotted again, its changes are partly in that snapshot:
-            // the window is passed without a comparison (it would find their absence).
-            let after = self.streams[r as usize]
-                .closed_pos
-                .unwrap_or(Position::ZERO);
-            if self.across_resnapshot(r, after, b.last) {
-                self.streams[r as usize].windows.remove(&w);
-                self.streams[r as usize].done_upto = Some(w);
-                self.streams[r as usize].closed_pos = Some(b.last);
-                self.stats.windows_unverified += 1;
-                continue;
-            }
             // How late the replica wrote this window: its last event's time against the
             // primary's (see `lag_by`). Taken from the records, so the same in any replay and
             // whatever order the topics are read in.

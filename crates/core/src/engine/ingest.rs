@@ -287,14 +287,6 @@ impl<D: Decoder> Engine<D> {
         if first.is_none_or(|f| ev.position < f) {
             *first = Some(ev.position);
         }
-        if let Some(g) = self.streams[stream as usize].resnapshots.last_mut()
-            && g.to.is_none()
-            && ev.position > g.from
-        {
-            // The first change after a later snapshot: where the stream resumed.
-            g.to = Some(ev.position);
-            g.resumed_ms = rec.timestamp_ms;
-        }
         self.streams[stream as usize]
             .clock
             .note(rec.timestamp_ms, ev.position);

@@ -112,19 +112,6 @@ pub struct EngineStats {
     pub changes_only: BTreeMap<String, String>,
     /// Mismatches withdrawn before publication: records that came late made them whole.
     pub withdrawn: u64,
-    /// (Replica, window) comparisons not made: the window lies where one of the two streams
-    /// snapshotted again, so its changes there are not all in its stream (see
-    /// `Stream::resnapshots`).
-    pub windows_unverified: u64,
-}
-
-/// A later snapshot of a stream: from the last change it sent before, to the first it sent
-/// after (`None` until then), that change's record time.
-#[derive(Debug, Clone, Copy)]
-struct Resnapshot {
-    from: Position,
-    to: Option<Position>,
-    resumed_ms: i64,
 }
 
 struct Table {
@@ -233,9 +220,6 @@ struct Stream {
     start: Start,
     /// Mismatches awaiting confirmation (see `confirm`).
     provisional: Vec<confirm::Provisional>,
-    /// Where the stream snapshotted again (a connector that lost its offsets). The changes
-    /// between are in that snapshot, not in the stream: windows there are not compared.
-    resnapshots: Vec<Resnapshot>,
 }
 
 /// Until both streams have passed their snapshots, a replica's windows are summed, not
@@ -321,7 +305,6 @@ impl<D: Decoder> Engine<D> {
             first_change_ms: i64::MAX,
             start: Start::default(),
             provisional: Vec::new(),
-            resnapshots: Vec::new(),
         };
         let mut streams = vec![mk(primary)];
         streams.extend(replicas.iter().map(|r| mk(r)));
