@@ -514,4 +514,53 @@ impl<D: Decoder> Engine<D> {
             self.emit(d, out);
         }
     }
+
+    /// At the end of a bounded input: a replica table that sent no record at all while the
+    /// primary's same table had records verified. Its snapshot and changes are all missing;
+    /// the engine has nothing of it to compare (no snapshot on one side is otherwise taken as
+    /// a connector configured without one), so the silence is the verdict.
+    pub(super) fn report_never_heard(&mut self, out: &mut Vec<Divergence>) {
+        for r in 1..self.streams.len() as StreamId {
+            let tables: Vec<TableId> = self.streams[r as usize]
+                .topics
+                .iter()
+                .map(|t| self.topics[*t as usize].table)
+                .collect();
+            for table in tables {
+                let of = |s: StreamId| {
+                    self.streams[s as usize]
+                        .topics
+                        .iter()
+                        .map(|t| &self.topics[*t as usize])
+                        .filter(move |t| t.table == table)
+                };
+                let verified = |t: &Topic| t.stats.events + t.stats.snapshot;
+                let primary: u64 = of(PRIMARY).map(verified).sum();
+                let heard = of(r).any(|t| t.last_ms != i64::MIN || t.silent);
+                if primary == 0 || heard {
+                    continue;
+                }
+                let primary_last = of(PRIMARY).map(|t| t.last_ms).max().unwrap_or(i64::MIN);
+                let quiet = primary_last.saturating_sub(self.start_ms).max(0);
+                let topics: Vec<TopicId> = self.streams[r as usize]
+                    .topics
+                    .iter()
+                    .copied()
+                    .filter(|t| self.topics[*t as usize].table == table)
+                    .collect();
+                for t in topics {
+                    self.topics[t as usize].silent = true;
+                }
+                let d = self.verdict(
+                    r,
+                    Finding::StreamSilent {
+                        table: self.tables[table as usize].name.clone(),
+                        window: None,
+                        lag: self.lag_of(r, quiet),
+                    },
+                );
+                self.emit(d, out);
+            }
+        }
+    }
 }

@@ -561,6 +561,7 @@ impl<D: Decoder> Engine<D> {
                 self.emit(d, out);
             }
         }
+        self.report_never_heard(out);
         Ok(())
     }
 
