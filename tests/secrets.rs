@@ -7,17 +7,21 @@ const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
 
 const SECRETS: [&str; 4] = ["hunter2-sasl", "ks-s3cret", "jaas-s3cret", "info-s3cret"];
 
-fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+/// A configuration whose plain Kafka properties hold passwords, and `extra` besides.
+fn config_file(dir: &tempfile::TempDir, extra: &str) -> std::path::PathBuf {
     let f = dir.path().join("verifier.toml");
     std::fs::write(
         &f,
-        r#"
+        format!(
+            r#"
 [kafka.properties]
 "security.protocol" = "SASL_SSL"
 "sasl.username" = "verifier"
 "sasl.password" = "hunter2-sasl"
 "ssl.keystore.password" = "ks-s3cret"
-"#,
+{extra}
+"#
+        ),
     )
     .unwrap();
     f
@@ -26,17 +30,11 @@ fn config_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
 #[test]
 fn print_config_masks_passwords_among_plain_properties() {
     let dir = tempfile::tempdir().unwrap();
+    let extra = "\"sasl.jaas.config\" = \"required password='jaas-s3cret';\"\n\
+                 \"basic.auth.user.info\" = \"user:info-s3cret\"";
     let out = Command::new(BIN)
         .args(["run", "--print-config", "--config"])
-        .arg(config_file(&dir))
-        .args([
-            "--set",
-            "kafka.properties.sasl.jaas.config=required password=\"jaas-s3cret\";",
-        ])
-        .env(
-            "CDC_VERIFIER__KAFKA__PROPERTIES__BASIC__AUTH__USER__INFO",
-            "user:info-s3cret",
-        )
+        .arg(config_file(&dir, extra))
         .output()
         .unwrap();
     let text = format!(
@@ -63,14 +61,13 @@ fn a_refused_secret_property_is_named_without_its_value() {
     let dir = tempfile::tempdir().unwrap();
     for (key, value) in [
         // Not librdkafka properties (Java clients' names): refused, value and all.
-        ("sasl.jaas.config", "required password=\"jaas-s3cret\";"),
+        ("sasl.jaas.config", "required password='jaas-s3cret';"),
         ("basic.auth.user.info", "user:info-s3cret"),
     ] {
         let out = Command::new(BIN)
             .args(["run", "--config"])
-            .arg(config_file(&dir))
+            .arg(config_file(&dir, &format!("\"{key}\" = \"{value}\"")))
             .args(["--set", "service.listen=127.0.0.1:0"])
-            .args(["--set", &format!("kafka.properties.{key}={value}")])
             .env("CDC_VERIFIER_LOG", "debug")
             .output()
             .unwrap();
