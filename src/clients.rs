@@ -22,7 +22,7 @@ pub fn kafka_settings(cfg: &Config) -> KafkaSettings {
         cfg.kafka
             .secret_properties
             .iter()
-            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+            .map(|(k, v)| (k.clone(), v.clone())),
     );
     KafkaSettings {
         bootstrap_servers: cfg.kafka.bootstrap_servers.clone(),

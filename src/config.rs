@@ -2,7 +2,6 @@
 //! environment variables, then command-line flags. Keys are kebab-case; an unknown key or a
 //! wrong value fails at start with a message that names it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -14,28 +13,9 @@ use serde::{Deserialize, Serialize};
 /// The embedded defaults, also shipped as `config/default.toml`.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
-/// A value never printed: `Debug` and `Serialize` show `***`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
+mod secrets;
 
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("***")
-    }
-}
+pub use secrets::{Properties, Secret};
 
 /// Settings written as text: `Display` out, `FromStr` in. Another scalar (`format = 1`, as a
 /// flag or an environment variable may give it) is read as its text, so that its error lists
@@ -102,12 +82,12 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub group_id: String,
     /// Extra librdkafka properties passed through as they are (`security.protocol`,
-    /// `sasl.mechanism`, `ssl.ca.location`, …).
+    /// `sasl.mechanism`, `ssl.ca.location`, …); values of secret keys are never shown.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: Properties,
     /// Properties whose values are secrets (`sasl.password`, `ssl.key.password`, …).
-    #[serde(default)]
-    pub secret_properties: BTreeMap<String, Secret>,
+    #[serde(default, deserialize_with = "secrets::secret_properties")]
+    pub secret_properties: Properties,
     /// Records fetched per poll batch.
     pub batch_size: usize,
     /// How often the partitions' end offsets are read from the broker.
@@ -324,6 +304,12 @@ pub struct ServiceConfig {
     pub summary_interval_s: u64,
     /// Seconds SIGTERM waits for in-flight windows before exiting anyway.
     pub shutdown_timeout_s: u64,
+    /// Seconds between looks at the cluster's topics: new tables' topics, added partitions,
+    /// deleted topics.
+    pub discovery_interval_s: u64,
+    /// Seconds the main loop may go without completing an iteration (or a partition with
+    /// records to read without reading one) before `/healthz` (or `/readyz`) says so.
+    pub stall_timeout_s: u64,
 }
 
 impl Config {
@@ -406,6 +392,12 @@ impl Config {
         }
         if let Err(e) = self.verify.timing.check() {
             bail!("verify.{e}");
+        }
+        if self.service.discovery_interval_s == 0 {
+            bail!("service.discovery-interval-s must be at least 1");
+        }
+        if self.service.stall_timeout_s == 0 {
+            bail!("service.stall-timeout-s must be at least 1");
         }
         if self.kafka.end_offsets_interval_ms == 0 {
             bail!("kafka.end-offsets-interval-ms must be at least 1");

@@ -60,25 +60,11 @@ impl Verifier {
     /// stream prefixes; other topics are ignored.
     pub fn new(cfg: &Config, engine_cfg: EngineConfig, topics: &[(String, u32)]) -> Verifier {
         let names: Vec<&str> = cfg.replicas.iter().map(|r| r.name.as_str()).collect();
-        let mut engine = Engine::new(engine_cfg, &cfg.primary.name, &names);
-        let (routes, infos) = topics
-            .iter()
-            .map(|(name, partitions)| match cfg.route(name) {
-                Some((stream, table)) => {
-                    let t = engine.add_topic(name, stream as u16, &table, *partitions);
-                    let info = TopicInfo {
-                        key_subject: format!("{name}-key"),
-                        value_subject: format!("{name}-value"),
-                    };
-                    (Some(t), Some(info))
-                }
-                None => (None, None),
-            })
-            .unzip();
-        Verifier {
+        let engine = Engine::new(engine_cfg, &cfg.primary.name, &names);
+        let mut v = Verifier {
             engine,
-            routes,
-            infos,
+            routes: Vec::new(),
+            infos: Vec::new(),
             verdicts: Vec::new(),
             records: 0,
             since_advance: 0,
@@ -87,7 +73,32 @@ impl Verifier {
             json: ConnectJson::new(),
             key_buf: Vec::new(),
             value_buf: Vec::new(),
+        };
+        for (name, partitions) in topics {
+            v.add_topic(cfg, name, *partitions);
         }
+        v
+    }
+
+    /// Adds a source topic (at start or while running): its source index is the number of
+    /// topics added before it. Not verified when it is not a topic of a configured stream.
+    pub fn add_topic(&mut self, cfg: &Config, name: &str, partitions: u32) -> usize {
+        let (route, info) = match cfg.route(name) {
+            Some((stream, table)) => {
+                let t = self
+                    .engine
+                    .add_topic(name, stream as u16, &table, partitions);
+                let info = TopicInfo {
+                    key_subject: format!("{name}-key"),
+                    value_subject: format!("{name}-value"),
+                };
+                (Some(t), Some(info))
+            }
+            None => (None, None),
+        };
+        self.routes.push(route);
+        self.infos.push(info);
+        self.routes.len() - 1
     }
 
     pub fn route(&self, source_topic: usize) -> Option<TopicId> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cdc_verifier_kafka::consume::Commit;
 use cdc_verifier_kafka::outbox::Output;
 
-use super::state::{Frontier, Service};
+use super::state::{Frontier, Saved, Service, wall_ms};
 use super::telemetry::peak_rss_mib;
 
 const COMMIT_BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -57,6 +57,7 @@ impl Service {
             offsets,
             checkpoint,
         };
+        let anchor = self.anchor();
         let Some(f) = settled(&mut self.frontiers, now, self.producer.acked_below()) else {
             return Ok(()); // outputs before every frontier kept are not all acknowledged yet
         };
@@ -69,24 +70,22 @@ impl Service {
         let checkpoint_changed = f.checkpoint != self.last_checkpoint;
         let mut commits = Vec::new();
         let mut changed = Vec::new();
-        for (i, p) in self.partitions.iter().enumerate() {
-            let upto = f.offsets[i].max(p.committed);
-            let anchor = i == 0;
-            if upto > p.committed || (anchor && checkpoint_changed) {
+        // (Partitions found after the frontier was noted, and deleted ones, wait.)
+        for (i, (p, settled)) in self.partitions.iter().zip(&f.offsets).enumerate() {
+            if p.gone {
+                continue;
+            }
+            let upto = settled.max(&p.committed);
+            let anchor = Some(i) == anchor;
+            if *upto > p.committed || (anchor && checkpoint_changed) {
                 commits.push(Commit {
                     topic: &self.topic_names[p.topic_index as usize],
                     partition: p.partition,
-                    offset: upto,
+                    offset: *upto,
                     // Kafka keeps up to 4 KiB of metadata per partition by default.
-                    metadata: anchor.then(|| {
-                        if f.checkpoint.len() <= 4000 {
-                            f.checkpoint.clone()
-                        } else {
-                            String::new()
-                        }
-                    }),
+                    metadata: anchor.then(|| saved(&f.checkpoint)),
                 });
-                changed.push((i, upto));
+                changed.push((i, *upto));
             }
         }
         if changed.is_empty() {
@@ -127,6 +126,17 @@ impl Service {
         Ok(())
     }
 
+    /// A partition read again from `offset` (its topic created again): nothing above it is
+    /// committed, by the frontiers noted before either.
+    pub(super) fn rewind(&mut self, pi: usize, offset: i64) {
+        self.partitions[pi].committed = offset;
+        for f in &mut self.frontiers {
+            if let Some(o) = f.offsets.get_mut(pi) {
+                *o = (*o).min(offset);
+            }
+        }
+    }
+
     /// Stops: verifies the batches already fetched, compares what can be compared (all
     /// windows when `bounded`), publishes, commits.
     pub(super) fn drain(&mut self, bounded: bool) -> anyhow::Result<()> {
@@ -134,6 +144,7 @@ impl Service {
         let deadline = Instant::now() + Duration::from_secs(self.cfg.service.shutdown_timeout_s);
         // Batches already fetched are verified; nothing more is read.
         while let Ok(Some(batch)) = self.batches.recv(Duration::from_millis(100)) {
+            self.health.beat();
             self.process(&batch)?;
             if Instant::now() > deadline {
                 break;
@@ -196,6 +207,20 @@ impl Service {
         );
         Ok(())
     }
+}
+
+/// The checkpoint as committed, stamped with the time (empty when over Kafka's default 4 KiB
+/// of metadata per partition).
+fn saved(checkpoint: &str) -> String {
+    let Ok(checkpoint) = serde_json::from_str(checkpoint) else {
+        return String::new();
+    };
+    let s = serde_json::to_string(&Saved {
+        saved_ms: wall_ms(),
+        checkpoint,
+    })
+    .unwrap_or_default();
+    if s.len() <= 4000 { s } else { String::new() }
 }
 
 #[cfg(test)]

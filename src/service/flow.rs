@@ -37,8 +37,8 @@ impl Service {
             let Some(pi) = self.part_of(rec.topic, rec.partition) else {
                 continue;
             };
-            if rec.offset < self.partitions[pi].next {
-                continue; // already fed (a re-fetch after resume)
+            if rec.offset < self.partitions[pi].next || self.partitions[pi].gone {
+                continue; // already fed (a re-fetch after resume), or its topic deleted
             }
             // (A record stamped in the future moves neither the engine's clock nor this.)
             if rec.timestamp_ms > self.max_record_ts
@@ -179,7 +179,7 @@ impl Service {
             .partitions
             .iter()
             .map(|p| (self.topic_names[p.topic_index as usize].as_str(), p))
-            .filter(|(t, p)| !p.paused && !t.starts_with(primary.as_str()));
+            .filter(|(t, p)| !p.paused && !p.gone && !t.starts_with(primary.as_str()));
         if want {
             tracing::debug!(parked, "replicas far ahead of the primary: pausing them");
             self.consumer
@@ -217,12 +217,13 @@ impl Service {
                 end.insert((i as u32, *p), *o);
             }
         }
-        let mut all = true;
-        for p in &self.partitions {
-            let read = p.held.is_empty()
-                && end
-                    .get(&(p.topic_index, p.partition))
-                    .is_some_and(|e| p.next >= *e);
+        let mut all = !self.partitions.is_empty();
+        for p in self.partitions.iter_mut().filter(|p| !p.gone) {
+            let e = end.get(&(p.topic_index, p.partition)).copied();
+            if let Some(e) = e {
+                p.end = e;
+            }
+            let read = p.held.is_empty() && e.is_some_and(|e| p.next >= e);
             all &= read;
             let progress = if read && as_of != i64::MIN {
                 Progress::CaughtUpAt(as_of)

@@ -1,11 +1,9 @@
-//! Prometheus metrics, `/healthz` and `/readyz`. The verification loop publishes a snapshot
-//! once per batch (never per event); the HTTP server renders the latest one.
+//! Prometheus metrics. The verification loop publishes a snapshot once per second (never per
+//! event); the HTTP server (`endpoints`) renders the latest one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use cdc_verifier_kafka::outbox::{OutboxStats, Output};
 pub use cdc_verifier_kafka::source::LATENCY_BUCKETS;
@@ -65,13 +63,17 @@ pub struct Snapshot {
     pub degraded_commit: bool,
     pub commit_failures: u64,
     pub commits: u64,
+    /// stream → topics read (deleted ones not counted).
+    pub topics_read: BTreeMap<String, u64>,
+    /// (stream, topic) → whether the topic is deleted now (topics once read).
+    pub topics_deleted: BTreeMap<(String, String), bool>,
+    /// (topic, partition) → records deleted (by retention) before they were read.
+    pub records_skipped: BTreeMap<(String, u32), u64>,
 }
 
 #[derive(Default)]
 pub struct Metrics {
     snapshot: Mutex<Snapshot>,
-    pub ready: AtomicBool,
-    pub alive: AtomicBool,
 }
 
 impl Metrics {
@@ -401,63 +403,41 @@ impl Metrics {
                 u8::from(on)
             );
         }
+        render_topics(&mut out, &s);
         out
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a small runtime of its own.
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let listener = std::net::TcpListener::bind(addr)
-        .map_err(|e| anyhow::anyhow!("service.listen {addr}: {e}"))?;
-    listener.set_nonblocking(true)?;
-    let handle = std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                use axum::http::StatusCode;
-                use axum::routing::get;
-                let m1 = metrics.clone();
-                let m2 = metrics.clone();
-                let m3 = metrics.clone();
-                let app = axum::Router::new()
-                    .route(
-                        "/metrics",
-                        get(move || async move {
-                            ([("content-type", "text/plain; version=0.0.4")], m1.render())
-                        }),
-                    )
-                    .route(
-                        "/healthz",
-                        get(move || async move {
-                            if m2.alive.load(Ordering::Relaxed) {
-                                (StatusCode::OK, "ok\n")
-                            } else {
-                                (StatusCode::SERVICE_UNAVAILABLE, "stopping\n")
-                            }
-                        }),
-                    )
-                    .route(
-                        "/readyz",
-                        get(move || async move {
-                            if m3.ready.load(Ordering::Relaxed) {
-                                (StatusCode::OK, "ready\n")
-                            } else {
-                                (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                            }
-                        }),
-                    );
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                let _ = axum::serve(listener, app).await;
-            });
-        })?;
-    Ok(handle)
+/// The topics found, deleted, and records lost to retention.
+fn render_topics(out: &mut String, s: &Snapshot) {
+    let _ = writeln!(
+        out,
+        "# HELP cdc_verifier_topics_read Topics read, by stream (found at start or since; deleted ones not counted).\n# TYPE cdc_verifier_topics_read gauge"
+    );
+    for (stream, n) in &s.topics_read {
+        let _ = writeln!(out, "cdc_verifier_topics_read{{stream=\"{stream}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cdc_verifier_topic_deleted 1 while a topic once read is deleted (its stream is not ready).\n# TYPE cdc_verifier_topic_deleted gauge"
+    );
+    for ((stream, topic), gone) in &s.topics_deleted {
+        let _ = writeln!(
+            out,
+            "cdc_verifier_topic_deleted{{stream=\"{stream}\",topic=\"{topic}\"}} {}",
+            u8::from(*gone)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cdc_verifier_records_skipped_total Records deleted (retention) before they were read: never verified.\n# TYPE cdc_verifier_records_skipped_total counter"
+    );
+    for ((topic, partition), n) in &s.records_skipped {
+        let _ = writeln!(
+            out,
+            "cdc_verifier_records_skipped_total{{topic=\"{topic}\",partition=\"{partition}\"}} {n}"
+        );
+    }
 }
 
 #[cfg(test)]

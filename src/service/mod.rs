@@ -3,14 +3,19 @@
 //! Two threads do the work: the consumer thread polls Kafka in batches; the verification loop
 //! (this thread) feeds them to the engine, publishes verdicts, dead-letters undecodable
 //! records, and commits offsets once every window fed by them was compared and its alerts were
-//! acknowledged. A third serves metrics. SIGTERM drains and commits; a second signal exits.
+//! acknowledged. A third serves metrics and health. SIGTERM drains and commits; a second
+//! signal exits.
 //!
-//! The loop's state is in `state`; it starts in `startup`, reads and paces its partitions in
-//! `flow`, publishes in `publish`, commits and drains in `commit`, and reports in `telemetry`.
+//! The loop's state is in `state`; it starts in `startup`, finds and follows the streams'
+//! topics in `discovery`, reads and paces its partitions in `flow`, publishes in `publish`,
+//! commits and drains in `commit`, reports in `telemetry` and says how it is in `health`.
 
 mod alerts;
 mod commit;
+mod discovery;
+mod endpoints;
 mod flow;
+mod health;
 mod metrics;
 mod publish;
 mod startup;
@@ -20,6 +25,8 @@ mod telemetry;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use health::Health;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -120,12 +127,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let metrics = Arc::new(Metrics::default());
-    metrics.alive.store(true, Ordering::Relaxed);
-    metrics::serve(cfg.service.listen, metrics.clone())?;
+    let health = Arc::new(Health::new(Duration::from_secs(
+        cfg.service.stall_timeout_s,
+    )));
+    health.starting("connecting to Kafka");
+    endpoints::serve(cfg.service.listen, metrics.clone(), health.clone())?;
     tracing::info!(listen = %cfg.service.listen, "metrics on /metrics, health on /healthz and /readyz");
 
-    let mut svc = Service::start(&cfg, metrics.clone())?;
-    metrics.ready.store(true, Ordering::Relaxed);
+    let mut svc = Service::start(&cfg, metrics, health)?;
+    svc.discover();
     tracing::info!(
         topics = svc.topic_names.len(),
         partitions = svc.partitions.len(),
@@ -137,7 +147,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     svc.until_caught_up = args.until_caught_up;
     svc.run_loop(&signals)?;
-    metrics.alive.store(false, Ordering::Relaxed);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -153,8 +162,10 @@ impl Service {
         let mut summary_events = 0u64;
         let mut caught_up_since: Option<Instant> = None;
         loop {
+            self.health.beat();
             if signals.load(Ordering::SeqCst) {
                 tracing::info!("stopping: finishing in-flight windows, publishing and committing");
+                self.health.stopping();
                 return self.drain(false);
             }
             if self.until_caught_up {
@@ -172,6 +183,7 @@ impl Service {
                         tracing::info!(
                             "every partition is read to its end: comparing the last windows and stopping"
                         );
+                        self.health.stopping();
                         return self.drain(true);
                     }
                 } else {
@@ -186,12 +198,17 @@ impl Service {
                     last_commit = Instant::now();
                     self.commit()?;
                     self.publish_metrics();
+                    self.update_readiness();
                 }
                 continue;
             }
+            self.discover_every();
             match self.batches.recv(Duration::from_millis(50)) {
                 Ok(Some(batch)) => {
                     self.process(&batch)?;
+                    for r in &batch.resets {
+                        self.offset_reset(*r);
+                    }
                     self.batches.recycle(batch);
                 }
                 Ok(None) => {}
@@ -212,6 +229,7 @@ impl Service {
                 last_commit = Instant::now();
                 self.commit()?;
                 self.publish_metrics();
+                self.update_readiness();
                 self.warn_skew();
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {

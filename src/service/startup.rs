@@ -1,16 +1,13 @@
-//! Start-up: the checks that the cluster, the streams' topics and the registry answer, the
-//! alert topics and schemas, and every partition assigned at its committed offset with the
-//! episodes of the last commit restored.
+//! Start-up: the checks that the cluster and the registry answer, the alert topics and
+//! schemas. The streams' topics are found by `discovery`, at once and while running.
 
-use std::collections::{HashMap, VecDeque};
-use std::ffi::CString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::batches::Batches;
-use cdc_verifier_kafka::consume::{KafkaSettings, until_settled};
+use cdc_verifier_kafka::consume::KafkaSettings;
 use cdc_verifier_kafka::end_offsets::EndOffsets;
 use cdc_verifier_kafka::outbox::Outbox;
 use cdc_verifier_kafka::produce::ProducerSettings;
@@ -18,68 +15,39 @@ use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_kafka::source::RegistrySource;
 
 use super::alerts;
+use super::health::Health;
 use super::metrics::Metrics;
-use super::state::{PartState, Service};
+use super::state::Service;
 use crate::clients;
 use crate::config::Config;
 use crate::verify::Verifier;
 
 impl Service {
-    pub(super) fn start(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Service> {
+    /// Connects: the cluster and the registry answer, the alert topics and schemas exist.
+    /// No topic is read yet: the first look at the cluster's topics (`discovery`) finds them.
+    pub(super) fn start(
+        cfg: &Config,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> anyhow::Result<Service> {
         let kafka = clients::kafka_settings(cfg);
         let consumer = kafka
-            .consumer(&cfg.kafka.group_id)
+            .strict_consumer(&cfg.kafka.group_id)
             .with_context(|| format!("kafka.bootstrap-servers {}", cfg.kafka.bootstrap_servers))?;
 
-        // Start-up checks: the cluster answers, the streams' topics exist, the registry answers.
-        let all = consumer
-            .discover(Duration::from_secs(15))
+        // Start-up checks: the cluster answers, the registry answers.
+        consumer
+            .list_topics(Duration::from_secs(15))
             .with_context(|| {
                 format!(
                     "cannot reach Kafka at {} (kafka.bootstrap-servers)",
                     cfg.kafka.bootstrap_servers
                 )
             })?;
-        let topics: Vec<(String, u32)> = all
-            .iter()
-            .filter(|(t, _)| cfg.route(t).is_some())
-            .cloned()
-            .collect();
-        for s in cfg.streams() {
-            if !topics.iter().any(|(t, _)| t.starts_with(&s.topic_prefix)) {
-                bail!(
-                    "no topic of stream `{}` (prefix `{}`) exists at {}",
-                    s.name,
-                    s.topic_prefix,
-                    cfg.kafka.bootstrap_servers
-                );
-            }
-        }
-        let mut by_table: HashMap<String, Vec<(String, u32)>> = HashMap::new();
-        for (t, n) in &topics {
-            let (stream, table) = cfg.route(t).expect("filtered");
-            by_table
-                .entry(table)
-                .or_default()
-                .push((cfg.streams().nth(stream).expect("routed").name.clone(), *n));
-        }
-        for (table, streams) in &by_table {
-            let counts: Vec<u32> = streams.iter().map(|(_, n)| *n).collect();
-            if counts.iter().any(|n| *n != counts[0]) {
-                tracing::warn!(
-                    table,
-                    ?streams,
-                    "topics of one table have different partition counts: verification stays exact, but instances cannot split work by partition"
-                );
-            }
-            for s in cfg.streams() {
-                if !streams.iter().any(|(n, _)| n == &s.name) {
-                    tracing::warn!(table, stream = %s.name, "the table has no topic on this stream; its events there cannot be verified");
-                }
-            }
-        }
         let registry = clients::registry_client(cfg)?;
-        wait_for_registry(&registry, cfg)?;
+        health.starting("waiting for the schema registry");
+        wait_for_registry(&registry, cfg, &health)?;
+        health.starting("creating the alert topics and registering their schemas");
         ensure_alert_topics(&kafka, cfg)?;
         let key_id = registry
             .register(&format!("{}-key", cfg.alerts.topic), alerts::KEY_SCHEMA)
@@ -90,66 +58,10 @@ impl Service {
         let codec = alerts::AlertCodec::new(value_id, key_id, cfg.instance());
         let producer = Outbox::new(&ProducerSettings::alerts(&kafka))
             .context("cannot create the alert producer")?;
-
-        // Assign every partition at its committed offset (the beginning when none).
-        let all_partitions: Vec<(&str, u32)> = topics
-            .iter()
-            .flat_map(|(t, n)| (0..*n).map(move |p| (t.as_str(), p)))
-            .collect();
-        let committed = until_settled("reading committed offsets", || {
-            consumer.committed(&all_partitions, Duration::from_secs(15))
-        })
-        .context("cannot read committed offsets")?;
-        let mut assign = Vec::with_capacity(all_partitions.len());
-        let verifier = Verifier::new(cfg, cfg.engine(), &topics);
-        // (restored from the checkpoint below, once the committed offsets are known)
-        let mut partitions = Vec::new();
-        let mut topic_base = Vec::with_capacity(topics.len());
-        for (ti, (t, n)) in topics.iter().enumerate() {
-            topic_base.push(partitions.len());
-            for p in 0..*n {
-                let start = match committed[partitions.len()].offset {
-                    Some(o) => o,
-                    None => {
-                        until_settled("reading the first offsets", || {
-                            consumer.watermarks(t, p, Duration::from_secs(10))
-                        })
-                        .with_context(|| format!("cannot read the first offset of {t} [{p}]"))?
-                        .0
-                    }
-                };
-                assign.push((t.as_str(), p, start));
-                partitions.push(PartState {
-                    topic_index: ti as u32,
-                    partition: p,
-                    engine_topic: verifier.route(ti).expect("routed"),
-                    next: start,
-                    held: VecDeque::new(),
-                    paused: false,
-                    committed: start,
-                });
-            }
-        }
-        // The episodes in progress at the last commit ride on the first partition's metadata.
-        let mut verifier = verifier;
-        if let Some(first) = committed.first() {
-            let meta = &first.metadata;
-            if !meta.is_empty() {
-                match serde_json::from_str::<cdc_verifier_core::Checkpoint>(meta) {
-                    Ok(c) => {
-                        tracing::info!(?c, "continuing the episodes of the last commit");
-                        verifier.engine.restore(&c);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "ignoring unreadable checkpoint metadata"),
-                }
-            }
-        }
-        consumer
-            .assign(assign)
-            .context("cannot assign partitions")?;
-        let topic_names: Vec<String> = topics.into_iter().map(|(t, _)| t).collect();
-        let batches = Batches::start(&consumer, &topic_names, cfg.kafka.batch_size)?;
+        let verifier = Verifier::new(cfg, cfg.engine(), &[]);
+        let batches = Batches::start(&consumer, &[], cfg.kafka.batch_size)?;
         let end_offsets = EndOffsets::start(&consumer, Duration::from_secs(10))?;
+        health.starting("looking for the streams' topics");
         Ok(Service {
             cfg: cfg.clone(),
             verifier,
@@ -157,14 +69,19 @@ impl Service {
             codec,
             producer,
             consumer,
-            topic_cnames: topic_names
-                .iter()
-                .map(|t| CString::new(t.as_str()).expect("topic names have no NUL"))
-                .collect(),
-            topic_names,
-            partitions,
-            topic_base,
+            topic_names: Vec::new(),
+            topic_cnames: Vec::new(),
+            topic_routes: Vec::new(),
+            topic_gone: Vec::new(),
+            partitions: Vec::new(),
+            part_index: Vec::new(),
+            pending_tables: Default::default(),
+            next_discovery: Instant::now(),
+            discoveries: 0,
+            resets_pending: Vec::new(),
+            skipped: Default::default(),
             metrics,
+            health,
             batches,
             retry_at: None,
             backoff: Duration::from_millis(cfg.registry.retry_initial_ms),
@@ -197,10 +114,15 @@ impl Service {
 }
 
 /// Waits up to `registry.timeout-ms × 6` for the registry to answer, retrying with backoff.
-fn wait_for_registry(registry: &RegistryClient, cfg: &Config) -> anyhow::Result<()> {
+fn wait_for_registry(
+    registry: &RegistryClient,
+    cfg: &Config,
+    health: &Health,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_millis(cfg.registry.timeout_ms * 6);
     let mut delay = Duration::from_millis(cfg.registry.retry_initial_ms);
     loop {
+        health.beat();
         match registry.subjects() {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() < deadline => {

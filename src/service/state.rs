@@ -1,7 +1,7 @@
-//! What the verification loop keeps: the verifier, the Kafka clients, and per partition how
-//! far it was read, fed and committed.
+//! What the verification loop keeps: the verifier, the Kafka clients, the topics found so far,
+//! and per partition how far it was read, fed and committed.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::ffi::CString;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use cdc_verifier_kafka::outbox::Outbox;
 use cdc_verifier_kafka::source::RegistrySource;
 
 use super::alerts::AlertCodec;
+use super::health::Health;
 use super::metrics::Metrics;
 use crate::config::Config;
 use crate::verify::Verifier;
@@ -28,6 +29,35 @@ pub(super) struct PartState {
     pub held: VecDeque<(Rec, Vec<u8>)>,
     pub paused: bool,
     pub committed: i64,
+    /// Its topic was deleted (or the partition is gone with it): not read, not committed,
+    /// not holding anything back.
+    pub gone: bool,
+    /// The end offset at the broker's last answer (0 before one).
+    pub end: i64,
+    /// `next` when last looked at, and since when it has stayed there.
+    pub seen: (i64, Instant),
+}
+
+impl PartState {
+    pub fn new(
+        topic_index: u32,
+        partition: u32,
+        engine_topic: cdc_verifier_core::TopicId,
+        start: i64,
+    ) -> PartState {
+        PartState {
+            topic_index,
+            partition,
+            engine_topic,
+            next: start,
+            held: VecDeque::new(),
+            paused: false,
+            committed: start,
+            gone: false,
+            end: 0,
+            seen: (start, Instant::now()),
+        }
+    }
 }
 
 pub(super) struct Service {
@@ -38,12 +68,28 @@ pub(super) struct Service {
     /// Alerts and dead letters, each kept until Kafka acknowledged it.
     pub producer: Outbox,
     pub consumer: Consumer,
+    /// The topics read (found at start or since), by index; a deleted one keeps its index.
     pub topic_names: Vec<String>,
     pub topic_cnames: Vec<CString>,
+    /// Per topic: its stream (index in `Config::streams`) and table.
+    pub topic_routes: Vec<(usize, String)>,
+    /// Per topic: deleted (not in the cluster's last listing).
+    pub topic_gone: Vec<bool>,
     pub partitions: Vec<PartState>,
-    /// Index of a topic's partition 0 in `partitions`; its partitions follow in order.
-    pub topic_base: Vec<usize>,
+    /// Per topic, the index in `partitions` of each of its partitions.
+    pub part_index: Vec<Vec<usize>>,
+    /// Tables whose topics exist on some streams only, since when: added once every stream
+    /// has one, or after a while without.
+    pub pending_tables: BTreeMap<String, Instant>,
+    /// When the cluster's topics are looked at next, and how many looks were done.
+    pub next_discovery: Instant,
+    pub discoveries: u64,
+    /// Offset-out-of-range reports not handled yet (the broker did not answer).
+    pub resets_pending: Vec<cdc_verifier_kafka::batches::OffsetReset>,
+    /// Records deleted before they were read, per (topic, partition).
+    pub skipped: BTreeMap<(String, u32), u64>,
     pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     /// The consumer thread's batches.
     pub batches: Batches,
     pub retry_at: Option<Instant>,
@@ -90,14 +136,15 @@ impl Service {
     /// The index in `partitions` of a topic's partition.
     #[inline]
     pub fn part_of(&self, topic: u32, partition: u32) -> Option<usize> {
-        let base = *self.topic_base.get(topic as usize)?;
-        let next = self
-            .topic_base
-            .get(topic as usize + 1)
+        self.part_index
+            .get(topic as usize)?
+            .get(partition as usize)
             .copied()
-            .unwrap_or(self.partitions.len());
-        let i = base + partition as usize;
-        (i < next).then_some(i)
+    }
+
+    /// The partition whose committed metadata carries the checkpoint: the first one read.
+    pub fn anchor(&self) -> Option<usize> {
+        self.partitions.iter().position(|p| !p.gone)
     }
 }
 
@@ -106,9 +153,20 @@ pub(super) struct Frontier {
     /// The outbox's next sequence number then: every output numbered below it must be
     /// acknowledged before these offsets are committed.
     pub seq: u64,
-    /// Per partition (in `partitions` order), the offset below which every record is settled.
+    /// Per partition (in `partitions` order, those known then), the offset below which every
+    /// record is settled.
     pub offsets: Vec<i64>,
     pub checkpoint: String,
+}
+
+/// The checkpoint as committed: with the time it was saved, so that a restart takes the
+/// newest when the partition carrying it changed (a topic deleted, or one found first).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Saved {
+    #[serde(default)]
+    pub saved_ms: i64,
+    #[serde(flatten)]
+    pub checkpoint: cdc_verifier_core::Checkpoint,
 }
 
 /// The wall clock (ms since the epoch).

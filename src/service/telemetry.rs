@@ -118,7 +118,7 @@ impl Service {
             s.replica_lag.insert(r, (behind, secs));
         }
         let names: Vec<String> = e.stream_names().map(str::to_string).collect();
-        for p in &self.partitions {
+        for p in self.partitions.iter().filter(|p| !p.gone) {
             let topic = &self.topic_names[p.topic_index as usize];
             let stream = self
                 .cfg
@@ -153,6 +153,18 @@ impl Service {
         s.degraded_commit = self.commit_failing.is_some();
         s.commit_failures = self.commit_failures;
         s.commits = self.commits;
+        for name in &names {
+            s.topics_read.insert(name.clone(), 0);
+        }
+        for (t, (stream, _)) in self.topic_routes.iter().enumerate() {
+            let stream = names[*stream].clone();
+            if !self.topic_gone[t] {
+                *s.topics_read.entry(stream.clone()).or_default() += 1;
+            }
+            s.topics_deleted
+                .insert((stream, self.topic_names[t].clone()), self.topic_gone[t]);
+        }
+        s.records_skipped = self.skipped.clone();
         self.metrics.publish(s);
         self.record_age_recent.reset();
     }

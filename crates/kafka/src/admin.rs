@@ -81,7 +81,7 @@ pub fn ensure_topics(
             .create()
             .map_err(|source| AdminError::Client {
                 bootstrap: bootstrap.clone(),
-                source,
+                source: crate::secrets::redact(source),
             })?;
     let metadata_err = |source| AdminError::Metadata {
         bootstrap: bootstrap.clone(),

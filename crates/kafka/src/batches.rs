@@ -1,11 +1,12 @@
 //! The consumer thread: polls Kafka in batches and hands them to the verification loop. A
 //! batch owns one buffer of key and value bytes and a list of record headers; batches are
-//! recycled, so a running service does not allocate per record.
+//! recycled, so a running service does not allocate per record. Topics can be added while it
+//! runs; a partition whose offset fell out of range is reported in the batch.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,16 +26,28 @@ pub struct Rec {
     pub value: Option<(u32, u32)>,
 }
 
+/// A partition whose fetch offset was out of range (records deleted by retention, or the
+/// topic deleted and created again): its fetching stopped at `offset` until it is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetReset {
+    pub topic: u32,
+    pub partition: u32,
+    pub offset: i64,
+}
+
 #[derive(Default)]
 pub struct Batch {
     pub data: Vec<u8>,
     pub recs: Vec<Rec>,
+    /// Partitions whose fetching stopped out of range (with `auto.offset.reset=error`).
+    pub resets: Vec<OffsetReset>,
 }
 
 impl Batch {
     fn clear(&mut self) {
         self.data.clear();
         self.recs.clear();
+        self.resets.clear();
     }
 
     #[inline]
@@ -57,8 +70,12 @@ pub struct Batches {
     full: Receiver<Batch>,
     empty: SyncSender<Batch>,
     stop: Arc<AtomicBool>,
+    topics: TopicIndex,
     thread: Option<JoinHandle<Result<(), ConsumeError>>>,
 }
+
+/// Topic name → index in the verified topic list, shared with the consumer thread.
+type TopicIndex = Arc<RwLock<HashMap<String, u32>>>;
 
 /// The consumer thread has ended.
 #[derive(Debug)]
@@ -75,13 +92,16 @@ impl Batches {
         let (full_tx, full) = std::sync::mpsc::sync_channel::<Batch>(4);
         let (empty, empty_rx) = std::sync::mpsc::sync_channel::<Batch>(8);
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = ConsumerThread {
-            consumer: consumer.inner.clone(),
-            topics: topics
+        let index: TopicIndex = Arc::new(RwLock::new(
+            topics
                 .iter()
                 .enumerate()
                 .map(|(i, t)| (t.clone(), i as u32))
                 .collect(),
+        ));
+        let thread = ConsumerThread {
+            consumer: consumer.inner.clone(),
+            topics: index.clone(),
             batch_size,
             full: full_tx,
             empty: empty_rx,
@@ -95,8 +115,18 @@ impl Batches {
             full,
             empty,
             stop,
+            topics: index,
             thread: Some(thread),
         })
+    }
+
+    /// Makes a topic's records known under `index`: called before its partitions are
+    /// assigned, so that none of its records is skipped.
+    pub fn add_topic(&self, name: &str, index: u32) {
+        self.topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), index);
     }
 
     /// Waits for the next batch; `Err` once the consumer thread has ended.
@@ -129,7 +159,7 @@ impl Batches {
 struct ConsumerThread {
     consumer: Arc<BaseConsumer>,
     /// Topic name → index in the verified topic list.
-    topics: HashMap<String, u32>,
+    topics: TopicIndex,
     batch_size: usize,
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
@@ -139,8 +169,16 @@ struct ConsumerThread {
 impl ConsumerThread {
     fn run(self) -> Result<(), ConsumeError> {
         let mut queue = MessageQueue::of(self.consumer.clone()).ok_or(ConsumeError::NoQueue)?;
-        // Topic handles are stable for the client's lifetime: names are looked up once.
-        let mut topic_of: HashMap<usize, Option<u32>> = HashMap::new();
+        // Topic handles are stable for the client's lifetime: names are looked up once they
+        // are known (a topic added later is looked up until it is).
+        let mut topic_of: HashMap<usize, u32> = HashMap::new();
+        let lookup = |name: &str| {
+            self.topics
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .copied()
+        };
         let mut spare: Option<Batch> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let mut batch = match spare.take() {
@@ -156,16 +194,29 @@ impl ConsumerThread {
             while batch.recs.len() < self.batch_size {
                 let want = self.batch_size - batch.recs.len();
                 let n = queue.consume_batch(wait_ms, want, |msg| {
+                    if msg.is_offset_reset() {
+                        if let Some(topic) = lookup(msg.topic_name().as_ref()) {
+                            batch.resets.push(OffsetReset {
+                                topic,
+                                partition: msg.partition() as u32,
+                                offset: msg.offset(),
+                            });
+                        }
+                        return;
+                    }
                     if let Some(error) = msg.error() {
-                        tracing::warn!(%error, partition = msg.partition(), "kafka consumer error");
+                        tracing::warn!(%error, topic = %msg.topic_name(), partition = msg.partition(), "kafka consumer error");
                         return;
                     }
                     if !msg.is_message() {
                         return;
                     }
-                    let topic = *topic_of
-                        .entry(msg.topic_handle())
-                        .or_insert_with(|| self.topics.get(msg.topic_name().as_ref()).copied());
+                    let topic = match topic_of.get(&msg.topic_handle()) {
+                        Some(t) => Some(*t),
+                        None => lookup(msg.topic_name().as_ref()).inspect(|t| {
+                            topic_of.insert(msg.topic_handle(), *t);
+                        }),
+                    };
                     if let Some(topic) = topic {
                         let key = batch.push_bytes(msg.key());
                         let value = batch.push_bytes(msg.payload());
@@ -184,7 +235,7 @@ impl ConsumerThread {
                 }
                 wait_ms = 0;
             }
-            if batch.recs.is_empty() {
+            if batch.recs.is_empty() && batch.resets.is_empty() {
                 spare = Some(batch);
                 continue;
             }

@@ -24,7 +24,7 @@ impl std::fmt::Debug for KafkaSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaSettings")
             .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("properties", &self.properties.len())
+            .field("properties", &crate::secrets::Shown(&self.properties))
             .finish()
     }
 }
@@ -91,13 +91,26 @@ impl KafkaSettings {
     }
 
     /// A consumer that owns its offsets: no auto-commit, committed transactions only, and
-    /// large fetches for throughput.
+    /// large fetches for throughput. A partition whose offset is out of range is read from
+    /// its first offset.
     pub fn consumer(&self, group_id: &str) -> Result<Consumer, ConsumeError> {
+        self.consumer_resetting(group_id, "earliest")
+    }
+
+    /// A [`consumer`](Self::consumer) that does not move a partition whose offset is out of
+    /// range (records deleted by retention, a topic deleted and created again): its fetching
+    /// stops and the batches report it ([`crate::batches::OffsetReset`]), so that what was
+    /// skipped is told, and where to go on is decided by the caller.
+    pub fn strict_consumer(&self, group_id: &str) -> Result<Consumer, ConsumeError> {
+        self.consumer_resetting(group_id, "error")
+    }
+
+    fn consumer_resetting(&self, group_id: &str, reset: &str) -> Result<Consumer, ConsumeError> {
         let c = self.config_with(&[
             ("group.id", group_id),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            ("auto.offset.reset", "earliest"),
+            ("auto.offset.reset", reset),
             ("isolation.level", "read_committed"),
             ("enable.partition.eof", "false"),
             ("fetch.min.bytes", "1"),
@@ -112,7 +125,7 @@ impl KafkaSettings {
             ("queued.max.messages.kbytes", "65536"),
         ]);
         Ok(Consumer {
-            inner: Arc::new(c.create()?),
+            inner: Arc::new(c.create().map_err(crate::secrets::redact)?),
         })
     }
 }
@@ -143,7 +156,8 @@ impl KafkaSettings {
                 ("enable.partition.eof", "true"),
                 ("isolation.level", "read_committed"),
             ])
-            .create()?;
+            .create()
+            .map_err(crate::secrets::redact)?;
         {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset))?;
@@ -427,6 +441,9 @@ impl Consumer {
         let mut tpl = TopicPartitionList::new();
         for e in self.inner.assignment()?.elements() {
             tpl.add_partition_offset(e.topic(), e.partition(), Offset::End)?;
+        }
+        if tpl.count() == 0 {
+            return Ok(Vec::new());
         }
         let tpl = self.inner.offsets_for_times(tpl, timeout)?;
         Ok(tpl

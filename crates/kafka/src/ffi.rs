@@ -97,6 +97,12 @@ impl Message<'_> {
         }
     }
 
+    /// Whether this is librdkafka's report that the partition's fetch offset is out of range
+    /// (`auto.offset.reset=error`): its fetching stopped at [`offset`](Self::offset).
+    pub(crate) fn is_offset_reset(&self) -> bool {
+        self.raw.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET
+    }
+
     /// Whether this is a message (not an error or a partition's end).
     pub(crate) fn is_message(&self) -> bool {
         self.raw.err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
@@ -108,9 +114,13 @@ impl Message<'_> {
         self.raw.rkt as usize
     }
 
+    /// The message's topic; an error not about a partition has none (an empty name).
     pub(crate) fn topic_name(&self) -> Cow<'_, str> {
-        // SAFETY: a message's topic handle is valid while the message is, and its name is a
-        // NUL-terminated string owned by the handle.
+        if self.raw.rkt.is_null() {
+            return Cow::Borrowed("");
+        }
+        // SAFETY: a message's topic handle, when not null, is valid while the message is, and
+        // its name is a NUL-terminated string owned by the handle.
         unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(self.raw.rkt)) }.to_string_lossy()
     }
 

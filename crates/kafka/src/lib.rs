@@ -2,6 +2,7 @@
 //! and the cached schema source the verification core reads through.
 
 pub mod admin;
+pub mod assign;
 pub mod batches;
 pub mod consume;
 pub mod end_offsets;
@@ -9,4 +10,5 @@ mod ffi;
 pub mod outbox;
 pub mod produce;
 pub mod registry;
+pub mod secrets;
 pub mod source;

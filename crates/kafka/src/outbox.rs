@@ -358,7 +358,7 @@ fn create(settings: &ProducerSettings) -> Result<ThreadedProducer<Reports>, Prod
         })
         .map_err(|source| ProduceError::Client {
             bootstrap: settings.bootstrap_servers.clone(),
-            source,
+            source: crate::secrets::redact(source),
         })
 }
 

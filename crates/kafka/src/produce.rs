@@ -39,7 +39,7 @@ pub enum ProduceError {
 }
 
 /// Producer tuning; the defaults favour throughput into a local broker.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ProducerSettings {
     pub bootstrap_servers: String,
     pub linger_ms: u32,
@@ -53,6 +53,19 @@ pub struct ProducerSettings {
     /// cluster, but into one local broker they cost it more CPU than they gain. A topic-partition
     /// always uses the same instance, which keeps its order.
     pub instances: usize,
+}
+
+impl std::fmt::Debug for ProducerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerSettings")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("linger_ms", &self.linger_ms)
+            .field("batch_size", &self.batch_size)
+            .field("compression", &self.compression)
+            .field("extra", &crate::secrets::Shown(&self.extra))
+            .field("instances", &self.instances)
+            .finish()
+    }
 }
 
 impl ProducerSettings {
@@ -161,7 +174,7 @@ impl RecordProducer {
                     .create_with_context(DeliveryCounter::default())
                     .map_err(|source| ProduceError::Client {
                         bootstrap: settings.bootstrap_servers.clone(),
-                        source,
+                        source: crate::secrets::redact(source),
                     })
             })
             .collect::<Result<_, _>>()?;

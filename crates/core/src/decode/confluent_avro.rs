@@ -414,6 +414,13 @@ impl Decoder for ConfluentAvro {
         });
     }
 
+    fn add_partitions(&mut self, topic: TopicId, partitions: u32) {
+        let parts = &mut self.topics[topic as usize].parts;
+        if parts.len() < partitions as usize {
+            parts.resize_with(partitions as usize, || None);
+        }
+    }
+
     #[inline]
     fn decode(
         &mut self,

@@ -111,6 +111,9 @@ pub trait Decoder {
     /// Makes topic `topic` (ids in the order topics are added) known, with its partitions.
     fn add_topic(&mut self, topic: TopicId, name: &str, partitions: u32);
 
+    /// Grows a known topic to `partitions` partitions.
+    fn add_partitions(&mut self, topic: TopicId, partitions: u32);
+
     /// Decodes one record's key and value (a tombstone never comes here) into `out`, which
     /// starts as [`Decoded::EMPTY`]. `Err` only when a schema cannot be fetched now: the record
     /// is offered again later.

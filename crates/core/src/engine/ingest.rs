@@ -113,7 +113,7 @@ impl<D: Decoder> Engine<D> {
             return Ok(self.poison(
                 rec,
                 format!(
-                    "partition {} is beyond the {n} partitions known at start",
+                    "partition {} is beyond the {n} partitions known",
                     rec.partition
                 ),
             ));
@@ -293,6 +293,10 @@ impl<D: Decoder> Engine<D> {
 
         if self.cfg.origin_span != (None, None) && self.outside_span(stream, ev) {
             self.topics[ti].stats.outside += 1;
+            return (Ingested::Outside, i64::MIN);
+        }
+        if self.before_table(table, ev.position) {
+            self.topics[ti].stats.before_table += 1;
             return (Ingested::Outside, i64::MIN);
         }
 

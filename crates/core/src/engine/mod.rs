@@ -28,6 +28,7 @@ mod drill;
 mod ingest;
 mod span;
 mod timeline;
+mod topics;
 mod windows;
 
 #[cfg(test)]
@@ -96,6 +97,9 @@ pub struct TopicStats {
     /// Records stamped in the future (beyond the wall clock and `future_tolerance_ms`):
     /// verified, but taken as stamped at the clock's reading.
     pub future: u64,
+    /// Events at positions compared before their table was known (a table found while
+    /// running): not verified, on any stream alike.
+    pub before_table: u64,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -123,6 +127,9 @@ struct Table {
     refs: Vec<(u32, Position)>,
     /// The primary's topic of the table (the last added).
     primary_topic: Option<TopicId>,
+    /// Positions at or below this were compared before the table was known (it was added
+    /// while running): its events there are not verified, on any stream alike.
+    joined: Position,
 }
 
 /// What is known of a partition beyond the records read from it.
@@ -344,59 +351,6 @@ impl<D: Decoder> Engine<D> {
             .iter()
             .position(|s| s.name == name)
             .map(|i| i as StreamId)
-    }
-
-    fn table_id(&mut self, name: &str) -> TableId {
-        if let Some(i) = self.tables.iter().position(|t| t.name == name) {
-            return i as TableId;
-        }
-        let seed = table_seed(name);
-        self.tables.push(Table {
-            name: name.to_string(),
-            seed,
-            rows: RowHasher::new(seed),
-            refs: Vec::new(),
-            primary_topic: None,
-        });
-        let id = (self.tables.len() - 1) as TableId;
-        if let Drill::Ranges(sel) = &self.cfg.drill {
-            for (t, r) in sel {
-                if t == name {
-                    self.drill.ranges.push((id, *r));
-                }
-            }
-        }
-        id
-    }
-
-    /// Registers a topic of a stream, carrying one table, with its partition count.
-    pub fn add_topic(
-        &mut self,
-        name: &str,
-        stream: StreamId,
-        table: &str,
-        partitions: u32,
-    ) -> TopicId {
-        let table = self.table_id(table);
-        let id = self.topics.len() as TopicId;
-        if stream == PRIMARY {
-            self.tables[table as usize].primary_topic = Some(id);
-        }
-        self.decoder.add_topic(id, name, partitions);
-        self.topics.push(Topic {
-            name: name.to_string(),
-            stream,
-            table,
-            parts: (0..partitions).map(|_| Part::default()).collect(),
-            stats: TopicStats::default(),
-            last_ms: i64::MIN,
-            behind_since: i64::MIN,
-            behind_mark: Position::ZERO,
-            silent: false,
-            max_pos: Position::ZERO,
-        });
-        self.streams[stream as usize].topics.push(id);
-        id
     }
 
     pub fn topic_stats(&self) -> impl Iterator<Item = (&str, &str, &str, &TopicStats)> {
