@@ -1,4 +1,5 @@
-//! A replica that lost records: every loss gets a verdict, however little traffic there is.
+//! A replica that lost records: every loss gets a verdict, however little traffic there is;
+//! and one that lost nothing gets none, whatever order its snapshot is released in.
 
 mod support;
 
@@ -42,4 +43,42 @@ fn a_replica_that_lost_the_only_snapshot_row_gets_a_verdict() {
     h.send(0, &changes[0], false);
     h.finish();
     assert!(lost_verdicts(&h) > 0, "{:#?}", h.out);
+}
+
+/// A replica's snapshot reads and first change, all ahead of the primary (parked), then the
+/// primary's: the reads are the replica's snapshot, not a second one, and nothing differs.
+#[test]
+fn snapshot_reads_parked_ahead_of_the_primary_are_the_replicas_snapshot() {
+    let mut changes = history(3, 10, 5);
+    for (i, c) in changes.iter_mut().enumerate() {
+        c.ts_ms = 1_700_000_000_000 + i as i64;
+        if i < 2 {
+            c.op = "r";
+            c.before = None;
+            c.tx = 1;
+            c.order = i as i64 + 1;
+        } else {
+            c.op = "u";
+            c.before = c.after.clone();
+            c.tx = 2;
+            c.order = 1;
+        }
+    }
+    let mut h = Harness::new(&["replica-1"], 1, false);
+    for c in &changes {
+        let taken = h.send(1, c, false);
+        assert_eq!(taken, cdc_verifier_core::Ingested::Parked);
+    }
+    for c in &changes {
+        h.send(0, c, false);
+    }
+    h.finish();
+    let replica = h
+        .engine
+        .topic_stats()
+        .find(|(s, ..)| *s == "replica-1")
+        .map(|(.., t)| t.clone())
+        .unwrap();
+    assert_eq!((replica.snapshot, replica.snapshot_late), (2, 0));
+    assert!(h.out.is_empty(), "{:#?}", h.out);
 }

@@ -35,7 +35,9 @@ impl<D: Decoder> Engine<D> {
         // snapshot before any change, so a read written after a change of its stream, or
         // after one of its partition in the partition's order, is from a later snapshot.
         // Its reads are the state at a point no window names: not summed (and counted).
-        let later = self.topics[ti].parts[rec.partition as usize].changed
+        let later = self.topics[ti].parts[rec.partition as usize]
+            .first_change
+            .is_some_and(|o| rec.offset > o)
             || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
         if later || self.started_id(stream) {
             self.topics[ti].stats.snapshot_late += 1;

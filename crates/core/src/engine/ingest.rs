@@ -164,7 +164,8 @@ impl<D: Decoder> Engine<D> {
             // Read, if not yet counted: a snapshot written after it is a second one.
             let s = &mut self.streams[stream as usize];
             s.first_change_ms = s.first_change_ms.min(rec.timestamp_ms);
-            self.topics[rec.topic as usize].parts[rec.partition as usize].changed = true;
+            let part = &mut self.topics[rec.topic as usize].parts[rec.partition as usize];
+            part.first_change = Some(part.first_change.map_or(rec.offset, |o| o.min(rec.offset)));
         }
     }
 

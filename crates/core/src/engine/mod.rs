@@ -158,8 +158,9 @@ struct Part {
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
-    /// The partition has sent a change (not a snapshot read).
-    changed: bool,
+    /// The offset of the partition's first change (not a snapshot read). An offset, not a flag: a parked change is noted when it arrives, before the
+    /// snapshot reads written ahead of it in the partition are released.
+    first_change: Option<i64>,
     /// The primary's: the value schema of its last event, and the lowest position noted for
     /// it in its table's `refs` since it became the last (an event at or above it has nothing
     /// to note).
