@@ -82,3 +82,31 @@ fn snapshot_reads_parked_ahead_of_the_primary_are_the_replicas_snapshot() {
     assert_eq!((replica.snapshot, replica.snapshot_late), (2, 0));
     assert!(h.out.is_empty(), "{:#?}", h.out);
 }
+
+/// Both streams have a snapshot; the replica loses the primary's only change.
+#[test]
+fn a_replica_that_lost_the_only_change_after_its_snapshot_gets_a_verdict() {
+    let mut changes = history(2, 10, 3);
+    changes[0].op = "r";
+    changes[0].before = None;
+    changes[1].op = "c";
+    changes[1].before = None;
+    let other = changes[0].key() + 1;
+    if let Some(a) = changes[1].after.as_mut() {
+        a.id = other;
+    }
+    for c in changes.iter_mut() {
+        c.tx = 1;
+        c.ts_ms = 1_700_000_000_000;
+    }
+    changes[1].order = 2;
+    let mut h = Harness::new(&["replica-1"], 2, false);
+    h.send(0, &changes[0], false);
+    h.send(0, &changes[1], false);
+    h.send_raw(0, 1, None, Some(&[]), 1_700_000_000_000);
+    h.send_at(1, &changes[0], false, 1_700_000_000_001);
+    h.offsets[1][1] += 1;
+    h.send_raw(1, 1, None, Some(&[]), 1_700_000_000_003);
+    h.finish();
+    assert!(lost_verdicts(&h) > 0, "{:#?}", h.out);
+}

@@ -15,6 +15,17 @@ pub(super) fn pacc_tables_and(racc: &WindowAcc, pacc: Option<&WindowAcc>) -> Vec
     v
 }
 
+/// A mismatch held until the replica is heard from beyond `needed` (see `Stream::absent`).
+pub(super) struct Absent {
+    /// The primary's last position of the table in the mismatch's window.
+    pub(super) needed: Position,
+    /// The mismatch's window (kept, with its offsets, while it is held).
+    pub(super) window: Option<i64>,
+    /// The clock when it was held.
+    pub(super) since: i64,
+    pub(super) d: Divergence,
+}
+
 impl<D: Decoder> Engine<D> {
     pub(super) fn compare_ready(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         // At the end of a bounded input every replica has sent all it will, unless it fell
@@ -135,18 +146,53 @@ impl<D: Decoder> Engine<D> {
             .unwrap_or(Position::ZERO)
     }
 
-    /// Publishes held mismatches of tables the replica has since been heard from beyond.
+    /// Holds mismatch `d` of `table` until replica `r` is heard from beyond `needed`.
+    pub(super) fn hold_absent(
+        &mut self,
+        r: StreamId,
+        table: TableId,
+        needed: Position,
+        d: Divergence,
+    ) {
+        let held = Absent {
+            needed,
+            window: d.window().map(|w| w.id),
+            since: self.now_ms,
+            d,
+        };
+        self.streams[r as usize]
+            .absent
+            .entry(table)
+            .or_default()
+            .push(held);
+    }
+
+    /// Publishes held mismatches of tables the replica has since been heard from beyond —
+    /// or that stayed quiet: the primary wrote nothing of the table after the change the
+    /// replica lacks, the replica has been read past it (in all its tables), and
+    /// `silent_after_ms` has passed. Nothing more of the table will come to explain it.
     pub(super) fn release_heard(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         let tables: Vec<TableId> = self.streams[r as usize].absent.keys().copied().collect();
+        if tables.is_empty() {
+            return;
+        }
+        let passed = self.watermark(r);
         for t in tables {
             let pos = self.replica_table_pos(r, t);
+            let primary_pos = self.replica_table_pos(PRIMARY, t);
             let held = self.streams[r as usize]
                 .absent
                 .remove(&t)
                 .unwrap_or_default();
-            let (ready, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|(p, _)| pos >= *p);
-            for (_, d) in ready {
-                self.emit(d, out);
+            let quiet_for = self.cfg.timing.silent_after_ms;
+            let (ready, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|a| {
+                pos >= a.needed
+                    || (primary_pos <= a.needed
+                        && passed >= a.needed
+                        && self.now_ms.saturating_sub(a.since) >= quiet_for)
+            });
+            for a in ready {
+                self.emit(a.d, out);
             }
             if !keep.is_empty() {
                 self.streams[r as usize].absent.insert(t, keep);
@@ -322,11 +368,7 @@ impl<D: Decoder> Engine<D> {
                 .find(|(t, _)| *t == table)
                 .map(|(_, p)| *p);
             match needed {
-                Some(p) if self.replica_table_pos(r, table) < p => self.streams[r as usize]
-                    .absent
-                    .entry(table)
-                    .or_default()
-                    .push((p, d)),
+                Some(p) if self.replica_table_pos(r, table) < p => self.hold_absent(r, table, p, d),
                 _ => self.emit(d, out),
             }
         }
@@ -490,9 +532,14 @@ impl<D: Decoder> Engine<D> {
                 .parts
                 .iter()
                 .any(|p| p.progress == Progress::Reading);
-            let silent_now = silent_for >= self.cfg.timing.silent_after_ms
-                && (!pending || self.topics[t as usize].silent);
+            // And only while the primary wrote the table after the replica fell behind: a
+            // replica that lacks the last changes of a table the primary then left alone has
+            // lost them (the mismatches held for them say so), it has not fallen silent.
             let was = self.topics[t as usize].silent;
+            let kept_writing = primary_last > self.topics[t as usize].behind_since;
+            let silent_now = silent_for >= self.cfg.timing.silent_after_ms
+                && (kept_writing || was)
+                && (!pending || was);
             if silent_now == was {
                 continue;
             }

@@ -86,8 +86,7 @@ impl<D: Decoder> Engine<D> {
             } else {
                 match p.needed {
                     Some(n) if self.replica_table_pos(r, p.key.0) < n => {
-                        let absent = &mut self.streams[r as usize].absent;
-                        absent.entry(p.key.0).or_default().push((n, p.d));
+                        self.hold_absent(r, p.key.0, n, p.d);
                     }
                     _ => self.emit(p.d, out),
                 }
@@ -190,10 +189,15 @@ impl<D: Decoder> Engine<D> {
 
     /// The first window some replica still holds a mismatch of (its offsets stay uncommitted).
     pub(super) fn first_provisional(&self) -> Option<i64> {
+        let absent = self.streams[1..]
+            .iter()
+            .flat_map(|s| s.absent.values().flatten())
+            .filter_map(|a| a.window);
         self.streams[1..]
             .iter()
             .flat_map(|s| s.provisional.iter())
             .map(|p| p.window)
+            .chain(absent)
             .filter(|w| *w != BASELINE_W)
             .min()
     }

@@ -215,8 +215,10 @@ struct Stream {
     divergent: FastMap<(TableId, u64), Lanes>,
     /// Mismatches of a table this replica has not been heard from beyond the primary's last
     /// change of it in the window: held back until it is (then they are real losses and
-    /// published) or the table falls silent (then StreamSilent says it all).
-    absent: BTreeMap<TableId, Vec<(Position, Divergence)>>,
+    /// published), the table falls silent (then StreamSilent says it all), or the table stays
+    /// quiet on both sides while the replica is read past that change (see `release_heard`).
+    /// Their windows, and so their offsets, are kept until then.
+    absent: BTreeMap<TableId, Vec<compare::Absent>>,
     drifting: FastMap<TableId, ()>,
     /// The stream's snapshot: Σ H(row) of its reads per (table, range), its schema drift.
     baseline: WindowAcc,
@@ -490,8 +492,8 @@ impl<D: Decoder> Engine<D> {
                     .copied()
                     .find(|t| self.topics[*t as usize].table == table);
                 if quiet < quiet_enough {
-                    for (_, d) in held {
-                        self.emit(d, out);
+                    for a in held {
+                        self.emit(a.d, out);
                     }
                     continue;
                 }
@@ -503,7 +505,7 @@ impl<D: Decoder> Engine<D> {
                 }
                 let first = held
                     .iter()
-                    .filter_map(|(_, d)| d.window())
+                    .filter_map(|a| a.d.window())
                     .min_by_key(|w| w.id);
                 let d = self.verdict(
                     r as StreamId,

@@ -397,7 +397,8 @@ impl<D: Decoder> Engine<D> {
                     .max()
                     .unwrap_or(i64::MIN)
             });
-        // Windows with a mismatch not yet confirmed keep their offsets uncommitted.
+        // Windows with a mismatch not yet confirmed, or held until the replica is heard from,
+        // keep their offsets uncommitted.
         let min_done = self
             .first_provisional()
             .map_or(min_done, |w| min_done.min(w.saturating_sub(1)));

@@ -171,7 +171,13 @@ pub struct Ids {
 }
 
 pub fn register(src: &mut MemorySource, stream: &str) -> Ids {
-    let topic = format!("{stream}.shop.orders");
+    register_table(src, stream, "orders")
+}
+
+/// Registers the `orders` schemas under another table's subjects (a second table of the
+/// same shape).
+pub fn register_table(src: &mut MemorySource, stream: &str, table: &str) -> Ids {
+    let topic = format!("{stream}.shop.{table}");
     Ids {
         key: src.register(&format!("{topic}-key"), &key_schema(stream)),
         v1: src.register(&format!("{topic}-value"), &envelope_schema(stream, false)),
