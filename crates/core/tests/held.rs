@@ -114,7 +114,7 @@ fn a_mismatch_held_for_a_quiet_table_keeps_its_offsets_and_is_published_once_the
     assert!(held_checks > 0, "the mismatch was held for a while");
     let published_at =
         published_at.expect("the held mismatch is published without an end of input");
-    let cfg = t.h.engine.config().timing.clone();
+    let cfg = t.h.engine.config().timing;
     assert!(
         published_at <= cfg.confirm_ms + cfg.silent_after_ms + 5_000,
         "published {published_at} ms after the last change"
