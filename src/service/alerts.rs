@@ -224,6 +224,7 @@ impl AlertCodec {
             ("detected_at_ms", Value::Long(d.detected_at_ms)),
             ("emitted_at_ms", Value::Long(emitted_at_ms)),
             ("instance", s(&self.instance)),
+            ("detail", opt(d.detail.as_deref(), s)),
         ])
     }
 }

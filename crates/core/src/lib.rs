@@ -27,8 +27,9 @@ pub mod wire;
 pub use connect_json::{ConnectJson, ConnectJsonError, WithConnectJson};
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
 pub use engine::{
-    Checkpoint, Drill, Engine, EngineConfig, FutureRecord, Ingested, LagBy, Progress, Record,
-    SchemaSeen, SchemaUnavailable, Segment, StreamId, Timing, TimingError, TopicId, WindowStatus,
+    Checkpoint, Drill, Engine, EngineConfig, FutureRecord, Held, Ingested, LagBy, Limits, Progress,
+    Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, Timing, TimingError, TopicId,
+    WindowStatus,
 };
 pub use envelope::{BadPositionField, Position, PositionField};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};

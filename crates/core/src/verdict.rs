@@ -46,6 +46,9 @@ kinds! {
     PoisonEvent,
     /// An episode of another kind ended.
     Recovered,
+    /// A span of a replica's positions the verifier gave up on (a memory bound was reached):
+    /// not compared, neither consistent nor divergent.
+    Unverified,
 }
 
 impl std::fmt::Display for Kind {
@@ -176,6 +179,22 @@ pub enum Finding {
     PoisonEvent { table: String, poison: PoisonInfo },
     /// An episode of another kind ended.
     Recovered(Recovery),
+    /// A span of a replica's positions the verifier gave up on.
+    Unverified(Unverified),
+}
+
+/// A span of a replica's positions not compared, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unverified {
+    /// The table, when the span is of one table only.
+    pub table: Option<String>,
+    /// The positions (and, where known, the record times) not compared.
+    pub span: WindowRef,
+    /// The replica's records given up on, where they were held.
+    pub offsets: Vec<OffsetRange>,
+    /// Where the primary and the replica were.
+    pub lag: LagInfo,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +257,7 @@ impl Finding {
             Finding::DataMismatch(_) => Kind::DataMismatch,
             Finding::SchemaDrift(_) => Kind::SchemaDrift,
             Finding::ReplicaLag { .. } => Kind::ReplicaLag,
+            Finding::Unverified(_) => Kind::Unverified,
             Finding::StreamSilent { .. } => Kind::StreamSilent,
             Finding::PoisonEvent { .. } => Kind::PoisonEvent,
             Finding::Recovered(_) => Kind::Recovered,
@@ -319,6 +339,7 @@ impl Divergence {
                 | Recovery::SchemaDrift { table, .. }
                 | Recovery::StreamSilent { table },
             ) => Some(table),
+            Finding::Unverified(u) => u.table.as_deref(),
             Finding::ReplicaLag { .. } | Finding::Recovered(Recovery::ReplicaLag { .. }) => None,
         }
     }
@@ -339,6 +360,7 @@ impl Divergence {
             | Finding::StreamSilent { window, .. }
             | Finding::Recovered(Recovery::DataMismatch { window, .. }) => *window,
             Finding::SchemaDrift(Drift { window, .. })
+            | Finding::Unverified(Unverified { span: window, .. })
             | Finding::ReplicaLag { window, .. }
             | Finding::Recovered(
                 Recovery::SchemaDrift { window, .. } | Recovery::ReplicaLag { window },
@@ -364,7 +386,9 @@ impl Divergence {
     /// How far behind the replica was, for a lag or a silence.
     pub fn lag(&self) -> Option<&LagInfo> {
         match &self.finding {
-            Finding::ReplicaLag { lag, .. } | Finding::StreamSilent { lag, .. } => Some(lag),
+            Finding::ReplicaLag { lag, .. }
+            | Finding::StreamSilent { lag, .. }
+            | Finding::Unverified(Unverified { lag, .. }) => Some(lag),
             _ => None,
         }
     }
@@ -453,6 +477,10 @@ impl Divergence {
             Finding::PoisonEvent { poison: p, .. } => format!(
                 "PoisonEvent {replica} {}[{}]@{}: {}",
                 p.topic, p.partition, p.offset, p.error
+            ),
+            Finding::Unverified(u) => format!(
+                "Unverified {replica} {table}: positions {}..{} not compared: {}",
+                u.span.first.tx, u.span.last.tx, u.reason
             ),
             Finding::Recovered(r) => format!(
                 "Recovered {replica} {table} {}: {} ended{window}",

@@ -76,7 +76,7 @@ pub(super) fn kind_class(k: Kind) -> &'static str {
     match k {
         Kind::DataMismatch => "mismatch",
         Kind::SchemaDrift => "drift",
-        Kind::ReplicaLag | Kind::StreamSilent => "lag",
+        Kind::ReplicaLag | Kind::StreamSilent | Kind::Unverified => "lag",
         Kind::PoisonEvent => "poison",
         Kind::Recovered => "ok",
     }

@@ -43,6 +43,14 @@ impl<D: Decoder> Engine<D> {
             .collect();
         for (w, b) in ready {
             let Some(final_at) = b.final_at else { break };
+            if self.unverified_within(r, b.first, b.last) {
+                // Given up on (see `bounds`): neither compared nor waited for.
+                self.streams[r as usize].windows.remove(&w);
+                self.stats.windows_unverified += 1;
+                self.streams[r as usize].done_upto = Some(w);
+                self.streams[r as usize].closed_pos = Some(b.last);
+                continue;
+            }
             if rwm < b.last {
                 // Not reached yet. Judged by the clock only when the replica has nothing more
                 // to read: while records are still pending, their times say how late they are.

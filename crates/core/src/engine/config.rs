@@ -124,6 +124,8 @@ pub struct EngineConfig {
     pub origin_span: (Option<i64>, Option<i64>),
     /// Which time says how late a replica wrote a window.
     pub lag_by: LagBy,
+    /// How much memory the engine may hold before it gives up on a span of a replica.
+    pub limits: super::Limits,
 }
 
 /// The time a replica's lag is measured in.
@@ -153,6 +155,7 @@ impl Default for EngineConfig {
             drill: Drill::Off,
             origin_span: (None, None),
             lag_by: LagBy::RecordTime,
+            limits: super::Limits::default(),
         }
     }
 }

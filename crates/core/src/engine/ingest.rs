@@ -10,6 +10,8 @@ pub(super) struct Parked {
     pub(super) position: Position,
     pub(super) key: Option<Vec<u8>>,
     pub(super) value: Vec<u8>,
+    /// The engine's clock when it was parked.
+    pub(super) parked_at: i64,
 }
 
 impl<D: Decoder> Engine<D> {
@@ -234,15 +236,17 @@ impl<D: Decoder> Engine<D> {
         // Heard of (for silence and held mismatches), though verified later.
         topic.max_pos = topic.max_pos.max(position);
         let stream = topic.stream;
-        topic.parts[rec.partition as usize]
-            .parked
-            .push_back(Parked {
-                rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
-                position,
-                key: rec.key.map(<[u8]>::to_vec),
-                value: rec.value.unwrap_or_default().to_vec(),
-            });
+        let p = Parked {
+            rec_meta: (rec.topic, rec.partition, rec.offset, rec.timestamp_ms),
+            position,
+            key: rec.key.map(<[u8]>::to_vec),
+            value: rec.value.unwrap_or_default().to_vec(),
+            parked_at: self.now_ms,
+        };
+        let size = bounds::parked_size(&p);
+        topic.parts[rec.partition as usize].parked.push_back(p);
         self.streams[stream as usize].parked += 1;
+        self.streams[stream as usize].parked_bytes += size;
         Ingested::Parked
     }
 
@@ -298,6 +302,10 @@ impl<D: Decoder> Engine<D> {
         }
         if self.before_table(table, ev.position) {
             self.topics[ti].stats.before_table += 1;
+            return (Ingested::Outside, i64::MIN);
+        }
+        if stream != PRIMARY && self.unverified_at(stream, ev.position) {
+            self.topics[ti].stats.unverified += 1;
             return (Ingested::Outside, i64::MIN);
         }
 
@@ -470,7 +478,8 @@ impl<D: Decoder> Engine<D> {
     }
 
     /// Verifies the parked records the primary has now passed, partition by partition in
-    /// offset order.
+    /// offset order. A record the primary has not passed does not hold back those behind it
+    /// that it has (one record at an absurd position would hold its partition for good).
     pub(super) fn drain_parked(
         &mut self,
         src: &mut D::Source<'_>,
@@ -484,17 +493,20 @@ impl<D: Decoder> Engine<D> {
             for ti in 0..self.streams[s].topics.len() {
                 let t = self.streams[s].topics[ti] as usize;
                 for pi in 0..self.topics[t].parts.len() {
-                    while self.topics[t].parts[pi]
-                        .parked
-                        .front()
-                        .is_some_and(|p| p.position <= wm)
-                    {
-                        let p = self.topics[t].parts[pi]
-                            .parked
-                            .pop_front()
-                            .expect("checked");
+                    let parked = &mut self.topics[t].parts[pi].parked;
+                    if !parked.iter().any(|p| p.position <= wm) {
+                        continue;
+                    }
+                    let (mut due, keep): (VecDeque<Parked>, VecDeque<Parked>) =
+                        std::mem::take(parked)
+                            .into_iter()
+                            .partition(|p| p.position <= wm);
+                    self.topics[t].parts[pi].parked = keep;
+                    while let Some(p) = due.pop_front() {
+                        let size = bounds::parked_size(&p);
                         self.topics[t].stats.parked -= 1;
                         self.streams[s].parked -= 1;
+                        self.streams[s].parked_bytes -= size;
                         let (topic, partition, offset, timestamp_ms) = p.rec_meta;
                         let rec = Record {
                             topic,
@@ -508,9 +520,18 @@ impl<D: Decoder> Engine<D> {
                             Ok(Ingested::Poison(d)) => out.push(*d),
                             Ok(_) => {}
                             Err(e) => {
-                                self.topics[t].stats.parked += 1;
-                                self.streams[s].parked += 1;
-                                self.topics[t].parts[pi].parked.push_front(p);
+                                // Back in offset order, to be released again.
+                                due.push_front(p);
+                                let n = due.len();
+                                self.topics[t].stats.parked += n as u64;
+                                self.streams[s].parked += n;
+                                self.streams[s].parked_bytes +=
+                                    due.iter().map(bounds::parked_size).sum::<usize>();
+                                let parked = &mut self.topics[t].parts[pi].parked;
+                                let mut all: Vec<Parked> =
+                                    due.into_iter().chain(parked.drain(..)).collect();
+                                all.sort_by_key(|p| p.rec_meta.2);
+                                parked.extend(all);
                                 return Err(e);
                             }
                         }

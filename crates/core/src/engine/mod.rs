@@ -15,10 +15,11 @@ use crate::envelope::{Event, Position};
 use crate::hashmap::FastMap;
 use crate::verdict::{
     Divergence, Drift, Finding, KeyDiff, Kind, LagInfo, Mismatch, OffsetRange, PoisonInfo,
-    RangeRef, Recovery, RowImage, SchemaInfo, Side, Sides, WindowRef,
+    RangeRef, Recovery, RowImage, SchemaInfo, Side, Sides, Unverified, WindowRef,
 };
 
 mod baseline;
+mod bounds;
 mod checkpoint;
 mod clock;
 mod compare;
@@ -35,6 +36,7 @@ mod windows;
 mod tests;
 
 pub use crate::decode::SchemaUnavailable;
+pub use bounds::{Held, Limits};
 pub use checkpoint::Checkpoint;
 pub use clock::FutureRecord;
 pub use config::{Drill, EngineConfig, LagBy, Timing, TimingError};
@@ -97,6 +99,9 @@ pub struct TopicStats {
     /// Records stamped in the future (beyond the wall clock and `future_tolerance_ms`):
     /// verified, but taken as stamped at the clock's reading.
     pub future: u64,
+    /// Records of a replica in a span the engine gave up on (a memory bound was reached):
+    /// not verified (see [`Kind::Unverified`]).
+    pub unverified: u64,
     /// Events at positions compared before their table was known (a table found while
     /// running): not verified, on any stream alike.
     pub before_table: u64,
@@ -105,6 +110,8 @@ pub struct TopicStats {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EngineStats {
     pub windows_compared: u64,
+    /// Windows not compared for a replica that was given up on there (see `Limits`).
+    pub windows_unverified: u64,
     /// The most a record arrived stamped before the time its partition was known to be read
     /// through (how much of `publish_skew_ms` was needed; more is harmless while the
     /// record's position is beyond what was passed, which `TopicStats::late` counts).
@@ -158,8 +165,9 @@ struct Part {
     progress: Progress,
     /// (window, first offset, last offset) for open windows.
     offsets: VecDeque<(i64, i64, i64)>,
-    /// The offset of the partition's first change (not a snapshot read). An offset, not a flag: a parked change is noted when it arrives, before the
-    /// snapshot reads written ahead of it in the partition are released.
+    /// The offset of the partition's first change (not a snapshot read). An offset, not a
+    /// flag: a parked change is noted when it arrives, before the snapshot reads written
+    /// ahead of it in the partition are released.
     first_change: Option<i64>,
     /// The primary's: the value schema of its last event, and the lowest position noted for
     /// it in its table's `refs` since it became the last (an event at or above it has nothing
@@ -199,8 +207,11 @@ struct Stream {
     name: String,
     topics: Vec<TopicId>,
     windows: BTreeMap<i64, WindowAcc>,
-    /// Records parked over the stream's partitions.
+    /// Records parked over the stream's partitions, and their bytes.
     parked: usize,
+    parked_bytes: usize,
+    /// Spans of positions given up on (see `bounds`), ascending, disjoint.
+    unverified: Vec<(Position, Position)>,
     /// How many ranges a window of this stream held lately (the size new windows start at).
     digest_hint: usize,
     /// Replica: the last window compared. Primary: the last window dropped.
@@ -302,6 +313,8 @@ impl<D: Decoder> Engine<D> {
             topics: Vec::new(),
             windows: BTreeMap::new(),
             parked: 0,
+            parked_bytes: 0,
+            unverified: Vec::new(),
             digest_hint: 0,
             done_upto: None,
             closed_pos: None,
@@ -437,6 +450,7 @@ impl<D: Decoder> Engine<D> {
             self.release_heard(r, out);
             self.check_silence(r, out);
         }
+        self.enforce_limits(out);
         self.drop_compared();
         Ok(())
     }

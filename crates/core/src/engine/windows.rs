@@ -109,6 +109,15 @@ impl WindowDigests {
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
+
+    /// About how many bytes it holds.
+    pub(super) fn bytes(&self) -> usize {
+        let entry = std::mem::size_of::<((TableId, u64), RangeDigest)>();
+        let slot = std::mem::size_of::<((TableId, u64), u32)>() + 8;
+        self.entries.capacity() * entry
+            + self.slots.capacity() * slot
+            + self.dense.iter().map(|d| d.capacity() * 4).sum::<usize>()
+    }
 }
 
 #[derive(Default)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Divergence, Drift, Finding, KeyDiff, Kind, LagInfo, Mismatch, OffsetRange, PoisonInfo,
-    RangeRef, Recovery, SchemaInfo, Side, Sides, WindowRef,
+    RangeRef, Recovery, SchemaInfo, Side, Sides, Unverified, WindowRef,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct DivergenceRecord {
     pub recovered: Option<Kind>,
     pub keys: Vec<KeyDiff>,
     pub detected_at_ms: i64,
+    /// For `Unverified`: why the span was given up on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A record that lacks a detail its kind requires.
@@ -55,6 +58,7 @@ impl From<&Divergence> for DivergenceRecord {
             recovered: None,
             keys: Vec::new(),
             detected_at_ms: d.detected_at_ms,
+            detail: None,
         };
         let set_range = |r: &mut DivergenceRecord, range: &RangeRef| {
             r.range = Some(range.index);
@@ -90,6 +94,13 @@ impl From<&Divergence> for DivergenceRecord {
             Finding::PoisonEvent { table, poison } => {
                 r.table = Some(table.clone());
                 r.poison = Some(poison.clone());
+            }
+            Finding::Unverified(u) => {
+                r.table = u.table.clone();
+                r.window = Some(u.span);
+                r.offsets = u.offsets.clone();
+                r.lag = Some(u.lag.clone());
+                r.detail = Some(u.reason.clone());
             }
             Finding::Recovered(rec) => {
                 r.recovered = Some(rec.ended());
@@ -129,6 +140,7 @@ impl TryFrom<DivergenceRecord> for Divergence {
     fn try_from(r: DivergenceRecord) -> Result<Self, IncompleteRecord> {
         let kind = r.kind;
         let need = |missing| IncompleteRecord { kind, missing };
+        let any_table = r.table.clone();
         let table = r.table.ok_or(need("a table"));
         let range = match (r.range, r.range_label) {
             (Some(index), Some(label)) => Ok(RangeRef { index, label }),
@@ -164,6 +176,13 @@ impl TryFrom<DivergenceRecord> for Divergence {
                 window: r.window,
                 lag: lag?,
             },
+            Kind::Unverified => Finding::Unverified(Unverified {
+                table: any_table,
+                span: window?,
+                offsets: r.offsets,
+                lag: lag?,
+                reason: r.detail.ok_or(need("a reason"))?,
+            }),
             Kind::PoisonEvent => Finding::PoisonEvent {
                 table: table?,
                 poison: r.poison.ok_or(need("a poison record"))?,
@@ -180,7 +199,7 @@ impl TryFrom<DivergenceRecord> for Divergence {
                 },
                 Some(Kind::ReplicaLag) => Recovery::ReplicaLag { window: window? },
                 Some(Kind::StreamSilent) => Recovery::StreamSilent { table: table? },
-                Some(Kind::PoisonEvent | Kind::Recovered) | None => {
+                Some(Kind::PoisonEvent | Kind::Recovered | Kind::Unverified) | None => {
                     return Err(need("an episode that can end"));
                 }
             }),
