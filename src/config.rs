@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use anyhow::{Context, bail};
-use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, PositionField, Timing};
+use cdc_verifier_core::{Drill, EngineConfig, KeyRanges, Limits, PositionField, Timing};
 use serde::{Deserialize, Serialize};
 
 /// The embedded defaults, also shipped as `config/default.toml`.
@@ -141,6 +141,26 @@ pub struct VerifyConfig {
     /// JsonConverter documents, or either, told by the first byte.
     #[serde(default)]
     pub format: Format,
+    /// Memory bounds (see `cdc_verifier_core::Limits`): past them a span of the replica that
+    /// holds the memory is given up on, with an `Unverified` verdict.
+    #[serde(default = "default_max_windows_mb")]
+    pub max_windows_mb: u64,
+    #[serde(default = "default_max_parked_mb")]
+    pub max_parked_mb: u64,
+    #[serde(default = "default_max_parked_s")]
+    pub max_parked_s: u64,
+}
+
+fn default_max_windows_mb() -> u64 {
+    (Limits::default().window_bytes >> 20) as u64
+}
+
+fn default_max_parked_mb() -> u64 {
+    (Limits::default().parked_bytes >> 20) as u64
+}
+
+fn default_max_parked_s() -> u64 {
+    (Limits::default().parked_ms / 1000) as u64
 }
 
 /// `verify.format`: how keys and values are encoded (see docs/json-envelopes.md).
@@ -405,6 +425,12 @@ impl Config {
         if self.verify.buckets == 0 {
             bail!("verify.buckets must be at least 1");
         }
+        if self.verify.max_windows_mb == 0 || self.verify.max_parked_mb == 0 {
+            bail!("verify.max-windows-mb and verify.max-parked-mb must be at least 1");
+        }
+        if self.verify.max_parked_s == 0 {
+            bail!("verify.max-parked-s must be at least 1");
+        }
         if self.verify.range_width == 0 {
             bail!("verify.range-width must be at least 1");
         }
@@ -444,6 +470,11 @@ impl Config {
             timing: v.timing,
             origin_span: (None, None),
             lag_by: cdc_verifier_core::LagBy::RecordTime,
+            limits: Limits {
+                window_bytes: (v.max_windows_mb as usize).saturating_mul(1 << 20),
+                parked_bytes: (v.max_parked_mb as usize).saturating_mul(1 << 20),
+                parked_ms: (v.max_parked_s as i64).saturating_mul(1000),
+            },
         }
     }
 

@@ -45,8 +45,6 @@ pub struct Verifier {
     pub verdicts: Vec<Divergence>,
     pub records: u64,
     since_advance: u64,
-    /// Verdicts already handed out by [`Verifier::drain_new`].
-    handed_out: usize,
     format: Format,
     /// JsonConverter records' schemas, under synthetic ids.
     json: ConnectJson,
@@ -68,7 +66,6 @@ impl Verifier {
             verdicts: Vec::new(),
             records: 0,
             since_advance: 0,
-            handed_out: 0,
             format: cfg.verify.format,
             json: ConnectJson::new(),
             key_buf: Vec::new(),
@@ -228,11 +225,10 @@ impl Verifier {
         self.engine.finish(&mut src, &mut self.verdicts)
     }
 
-    /// Verdicts reached since the last call.
-    pub fn drain_new(&mut self) -> &[Divergence] {
-        let new = &self.verdicts[self.handed_out..];
-        self.handed_out = self.verdicts.len();
-        new
+    /// Verdicts reached since the last call, no longer kept (a long-running service would
+    /// otherwise keep every verdict it ever reached).
+    pub fn take_new(&mut self) -> Vec<Divergence> {
+        std::mem::take(&mut self.verdicts)
     }
 
     /// Verdicts that count against consistency.

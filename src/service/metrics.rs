@@ -21,6 +21,8 @@ pub struct TableCounters {
     pub snapshot_ignored: u64,
     /// Records stamped beyond the wall clock and `verify.future-tolerance-ms`.
     pub future: u64,
+    /// A replica's records in a span given up on at a memory bound: not verified.
+    pub unverified: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -28,6 +30,10 @@ pub struct Snapshot {
     /// (stream, table) → counters.
     pub tables: BTreeMap<(String, String), TableCounters>,
     pub windows_compared: u64,
+    /// Windows not compared for a replica given up on there (a memory bound).
+    pub windows_unverified: u64,
+    /// Bytes held in open windows and in records parked ahead of the primary.
+    pub held: cdc_verifier_core::Held,
     /// (kind, replica) → verdicts.
     pub divergences: BTreeMap<(String, String), u64>,
     /// replica → (positions behind, seconds behind).
@@ -150,6 +156,27 @@ impl Metrics {
                 c.future
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_unverified_records_total A replica's records in a span of positions given up on at a memory bound (see the Unverified verdict): not verified.\n# TYPE cdc_verifier_unverified_records_total counter"
+        );
+        for ((stream, table), c) in &s.tables {
+            let _ = writeln!(
+                out,
+                "cdc_verifier_unverified_records_total{{stream=\"{stream}\",table=\"{table}\"}} {}",
+                c.unverified
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_windows_unverified_total Windows not compared for a replica given up on there (a memory bound).\n# TYPE cdc_verifier_windows_unverified_total counter\ncdc_verifier_windows_unverified_total {}",
+            s.windows_unverified
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_held_bytes Memory held, about: open windows (bounded by verify.max-windows-mb) and records parked ahead of the primary (verify.max-parked-mb per replica).\n# TYPE cdc_verifier_held_bytes gauge\ncdc_verifier_held_bytes{{what=\"windows\"}} {}\ncdc_verifier_held_bytes{{what=\"parked\"}} {}",
+            s.held.windows, s.held.parked
+        );
         let _ = writeln!(
             out,
             "# HELP cdc_verifier_starting_state_verified 1 when the replica's starting state (snapshot + changes) was compared with the primary's; 0 while not yet, or when one side has no snapshot (changes only).\n# TYPE cdc_verifier_starting_state_verified gauge"

@@ -17,8 +17,12 @@ const TIMESTAMP_HEADER: &str = "cdc-verifier.timestamp";
 
 impl Service {
     pub(super) fn publish_new(&mut self) -> anyhow::Result<()> {
-        let new: Vec<Divergence> = self.verifier.drain_new().to_vec();
+        let new: Vec<Divergence> = self.verifier.take_new();
         for d in &new {
+            *self
+                .verdict_counts
+                .entry((d.kind().to_string(), d.replica.clone()))
+                .or_default() += 1;
             if d.kind() == Kind::Recovered {
                 tracing::info!(key = %d.key(), "{}", d.summary());
             } else {

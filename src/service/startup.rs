@@ -86,6 +86,7 @@ impl Service {
             retry_at: None,
             backoff: Duration::from_millis(cfg.registry.retry_initial_ms),
             dead_lettered_at_feed: Default::default(),
+            verdict_counts: Default::default(),
             frontiers: Default::default(),
             commit_failing: None,
             commit_retry_at: None,

@@ -98,6 +98,8 @@ pub(super) struct Service {
     /// their verdict is published; a poison verdict not among them is of a parked record
     /// released later.
     pub dead_lettered_at_feed: HashSet<(String, u32, i64)>,
+    /// Verdicts published, by (kind, replica) (the verdicts themselves are not kept).
+    pub verdict_counts: std::collections::BTreeMap<(String, String), u64>,
     /// What could be committed at each commit tick, oldest first: committed once every
     /// alert and dead letter published before it was acknowledged.
     pub frontiers: VecDeque<Frontier>,

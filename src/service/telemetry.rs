@@ -101,18 +101,17 @@ impl Service {
             c.snapshot_rows += st.snapshot;
             c.snapshot_ignored += st.snapshot_late;
             c.future += st.future;
+            c.unverified += st.unverified;
         }
         s.windows_compared = e.stats().windows_compared;
+        s.windows_unverified = e.stats().windows_unverified;
+        s.held = e.held();
         s.withdrawn = e.stats().withdrawn;
         for r in e.stream_names().skip(1) {
             let verified = e.started(r) && !e.stats().changes_only.contains_key(r);
             s.state_verified.insert(r.to_string(), verified);
         }
-        for d in &self.verifier.verdicts {
-            *s.divergences
-                .entry((d.kind().to_string(), d.replica.clone()))
-                .or_default() += 1;
-        }
+        s.divergences = self.verdict_counts.clone();
         for (r, _, behind) in e.replica_positions() {
             let secs = e.replica_lag_ms(&r) as f64 / 1000.0;
             s.replica_lag.insert(r, (behind, secs));

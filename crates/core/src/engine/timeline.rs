@@ -36,6 +36,9 @@ pub struct SchemaSeen {
     pub version: Option<u32>,
 }
 
+/// Segments kept per (replica, table): the newest.
+const MAX_SEGMENTS: usize = 8192;
+
 impl<D: Decoder> Engine<D> {
     pub(super) fn record_timeline(
         &mut self,
@@ -64,16 +67,22 @@ impl<D: Decoder> Engine<D> {
                     last.last_position = window.last;
                     last.windows += 1;
                 }
-                _ => segs.push(Segment {
-                    status,
-                    first_window: window.id,
-                    last_window: window.id,
-                    start_ms: window.start_ms,
-                    end_ms: window.end_ms,
-                    first_position: window.first,
-                    last_position: window.last,
-                    windows: 1,
-                }),
+                _ => {
+                    segs.push(Segment {
+                        status,
+                        first_window: window.id,
+                        last_window: window.id,
+                        start_ms: window.start_ms,
+                        end_ms: window.end_ms,
+                        first_position: window.first,
+                        last_position: window.last,
+                        windows: 1,
+                    });
+                    // A status that keeps changing would grow it without end: the oldest go.
+                    if segs.len() > MAX_SEGMENTS + MAX_SEGMENTS / 8 {
+                        segs.drain(..segs.len() - MAX_SEGMENTS);
+                    }
+                }
             }
         }
     }
