@@ -149,6 +149,12 @@ pub struct VerifyConfig {
     pub max_parked_mb: u64,
     #[serde(default = "default_max_parked_s")]
     pub max_parked_s: u64,
+    #[serde(default = "default_max_drill_keys")]
+    pub max_drill_keys: usize,
+}
+
+fn default_max_drill_keys() -> usize {
+    Limits::default().drill_keys
 }
 
 fn default_max_windows_mb() -> u64 {
@@ -474,6 +480,7 @@ impl Config {
                 window_bytes: (v.max_windows_mb as usize).saturating_mul(1 << 20),
                 parked_bytes: (v.max_parked_mb as usize).saturating_mul(1 << 20),
                 parked_ms: (v.max_parked_s as i64).saturating_mul(1000),
+                drill_keys: v.max_drill_keys,
             },
         }
     }

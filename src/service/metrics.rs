@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub windows_compared: u64,
     /// Windows not compared for a replica given up on there (a memory bound).
     pub windows_unverified: u64,
+    /// Events of keys drill-down did not follow (past verify.max-drill-keys).
+    pub drill_keys_skipped: u64,
     /// Bytes held in open windows and in records parked ahead of the primary.
     pub held: cdc_verifier_core::Held,
     /// (kind, replica) → verdicts.
@@ -171,6 +173,11 @@ impl Metrics {
             out,
             "# HELP cdc_verifier_windows_unverified_total Windows not compared for a replica given up on there (a memory bound).\n# TYPE cdc_verifier_windows_unverified_total counter\ncdc_verifier_windows_unverified_total {}",
             s.windows_unverified
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cdc_verifier_drill_keys_skipped_total Events of keys drill-down did not follow (past verify.max-drill-keys): their ranges are verified, a mismatch there may not name them.\n# TYPE cdc_verifier_drill_keys_skipped_total counter\ncdc_verifier_drill_keys_skipped_total {}",
+            s.drill_keys_skipped
         );
         let _ = writeln!(
             out,

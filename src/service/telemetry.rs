@@ -105,6 +105,7 @@ impl Service {
         }
         s.windows_compared = e.stats().windows_compared;
         s.windows_unverified = e.stats().windows_unverified;
+        s.drill_keys_skipped = e.stats().drill_keys_skipped;
         s.held = e.held();
         s.withdrawn = e.stats().withdrawn;
         for r in e.stream_names().skip(1) {

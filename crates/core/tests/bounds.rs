@@ -181,3 +181,32 @@ fn one_record_at_an_absurd_position_holds_back_neither_its_partition_nor_its_off
         "its partition's offsets may be committed past it"
     );
 }
+
+#[test]
+fn drill_down_follows_keys_up_to_its_bound_and_ranges_are_still_verified() {
+    let cfg = EngineConfig {
+        drill: cdc_verifier_core::Drill::All,
+        limits: Limits {
+            drill_keys: 5,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(cfg, &["replica-1"], PARTITIONS);
+    let changes = history(3000, 200, 14);
+    let lost = 2500;
+    for (i, c) in changes.iter().enumerate() {
+        h.send(0, c, false);
+        if i != lost {
+            h.send(1, c, false);
+        }
+    }
+    h.finish();
+    assert!(h.engine.stats().drill_keys_skipped > 0);
+    let mismatches = h.of_kind(Kind::DataMismatch);
+    assert_eq!(mismatches.len(), 1, "{mismatches:#?}");
+    assert_eq!(
+        mismatches[0].range().map(|r| r.index),
+        Some(support::harness::range_of(changes[lost].key()))
+    );
+}

@@ -16,6 +16,8 @@ pub struct Limits {
     pub parked_ms: i64,
     /// Bytes of open windows, all streams together.
     pub window_bytes: usize,
+    /// Keys followed by drill-down, all ranges together.
+    pub drill_keys: usize,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             parked_bytes: 256 << 20,
             parked_ms: 15 * 60_000,
             window_bytes: 1 << 30,
+            drill_keys: 1_000_000,
         }
     }
 }

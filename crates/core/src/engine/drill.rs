@@ -117,6 +117,12 @@ impl<D: Decoder> Engine<D> {
         let drill = &mut self.drill;
         let idx = match drill.index.get(&(table, key.clone())) {
             Some(i) => *i,
+            None if drill.keys.len() >= self.cfg.limits.drill_keys => {
+                // Past the bound, keys not met yet are not followed (their differences are
+                // found by range, not named).
+                self.stats.drill_keys_skipped += 1;
+                return;
+            }
             None => {
                 drill.keys.push(KeyEntry {
                     key: key.clone(),

@@ -112,6 +112,9 @@ pub struct EngineStats {
     pub windows_compared: u64,
     /// Windows not compared for a replica that was given up on there (see `Limits`).
     pub windows_unverified: u64,
+    /// Events of keys drill-down did not follow, past `Limits::drill_keys`: their ranges are
+    /// verified, but a mismatch there may not name them.
+    pub drill_keys_skipped: u64,
     /// The most a record arrived stamped before the time its partition was known to be read
     /// through (how much of `publish_skew_ms` was needed; more is harmless while the
     /// record's position is beyond what was passed, which `TopicStats::late` counts).
