@@ -289,6 +289,9 @@ fn read_long_or_null(
     }
 }
 
+/// A byte range of the datum.
+type Span = (u32, u32);
+
 /// An integer position, or the number after the last `:` or `-` of a string such as a GTID,
 /// and where the string's origin lies in the datum.
 #[inline]
@@ -296,7 +299,7 @@ fn read_position(
     schema: &Schema,
     node: NodeId,
     r: &mut Reader<'_>,
-) -> Result<Option<(u64, Option<(u32, u32)>)>, DecodeError> {
+) -> Result<Option<(u64, Option<Span>)>, DecodeError> {
     match read_union_branch(schema, node, r)? {
         None => Ok(None),
         Some(b) => match schema.node(b) {
