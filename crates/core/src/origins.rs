@@ -112,6 +112,24 @@ impl Origins {
                 seq,
             });
         }
+        // One origin so far (the common case): no partition can have shown a later one.
+        if self.epochs.len() == 1
+            && let Some(e) = self.epochs.first_mut()
+            && *e.origin == *origin
+        {
+            e.max = e.max.max(seq);
+            return Ok(seq);
+        }
+        self.place_among(origin, seq, topic, partition)
+    }
+
+    fn place_among(
+        &mut self,
+        origin: &[u8],
+        seq: u64,
+        topic: usize,
+        partition: usize,
+    ) -> Result<u64, PlaceError> {
         let epoch = match self.epochs.get(self.last as usize) {
             Some(e) if *e.origin == *origin && seq >= e.from && seq < e.until => self.last,
             _ => self.epoch_of(origin, seq)?,
