@@ -65,8 +65,6 @@ pub struct Epoch {
     pub origin: String,
     /// The first sequence of the origin in this epoch (0 unless it is a return).
     pub from: u64,
-    /// The highest sequence placed in it.
-    pub max: u64,
 }
 
 /// The epochs of one engine, in order, and per partition the latest it has shown.
@@ -216,7 +214,6 @@ impl Origins {
             .map(|e| Epoch {
                 origin: String::from_utf8_lossy(&e.origin).into_owned(),
                 from: e.from,
-                max: e.max,
             })
             .collect()
     }
@@ -237,7 +234,8 @@ impl Origins {
                 origin: e.origin.as_bytes().into(),
                 from: e.from,
                 until: u64::MAX,
-                max: e.max,
+                // (Not kept: it changes with every event, and so would the checkpoint.)
+                max: e.from,
             });
         }
         self.last = 0;
