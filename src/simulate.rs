@@ -148,6 +148,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "mariadb")]
     gtid_style: GtidStyleArg,
 
+    /// The primary fails over after this many primary events: its GTIDs come from a new
+    /// server from then on (mysql: "<new uuid>:1", ...; mariadb: "0-2-<seq>", the domain's
+    /// sequence going on), the replicas following. Recorded as a benign fault
+    #[arg(long, value_name = "EVENTS")]
+    failover_at: Option<u64>,
+
     /// Write Debezium's transaction block (id, total_order, data_collection_order), as with
     /// provide.transaction.metadata=true; by default it is null, as Debezium's default
     #[arg(long)]
@@ -297,6 +303,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         topic_prefix: args.topic_prefix.clone(),
         start_ms,
         migration: !args.no_migration,
+        failover_at: args.failover_at,
     };
 
     let mut sim = if args.offline {
@@ -514,6 +521,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let list: Vec<String> = FaultKind::ALL
             .iter()
+            .chain([&FaultKind::Failover])
             .filter_map(|k| kinds.get(k.name()).map(|n| format!("{} {n}", k.name())))
             .collect();
         println!("faults: {}", list.join(", "));

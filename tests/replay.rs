@@ -17,20 +17,32 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn simulate_offline(dir: &Path, scenario: &str, events: u64) -> (String, Json) {
+    simulate_offline_with(dir, scenario, events, &[])
+}
+
+fn simulate_offline_with(
+    dir: &Path,
+    scenario: &str,
+    events: u64,
+    extra: &[&str],
+) -> (String, Json) {
     let capture = dir.join(format!("{scenario}.cdccap"));
     let manifest = dir.join(format!("{scenario}.json"));
-    let out = run(&[
+    let events = events.to_string();
+    let mut args = vec![
         "simulate",
         "--offline",
         "--scenario",
         scenario,
         "--events",
-        &events.to_string(),
+        &events,
         "--capture",
         capture.to_str().unwrap(),
         "--manifest",
         manifest.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -96,6 +108,63 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
     let dir = tempfile::tempdir().unwrap();
     let (capture, manifest) = simulate_offline(dir.path(), "faults", 300_000);
     let (out, report) = replay_capture(dir.path(), &capture, &[]);
+    assert_faults_reported(&out, &manifest, &report);
+}
+
+/// A MySQL primary fails over halfway through the faults: the new server's GTIDs restart at
+/// `<new uuid>:1`, below every position the old one reached. The failover raises nothing, and
+/// every fault before and after it is found.
+#[test]
+fn a_failover_amid_the_faults_hides_none_of_them_and_is_not_a_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = 300_000;
+    let (capture, manifest) = simulate_offline_with(
+        dir.path(),
+        "faults",
+        events,
+        &[
+            "--gtid-style",
+            "mysql",
+            "--failover-at",
+            &(events * 11 / 20).to_string(),
+        ],
+    );
+    let failovers: Vec<&Json> = manifest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "failover")
+        .collect();
+    assert_eq!(failovers.len(), 1);
+    assert_eq!(failovers[0]["benign"], true);
+    let failover_at = failovers[0]["position"].as_u64().unwrap();
+    let after = manifest["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            !f["benign"].as_bool().unwrap()
+                && f["kind"] != "schema_drift"
+                && f["position"].as_u64().is_some_and(|p| p > failover_at)
+        })
+        .count();
+    assert!(after >= 4, "{after} faults after the failover");
+    let (out, report) = replay_capture(dir.path(), &capture, &[]);
+    assert_faults_reported(&out, &manifest, &report);
+    for d in verdicts(&report, "PoisonEvent") {
+        assert!(
+            !d["poison"]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("position"),
+            "{d}"
+        );
+    }
+}
+
+/// The report of a faults capture: the exact keys of the faults that change rows, a verdict
+/// for every other fault, nothing else.
+fn assert_faults_reported(out: &Output, manifest: &Json, report: &Json) {
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -129,7 +198,7 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
     }
     assert!(expected.values().map(BTreeSet::len).sum::<usize>() > 10);
     assert_eq!(
-        named_keys(&report),
+        named_keys(report),
         expected,
         "the exact keys of the faults, and no other"
     );
@@ -138,7 +207,7 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
     for f in &faults {
         let replica = f["replica"].as_str().unwrap();
         let found = |kind: &str| {
-            verdicts(&report, kind).iter().any(|d| {
+            verdicts(report, kind).iter().any(|d| {
                 d["replica"] == replica && (f["table"].is_null() || d["table"] == f["table"])
             })
         };
@@ -147,7 +216,7 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
             "lag" => assert!(found("ReplicaLag"), "{f}"),
             "silent" => assert!(found("StreamSilent"), "{f}"),
             "poison" => assert!(
-                verdicts(&report, "PoisonEvent")
+                verdicts(report, "PoisonEvent")
                     .iter()
                     .any(|d| d["poison"]["topic"] == f["topic"]
                         && d["poison"]["offset"] == f["offset"]),
@@ -156,7 +225,7 @@ fn replaying_the_faults_capture_names_exactly_the_keys_of_the_faults() {
             _ => {}
         }
     }
-    let drift = verdicts(&report, "SchemaDrift");
+    let drift = verdicts(report, "SchemaDrift");
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0]["schema"]["fields"][0]["field"], "currency");
     // The first divergent window of the drifted table holds the first drifted event.

@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub record_age_ms: [(f64, u64); 4],
     pub late_records: u64,
     pub withdrawn: u64,
+    pub origins: u64,
+    pub origin_returns: u64,
     /// replica → whether its starting state was compared (false: changes only, or not yet).
     pub state_verified: BTreeMap<String, bool>,
     /// Alerts and dead letters: acknowledged, failed tries, waiting.
@@ -387,6 +389,16 @@ impl Metrics {
                 "cdc_verifier_late_records_total",
                 "Records that came after their window was compared (later than verify.publish-skew-ms allows): not verified.",
                 s.late_records,
+            ),
+            (
+                "cdc_verifier_origins_total",
+                "GTID origins (server uuids, MariaDB domains) positions came from: a failover adds one.",
+                s.origins,
+            ),
+            (
+                "cdc_verifier_origin_returns_total",
+                "GTID origins that came back after a later one (failbacks): their new transactions are ordered after it.",
+                s.origin_returns,
             ),
             (
                 "cdc_verifier_mismatches_withdrawn_total",

@@ -41,6 +41,20 @@ impl Service {
             );
         }
         self.future_logged = e.future_records().len();
+        let origins = (e.stats().origins, e.stats().origin_returns);
+        if origins.0 > self.origins_logged.0.max(1) {
+            tracing::info!(
+                origins = origins.0,
+                "positions from a new GTID origin (a failover): its transactions are ordered after the earlier origins'"
+            );
+        }
+        if origins.1 > self.origins_logged.1 {
+            tracing::warn!(
+                returns = origins.1,
+                "a GTID origin came back after a later one (a failback): its new transactions are ordered after the later origin's (counted in cdc_verifier_origin_returns_total)"
+            );
+        }
+        self.origins_logged = origins;
         let late = e.late_records();
         if late > self.skew_warned {
             let seen = e.stats().arrival_behind_max_ms;
@@ -108,6 +122,8 @@ impl Service {
         s.drill_keys_skipped = e.stats().drill_keys_skipped;
         s.held = e.held();
         s.withdrawn = e.stats().withdrawn;
+        s.origins = e.stats().origins;
+        s.origin_returns = e.stats().origin_returns;
         for r in e.stream_names().skip(1) {
             let verified = e.started(r) && !e.stats().changes_only.contains_key(r);
             s.state_verified.insert(r.to_string(), verified);

@@ -148,6 +148,9 @@ pub struct Event {
     pub after: Option<u128>,
     /// Byte range of the `after` image (or `before` when there is no `after`) in the datum.
     pub image: Option<(u32, u32)>,
+    /// Byte range in the datum of the position's origin (a GTID's server uuid or MariaDB
+    /// domain, see [`crate::origins`]); `position.tx` is then the origin's sequence number.
+    pub origin: Option<(u32, u32)>,
 }
 
 impl Event {
@@ -159,6 +162,7 @@ impl Event {
         before: None,
         after: None,
         image: None,
+        origin: None,
     };
 }
 

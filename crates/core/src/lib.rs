@@ -19,6 +19,7 @@ pub mod digest;
 pub mod engine;
 pub mod envelope;
 mod hashmap;
+pub mod origins;
 pub mod source;
 pub mod time;
 pub mod verdict;

@@ -30,6 +30,13 @@ pub enum FaultKind {
     Duplicate,
     /// One partition's records were delayed; benign.
     LatePartition,
+    /// The primary failed over: its GTIDs come from a new origin (MySQL: a new server uuid
+    /// counting from 1; MariaDB: a new server id, the domain's sequence continuing), and the
+    /// replicas carry the new GTIDs. Benign: not a divergence. Not one of [`FaultKind::ALL`]
+    /// (the `faults` scenario's kinds): asked for with [`SimConfig::failover_at`].
+    ///
+    /// [`SimConfig::failover_at`]: crate::SimConfig::failover_at
+    Failover,
 }
 
 impl FaultKind {
@@ -48,7 +55,10 @@ impl FaultKind {
 
     /// Benign faults must not raise a divergence.
     pub fn is_benign(self) -> bool {
-        matches!(self, FaultKind::Duplicate | FaultKind::LatePartition)
+        matches!(
+            self,
+            FaultKind::Duplicate | FaultKind::LatePartition | FaultKind::Failover
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -63,6 +73,7 @@ impl FaultKind {
             FaultKind::Poison => "poison",
             FaultKind::Duplicate => "duplicate",
             FaultKind::LatePartition => "late_partition",
+            FaultKind::Failover => "failover",
         }
     }
 }

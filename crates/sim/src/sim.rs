@@ -39,6 +39,12 @@ const NO_FAULT: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug)]
 struct TxnMeta {
     seq: u64,
+    /// The origin of the transaction's GTID: 0 the first primary, 1 the one it failed over to.
+    origin: u8,
+    /// The sequence in its GTID (the origin's own count).
+    gtid_seq: u64,
+    /// The position as the verifier orders it: after a MySQL failover, the new origin's
+    /// sequence in epoch 1 (`1 << 40 | seq`, see the core's `origins`).
     position: u64,
     lsn: u64,
     commit_ms: i64,
@@ -53,8 +59,9 @@ struct TxnMeta {
 struct Ctx {
     topic_names: Vec<String>,
     position: PositionKind,
-    /// What precedes the sequence in `source.gtid`: `0-1-` or `<server uuid>:`.
-    gtid_prefix: String,
+    /// What precedes the sequence in `source.gtid`, per origin: `0-1-` or `<server uuid>:`,
+    /// then after a failover `0-2-` or `<new server uuid>:`.
+    gtid_prefixes: [String; 2],
     transaction_metadata: bool,
     events: u64,
     /// A catching-up connector's processing time per primary event, in ms.
@@ -86,6 +93,7 @@ pub struct Simulation {
     migration_at: Option<MigrationAt>,
     primary_events: u64,
     seq: u64,
+    failover: Option<Failover>,
     lsn: u64,
     start_ns: i64,
     ns_per_event: f64,
@@ -97,6 +105,14 @@ pub struct Simulation {
     snap_flags: Vec<u8>,
     /// `source.ts_ms` of every snapshot read: the snapshot's start, in whole seconds.
     snapshot_ts_ms: i64,
+}
+
+/// The primary's failover: due at a primary event count, or done, the new origin's first
+/// transaction being `seq`.
+#[derive(Clone, Copy, Debug)]
+enum Failover {
+    Due(u64),
+    Done { seq: u64 },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -155,11 +171,25 @@ impl Simulation {
         } else {
             commit_ms
         };
+        let (origin, gtid_seq, position) = match self.failover {
+            Some(Failover::Done { seq }) if !gtid_less => match self.cfg.gtid_style {
+                // The new server counts its own transactions from 1.
+                GtidStyle::MySql => {
+                    let s = self.seq - seq + 1;
+                    (1, s, (1 << 40) | s)
+                }
+                // Strict GTID mode: the domain's sequence goes on.
+                GtidStyle::MariaDb => (1, self.seq, self.seq),
+            },
+            _ => (0, self.seq, self.seq),
+        };
         TxnMeta {
             source_ts_ms,
             seq: self.seq,
+            origin,
+            gtid_seq,
             position: match self.cfg.position {
-                PositionKind::Gtid => self.seq,
+                PositionKind::Gtid => position,
                 PositionKind::Lsn => self.lsn,
             },
             lsn: self.lsn,
@@ -316,6 +346,11 @@ impl Simulation {
                     skipped_by,
                 });
             }
+        }
+        if let Some(Failover::Due(at)) = self.failover
+            && self.primary_events >= at
+        {
+            self.fail_over(commit_ms);
         }
         while self
             .plan

@@ -1,6 +1,6 @@
 //! The simulator's output, read back with an independent Avro implementation.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use apache_avro::types::Value;
 use apache_avro::{Schema, from_avro_datum};
@@ -1031,5 +1031,52 @@ fn late_connectors_produce_long_after_the_commits_and_catch_up() {
         }
         assert!(early > 0 && after > 1_000, "{early} {after}");
         assert!(cd.caught_up_timestamp_ms.unwrap() > run.manifest.start_timestamp_ms + 1_000);
+    }
+}
+
+#[test]
+fn a_failover_switches_every_streams_gtids_to_a_new_server_counting_from_one() {
+    let run = run(SimConfig {
+        gtid_style: GtidStyle::MySql,
+        failover_at: Some(4_000),
+        ..cfg(Scenario::Clean, 10_000)
+    });
+    let m = &run.manifest;
+    let failovers: Vec<&Fault> = m.faults_of(FaultKind::Failover).collect();
+    assert_eq!(failovers.len(), 1);
+    assert!(failovers[0].benign, "a failover is not a divergence");
+    assert_eq!(failovers[0].position, Some((1 << 40) | 1));
+    assert_eq!(m.faults.len(), 1);
+    let d = decode(&run);
+    // Per stream: the GTIDs of its changes, as (server uuid, sequence).
+    let mut per_stream: BTreeMap<String, BTreeSet<(String, u64)>> = BTreeMap::new();
+    for e in d.events.iter().filter(|e| e.envelope.is_some()) {
+        let Value::Union(1, g) = e.source("gtid") else {
+            continue;
+        };
+        let Value::String(g) = &**g else { panic!() };
+        let (uuid, seq) = g.split_once(':').expect("uuid:seq");
+        assert_eq!(uuid.len(), 36, "{g}");
+        per_stream
+            .entry(e.stream.clone())
+            .or_default()
+            .insert((uuid.to_string(), seq.parse().unwrap()));
+    }
+    let primary = per_stream.remove("primary").unwrap();
+    let new: Vec<u64> = primary
+        .iter()
+        .filter(|(u, _)| *u != m.server_uuid)
+        .map(|(_, s)| *s)
+        .collect();
+    let old_last = primary
+        .iter()
+        .filter(|(u, _)| *u == m.server_uuid)
+        .map(|(_, s)| *s)
+        .max()
+        .unwrap();
+    assert!(old_last > 100 && new.len() > 100);
+    assert_eq!(new.iter().min(), Some(&1), "the new server counts from 1");
+    for (name, gtids) in per_stream {
+        assert_eq!(gtids, primary, "{name} carries the primary's GTIDs");
     }
 }

@@ -15,6 +15,7 @@ use crate::digest::{RowHasher, key_hash};
 use crate::engine::TopicId;
 use crate::envelope::{DecodeWith, EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
+use crate::origins::{Epoch, Origins, PlaceError};
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::wire::{self, WireError};
 
@@ -41,6 +42,8 @@ pub enum Poison {
     Value(DecodeError),
     #[error("key: {0}")]
     Key(DecodeError),
+    #[error("value: position: {0}")]
+    Position(PlaceError),
 }
 
 /// Why a schema id does not give a schema.
@@ -119,6 +122,8 @@ pub struct ConfluentAvro {
     fetches: u64,
     /// The topic and partition of the last record decoded.
     last: (TopicId, u32),
+    /// The origins of GTID positions, in the order they appeared to any stream.
+    origins: Origins,
 }
 
 impl ConfluentAvro {
@@ -138,6 +143,7 @@ impl ConfluentAvro {
             key_refs: Vec::new(),
             fetches: 0,
             last: (0, 0),
+            origins: Origins::default(),
         }
     }
 
@@ -352,6 +358,9 @@ impl ConfluentAvro {
         if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, ev) {
             return Ok(Err(Poison::Value(e)));
         }
+        if let Err(e) = place(&mut self.origins, at, datum, ev) {
+            return Ok(Err(e));
+        }
         if let Role::Replica { refs, passed } = at.role {
             if ev.position > passed {
                 return Ok(Ok(Read::Ahead));
@@ -366,6 +375,9 @@ impl ConfluentAvro {
                 let c = cache.as_mut().expect("filled above");
                 if let Err(e) = read_value(c, at.rows, datum, &mut self.scratch, ev) {
                     return Ok(Err(Poison::Value(e)));
+                }
+                if let Err(e) = place(&mut self.origins, at, datum, ev) {
+                    return Ok(Err(e));
                 }
             }
         }
@@ -412,6 +424,7 @@ impl Decoder for ConfluentAvro {
             checked: Vec::new(),
             parts: (0..partitions).map(|_| None).collect(),
         });
+        self.origins.add_topic(partitions);
     }
 
     fn add_partitions(&mut self, topic: TopicId, partitions: u32) {
@@ -531,6 +544,14 @@ impl Decoder for ConfluentAvro {
             .copied()
             .filter(|id| id & KEY_BIT == 0)
     }
+
+    fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    fn restore_origins(&mut self, epochs: &[Epoch]) {
+        self.origins.restore(epochs);
+    }
 }
 
 /// Decodes a value datum with a partition's cached plans, into `ev`.
@@ -549,6 +570,23 @@ fn read_value(
         rows,
     };
     layout.decode_with(with, datum, scratch, &mut c.hint, ev)
+}
+
+/// An event's position among the engine's origins (see [`crate::origins`]): a GTID's
+/// sequence becomes its place in the order of origins.
+#[inline(always)]
+fn place(origins: &mut Origins, at: &At<'_>, datum: &[u8], ev: &mut Event) -> Result<(), Poison> {
+    if let Some((a, b)) = ev.origin {
+        ev.position.tx = origins
+            .place(
+                &datum[a as usize..b as usize],
+                ev.position.tx,
+                at.topic as usize,
+                at.partition as usize,
+            )
+            .map_err(Poison::Position)?;
+    }
+    Ok(())
 }
 
 /// The schema the primary wrote its table with at `p`: the last one seen at or before it, else

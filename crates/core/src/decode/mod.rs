@@ -13,6 +13,7 @@ use crate::avro::FieldDiff;
 use crate::digest::RowHasher;
 use crate::engine::{TableId, TopicId};
 use crate::envelope::{Event, Position};
+use crate::origins::{Epoch, Origins};
 
 /// The schema source could not answer now: pause this partition and retry the record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,4 +154,11 @@ pub trait Decoder {
 
     /// The value schemas topic `topic` was seen written with.
     fn written_with(&self, topic: TopicId) -> impl Iterator<Item = u32> + '_;
+
+    /// The origins of the positions decoded so far, in their order (see
+    /// [`crate::origins`]).
+    fn origins(&self) -> &Origins;
+
+    /// Continues the order of origins a checkpoint kept (before any record is decoded).
+    fn restore_origins(&mut self, epochs: &[Epoch]);
 }

@@ -2,6 +2,7 @@
 //! with committed offsets and restored on restart.
 
 use super::*;
+use crate::origins::Epoch;
 
 /// The episodes in progress, kept with committed offsets so that a restart continues them
 /// instead of opening new ones (the same verdicts as a run without the restart).
@@ -24,6 +25,10 @@ pub struct Checkpoint {
     /// a restart verifies their changes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub started: Vec<String>,
+    /// The origins of GTID positions in the order they appeared (see [`crate::origins`]): a
+    /// restart past a failover orders the new origin after the old one still.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<Epoch>,
 }
 
 pub(super) fn is_zero(v: &i64) -> bool {
@@ -57,12 +62,14 @@ impl<D: Decoder> Engine<D> {
             .filter(|r| self.started_id(*r))
             .map(|r| self.streams[r as usize].name.clone())
             .collect();
+        c.origins = self.decoder.origins().epochs();
         c
     }
 
     /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
     pub fn restore(&mut self, c: &Checkpoint) {
         self.skew.restore(c.skew_seen_ms);
+        self.decoder.restore_origins(&c.origins);
         for (replica, table) in &c.drifting {
             if let (Some(r), Some(t)) = (
                 self.stream_id(replica),

@@ -126,6 +126,10 @@ pub struct EngineStats {
     pub changes_only: BTreeMap<String, String>,
     /// Mismatches withdrawn before publication: records that came late made them whole.
     pub withdrawn: u64,
+    /// Origins of GTID positions seen (a failover adds one).
+    pub origins: u64,
+    /// Origins that came back after a later one (failbacks; see [`crate::origins`]).
+    pub origin_returns: u64,
 }
 
 struct Table {

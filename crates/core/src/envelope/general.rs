@@ -7,6 +7,7 @@ use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{Op, RowHasher};
 
 use super::{Event, LayoutError, PositionField};
+use crate::origins::origin_span;
 
 /// The steps of one writer's envelope, one per field.
 #[derive(Debug, Clone)]
@@ -193,8 +194,9 @@ impl GeneralWalk {
                     for f in fields {
                         match f {
                             SourceStep::Position(node) => {
-                                if let Some(tx) = read_position(schema, *node, &mut r)? {
+                                if let Some((tx, origin)) = read_position(schema, *node, &mut r)? {
                                     ev.position.tx = tx;
+                                    ev.origin = origin;
                                     have_pos = true;
                                 }
                             }
@@ -287,27 +289,35 @@ fn read_long_or_null(
     }
 }
 
-/// An integer position, or the number after the last `:` of a string such as a GTID.
+/// A byte range of the datum.
+type Span = (u32, u32);
+
+/// An integer position, or the number after the last `:` or `-` of a string such as a GTID,
+/// and where the string's origin lies in the datum.
 #[inline]
 fn read_position(
     schema: &Schema,
     node: NodeId,
     r: &mut Reader<'_>,
-) -> Result<Option<u64>, DecodeError> {
+) -> Result<Option<(u64, Option<Span>)>, DecodeError> {
     match read_union_branch(schema, node, r)? {
         None => Ok(None),
         Some(b) => match schema.node(b) {
-            Node::Int(_) | Node::Long(_) => Ok(Some(r.read_long()? as u64)),
+            Node::Int(_) | Node::Long(_) => Ok(Some((r.read_long()? as u64, None))),
             Node::String(_) => {
                 let at = r.pos();
                 let s = r.read_bytes()?;
-                parse_position(s).map(Some).ok_or_else(|| DecodeError {
-                    kind: DecodeErrorKind::Unresolvable(format!(
-                        "position `{}` does not end in a number",
-                        String::from_utf8_lossy(s)
-                    )),
-                    offset: at,
-                })
+                let start = (r.pos() - s.len()) as u32;
+                let origin = origin_span(s).map(|(a, b)| (start + a as u32, start + b as u32));
+                parse_position(s)
+                    .map(|seq| Some((seq, origin)))
+                    .ok_or_else(|| DecodeError {
+                        kind: DecodeErrorKind::Unresolvable(format!(
+                            "position `{}` does not end in a number",
+                            String::from_utf8_lossy(s)
+                        )),
+                        offset: at,
+                    })
             }
             _ => {
                 skip(schema, b, r, 1, false)?;
@@ -317,17 +327,14 @@ fn read_position(
     }
 }
 
-/// The number after the last `:` of a position string such as a GTID.
+/// The sequence number of a position string: the number after its last `:` or `-` — of a
+/// MySQL GTID `uuid:seq`, the upper end of a range `uuid:a-b`, of a MariaDB GTID
+/// `domain-server-seq`. (Its origin: [`origin_span`].)
 #[inline]
 pub(super) fn parse_position(s: &[u8]) -> Option<u64> {
-    let digits = match s.iter().rposition(|c| *c == b':') {
+    let digits = match s.iter().rposition(|c| *c == b':' || *c == b'-') {
         Some(i) => &s[i + 1..],
         None => s,
-    };
-    // GTID sets may carry ranges (`uuid:1-42`): the position is the upper end.
-    let digits = match digits.iter().rposition(|c| *c == b'-') {
-        Some(i) => &digits[i + 1..],
-        None => digits,
     };
     parse_u64(digits)
 }

@@ -9,6 +9,7 @@ use super::Event;
 use super::fast::{FastEnvelope, Step};
 use super::fields::{len_end, opt_present, unzigzag};
 use super::general::parse_position;
+use crate::origins::origin_span;
 
 /// What the flat walk learned of the last envelope it read of one stream of records (a
 /// partition): the shape of its tail — `source`, `op`, `ts_ms`, `transaction`, everything
@@ -235,6 +236,8 @@ impl Tail {
             }
             Some(PositionAt::Str(start, end, digits)) => {
                 ev.position.tx = position_number(tail, start, end, digits)?;
+                ev.origin = origin_span(&tail[start..end])
+                    .map(|(a, b)| ((pos + start + a) as u32, (pos + start + b) as u32));
                 *have_pos = true;
             }
             None => {}

@@ -6,7 +6,7 @@ use cdc_verifier_core::source::MemorySource;
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{Drill, Engine, EngineConfig, Ingested, KeyRanges, Record, TopicId};
 
-use super::{Change, Ids, encode_key, wire_pair};
+use super::{Change, Ids, encode_key, wire_pair, wire_pair_at};
 
 pub struct Harness {
     pub engine: Engine,
@@ -67,6 +67,13 @@ impl Harness {
         let (k, v) = wire_pair(&self.ids[s], c, v2);
         let p = self.partition_of(c.key());
         self.send_raw(s, p, Some(&k), Some(&v), at_ms)
+    }
+
+    /// Sends a change on stream `s` with `source.gtid` = `gtid`.
+    pub fn send_gtid(&mut self, s: usize, c: &Change, gtid: &str) -> Ingested {
+        let (k, v) = wire_pair_at(&self.ids[s], c, false, gtid);
+        let p = self.partition_of(c.key());
+        self.send_raw(s, p, Some(&k), Some(&v), c.ts_ms)
     }
 
     pub fn send(&mut self, s: usize, c: &Change, v2: bool) -> Ingested {

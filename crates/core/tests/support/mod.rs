@@ -131,6 +131,11 @@ impl Change {
 }
 
 pub fn encode_envelope(c: &Change, v2: bool) -> Vec<u8> {
+    encode_envelope_at(c, v2, &format!("{GTID_UUID}:{}", c.tx))
+}
+
+/// [`encode_envelope`] with `source.gtid` = `gtid` (the change's `tx` ignored).
+pub fn encode_envelope_at(c: &Change, v2: bool, gtid: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     for img in [&c.before, &c.after] {
         match img {
@@ -144,13 +149,13 @@ pub fn encode_envelope(c: &Change, v2: bool) -> Vec<u8> {
     put_str(&mut out, "2.7.0.Final");
     write_long(&mut out, c.ts_ms);
     write_long(&mut out, 1);
-    put_str(&mut out, &format!("{GTID_UUID}:{}", c.tx));
+    put_str(&mut out, gtid);
     write_long(&mut out, 4242);
     put_str(&mut out, c.op);
     write_long(&mut out, 1);
     write_long(&mut out, c.ts_ms + 3);
     write_long(&mut out, 1);
-    put_str(&mut out, &format!("{GTID_UUID}:{}", c.tx));
+    put_str(&mut out, gtid);
     write_long(&mut out, c.order);
     write_long(&mut out, c.order);
     out
@@ -187,12 +192,17 @@ pub fn register_table(src: &mut MemorySource, stream: &str, table: &str) -> Ids 
 
 /// A wire-format (key, value) pair for a change.
 pub fn wire_pair(ids: &Ids, c: &Change, v2: bool) -> (Vec<u8>, Vec<u8>) {
+    wire_pair_at(ids, c, v2, &format!("{GTID_UUID}:{}", c.tx))
+}
+
+/// [`wire_pair`] with `source.gtid` = `gtid`.
+pub fn wire_pair_at(ids: &Ids, c: &Change, v2: bool, gtid: &str) -> (Vec<u8>, Vec<u8>) {
     let mut k = Vec::new();
     wire::frame(ids.key, &encode_key(c.key()), &mut k);
     let mut v = Vec::new();
     wire::frame(
         if v2 { ids.v2 } else { ids.v1 },
-        &encode_envelope(c, v2),
+        &encode_envelope_at(c, v2, gtid),
         &mut v,
     );
     (k, v)

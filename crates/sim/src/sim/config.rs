@@ -132,6 +132,9 @@ pub struct SimConfig {
     pub start_ms: Option<i64>,
     /// Whether `orders` migrates to v2 during the run.
     pub migration: bool,
+    /// The primary fails over once this many primary change events were written (with
+    /// [`PositionKind::Gtid`]): a [`FaultKind::Failover`](crate::manifest::FaultKind::Failover).
+    pub failover_at: Option<u64>,
 }
 
 impl Default for SimConfig {
@@ -153,6 +156,7 @@ impl Default for SimConfig {
             topic_prefix: String::new(),
             start_ms: None,
             migration: true,
+            failover_at: None,
         }
     }
 }

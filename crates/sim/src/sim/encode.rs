@@ -88,11 +88,15 @@ impl Stream {
         e.union_index(1);
         e.string(ev.table.name());
         // server_id of the origin, the primary; 0 in snapshot reads, which have no origin event.
-        e.long(if meta.snapshot { 0 } else { 1 });
+        e.long(if meta.snapshot {
+            0
+        } else {
+            1 + meta.origin as i64
+        });
         let gtid = |scratch: &mut Vec<u8>| {
             scratch.clear();
-            scratch.extend_from_slice(ctx.gtid_prefix.as_bytes());
-            push_u64(scratch, meta.seq);
+            scratch.extend_from_slice(ctx.gtid_prefixes[meta.origin as usize].as_bytes());
+            push_u64(scratch, meta.gtid_seq);
         };
         match ctx.position {
             // Snapshot reads carry no gtid: they are state, not a logged transaction.

@@ -12,8 +12,8 @@ use crate::world::{Change, Op, World};
 use super::output::Out;
 use super::stream::{Emit, Stream, Txn};
 use super::{
-    Ctx, DUPLICATE_RUN, EXTRA_ID_BASE, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS, NO_FAULT, SimConfig,
-    Simulation, TxnMeta, UNKNOWN_SCHEMA_ID,
+    Ctx, DUPLICATE_RUN, EXTRA_ID_BASE, Failover, GtidStyle, LAG_DELAY_MS, LATE_PARTITION_DELAY_MS,
+    NO_FAULT, SimConfig, Simulation, TxnMeta, UNKNOWN_SCHEMA_ID,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +144,25 @@ pub(super) fn plan_faults(cfg: &SimConfig, rng: &mut ChaCha8Rng) -> Vec<Planned>
 }
 
 impl Simulation {
+    /// The primary fails over before the next transaction: its GTIDs come from the new
+    /// origin from then on, on every stream (the replicas apply the new primary's log).
+    pub(super) fn fail_over(&mut self, commit_ms: i64) {
+        let seq = self.seq + 1;
+        self.failover = Some(Failover::Done { seq });
+        let prefix = &self.ctx.gtid_prefixes[1];
+        let mut f = Fault::new(FaultKind::Failover, &self.streams[0].name, None);
+        let (first, what) = match self.cfg.gtid_style {
+            GtidStyle::MySql => ((1 << 40) | 1, format!("its GTIDs restart at {prefix}1")),
+            GtidStyle::MariaDb => (seq, format!("its GTIDs go on as {prefix}{seq}")),
+        };
+        f.position = Some(first);
+        f.timestamp_ms = Some(commit_ms);
+        f.detail = Some(format!(
+            "the primary failed over to another server: {what}; the replicas follow it"
+        ));
+        self.out.faults.push(f);
+    }
+
     /// A planned fault comes due: arm it on its stream.
     pub(super) fn fire(&mut self, p: Planned, commit_ms: i64) {
         let name = self.streams[p.stream].name.clone();
@@ -213,6 +232,8 @@ impl Simulation {
                 self.out.faults.push(f);
                 st.silent.push((p.table, self.out.faults.len() - 1));
             }
+            // Not planned: see `fail_over`.
+            FaultKind::Failover => self.fail_over(commit_ms),
             FaultKind::Duplicate => {
                 let mut f = Fault::new(FaultKind::Duplicate, &name, table_name);
                 f.count = Some(DUPLICATE_RUN as u64);

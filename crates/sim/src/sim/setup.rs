@@ -15,7 +15,7 @@ use super::faults::plan_faults;
 use super::output::{Out, Queue};
 use super::stream::Stream;
 use super::{
-    CATCH_UP_SPEEDUP, Ctx, DEFAULT_RATE, GtidStyle, MigrationAt, Phase, PositionKind,
+    CATCH_UP_SPEEDUP, Ctx, DEFAULT_RATE, Failover, GtidStyle, MigrationAt, Phase, PositionKind,
     SNAPSHOT_CHUNK, Scenario, SimConfig, SimError, Simulation, TopicInfo, elapsed_ns,
 };
 
@@ -43,6 +43,11 @@ impl Simulation {
                 "connector delays must not be negative".into(),
             ));
         }
+        if cfg.failover_at.is_some() && cfg.position != PositionKind::Gtid {
+            return Err(SimError::Config(
+                "a failover needs GTID positions (--position gtid)".into(),
+            ));
+        }
         if cfg.events == 0 {
             return Err(SimError::Config("events must be positive".into()));
         }
@@ -59,6 +64,13 @@ impl Simulation {
         };
         let mut id_rng = seed_rng(1);
         let server_uuid = {
+            let mut b = Vec::with_capacity(36);
+            let v = ((id_rng.next_u64() as u128) << 64) | id_rng.next_u64() as u128;
+            crate::avro::push_uuid(&mut b, v);
+            String::from_utf8(b).unwrap()
+        };
+        // The server the primary fails over to.
+        let new_uuid = {
             let mut b = Vec::with_capacity(36);
             let v = ((id_rng.next_u64() as u128) << 64) | id_rng.next_u64() as u128;
             crate::avro::push_uuid(&mut b, v);
@@ -203,6 +215,10 @@ impl Simulation {
             GtidStyle::MariaDb => "0-1-".to_string(),
             GtidStyle::MySql => format!("{server_uuid}:"),
         };
+        let failover_prefix = match cfg.gtid_style {
+            GtidStyle::MariaDb => "0-2-".to_string(),
+            GtidStyle::MySql => format!("{new_uuid}:"),
+        };
         let manifest = Manifest {
             scenario: cfg.scenario.name().into(),
             seed: cfg.seed,
@@ -274,7 +290,7 @@ impl Simulation {
             ctx: Ctx {
                 topic_names,
                 position: cfg.position,
-                gtid_prefix,
+                gtid_prefixes: [gtid_prefix, failover_prefix],
                 transaction_metadata: cfg.transaction_metadata,
                 events: cfg.events,
                 catch_up_ms_per_event: ns_per_event / 1e6 / CATCH_UP_SPEEDUP,
@@ -291,6 +307,7 @@ impl Simulation {
             migration_at: cfg.migration.then_some(migration_at),
             primary_events: 0,
             seq: 0,
+            failover: cfg.failover_at.map(Failover::Due),
             lsn: 0x0000_0001_6b37_4d48,
             start_ns: start_ms * 1_000_000,
             ns_per_event,
