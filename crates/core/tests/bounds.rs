@@ -147,7 +147,7 @@ fn one_record_at_an_absurd_position_holds_back_neither_its_partition_nor_its_off
     });
     let changes = history(20_000, 300, 13);
     let absurd = Change {
-        tx: 1 << 50,
+        tx: (1 << 40) - 2,
         ..changes[0].clone()
     };
     let p = h.partition_of(absurd.key());
