@@ -148,8 +148,9 @@ pub struct Event {
     pub after: Option<u128>,
     /// Byte range of the `after` image (or `before` when there is no `after`) in the datum.
     pub image: Option<(u32, u32)>,
-    /// Byte range in the datum of the position's origin (a GTID's server uuid or MariaDB
-    /// domain, see [`crate::origins`]); `position.tx` is then the origin's sequence number.
+    /// Byte range in the datum of a position given as a string (a GTID), whose origin (a
+    /// server uuid or MariaDB domain, see [`crate::origins`]) the engine places it by;
+    /// `position.tx` is the number it ends in.
     pub origin: Option<(u32, u32)>,
 }
 

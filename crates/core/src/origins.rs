@@ -28,6 +28,11 @@ pub const MAX_EPOCHS: usize = 1 << (64 - SEQ_BITS);
 /// `domain-server-seq`. `None` for a plain number or a bare range.
 #[inline]
 pub fn origin_span(s: &[u8]) -> Option<(usize, usize)> {
+    // MySQL's `uuid:seq` (a uuid is 36 characters, without `:`): read every event, so told
+    // at once.
+    if s.len() > 37 && s[36] == b':' && s[37].is_ascii_digit() && !s[..36].contains(&b':') {
+        return Some((0, 36));
+    }
     let end = match s.iter().position(|c| *c == b':') {
         // `uuid:seq`, `uuid:a-b`, `uuid:tag:seq`, `uuid:1-5:7-9`: the first `:` that a
         // number follows (a tag begins with a letter or `_`).
@@ -92,6 +97,50 @@ impl Origins {
     /// Makes a topic's partitions known (topics in the order they are added).
     pub fn add_topic(&mut self, partitions: u32) {
         self.latest.push(vec![0; partitions as usize]);
+    }
+
+    /// The engine position of sequence `seq` of GTID `gtid` (its origin, if it has one, per
+    /// [`origin_span`]), read from partition (`topic`, `partition`).
+    #[inline]
+    pub fn place_gtid(
+        &mut self,
+        gtid: &[u8],
+        seq: u64,
+        topic: usize,
+        partition: usize,
+    ) -> Result<u64, PlaceError> {
+        // Most events repeat the origin placed last: its bytes, then a separator and a digit.
+        let single = self.epochs.len() == 1;
+        if let Some(e) = self.epochs.get_mut(self.last as usize) {
+            let n = e.origin.len();
+            if gtid.len() > n + 1
+                && matches!(gtid[n], b':' | b'-')
+                && gtid[n + 1].is_ascii_digit()
+                && gtid[..n] == *e.origin
+            {
+                // One origin so far (the common case): no partition can have shown a later one.
+                if single && seq <= MAX_SEQ {
+                    e.max = e.max.max(seq);
+                    return Ok(seq);
+                }
+                return self.place(&gtid[..n], seq, topic, partition);
+            }
+        }
+        self.place_gtid_slow(gtid, seq, topic, partition)
+    }
+
+    #[inline(never)]
+    fn place_gtid_slow(
+        &mut self,
+        gtid: &[u8],
+        seq: u64,
+        topic: usize,
+        partition: usize,
+    ) -> Result<u64, PlaceError> {
+        match origin_span(gtid) {
+            Some((a, b)) => self.place(&gtid[a..b], seq, topic, partition),
+            None => Ok(seq),
+        }
     }
 
     /// The engine position of sequence `seq` of `origin`, read from partition

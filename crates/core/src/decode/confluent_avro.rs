@@ -578,7 +578,7 @@ fn read_value(
 fn place(origins: &mut Origins, at: &At<'_>, datum: &[u8], ev: &mut Event) -> Result<(), Poison> {
     if let Some((a, b)) = ev.origin {
         ev.position.tx = origins
-            .place(
+            .place_gtid(
                 &datum[a as usize..b as usize],
                 ev.position.tx,
                 at.topic as usize,

@@ -50,7 +50,7 @@ pub(super) fn parked_size(p: &Parked) -> usize {
 
 impl<D: Decoder> Engine<D> {
     /// Whether replica `r` gave up on `position`.
-    #[inline]
+    #[inline(always)]
     pub(super) fn unverified_at(&self, r: StreamId, position: Position) -> bool {
         let spans = &self.streams[r as usize].unverified;
         !spans.is_empty() && spans.iter().any(|(a, b)| *a <= position && position <= *b)

@@ -93,7 +93,7 @@ impl<D: Decoder> Engine<D> {
 
     /// Whether an event of `table` lies where comparisons had reached when the table was
     /// found: not verified.
-    #[inline]
+    #[inline(always)]
     pub(super) fn before_table(&self, table: TableId, position: Position) -> bool {
         let joined = self.tables[table as usize].joined;
         joined != Position::ZERO && position <= joined

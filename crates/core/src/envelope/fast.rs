@@ -25,7 +25,6 @@ use super::general::parse_position;
 use super::raw::{Chain, V3};
 use super::tail::Hint;
 use crate::avro::resolve::fast_varint;
-use crate::origins::origin_span;
 
 /// One step. `chk`: the value lies in a row image, whose bytes are hashed as they are, so
 /// they must be in canonical form. `present`: the branch byte (zigzag index) of the non-null
@@ -442,8 +441,7 @@ impl FastEnvelope {
                         pos = end;
                         let s = &buf[start..end];
                         ev.position.tx = parse_position(s)?;
-                        ev.origin =
-                            origin_span(s).map(|(a, b)| ((start + a) as u32, (start + b) as u32));
+                        ev.origin = Some((start as u32, end as u32));
                         have_pos = true;
                     }
                 }

@@ -7,7 +7,6 @@ use crate::avro::schema::{Node, NodeId, Schema};
 use crate::digest::{Op, RowHasher};
 
 use super::{Event, LayoutError, PositionField};
-use crate::origins::origin_span;
 
 /// The steps of one writer's envelope, one per field.
 #[derive(Debug, Clone)]
@@ -308,7 +307,7 @@ fn read_position(
                 let at = r.pos();
                 let s = r.read_bytes()?;
                 let start = (r.pos() - s.len()) as u32;
-                let origin = origin_span(s).map(|(a, b)| (start + a as u32, start + b as u32));
+                let origin = Some((start, start + s.len() as u32));
                 parse_position(s)
                     .map(|seq| Some((seq, origin)))
                     .ok_or_else(|| DecodeError {
@@ -329,7 +328,7 @@ fn read_position(
 
 /// The sequence number of a position string: the number after its last `:` or `-` — of a
 /// MySQL GTID `uuid:seq`, the upper end of a range `uuid:a-b`, of a MariaDB GTID
-/// `domain-server-seq`. (Its origin: [`origin_span`].)
+/// `domain-server-seq`. (Its origin: [`crate::origins::origin_span`].)
 #[inline]
 pub(super) fn parse_position(s: &[u8]) -> Option<u64> {
     let digits = match s.iter().rposition(|c| *c == b':' || *c == b'-') {

@@ -9,7 +9,6 @@ use super::Event;
 use super::fast::{FastEnvelope, Step};
 use super::fields::{len_end, opt_present, unzigzag};
 use super::general::parse_position;
-use crate::origins::origin_span;
 
 /// What the flat walk learned of the last envelope it read of one stream of records (a
 /// partition): the shape of its tail — `source`, `op`, `ts_ms`, `transaction`, everything
@@ -236,8 +235,7 @@ impl Tail {
             }
             Some(PositionAt::Str(start, end, digits)) => {
                 ev.position.tx = position_number(tail, start, end, digits)?;
-                ev.origin = origin_span(&tail[start..end])
-                    .map(|(a, b)| ((pos + start + a) as u32, (pos + start + b) as u32));
+                ev.origin = Some(((pos + start) as u32, (pos + end) as u32));
                 *have_pos = true;
             }
             None => {}
