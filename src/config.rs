@@ -434,9 +434,6 @@ impl Config {
         if self.verify.max_windows_mb == 0 || self.verify.max_parked_mb == 0 {
             bail!("verify.max-windows-mb and verify.max-parked-mb must be at least 1");
         }
-        if self.verify.max_parked_s == 0 {
-            bail!("verify.max-parked-s must be at least 1");
-        }
         if self.verify.range_width == 0 {
             bail!("verify.range-width must be at least 1");
         }

@@ -12,7 +12,7 @@ use super::*;
 pub struct Limits {
     /// Bytes of records parked ahead of the primary, per replica.
     pub parked_bytes: usize,
-    /// How long (the engine's clock) a record may stay parked.
+    /// How long (the engine's clock) a record may stay parked; 0: as long as it takes.
     pub parked_ms: i64,
     /// Bytes of open windows, all streams together.
     pub window_bytes: usize,
@@ -24,7 +24,9 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             parked_bytes: 256 << 20,
-            parked_ms: 15 * 60_000,
+            // Off: the engine's clock jumps (a backlog read, then the present), and ages
+            // measured on it gave up on records the primary was about to pass.
+            parked_ms: 0,
             window_bytes: 1 << 30,
             drill_keys: 1_000_000,
         }
@@ -113,7 +115,14 @@ impl<D: Decoder> Engine<D> {
         if s.parked == 0 {
             return;
         }
-        let old = self.now_ms.saturating_sub(limits.parked_ms);
+        // By age only once the primary is read to its end (what it has passed is released
+        // first): while it is still being read, its records may yet pass them (a backlog,
+        // a clock that jumped to the present).
+        let old = if limits.parked_ms > 0 && self.caught_up(PRIMARY) {
+            self.now_ms.saturating_sub(limits.parked_ms)
+        } else {
+            i64::MIN
+        };
         let too_old = s.topics.iter().any(|t| {
             self.topics[*t as usize]
                 .parts

@@ -177,14 +177,19 @@ impl<D: Decoder> Engine<D> {
 
     /// Publishes held mismatches of tables the replica has since been heard from beyond —
     /// or that stayed quiet: the primary wrote nothing of the table after the change the
-    /// replica lacks, the replica has been read past it (in all its tables), and
+    /// replica lacks, the replica has been read past it or to its end (in all its tables), and
     /// `silent_after_ms` has passed. Nothing more of the table will come to explain it.
     pub(super) fn release_heard(&mut self, r: StreamId, out: &mut Vec<Divergence>) {
         let tables: Vec<TableId> = self.streams[r as usize].absent.keys().copied().collect();
         if tables.is_empty() {
             return;
         }
-        let passed = self.watermark(r);
+        // Read past the change, or read to its end (nothing more is coming to explain it).
+        let passed = if self.caught_up(r) {
+            Position::MAX
+        } else {
+            self.watermark(r)
+        };
         for t in tables {
             let pos = self.replica_table_pos(r, t);
             let primary_pos = self.replica_table_pos(PRIMARY, t);
