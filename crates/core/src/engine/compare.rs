@@ -548,8 +548,15 @@ impl<D: Decoder> Engine<D> {
             // And only while the primary wrote the table after the replica fell behind: a
             // replica that lacks the last changes of a table the primary then left alone has
             // lost them (the mismatches held for them say so), it has not fallen silent.
+            // Seen by the clock (it wrote after the replica was first seen behind) or, for a
+            // backlog read in one go, by position: the replica lacks a change of the table the
+            // primary wrote more of after.
             let was = self.topics[t as usize].silent;
-            let kept_writing = primary_last > self.topics[t as usize].behind_since;
+            let kept_writing = primary_last > self.topics[t as usize].behind_since
+                || self.streams[r as usize]
+                    .absent
+                    .get(&table)
+                    .is_some_and(|held| held.iter().any(|a| a.needed < ppos));
             let silent_now = silent_for >= self.cfg.timing.silent_after_ms
                 && (kept_writing || was)
                 && (!pending || was);
