@@ -175,6 +175,12 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     replica_connector_delay_ms: i64,
 
+    /// Create each topic just before its first record, as Kafka Connect does for a table's
+    /// first change, instead of every topic before the first record: with a late connector
+    /// (--replica-connector-delay-ms) its topics appear while a verifier is already running
+    #[arg(long)]
+    topics_at_first_record: bool,
+
     /// Kafka bootstrap servers
     #[arg(
         long,
@@ -315,10 +321,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let topic_names: Vec<String> = sim.topics().iter().map(|t| t.name.clone()).collect();
 
+    let kafka = KafkaSettings {
+        bootstrap_servers: args.bootstrap_servers.clone(),
+        properties: Vec::new(),
+    };
+    let mut specs: Vec<Option<TopicSpec>> = Vec::new();
     let mut producer = if args.offline {
         None
     } else {
-        let specs: Vec<TopicSpec> = sim
+        specs = sim
             .topics()
             .iter()
             .map(|t| TopicSpec {
@@ -328,17 +339,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 configs: vec![("retention.ms".into(), "-1".into())],
                 replication: Some(1),
             })
+            .map(Some)
             .collect();
-        ensure_topics(
-            &KafkaSettings {
-                bootstrap_servers: args.bootstrap_servers.clone(),
-                properties: Vec::new(),
-            },
-            &specs,
-            Existing::Empty,
-            Duration::from_secs(30),
-        )
-        .with_context(|| format!("preparing topics on {}", args.bootstrap_servers))?;
+        if !args.topics_at_first_record {
+            let all: Vec<TopicSpec> = specs.iter_mut().filter_map(Option::take).collect();
+            ensure_topics(&kafka, &all, Existing::Empty, Duration::from_secs(30))
+                .with_context(|| format!("preparing topics on {}", args.bootstrap_servers))?;
+        }
         let mut settings = ProducerSettings::new(&args.bootstrap_servers);
         settings.compression = args.compression.clone();
         // Preloading wants big batches; a paced (live) run wants records out promptly.
@@ -416,6 +423,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if let Some(w) = capture.as_mut() {
             w.write(&rec.as_ref()).context("writing the capture")?;
+        }
+        if let Some(spec) = specs.get_mut(rec.topic as usize).and_then(Option::take) {
+            ensure_topics(&kafka, &[spec], Existing::Empty, Duration::from_secs(30))
+                .with_context(|| format!("creating topic {}", topic_names[rec.topic as usize]))?;
         }
         if let Some(p) = producer.as_mut() {
             p.send(

@@ -38,14 +38,25 @@ enum Fault {
     VerifierKill,
     /// The replicas' connectors start a minute after the primary's, then catch up.
     ReplicaSilent,
+    /// Halfway, the primary fails over to a new MySQL server: GTIDs of a new server uuid,
+    /// whose sequence starts again at 1.
+    Failover,
+    /// A record of the primary written again, stamped an hour ahead of the wall clock.
+    FutureRecord,
+    /// The replicas' connectors start 15 s late and create their topics at their first
+    /// record, as Kafka Connect does: the verifier is running when they appear.
+    LateTopic,
 }
 
-const ALL: [(&str, Fault); 5] = [
+const ALL: [(&str, Fault); 8] = [
     ("broker-kill", Fault::BrokerKill),
     ("registry-hang", Fault::RegistryHang),
     ("alert-topic-deleted", Fault::AlertTopicDeleted),
     ("verifier-kill", Fault::VerifierKill),
     ("replica-silent", Fault::ReplicaSilent),
+    ("failover", Fault::Failover),
+    ("future-record", Fault::FutureRecord),
+    ("late-topic", Fault::LateTopic),
 ];
 
 /// What one scenario came to.
@@ -139,8 +150,22 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     let traffic_s = events as f64 / rate as f64;
     let manifest = dir.join("manifest.json");
     let mut extra: Vec<String> = Vec::new();
-    if fault == Fault::ReplicaSilent {
-        extra.extend(["--replica-connector-delay-ms".into(), "60000".into()]);
+    match fault {
+        Fault::ReplicaSilent => {
+            extra.extend(["--replica-connector-delay-ms".into(), "60000".into()]);
+        }
+        Fault::Failover => extra.extend([
+            "--gtid-style".into(),
+            "mysql".into(),
+            "--failover-at".into(),
+            (events / 2).to_string(),
+        ]),
+        Fault::LateTopic => extra.extend([
+            "--topics-at-first-record".into(),
+            "--replica-connector-delay-ms".into(),
+            "15000".into(),
+        ]),
+        _ => {}
     }
     let mut traffic = run.traffic(events, rate, &manifest, &extra);
     support::wait_for_topic(&format!("{}primary.shop.orders", run.prefix), 2);
@@ -150,6 +175,7 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     std::thread::sleep(Duration::from_secs_f64(traffic_s / 3.0));
     let fault_start = wall_ms();
     let mut before_deletion: Vec<Alert> = Vec::new();
+    let mut future = None;
     match fault {
         Fault::BrokerKill => {
             pair.services(&["kill", "kafka"]);
@@ -171,7 +197,13 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
             std::thread::sleep(Duration::from_secs(2));
             v.spawn();
         }
-        Fault::ReplicaSilent => {}
+        Fault::FutureRecord => {
+            future = Some(stamp_ahead(
+                &format!("{}primary.shop.orders", run.prefix),
+                3_600_000,
+            ))
+        }
+        Fault::ReplicaSilent | Fault::Failover | Fault::LateTopic => {}
     }
     let span = (fault_start, wall_ms());
     let recovery = v.recovery();
@@ -179,6 +211,7 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     let status = traffic.wait().unwrap();
     assert!(status.success(), "{name}: the simulator failed ({status})");
     v.settle();
+    let futures_seen = v.metric("cdc_verifier_future_records_total");
     v.stop();
 
     let m: Json = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
@@ -186,7 +219,45 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     a.extend(alerts(&run.alerts));
     // Only the broker's outage is one of what the connectors write to.
     let outage = (fault == Fault::BrokerKill).then_some(span);
-    judge(name, &m, &a, &run, outage, recovery)
+    let mut o = judge(name, &m, &a, &run, outage, recovery);
+    if let Some(at) = future {
+        // Not a fault of the data: it must change no verdict (judged above), and be counted.
+        o.faults += 1;
+        if futures_seen.is_some_and(|n| n >= 1.0) {
+            o.alerted += 1;
+        } else {
+            o.lost.push(format!(
+                "the record stamped an hour ahead ({at}) is not counted by \
+                 cdc_verifier_future_records_total ({futures_seen:?})"
+            ));
+        }
+    }
+    o
+}
+
+/// Writes the newest record of `topic`'s partition 0 again (key and value), stamped
+/// `ahead_ms` past the wall clock: a redelivery, as a connector restarting on a host whose clock
+/// is wrong writes it. Returns where it was written from.
+fn stamp_ahead(topic: &str, ahead_ms: i64) -> String {
+    use rdkafka::Message;
+    use rdkafka::producer::{BaseRecord, Producer};
+    let last = support::read_to_end(topic)
+        .into_iter()
+        .filter(|m| m.partition() == 0)
+        .max_by_key(|m| m.offset())
+        .unwrap_or_else(|| panic!("{topic} has no record yet"));
+    let p = support::idempotent_producer();
+    let mut rec = BaseRecord::to(topic)
+        .partition(0)
+        .timestamp(wall_ms() + ahead_ms)
+        .payload(last.payload().unwrap_or_default());
+    if let Some(k) = last.key() {
+        rec = rec.key(k);
+    }
+    p.send(rec).map_err(|(e, _)| e).unwrap();
+    support::flush(&p);
+    assert_eq!(p.context().delivered().len(), 1, "the record was written");
+    format!("{topic}[0]@{}", last.offset())
 }
 
 /// The alerts and dead letters of a run against its manifest.

@@ -231,6 +231,7 @@ impl Service {
                 self.publish_metrics();
                 self.update_readiness();
                 self.warn_skew();
+                self.warn_held();
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {
                 let secs = last_summary.elapsed().as_secs_f64();

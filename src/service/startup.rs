@@ -103,6 +103,7 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
+            oldest_open: None,
             origins_logged: (0, 0),
             changes_only_logged: Default::default(),
             skew_logged: 0,

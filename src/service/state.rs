@@ -123,6 +123,8 @@ pub(super) struct Service {
     /// Every partition was read to its end at the last answer.
     pub all_read: bool,
     pub skew_warned: u64,
+    /// The oldest open window, since when it is, and whether that was said.
+    pub oldest_open: Option<(i64, Instant, bool)>,
     /// GTID origins, and their returns, said so far.
     pub origins_logged: (u64, u64),
     /// Replicas whose unverified starting state was logged.

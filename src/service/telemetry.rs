@@ -2,9 +2,13 @@
 //! records and unverified starting states.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::metrics::{Snapshot, TableCounters};
 use super::state::Service;
+
+/// How long the oldest window may stay open before the log says why.
+const HELD_WARN: Duration = Duration::from_secs(60);
 
 impl Service {
     /// Records later than `verify.publish-skew-ms` allows may have missed their window's
@@ -65,6 +69,28 @@ impl Service {
                 "records came after their window was compared, up to {seen} ms after their partition was read through their time: they were not verified, and findings on their windows may be wrong; raise verify.publish-skew-ms above {seen}"
             );
             self.skew_warned = late;
+        }
+    }
+
+    /// Says once what keeps the oldest open window open when it has been open for
+    /// [`HELD_WARN`]: its offsets, and those of every record read after it, are not committed
+    /// meanwhile (a restart reads them all again).
+    pub(super) fn warn_held(&mut self) {
+        let Some((w, why)) = self.verifier.engine.oldest_hold() else {
+            self.oldest_open = None;
+            return;
+        };
+        match &mut self.oldest_open {
+            Some((ow, since, said)) if *ow == w => {
+                if !*said && since.elapsed() >= HELD_WARN {
+                    *said = true;
+                    tracing::warn!(
+                        open_s = since.elapsed().as_secs(),
+                        "offsets held back: the oldest open {why}"
+                    );
+                }
+            }
+            _ => self.oldest_open = Some((w, Instant::now(), false)),
         }
     }
 

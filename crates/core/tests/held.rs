@@ -44,6 +44,16 @@ impl Two {
         self.h.engine.ingest(&rec, &mut self.h.src).unwrap();
     }
 
+    /// The clock at `now`, every partition still being read (a backlog).
+    fn tick_reading(&mut self, now: i64) {
+        let mut topics = self.h.topics.clone();
+        topics.extend(self.customers.iter().map(|(t, ..)| *t));
+        for t in topics {
+            self.h.engine.set_progress(t, 0, Progress::Reading);
+        }
+        self.h.advance(now);
+    }
+
     /// Every partition found read to its end now, and the clock at `now`.
     fn tick(&mut self, now: i64) {
         let mut topics = self.h.topics.clone();
@@ -123,12 +133,14 @@ fn a_mismatch_held_for_a_quiet_table_keeps_its_offsets_and_is_published_once_the
     assert!(t.h.of_kind(Kind::StreamSilent).is_empty(), "{:#?}", t.h.out);
 }
 
-#[test]
-fn a_replica_table_that_stops_is_silent_even_when_read_as_one_backlog() {
-    // `orders` and `customers` alternate throughout; the replica stops sending `orders`
-    // halfway while the primary keeps writing it. Everything is read in one go, as after a
-    // broker outage: the verifier never sees the primary write `orders` "after" the replica
-    // fell behind, only that it did, by position.
+/// `orders` and `customers` alternate throughout; the replica stops sending `orders` halfway
+/// while the primary keeps writing it. The clock ticks every `tick_every` changes (never: read
+/// as one backlog, as after a broker outage), then on for a minute.
+fn stopped_table(tick_every: Option<usize>) -> Two {
+    stopped_table_with(tick_every, false)
+}
+
+fn stopped_table_with(tick_every: Option<usize>, reading: bool) -> Two {
     let changes = history(2000, 50, 7);
     let mut t = Two::new();
     for (i, c) in changes.iter().enumerate() {
@@ -141,6 +153,13 @@ fn a_replica_table_that_stops_is_silent_even_when_read_as_one_backlog() {
             t.send_customer(0, c);
             t.send_customer(1, c);
         }
+        if tick_every.is_some_and(|n| i % n == 0) {
+            if reading {
+                t.tick_reading(c.ts_ms + 20_000);
+            } else {
+                t.tick(c.ts_ms);
+            }
+        }
     }
     let end = changes.last().unwrap().ts_ms;
     let cfg = t.h.engine.config().timing;
@@ -149,14 +168,18 @@ fn a_replica_table_that_stops_is_silent_even_when_read_as_one_backlog() {
         t.tick(end + step * 100);
         step += 1;
     }
-    let silent: Vec<_> = t
-        .h
-        .of_kind(Kind::StreamSilent)
-        .into_iter()
-        .filter(|d| d.table() == Some("orders"))
-        .collect();
+    t
+}
+
+/// One StreamSilent for `orders`, and nothing held for ever: the primary's `orders` offsets can
+/// all be committed.
+fn assert_silent_and_released(t: &Two) {
+    let silent: Vec<_> =
+        t.h.of_kind(Kind::StreamSilent)
+            .into_iter()
+            .filter(|d| d.table() == Some("orders"))
+            .collect();
     assert_eq!(silent.len(), 1, "{:#?}", t.h.out);
-    // Nothing held for ever: the primary's `orders` offsets can all be committed.
     assert_eq!(
         t.h.engine.pending_offset(t.h.topics[0], 0),
         None,
@@ -164,4 +187,23 @@ fn a_replica_table_that_stops_is_silent_even_when_read_as_one_backlog() {
         t.h.engine.open_windows(),
         t.h.out
     );
+}
+
+#[test]
+fn a_replica_table_that_stops_is_silent_and_holds_nothing_back() {
+    for every in [5, 20, 200] {
+        assert_silent_and_released(&stopped_table(Some(every)));
+    }
+}
+
+#[test]
+fn a_replica_table_that_stops_is_silent_while_its_backlog_is_read() {
+    for every in [1, 3, 7, 31, 200] {
+        assert_silent_and_released(&stopped_table_with(Some(every), true));
+    }
+}
+
+#[test]
+fn a_replica_table_that_stops_is_silent_even_when_read_as_one_backlog() {
+    assert_silent_and_released(&stopped_table(None));
 }

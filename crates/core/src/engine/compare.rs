@@ -198,6 +198,16 @@ impl<D: Decoder> Engine<D> {
                 .remove(&t)
                 .unwrap_or_default();
             let quiet_for = self.cfg.timing.silent_after_ms;
+            if self.table_silent(r, t) {
+                // Held since the table fell silent (confirmed after it did): the StreamSilent
+                // verdict is what the replica lacks, as for those held before (`check_silence`).
+                let (ready, _silence): (Vec<_>, Vec<_>) =
+                    held.into_iter().partition(|a| pos >= a.needed);
+                for a in ready {
+                    self.emit(a.d, out);
+                }
+                continue;
+            }
             let (ready, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|a| {
                 pos >= a.needed
                     || (primary_pos <= a.needed

@@ -26,6 +26,7 @@ mod compare;
 mod config;
 mod confirm;
 mod drill;
+mod holding;
 mod ingest;
 mod span;
 mod timeline;
