@@ -119,6 +119,12 @@ fn a_mismatch_held_for_a_quiet_table_keeps_its_offsets_and_is_published_once_the
             t.h.out,
             step / 10
         );
+        // And what holds it is said.
+        let (_, why) = t.h.engine.oldest_hold().expect("a window is open");
+        assert!(
+            why.contains("replica-1") && why.contains("`orders`"),
+            "what holds the oldest window: {why}"
+        );
         held_checks += 1;
     }
     assert!(held_checks > 0, "the mismatch was held for a while");
