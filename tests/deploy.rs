@@ -82,7 +82,12 @@ fn names(text: &str) -> Vec<(&str, &str)> {
 /// The label names of a list of matchers or of `label="value"` pairs: `a="x",b=~"y"`.
 fn label_names(list: &str) -> BTreeSet<String> {
     list.split(',')
-        .map(|m| m.trim().chars().take_while(|c| is_word(*c)).collect::<String>())
+        .map(|m| {
+            m.trim()
+                .chars()
+                .take_while(|c| is_word(*c))
+                .collect::<String>()
+        })
         .filter(|l| !l.is_empty())
         .collect()
 }
@@ -124,7 +129,14 @@ fn check_expr(expr: &str, exported: &BTreeMap<String, BTreeSet<String>>, what: &
             }
         }
     }
-    for keyword in ["by", "without", "on", "ignoring", "group_left", "group_right"] {
+    for keyword in [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ] {
         for (i, _) in expr.match_indices(keyword) {
             let before = expr[..i].chars().next_back();
             let after = expr[i + keyword.len()..].trim_start();
@@ -232,7 +244,9 @@ fn every_dashboard_panel_queries_exported_metrics_through_the_datasource_variabl
         dashboard["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
         "schemaVersion"
     );
-    let variables = dashboard["templating"]["list"].as_array().expect("variables");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
     let variable = |name: &str| {
         variables
             .iter()
