@@ -101,22 +101,14 @@ impl Service {
             .iter()
             .map(|(r, _, behind)| format!("{r} -{behind}"))
             .collect();
-        let mut kinds: BTreeMap<&str, u64> = Default::default();
-        for d in &self.verifier.verdicts {
-            *kinds.entry(d.kind().as_str()).or_default() += 1;
-        }
-        let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds = findings(&self.verdict_counts);
         format!(
             "cdc-verifier: {} events ({:.0}/s), {} windows compared, {} open, findings: {}, replicas behind: {}{}",
             self.verifier.records,
             rate,
             e.stats().windows_compared,
             e.open_windows(),
-            if kinds.is_empty() {
-                "none".to_string()
-            } else {
-                kinds.join(", ")
-            },
+            kinds,
             lag.join(", "),
             if self.partitions.iter().any(|p| p.paused) {
                 ", registry unavailable: partitions paused"
@@ -223,4 +215,33 @@ pub(super) fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Every verdict published since start, by kind, from the counts by (kind, replica): published
+/// verdicts are not kept.
+fn findings(counts: &BTreeMap<(String, String), u64>) -> String {
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((kind, _replica), n) in counts {
+        *kinds.entry(kind.as_str()).or_default() += n;
+    }
+    if kinds.is_empty() {
+        return "none".into();
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    kinds.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_every_verdict_published_by_kind() {
+        let mut counts = BTreeMap::new();
+        assert_eq!(findings(&counts), "none");
+        counts.insert(("DataMismatch".to_string(), "replica-1".to_string()), 3);
+        counts.insert(("DataMismatch".to_string(), "replica-2".to_string()), 4);
+        counts.insert(("SchemaDrift".to_string(), "replica-2".to_string()), 1);
+        assert_eq!(findings(&counts), "DataMismatch 7, SchemaDrift 1");
+    }
 }
