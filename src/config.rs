@@ -317,6 +317,9 @@ pub struct AlertsConfig {
     /// Names this verifier in its divergence events; the host name when empty.
     #[serde(default)]
     pub instance: String,
+    /// Seconds between log lines about an open episode that grows (one line when it opens and
+    /// one when it closes, whatever this is).
+    pub update_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -193,6 +193,7 @@ impl Service {
                 records as f64 / secs
             );
         }
+        self.flush_episodes();
         let e = &self.verifier.engine;
         tracing::info!(
             events = self.verifier.records,

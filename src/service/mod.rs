@@ -14,6 +14,7 @@ mod alerts;
 mod commit;
 mod discovery;
 mod endpoints;
+mod episodes;
 mod flow;
 mod health;
 mod metrics;
@@ -232,6 +233,7 @@ impl Service {
                 self.update_readiness();
                 self.warn_skew();
                 self.warn_held();
+                self.tick_episodes();
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {
                 let secs = last_summary.elapsed().as_secs_f64();

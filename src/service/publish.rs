@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cdc_verifier_core::verdict::{Divergence, Kind, PoisonInfo};
+use cdc_verifier_core::verdict::{Divergence, PoisonInfo};
 use cdc_verifier_kafka::batches::Rec;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
@@ -23,11 +23,7 @@ impl Service {
                 .verdict_counts
                 .entry((d.kind().to_string(), d.replica.clone()))
                 .or_default() += 1;
-            if d.kind() == Kind::Recovered {
-                tracing::info!(key = %d.key(), "{}", d.summary());
-            } else {
-                tracing::warn!(key = %d.key(), "{}", d.summary());
-            }
+            self.log_episode(d);
             let (k, v) = self.codec.encode(d, wall_ms())?;
             self.producer.push(Outgoing {
                 output: Output::Alert,

@@ -103,6 +103,12 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
+            episodes: cdc_verifier_core::episodes::Episodes::new(
+                cdc_verifier_core::episodes::EpisodeConfig {
+                    update_interval_ms: cfg.alerts.update_interval_s.saturating_mul(1000) as i64,
+                    ..Default::default()
+                },
+            ),
             oldest_open: None,
             origins_logged: (0, 0),
             changes_only_logged: Default::default(),

@@ -123,6 +123,8 @@ pub(super) struct Service {
     /// Every partition was read to its end at the last answer.
     pub all_read: bool,
     pub skew_warned: u64,
+    /// Verdicts grouped into episodes, for the log.
+    pub episodes: cdc_verifier_core::episodes::Episodes,
     /// The oldest open window, since when it is, and whether that was said.
     pub oldest_open: Option<(i64, Instant, bool)>,
     /// GTID origins, and their returns, said so far.

@@ -9,6 +9,7 @@
 //! - [`digest`]: the checksum algebra (row hashes, additive range digests).
 //! - [`engine`]: windows, watermarks, comparison and verdicts.
 //! - [`verdict`]: divergence events.
+//! - [`episodes`]: verdicts grouped into episodes, one story per fault.
 //! - [`source`]: where schemas come from.
 //! - [`connect_json`]: Kafka Connect JsonConverter records, transcoded to the Avro wire format.
 
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod digest;
 pub mod engine;
 pub mod envelope;
+pub mod episodes;
 mod hashmap;
 pub mod origins;
 pub mod source;
@@ -33,6 +35,7 @@ pub use engine::{
     WindowStatus,
 };
 pub use envelope::{BadPositionField, Position, PositionField};
+pub use episodes::{EpisodeConfig, EpisodeEvent, EpisodeState, Episodes, Phase};
 pub use source::{FetchError, MemorySource, RegisteredSchema, SchemaSource, SubjectVersion};
 pub use verdict::{Divergence, Finding, Kind};
 
