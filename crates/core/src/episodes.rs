@@ -17,7 +17,7 @@
 //! Updates are throttled: at most one per episode per `update_interval_ms`, and only when
 //! something changed since the episode's last event.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,8 @@ pub struct EpisodeState {
     pub ranges: u64,
     /// Of those, the ranges not yet recovered.
     pub unrecovered_ranges: u64,
-    /// Distinct windows its verdicts were concluded in.
+    /// Windows its verdicts were concluded in (in window order: one older than the newest
+    /// counted is not counted again).
     pub windows: u64,
     /// Keys its mismatches named (a key named by two verdicts counts twice).
     pub keys: u64,
@@ -192,7 +193,9 @@ struct Episode {
     /// (table, range index) of every range named, and of those not yet recovered.
     ranges: BTreeSet<(String, u64)>,
     unrecovered: BTreeSet<(String, u64)>,
-    windows: HashSet<i64>,
+    /// The newest window counted: verdicts come in window order, so a window is new when it
+    /// is later than that (kept as one id, not a set: an episode may last for days).
+    newest_window: Option<i64>,
     /// Something changed since its last event.
     changed: bool,
     /// The clock at its last event.
@@ -232,7 +235,7 @@ impl Episode {
             state,
             ranges: BTreeSet::new(),
             unrecovered: BTreeSet::new(),
-            windows: HashSet::new(),
+            newest_window: None,
             changed: false,
             reported_at_ms: d.detected_at_ms,
         }
@@ -249,8 +252,10 @@ impl Episode {
             *s.consequences.entry(table.to_string()).or_default() += 1;
         }
         if let Some(w) = d.window() {
-            self.windows.insert(w.id);
-            s.windows = self.windows.len() as u64;
+            if self.newest_window.is_none_or(|n| w.id > n) {
+                self.newest_window = Some(w.id);
+                s.windows += 1;
+            }
             s.first_position = Some(s.first_position.map_or(w.first, |p| p.min(w.first)));
             s.last_position = Some(s.last_position.map_or(w.last, |p| p.max(w.last)));
         }
