@@ -310,15 +310,19 @@ text_serde!(LogFormat);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AlertsConfig {
+    /// Episodes: one record when a fault opens, updates while it grows, one when it closes.
     pub topic: String,
+    /// Every verdict (per key range and window), for machines and audits; off when empty.
+    #[serde(default)]
+    pub detail_topic: String,
     pub dead_letter_topic: String,
     /// Partitions of the alert and dead-letter topics when the verifier creates them.
     pub partitions: i32,
     /// Names this verifier in its divergence events; the host name when empty.
     #[serde(default)]
     pub instance: String,
-    /// Seconds between log lines about an open episode that grows (one line when it opens and
-    /// one when it closes, whatever this is).
+    /// Seconds between updates of an open episode that grows, on the alert topic and in the
+    /// log (one record and line when it opens and one when it closes, whatever this is).
     pub update_interval_s: u64,
 }
 

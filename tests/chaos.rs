@@ -19,7 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::verdicts::{Alert, alerts, read_all, score};
+use support::verdicts::{
+    Alert, EpisodeRecord, alerts, episode_records, faults_without_episode, latest_episodes,
+    read_all, score,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
 
@@ -67,6 +70,10 @@ struct Outcome {
     lost: Vec<String>,
     false_alerts: Vec<String>,
     recovery: Option<Duration>,
+    /// Verdicts (detail topic), and the alert topic's records and episodes.
+    verdicts: usize,
+    episode_records: usize,
+    episodes: usize,
 }
 
 #[test]
@@ -91,7 +98,8 @@ fn chaos() {
     for (name, fault) in scenarios {
         let o = run_scenario(&pair, name, fault);
         println!(
-            "chaos scenario {name}: faults {}, alerted {}, lost {}, false {}, recovery {}",
+            "chaos scenario {name}: faults {}, alerted {}, lost {}, false {}, recovery {}, \
+             verdicts {} in {} episodes ({} alert records)",
             o.faults,
             o.alerted,
             o.lost.len(),
@@ -99,7 +107,10 @@ fn chaos() {
             o.recovery.map_or("none within bound".into(), |d| format!(
                 "{:.1} s",
                 d.as_secs_f64()
-            ))
+            )),
+            o.verdicts,
+            o.episodes,
+            o.episode_records,
         );
         outcomes.push(o);
     }
@@ -110,13 +121,17 @@ fn chaos() {
         .max()
         .unwrap_or_default();
     println!(
-        "chaos: {} scenarios, {} faults, alerted {}, lost {}, false {}, max recovery {:.0} s",
+        "chaos: {} scenarios, {} faults, alerted {}, lost {}, false {}, max recovery {:.0} s; \
+         {} verdicts in {} episodes, {} alert records",
         outcomes.len(),
         sum(|o| o.faults),
         sum(|o| o.alerted),
         sum(|o| o.lost.len()),
         sum(|o| o.false_alerts.len()),
-        max_recovery.as_secs_f64().ceil()
+        max_recovery.as_secs_f64().ceil(),
+        sum(|o| o.verdicts),
+        sum(|o| o.episodes),
+        sum(|o| o.episode_records),
     );
     let failed: Vec<String> = outcomes
         .iter()
@@ -175,6 +190,7 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     std::thread::sleep(Duration::from_secs_f64(traffic_s / 3.0));
     let fault_start = wall_ms();
     let mut before_deletion: Vec<Alert> = Vec::new();
+    let mut episodes_before_deletion: Vec<EpisodeRecord> = Vec::new();
     let mut future = None;
     match fault {
         Fault::BrokerKill => {
@@ -190,7 +206,8 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
         }
         Fault::AlertTopicDeleted => {
             before_deletion = alerts(&run.alerts);
-            support::delete_topics(&[&run.alerts]);
+            episodes_before_deletion = episode_records(&run.episodes());
+            support::delete_topics(&[&run.alerts, &run.episodes()]);
         }
         Fault::VerifierKill => {
             v.kill();
@@ -217,9 +234,18 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     let m: Json = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     let mut a = before_deletion;
     a.extend(alerts(&run.alerts));
+    let mut e = episodes_before_deletion;
+    e.extend(episode_records(&run.episodes()));
     // Only the broker's outage is one of what the connectors write to.
     let outage = (fault == Fault::BrokerKill).then_some(span);
     let mut o = judge(name, &m, &a, &run, outage, recovery);
+    // The alert topic tells every fault as an episode.
+    let latest = latest_episodes(&e);
+    let told: Vec<&EpisodeRecord> = latest.values().collect();
+    for f in faults_without_episode(&m, &told) {
+        o.lost.push(format!("no episode on the alert topic for {f}"));
+    }
+    (o.verdicts, o.episode_records, o.episodes) = (a.len(), e.len(), latest.len());
     if let Some(at) = future {
         // Not a fault of the data: it must change no verdict (judged above), and be counted.
         o.faults += 1;
@@ -347,6 +373,16 @@ fn judge(
         lost,
         false_alerts,
         recovery,
+        verdicts: 0,
+        episode_records: 0,
+        episodes: 0,
+    }
+}
+
+impl Run {
+    /// The alert topic: episodes (`alerts` is the detail topic: every verdict).
+    fn episodes(&self) -> String {
+        format!("{}.episodes", self.alerts)
     }
 }
 
@@ -409,7 +445,9 @@ impl Verifier {
             "--registry-url",
             &support::registry_url(),
             "--set",
-            &format!("alerts.topic={}", run.alerts),
+            &format!("alerts.detail-topic={}", run.alerts),
+            "--set",
+            &format!("alerts.topic={}.episodes", run.alerts),
             "--set",
             &format!("alerts.dead-letter-topic={}", run.dlq),
             "--set",

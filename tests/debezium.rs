@@ -270,7 +270,8 @@ topic-prefix = "replica.shop."
 [verify]
 max-replica-lag-ms = {MAX_LAG_MS}
 [alerts]
-topic = "{alerts}"
+topic = "{alerts}.episodes"
+detail-topic = "{alerts}"
 dead-letter-topic = "{dlq}"
 [service]
 listen = "127.0.0.1:0"

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use serde_json::Value as Json;
-use support::verdicts::{Alert, alerts, faults, range_of, read_all, score};
+use support::verdicts::{
+    Alert, EpisodeRecord, alerts, episode_records, faults, faults_without_episode, latest_episodes,
+    range_of, read_all, score,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
 
@@ -85,6 +88,11 @@ impl Run {
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap()
     }
 
+    /// The alert topic: episodes.
+    fn episodes(&self) -> String {
+        format!("{}.episodes", self.alerts)
+    }
+
     fn verifier_args(&self, group: &str, registry: &str) -> Vec<String> {
         let port = free_port();
         [
@@ -98,7 +106,9 @@ impl Run {
             "--registry-url",
             registry,
             "--set",
-            &format!("alerts.topic={}", self.alerts),
+            &format!("alerts.detail-topic={}", self.alerts),
+            "--set",
+            &format!("alerts.topic={}.episodes", self.alerts),
             "--set",
             &format!("alerts.dead-letter-topic={}", self.dlq),
             "--set",
@@ -155,6 +165,8 @@ fn clean_traffic_gives_no_divergence() {
         "a clean run published verdicts: {:#?}",
         &a[..a.len().min(5)]
     );
+    let e = episode_records(&run.episodes());
+    assert!(e.is_empty(), "a clean run published episodes: {e:#?}");
     assert!(read_all(&run.dlq).is_empty());
 }
 
@@ -213,6 +225,34 @@ fn the_incident_is_named_replica_table_versions_and_field() {
             .filter(|x| x.kind == "DataMismatch")
             .all(|x| x.table.as_deref() == Some("orders"))
     );
+
+    // On the alert topic: one episode, the drift, which counts the mismatches it explains.
+    let records = episode_records(&run.episodes());
+    let latest = latest_episodes(&records);
+    assert_eq!(latest.len(), 1, "one episode: {latest:#?}");
+    let drift = latest.values().next().unwrap();
+    assert_eq!(
+        (drift.kind.as_str(), drift.replica.as_str(), drift.table.as_deref()),
+        ("SchemaDrift", "replica-2", Some("orders")),
+        "{drift:#?}"
+    );
+    let mismatches = a.iter().filter(|x| x.kind == "DataMismatch").count() as i64;
+    assert_eq!(
+        drift.consequences,
+        vec![("orders".to_string(), mismatches)],
+        "the drift explains every mismatch of orders: {drift:#?}"
+    );
+    assert_eq!(records.first().map(|r| r.phase.as_str()), Some("Open"));
+    assert!(
+        records.len() <= 1 + drift.windows.max(1) as usize,
+        "records: {records:#?}"
+    );
+    eprintln!(
+        "incident: {} verdicts on the detail topic, {} records on the alert topic ({} episode)",
+        a.len(),
+        records.len(),
+        latest.len()
+    );
 }
 
 #[test]
@@ -224,6 +264,7 @@ fn every_fault_of_the_manifest_is_reported_and_nothing_else() {
     run.verify_until_caught_up();
     let a = alerts(&run.alerts);
     check_faults_covered(&m, &a);
+    check_episodes(&m, &a, &episode_records(&run.episodes()), "faults");
 
     // Poison records are on the dead-letter topic with their coordinates.
     let dlq = read_all(&run.dlq);
@@ -247,6 +288,32 @@ fn every_fault_of_the_manifest_is_reported_and_nothing_else() {
         });
         assert!(hit, "poison record {f} is not on the dead-letter topic");
     }
+}
+
+/// The alert topic tells every injected fault as an episode, in a few records each: its
+/// opening, an update when it grew, its close.
+fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) {
+    let latest = latest_episodes(records);
+    let episodes: Vec<&EpisodeRecord> = latest.values().collect();
+    let missed = faults_without_episode(m, &episodes);
+    assert!(missed.is_empty(), "faults with no episode: {missed:#?}\n{episodes:#?}");
+    for e in &episodes {
+        let own = records.iter().filter(|r| r.episode == e.episode).count();
+        assert!(
+            own <= 4,
+            "{} records for episode {}: {:#?}",
+            own,
+            e.episode,
+            records.iter().filter(|r| r.episode == e.episode).collect::<Vec<_>>()
+        );
+    }
+    eprintln!(
+        "{what}: {} faults, {} verdicts on the detail topic, {} records on the alert topic for {} episodes",
+        faults(m).len(),
+        a.len(),
+        records.len(),
+        episodes.len()
+    );
 }
 
 fn check_faults_covered(m: &Json, a: &[Alert]) {

@@ -6,6 +6,10 @@ use apache_avro::types::Value;
 use cdc_verifier_core::verdict::{Divergence, DivergenceRecord, Identity, Side};
 use cdc_verifier_core::wire;
 
+pub mod episode;
+
+pub use episode::EpisodeCodec;
+
 pub const VALUE_SCHEMA: &str = include_str!("../../schemas/divergence.avsc");
 pub const KEY_SCHEMA: &str = include_str!("../../schemas/divergence-key.avsc");
 
@@ -197,27 +201,7 @@ impl AlertCodec {
                 Value::Array(
                     d.keys
                         .iter()
-                        .map(|k| {
-                            rec(vec![
-                                ("key", s(&k.key.to_string())),
-                                (
-                                    "primary_position",
-                                    opt(k.primary.as_ref(), |i| Value::Long(i.position.tx as i64)),
-                                ),
-                                (
-                                    "primary_row",
-                                    opt(k.primary.as_ref(), |i| s(&i.row.to_string())),
-                                ),
-                                (
-                                    "replica_position",
-                                    opt(k.replica.as_ref(), |i| Value::Long(i.position.tx as i64)),
-                                ),
-                                (
-                                    "replica_row",
-                                    opt(k.replica.as_ref(), |i| s(&i.row.to_string())),
-                                ),
-                            ])
-                        })
+                        .map(episode::key_diff)
                         .collect(),
                 ),
             ),

@@ -159,7 +159,9 @@ impl Service {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             self.publish_new()?;
         }
-        // Every alert and dead letter acknowledged, then the offsets behind them committed.
+        // Where the open episodes stand, then every record acknowledged, then the offsets
+        // behind them committed.
+        self.flush_episodes()?;
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(5));
@@ -193,7 +195,6 @@ impl Service {
                 records as f64 / secs
             );
         }
-        self.flush_episodes();
         let e = &self.verifier.engine;
         tracing::info!(
             events = self.verifier.records,

@@ -367,8 +367,13 @@ impl Metrics {
             ),
             (
                 "cdc_verifier_alerts_published_total",
-                "Divergence events acknowledged by Kafka.",
+                "Episode records (open, update, close) on the alert topic, acknowledged by Kafka.",
                 s.outputs.acked[Output::Alert as usize],
+            ),
+            (
+                "cdc_verifier_details_published_total",
+                "Verdicts on the detail topic (alerts.detail-topic), acknowledged by Kafka.",
+                s.outputs.acked[Output::Detail as usize],
             ),
             (
                 "cdc_verifier_dead_letters_truncated_total",
@@ -545,14 +550,15 @@ mod tests {
             commit_failures: 2,
             ..Snapshot::default()
         };
-        s.outputs.acked = [5, 1];
-        s.outputs.failed = [3, 0];
-        s.outputs.pending = [4, 0];
+        s.outputs.acked = [5, 1, 7];
+        s.outputs.failed = [3, 0, 0];
+        s.outputs.pending = [4, 0, 0];
         m.publish(s);
         let text = m.render();
         for line in [
             "cdc_verifier_alerts_published_total 5",
             "cdc_verifier_dead_lettered_total 1",
+            "cdc_verifier_details_published_total 7",
             "cdc_verifier_output_delivery_failures_total{output=\"alerts\"} 3",
             "cdc_verifier_output_pending{output=\"alerts\"} 4",
             "cdc_verifier_degraded{reason=\"output_delivery\"} 1",

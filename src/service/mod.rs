@@ -233,7 +233,7 @@ impl Service {
                 self.update_readiness();
                 self.warn_skew();
                 self.warn_held();
-                self.tick_episodes();
+                self.tick_episodes()?;
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {
                 let secs = last_summary.elapsed().as_secs_f64();

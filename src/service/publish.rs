@@ -1,5 +1,6 @@
-//! Publishing: verdicts as alerts, undecodable records as dead letters with their
-//! coordinates. Both go to the outbox, which keeps them until Kafka acknowledged them.
+//! Publishing: verdicts on the detail topic (when set) and grouped into the episodes of the
+//! alert topic, undecodable records as dead letters with their coordinates. All go to the
+//! outbox, which keeps them until Kafka acknowledged them.
 
 use std::time::Duration;
 
@@ -23,16 +24,18 @@ impl Service {
                 .verdict_counts
                 .entry((d.kind().to_string(), d.replica.clone()))
                 .or_default() += 1;
-            self.log_episode(d);
-            let (k, v) = self.codec.encode(d, wall_ms())?;
-            self.producer.push(Outgoing {
-                output: Output::Alert,
-                topic: self.cfg.alerts.topic.clone(),
-                timestamp_ms: None,
-                key: Some(k),
-                value: Some(v),
-                headers: Vec::new(),
-            });
+            if let Some(codec) = &self.codec {
+                let (k, v) = codec.encode(d, wall_ms())?;
+                self.producer.push(Outgoing {
+                    output: Output::Detail,
+                    topic: self.cfg.alerts.detail_topic.clone(),
+                    timestamp_ms: None,
+                    key: Some(k),
+                    value: Some(v),
+                    headers: Vec::new(),
+                });
+            }
+            self.episode_of(d)?;
             if let Some(p) = d.poison() {
                 let at = (p.topic.clone(), p.partition, p.offset);
                 if !self.dead_lettered_at_feed.remove(&at) {

@@ -49,13 +49,34 @@ impl Service {
         wait_for_registry(&registry, cfg, &health)?;
         health.starting("creating the alert topics and registering their schemas");
         ensure_alert_topics(&kafka, cfg)?;
-        let key_id = registry
-            .register(&format!("{}-key", cfg.alerts.topic), alerts::KEY_SCHEMA)
-            .context("cannot register the divergence key schema")?;
-        let value_id = registry
-            .register(&format!("{}-value", cfg.alerts.topic), alerts::VALUE_SCHEMA)
-            .context("cannot register the divergence schema")?;
-        let codec = alerts::AlertCodec::new(value_id, key_id, cfg.instance());
+        let instance = cfg.instance();
+        let register = |topic: &str, key: &str, value: &str, what: &str| {
+            let key_id = registry
+                .register(&format!("{topic}-key"), key)
+                .with_context(|| format!("cannot register the {what} key schema ({topic}-key)"))?;
+            let value_id = registry
+                .register(&format!("{topic}-value"), value)
+                .with_context(|| format!("cannot register the {what} schema ({topic}-value)"))?;
+            anyhow::Ok((key_id, value_id))
+        };
+        let (key_id, value_id) = register(
+            &cfg.alerts.topic,
+            alerts::episode::KEY_SCHEMA,
+            alerts::episode::VALUE_SCHEMA,
+            "episode",
+        )?;
+        let episode_codec = alerts::EpisodeCodec::new(value_id, key_id, instance.clone());
+        let codec = if cfg.alerts.detail_topic.is_empty() {
+            None
+        } else {
+            let (key_id, value_id) = register(
+                &cfg.alerts.detail_topic,
+                alerts::KEY_SCHEMA,
+                alerts::VALUE_SCHEMA,
+                "divergence",
+            )?;
+            Some(alerts::AlertCodec::new(value_id, key_id, instance))
+        };
         let producer = Outbox::new(&ProducerSettings::alerts(&kafka))
             .context("cannot create the alert producer")?;
         let verifier = Verifier::new(cfg, cfg.engine(), &[]);
@@ -67,6 +88,7 @@ impl Service {
             verifier,
             src: RegistrySource::new(registry),
             codec,
+            episode_codec,
             producer,
             consumer,
             topic_names: Vec::new(),
@@ -151,17 +173,25 @@ fn wait_for_registry(
     }
 }
 
-/// Creates the alert and dead-letter topics when they do not exist.
+/// Creates the alert, detail and dead-letter topics when they do not exist: the alert topic
+/// compacted (each episode's records share a key; its latest is its state), the others not.
 fn ensure_alert_topics(kafka: &KafkaSettings, cfg: &Config) -> anyhow::Result<()> {
-    let specs: Vec<TopicSpec> = [&cfg.alerts.topic, &cfg.alerts.dead_letter_topic]
-        .into_iter()
-        .map(|t| TopicSpec {
-            name: t.clone(),
-            partitions: cfg.alerts.partitions,
-            configs: Vec::new(),
-            replication: None,
-        })
-        .collect();
+    let a = &cfg.alerts;
+    let compacted = vec![("cleanup.policy".to_string(), "compact,delete".to_string())];
+    let specs: Vec<TopicSpec> = [
+        (&a.topic, compacted),
+        (&a.detail_topic, Vec::new()),
+        (&a.dead_letter_topic, Vec::new()),
+    ]
+    .into_iter()
+    .filter(|(t, _)| !t.is_empty())
+    .map(|(t, configs)| TopicSpec {
+        name: t.clone(),
+        partitions: a.partitions,
+        configs,
+        replication: None,
+    })
+    .collect();
     ensure_topics(kafka, &specs, Existing::Any, Duration::from_secs(10))
         .context("cannot create the alert topics")
 }

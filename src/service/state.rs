@@ -12,7 +12,7 @@ use cdc_verifier_kafka::end_offsets::EndOffsets;
 use cdc_verifier_kafka::outbox::Outbox;
 use cdc_verifier_kafka::source::RegistrySource;
 
-use super::alerts::AlertCodec;
+use super::alerts::{AlertCodec, EpisodeCodec};
 use super::health::Health;
 use super::metrics::Metrics;
 use crate::config::Config;
@@ -64,7 +64,10 @@ pub(super) struct Service {
     pub cfg: Config,
     pub verifier: Verifier,
     pub src: RegistrySource,
-    pub codec: AlertCodec,
+    /// The detail topic's codec (verdicts), when `alerts.detail-topic` is set.
+    pub codec: Option<AlertCodec>,
+    /// The alert topic's codec (episodes).
+    pub episode_codec: EpisodeCodec,
     /// Alerts and dead letters, each kept until Kafka acknowledged it.
     pub producer: Outbox,
     pub consumer: Consumer,

@@ -68,7 +68,8 @@ impl Verifier {
             .args(args)
             .args(["--bootstrap-servers", &support::bootstrap()])
             .args(["--set", &format!("service.listen=127.0.0.1:{port}")])
-            .args(["--set", &format!("alerts.topic={alerts}")])
+            .args(["--set", &format!("alerts.detail-topic={alerts}")])
+            .args(["--set", &format!("alerts.topic={alerts}.episodes")])
             .args([
                 "--set",
                 &format!("alerts.dead-letter-topic={name}-dead-letter"),

@@ -245,3 +245,107 @@ pub fn score(m: &Json, a: &[Alert]) -> Score {
     }
     score
 }
+
+/// One record of the alert topic: an episode's open, update or close.
+#[derive(Debug, Clone)]
+pub struct EpisodeRecord {
+    pub phase: String,
+    pub episode: String,
+    pub kind: String,
+    pub replica: String,
+    pub table: Option<String>,
+    pub verdicts: i64,
+    pub windows: i64,
+    /// Data mismatches it explains, by table.
+    pub consequences: Vec<(String, i64)>,
+    /// The keys it names (as JSON), each with whether the primary and the replica have a row.
+    pub named_keys: Vec<(String, bool, bool)>,
+    pub keys_truncated: bool,
+    pub summary: String,
+    pub emitted_at_ms: i64,
+}
+
+pub fn decode_episode(value: &[u8]) -> EpisodeRecord {
+    let schema =
+        apache_avro::Schema::parse_str(include_str!("../../schemas/episode.avsc")).unwrap();
+    let (_, datum) = super::confluent_unframe(value);
+    let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None)
+        .expect("episodes decode with the published schema");
+    EpisodeRecord {
+        phase: as_str(field(&v, "phase")),
+        episode: as_str(field(&v, "episode")),
+        kind: as_str(field(&v, "kind")),
+        replica: as_str(field(&v, "replica")),
+        table: unwrap_union(field(&v, "table")).map(as_str),
+        verdicts: as_long(field(&v, "verdicts")),
+        windows: as_long(field(&v, "windows")),
+        consequences: match field(&v, "consequences") {
+            Value::Map(m) => m.iter().map(|(t, n)| (t.clone(), as_long(n))).collect(),
+            other => panic!("not a map: {other:?}"),
+        },
+        named_keys: match field(&v, "named_keys") {
+            Value::Array(items) => items
+                .iter()
+                .map(|k| {
+                    (
+                        as_str(field(k, "key")),
+                        unwrap_union(field(k, "primary_row")).is_some(),
+                        unwrap_union(field(k, "replica_row")).is_some(),
+                    )
+                })
+                .collect(),
+            other => panic!("not an array: {other:?}"),
+        },
+        keys_truncated: matches!(field(&v, "keys_truncated"), Value::Boolean(true)),
+        summary: as_str(field(&v, "summary")),
+        emitted_at_ms: as_long(field(&v, "emitted_at_ms")),
+    }
+}
+
+/// Every record of the alert topic `topic`, in the order of each partition.
+pub fn episode_records(topic: &str) -> Vec<EpisodeRecord> {
+    read_all(topic)
+        .iter()
+        .map(|m| decode_episode(m.payload().unwrap()))
+        .collect()
+}
+
+/// Each episode's latest record, by episode.
+pub fn latest_episodes(records: &[EpisodeRecord]) -> std::collections::BTreeMap<String, EpisodeRecord> {
+    let mut latest = std::collections::BTreeMap::new();
+    for r in records {
+        latest.insert(r.episode.clone(), r.clone());
+    }
+    latest
+}
+
+/// Every fault of the manifest `m` against the episodes `latest`: the faults no episode
+/// reports (a table's data faults under its schema drift count as that episode's).
+pub fn faults_without_episode(m: &Json, latest: &[&EpisodeRecord]) -> Vec<Json> {
+    let mut missed = Vec::new();
+    for f in faults(m) {
+        let (kind, replica) = (f["kind"].as_str().unwrap(), f["replica"].as_str().unwrap());
+        let table = f["table"].as_str();
+        let on = |k: &str, e: &EpisodeRecord| {
+            e.kind == k && e.replica == replica && (table.is_none() || e.table.as_deref() == table)
+        };
+        let found = match kind {
+            "schema_drift" => latest.iter().any(|e| on("SchemaDrift", e)),
+            "dropped" | "corrupted" | "extra" | "reordered" => latest.iter().any(|e| {
+                on("DataMismatch", e)
+                    || (on("SchemaDrift", e) || on("StreamSilent", e))
+                        && e.consequences.iter().any(|(t, _)| Some(t.as_str()) == table)
+            }),
+            "lag" => latest
+                .iter()
+                .any(|e| e.kind == "ReplicaLag" && e.replica == replica),
+            "silent" => latest.iter().any(|e| on("StreamSilent", e)),
+            "poison" => latest.iter().any(|e| e.kind == "PoisonEvent"),
+            other => panic!("unknown fault kind {other}"),
+        };
+        if !found {
+            missed.push(f.clone());
+        }
+    }
+    missed
+}

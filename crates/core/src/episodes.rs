@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::Position;
 use crate::time::format_utc;
-use crate::verdict::{Divergence, Finding, Kind, Mismatch, Recovery};
+use crate::verdict::{Divergence, Finding, KeyDiff, Kind, Mismatch, Recovery};
 
 /// How episodes are reported, in milliseconds of the verifier's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +95,12 @@ pub struct EpisodeState {
     pub keys: u64,
     /// Some of those keys, as JSON, each once.
     pub sample_keys: Vec<String>,
+    /// The keys found to differ, with both sides' rows and positions.
+    #[serde(default)]
+    pub named_keys: Vec<KeyDiff>,
+    /// More keys differ than are named.
+    #[serde(default)]
+    pub keys_truncated: bool,
     /// Data mismatches this episode explains, by table: verdicts that opened no episode of
     /// their own because this fault came first.
     pub consequences: BTreeMap<String, u64>,
@@ -227,6 +233,8 @@ impl Episode {
             windows: 0,
             keys: 0,
             sample_keys: Vec::new(),
+            named_keys: Vec::new(),
+            keys_truncated: false,
             consequences: BTreeMap::new(),
             latest: String::new(),
         };

@@ -21,18 +21,22 @@ use crate::produce::{ProduceError, ProducerSettings};
 /// What a record is for: counted apart, and a dead letter may be shrunk to fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Output {
+    /// Episodes, on the alert topic.
     Alert,
     DeadLetter,
+    /// Verdicts, on the detail topic.
+    Detail,
 }
 
 impl Output {
-    pub const ALL: [Output; 2] = [Output::Alert, Output::DeadLetter];
+    pub const ALL: [Output; 3] = [Output::Alert, Output::DeadLetter, Output::Detail];
 
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
             Output::Alert => "alerts",
             Output::DeadLetter => "dead_letters",
+            Output::Detail => "details",
         }
     }
 }
@@ -52,11 +56,11 @@ pub struct Outgoing {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OutboxStats {
     /// Records acknowledged, per [`Output::ALL`].
-    pub acked: [u64; 2],
+    pub acked: [u64; Output::ALL.len()],
     /// Failed deliveries and enqueues (each try counts), per [`Output::ALL`].
-    pub failed: [u64; 2],
+    pub failed: [u64; Output::ALL.len()],
     /// Records waiting for an acknowledgement, per [`Output::ALL`].
-    pub pending: [u64; 2],
+    pub pending: [u64; Output::ALL.len()],
     /// Dead letters sent truncated, or by coordinates only.
     pub truncated: u64,
 }
