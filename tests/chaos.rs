@@ -243,7 +243,8 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     let latest = latest_episodes(&e);
     let told: Vec<&EpisodeRecord> = latest.values().collect();
     for f in faults_without_episode(&m, &told) {
-        o.lost.push(format!("no episode on the alert topic for {f}"));
+        o.lost
+            .push(format!("no episode on the alert topic for {f}"));
     }
     (o.verdicts, o.episode_records, o.episodes) = (a.len(), e.len(), latest.len());
     if let Some(at) = future {

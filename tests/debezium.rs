@@ -672,6 +672,44 @@ fn real_debezium_on_real_replication() {
     live.alive(dir.path());
     drop(live);
 
+    // On the alert topic: the story's faults as episodes, a few records each — the drift
+    // counts the mismatches of orders it explains.
+    let records = support::verdicts::episode_records(&format!("{}.episodes", alerts_topic("live")));
+    let latest = support::verdicts::latest_episodes(&records);
+    let told: BTreeSet<(String, Option<String>)> = latest
+        .values()
+        .map(|e| (e.kind.clone(), e.table.clone()))
+        .collect();
+    let expected: BTreeSet<(String, Option<String>)> = [
+        ("DataMismatch", Some("customers")),
+        ("ReplicaLag", None),
+        ("SchemaDrift", Some("orders")),
+    ]
+    .into_iter()
+    .map(|(k, t)| (k.to_string(), t.map(str::to_string)))
+    .collect();
+    assert_eq!(told, expected, "episodes: {latest:#?}");
+    let drift_episode = latest.values().find(|e| e.kind == "SchemaDrift").unwrap();
+    let orders_mismatches = of_kind(&a, "DataMismatch")
+        .iter()
+        .filter(|m| opt(m, "table").and_then(Json::as_str) == Some("orders"))
+        .count() as i64;
+    assert_eq!(
+        drift_episode.consequences,
+        vec![("orders".to_string(), orders_mismatches)],
+        "{drift_episode:#?}"
+    );
+    for e in latest.values() {
+        let own = records.iter().filter(|r| r.episode == e.episode).count();
+        assert!(own <= 4, "{own} records for {}: {records:#?}", e.episode);
+    }
+    eprintln!(
+        "alert topic: {} verdicts on the detail topic, {} records for {} episodes",
+        a.len(),
+        records.len(),
+        latest.len()
+    );
+
     // 6. Catch-up: a verifier started after all of it is in Kafka reaches the same verdicts.
     let caught = catch_up(dir.path(), "catchup");
     let catch_cfg = dir.path().join("catchup.toml");

@@ -232,7 +232,11 @@ fn the_incident_is_named_replica_table_versions_and_field() {
     assert_eq!(latest.len(), 1, "one episode: {latest:#?}");
     let drift = latest.values().next().unwrap();
     assert_eq!(
-        (drift.kind.as_str(), drift.replica.as_str(), drift.table.as_deref()),
+        (
+            drift.kind.as_str(),
+            drift.replica.as_str(),
+            drift.table.as_deref()
+        ),
         ("SchemaDrift", "replica-2", Some("orders")),
         "{drift:#?}"
     );
@@ -296,7 +300,10 @@ fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) 
     let latest = latest_episodes(records);
     let episodes: Vec<&EpisodeRecord> = latest.values().collect();
     let missed = faults_without_episode(m, &episodes);
-    assert!(missed.is_empty(), "faults with no episode: {missed:#?}\n{episodes:#?}");
+    assert!(
+        missed.is_empty(),
+        "faults with no episode: {missed:#?}\n{episodes:#?}"
+    );
     for e in &episodes {
         let own = records.iter().filter(|r| r.episode == e.episode).count();
         assert!(
@@ -304,7 +311,10 @@ fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) 
             "{} records for episode {}: {:#?}",
             own,
             e.episode,
-            records.iter().filter(|r| r.episode == e.episode).collect::<Vec<_>>()
+            records
+                .iter()
+                .filter(|r| r.episode == e.episode)
+                .collect::<Vec<_>>()
         );
     }
     eprintln!(

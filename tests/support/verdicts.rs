@@ -311,7 +311,9 @@ pub fn episode_records(topic: &str) -> Vec<EpisodeRecord> {
 }
 
 /// Each episode's latest record, by episode.
-pub fn latest_episodes(records: &[EpisodeRecord]) -> std::collections::BTreeMap<String, EpisodeRecord> {
+pub fn latest_episodes(
+    records: &[EpisodeRecord],
+) -> std::collections::BTreeMap<String, EpisodeRecord> {
     let mut latest = std::collections::BTreeMap::new();
     for r in records {
         latest.insert(r.episode.clone(), r.clone());
@@ -334,7 +336,9 @@ pub fn faults_without_episode(m: &Json, latest: &[&EpisodeRecord]) -> Vec<Json> 
             "dropped" | "corrupted" | "extra" | "reordered" => latest.iter().any(|e| {
                 on("DataMismatch", e)
                     || (on("SchemaDrift", e) || on("StreamSilent", e))
-                        && e.consequences.iter().any(|(t, _)| Some(t.as_str()) == table)
+                        && e.consequences
+                            .iter()
+                            .any(|(t, _)| Some(t.as_str()) == table)
             }),
             "lag" => latest
                 .iter()

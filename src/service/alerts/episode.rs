@@ -41,7 +41,10 @@ impl EpisodeCodec {
     ) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         let key = apache_avro::to_avro_datum(
             &self.key,
-            rec(vec![("instance", s(&self.instance)), ("episode", s(&e.key))]),
+            rec(vec![
+                ("instance", s(&self.instance)),
+                ("episode", s(&e.key)),
+            ]),
         )?;
         let value = apache_avro::to_avro_datum(&self.value, self.value_of(e, emitted_at_ms))?;
         let (mut k, mut v) = (Vec::new(), Vec::new());
@@ -195,7 +198,9 @@ mod tests {
             panic!("an array")
         };
         assert_eq!(keys.len(), 1);
-        assert!(matches!(get("summary"), Value::String(s) if s.contains("DataMismatch on replica-1 orders")));
+        assert!(
+            matches!(get("summary"), Value::String(s) if s.contains("DataMismatch on replica-1 orders"))
+        );
     }
 
     #[test]
