@@ -411,6 +411,76 @@ impl Episodes {
         }
     }
 
+    /// The key of the open episode a verdict was counted under (a data mismatch under its
+    /// table's schema drift or silence when one is open).
+    pub fn episode_key(&self, d: &Divergence) -> Option<&str> {
+        self.open.get(&self.counted_under(d)?).map(|e| e.key.as_str())
+    }
+
+    /// Whether the episode a data mismatch was counted under wants more of its keys named:
+    /// it names fewer than `max` and has not given up on more.
+    pub fn wants_keys(&self, d: &Divergence, max: usize) -> bool {
+        self.counted_under(d)
+            .and_then(|id| self.open.get(&id))
+            .is_some_and(|e| e.state.named_keys.len() < max && !e.state.keys_truncated)
+    }
+
+    /// Adds the keys found to differ for the mismatch `d` to the episode it was counted
+    /// under, at most `max` in all (beyond, the episode says it names only some). The first
+    /// keys named are reported at once; later ones with the episode's next update.
+    pub fn name_keys(
+        &mut self,
+        d: &Divergence,
+        keys: Vec<KeyDiff>,
+        more: bool,
+        max: usize,
+        now_ms: i64,
+        out: &mut Vec<EpisodeEvent>,
+    ) {
+        let sample_keys = self.cfg.sample_keys;
+        let Some(e) = self.counted_under(d).and_then(|id| self.open.get_mut(&id)) else {
+            return;
+        };
+        let first = e.state.named_keys.is_empty();
+        let mut added = 0;
+        for k in keys {
+            if e.state.named_keys.iter().any(|n| n.key == k.key) {
+                continue;
+            }
+            if e.state.named_keys.len() >= max {
+                e.state.keys_truncated = true;
+                break;
+            }
+            let text = k.key.to_string();
+            if e.state.sample_keys.len() < sample_keys && !e.state.sample_keys.contains(&text) {
+                e.state.sample_keys.push(text);
+            }
+            e.state.named_keys.push(k);
+            added += 1;
+        }
+        e.state.keys_truncated |= more;
+        if added == 0 && !more {
+            return;
+        }
+        e.state.keys = e.state.keys.max(e.state.named_keys.len() as u64);
+        e.changed = true;
+        if first && added > 0 {
+            out.push(e.event(Phase::Update, now_ms));
+        }
+    }
+
+    /// The identity of the episode `d` is counted in.
+    fn counted_under(&self, d: &Divergence) -> Option<Identity> {
+        match &d.finding {
+            Finding::DataMismatch(m) => Some(
+                self.root_cause(&d.replica, &m.table)
+                    .unwrap_or_else(|| Identity::new(&d.replica, Some(&m.table), d.kind())),
+            ),
+            Finding::Recovered(_) => None,
+            _ => Some(Identity::new(&d.replica, d.table(), d.kind())),
+        }
+    }
+
     /// Counts `d` in the episode of its identity, opening it if none is open.
     fn absorb_own(&mut self, d: &Divergence, out: &mut Vec<EpisodeEvent>) {
         let id = Identity::new(&d.replica, d.table(), d.kind());

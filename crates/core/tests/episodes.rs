@@ -530,3 +530,51 @@ fn a_flush_says_where_every_changed_episode_stands_whatever_the_interval() {
     e.flush(500, &mut out);
     assert!(out.is_empty(), "nothing changed since: {out:#?}");
 }
+
+fn key(id: i64) -> KeyDiff {
+    KeyDiff {
+        key: json!({ "id": id }),
+        primary: None,
+        replica: None,
+    }
+}
+
+#[test]
+fn keys_found_later_are_named_in_the_episode_at_once_then_bounded() {
+    let m = mismatch(R1, "orders", 3, 1, 1_000, &[]);
+    let (mut e, _) = run(EpisodeConfig::default(), std::slice::from_ref(&m));
+    assert!(e.wants_keys(&m, 2));
+    let mut out = Vec::new();
+    e.name_keys(&m, vec![key(7), key(8)], false, 2, 1_500, &mut out);
+    // The first keys are said at once, not at the next throttled update.
+    assert_eq!(phases(&out), [(Phase::Update, Kind::DataMismatch)]);
+    let named: Vec<String> = out[0]
+        .episode
+        .named_keys
+        .iter()
+        .map(|k| k.key.to_string())
+        .collect();
+    assert_eq!(named, [r#"{"id":7}"#, r#"{"id":8}"#]);
+    assert!(!out[0].episode.keys_truncated);
+    assert!(!e.wants_keys(&m, 2), "the bound is reached");
+    // Past the bound: not named, and the episode says so.
+    out.clear();
+    e.name_keys(&m, vec![key(7), key(9)], false, 2, 1_600, &mut out);
+    assert!(out.is_empty(), "later keys wait for the next update");
+    let (_, state) = e.open_episodes().next().unwrap();
+    assert_eq!(state.named_keys.len(), 2);
+    assert!(state.keys_truncated);
+}
+
+#[test]
+fn keys_of_a_mismatch_under_a_drift_go_to_the_drift_episode() {
+    let d = drift(R1, "orders", 1, 1_000);
+    let m = mismatch(R1, "orders", 3, 2, 1_100, &[]);
+    let (mut e, _) = run(EpisodeConfig::default(), &[d, m.clone()]);
+    assert_eq!(e.episode_key(&m), Some("replica-1/orders/SchemaDrift/w1"));
+    let mut out = Vec::new();
+    e.name_keys(&m, vec![key(5)], true, 100, 1_200, &mut out);
+    assert_eq!(phases(&out), [(Phase::Update, Kind::SchemaDrift)]);
+    assert_eq!(out[0].episode.named_keys.len(), 1);
+    assert!(out[0].episode.keys_truncated, "the drill said more keys differ");
+}
