@@ -324,6 +324,11 @@ pub struct AlertsConfig {
     /// Seconds between updates of an open episode that grows, on the alert topic and in the
     /// log (one record and line when it opens and one when it closes, whatever this is).
     pub update_interval_s: u64,
+    /// Keys an episode names at most, with both rows (found by re-reading the offsets of its
+    /// mismatched windows); 0 names none.
+    pub keys_per_episode: usize,
+    /// Records a window may hold for its keys to be named by re-reading it.
+    pub drill_max_records: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

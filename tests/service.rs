@@ -265,10 +265,25 @@ fn every_fault_of_the_manifest_is_reported_and_nothing_else() {
     let _turn = side_by_side();
     let run = Run::new("svc-faults");
     let m = run.simulate("faults", 300_000, &[]);
-    run.verify_until_caught_up();
+    let out = run.verify_until_caught_up();
     let a = alerts(&run.alerts);
     check_faults_covered(&m, &a);
     check_episodes(&m, &a, &episode_records(&run.episodes()), "faults");
+    // How soon after each verdict its keys were named (the log says it of every drill).
+    let log = String::from_utf8_lossy(&out.stderr);
+    let mut ms: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("keys named:"))
+        .filter_map(|l| l.split(" in ").nth(1)?.split(" ms").next()?.parse().ok())
+        .collect();
+    ms.sort_unstable();
+    assert!(!ms.is_empty(), "no drill: {log}");
+    eprintln!(
+        "faults: {} drills, verdict to keys named: median {} ms, max {} ms",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() - 1]
+    );
 
     // Poison records are on the dead-letter topic with their coordinates.
     let dlq = read_all(&run.dlq);
@@ -304,6 +319,25 @@ fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) 
         missed.is_empty(),
         "faults with no episode: {missed:#?}\n{episodes:#?}"
     );
+    // Every data mismatch episode names its keys, and each is a key a fault of that replica
+    // and table touched.
+    for e in episodes.iter().filter(|e| e.kind == "DataMismatch") {
+        assert!(!e.named_keys.is_empty(), "no key named: {e:#?}");
+        for (k, _, _) in &e.named_keys {
+            let k: Json = serde_json::from_str(k).unwrap();
+            assert!(
+                faults(m)
+                    .iter()
+                    .any(|f| f["replica"].as_str() == Some(e.replica.as_str())
+                        && f["table"].as_str() == e.table.as_deref()
+                        && f["key"] == k),
+                "key {k} of {} is no fault's",
+                e.episode
+            );
+        }
+    }
+    let named: usize = episodes.iter().map(|e| e.named_keys.len()).sum();
+    eprintln!("{what}: {named} keys named");
     for e in &episodes {
         let own = records.iter().filter(|r| r.episode == e.episode).count();
         assert!(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cdc_verifier_core::Drill;
-use cdc_verifier_core::verdict::Kind;
+use cdc_verifier_core::verdict::{KeyDiff, Kind, OffsetRange};
 use cdc_verifier_kafka::consume::Consumer;
 use cdc_verifier_kafka::consume::KafkaSettings;
 
@@ -207,4 +207,74 @@ pub fn replay(
             to: t,
         },
     ))
+}
+
+/// The keys that differ in one mismatched key range of `table`, from a re-read of exactly the
+/// partitions and offsets that fed its window (`offsets`, as the verdict names them), keeping
+/// per-key state for that range only. Refused, before anything is read, when the window holds
+/// more than `max_records` records. Returns the keys and whether more differ than are named.
+pub(crate) fn drill_keys(
+    cfg: &Config,
+    offsets: &[OffsetRange],
+    table: &str,
+    range: u64,
+    max_records: u64,
+) -> anyhow::Result<Vec<KeyDiff>> {
+    let settings = clients::kafka_settings(cfg);
+    let consumer = settings.consumer(&format!("{}-drill", cfg.kafka.group_id))?;
+    let wanted: Vec<&OffsetRange> = offsets.iter().filter(|o| o.last >= o.first).collect();
+    let total: u64 = wanted.iter().map(|o| (o.last - o.first + 1) as u64).sum();
+    if total > max_records {
+        bail!(
+            "the window holds {total} records, more than alerts.drill-max-records ({max_records})"
+        );
+    }
+    let counts: HashMap<String, u32> = consumer
+        .discover(META_TIMEOUT)
+        .context("cannot list topics")?
+        .into_iter()
+        .collect();
+    let mut topics: Vec<(String, u32)> = Vec::new();
+    let mut ranges = HashMap::new();
+    for o in &wanted {
+        let n = *counts
+            .get(&o.topic)
+            .with_context(|| format!("topic {} is gone", o.topic))?;
+        if !topics.iter().any(|(t, _)| t == &o.topic) {
+            topics.push((o.topic.clone(), n));
+            for p in 0..n {
+                ranges.insert((o.topic.clone(), p), (0, 0));
+            }
+        }
+        ranges.insert((o.topic.clone(), o.partition), (o.first, o.last + 1));
+    }
+    let window = Window {
+        topics,
+        ranges,
+        span: (None, None),
+        end_stamp: report::now_ms(),
+    };
+    let mut src = clients::registry(cfg)?;
+    let v = read::pass(
+        cfg,
+        &settings,
+        &window,
+        Drill::Ranges(vec![(table.to_string(), range)]),
+        &mut src,
+        None,
+    )?;
+    let mut keys: Vec<KeyDiff> = Vec::new();
+    for d in &v.verdicts {
+        if let Some(m) = d.mismatch()
+            && m.table == table
+            && m.range.index == range
+        {
+            for k in &m.keys {
+                if !keys.iter().any(|x| x.key == k.key) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+    Ok(keys)
 }

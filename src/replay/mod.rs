@@ -9,6 +9,8 @@
 
 mod capture;
 mod kafka;
+
+pub(crate) use kafka::drill_keys;
 mod span;
 
 use std::path::{Path, PathBuf};

@@ -161,6 +161,7 @@ impl Service {
         }
         // Where the open episodes stand, then every record acknowledged, then the offsets
         // behind them committed.
+        self.finish_drills(Duration::from_secs(10))?;
         self.flush_episodes()?;
         let left = deadline
             .saturating_duration_since(Instant::now())

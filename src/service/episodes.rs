@@ -15,12 +15,15 @@ impl Service {
         tracing::debug!(key = %d.key(), "{}", d.summary());
         let mut events = Vec::new();
         self.episodes.observe(d, &mut events);
-        self.publish_episodes(&events)
+        self.publish_episodes(&events)?;
+        self.drill(d);
+        Ok(())
     }
 
     /// Updates of the episodes that grew, and closes of those quiet for good, as of the
     /// verifier's clock.
     pub(super) fn tick_episodes(&mut self) -> anyhow::Result<()> {
+        self.drills_done()?;
         let mut events = Vec::new();
         self.episodes
             .tick(self.verifier.engine.now_ms(), &mut events);
@@ -35,7 +38,7 @@ impl Service {
         self.publish_episodes(&events)
     }
 
-    fn publish_episodes(&mut self, events: &[EpisodeEvent]) -> anyhow::Result<()> {
+    pub(super) fn publish_episodes(&mut self, events: &[EpisodeEvent]) -> anyhow::Result<()> {
         for e in events {
             say(e);
             let (k, v) = self.episode_codec.encode(e, wall_ms())?;

@@ -13,6 +13,7 @@
 mod alerts;
 mod commit;
 mod discovery;
+mod drill;
 mod endpoints;
 mod episodes;
 mod flow;

@@ -89,6 +89,7 @@ impl Service {
             src: RegistrySource::new(registry),
             codec,
             episode_codec,
+            drills: super::drill::Drills::start(cfg),
             producer,
             consumer,
             topic_names: Vec::new(),

@@ -68,6 +68,8 @@ pub(super) struct Service {
     pub codec: Option<AlertCodec>,
     /// The alert topic's codec (episodes).
     pub episode_codec: EpisodeCodec,
+    /// Re-reads of mismatched windows naming their keys.
+    pub drills: super::drill::Drills,
     /// Alerts and dead letters, each kept until Kafka acknowledged it.
     pub producer: Outbox,
     pub consumer: Consumer,

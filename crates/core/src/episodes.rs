@@ -414,7 +414,9 @@ impl Episodes {
     /// The key of the open episode a verdict was counted under (a data mismatch under its
     /// table's schema drift or silence when one is open).
     pub fn episode_key(&self, d: &Divergence) -> Option<&str> {
-        self.open.get(&self.counted_under(d)?).map(|e| e.key.as_str())
+        self.open
+            .get(&self.counted_under(d)?)
+            .map(|e| e.key.as_str())
     }
 
     /// Whether the episode a data mismatch was counted under wants more of its keys named:

@@ -576,5 +576,8 @@ fn keys_of_a_mismatch_under_a_drift_go_to_the_drift_episode() {
     e.name_keys(&m, vec![key(5)], true, 100, 1_200, &mut out);
     assert_eq!(phases(&out), [(Phase::Update, Kind::SchemaDrift)]);
     assert_eq!(out[0].episode.named_keys.len(), 1);
-    assert!(out[0].episode.keys_truncated, "the drill said more keys differ");
+    assert!(
+        out[0].episode.keys_truncated,
+        "the drill said more keys differ"
+    );
 }
