@@ -38,8 +38,6 @@ pub struct Drills {
     /// Drills finished, and those that failed or were refused at a bound.
     pub finished: u64,
     pub failed: u64,
-    /// Time from a verdict to its keys, per drill (ms), for the metrics.
-    pub took_ms: Vec<u64>,
 }
 
 impl Drills {
@@ -79,7 +77,6 @@ impl Drills {
             in_flight: HashSet::new(),
             finished: 0,
             failed: 0,
-            took_ms: Vec::new(),
         }
     }
 }
@@ -147,7 +144,6 @@ impl Service {
             self.drills.in_flight.remove(&done.episode);
             self.drills.finished += 1;
             let ms = done.took.as_millis() as u64;
-            self.drills.took_ms.push(ms);
             let (keys, more) = match done.keys {
                 Ok(keys) => (keys, false),
                 Err(e) => {

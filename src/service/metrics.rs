@@ -61,6 +61,9 @@ pub struct Snapshot {
     pub record_age_ms: [(f64, u64); 4],
     pub late_records: u64,
     pub withdrawn: u64,
+    /// Re-reads of mismatched windows for their keys: finished, failed or refused.
+    pub key_drills: u64,
+    pub key_drill_failures: u64,
     pub origins: u64,
     pub origin_returns: u64,
     /// replica → whether its starting state was compared (false: changes only, or not yet).
@@ -404,6 +407,16 @@ impl Metrics {
                 "cdc_verifier_origin_returns_total",
                 "GTID origins that came back after a later one (failbacks): their new transactions are ordered after it.",
                 s.origin_returns,
+            ),
+            (
+                "cdc_verifier_key_drills_total",
+                "Re-reads of a mismatched window that named its keys in its episode.",
+                s.key_drills,
+            ),
+            (
+                "cdc_verifier_key_drill_failures_total",
+                "Re-reads of a mismatched window that failed or were refused at alerts.drill-max-records: the episode says keys_truncated.",
+                s.key_drill_failures,
             ),
             (
                 "cdc_verifier_mismatches_withdrawn_total",

@@ -140,6 +140,8 @@ impl Service {
         s.drill_keys_skipped = e.stats().drill_keys_skipped;
         s.held = e.held();
         s.withdrawn = e.stats().withdrawn;
+        s.key_drills = self.drills.finished;
+        s.key_drill_failures = self.drills.failed;
         s.origins = e.stats().origins;
         s.origin_returns = e.stats().origin_returns;
         for r in e.stream_names().skip(1) {
