@@ -703,6 +703,20 @@ fn real_debezium_on_real_replication() {
         let own = records.iter().filter(|r| r.episode == e.episode).count();
         assert!(own <= 4, "{own} records for {}: {records:#?}", e.episode);
     }
+    // The keys, live: the tamper's key, and under the drift only keys SQL finds different.
+    let tamper = latest.values().find(|e| e.kind == "DataMismatch").unwrap();
+    let tamper_keys: Vec<&str> = tamper.named_keys.iter().map(|k| k.0.as_str()).collect();
+    assert_eq!(tamper_keys, [r#"{"id":17}"#], "{tamper:#?}");
+    let sql_orders: BTreeSet<String> = sql_keys.iter().map(|k| format!("{{\"id\":{k}}}")).collect();
+    assert!(
+        !drift_episode.named_keys.is_empty()
+            && drift_episode
+                .named_keys
+                .iter()
+                .all(|k| sql_orders.contains(&k.0)),
+        "drift keys {:?} vs SQL's {sql_orders:?}",
+        drift_episode.named_keys
+    );
     eprintln!(
         "alert topic: {} verdicts on the detail topic, {} records for {} episodes",
         a.len(),
