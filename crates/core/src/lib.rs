@@ -22,6 +22,7 @@ pub mod envelope;
 pub mod episodes;
 mod hashmap;
 pub mod origins;
+pub mod repair;
 pub mod source;
 pub mod time;
 pub mod verdict;
