@@ -3,6 +3,7 @@
 
 pub mod html;
 
+use cdc_verifier_core::repair;
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{SchemaSeen, Segment};
 use serde::{Deserialize, Serialize};
@@ -114,6 +115,15 @@ pub struct KeyRow {
     pub primary_row: serde_json::Value,
     pub replica_position: Option<u64>,
     pub replica_row: serde_json::Value,
+    /// The statement that makes the replica's row the primary's.
+    pub repair: Repair,
+}
+
+/// A repair statement in both dialects (see `cdc_verifier_core::repair`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Repair {
+    pub mysql: String,
+    pub postgresql: String,
 }
 
 impl Report {
@@ -252,16 +262,31 @@ pub fn build(
                     if keys.iter().any(|x| x.key == k.key) {
                         continue;
                     }
+                    let schema = k
+                        .primary
+                        .as_ref()
+                        .or(k.replica.as_ref())
+                        .map(|i| i.schema_id);
+                    let columns = schema
+                        .and_then(|s| engine.schema_text(s))
+                        .map(repair::columns)
+                        .unwrap_or_default();
+                    let primary_row = k
+                        .primary
+                        .as_ref()
+                        .map(|i| i.row.clone())
+                        .unwrap_or(serde_json::Value::Null);
+                    let sql = |d| repair::statement(d, &m.table, &columns, &k.key, &primary_row);
                     keys.push(KeyRow {
+                        repair: Repair {
+                            mysql: sql(repair::Dialect::MySql),
+                            postgresql: sql(repair::Dialect::Postgres),
+                        },
                         key: k.key.clone(),
                         window: m.window.map(|w| w.id).unwrap_or_default(),
                         range: Some(m.range.label.clone()),
                         primary_position: k.primary.as_ref().map(|i| i.position.tx),
-                        primary_row: k
-                            .primary
-                            .as_ref()
-                            .map(|i| i.row.clone())
-                            .unwrap_or(serde_json::Value::Null),
+                        primary_row,
                         replica_position: k.replica.as_ref().map(|i| i.position.tx),
                         replica_row: k
                             .replica

@@ -235,6 +235,7 @@ pub(super) fn keys(
         key_rows(out, k);
     }
     out.push_str("</table>\n");
+    repair(out, table);
     if total > MAX_KEYS_PER_TABLE {
         let more = (total - MAX_KEYS_PER_TABLE) as u64;
         w!(
@@ -243,6 +244,34 @@ pub(super) fn keys(
             thousands(more),
             plural(more, "key", "keys")
         );
+    }
+}
+
+/// The statements that make the replica's rows the primary's, ready to copy: every key's,
+/// in both dialects.
+fn repair(out: &mut String, table: &TableReport) {
+    for (dialect, pick, preamble) in [
+        (
+            "MySQL / MariaDB",
+            (|k: &KeyRow| &k.repair.mysql) as fn(&KeyRow) -> &String,
+            cdc_verifier_core::repair::preamble(cdc_verifier_core::repair::Dialect::MySql),
+        ),
+        (
+            "PostgreSQL",
+            |k: &KeyRow| &k.repair.postgresql,
+            cdc_verifier_core::repair::preamble(cdc_verifier_core::repair::Dialect::Postgres),
+        ),
+    ] {
+        w!(
+            out,
+            "<details class=\"repair\"><summary>Repair statements, {dialect} ({} keys; run on the replica, in its database, after fixing its schema if it drifted)</summary>\n<pre class=\"mono\">{}\n",
+            table.differing_keys.len(),
+            Esc(preamble)
+        );
+        for k in &table.differing_keys {
+            w!(out, "{}\n", Esc(pick(k)));
+        }
+        out.push_str("</pre></details>\n");
     }
 }
 

@@ -12,7 +12,7 @@ use cdc_verifier_core::verdict::{
 use cdc_verifier_core::{Position, SchemaSeen, Segment, WindowStatus};
 use serde_json::{Value, json};
 
-use crate::report::{FORMAT, KeyRow, SourceInfo, StreamSummary};
+use crate::report::{FORMAT, KeyRow, Repair, SourceInfo, StreamSummary};
 
 use super::format::{Esc, clock, duration, human_bytes, rfc3339, thousands, truncate};
 use super::timeline::{tick_step, ticks};
@@ -113,6 +113,10 @@ fn key_row(id: u64) -> KeyRow {
         primary_row: json!({ "id": id, "customer": "ada", "total": "129.90", "status": "paid", "discount": "5.00" }),
         replica_position: Some(2_415 + id),
         replica_row: json!({ "id": id, "customer": "ada", "total": "124.90", "status": "pending" }),
+        repair: Repair {
+            mysql: format!("INSERT INTO `orders` (`id`) VALUES ({id}) ON DUPLICATE KEY UPDATE …;"),
+            postgresql: format!("INSERT INTO \"orders\" (\"id\") VALUES ({id}) …;"),
+        },
     }
 }
 
@@ -127,6 +131,10 @@ fn divergent() -> Report {
         primary_row: json!({ "id": XSS, "customer": "\"quoted\" & <b>bold</b>", "total": "1.00" }),
         replica_position: None,
         replica_row: Value::Null,
+        repair: Repair {
+            mysql: format!("DELETE FROM `orders` WHERE `id` = '{XSS}';"),
+            postgresql: String::new(),
+        },
     });
     let orders = TableReport {
         table: "orders".into(),
@@ -424,6 +432,19 @@ fn every_string_from_the_data_is_escaped() {
         Esc("a&b<c>d\"e'f").to_string(),
         "a&amp;b&lt;c&gt;d&quot;e&#39;f"
     );
+}
+
+#[test]
+fn repair_statements_are_there_to_copy_in_both_dialects() {
+    let page = render(&divergent());
+    assert!(
+        page.contains("Repair statements, MySQL / MariaDB (5 keys"),
+        "{page}"
+    );
+    assert!(page.contains("Repair statements, PostgreSQL (5 keys"));
+    assert!(page.contains("SET time_zone = &#39;+00:00&#39;;"));
+    assert!(page.contains("INSERT INTO `orders` (`id`) VALUES (3) ON DUPLICATE KEY UPDATE"));
+    assert!(page.contains("DELETE FROM `orders` WHERE `id` = &#39;&lt;script&gt;"));
 }
 
 #[test]

@@ -519,6 +519,10 @@ impl Decoder for ConfluentAvro {
         }
     }
 
+    fn schema_text(&self, schema: u32) -> Option<&str> {
+        self.schemas.get(&schema).map(|c| c.reg.schema.as_str())
+    }
+
     fn field_diff(&self, expected: u32, actual: u32) -> Vec<FieldDiff> {
         match (self.schemas.get(&expected), self.schemas.get(&actual)) {
             (Some(e), Some(a)) => match (&e.layout, &a.layout) {

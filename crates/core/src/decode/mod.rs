@@ -146,6 +146,9 @@ pub trait Decoder {
     /// How the rows of value schema `actual` differ from those of `expected`.
     fn field_diff(&self, expected: u32, actual: u32) -> Vec<FieldDiff>;
 
+    /// The text of a schema seen, as registered (for the column types of repair statements).
+    fn schema_text(&self, schema: u32) -> Option<&str>;
+
     /// The subject a topic's value schemas are registered under.
     fn subject(&self, topic: TopicId) -> &str;
 

@@ -186,6 +186,11 @@ impl<D: Decoder> Engine<D> {
         out
     }
 
+    /// The text of a value schema seen, as registered.
+    pub fn schema_text(&self, schema: u32) -> Option<&str> {
+        self.decoder.schema_text(schema)
+    }
+
     pub(super) fn render_key(&self, k: &KeyEntry) -> serde_json::Value {
         self.decoder.render_key(k.key_schema, &k.key)
     }
