@@ -796,6 +796,49 @@ fn real_debezium_on_real_replication() {
         lag_alert - stopped_at,
         drift_alert - timeline[1].1
     );
+
+    // The fix: the replica's schema as the SchemaDrift names it, then the report's repair
+    // statements, make the replica checksum equal to the primary.
+    let checksums = |server: &str| {
+        sql(
+            server,
+            "CHECKSUM TABLE shop.customers, shop.orders, shop.order_items;",
+        )
+    };
+    assert_ne!(
+        checksums("primary"),
+        checksums("replica"),
+        "the replica differs before"
+    );
+    let mut statements = vec![
+        "USE shop;".to_string(),
+        cdc_verifier_core::repair::preamble(cdc_verifier_core::repair::Dialect::MySql).to_string(),
+        "ALTER TABLE orders ADD COLUMN currency CHAR(3) NOT NULL DEFAULT 'USD';".to_string(),
+    ];
+    for r in report["replicas"].as_array().unwrap() {
+        for t in r["tables"].as_array().unwrap() {
+            for k in t["differing_keys"].as_array().unwrap() {
+                statements.push(k["repair"]["mysql"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let applied = statements[3..]
+        .iter()
+        .filter(|s| !s.starts_with("--"))
+        .count();
+    assert!(
+        statements.iter().all(|s| !s.starts_with("-- cannot")),
+        "every key has a statement: {statements:#?}"
+    );
+    sql("replica", &statements.join("\n"));
+    assert_eq!(
+        checksums("primary"),
+        checksums("replica"),
+        "after the schema fix and {applied} repair statements"
+    );
+    eprintln!(
+        "repair: {applied} statements applied to the replica; CHECKSUM TABLE equal to the primary's"
+    );
     stop_real_parts();
 }
 

@@ -262,21 +262,33 @@ pub fn build(
                     if keys.iter().any(|x| x.key == k.key) {
                         continue;
                     }
-                    let schema = k
-                        .primary
-                        .as_ref()
-                        .or(k.replica.as_ref())
-                        .map(|i| i.schema_id);
+                    // The repair reaches the primary's row as of everything read, not as of
+                    // the window where they first differed: the key may have changed since.
+                    let (last_p, last_r) = engine
+                        .final_images(name, &m.table, &k.key)
+                        .unwrap_or((k.primary.clone(), k.replica.clone()));
+                    let row_of = |i: &Option<cdc_verifier_core::verdict::RowImage>| {
+                        i.as_ref()
+                            .map(|i| i.row.clone())
+                            .unwrap_or(serde_json::Value::Null)
+                    };
+                    let (target, current) = (row_of(&last_p), row_of(&last_r));
+                    let schema = last_p.as_ref().or(last_r.as_ref()).map(|i| i.schema_id);
                     let columns = schema
                         .and_then(|s| engine.schema_text(s))
                         .map(repair::columns)
                         .unwrap_or_default();
-                    let primary_row = k
-                        .primary
-                        .as_ref()
-                        .map(|i| i.row.clone())
-                        .unwrap_or(serde_json::Value::Null);
-                    let sql = |d| repair::statement(d, &m.table, &columns, &k.key, &primary_row);
+                    let sql = |d| {
+                        if target == current {
+                            format!(
+                                "-- {}: the replica's row is the primary's at the end of the span",
+                                k.key
+                            )
+                        } else {
+                            repair::statement(d, &m.table, &columns, &k.key, &target)
+                        }
+                    };
+                    let primary_row = row_of(&k.primary);
                     keys.push(KeyRow {
                         repair: Repair {
                             mysql: sql(repair::Dialect::MySql),

@@ -186,6 +186,30 @@ impl<D: Decoder> Engine<D> {
         out
     }
 
+    /// A drilled key's last images on the primary and on `replica`, as of everything read
+    /// (the state a repair must reach): None when the key was not drilled.
+    pub fn final_images(
+        &self,
+        replica: &str,
+        table: &str,
+        key: &serde_json::Value,
+    ) -> Option<(Option<RowImage>, Option<RowImage>)> {
+        let r = self.stream_id(replica)?;
+        let t = self.tables.iter().position(|x| x.name == table)? as TableId;
+        let idx = self
+            .drill
+            .index
+            .iter()
+            .filter(|((kt, _), _)| *kt == t)
+            .map(|(_, i)| *i)
+            .find(|i| self.render_key(&self.drill.keys[*i]) == *key)?;
+        let k = &self.drill.keys[idx];
+        Some((
+            self.render_side(&k.sides[PRIMARY as usize], i64::MAX),
+            self.render_side(&k.sides[r as usize], i64::MAX),
+        ))
+    }
+
     /// The text of a value schema seen, as registered.
     pub fn schema_text(&self, schema: u32) -> Option<&str> {
         self.decoder.schema_text(schema)
