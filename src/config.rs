@@ -329,6 +329,9 @@ pub struct AlertsConfig {
     pub keys_per_episode: usize,
     /// Records a window may hold for its keys to be named by re-reading it.
     pub drill_max_records: u64,
+    /// An Alertmanager (API v2) the episodes are posted to as alerts; off when empty.
+    #[serde(default)]
+    pub alertmanager_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -163,6 +163,9 @@ impl Service {
         // behind them committed.
         self.finish_drills(Duration::from_secs(10))?;
         self.flush_episodes()?;
+        if let Some(w) = &mut self.webhook {
+            w.stop(Duration::from_secs(5));
+        }
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(5));

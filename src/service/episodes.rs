@@ -39,6 +39,10 @@ impl Service {
     }
 
     pub(super) fn publish_episodes(&mut self, events: &[EpisodeEvent]) -> anyhow::Result<()> {
+        if let Some(w) = &self.webhook {
+            let generator = format!("http://{}/metrics", self.cfg.service.listen);
+            w.push(events, &self.cfg.instance(), &generator);
+        }
         for e in events {
             say(e);
             let (k, v) = self.episode_codec.encode(e, wall_ms())?;

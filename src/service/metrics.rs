@@ -64,6 +64,9 @@ pub struct Snapshot {
     /// Re-reads of mismatched windows for their keys: finished, failed or refused.
     pub key_drills: u64,
     pub key_drill_failures: u64,
+    /// Posts to Alertmanager that succeeded, and that failed (each try).
+    pub alertmanager_posts: u64,
+    pub alertmanager_failures: u64,
     pub origins: u64,
     pub origin_returns: u64,
     /// replica → whether its starting state was compared (false: changes only, or not yet).
@@ -407,6 +410,16 @@ impl Metrics {
                 "cdc_verifier_origin_returns_total",
                 "GTID origins that came back after a later one (failbacks): their new transactions are ordered after it.",
                 s.origin_returns,
+            ),
+            (
+                "cdc_verifier_alertmanager_posts_total",
+                "Posts of episodes to Alertmanager (alerts.alertmanager-url) it accepted.",
+                s.alertmanager_posts,
+            ),
+            (
+                "cdc_verifier_alertmanager_failures_total",
+                "Posts of episodes to Alertmanager that failed, each try counted: kept and tried again with growing pauses.",
+                s.alertmanager_failures,
             ),
             (
                 "cdc_verifier_key_drills_total",

@@ -23,6 +23,7 @@ mod publish;
 mod startup;
 mod state;
 mod telemetry;
+mod webhook;
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -90,6 +90,15 @@ impl Service {
             codec,
             episode_codec,
             drills: super::drill::Drills::start(cfg),
+            webhook: (!cfg.alerts.alertmanager_url.is_empty())
+                .then(|| {
+                    super::webhook::Webhook::start(
+                        &cfg.alerts.alertmanager_url,
+                        Duration::from_secs(10),
+                    )
+                })
+                .transpose()
+                .context("alerts.alertmanager-url")?,
             producer,
             consumer,
             topic_names: Vec::new(),

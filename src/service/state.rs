@@ -70,6 +70,8 @@ pub(super) struct Service {
     pub episode_codec: EpisodeCodec,
     /// Re-reads of mismatched windows naming their keys.
     pub drills: super::drill::Drills,
+    /// The Alertmanager the episodes go to, when `alerts.alertmanager-url` is set.
+    pub webhook: Option<super::webhook::Webhook>,
     /// Alerts and dead letters, each kept until Kafka acknowledged it.
     pub producer: Outbox,
     pub consumer: Consumer,

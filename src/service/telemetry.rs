@@ -142,6 +142,10 @@ impl Service {
         s.withdrawn = e.stats().withdrawn;
         s.key_drills = self.drills.finished;
         s.key_drill_failures = self.drills.failed;
+        if let Some(w) = &self.webhook {
+            let (failed, ok) = *w.stats.lock().unwrap();
+            (s.alertmanager_posts, s.alertmanager_failures) = (ok, failed);
+        }
         s.origins = e.stats().origins;
         s.origin_returns = e.stats().origin_returns;
         for r in e.stream_names().skip(1) {
