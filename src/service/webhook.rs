@@ -191,10 +191,17 @@ fn send_loop(
                     tracing::warn!(url = endpoint, error = %e, "cannot post episodes to Alertmanager: kept and tried again");
                     failing = true;
                 }
-                let (s, _) = cv.wait_timeout(m.lock().unwrap(), backoff).unwrap();
+                // The whole pause: new episodes handed over meanwhile wait for its end.
+                let until = Instant::now() + backoff;
+                let mut s = m.lock().unwrap();
+                while !s.stop && Instant::now() < until {
+                    let left = until.saturating_duration_since(Instant::now());
+                    s = cv.wait_timeout(s, left).unwrap().0;
+                }
                 if s.stop {
                     return;
                 }
+                drop(s);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }

@@ -28,6 +28,9 @@ pub enum Column {
     Time(TimeUnit),
     /// Bytes, rendered as hex.
     Bytes,
+    /// A type whose rendering does not give its SQL value (e.g. Debezium's little-endian
+    /// `Bits`, `NanoTime`, `MicroDuration`): said, never guessed.
+    Unsupported(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +107,11 @@ fn column_of(t: &Json) -> Column {
             Column::Time(TimeUnit::Millis)
         }
         ("time-micros", _) | (_, "io.debezium.time.MicroTime") => Column::Time(TimeUnit::Micros),
+        (_, "io.debezium.data.Bits") => Column::Unsupported("io.debezium.data.Bits"),
+        (_, "io.debezium.time.NanoTime") => Column::Unsupported("io.debezium.time.NanoTime"),
+        (_, "io.debezium.time.MicroDuration") => {
+            Column::Unsupported("io.debezium.time.MicroDuration")
+        }
         _ if base == "bytes" || base == "fixed" || t == "bytes" => Column::Bytes,
         _ => Column::Plain,
     }
@@ -176,7 +184,9 @@ pub fn statement(
                 vals.join(", ")
             );
             match dialect {
-                Dialect::MySql if non_key.is_empty() => format!("INSERT IGNORE{};", &insert[6..]),
+                Dialect::MySql if non_key.is_empty() => {
+                    format!("{insert} ON DUPLICATE KEY UPDATE {k} = {k};", k = keys[0].0)
+                }
                 Dialect::MySql => format!(
                     "{insert} ON DUPLICATE KEY UPDATE {};",
                     non_key
@@ -247,12 +257,13 @@ fn hex(b: &[u8]) -> String {
 fn literal(d: Dialect, kind: Column, v: &Json) -> Result<String, String> {
     Ok(match (kind, v) {
         (_, Json::Null) => "NULL".into(),
+        (Column::Unsupported(what), _) => return Err(format!("a {what} value")),
         (_, Json::Bool(b)) => if *b { "TRUE" } else { "FALSE" }.into(),
         (Column::Decimal, Json::String(s)) => {
-            let numeral = !s.is_empty()
-                && s.chars()
-                    .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
-                && s.chars().filter(|c| *c == '.').count() <= 1;
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            let numeral = digits.chars().any(|c| c.is_ascii_digit())
+                && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && digits.chars().filter(|c| *c == '.').count() <= 1;
             if !numeral {
                 return Err(format!("{s:?} is not a decimal numeral"));
             }
@@ -287,15 +298,18 @@ fn literal(d: Dialect, kind: Column, v: &Json) -> Result<String, String> {
                 TimeUnit::Micros => v,
                 _ => v * 1000,
             };
-            let s = us.div_euclid(1_000_000);
+            // MySQL's TIME may be negative (an interval): the sign, then the magnitude.
+            let sign = if us < 0 { "-" } else { "" };
+            let us = us.unsigned_abs();
+            let s = us / 1_000_000;
             text(
                 d,
                 &format!(
-                    "{:02}:{:02}:{:02}.{:06}",
+                    "{sign}{:02}:{:02}:{:02}.{:06}",
                     s / 3600,
                     s / 60 % 60,
                     s % 60,
-                    us.rem_euclid(1_000_000)
+                    us % 1_000_000
                 ),
             )
         }

@@ -148,3 +148,62 @@ fn a_value_with_no_literal_is_said_not_guessed() {
     );
     assert!(bad.starts_with("-- cannot repair"), "{bad}");
 }
+
+#[test]
+fn types_with_no_faithful_literal_and_malformed_values_are_said() {
+    let bits = column_of(&json!({"type": "bytes", "connect.name": "io.debezium.data.Bits"}));
+    let cols = [
+        ("id".to_string(), Column::Plain),
+        ("bits".to_string(), bits),
+        ("total".to_string(), Column::Decimal),
+    ];
+    let key = json!({"id": 1});
+    let s = statement(
+        Dialect::MySql,
+        "t",
+        &cols,
+        &key,
+        &json!({"id": 1, "bits": "0102"}),
+    );
+    assert!(
+        s.starts_with(
+            "-- cannot repair key {\"id\":1}: column bits: a io.debezium.data.Bits value"
+        ),
+        "{s}"
+    );
+    for bad in ["--5", "1-2", "", "-", "1.2.3"] {
+        let s = statement(
+            Dialect::Postgres,
+            "t",
+            &cols,
+            &key,
+            &json!({"id": 1, "total": bad}),
+        );
+        assert!(s.starts_with("-- cannot repair"), "{bad}: {s}");
+    }
+    let s = statement(
+        Dialect::Postgres,
+        "t",
+        &cols,
+        &key,
+        &json!({"id": 1, "total": "-0.50"}),
+    );
+    assert!(s.contains("VALUES (1, -0.50)"), "{s}");
+}
+
+#[test]
+fn times_of_day_and_key_only_rows() {
+    let cols = [
+        ("k".to_string(), Column::Plain),
+        ("t".to_string(), Column::Time(TimeUnit::Micros)),
+    ];
+    let key = json!({"k": 1});
+    let row = json!({"k": 1, "t": -5_400_000_001_i64});
+    let s = statement(Dialect::MySql, "x", &cols, &key, &row);
+    assert!(s.contains("'-01:30:00.000001'"), "{s}");
+    let s = statement(Dialect::MySql, "x", &cols[..1], &key, &json!({"k": 1}));
+    assert_eq!(
+        s,
+        "INSERT INTO `x` (`k`) VALUES (1) ON DUPLICATE KEY UPDATE `k` = `k`;"
+    );
+}
