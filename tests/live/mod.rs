@@ -121,13 +121,41 @@ impl Verifier {
                 }
                 last = Some((status, body));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{path} never answered as expected; last {last:?}; log: {}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "{path} never answered as expected in {timeout:?}\n{}",
+                    self.state(last)
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// What the verifier says of itself, for a failure's message: `last` (an endpoint's
+    /// answer), readiness, health, the metrics that are not zero and the log's tail.
+    pub fn state(&self, last: Option<(u16, String)>) -> String {
+        let answer = |r: Option<(u16, String)>| {
+            r.map_or("no answer".to_string(), |(s, b)| {
+                let b: Vec<&str> = b.lines().filter(|l| !l.starts_with('#')).take(60).collect();
+                format!("{s} {}", b.join("\n    "))
+            })
+        };
+        let metrics = self.get("/metrics").map(|(s, b)| {
+            let lines = b
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.contains("_bucket{"));
+            (s, lines.collect::<Vec<_>>().join("\n"))
+        });
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        format!(
+            "last answer: {}\nreadyz: {}\nhealthz: {}\nmetrics not zero: {}\nlog (last 40 lines):\n{}",
+            answer(last),
+            answer(self.get("/readyz")),
+            answer(self.get("/healthz")),
+            answer(metrics),
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
     }
 
     /// The value of a metric line (`name{labels}`) on `/metrics`.
