@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 /// The embedded defaults, also shipped as `config/default.toml`.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
+mod rules;
 mod secrets;
 
+pub use rules::ColumnRuleConfig;
 pub use secrets::{Properties, Secret};
 
 /// Settings written as text: `Display` out, `FromStr` in. Another scalar (`format = 1`, as a
@@ -151,6 +153,9 @@ pub struct VerifyConfig {
     pub max_parked_s: u64,
     #[serde(default = "default_max_drill_keys")]
     pub max_drill_keys: usize,
+    /// What rows are compared without, or loosely on: `[[verify.column-rules]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_rules: Vec<ColumnRuleConfig>,
 }
 
 fn default_max_drill_keys() -> usize {
@@ -408,6 +413,7 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        rules::column_rules(&self.verify.column_rules)?;
         if self.replicas.is_empty() {
             bail!("replicas: at least one replica must be configured");
         }
@@ -461,7 +467,7 @@ impl Config {
         Ok(())
     }
 
-    /// The verification core's settings.
+    /// The verification core's settings (the column rules checked by `validate`).
     pub fn engine(&self) -> EngineConfig {
         let v = &self.verify;
         let ranges = match v.key_ranges {
@@ -494,6 +500,7 @@ impl Config {
                 parked_ms: (v.max_parked_s as i64).saturating_mul(1000),
                 drill_keys: v.max_drill_keys,
             },
+            rules: rules::column_rules(&v.column_rules).unwrap_or_default(),
         }
     }
 

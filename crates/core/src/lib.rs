@@ -10,6 +10,7 @@
 //! - [`engine`]: windows, watermarks, comparison and verdicts.
 //! - [`verdict`]: divergence events.
 //! - [`episodes`]: verdicts grouped into episodes, one story per fault.
+//! - [`rules`]: column rules — what rows are compared without, or compared loosely on.
 //! - [`source`]: where schemas come from.
 //! - [`connect_json`]: Kafka Connect JsonConverter records, transcoded to the Avro wire format.
 
@@ -23,6 +24,7 @@ pub mod episodes;
 mod hashmap;
 pub mod origins;
 pub mod repair;
+pub mod rules;
 pub mod source;
 pub mod time;
 pub mod verdict;

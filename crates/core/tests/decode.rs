@@ -31,8 +31,8 @@ impl Fixture {
     /// Topic 0: the primary's `orders`; topic 1: the replica's.
     fn new() -> Fixture {
         let mut dec = ConfluentAvro::new(PositionField::Gtid, true, false);
-        dec.add_topic(0, "primary.shop.orders", 1);
-        dec.add_topic(1, "replica.shop.orders", 1);
+        dec.add_topic(0, "primary.shop.orders", "orders", 1);
+        dec.add_topic(1, "replica.shop.orders", "orders", 1);
         let seed = table_seed("orders");
         Fixture {
             dec,

@@ -181,7 +181,7 @@ fn positions(gtids: &[&str]) -> Vec<u64> {
     let mut src = MemorySource::new();
     let ids = register(&mut src, "primary");
     let mut dec = ConfluentAvro::new(PositionField::Gtid, true, false);
-    dec.add_topic(0, "primary.shop.orders", 1);
+    dec.add_topic(0, "primary.shop.orders", "orders", 1);
     let seed = table_seed("orders");
     let rows = RowHasher::new(seed);
     let c = history(1, 1, 15).remove(0);

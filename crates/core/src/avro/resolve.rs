@@ -11,9 +11,11 @@ use std::collections::HashMap;
 
 use super::reader::{DecodeError, DecodeErrorKind, MAX_DEPTH, Reader, write_long};
 use super::schema::{NodeId, Schema};
+use crate::rules::TableRules;
 
 mod canonical;
 mod compile;
+mod rules;
 mod skip;
 #[cfg(test)]
 mod tests;
@@ -22,6 +24,7 @@ use canonical::{canonical_f32, canonical_f64, decimal_value, minimal_twos_comple
 pub(crate) use canonical::{decimal_not_minimal, only_sign};
 use compile::Compiler;
 pub use compile::encode_default;
+use rules::Treat;
 pub use skip::{Prim, SkipStep, run_steps, skip};
 use skip::{SkipProgram, one_minimal_varint, zero_width_guard};
 pub(crate) use skip::{fast_skip, fast_varint, varint_end};
@@ -81,6 +84,11 @@ enum Op {
         index: u32,
         op: OpId,
     },
+    /// A column rule's rewrite of what `op` emitted.
+    Treat {
+        op: OpId,
+        how: Treat,
+    },
     Fail(String),
 }
 
@@ -134,27 +142,43 @@ pub struct Scratch {
 
 impl Plan {
     pub fn compile(writer: &Schema, w: NodeId, reader: &Schema, r: NodeId) -> Plan {
-        let identity = writer.describe(w) == reader.describe(r);
+        Plan::compile_ruled(writer, w, reader, r, None).0
+    }
+
+    /// [`compile`](Self::compile) with column rules for the root record's fields (see
+    /// [`crate::rules`]); also says what the rules could not do.
+    pub fn compile_ruled(
+        writer: &Schema,
+        w: NodeId,
+        reader: &Schema,
+        r: NodeId,
+        rules: Option<&TableRules>,
+    ) -> (Plan, Vec<String>) {
         let mut c = Compiler {
             writer,
             reader,
             ops: Vec::new(),
             memo: HashMap::new(),
+            rules,
+            notes: Vec::new(),
+            ruled: false,
         };
-        let root = c.compile(w, r);
+        let root = c.compile_root(w, r);
+        let identity = !c.ruled && writer.describe(w) == reader.describe(r);
         let flat = SkipProgram::compile(writer, w);
         let one_varint = match flat.0[..] {
             [SkipStep::P(Prim::Long)] if identity => Some(10),
             [SkipStep::P(Prim::Int)] if identity => Some(4),
             _ => None,
         };
-        Plan {
+        let plan = Plan {
             ops: c.ops,
             root,
             identity,
             flat,
             one_varint,
-        }
+        };
+        (plan, c.notes)
     }
 
     pub fn is_identity(&self) -> bool {
@@ -526,6 +550,14 @@ impl Plan {
             Op::ToUnion { index, op } => {
                 write_long(out, *index as i64);
                 self.run(writer, *op, r, out, pool, depth + 1)?;
+            }
+            Op::Treat { op, how } => {
+                let start = out.len();
+                self.run(writer, *op, r, out, pool, depth + 1)?;
+                how.apply(out, start).map_err(|mut e| {
+                    e.offset = r.pos();
+                    e
+                })?;
             }
             Op::Fail(why) => return Err(r.err(DecodeErrorKind::Unresolvable(why.clone()))),
         }

@@ -77,6 +77,9 @@ pub const MAX_SCHEMA_NODES: usize = 100_000;
 pub struct Schema {
     nodes: Vec<Node>,
     root: NodeId,
+    /// Kafka Connect's name for a primitive (`connect.name`, e.g. `io.debezium.time.MicroTimestamp`):
+    /// a type Avro does not know, said beside it.
+    connect_names: Vec<(NodeId, Box<str>)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -106,14 +109,24 @@ impl Schema {
         let mut parser = Parser {
             nodes: Vec::new(),
             names: HashMap::new(),
+            connect_names: Vec::new(),
         };
         let root = parser.parse(json, "", 0)?;
         let schema = Schema {
             nodes: parser.nodes,
             root,
+            connect_names: parser.connect_names,
         };
         schema.check_bounds()?;
         Ok(schema)
+    }
+
+    /// Kafka Connect's name of the primitive at `node` (`connect.name`), if it has one.
+    pub fn connect_name(&self, node: NodeId) -> Option<&str> {
+        self.connect_names
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, name)| &**name)
     }
 
     /// Walks the schema as [`describe`](Self::describe) does — from the root, and from each
@@ -360,6 +373,17 @@ pub enum FieldDiff {
     },
 }
 
+impl FieldDiff {
+    /// The field's name.
+    pub fn field(&self) -> &str {
+        match self {
+            FieldDiff::Missing { field, .. }
+            | FieldDiff::Added { field, .. }
+            | FieldDiff::Changed { field, .. } => field,
+        }
+    }
+}
+
 impl fmt::Display for FieldDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -404,6 +428,7 @@ impl fmt::Display for LogicalName<'_> {
 struct Parser {
     nodes: Vec<Node>,
     names: HashMap<String, NodeId>,
+    connect_names: Vec<(NodeId, Box<str>)>,
 }
 
 impl Parser {
@@ -612,7 +637,11 @@ impl Parser {
                             (Node::String(_), Some("uuid")) => Node::String(Logical::Uuid),
                             (n, _) => n,
                         };
-                        Ok(self.push(node))
+                        let id = self.push(node);
+                        if let Some(name) = obj.get("connect.name").and_then(Json::as_str) {
+                            self.connect_names.push((id, name.into()));
+                        }
+                        Ok(id)
                     }
                 }
             }

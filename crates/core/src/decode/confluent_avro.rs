@@ -16,6 +16,7 @@ use crate::engine::TopicId;
 use crate::envelope::{DecodeWith, EnvelopeLayout, Event, Hint, Position, PositionField};
 use crate::hashmap::FastMap;
 use crate::origins::{Epoch, Origins, PlaceError};
+use crate::rules::{ColumnRules, TableRules};
 use crate::source::{FetchError, RegisteredSchema, SchemaSource};
 use crate::wire::{self, WireError};
 
@@ -83,7 +84,11 @@ struct PartCache {
     /// The writer's row schema differs structurally from the reference's.
     drift: bool,
     plan: Arc<Plan>,
+    /// The plan without column rules, for rows shown to people; compiled when first needed
+    /// (`None` also when the rules change nothing).
+    render: Option<Arc<Plan>>,
     writer: Arc<Compiled>,
+    reference: Arc<Compiled>,
     key: KeyCache,
     /// What decoding learned of this partition's last envelopes.
     hint: Hint,
@@ -104,6 +109,8 @@ struct Topic {
     checked: Vec<u32>,
     /// Per partition (boxed: taken out and put back at every record).
     parts: Vec<Option<Box<PartCache>>>,
+    /// The column rules of the topic's table, and their number among the decoder's (0: none).
+    rules: Option<(u32, Arc<TableRules>)>,
 }
 
 /// The Confluent-Avro decoder: schemas fetched once per id, plans compiled once per (writer,
@@ -113,7 +120,12 @@ pub struct ConfluentAvro {
     check_subjects: bool,
     leading: bool,
     schemas: FastMap<u32, Arc<Compiled>>,
-    plans: FastMap<(u32, u32), Arc<Plan>>,
+    /// By (writer, reference, the rules' number).
+    plans: FastMap<(u32, u32, u32), Arc<Plan>>,
+    rules: ColumnRules,
+    /// Each table's rules, numbered from 1 in the order tables came.
+    table_rules: Vec<Arc<TableRules>>,
+    rule_notes: Vec<String>,
     scratch: Scratch,
     key_scratch: Scratch,
     topics: Vec<Topic>,
@@ -137,6 +149,9 @@ impl ConfluentAvro {
             leading,
             schemas: FastMap::default(),
             plans: FastMap::default(),
+            rules: ColumnRules::default(),
+            table_rules: Vec::new(),
+            rule_notes: Vec::new(),
             scratch: Scratch::default(),
             key_scratch: Scratch::default(),
             topics: Vec::new(),
@@ -145,6 +160,12 @@ impl ConfluentAvro {
             last: (0, 0),
             origins: Origins::default(),
         }
+    }
+
+    /// With column rules (see [`crate::rules`]) applied to every table's rows.
+    pub fn with_rules(mut self, rules: ColumnRules) -> ConfluentAvro {
+        self.rules = rules;
+        self
     }
 
     /// The schema of `id`, fetched for a record of topic `ti` (its key's when `key`).
@@ -193,6 +214,8 @@ impl ConfluentAvro {
         Ok(Ok(c))
     }
 
+    /// The plan reading `writer`'s rows (`rows`) or keys as `reference`'s; rows under the
+    /// column rules `rules` (their number, and them).
     fn plan(
         &mut self,
         writer: &Arc<Compiled>,
@@ -200,11 +223,12 @@ impl ConfluentAvro {
         reference: &Arc<Compiled>,
         rid: u32,
         rows: bool,
+        rules: Option<&(u32, Arc<TableRules>)>,
     ) -> Arc<Plan> {
         let key = if rows {
-            (wid, rid)
+            (wid, rid, rules.map_or(0, |r| r.0))
         } else {
-            (wid | KEY_BIT, rid)
+            (wid | KEY_BIT, rid, 0)
         };
         if let Some(p) = self.plans.get(&key) {
             return p.clone();
@@ -224,7 +248,22 @@ impl ConfluentAvro {
         } else {
             (writer.schema.root(), reference.schema.root())
         };
-        let p = Arc::new(Plan::compile(&writer.schema, w, &reference.schema, r));
+        let (p, notes) = Plan::compile_ruled(
+            &writer.schema,
+            w,
+            &reference.schema,
+            r,
+            rules.map(|r| &*r.1),
+        );
+        if let Some((_, t)) = rules {
+            for n in notes {
+                let n = format!("{}: {n}", t.table);
+                if !self.rule_notes.contains(&n) {
+                    self.rule_notes.push(n);
+                }
+            }
+        }
+        let p = Arc::new(p);
         self.plans.insert(key, p.clone());
         p
     }
@@ -297,7 +336,7 @@ impl ConfluentAvro {
         } else {
             key_rid
         };
-        let key_plan = self.plan(&key_writer, kid, &key_reference, key_rid, false);
+        let key_plan = self.plan(&key_writer, kid, &key_reference, key_rid, false, None);
         let reference = self
             .schemas
             .get(&rid)
@@ -308,13 +347,28 @@ impl ConfluentAvro {
         } else {
             rid
         };
-        let plan = self.plan(&writer, vid, &reference, rid, true);
+        let rules = self.topics[ti].rules.clone();
+        let plan = self.plan(&writer, vid, &reference, rid, true, rules.as_ref());
+        let mut drift = reference.row_fp != writer.row_fp;
+        if drift && let Some((_, t)) = &rules {
+            // A difference in columns the rules ignore is not a drift.
+            drift = match (&reference.layout, &writer.layout) {
+                (Ok(rl), Ok(wl)) => {
+                    Schema::field_diff(&reference.schema, rl.row, &writer.schema, wl.row)
+                        .iter()
+                        .any(|d| !t.ignores(d.field()))
+                }
+                _ => true,
+            };
+        }
         Ok(Ok(PartCache {
             vid,
             rid,
-            drift: reference.row_fp != writer.row_fp,
+            drift,
             plan,
+            render: None,
             writer,
+            reference,
             key: KeyCache {
                 kid,
                 rid: key_rid,
@@ -416,14 +470,25 @@ impl Decoder for ConfluentAvro {
     type Source<'s> = dyn SchemaSource + 's;
     type Poison = Poison;
 
-    fn add_topic(&mut self, topic: TopicId, name: &str, partitions: u32) {
+    fn add_topic(&mut self, topic: TopicId, name: &str, table: &str, partitions: u32) {
         debug_assert_eq!(topic as usize, self.topics.len());
         self.topics.push(Topic {
             value_subject: format!("{name}-value"),
             key_subject: format!("{name}-key"),
             checked: Vec::new(),
             parts: (0..partitions).map(|_| None).collect(),
+            rules: None,
         });
+        if let Some(t) = self.rules.for_table(table) {
+            let i = match self.table_rules.iter().position(|r| r.table == t.table) {
+                Some(i) => i,
+                None => {
+                    self.table_rules.push(t);
+                    self.table_rules.len() - 1
+                }
+            };
+            self.topics[topic as usize].rules = Some((i as u32 + 1, self.table_rules[i].clone()));
+        }
         self.origins.add_topic(partitions);
     }
 
@@ -467,6 +532,16 @@ impl Decoder for ConfluentAvro {
     /// (Drill-down only: the key is read again rather than kept at every record.)
     fn kept(&mut self, key: &[u8], value: &[u8], event: &Event) -> Kept {
         let (ti, pi) = (self.last.0 as usize, self.last.1 as usize);
+        // Rows as written: compared under the column rules, shown without them.
+        if self.topics[ti].rules.is_some()
+            && let Some(mut c) = self.topics[ti].parts[pi].take()
+        {
+            if c.render.is_none() {
+                let render = self.plan(&c.writer, c.vid, &c.reference.clone(), c.rid, true, None);
+                c.render = Some(render);
+            }
+            self.topics[ti].parts[pi] = Some(c);
+        }
         let Some(c) = self.topics[ti].parts[pi].as_deref() else {
             return Kept {
                 key: Vec::new(),
@@ -489,7 +564,9 @@ impl Decoder for ConfluentAvro {
         let row = match (wire::split(value), event.image) {
             (Ok((_, datum)), Some((a, b))) => {
                 let mut r = Reader::new(&datum[a as usize..b as usize]);
-                c.plan
+                c.render
+                    .as_deref()
+                    .unwrap_or(&c.plan)
                     .canonical(&c.writer.schema, &mut r, &mut self.scratch)
                     .ok()
                     .map(|b| b.bytes().to_vec())
@@ -521,6 +598,10 @@ impl Decoder for ConfluentAvro {
 
     fn schema_text(&self, schema: u32) -> Option<&str> {
         self.schemas.get(&schema).map(|c| c.reg.schema.as_str())
+    }
+
+    fn rule_notes(&self) -> &[String] {
+        &self.rule_notes
     }
 
     fn field_diff(&self, expected: u32, actual: u32) -> Vec<FieldDiff> {

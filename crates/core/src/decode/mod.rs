@@ -109,8 +109,9 @@ pub trait Decoder {
     /// Why a record cannot be read: it goes to the dead-letter topic, this said of it.
     type Poison: std::error::Error;
 
-    /// Makes topic `topic` (ids in the order topics are added) known, with its partitions.
-    fn add_topic(&mut self, topic: TopicId, name: &str, partitions: u32);
+    /// Makes topic `topic` (ids in the order topics are added) known, with the table it
+    /// carries and its partitions.
+    fn add_topic(&mut self, topic: TopicId, name: &str, table: &str, partitions: u32);
 
     /// Grows a known topic to `partitions` partitions.
     fn add_partitions(&mut self, topic: TopicId, partitions: u32);
@@ -148,6 +149,12 @@ pub trait Decoder {
 
     /// The text of a schema seen, as registered (for the column types of repair statements).
     fn schema_text(&self, schema: u32) -> Option<&str>;
+
+    /// What column rules could not do (a treatment named for a column it does not fit), one
+    /// line each, `<table>: …`, in the order found.
+    fn rule_notes(&self) -> &[String] {
+        &[]
+    }
 
     /// The subject a topic's value schemas are registered under.
     fn subject(&self, topic: TopicId) -> &str;

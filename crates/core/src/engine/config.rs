@@ -126,6 +126,8 @@ pub struct EngineConfig {
     pub lag_by: LagBy,
     /// How much memory the engine may hold before it gives up on a span of a replica.
     pub limits: super::Limits,
+    /// What rows are compared without, or compared loosely on.
+    pub rules: crate::rules::ColumnRules,
 }
 
 /// The time a replica's lag is measured in.
@@ -156,6 +158,7 @@ impl Default for EngineConfig {
             origin_span: (None, None),
             lag_by: LagBy::RecordTime,
             limits: super::Limits::default(),
+            rules: Default::default(),
         }
     }
 }

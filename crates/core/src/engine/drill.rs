@@ -210,6 +210,11 @@ impl<D: Decoder> Engine<D> {
         ))
     }
 
+    /// What column rules could not do, `<table>: …` a line each (see [`crate::rules`]).
+    pub fn rule_notes(&self) -> &[String] {
+        self.decoder.rule_notes()
+    }
+
     /// The text of a value schema seen, as registered.
     pub fn schema_text(&self, schema: u32) -> Option<&str> {
         self.decoder.schema_text(schema)

@@ -302,7 +302,8 @@ impl Engine {
     /// records in the Confluent wire format.
     pub fn new(cfg: EngineConfig, primary: &str, replicas: &[&str]) -> Engine {
         let leading = matches!(cfg.ranges, KeyRanges::Integer { .. });
-        let decoder = ConfluentAvro::new(cfg.position.clone(), cfg.check_subjects, leading);
+        let decoder = ConfluentAvro::new(cfg.position.clone(), cfg.check_subjects, leading)
+            .with_rules(cfg.rules.clone());
         Engine::with_decoder(cfg, decoder, primary, replicas)
     }
 }

@@ -53,12 +53,13 @@ impl<D: Decoder> Engine<D> {
         table: &str,
         partitions: u32,
     ) -> TopicId {
+        let table_name = table;
         let table = self.table_id(table);
         let id = self.topics.len() as TopicId;
         if stream == PRIMARY {
             self.tables[table as usize].primary_topic = Some(id);
         }
-        self.decoder.add_topic(id, name, partitions);
+        self.decoder.add_topic(id, name, table_name, partitions);
         self.topics.push(Topic {
             name: name.to_string(),
             stream,

@@ -8,13 +8,20 @@ use serde_json::Value as Json;
 use super::canonical::{canonical_f32, canonical_f64, decimal_value, minimal_twos_complement};
 use super::{DecimalRepr, FieldOp, Op, OpId};
 use crate::avro::reader::{MAX_DEPTH, write_long};
-use crate::avro::schema::{Logical, Node, NodeId, Schema};
+use crate::avro::schema::{Field, Logical, Node, NodeId, Schema};
+use crate::rules::{TableRules, Treatment};
 
 pub(super) struct Compiler<'s> {
     pub(super) writer: &'s Schema,
     pub(super) reader: &'s Schema,
     pub(super) ops: Vec<Op>,
     pub(super) memo: HashMap<(NodeId, NodeId), OpId>,
+    /// Column rules for the root record's fields (see [`crate::rules`]).
+    pub(super) rules: Option<&'s TableRules>,
+    /// What the rules could not do, for the user.
+    pub(super) notes: Vec<String>,
+    /// The rules changed what the plan emits.
+    pub(super) ruled: bool,
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -25,7 +32,7 @@ enum Match {
 }
 
 impl Compiler<'_> {
-    fn push(&mut self, op: Op) -> OpId {
+    pub(super) fn push(&mut self, op: Op) -> OpId {
         self.ops.push(op);
         (self.ops.len() - 1) as OpId
     }
@@ -218,61 +225,116 @@ impl Compiler<'_> {
             },
             (Array(wi), Array(ri)) => Op::Array(self.compile(*wi, *ri)),
             (Map(wv), Map(rv)) => Op::Map(self.compile(*wv, *rv)),
-            (Record { fields: wf, .. }, Record { fields: rf, .. }) => {
-                let mut fields = Vec::with_capacity(wf.len());
-                let mut last = None;
-                let mut in_order = true;
-                for f in wf {
-                    match rf.iter().position(|g| g.name == f.name) {
-                        Some(j) => {
-                            if last.is_some_and(|l| j <= l) {
-                                in_order = false;
-                            }
-                            last = Some(j);
-                            let op = self.compile(f.node, rf[j].node);
-                            fields.push(FieldOp::Read {
-                                reader_index: j as u32,
-                                op,
-                            });
-                        }
-                        None => fields.push(FieldOp::Skip(f.node)),
-                    }
-                }
-                let mut defaults = Vec::new();
-                for (j, g) in rf.iter().enumerate() {
-                    if wf.iter().any(|f| f.name == g.name) {
-                        continue;
-                    }
-                    let mut bytes = Vec::new();
-                    match g
-                        .default
-                        .as_ref()
-                        .map(|d| encode_default(self.reader, g.node, d, &mut bytes, 0))
-                    {
-                        Some(Ok(())) => defaults.push((j as u32, bytes)),
-                        Some(Err(why)) => {
-                            return Op::Fail(format!("default of field `{}`: {why}", g.name));
-                        }
-                        None => {
-                            return Op::Fail(format!(
-                                "field `{}` is missing from the writer and has no default",
-                                g.name
-                            ));
-                        }
-                    }
-                }
-                Op::Record {
-                    fields,
-                    defaults,
-                    in_order,
-                    reader_fields: rf.len() as u32,
-                }
-            }
+            (Record { fields: wf, .. }, Record { fields: rf, .. }) => self.record(wf, rf, None),
             _ => Op::Fail(format!(
                 "writer type {} cannot be read as {}",
                 self.writer.describe(w),
                 self.reader.describe(r)
             )),
+        }
+    }
+
+    /// The root: a record's fields under the column rules, if any.
+    pub(super) fn compile_root(&mut self, w: NodeId, r: NodeId) -> OpId {
+        let Some(rules) = self.rules else {
+            return self.compile(w, r);
+        };
+        match (self.writer.node(w).clone(), self.reader.node(r).clone()) {
+            (Node::Record { fields: wf, .. }, Node::Record { fields: rf, .. }) => {
+                let op = self.record(&wf, &rf, Some(rules));
+                self.push(op)
+            }
+            _ => self.compile(w, r),
+        }
+    }
+
+    fn record(&mut self, wf: &[Field], rf: &[Field], rules: Option<&TableRules>) -> Op {
+        let ignored = |name: &str| rules.is_some_and(|t| t.ignores(name));
+        let treatments = |name: &str| {
+            rules.map_or(Vec::new(), |t| {
+                t.treatments(name)
+                    .into_iter()
+                    .filter(|(t, _)| *t != Treatment::Ignore)
+                    .collect()
+            })
+        };
+        {
+            let mut fields = Vec::with_capacity(wf.len());
+            let mut last = None;
+            let mut in_order = true;
+            for f in wf {
+                if ignored(&f.name) {
+                    self.ruled = true;
+                    fields.push(FieldOp::Skip(f.node));
+                    continue;
+                }
+                match rf.iter().position(|g| g.name == f.name) {
+                    Some(j) => {
+                        if last.is_some_and(|l| j <= l) {
+                            in_order = false;
+                        }
+                        last = Some(j);
+                        let mut op = self.compile(f.node, rf[j].node);
+                        for (t, named) in treatments(&f.name) {
+                            match self.treat(op, rf[j].node, t) {
+                                Some(treated) => {
+                                    self.ruled |= treated != op;
+                                    op = treated;
+                                }
+                                None if named => self.notes.push(format!(
+                                    "column `{}` ({}): {t} does not apply",
+                                    f.name,
+                                    self.reader.describe(rf[j].node)
+                                )),
+                                None => {}
+                            }
+                        }
+                        fields.push(FieldOp::Read {
+                            reader_index: j as u32,
+                            op,
+                        });
+                    }
+                    None => fields.push(FieldOp::Skip(f.node)),
+                }
+            }
+            let mut defaults = Vec::new();
+            for (j, g) in rf.iter().enumerate() {
+                if wf.iter().any(|f| f.name == g.name) {
+                    continue;
+                }
+                if ignored(&g.name) {
+                    self.ruled = true;
+                    continue;
+                }
+                let mut bytes = Vec::new();
+                match g
+                    .default
+                    .as_ref()
+                    .map(|d| encode_default(self.reader, g.node, d, &mut bytes, 0))
+                {
+                    Some(Ok(())) => {
+                        for (t, _) in treatments(&g.name) {
+                            self.treat_default(&mut bytes, g.node, t);
+                        }
+                        defaults.push((j as u32, bytes))
+                    }
+                    Some(Err(why)) => {
+                        return Op::Fail(format!("default of field `{}`: {why}", g.name));
+                    }
+                    None => {
+                        return Op::Fail(format!(
+                            "field `{}` is missing from the writer and has no default",
+                            g.name
+                        ));
+                    }
+                }
+            }
+            Op::Record {
+                fields,
+                defaults,
+                in_order,
+                reader_fields: rf.len() as u32,
+            }
         }
     }
 }
