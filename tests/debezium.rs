@@ -254,6 +254,11 @@ fn seed_sql() -> String {
 
 /// A verifier configuration for the real topics.
 fn config(dir: &Path, name: &str) -> PathBuf {
+    config_with(dir, name, "")
+}
+
+/// [`config`] with `more` TOML after it.
+fn config_with(dir: &Path, name: &str, more: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         r#"[kafka]
@@ -283,8 +288,39 @@ summary-interval-s = 0
         alerts = alerts_topic(name),
         dlq = dlq_topic(name),
     );
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, text + more).unwrap();
     path
+}
+
+/// `replay` of everything in the topics under the config `cfg`: the keys its report names as
+/// differing, by table.
+fn replay_keys(dir: &Path, cfg: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let report = dir.join("replay.json");
+    let out = Command::new(BIN)
+        .args(["replay", "--offsets", "0..", "--config"])
+        .arg(cfg)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for d in report["divergences"].as_array().unwrap() {
+        if d["kind"] == "DataMismatch" {
+            for k in d["keys"].as_array().unwrap() {
+                named
+                    .entry(d["table"].as_str().unwrap().to_string())
+                    .or_default()
+                    .insert(k["key"].to_string());
+            }
+        }
+    }
+    named
 }
 
 fn alerts_topic(name: &str) -> String {
@@ -559,6 +595,44 @@ fn real_debezium_in_kafka_connect_json() {
         Some("customers")
     );
     eprintln!("json: {:#?}", summary(&a));
+
+    // A replica whose customer 31 is named in capitals: a difference, unless `name` is
+    // compared case-insensitively — and the tamper of 23 shows through that rule.
+    sql(
+        "replica",
+        "SET sql_log_bin = 0; UPDATE shop.customers SET name = UPPER(name) WHERE id = 31;",
+    );
+    sql(
+        "primary",
+        "UPDATE shop.customers SET email = 'kund31@example.no' WHERE id = 31;",
+    );
+    sql("primary", &work.transactions(10, false));
+    wait_captured();
+    let plain = replay_keys(dir.path(), &config(dir.path(), "json-plain"));
+    let ruled = replay_keys(
+        dir.path(),
+        &config_with(
+            dir.path(),
+            "json-ruled",
+            "[[verify.column-rules]]\ntable = \"customers\"\ncolumns = [\"name\"]\ncase-insensitive = true\n",
+        ),
+    );
+    let customers = |k: &BTreeMap<String, BTreeSet<String>>| {
+        k.get("customers")
+            .map(|s| s.iter().cloned().collect::<Vec<_>>())
+    };
+    assert_eq!(
+        customers(&plain),
+        Some(vec![r#"{"id":23}"#.to_string(), r#"{"id":31}"#.to_string()]),
+        "{plain:?}"
+    );
+    assert_eq!(
+        customers(&ruled),
+        Some(vec![r#"{"id":23}"#.to_string()]),
+        "{ruled:?}"
+    );
+    assert_eq!((plain.len(), ruled.len()), (1, 1), "{plain:?} {ruled:?}");
+    eprintln!("json: column rules: without {plain:?}, with {ruled:?}");
     stop_real_parts();
 }
 
@@ -784,6 +858,12 @@ fn real_debezium_on_real_replication() {
     let tamper = latest.values().find(|e| e.kind == "DataMismatch").unwrap();
     let tamper_keys: Vec<&str> = tamper.named_keys.iter().map(|k| k.0.as_str()).collect();
     assert_eq!(tamper_keys, [r#"{"id":17}"#], "{tamper:#?}");
+    // With the statement that puts the primary's row back.
+    let fix = tamper.repairs[0].as_deref().unwrap_or_default();
+    assert!(
+        fix.contains("`customers`") && fix.contains("17") && !fix.contains("tampered"),
+        "{fix}"
+    );
     let sql_orders: BTreeSet<String> = sql_keys.iter().map(|k| format!("{{\"id\":{k}}}")).collect();
     assert!(
         !drift_episode.named_keys.is_empty()
@@ -819,32 +899,9 @@ fn real_debezium_on_real_replication() {
     assert_eq!(dead_letters(&dlq_topic("catchup")), 0);
 
     // The exact keys: `replay` names what the SQL comparison finds.
-    let report = dir.path().join("replay.json");
-    let out = Command::new(BIN)
-        .args(["replay", "--offsets", "0..", "--config"])
-        .arg(&catch_cfg)
-        .arg("--report")
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "replay finds divergences: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Json = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for d in report["divergences"].as_array().unwrap() {
-        if d["kind"] == "DataMismatch" {
-            for k in d["keys"].as_array().unwrap() {
-                named
-                    .entry(d["table"].as_str().unwrap().to_string())
-                    .or_default()
-                    .insert(k["key"].to_string());
-            }
-        }
-    }
+    let named = replay_keys(dir.path(), &catch_cfg);
+    let report: Json =
+        serde_json::from_slice(&std::fs::read(dir.path().join("replay.json")).unwrap()).unwrap();
     let expected: BTreeSet<String> = sql_keys.iter().map(|k| format!("{{\"id\":{k}}}")).collect();
     assert_eq!(
         named.get("orders"),

@@ -323,6 +323,17 @@ fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) 
     // and table touched.
     for e in episodes.iter().filter(|e| e.kind == "DataMismatch") {
         assert!(!e.named_keys.is_empty(), "no key named: {e:#?}");
+        // Each with its repair: a statement on that table, or a comment saying why not.
+        for r in &e.repairs {
+            let r = r.as_deref().unwrap_or_default();
+            let table = format!("`{}`", e.table.as_deref().unwrap_or_default());
+            assert!(
+                r.contains(&table) || r.starts_with("--"),
+                "repair {r:?} of {}",
+                e.episode
+            );
+        }
+        assert_eq!(e.repairs.len(), e.named_keys.len());
         for (k, _, _) in &e.named_keys {
             let k: Json = serde_json::from_str(k).unwrap();
             assert!(
@@ -337,7 +348,16 @@ fn check_episodes(m: &Json, a: &[Alert], records: &[EpisodeRecord], what: &str) 
         }
     }
     let named: usize = episodes.iter().map(|e| e.named_keys.len()).sum();
-    eprintln!("{what}: {named} keys named");
+    let statements = episodes
+        .iter()
+        .flat_map(|e| &e.repairs)
+        .filter(|r| r.as_deref().is_some_and(|r| !r.starts_with("--")))
+        .count();
+    assert!(
+        named == 0 || statements > 0,
+        "no repair statement among {named} keys"
+    );
+    eprintln!("{what}: {named} keys named, {statements} with a repair statement");
     for e in &episodes {
         let own = records.iter().filter(|r| r.episode == e.episode).count();
         assert!(

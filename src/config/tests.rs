@@ -357,3 +357,62 @@ fn dotted_and_numeric_properties_are_read_as_text() {
     assert!(e.contains("sasl.password: expected a text value"), "{e}");
     assert!(!e.contains("hunter2"), "{e}");
 }
+
+fn load_file(text: &str) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("v.toml");
+    std::fs::write(&f, text).unwrap();
+    Config::load(Some(&f), &[], &[])
+}
+
+#[test]
+fn column_rules_are_read_one_treatment_each_and_named_in_errors() {
+    use cdc_verifier_core::rules::{TimeUnit, Treatment};
+    let c = load_file(
+        "[[verify.column-rules]]\ntable = \"orders\"\ncolumns = [\"updated_at\"]\nignore = true\n\
+         [[verify.column-rules]]\ntable = \"*\"\ncolumns = [\"*\"]\nfloat-decimals = 6\ntime-precision = \"ms\"\n",
+    )
+    .unwrap();
+    let rules = c.engine().rules;
+    let lines: Vec<String> = rules.0.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "orders: updated_at ignored",
+            "*: * floats rounded to 6 decimals",
+            "*: * times compared to the ms"
+        ]
+    );
+    assert_eq!(
+        rules.0[2].treatment,
+        Treatment::TimePrecision(TimeUnit::Millis)
+    );
+    assert!(Config::defaults().engine().rules.is_empty());
+    for (bad, says) in [
+        ("table = \"t\"\ncolumns = [\"a\"]\n", "no treatment"),
+        (
+            "table = \"t\"\ncolumns = [\"*\"]\nignore = true\n",
+            "`ignore` needs the columns named",
+        ),
+        (
+            "table = \"t\"\ncolumns = [\"a\"]\ntime-precision = \"min\"\n",
+            "expected \"s\", \"ms\"",
+        ),
+        (
+            "table = \"t\"\ncolumns = []\ncase-insensitive = true\n",
+            "`columns` must name",
+        ),
+        (
+            "table = \"t\"\ncolumns = [\"a\"]\nignore = true\ncase-insensitive = true\n",
+            "use it alone",
+        ),
+        (
+            "table = \"t\"\ncolumns = [\"a\"]\nround = 2\n",
+            "unknown field `round`",
+        ),
+    ] {
+        let err = load_file(&format!("[[verify.column-rules]]\n{bad}")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(says), "{bad}: {msg}");
+    }
+}

@@ -271,7 +271,11 @@ pub(crate) fn drill_keys(
         {
             for k in &m.keys {
                 if !keys.iter().any(|x| x.key == k.key) {
-                    keys.push(k.clone());
+                    let mut k = k.clone();
+                    k.repair = Some(Box::new(report::repair_of(
+                        &v.engine, &d.replica, table, &k,
+                    )));
+                    keys.push(k);
                 }
             }
         }

@@ -2,8 +2,8 @@
 //! `docs/report-format.md`) and a self-contained HTML page rendered from it.
 
 pub mod html;
+mod repair;
 
-use cdc_verifier_core::repair;
 use cdc_verifier_core::verdict::{Divergence, Kind};
 use cdc_verifier_core::{SchemaSeen, Segment};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,12 @@ pub struct Report {
     pub replicas: Vec<ReplicaReport>,
     /// Every verdict, in the order it was reached.
     pub divergences: Vec<Divergence>,
+    /// The column rules rows were compared under (`verify.column-rules`), a line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub column_rules: Vec<String>,
+    /// What those rules could not do (a treatment that fits no column it names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,11 +126,8 @@ pub struct KeyRow {
 }
 
 /// A repair statement in both dialects (see `cdc_verifier_core::repair`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Repair {
-    pub mysql: String,
-    pub postgresql: String,
-}
+pub use cdc_verifier_core::repair::Statements as Repair;
+pub use repair::repair_of;
 
 impl Report {
     pub fn is_consistent(&self) -> bool {
@@ -262,38 +265,14 @@ pub fn build(
                     if keys.iter().any(|x| x.key == k.key) {
                         continue;
                     }
-                    // The repair reaches the primary's row as of everything read, not as of
-                    // the window where they first differed: the key may have changed since.
-                    let (last_p, last_r) = engine
-                        .final_images(name, &m.table, &k.key)
-                        .unwrap_or((k.primary.clone(), k.replica.clone()));
                     let row_of = |i: &Option<cdc_verifier_core::verdict::RowImage>| {
                         i.as_ref()
                             .map(|i| i.row.clone())
                             .unwrap_or(serde_json::Value::Null)
                     };
-                    let (target, current) = (row_of(&last_p), row_of(&last_r));
-                    let schema = last_p.as_ref().or(last_r.as_ref()).map(|i| i.schema_id);
-                    let columns = schema
-                        .and_then(|s| engine.schema_text(s))
-                        .map(repair::columns)
-                        .unwrap_or_default();
-                    let sql = |d| {
-                        if target == current {
-                            format!(
-                                "-- {}: the replica's row is the primary's at the end of the span",
-                                k.key
-                            )
-                        } else {
-                            repair::statement(d, &m.table, &columns, &k.key, &target)
-                        }
-                    };
                     let primary_row = row_of(&k.primary);
                     keys.push(KeyRow {
-                        repair: Repair {
-                            mysql: sql(repair::Dialect::MySql),
-                            postgresql: sql(repair::Dialect::Postgres),
-                        },
+                        repair: repair_of(engine, name, &m.table, k),
                         key: k.key.clone(),
                         window: m.window.map(|w| w.id).unwrap_or_default(),
                         range: Some(m.range.label.clone()),
@@ -351,6 +330,14 @@ pub fn build(
         streams,
         replicas,
         divergences: verdicts.to_vec(),
+        column_rules: engine
+            .config()
+            .rules
+            .0
+            .iter()
+            .map(|r| r.to_string())
+            .collect(),
+        rule_notes: engine.rule_notes().to_vec(),
     }
 }
 
@@ -372,6 +359,16 @@ pub fn summary_text(r: &Report) -> String {
         r.streams.len(),
         r.source.description
     );
+    if !r.column_rules.is_empty() {
+        let _ = writeln!(
+            s,
+            "compared under column rules: {}",
+            r.column_rules.join("; ")
+        );
+    }
+    for n in &r.rule_notes {
+        let _ = writeln!(s, "column rule not applied: {n}");
+    }
     let future: u64 = r.streams.iter().map(|s| s.future).sum();
     if future > 0 {
         let _ = writeln!(

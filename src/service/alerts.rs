@@ -198,7 +198,7 @@ impl AlertCodec {
             ("recovered", opt(d.recovered, |k| s(k.as_str()))),
             (
                 "keys",
-                Value::Array(d.keys.iter().map(episode::key_diff).collect()),
+                Value::Array(d.keys.iter().map(|k| episode::key_diff(k, false)).collect()),
             ),
             ("detected_at_ms", Value::Long(d.detected_at_ms)),
             ("emitted_at_ms", Value::Long(emitted_at_ms)),

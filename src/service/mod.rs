@@ -148,6 +148,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.primary.name,
         cfg.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    if !cfg.verify.column_rules.is_empty() {
+        let rules = cfg.engine().rules;
+        let rules: Vec<String> = rules.0.iter().map(|r| r.to_string()).collect();
+        tracing::info!("comparing under column rules: {}", rules.join("; "));
+    }
     svc.until_caught_up = args.until_caught_up;
     svc.run_loop(&signals)?;
     Ok(ExitCode::SUCCESS)
@@ -235,6 +240,7 @@ impl Service {
                 self.update_readiness();
                 self.warn_skew();
                 self.warn_held();
+                self.warn_rule_notes();
                 self.tick_episodes()?;
             }
             if self.cfg.service.summary_interval_s > 0 && last_summary.elapsed() >= summary_every {

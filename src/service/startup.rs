@@ -142,6 +142,7 @@ impl Service {
                 },
             ),
             oldest_open: None,
+            rule_notes_said: 0,
             origins_logged: (0, 0),
             changes_only_logged: Default::default(),
             skew_logged: 0,

@@ -134,6 +134,8 @@ pub(super) struct Service {
     pub episodes: cdc_verifier_core::episodes::Episodes,
     /// The oldest open window, since when it is, and whether that was said.
     pub oldest_open: Option<(i64, Instant, bool)>,
+    /// How many of the engine's column-rule notes were logged.
+    pub rule_notes_said: usize,
     /// GTID origins, and their returns, said so far.
     pub origins_logged: (u64, u64),
     /// Replicas whose unverified starting state was logged.

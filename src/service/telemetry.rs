@@ -94,6 +94,16 @@ impl Service {
         }
     }
 
+    /// Logs, once each, what column rules could not do (a treatment that fits no column it
+    /// names: a typo, or a column of another type).
+    pub(super) fn warn_rule_notes(&mut self) {
+        let notes = self.verifier.engine.rule_notes();
+        for n in &notes[self.rule_notes_said.min(notes.len())..] {
+            tracing::warn!("column rule not applied: {n}");
+        }
+        self.rule_notes_said = notes.len();
+    }
+
     pub(super) fn summary_line(&self, rate: f64) -> String {
         let e = &self.verifier.engine;
         let lag: Vec<String> = e

@@ -261,6 +261,8 @@ pub struct EpisodeRecord {
     /// The keys it names (as JSON), each with whether the primary and the replica have a row.
     pub named_keys: Vec<(String, bool, bool)>,
     pub keys_truncated: bool,
+    /// Each named key's repair statement (MySQL dialect), in the order of `named_keys`.
+    pub repairs: Vec<Option<String>>,
     pub summary: String,
     pub emitted_at_ms: i64,
 }
@@ -297,6 +299,13 @@ pub fn decode_episode(value: &[u8]) -> EpisodeRecord {
             other => panic!("not an array: {other:?}"),
         },
         keys_truncated: matches!(field(&v, "keys_truncated"), Value::Boolean(true)),
+        repairs: match field(&v, "named_keys") {
+            Value::Array(items) => items
+                .iter()
+                .map(|k| unwrap_union(field(k, "repair_mysql")).map(as_str))
+                .collect(),
+            other => panic!("not an array: {other:?}"),
+        },
         summary: as_str(field(&v, "summary")),
         emitted_at_ms: as_long(field(&v, "emitted_at_ms")),
     }

@@ -13,6 +13,13 @@ use serde_json::{Map, Value as Json};
 
 use crate::time::{civil_from_days, format_utc};
 
+/// A key's repair statement in both dialects.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Statements {
+    pub mysql: String,
+    pub postgresql: String,
+}
+
 /// How a column's values are written as SQL literals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {

@@ -130,6 +130,9 @@ pub struct KeyDiff {
     pub key: serde_json::Value,
     pub primary: Option<RowImage>,
     pub replica: Option<RowImage>,
+    /// What makes the replica's row the primary's, when worked out (the engine does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<Box<crate::repair::Statements>>,
 }
 
 /// A key range of a table: its index (hash bucket or ordered range) and how it reads.

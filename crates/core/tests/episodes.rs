@@ -61,6 +61,7 @@ fn mismatch(replica: &str, table: &str, r: u64, w: i64, at: i64, keys: &[i64]) -
             key: json!({ "id": k }),
             primary: None,
             replica: None,
+            repair: None,
         })
         .collect();
     Divergence::new(
@@ -536,6 +537,7 @@ fn key(id: i64) -> KeyDiff {
         key: json!({ "id": id }),
         primary: None,
         replica: None,
+        repair: None,
     }
 }
 

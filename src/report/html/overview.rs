@@ -241,4 +241,15 @@ pub(super) fn facts(out: &mut String, report: &Report, view: &View) {
         );
     }
     out.push_str("</p>\n");
+    if !report.column_rules.is_empty() {
+        out.push_str("<p class=\"source\"><b>Compared under column rules</b> ");
+        for (i, r) in report.column_rules.iter().enumerate() {
+            let sep = if i > 0 { " &middot; " } else { "" };
+            w!(out, "{sep}<span class=\"mono\">{}</span>", Esc(r));
+        }
+        for n in &report.rule_notes {
+            w!(out, "<br>not applied: {}", Esc(n));
+        }
+        out.push_str("</p>\n");
+    }
 }

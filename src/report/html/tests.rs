@@ -268,6 +268,10 @@ fn divergent() -> Report {
             },
         ],
         divergences: vec![drift, mismatch, lag, recovered],
+        column_rules: vec!["orders: updated_at ignored".into()],
+        rule_notes: vec![
+            "orders: column `status` (string): floats rounded to 2 decimals does not apply".into(),
+        ],
     }
 }
 
@@ -297,6 +301,8 @@ fn consistent() -> Report {
             ],
         }],
         divergences: Vec::new(),
+        column_rules: Vec::new(),
+        rule_notes: Vec::new(),
     }
 }
 
@@ -734,4 +740,15 @@ fn renders_in_headless_chromium() {
         "the screenshot looks empty ({} bytes)",
         bytes.len()
     );
+}
+
+#[test]
+fn the_column_rules_compared_under_are_listed_with_what_they_could_not_do() {
+    let page = render(&divergent());
+    assert!(page.contains("Compared under column rules"));
+    assert!(page.contains("<span class=\"mono\">orders: updated_at ignored</span>"));
+    assert!(page.contains(
+        "not applied: orders: column `status` (string): floats rounded to 2 decimals does not apply"
+    ));
+    assert!(!render(&consistent()).contains("column rules"));
 }

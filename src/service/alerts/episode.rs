@@ -94,7 +94,7 @@ impl EpisodeCodec {
             ),
             (
                 "named_keys",
-                Value::Array(ep.named_keys.iter().map(key_diff).collect()),
+                Value::Array(ep.named_keys.iter().map(|k| key_diff(k, true)).collect()),
             ),
             ("keys_truncated", Value::Boolean(ep.keys_truncated)),
             ("latest", s(&ep.latest)),
@@ -104,9 +104,10 @@ impl EpisodeCodec {
     }
 }
 
-/// A differing key as the alert records carry it: the key and both rows as JSON text.
-pub(super) fn key_diff(k: &KeyDiff) -> Value {
-    rec(vec![
+/// A differing key as the alert records carry it: the key and both rows as JSON text (and,
+/// in episodes, its repair statements).
+pub(super) fn key_diff(k: &KeyDiff, with_repair: bool) -> Value {
+    let mut fields = vec![
         ("key", s(&k.key.to_string())),
         (
             "primary_position",
@@ -124,7 +125,15 @@ pub(super) fn key_diff(k: &KeyDiff) -> Value {
             "replica_row",
             opt(k.replica.as_ref(), |i| s(&i.row.to_string())),
         ),
-    ])
+    ];
+    if with_repair {
+        fields.push(("repair_mysql", opt(k.repair.as_deref(), |r| s(&r.mysql))));
+        fields.push((
+            "repair_postgresql",
+            opt(k.repair.as_deref(), |r| s(&r.postgresql)),
+        ));
+    }
+    rec(fields)
 }
 
 #[cfg(test)]
@@ -163,6 +172,10 @@ mod tests {
                     key: serde_json::json!({"id": 7}),
                     primary: Some(image(5)),
                     replica: Some(image(6)),
+                    repair: Some(Box::new(cdc_verifier_core::repair::Statements {
+                        mysql: "REPLACE INTO `orders` (`id`) VALUES (7);".into(),
+                        postgresql: String::new(),
+                    })),
                 }],
                 keys_truncated: true,
                 consequences: [("orders".to_string(), 4)].into(),

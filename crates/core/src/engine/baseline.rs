@@ -296,6 +296,7 @@ impl<D: Decoder> Engine<D> {
                 key: self.render_key(k),
                 primary: self.render_side(&k.sides[PRIMARY as usize], w),
                 replica: self.render_side(&k.sides[r as usize], w),
+                repair: None,
             })
             .collect();
         out.sort_by_key(|a| a.key.to_string());
