@@ -273,7 +273,11 @@ pub(crate) fn drill_keys(
                 if !keys.iter().any(|x| x.key == k.key) {
                     let mut k = k.clone();
                     k.repair = Some(Box::new(report::repair_of(
-                        &v.engine, &d.replica, table, &k,
+                        &v.engine,
+                        &d.replica,
+                        table,
+                        &k,
+                        "the window",
                     )));
                     keys.push(k);
                 }

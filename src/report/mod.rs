@@ -272,7 +272,7 @@ pub fn build(
                     };
                     let primary_row = row_of(&k.primary);
                     keys.push(KeyRow {
-                        repair: repair_of(engine, name, &m.table, k),
+                        repair: repair_of(engine, name, &m.table, k, "the span"),
                         key: k.key.clone(),
                         window: m.window.map(|w| w.id).unwrap_or_default(),
                         range: Some(m.range.label.clone()),

@@ -6,8 +6,14 @@ use cdc_verifier_core::verdict::{KeyDiff, RowImage};
 
 /// The statements that make `replica`'s row of `k` in `table` the primary's as of everything
 /// `engine` read — not as of the window where they first differed: the key may have changed
-/// since. A comment when the rows are equal by then.
-pub fn repair_of(engine: &Engine, replica: &str, table: &str, k: &KeyDiff) -> Statements {
+/// since. A comment when the rows are equal by then (`until`: what was read, for it to say).
+pub fn repair_of(
+    engine: &Engine,
+    replica: &str,
+    table: &str,
+    k: &KeyDiff,
+    until: &str,
+) -> Statements {
     let (last_p, last_r) = engine
         .final_images(replica, table, &k.key)
         .unwrap_or((k.primary.clone(), k.replica.clone()));
@@ -25,7 +31,7 @@ pub fn repair_of(engine: &Engine, replica: &str, table: &str, k: &KeyDiff) -> St
     let sql = |d| {
         if target == current {
             format!(
-                "-- {}: the replica's row is the primary's at the end of the span",
+                "-- {}: the replica's row is the primary's at the end of {until}",
                 k.key
             )
         } else {

@@ -60,6 +60,11 @@ impl Service {
                 Ok(r) => {
                     self.partitions[pi].next = rec.offset + 1;
                     if let Some(Ingested::Poison(d)) = r {
+                        // A configuration that fits no record: stop and say so, rather than
+                        // dead-letter them all (the record is read again after the fix).
+                        if let Some(why) = self.verifier.engine.misconfigured() {
+                            anyhow::bail!("{why}");
+                        }
                         self.dead_letter(rec, key, value, &d);
                     }
                 }

@@ -112,8 +112,11 @@ pub enum LayoutError {
     NotARecord,
     #[error("the envelope has no `{0}` field")]
     MissingField(&'static str),
-    #[error("`source` has no position field `{0}`")]
-    NoPositionField(String),
+    #[error("`source` has no position field `{wanted}` (its fields: {})", available.join(", "))]
+    NoPositionField {
+        wanted: String,
+        available: Vec<String>,
+    },
     #[error("`before` and `after` are not the same row record")]
     RowMismatch,
 }

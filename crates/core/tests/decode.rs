@@ -237,3 +237,30 @@ fn schemas_are_fetched_for_the_topics_subjects_and_an_unavailable_source_is_not_
         ]
     );
 }
+
+#[test]
+fn a_position_field_the_envelopes_lack_is_a_misconfiguration_naming_the_fields_they_have() {
+    let mut f = Fixture::new();
+    f.dec = ConfluentAvro::new(PositionField::Field("origin".into()), true, false);
+    f.dec.add_topic(0, "primary.shop.orders", "orders", 1);
+    let ids = register(&mut f.src, "primary");
+    assert_eq!(f.dec.misconfigured(), None);
+    let (k, v) = wire_pair(&ids, &insert(1, 1), false);
+    assert!(matches!(
+        f.decode(0, Role::Primary, Some(&k), &v),
+        Err(Poison::NotAnEnvelope { .. })
+    ));
+    let why = f.dec.misconfigured().expect("said");
+    assert!(
+        why.contains("verify.position = \"origin\"")
+            && why.contains("primary.shop.orders-value")
+            && why.contains("their source fields are: version, ts_ms, gtid, pos"),
+        "{why}"
+    );
+    // With the right field, nothing to say.
+    let mut f = Fixture::new();
+    let ids = register(&mut f.src, "primary");
+    let (k, v) = wire_pair(&ids, &insert(1, 1), false);
+    event(f.decode(0, Role::Primary, Some(&k), &v));
+    assert_eq!(f.dec.misconfigured(), None);
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cdc_verifier_core::{Drill, LagBy, Progress};
+use cdc_verifier_core::{Drill, Ingested, LagBy, Progress};
 use cdc_verifier_kafka::consume::{Consumer, KafkaSettings};
 use cdc_verifier_kafka::source::RegistrySource;
 
@@ -112,7 +112,7 @@ pub(super) fn pass(
                     key: m.key(),
                     value: m.value(),
                 };
-                feed(cfg, &mut v, &rec, src);
+                feed(cfg, &mut v, &rec, src)?;
                 parts.next.insert(key, m.offset() + 1);
                 let topic = v.route(ti).expect("routed");
                 if m.offset() + 1 >= end || v.engine.passed_span(topic, m.partition(), slack) {
@@ -141,13 +141,29 @@ pub(super) fn pass(
     Ok(v)
 }
 
-/// Feeds one record; while the registry is away, waits and offers it again.
-fn feed(cfg: &Config, v: &mut Verifier, rec: &SourceRecord<'_>, src: &mut RegistrySource) {
+/// Feeds one record; while the registry is away, waits and offers it again. Fails on a
+/// configuration that fits no record (see `Engine::misconfigured`).
+fn feed(
+    cfg: &Config,
+    v: &mut Verifier,
+    rec: &SourceRecord<'_>,
+    src: &mut RegistrySource,
+) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
-    while let Err(e) = v.feed(rec, src) {
-        tracing::warn!(error = %e, "schema registry unavailable, retrying in {backoff:?}");
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
+    loop {
+        match v.feed(rec, src) {
+            Ok(r) => {
+                if let (Some(Ingested::Poison(_)), Some(why)) = (r, v.engine.misconfigured()) {
+                    anyhow::bail!("{why}");
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "schema registry unavailable, retrying in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(cfg.registry.retry_max_ms));
+            }
+        }
     }
 }
 

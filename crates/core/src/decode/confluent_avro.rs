@@ -13,7 +13,9 @@ use crate::avro::schema::{Node, Schema};
 use crate::avro::{FieldDiff, json};
 use crate::digest::{RowHasher, key_hash};
 use crate::engine::TopicId;
-use crate::envelope::{DecodeWith, EnvelopeLayout, Event, Hint, Position, PositionField};
+use crate::envelope::{
+    DecodeWith, EnvelopeLayout, Event, Hint, LayoutError, Position, PositionField,
+};
 use crate::hashmap::FastMap;
 use crate::origins::{Epoch, Origins, PlaceError};
 use crate::rules::{ColumnRules, TableRules};
@@ -126,6 +128,7 @@ pub struct ConfluentAvro {
     /// Each table's rules, numbered from 1 in the order tables came.
     table_rules: Vec<Arc<TableRules>>,
     rule_notes: Vec<String>,
+    misconfigured: Option<String>,
     scratch: Scratch,
     key_scratch: Scratch,
     topics: Vec<Topic>,
@@ -152,6 +155,7 @@ impl ConfluentAvro {
             rules: ColumnRules::default(),
             table_rules: Vec::new(),
             rule_notes: Vec::new(),
+            misconfigured: None,
             scratch: Scratch::default(),
             key_scratch: Scratch::default(),
             topics: Vec::new(),
@@ -199,7 +203,20 @@ impl ConfluentAvro {
                 }));
             }
         };
-        let layout = EnvelopeLayout::compile(&schema, &self.position).map_err(|e| e.to_string());
+        let layout = EnvelopeLayout::compile(&schema, &self.position);
+        if let (false, Err(LayoutError::NoPositionField { wanted, available })) = (key, &layout)
+            && self.misconfigured.is_none()
+        {
+            self.misconfigured = Some(format!(
+                "verify.position = \"{wanted}\", but the envelopes of {subject} (schema id {id}) \
+                 have no `source.{wanted}`; their source fields are: {}. Set verify.position to \
+                 the field both streams order transactions by: \"gtid\" (MySQL, MariaDB), \
+                 \"lsn\" (a PostgreSQL primary and its physical standby), \"ts_us\" (a \
+                 PostgreSQL logical subscriber: its commit time is the primary's)",
+                available.join(", ")
+            ));
+        }
+        let layout = layout.map_err(|e| e.to_string());
         let row_fp = layout
             .as_ref()
             .map(|l| schema.fingerprint(l.row))
@@ -602,6 +619,10 @@ impl Decoder for ConfluentAvro {
 
     fn rule_notes(&self) -> &[String] {
         &self.rule_notes
+    }
+
+    fn misconfigured(&self) -> Option<&str> {
+        self.misconfigured.as_deref()
     }
 
     fn field_diff(&self, expected: u32, actual: u32) -> Vec<FieldDiff> {

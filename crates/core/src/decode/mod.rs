@@ -150,6 +150,13 @@ pub trait Decoder {
     /// The text of a schema seen, as registered (for the column types of repair statements).
     fn schema_text(&self, schema: u32) -> Option<&str>;
 
+    /// A configuration that cannot work with these records, said once found (the configured
+    /// position field is not in the envelopes' `source`): the caller stops with it rather
+    /// than dead-lettering every record.
+    fn misconfigured(&self) -> Option<&str> {
+        None
+    }
+
     /// What column rules could not do (a treatment named for a column it does not fit), one
     /// line each, `<table>: …`, in the order found.
     fn rule_notes(&self) -> &[String] {

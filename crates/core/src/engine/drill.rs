@@ -211,6 +211,12 @@ impl<D: Decoder> Engine<D> {
         ))
     }
 
+    /// A configuration that cannot work with the records read (see
+    /// [`crate::decode::Decoder::misconfigured`]).
+    pub fn misconfigured(&self) -> Option<&str> {
+        self.decoder.misconfigured()
+    }
+
     /// What column rules could not do, `<table>: …` a line each (see [`crate::rules`]).
     pub fn rule_notes(&self) -> &[String] {
         self.decoder.rule_notes()

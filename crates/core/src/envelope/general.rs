@@ -51,6 +51,7 @@ impl GeneralWalk {
         let mut steps = Vec::with_capacity(fields.len());
         let (mut row_before, mut row_after, mut have_source, mut have_op, mut have_pos) =
             (None, None, false, false, false);
+        let mut source_fields: Vec<String> = Vec::new();
         for f in fields {
             let step = match f.name.as_str() {
                 "before" => {
@@ -76,6 +77,7 @@ impl GeneralWalk {
                         return Err(LayoutError::MissingField("source"));
                     }
                     let mut ss: Vec<SourceStep> = Vec::with_capacity(sf.len());
+                    source_fields = sf.iter().map(|g| g.name.clone()).collect();
                     for g in sf {
                         if g.name == position.name() {
                             have_pos = true;
@@ -122,7 +124,10 @@ impl GeneralWalk {
             return Err(LayoutError::MissingField("source"));
         }
         if !have_pos {
-            return Err(LayoutError::NoPositionField(position.name().to_string()));
+            return Err(LayoutError::NoPositionField {
+                wanted: position.name().to_string(),
+                available: source_fields,
+            });
         }
         let row = match (row_before, row_after) {
             (Some(b), Some(a)) => {
