@@ -442,3 +442,27 @@ fn refused_commits_are_retried_while_the_service_stays_up() {
     assert_eq!(errors.len(), 1, "one ERROR for the episode: {log}");
     assert!(log.contains("committing offsets again"), "{log}");
 }
+
+#[test]
+fn a_position_field_the_envelopes_lack_stops_the_verifier_naming_the_fields_they_have() {
+    support::require_services();
+    let run = Run::new("out-position");
+    run.simulate(500);
+    let out = run
+        .verifier(&["--until-caught-up", "--set", "verify.position=origin"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the verifier stops: {log}");
+    assert!(
+        log.contains("verify.position = \"origin\"")
+            && log.contains("have no `source.origin`; their source fields are: ")
+            && log.contains("gtid"),
+        "{log}"
+    );
+    // Nothing dead-lettered, nothing committed: after the fix, every record is read again.
+    assert_eq!(read_all(&run.dlq).len(), 0, "{log}");
+    for p in 0..2 {
+        assert_eq!(run.committed(&run.topic("primary"), p), None, "{log}");
+    }
+}
