@@ -195,7 +195,7 @@ fn concurrent(sessions: i64, from: i64, n: i64, currency: bool) {
     }
 }
 
-fn config(dir: &Path) -> PathBuf {
+fn config(dir: &Path, format: &str) -> PathBuf {
     let path = dir.join("live.toml");
     std::fs::write(
         &path,
@@ -225,25 +225,25 @@ summary-interval-s = 0
             bootstrap = support::bootstrap(),
             registry = support::registry_url(),
             group = support::unique_name("pg-live"),
-            alerts = alerts_topic(),
+            alerts = alerts_topic(format),
         ),
     )
     .unwrap();
     path
 }
 
-fn alerts_topic() -> String {
+fn alerts_topic(format: &str) -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("cdc-verifier.{}.verdicts", support::unique_name("pg")))
-        .clone()
+    let id = ID.get_or_init(|| support::unique_name("pg"));
+    format!("cdc-verifier.{id}-{format}.verdicts")
 }
 
 /// The verdicts published so far, as JSON.
-fn alerts() -> Vec<Json> {
+fn alerts(format: &str) -> Vec<Json> {
     let schema =
         apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
     let c = support::consumer(&support::unique_name("alerts"), "read_committed");
-    c.subscribe(&[&alerts_topic()]).unwrap();
+    c.subscribe(&[&alerts_topic(format)]).unwrap();
     support::poll_for(&c, Duration::from_secs(4))
         .iter()
         .map(|m| {
@@ -278,10 +278,10 @@ fn kinds(a: &[Json]) -> Vec<String> {
 }
 
 /// Waits until `done` holds of the verdicts published after the first `seen`.
-fn wait_alerts(seen: usize, what: &str, done: impl Fn(&[Json]) -> bool) -> Vec<Json> {
+fn wait_alerts(format: &str, seen: usize, what: &str, done: impl Fn(&[Json]) -> bool) -> Vec<Json> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let a = alerts();
+        let a = alerts(format);
         let new = a.get(seen..).unwrap_or_default().to_vec();
         if done(&new) {
             return new;
@@ -309,8 +309,22 @@ fn log_tail(dir: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// The tests of this file share the databases and the Connect worker: one at a time.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn real_debezium_on_a_postgres_logical_replica() {
+fn real_debezium_on_a_postgres_logical_replica_avro() {
+    story("avro");
+}
+
+/// The same story through Kafka Connect's JsonConverter (schemas enabled), read natively.
+#[test]
+fn real_debezium_on_a_postgres_logical_replica_json() {
+    story("json");
+}
+
+fn story(format: &str) {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     support::require_services();
     let dir = tempfile::tempdir().unwrap();
     script("debezium", &["down"], &[]);
@@ -330,7 +344,11 @@ fn real_debezium_on_a_postgres_logical_replica() {
     sql("primary", &seed);
     script("postgres", &["refresh"], &[]);
     wait_replicated();
-    script("debezium", &["up"], &[("DEBEZIUM_SOURCE", "postgres")]);
+    script(
+        "debezium",
+        &["up"],
+        &[("DEBEZIUM_SOURCE", "postgres"), ("DEBEZIUM_FORMAT", format)],
+    );
     for t in cdc_topics() {
         support::wait_for_topic(&t, if t.starts_with("primary") { 3 } else { 2 });
     }
@@ -338,7 +356,7 @@ fn real_debezium_on_a_postgres_logical_replica() {
     let _live = Live(
         Command::new(BIN)
             .args(["run", "--config"])
-            .arg(config(dir.path()))
+            .arg(config(dir.path(), format))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -349,7 +367,7 @@ fn real_debezium_on_a_postgres_logical_replica() {
     concurrent(4, 0, 50, false);
     wait_captured();
     std::thread::sleep(Duration::from_secs(3));
-    let a = alerts();
+    let a = alerts(format);
     assert!(
         a.is_empty(),
         "clean: {:#?}\n{}",
@@ -369,7 +387,9 @@ fn real_debezium_on_a_postgres_logical_replica() {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
-    let lag = wait_alerts(0, "stall", |a| a.iter().any(|x| x["kind"] == "ReplicaLag"));
+    let lag = wait_alerts(format, 0, "stall", |a| {
+        a.iter().any(|x| x["kind"] == "ReplicaLag")
+    });
     let lag_at = lag.iter().find(|x| x["kind"] == "ReplicaLag").unwrap()["emitted_at_ms"]
         .as_i64()
         .unwrap();
@@ -382,17 +402,24 @@ fn real_debezium_on_a_postgres_logical_replica() {
     // (Recovery is seen once the subscriber reaches windows after the backlog.)
     concurrent(2, 1500, 10, true);
     wait_captured();
-    // Every lag and silence recovered (each outage verdict followed by its Recovered).
-    wait_alerts(0, "stall recovered", |a| {
-        let opened = a
-            .iter()
-            .filter(|x| x["kind"] == "ReplicaLag" || x["kind"] == "StreamSilent")
-            .count();
-        let recovered = a.iter().filter(|x| x["kind"] == "Recovered").count();
-        opened > 0 && recovered >= opened
+    // Every lag and silence recovered: each (kind, table) followed by its Recovered.
+    wait_alerts(format, 0, "stall recovered", |a| {
+        let mut open: Vec<(String, String)> = Vec::new();
+        for x in a {
+            let kind = x["kind"].as_str().unwrap_or("");
+            if kind == "Recovered" {
+                let of = opt(x, "recovered").and_then(Json::as_str).unwrap_or("");
+                if let Some(i) = open.iter().position(|(k, t)| k == of && t == table(x)) {
+                    open.remove(i);
+                }
+            } else {
+                open.push((kind.to_string(), table(x).to_string()));
+            }
+        }
+        !a.is_empty() && open.is_empty()
     });
     std::thread::sleep(Duration::from_secs(3));
-    let stall = alerts();
+    let stall = alerts(format);
     assert!(
         stall.iter().all(|x| {
             let k = x["kind"].as_str().unwrap_or("");
@@ -421,13 +448,13 @@ fn real_debezium_on_a_postgres_logical_replica() {
         "UPDATE customers SET email = 'kund17@example.no' WHERE id = 17;",
     );
     concurrent(2, 2000, 10, true);
-    let tamper = wait_alerts(seen, "tamper", |a| {
+    let tamper = wait_alerts(format, seen, "tamper", |a| {
         a.iter()
             .any(|x| x["kind"] == "DataMismatch" && table(x) == "customers")
     });
     std::thread::sleep(Duration::from_secs(3));
     let tamper_at = tamper[0]["emitted_at_ms"].as_i64().unwrap();
-    let a = alerts();
+    let a = alerts(format);
     let tamper: Vec<Json> = a[seen..].to_vec();
     assert!(
         tamper
@@ -453,7 +480,7 @@ fn real_debezium_on_a_postgres_logical_replica() {
         "UPDATE customers SET email = 'ny' || id || '@example.no' WHERE id IN (3, 5);",
     );
     concurrent(2, 3000, 10, true);
-    let drift = wait_alerts(seen, "drift", |a| {
+    let drift = wait_alerts(format, seen, "drift", |a| {
         a.iter().any(|x| x["kind"] == "SchemaDrift")
             && a.iter()
                 .any(|x| x["kind"] == "DataMismatch" && table(x) == "customers")
@@ -475,7 +502,7 @@ fn real_debezium_on_a_postgres_logical_replica() {
     let drift_at = d["emitted_at_ms"].as_i64().unwrap();
 
     eprintln!(
-        "postgres: stall: {} (ReplicaLag {} ms after the ALTER, Recovered {} ms after the fix); tamper: {} ({} ms); drift: {} ({} ms)",
+        "postgres ({format}): stall: {} (ReplicaLag {} ms after the ALTER, Recovered {} ms after the fix); tamper: {} ({} ms); drift: {} ({} ms)",
         kinds(&stall).join(", "),
         lag_at - altered,
         recovered_at - fixed,
