@@ -187,22 +187,19 @@ fn capture_pass(
         .with_context(|| format!("reading {}", path.display()))?
     {
         last_ts = r.timestamp_ms;
-        let fed = v
-            .feed(
-                &SourceRecord {
-                    topic: r.topic as usize,
-                    partition: r.partition,
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms,
-                    key: r.key,
-                    value: r.value,
-                },
-                &mut src,
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let (Some(cdc_verifier_core::Ingested::Poison(_)), Some(why)) =
-            (fed, v.engine.misconfigured())
-        {
+        v.feed(
+            &SourceRecord {
+                topic: r.topic as usize,
+                partition: r.partition,
+                offset: r.offset,
+                timestamp_ms: r.timestamp_ms,
+                key: r.key,
+                value: r.value,
+            },
+            &mut src,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(why) = v.engine.misconfigured() {
             anyhow::bail!("{why}");
         }
         if v.records.is_multiple_of(65_536)

@@ -58,13 +58,14 @@ impl Service {
                 .feed(&source_record(rec, key, value), &mut self.src)
             {
                 Ok(r) => {
+                    // A configuration that cannot work with these records: stop and say so,
+                    // rather than dead-letter them all or compare what does not align
+                    // (nothing is committed: after the fix, they are read again).
+                    if let Some(why) = self.verifier.engine.misconfigured() {
+                        anyhow::bail!("{why}");
+                    }
                     self.partitions[pi].next = rec.offset + 1;
                     if let Some(Ingested::Poison(d)) = r {
-                        // A configuration that fits no record: stop and say so, rather than
-                        // dead-letter them all (the record is read again after the fix).
-                        if let Some(why) = self.verifier.engine.misconfigured() {
-                            anyhow::bail!("{why}");
-                        }
                         self.dead_letter(rec, key, value, &d);
                     }
                 }

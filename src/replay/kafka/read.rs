@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cdc_verifier_core::{Drill, Ingested, LagBy, Progress};
+use cdc_verifier_core::{Drill, LagBy, Progress};
 use cdc_verifier_kafka::consume::{Consumer, KafkaSettings};
 use cdc_verifier_kafka::source::RegistrySource;
 
@@ -152,8 +152,8 @@ fn feed(
     let mut backoff = Duration::from_millis(cfg.registry.retry_initial_ms);
     loop {
         match v.feed(rec, src) {
-            Ok(r) => {
-                if let (Some(Ingested::Poison(_)), Some(why)) = (r, v.engine.misconfigured()) {
+            Ok(_) => {
+                if let Some(why) = v.engine.misconfigured() {
                     anyhow::bail!("{why}");
                 }
                 return Ok(());

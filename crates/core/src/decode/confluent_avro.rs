@@ -113,6 +113,9 @@ struct Topic {
     parts: Vec<Option<Box<PartCache>>>,
     /// The column rules of the topic's table, and their number among the decoder's (0: none).
     rules: Option<(u32, Arc<TableRules>)>,
+    /// With `lsn` positions, whether a replica's change was looked at for the origin a logical
+    /// subscriber's events carry.
+    origin_checked: bool,
 }
 
 /// The Confluent-Avro decoder: schemas fetched once per id, plans compiled once per (writer,
@@ -170,6 +173,29 @@ impl ConfluentAvro {
     pub fn with_rules(mut self, rules: ColumnRules) -> ConfluentAvro {
         self.rules = rules;
         self
+    }
+
+    /// A replica's first change read with `lsn` positions: when it carries `source.origin`
+    /// (Debezium's PostgreSQL connector on a logical subscriber), its LSNs are the subscriber's
+    /// own and cannot be compared with the primary's. (Once per topic: the datum is rendered.)
+    fn check_origin(&mut self, topic: TopicId, c: &PartCache, datum: &[u8]) {
+        let schema = &c.writer.schema;
+        let Ok(v) = json::to_json(schema, schema.root(), &mut Reader::new(datum)) else {
+            return;
+        };
+        let origin = &v["source"]["origin"];
+        if origin.is_null() || self.misconfigured.is_some() {
+            return;
+        }
+        self.misconfigured = Some(format!(
+            "verify.position = \"lsn\", but {} comes from a logical subscription \
+             (source.origin = {origin}): a subscriber's LSNs are its own, none equals the \
+             primary's. Set verify.position = \"ts_us\": a subscriber's events carry the \
+             primary's commit time",
+            self.topics[topic as usize]
+                .value_subject
+                .trim_end_matches("-value")
+        ));
     }
 
     /// The schema of `id`, fetched for a record of topic `ti` (its key's when `key`).
@@ -432,6 +458,14 @@ impl ConfluentAvro {
         if let Err(e) = place(&mut self.origins, at, datum, ev) {
             return Ok(Err(e));
         }
+        if let Role::Replica { .. } = at.role
+            && self.position == PositionField::Lsn
+            && ev.op != crate::digest::Op::Read
+            && !self.topics[at.topic as usize].origin_checked
+        {
+            self.topics[at.topic as usize].origin_checked = true;
+            self.check_origin(at.topic, c, datum);
+        }
         if let Role::Replica { refs, passed } = at.role {
             if ev.position > passed {
                 return Ok(Ok(Read::Ahead));
@@ -495,6 +529,7 @@ impl Decoder for ConfluentAvro {
             checked: Vec::new(),
             parts: (0..partitions).map(|_| None).collect(),
             rules: None,
+            origin_checked: false,
         });
         if let Some(t) = self.rules.for_table(table) {
             let i = match self.table_rules.iter().position(|r| r.table == t.table) {
