@@ -440,21 +440,26 @@ fn is_outage(a: &Json) -> bool {
     outage(&a["kind"]) || (a["kind"] == "Recovered" && opt(a, "recovered").is_some_and(outage))
 }
 
-/// Outage verdicts (kind, table) not yet followed by their recovery.
+/// Outage verdicts (kind, table) not yet followed by their recovery (by counts: the alert
+/// topic's partitions do not keep the order of publication).
 fn unrecovered(a: &[Json]) -> Vec<(String, Option<String>)> {
-    let mut open: Vec<(String, Option<String>)> = Vec::new();
-    for x in a {
+    let mut open: BTreeMap<(String, Option<String>), i32> = BTreeMap::new();
+    for x in a.iter().filter(|x| is_outage(x)) {
         let table = opt(x, "table").and_then(Json::as_str).map(str::to_string);
-        if x["kind"] == "Recovered" {
-            let k = opt(x, "recovered").and_then(Json::as_str).unwrap_or("-");
-            if let Some(i) = open.iter().position(|o| o.0 == k && o.1 == table) {
-                open.remove(i);
-            }
-        } else if is_outage(x) {
-            open.push((x["kind"].as_str().unwrap_or("-").to_string(), table));
-        }
+        let (kind, step) = if x["kind"] == "Recovered" {
+            (
+                opt(x, "recovered").and_then(Json::as_str).unwrap_or("-"),
+                -1,
+            )
+        } else {
+            (x["kind"].as_str().unwrap_or("-"), 1)
+        };
+        *open.entry((kind.to_string(), table)).or_default() += step;
     }
-    open
+    open.into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 struct Live(Child);

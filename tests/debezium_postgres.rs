@@ -424,23 +424,24 @@ fn story(format: &str) {
     wait_captured();
     // Every lag and silence recovered: each (kind, table) followed by its Recovered.
     wait_alerts(format, &[], "stall recovered", |a| {
-        let mut open: Vec<(String, String)> = Vec::new();
+        // (By counts: the topic's partitions do not keep the order of publication.)
+        let mut open: std::collections::BTreeMap<(String, String), i32> = Default::default();
         for x in a {
             let kind = x["kind"].as_str().unwrap_or("");
-            if kind == "Recovered" {
-                let of = opt(x, "recovered").and_then(Json::as_str).unwrap_or("");
-                if let Some(i) = open.iter().position(|(k, t)| k == of && t == table(x)) {
-                    open.remove(i);
-                }
+            let (of, step) = if kind == "Recovered" {
+                (opt(x, "recovered").and_then(Json::as_str).unwrap_or(""), -1)
             } else {
-                open.push((kind.to_string(), table(x).to_string()));
-            }
+                (kind, 1)
+            };
+            *open
+                .entry((of.to_string(), table(x).to_string()))
+                .or_default() += step;
         }
         let lag_recovered = a.iter().any(|x| {
             x["kind"] == "Recovered"
                 && opt(x, "recovered").and_then(Json::as_str) == Some("ReplicaLag")
         });
-        lag_recovered && open.is_empty()
+        lag_recovered && open.values().all(|n| *n <= 0)
     });
     std::thread::sleep(Duration::from_secs(3));
     let stall = alerts(format);
@@ -488,6 +489,31 @@ fn story(format: &str) {
         kinds(&tamper)
     );
     let seen = a;
+    // The episode names the key, with its repair.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let named = loop {
+        let records =
+            support::verdicts::episode_records(&format!("{}.episodes", alerts_topic(format)));
+        let named = records
+            .iter()
+            .filter(|r| r.kind == "DataMismatch" && r.table.as_deref() == Some("customers"))
+            .flat_map(|r| {
+                r.named_keys
+                    .iter()
+                    .map(|k| k.0.clone())
+                    .zip(r.repairs.clone())
+            })
+            .find(|(k, _)| k == r#"{"id":17}"#);
+        if let Some(n) = named {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key 17 never named: {records:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(named.1.is_some(), "{named:?}");
 
     // 4. A column with another default on the subscriber.
     let drifted = now_ms();
