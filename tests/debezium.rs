@@ -18,6 +18,8 @@
 
 mod support;
 
+use support::cdc::{self, besides, is_outage, opt, unrecovered};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
@@ -47,22 +48,7 @@ fn now_ms() -> i64 {
 
 /// Runs one of the project's scripts; panics with its output when it fails.
 fn script(name: &str, args: &[&str]) {
-    script_env(name, args, &[]);
-}
-
-fn script_env(name: &str, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(root().join("scripts").join(name))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/{name} {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cdc::script(name, args, &[]);
 }
 
 /// Runs SQL on `server` (primary or replica); returns the rows, tab-separated.
@@ -119,37 +105,11 @@ fn cdc_topics() -> Vec<String> {
         .collect()
 }
 
-/// The sum of the CDC topics' end offsets.
-fn cdc_end_offsets() -> i64 {
-    let c = support::consumer(&support::unique_name("offsets"), "read_uncommitted");
-    let mut sum = 0;
-    for t in cdc_topics() {
-        let md = c.fetch_metadata(Some(&t), Duration::from_secs(10)).unwrap();
-        for topic in md.topics() {
-            for p in topic.partitions() {
-                sum += c
-                    .fetch_watermarks(&t, p.id(), Duration::from_secs(10))
-                    .map_or(0, |(_, high)| high);
-            }
-        }
-    }
-    sum
-}
-
 /// Waits until both connectors have written what the databases hold: the replica caught up
 /// and the topics' end offsets unchanged for 3 s.
 fn wait_captured() {
     wait_replicated();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (mut last, mut since) = (cdc_end_offsets(), Instant::now());
-    while since.elapsed() < Duration::from_secs(3) {
-        assert!(Instant::now() < deadline, "the CDC topics kept growing");
-        std::thread::sleep(Duration::from_millis(500));
-        let now = cdc_end_offsets();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
+    cdc::wait_stable(&cdc_topics());
 }
 
 /// The workload: deterministic multi-statement, multi-table transactions over the seeded
@@ -337,20 +297,8 @@ fn run_id() -> &'static str {
     ID.get_or_init(|| support::unique_name("run"))
 }
 
-/// One verdict read back from an alert topic, as JSON (the Avro record converted).
 fn alerts(topic: &str) -> Vec<Json> {
-    let schema =
-        apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
-    let c = support::consumer(&support::unique_name("alerts"), "read_committed");
-    c.subscribe(&[topic]).unwrap();
-    support::poll_for(&c, Duration::from_secs(4))
-        .iter()
-        .map(|m| {
-            let (_, datum) = support::confluent_unframe(m.payload().unwrap());
-            let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None).unwrap();
-            Json::try_from(v).unwrap()
-        })
-        .collect()
+    cdc::verdicts(topic)
 }
 
 fn dead_letters(topic: &str) -> usize {
@@ -360,10 +308,6 @@ fn dead_letters(topic: &str) -> usize {
 }
 
 /// A union's value (apache-avro renders `["null", T]` as the value or null).
-fn opt<'a>(v: &'a Json, name: &str) -> Option<&'a Json> {
-    v.get(name).filter(|x| !x.is_null())
-}
-
 fn summary(alerts: &[Json]) -> Vec<String> {
     alerts
         .iter()
@@ -418,48 +362,6 @@ fn wait_alerts_until(
             summary(&a)
         );
     }
-}
-
-/// `all` without (one each of) the alerts in `seen`.
-fn besides(all: Vec<Json>, seen: &[Json]) -> Vec<Json> {
-    let mut left: Vec<&Json> = seen.iter().collect();
-    all.into_iter()
-        .filter(|a| match left.iter().position(|s| *s == a) {
-            Some(i) => {
-                left.swap_remove(i);
-                false
-            }
-            None => true,
-        })
-        .collect()
-}
-
-/// An outage's verdicts: a stream behind or silent, and its recovery.
-fn is_outage(a: &Json) -> bool {
-    let outage = |k: &Json| k == "ReplicaLag" || k == "StreamSilent";
-    outage(&a["kind"]) || (a["kind"] == "Recovered" && opt(a, "recovered").is_some_and(outage))
-}
-
-/// Outage verdicts (kind, table) not yet followed by their recovery (by counts: the alert
-/// topic's partitions do not keep the order of publication).
-fn unrecovered(a: &[Json]) -> Vec<(String, Option<String>)> {
-    let mut open: BTreeMap<(String, Option<String>), i32> = BTreeMap::new();
-    for x in a.iter().filter(|x| is_outage(x)) {
-        let table = opt(x, "table").and_then(Json::as_str).map(str::to_string);
-        let (kind, step) = if x["kind"] == "Recovered" {
-            (
-                opt(x, "recovered").and_then(Json::as_str).unwrap_or("-"),
-                -1,
-            )
-        } else {
-            (x["kind"].as_str().unwrap_or("-"), 1)
-        };
-        *open.entry((kind.to_string(), table)).or_default() += step;
-    }
-    open.into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, _)| k)
-        .collect()
 }
 
 struct Live(Child);
@@ -552,7 +454,7 @@ fn start_real_parts(format: &str) {
     script("mariadb", &["up"]);
     sql("primary", &seed_sql());
     wait_replicated();
-    script_env("debezium", &["up"], &[("DEBEZIUM_FORMAT", format)]);
+    cdc::script("debezium", &["up"], &[("DEBEZIUM_FORMAT", format)]);
     // The snapshot creates the topics (a verifier discovers them once, at start).
     for t in cdc_topics() {
         support::wait_for_topic(&t, if t.starts_with("primary") { 3 } else { 2 });

@@ -18,13 +18,13 @@
 
 mod support;
 
+use support::cdc::{self, besides, opt, unrecovered};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use serde_json::Value as Json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
@@ -40,21 +40,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn script(name: &str, args: &[&str], env: &[(&str, &str)]) {
-    let out = Command::new(root().join("scripts").join(name))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scripts/{name} {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs SQL on `server` (primary or replica); returns the rows, `|`-separated.
@@ -113,35 +98,10 @@ fn cdc_topics() -> Vec<String> {
         .collect()
 }
 
-fn cdc_end_offsets() -> i64 {
-    let c = support::consumer(&support::unique_name("offsets"), "read_uncommitted");
-    let mut sum = 0;
-    for t in cdc_topics() {
-        let md = c.fetch_metadata(Some(&t), Duration::from_secs(10)).unwrap();
-        for topic in md.topics() {
-            for p in topic.partitions() {
-                sum += c
-                    .fetch_watermarks(&t, p.id(), Duration::from_secs(10))
-                    .map_or(0, |(_, high)| high);
-            }
-        }
-    }
-    sum
-}
-
 /// Waits until both connectors have written what the databases hold.
 fn wait_captured() {
     wait_replicated();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let (mut last, mut since) = (cdc_end_offsets(), Instant::now());
-    while since.elapsed() < Duration::from_secs(3) {
-        assert!(Instant::now() < deadline, "the CDC topics kept growing");
-        std::thread::sleep(Duration::from_millis(500));
-        let now = cdc_end_offsets();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
+    cdc::wait_stable(&cdc_topics());
 }
 
 const SCHEMA: &str = "
@@ -240,22 +200,7 @@ fn alerts_topic(format: &str) -> String {
 
 /// The verdicts published so far, as JSON.
 fn alerts(format: &str) -> Vec<Json> {
-    let schema =
-        apache_avro::Schema::parse_str(include_str!("../schemas/divergence.avsc")).unwrap();
-    let c = support::consumer(&support::unique_name("alerts"), "read_committed");
-    c.subscribe(&[&alerts_topic(format)]).unwrap();
-    support::poll_for(&c, Duration::from_secs(4))
-        .iter()
-        .map(|m| {
-            let (_, datum) = support::confluent_unframe(m.payload().unwrap());
-            let v = apache_avro::from_avro_datum(&schema, &mut &datum[..], None).unwrap();
-            Json::try_from(v).unwrap()
-        })
-        .collect()
-}
-
-fn opt<'a>(v: &'a Json, name: &str) -> Option<&'a Json> {
-    v.get(name).filter(|x| !x.is_null())
+    cdc::verdicts(&alerts_topic(format))
 }
 
 fn table(a: &Json) -> &str {
@@ -273,21 +218,6 @@ fn kinds(a: &[Json]) -> Vec<String> {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             )
-        })
-        .collect()
-}
-
-/// `all` without (one each of) the verdicts in `seen`: the topic's partitions do not keep
-/// the order of publication, so what is new is told by difference, not by count.
-fn besides(all: Vec<Json>, seen: &[Json]) -> Vec<Json> {
-    let mut left: Vec<&Json> = seen.iter().collect();
-    all.into_iter()
-        .filter(|a| match left.iter().position(|s| *s == a) {
-            Some(i) => {
-                left.swap_remove(i);
-                false
-            }
-            None => true,
         })
         .collect()
 }
@@ -347,9 +277,9 @@ fn story(format: &str) {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     support::require_services();
     let dir = tempfile::tempdir().unwrap();
-    script("debezium", &["down"], &[]);
-    script("postgres", &["down"], &[]);
-    script("postgres", &["up"], &[]);
+    cdc::script("debezium", &["down"], &[]);
+    cdc::script("postgres", &["down"], &[]);
+    cdc::script("postgres", &["up"], &[]);
     sql("primary", SCHEMA);
     sql("replica", SCHEMA);
     let seed: String = (1..=40)
@@ -362,9 +292,9 @@ fn story(format: &str) {
         })
         .collect();
     sql("primary", &seed);
-    script("postgres", &["refresh"], &[]);
+    cdc::script("postgres", &["refresh"], &[]);
     wait_replicated();
-    script(
+    cdc::script(
         "debezium",
         &["up"],
         &[("DEBEZIUM_SOURCE", "postgres"), ("DEBEZIUM_FORMAT", format)],
@@ -424,24 +354,11 @@ fn story(format: &str) {
     wait_captured();
     // Every lag and silence recovered: each (kind, table) followed by its Recovered.
     wait_alerts(format, &[], "stall recovered", |a| {
-        // (By counts: the topic's partitions do not keep the order of publication.)
-        let mut open: std::collections::BTreeMap<(String, String), i32> = Default::default();
-        for x in a {
-            let kind = x["kind"].as_str().unwrap_or("");
-            let (of, step) = if kind == "Recovered" {
-                (opt(x, "recovered").and_then(Json::as_str).unwrap_or(""), -1)
-            } else {
-                (kind, 1)
-            };
-            *open
-                .entry((of.to_string(), table(x).to_string()))
-                .or_default() += step;
-        }
         let lag_recovered = a.iter().any(|x| {
             x["kind"] == "Recovered"
                 && opt(x, "recovered").and_then(Json::as_str) == Some("ReplicaLag")
         });
-        lag_recovered && open.values().all(|n| *n <= 0)
+        lag_recovered && unrecovered(a).is_empty()
     });
     std::thread::sleep(Duration::from_secs(3));
     let stall = alerts(format);
@@ -582,6 +499,6 @@ fn story(format: &str) {
         "{log}"
     );
 
-    script("debezium", &["down"], &[]);
-    script("postgres", &["down"], &[]);
+    cdc::script("debezium", &["down"], &[]);
+    cdc::script("postgres", &["down"], &[]);
 }

@@ -14,6 +14,7 @@
 //! and drop it before the consumer.
 #![allow(dead_code)]
 
+pub mod cdc;
 pub mod verdicts;
 
 use std::sync::Mutex;
