@@ -76,6 +76,22 @@ pub struct Config {
     pub verify: VerifyConfig,
     pub alerts: AlertsConfig,
     pub service: ServiceConfig,
+    pub scale: ScaleConfig,
+}
+
+/// Several instances sharing the tables through a Kafka consumer group (docs/scaling.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScaleConfig {
+    /// Shards the tables are spread over (each table in one, by a hash of its name), shared by
+    /// the instances of one `kafka.group-id`; 0: this instance verifies every table alone.
+    pub shards: u32,
+    /// The topic whose partitions stand for the shards (created with `shards` partitions);
+    /// empty: `<kafka.group-id>.shards`.
+    pub shard_topic: String,
+    /// How long the group waits for an instance it does not hear from before giving its
+    /// shards to the others.
+    pub session_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -440,6 +456,11 @@ impl Config {
         if let Err(e) = self.verify.timing.check() {
             bail!("verify.{e}");
         }
+        if self.scale.shards > 0 && !(6000..=1_800_000).contains(&self.scale.session_timeout_ms) {
+            bail!(
+                "scale.session-timeout-ms must be between 6000 and 1800000 (the broker's default group.min/max.session.timeout.ms)"
+            );
+        }
         if self.service.discovery_interval_s == 0 {
             bail!("service.discovery-interval-s must be at least 1");
         }
@@ -531,6 +552,15 @@ impl Config {
             r.topic_prefix = format!("{prefix}{}.shop.", r.name);
         }
         self
+    }
+
+    /// The shard topic of `[scale]`.
+    pub fn shard_topic(&self) -> String {
+        if self.scale.shard_topic.is_empty() {
+            format!("{}.shards", self.kafka.group_id)
+        } else {
+            self.scale.shard_topic.clone()
+        }
     }
 
     /// The instance name in divergence events.

@@ -57,7 +57,7 @@ impl Service {
             offsets,
             checkpoint,
         };
-        let anchor = self.anchor();
+        let anchors = self.anchors();
         let Some(f) = settled(&mut self.frontiers, now, self.producer.acked_below()) else {
             return Ok(()); // outputs before every frontier kept are not all acknowledged yet
         };
@@ -76,7 +76,7 @@ impl Service {
                 continue;
             }
             let upto = settled.max(&p.committed);
-            let anchor = Some(i) == anchor;
+            let anchor = anchors.contains(&i);
             if *upto > p.committed || (anchor && checkpoint_changed) {
                 commits.push(Commit {
                     topic: &self.topic_names[p.topic_index as usize],

@@ -80,7 +80,9 @@ impl Service {
         let known: HashSet<&str> = self.topic_names.iter().map(String::as_str).collect();
         let mut by_table: BTreeMap<String, Vec<(usize, String, u32)>> = BTreeMap::new();
         for (t, n) in topics.iter().filter(|(t, _)| !known.contains(t.as_str())) {
-            if let Some((stream, table)) = self.cfg.route(t) {
+            if let Some((stream, table)) = self.cfg.route(t)
+                && self.owns(&table)
+            {
                 by_table
                     .entry(table)
                     .or_default()
@@ -156,7 +158,7 @@ impl Service {
             self.batches.add_topic(t, ti as u32);
         }
         if first {
-            self.restore_checkpoint(&committed);
+            self.restore_checkpoint(&parts, &committed);
         }
         self.log_added(topics);
         let names = &self.topic_names;
@@ -183,22 +185,50 @@ impl Service {
             .collect()
     }
 
-    /// The episodes in progress at the last commit: the newest checkpoint committed.
-    fn restore_checkpoint(&mut self, committed: &[Committed]) {
-        let newest = committed
+    /// The episodes in progress at the last commit: the newest checkpoint committed (sharing
+    /// shards, each shard's own, merged: a shard may come from another instance).
+    fn restore_checkpoint(&mut self, parts: &[(&str, u32)], committed: &[Committed]) {
+        let saved: Vec<(&str, Saved)> = parts
             .iter()
-            .filter(|c| !c.metadata.is_empty())
-            .filter_map(|c| match serde_json::from_str::<Saved>(&c.metadata) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring unreadable checkpoint metadata");
-                    None
-                }
-            })
-            .max_by_key(|s| s.saved_ms);
-        if let Some(s) = newest {
-            tracing::info!(checkpoint = ?s.checkpoint, "continuing the episodes of the last commit");
-            self.verifier.engine.restore(&s.checkpoint);
+            .zip(committed)
+            .filter(|(_, c)| !c.metadata.is_empty())
+            .filter_map(
+                |((t, _), c)| match serde_json::from_str::<Saved>(&c.metadata) {
+                    Ok(s) => Some((*t, s)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring unreadable checkpoint metadata");
+                        None
+                    }
+                },
+            )
+            .collect();
+        let checkpoint = match &self.shards {
+            None => saved
+                .into_iter()
+                .max_by_key(|(_, s)| s.saved_ms)
+                .map(|(_, s)| s.checkpoint),
+            Some(shards) => {
+                let tables: Vec<(&str, String)> = saved
+                    .iter()
+                    .filter_map(|(t, _)| Some((*t, self.cfg.route(t)?.1)))
+                    .collect();
+                let table_of = |t: &str| {
+                    tables
+                        .iter()
+                        .find(|(n, _)| *n == t)
+                        .map(|(_, table)| table.clone())
+                };
+                super::shards::merge(
+                    shards,
+                    saved
+                        .into_iter()
+                        .filter_map(|(t, s)| Some((table_of(t)?, s))),
+                )
+            }
+        };
+        if let Some(c) = checkpoint {
+            tracing::info!(checkpoint = ?c, "continuing the episodes of the last commit");
+            self.verifier.engine.restore(&c);
         }
     }
 

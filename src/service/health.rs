@@ -147,7 +147,8 @@ impl Service {
         for (i, (name, prefix)) in streams.iter().enumerate() {
             let read = (0..self.topic_names.len())
                 .any(|t| self.topic_routes[t].0 == i && !self.topic_gone[t]);
-            if !read {
+            // (A shard may hold no table of a stream.)
+            if !read && self.shards.is_none() {
                 let mut n = NotReady::new(
                     "no_topic",
                     format!("no topic with prefix `{prefix}` is read (none exists yet)"),

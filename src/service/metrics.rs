@@ -79,6 +79,10 @@ pub struct Snapshot {
     pub degraded_commit: bool,
     pub commit_failures: u64,
     pub commits: u64,
+    /// Shards of tables verified here (`[scale]`; 0 when not sharing).
+    pub shards_owned: u64,
+    /// Times this instance handed its shards back to its group (a rebalance).
+    pub shard_handoffs: u64,
     /// stream → topics read (deleted ones not counted).
     pub topics_read: BTreeMap<String, u64>,
     /// (stream, topic) → whether the topic is deleted now (topics once read).
@@ -341,6 +345,11 @@ impl Metrics {
                 "Partitions paused while the schema registry is unavailable.",
                 s.paused_partitions,
             ),
+            (
+                "cdc_verifier_shards_owned",
+                "Shards of tables this instance verifies ([scale]; 0 when it verifies every table alone, or stands by).",
+                s.shards_owned,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -395,6 +404,11 @@ impl Metrics {
                 "cdc_verifier_commit_failures_total",
                 "Offset commits that failed (tried again with growing pauses).",
                 s.commit_failures,
+            ),
+            (
+                "cdc_verifier_shard_handoffs_total",
+                "Times this instance handed its shards of tables back to its group ([scale]): another instance joined or left.",
+                s.shard_handoffs,
             ),
             (
                 "cdc_verifier_late_records_total",

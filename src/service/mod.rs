@@ -20,6 +20,7 @@ mod flow;
 mod health;
 mod metrics;
 mod publish;
+mod shards;
 mod startup;
 mod state;
 mod telemetry;
@@ -137,32 +138,84 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     endpoints::serve(cfg.service.listen, metrics.clone(), health.clone())?;
     tracing::info!(listen = %cfg.service.listen, "metrics on /metrics, health on /healthz and /readyz");
 
-    let mut svc = Service::start(&cfg, metrics, health)?;
-    svc.discover();
-    tracing::info!(
-        topics = svc.topic_names.len(),
-        partitions = svc.partitions.len(),
-        replicas = cfg.replicas.len(),
-        group = %cfg.kafka.group_id,
-        "verifying {} against {}",
-        cfg.primary.name,
-        cfg.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
-    );
     if !cfg.verify.column_rules.is_empty() {
         let rules = cfg.engine().rules;
         let rules: Vec<String> = rules.0.iter().map(|r| r.to_string()).collect();
         tracing::info!("comparing under column rules: {}", rules.join("; "));
     }
-    svc.until_caught_up = args.until_caught_up;
-    svc.run_loop(&signals)?;
+    let membership = match cfg.scale.shards {
+        0 => None,
+        _ => Some(shards::join(&cfg, &health)?),
+    };
+    let mut handoffs = 0;
+    loop {
+        let owned = match &membership {
+            None => None,
+            Some(m) => match shards::wait_for_shards(m, &cfg, &signals, &health) {
+                Some(s) => Some(s),
+                None => {
+                    tracing::info!("stopping: no shard was being verified");
+                    break;
+                }
+            },
+        };
+        let mut svc = Service::start(&cfg, metrics.clone(), health.clone())?;
+        if let Some(s) = &owned {
+            tracing::info!(
+                shards = %s.list(),
+                generation = s.generation,
+                "verifying the tables of shards {}",
+                s.list()
+            );
+        }
+        svc.shards = owned;
+        svc.shard_handoffs = handoffs;
+        svc.discover();
+        tracing::info!(
+            topics = svc.topic_names.len(),
+            partitions = svc.partitions.len(),
+            replicas = cfg.replicas.len(),
+            group = %cfg.kafka.group_id,
+            "verifying {} against {}",
+            cfg.primary.name,
+            cfg.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        svc.until_caught_up = args.until_caught_up;
+        match svc.run_loop(&signals, membership.as_ref())? {
+            LoopEnd::Stopped => break,
+            LoopEnd::HandedOff => {
+                handoffs += 1;
+                drop(svc);
+                if let Some(m) = &membership {
+                    m.release();
+                }
+                tracing::info!("shards handed back to the group: what was verified is committed");
+            }
+        }
+    }
+    if let Some(m) = membership {
+        m.leave();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How the verification loop ended.
+enum LoopEnd {
+    /// Stopped (a signal, or `--until-caught-up` done): drained and committed.
+    Stopped,
+    /// The group wants this instance's shards back: drained and committed, to be handed over.
+    HandedOff,
 }
 
 /// Alerts and dead letters waiting for Kafka beyond which no more records are read.
 const MAX_PENDING_OUTPUTS: usize = 100_000;
 
 impl Service {
-    fn run_loop(&mut self, signals: &AtomicBool) -> anyhow::Result<()> {
+    fn run_loop(
+        &mut self,
+        signals: &AtomicBool,
+        membership: Option<&cdc_verifier_kafka::membership::Membership>,
+    ) -> anyhow::Result<LoopEnd> {
         let commit_every = Duration::from_secs(1);
         let mut last_commit = Instant::now();
         let mut last_summary = Instant::now();
@@ -174,7 +227,8 @@ impl Service {
             if signals.load(Ordering::SeqCst) {
                 tracing::info!("stopping: finishing in-flight windows, publishing and committing");
                 self.health.stopping();
-                return self.drain(false);
+                self.drain(false)?;
+                return Ok(LoopEnd::Stopped);
             }
             if self.until_caught_up {
                 let settle = Duration::from_millis(
@@ -192,7 +246,8 @@ impl Service {
                             "every partition is read to its end: comparing the last windows and stopping"
                         );
                         self.health.stopping();
-                        return self.drain(true);
+                        self.drain(true)?;
+                        return Ok(LoopEnd::Stopped);
                     }
                 } else {
                     caught_up_since = None;
@@ -235,6 +290,16 @@ impl Service {
             self.advance()?;
             if last_commit.elapsed() >= commit_every {
                 last_commit = Instant::now();
+                if membership.is_some_and(|m| {
+                    m.standing() == cdc_verifier_kafka::membership::Standing::HandingOff
+                }) {
+                    tracing::info!(
+                        "the group rebalances: finishing in-flight windows, publishing and committing before handing the shards back"
+                    );
+                    self.health.starting("handing the shards back to the group");
+                    self.drain(false)?;
+                    return Ok(LoopEnd::HandedOff);
+                }
                 self.commit()?;
                 self.publish_metrics();
                 self.update_readiness();

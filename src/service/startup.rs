@@ -151,6 +151,8 @@ impl Service {
                 .expect("valid bounds"),
             record_age_recent: hdrhistogram::Histogram::new_with_bounds(1, 86_400_000, 2)
                 .expect("valid bounds"),
+            shards: None,
+            shard_handoffs: 0,
         })
     }
 }

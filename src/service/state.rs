@@ -147,9 +147,18 @@ pub(super) struct Service {
     /// last metrics snapshot.
     pub record_age: hdrhistogram::Histogram<u64>,
     pub record_age_recent: hdrhistogram::Histogram<u64>,
+    /// The shards of tables verified here (`[scale]`); `None`: every table.
+    pub shards: Option<super::shards::Shards>,
+    /// Times the shards were handed back to the group since the process started.
+    pub shard_handoffs: u64,
 }
 
 impl Service {
+    /// Whether `table` is verified by this instance.
+    pub fn owns(&self, table: &str) -> bool {
+        self.shards.as_ref().is_none_or(|s| s.owns(table))
+    }
+
     /// The index in `partitions` of a topic's partition.
     #[inline]
     pub fn part_of(&self, topic: u32, partition: u32) -> Option<usize> {
@@ -159,9 +168,28 @@ impl Service {
             .copied()
     }
 
-    /// The partition whose committed metadata carries the checkpoint: the first one read.
-    pub fn anchor(&self) -> Option<usize> {
-        self.partitions.iter().position(|p| !p.gone)
+    /// The partitions whose committed metadata carries the checkpoint: the first one read
+    /// (sharing shards, the first one read of each shard, so that whoever verifies a shard
+    /// next finds its episodes).
+    pub fn anchors(&self) -> Vec<usize> {
+        let Some(shards) = &self.shards else {
+            return self
+                .partitions
+                .iter()
+                .position(|p| !p.gone)
+                .into_iter()
+                .collect();
+        };
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, p) in self.partitions.iter().enumerate().filter(|(_, p)| !p.gone) {
+            let table = &self.topic_routes[p.topic_index as usize].1;
+            let shard = cdc_verifier_kafka::membership::shard_of(table, shards.total);
+            if seen.insert(shard) {
+                out.push(i);
+            }
+        }
+        out
     }
 }
 

@@ -203,6 +203,8 @@ impl Service {
         s.degraded_commit = self.commit_failing.is_some();
         s.commit_failures = self.commit_failures;
         s.commits = self.commits;
+        s.shards_owned = self.shards.as_ref().map_or(0, |x| x.owned.len() as u64);
+        s.shard_handoffs = self.shard_handoffs;
         for name in &names {
             s.topics_read.insert(name.clone(), 0);
         }

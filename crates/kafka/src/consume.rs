@@ -78,7 +78,7 @@ impl KafkaSettings {
     }
 
     /// The client's settings over `defaults`: the configured properties win.
-    fn config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+    pub(crate) fn config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in defaults {

@@ -7,6 +7,7 @@ pub mod batches;
 pub mod consume;
 pub mod end_offsets;
 mod ffi;
+pub mod membership;
 pub mod outbox;
 pub mod produce;
 pub mod registry;

@@ -1,0 +1,252 @@
+//! Scale-out (`[scale]`): the shards of tables this instance verifies, given by a Kafka consumer
+//! group that the instances of one `kafka.group-id` share (docs/scaling.md).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
+use cdc_verifier_kafka::membership::{Membership, Standing, shard_of};
+
+use super::health::Health;
+use super::state::Saved;
+use crate::clients;
+use crate::config::Config;
+use cdc_verifier_core::Checkpoint;
+
+/// The shards owned, out of how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shards {
+    pub total: u32,
+    pub owned: BTreeSet<u32>,
+    pub generation: u64,
+}
+
+impl Shards {
+    /// Whether `table` is verified here.
+    pub fn owns(&self, table: &str) -> bool {
+        self.owned.contains(&shard_of(table, self.total))
+    }
+
+    /// The shards, as the log says them.
+    pub fn list(&self) -> String {
+        let v: Vec<String> = self.owned.iter().map(u32::to_string).collect();
+        format!("[{}] of {}", v.join(", "), self.total)
+    }
+}
+
+/// The group's name: the consumer group of the shard topic, beside the one offsets are
+/// committed under.
+pub(super) fn group(cfg: &Config) -> String {
+    format!("{}.members", cfg.kafka.group_id)
+}
+
+/// Creates the shard topic (one partition per shard) when it does not exist, and joins the
+/// group sharing it.
+pub(super) fn join(cfg: &Config, health: &Health) -> anyhow::Result<Membership> {
+    let kafka = clients::kafka_settings(cfg);
+    let topic = cfg.shard_topic();
+    health.starting(&format!("joining the group sharing {topic}"));
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: cfg.scale.shards as i32,
+        configs: vec![("retention.ms".into(), "60000".into())],
+        replication: None,
+    };
+    ensure_topics(
+        &kafka,
+        std::slice::from_ref(&spec),
+        Existing::SamePartitions,
+        Duration::from_secs(15),
+    )
+    .with_context(|| {
+        format!(
+            "the shard topic {topic} must have scale.shards = {} partitions (every instance of group {} must be configured with the same scale.shards; to change it, stop them all and delete the topic)",
+            cfg.scale.shards, cfg.kafka.group_id
+        )
+    })?;
+    let session = Duration::from_millis(cfg.scale.session_timeout_ms);
+    // A hand-off drains as a stop does: it may take the shutdown timeout, and a little more.
+    let hand_off = Duration::from_secs(cfg.service.shutdown_timeout_s + 15);
+    let m = Membership::join(&kafka, &group(cfg), &topic, session, hand_off)
+        .with_context(|| format!("cannot join the group {} over {topic}", group(cfg)))?;
+    tracing::info!(
+        topic,
+        group = %group(cfg),
+        shards = cfg.scale.shards,
+        "sharing {} shards of tables with the other instances of the group",
+        cfg.scale.shards
+    );
+    Ok(m)
+}
+
+/// Waits until the group gives this instance shards to verify (`None`: a signal came first).
+/// An instance given none stands by, ready, until it is.
+pub(super) fn wait_for_shards(
+    m: &Membership,
+    cfg: &Config,
+    signals: &AtomicBool,
+    health: &Health,
+) -> Option<Shards> {
+    let mut standing = m.standing();
+    let mut said_standby = false;
+    let mut said_error: Option<String> = None;
+    loop {
+        if signals.load(Ordering::SeqCst) {
+            return None;
+        }
+        match &standing {
+            Standing::Owns { generation, shards } if !shards.is_empty() => {
+                return Some(Shards {
+                    total: cfg.scale.shards,
+                    owned: shards.clone(),
+                    generation: *generation,
+                });
+            }
+            Standing::Owns { .. } => {
+                health.beat();
+                health.set(Vec::new());
+                if !said_standby {
+                    said_standby = true;
+                    tracing::info!(
+                        "standing by: the group gave this instance no shard (more instances than scale.shards = {}); it takes shards over when another instance stops",
+                        cfg.scale.shards
+                    );
+                }
+            }
+            Standing::Joining => {
+                health.starting("joining the group: waiting for shards");
+                said_standby = false;
+            }
+            // Nothing was being verified: give them back at once.
+            Standing::HandingOff => m.release(),
+        }
+        if let Some(e) = m.error()
+            && said_error.as_ref() != Some(&e)
+        {
+            tracing::warn!(error = %e, group = %group(cfg), "the group's last rebalance failed: waiting for the next");
+            said_error = Some(e);
+        }
+        standing = m.wait_change(&standing, Duration::from_millis(200));
+    }
+}
+
+/// The checkpoint to continue from, out of those committed on the partitions of the tables
+/// verified here (each with its table): per shard the newest, each keeping only its shard's
+/// tables' episodes, merged — replica-wide state (lag, origins, skew) from the newest of all, a
+/// replica's starting state compared only where every shard's says so.
+pub(super) fn merge(
+    shards: &Shards,
+    saved: impl Iterator<Item = (String, Saved)>,
+) -> Option<Checkpoint> {
+    let mut newest: std::collections::BTreeMap<u32, Saved> = std::collections::BTreeMap::new();
+    for (table, s) in saved {
+        let shard = shard_of(&table, shards.total);
+        if !shards.owned.contains(&shard) {
+            continue;
+        }
+        if newest.get(&shard).is_none_or(|n| n.saved_ms < s.saved_ms) {
+            newest.insert(shard, s);
+        }
+    }
+    let latest = newest.values().max_by_key(|s| s.saved_ms)?;
+    let mut c = Checkpoint {
+        lagging: latest.checkpoint.lagging.clone(),
+        skew_seen_ms: newest
+            .values()
+            .map(|s| s.checkpoint.skew_seen_ms)
+            .max()
+            .unwrap_or(0),
+        origins: newest
+            .values()
+            .map(|s| &s.checkpoint.origins)
+            .max_by_key(|o| o.len())
+            .cloned()
+            .unwrap_or_default(),
+        started: latest
+            .checkpoint
+            .started
+            .iter()
+            .filter(|r| newest.values().all(|s| s.checkpoint.started.contains(r)))
+            .cloned()
+            .collect(),
+        ..Checkpoint::default()
+    };
+    for (shard, s) in &newest {
+        let own = |(_, t): &&(String, String)| shard_of(t, shards.total) == *shard;
+        c.drifting
+            .extend(s.checkpoint.drifting.iter().filter(own).cloned());
+        c.silent
+            .extend(s.checkpoint.silent.iter().filter(own).cloned());
+    }
+    c.drifting.sort();
+    c.silent.sort();
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(ms: i64, drifting: &[(&str, &str)], started: &[&str]) -> Saved {
+        Saved {
+            saved_ms: ms,
+            checkpoint: Checkpoint {
+                drifting: drifting
+                    .iter()
+                    .map(|(r, t)| (r.to_string(), t.to_string()))
+                    .collect(),
+                started: started.iter().map(|s| s.to_string()).collect(),
+                skew_seen_ms: ms,
+                ..Checkpoint::default()
+            },
+        }
+    }
+
+    #[test]
+    fn each_shard_continues_from_its_own_newest_checkpoint() {
+        let total = 64;
+        let (a, b) = (String::from("orders"), String::from("customers"));
+        assert_ne!(shard_of(&a, total), shard_of(&b, total));
+        assert!(
+            ![&a, &b]
+                .iter()
+                .any(|t| shard_of(t, total) == shard_of("products", total))
+        );
+        let shards = Shards {
+            total,
+            owned: [shard_of(&a, total), shard_of(&b, total)].into(),
+            generation: 1,
+        };
+        let c = merge(
+            &shards,
+            [
+                // orders' shard: an old instance's checkpoint, then a newer one where the
+                // drift of orders ended.
+                (
+                    a.clone(),
+                    saved(10, &[("r1", "orders"), ("r1", "customers")], &["r1", "r2"]),
+                ),
+                (a.clone(), saved(20, &[], &["r1", "r2"])),
+                // customers' shard: its own newest says customers drifts; it also names a
+                // table of another shard, which is not its to say.
+                (
+                    b.clone(),
+                    saved(15, &[("r1", "customers"), ("r2", "orders")], &["r1"]),
+                ),
+                // A shard not owned here is ignored.
+                ("products".into(), saved(99, &[("r1", "products")], &[])),
+            ]
+            .into_iter(),
+        )
+        .expect("a checkpoint");
+        assert_eq!(
+            c.drifting,
+            vec![("r1".to_string(), "customers".to_string())]
+        );
+        assert_eq!(c.started, vec!["r1".to_string()]);
+        assert_eq!(c.skew_seen_ms, 20);
+        assert!(merge(&shards, std::iter::empty()).is_none());
+    }
+}
