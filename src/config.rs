@@ -92,6 +92,9 @@ pub struct ScaleConfig {
     /// How long the group waits for an instance it does not hear from before giving its
     /// shards to the others.
     pub session_timeout_ms: u64,
+    /// How long the shards given must stay as they are before they are verified (instances
+    /// starting together would otherwise hand them over once per instance that joins).
+    pub settle_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

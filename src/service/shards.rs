@@ -98,11 +98,20 @@ pub(super) fn wait_for_shards(
         }
         match &standing {
             Standing::Owns { generation, shards } if !shards.is_empty() => {
-                return Some(Shards {
-                    total: cfg.scale.shards,
-                    owned: shards.clone(),
-                    generation: *generation,
-                });
+                // Instances starting together join one after another: each join takes every
+                // shard back. Verifying starts once the group stays as it is for a moment.
+                health.starting("given shards: waiting for the group to settle");
+                let settle = Duration::from_millis(cfg.scale.settle_ms);
+                let next = m.wait_change(&standing, settle);
+                if next == standing {
+                    return Some(Shards {
+                        total: cfg.scale.shards,
+                        owned: shards.clone(),
+                        generation: *generation,
+                    });
+                }
+                standing = next;
+                continue;
             }
             Standing::Owns { .. } => {
                 health.beat();

@@ -41,6 +41,8 @@ struct State {
     standing: Standing,
     generation: u64,
     released: bool,
+    /// Leaving the group: what was verified is committed already.
+    leaving: bool,
     /// The last rebalance error the group reported, for the caller to say.
     error: Option<String>,
 }
@@ -68,7 +70,7 @@ impl ConsumerContext for Ctx {
             let shared = &self.0;
             let mut s = shared.lock();
             let owned = matches!(&s.standing, Standing::Owns { shards, .. } if !shards.is_empty());
-            if owned {
+            if owned && !s.leaving {
                 s.standing = Standing::HandingOff;
                 s.released = false;
                 shared.changed.notify_all();
@@ -144,6 +146,7 @@ impl Membership {
                 standing: Standing::Joining,
                 generation: 0,
                 released: false,
+                leaving: false,
                 error: None,
             }),
             changed: Condvar::new(),
@@ -216,19 +219,20 @@ impl Membership {
         self.shared.changed.notify_all();
     }
 
-    /// Leaves the group (its shards go to the others at once).
-    pub fn leave(mut self) {
-        self.release();
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Leaves the group, what was verified committed: its shards go to the others at once.
+    pub fn leave(self) {
+        drop(self);
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.release();
+        {
+            let mut s = self.shared.lock();
+            s.leaving = true;
+            s.released = true;
+            self.shared.changed.notify_all();
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();

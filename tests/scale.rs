@@ -1,0 +1,181 @@
+//! Several `cdc-verifier run` instances sharing the tables as shards through a Kafka consumer
+//! group (`[scale]`), against the real broker: together they reach the verdicts one instance
+//! reaches, every table verified by exactly one of them. (Instances killed and restarted while
+//! sharing: the chaos suite's `sharded-kill` and `rolling-restart`.)
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Output};
+
+use serde_json::Value as Json;
+use support::verdicts::{Alert, alerts, score};
+
+const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
+
+struct Run {
+    prefix: String,
+}
+
+impl Run {
+    fn simulate(&self, events: u64) -> Json {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("manifest.json");
+        let out = Command::new(BIN)
+            .args(["simulate", "--scenario", "faults", "--events"])
+            .arg(events.to_string())
+            .args(["--topic-prefix", &self.prefix, "--partitions", "4"])
+            .args(["--bootstrap-servers", &support::bootstrap()])
+            .args(["--registry-url", &support::registry_url()])
+            .arg("--manifest")
+            .arg(&manifest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "simulate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap()
+    }
+
+    /// A verifier reading everything there is, under `group`, publishing to `out`'s topics.
+    fn verifier(&self, group: &str, out: &str, instance: &str, shards: u32) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["run", "--until-caught-up", "--topic-prefix", &self.prefix])
+            .args(["--group-id", group])
+            .args(["--bootstrap-servers", &support::bootstrap()])
+            .args(["--registry-url", &support::registry_url()]);
+        for set in [
+            format!("alerts.detail-topic={out}"),
+            format!("alerts.topic={out}.episodes"),
+            format!("alerts.dead-letter-topic={out}.dead-letter"),
+            format!("alerts.instance={instance}"),
+            "service.listen=127.0.0.1:0".to_string(),
+            "service.summary-interval-s=0".to_string(),
+            "verify.silent-after-ms=3000".to_string(),
+            format!("scale.shards={shards}"),
+            "scale.session-timeout-ms=6000".to_string(),
+        ] {
+            c.args(["--set", &set]);
+        }
+        c
+    }
+}
+
+fn check(out: &Output, what: &str) -> String {
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{what} failed:\n{log}");
+    log
+}
+
+/// (kind, replica, table, range, window) of each verdict but recoveries, with how many times
+/// it was published.
+fn verdicts(
+    a: &[Alert],
+) -> BTreeMap<(String, String, Option<String>, Option<u64>, Option<i64>), usize> {
+    let mut m = BTreeMap::new();
+    for x in a.iter().filter(|x| x.kind != "Recovered") {
+        *m.entry((
+            x.kind.clone(),
+            x.replica.clone(),
+            x.table.clone(),
+            x.range,
+            x.window.map(|w| w.0),
+        ))
+        .or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn three_instances_sharing_the_tables_reach_the_verdicts_of_one() {
+    support::require_services();
+    let run = Run {
+        prefix: format!("{}-", support::unique_name("scale")),
+    };
+    let m = run.simulate(100_000);
+    let one = format!("{}one", run.prefix);
+    check(
+        &run.verifier(&format!("{}g-one", run.prefix), &one, "one", 0)
+            .output()
+            .unwrap(),
+        "the single instance",
+    );
+
+    // Three instances started together, sharing 3 shards.
+    let shared = format!("{}shared", run.prefix);
+    let group = format!("{}g-shared", run.prefix);
+    let children: Vec<_> = (1..=3)
+        .map(|i| {
+            run.verifier(&group, &shared, &format!("i{i}"), 3)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let logs: Vec<String> = children
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            check(
+                &c.wait_with_output().unwrap(),
+                &format!("instance {}", i + 1),
+            )
+        })
+        .collect();
+    // Each verified tables of its own shard: the group gave each instance one.
+    let mut given = BTreeSet::new();
+    for (i, log) in logs.iter().enumerate() {
+        let first = log
+            .lines()
+            .find(|l| l.contains("verifying the tables of shards"))
+            .unwrap_or_else(|| panic!("instance {} was given no shard:\n{log}", i + 1));
+        given.insert(
+            first
+                .split("shards [")
+                .nth(1)
+                .unwrap()
+                .split(']')
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        given.len(),
+        3,
+        "each instance first verified a shard of its own: {given:?}"
+    );
+
+    let (a_one, a_shared) = (alerts(&one), alerts(&shared));
+    let (v_one, v_shared) = (verdicts(&a_one), verdicts(&a_shared));
+    assert!(!v_one.is_empty());
+    let keys = |v: &BTreeMap<_, usize>| v.keys().cloned().collect::<BTreeSet<_>>();
+    let (k_one, k_shared) = (keys(&v_one), keys(&v_shared));
+    assert!(
+        k_one == k_shared,
+        "sharing lost or invented verdicts: lost {:#?}, new {:#?}",
+        k_one.difference(&k_shared).collect::<Vec<_>>(),
+        k_shared.difference(&k_one).collect::<Vec<_>>()
+    );
+    let twice: Vec<_> = v_shared.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "verdicts published more than once: {twice:#?}"
+    );
+    let s = score(&m, &a_shared);
+    assert!(s.missed.is_empty(), "faults not reported: {:#?}", s.missed);
+    assert!(
+        s.unexplained.is_empty(),
+        "unexplained: {:#?}",
+        s.unexplained
+    );
+    eprintln!(
+        "scale: 1 instance {} verdicts; 3 instances sharing 3 shards {} verdicts, the same; {} faults, all reported",
+        a_one.len(),
+        a_shared.len(),
+        s.faults
+    );
+}
