@@ -177,7 +177,7 @@ impl Membership {
                     }
                     // Leaving at once hands the shards to the others without waiting for the
                     // session to expire.
-                    let _ = consumer.unsubscribe();
+                    consumer.unsubscribe();
                     let _ = consumer.poll(Duration::from_millis(100));
                     drop(consumer);
                 })
