@@ -69,11 +69,11 @@ fn check(out: &Output, what: &str) -> String {
     log
 }
 
-/// (kind, replica, table, range, window) of each verdict but recoveries, with how many times
-/// it was published.
-fn verdicts(
-    a: &[Alert],
-) -> BTreeMap<(String, String, Option<String>, Option<u64>, Option<i64>), usize> {
+/// (kind, replica, table, range, window) of a verdict.
+type Identity = (String, String, Option<String>, Option<u64>, Option<i64>);
+
+/// Each verdict but recoveries, with how many times it was published.
+fn verdicts(a: &[Alert]) -> BTreeMap<Identity, usize> {
     let mut m = BTreeMap::new();
     for x in a.iter().filter(|x| x.kind != "Recovered") {
         *m.entry((
