@@ -49,9 +49,18 @@ enum Fault {
     /// The replicas' connectors start 15 s late and create their topics at their first
     /// record, as Kafka Connect does: the verifier is running when they appear.
     LateTopic,
+    /// Three verifiers share the tables as three shards (`[scale]`); one is killed (kill -9)
+    /// and started again 15 s later: the others take its shard over, then give it back.
+    ShardedKill,
+    /// Three verifiers share the tables as three shards; each is stopped (SIGTERM) and started
+    /// again in turn, as a rolling deploy does.
+    RollingRestart,
 }
 
-const ALL: [(&str, Fault); 8] = [
+/// Verifiers sharing the tables, and shards, in the scenarios that have several.
+const SHARED: usize = 3;
+
+const ALL: [(&str, Fault); 10] = [
     ("broker-kill", Fault::BrokerKill),
     ("registry-hang", Fault::RegistryHang),
     ("alert-topic-deleted", Fault::AlertTopicDeleted),
@@ -60,6 +69,8 @@ const ALL: [(&str, Fault); 8] = [
     ("failover", Fault::Failover),
     ("future-record", Fault::FutureRecord),
     ("late-topic", Fault::LateTopic),
+    ("sharded-kill", Fault::ShardedKill),
+    ("rolling-restart", Fault::RollingRestart),
 ];
 
 /// What one scenario came to.
@@ -184,7 +195,14 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     }
     let mut traffic = run.traffic(events, rate, &manifest, &extra);
     support::wait_for_topic(&format!("{}primary.shop.orders", run.prefix), 2);
-    let mut v = Verifier::start(&run, &dir);
+    let sharing = matches!(fault, Fault::ShardedKill | Fault::RollingRestart);
+    let mut fleet: Vec<Verifier> = if sharing {
+        (1..=SHARED)
+            .map(|i| Verifier::start(&run, &dir, Some(i)))
+            .collect()
+    } else {
+        vec![Verifier::start(&run, &dir, None)]
+    };
 
     // The fault, about a third of the way into the traffic.
     std::thread::sleep(Duration::from_secs_f64(traffic_s / 3.0));
@@ -210,9 +228,23 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
             support::delete_topics(&[&run.alerts, &run.episodes()]);
         }
         Fault::VerifierKill => {
-            v.kill();
+            fleet[0].kill();
             std::thread::sleep(Duration::from_secs(2));
-            v.spawn();
+            fleet[0].spawn();
+        }
+        Fault::ShardedKill => {
+            fleet[1].kill();
+            // Past the group's session timeout (6 s) and settling (3 s): the others verify
+            // its shard meanwhile.
+            std::thread::sleep(Duration::from_secs(15));
+            fleet[1].spawn();
+        }
+        Fault::RollingRestart => {
+            for v in fleet.iter_mut() {
+                v.stop();
+                v.spawn();
+                std::thread::sleep(Duration::from_secs(5));
+            }
         }
         Fault::FutureRecord => {
             future = Some(stamp_ahead(
@@ -223,13 +255,21 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
         Fault::ReplicaSilent | Fault::Failover | Fault::LateTopic => {}
     }
     let span = (fault_start, wall_ms());
-    let recovery = v.recovery();
+    // (Sharing: the instance started last.)
+    let recovery = match fault {
+        Fault::ShardedKill => fleet[1].recovery(),
+        _ => fleet.last_mut().expect("a verifier").recovery(),
+    };
 
     let status = traffic.wait().unwrap();
     assert!(status.success(), "{name}: the simulator failed ({status})");
-    v.settle();
-    let futures_seen = v.metric("cdc_verifier_future_records_total");
-    v.stop();
+    for v in fleet.iter_mut() {
+        v.settle();
+    }
+    let futures_seen = fleet[0].metric("cdc_verifier_future_records_total");
+    for v in fleet.iter_mut() {
+        v.stop();
+    }
 
     let m: Json = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     let mut a = before_deletion;
@@ -433,9 +473,10 @@ struct Verifier {
 }
 
 impl Verifier {
-    fn start(run: &Run, dir: &Path) -> Verifier {
+    /// The verifier of `run`; the `i`-th of those sharing the tables as shards, if `share`.
+    fn start(run: &Run, dir: &Path, share: Option<usize>) -> Verifier {
         let port = free_port();
-        let args = [
+        let mut args = [
             "run",
             "--topic-prefix",
             &run.prefix,
@@ -462,11 +503,24 @@ impl Verifier {
         ]
         .map(String::from)
         .to_vec();
+        if let Some(i) = share {
+            for set in [
+                format!("scale.shards={SHARED}"),
+                "scale.session-timeout-ms=6000".into(),
+                format!("alerts.instance=verifier-{i}"),
+            ] {
+                args.extend(["--set".into(), set]);
+            }
+        }
+        let log = match share {
+            Some(i) => dir.join(format!("verifier-{i}.log")),
+            None => dir.join("verifier.log"),
+        };
         let mut v = Verifier {
             child: None,
             args,
             port,
-            log: dir.join("verifier.log"),
+            log,
         };
         v.spawn();
         v

@@ -83,6 +83,9 @@ pub struct Snapshot {
     pub shards_owned: u64,
     /// Times this instance handed its shards back to its group (a rebalance).
     pub shard_handoffs: u64,
+    /// What the other instances said of how far streams have written: taken in, refused.
+    pub reach_taken: u64,
+    pub reach_refused: u64,
     /// stream → topics read (deleted ones not counted).
     pub topics_read: BTreeMap<String, u64>,
     /// (stream, topic) → whether the topic is deleted now (topics once read).
@@ -409,6 +412,16 @@ impl Metrics {
                 "cdc_verifier_shard_handoffs_total",
                 "Times this instance handed its shards of tables back to its group ([scale]): another instance joined or left.",
                 s.shard_handoffs,
+            ),
+            (
+                "cdc_verifier_reach_taken_total",
+                "How far a stream has written, as other instances sharing the tables read it, taken in ([scale]).",
+                s.reach_taken,
+            ),
+            (
+                "cdc_verifier_reach_refused_total",
+                "The same, refused: positions of an origin the two instances order otherwise, or a stream not configured here.",
+                s.reach_refused,
             ),
             (
                 "cdc_verifier_late_records_total",

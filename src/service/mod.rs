@@ -143,10 +143,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let rules: Vec<String> = rules.0.iter().map(|r| r.to_string()).collect();
         tracing::info!("comparing under column rules: {}", rules.join("; "));
     }
-    let membership = match cfg.scale.shards {
-        0 => None,
-        _ => Some(shards::join(&cfg, &health)?),
+    let (membership, exchange) = match cfg.scale.shards {
+        0 => (None, None),
+        _ => {
+            let (m, e) = shards::join(&cfg, &health)?;
+            (Some(m), Some(Arc::new(e)))
+        }
     };
+    // This process on the reach topic (an instance name may be shared by a restarted one).
+    let exchange_key = format!(
+        "{}#{}-{}",
+        cfg.instance(),
+        std::process::id(),
+        crate::report::now_ms()
+    );
     let mut handoffs = 0;
     loop {
         let owned = match &membership {
@@ -170,6 +180,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         svc.shards = owned;
         svc.shard_handoffs = handoffs;
+        svc.exchange = exchange.clone();
+        svc.exchange_key = exchange_key.clone();
         svc.discover();
         tracing::info!(
             topics = svc.topic_names.len(),
@@ -300,6 +312,7 @@ impl Service {
                     self.drain(false)?;
                     return Ok(LoopEnd::HandedOff);
                 }
+                self.exchange_reach();
                 self.commit()?;
                 self.publish_metrics();
                 self.update_readiness();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
+use cdc_verifier_kafka::exchange::Exchange;
 use cdc_verifier_kafka::membership::{Membership, Standing, shard_of};
 
 use super::health::Health;
@@ -42,21 +43,39 @@ pub(super) fn group(cfg: &Config) -> String {
     format!("{}.members", cfg.kafka.group_id)
 }
 
-/// Creates the shard topic (one partition per shard) when it does not exist, and joins the
-/// group sharing it.
-pub(super) fn join(cfg: &Config, health: &Health) -> anyhow::Result<Membership> {
+/// The topic the instances tell each other how far each stream has written on.
+pub(super) fn reach_topic(cfg: &Config) -> String {
+    format!("{}.reach", cfg.shard_topic())
+}
+
+/// Creates the shard topic (one partition per shard) and the reach topic when they do not
+/// exist, and joins the group sharing the shards.
+pub(super) fn join(cfg: &Config, health: &Health) -> anyhow::Result<(Membership, Exchange)> {
     let kafka = clients::kafka_settings(cfg);
     let topic = cfg.shard_topic();
     health.starting(&format!("joining the group sharing {topic}"));
-    let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: cfg.scale.shards as i32,
-        configs: vec![("retention.ms".into(), "60000".into())],
+    let short = |partitions: i32, name: String| TopicSpec {
+        name,
+        partitions,
+        // Only what is recent matters: segments rolled and dropped within minutes.
+        configs: vec![
+            ("retention.ms".into(), "300000".into()),
+            ("segment.ms".into(), "60000".into()),
+        ],
         replication: None,
     };
     ensure_topics(
         &kafka,
-        std::slice::from_ref(&spec),
+        &[short(1, reach_topic(cfg))],
+        Existing::SamePartitions,
+        Duration::from_secs(15),
+    )
+    .with_context(|| format!("the reach topic {} must have 1 partition", reach_topic(cfg)))?;
+    let exchange = Exchange::open(&kafka, &reach_topic(cfg))
+        .with_context(|| format!("cannot read {}", reach_topic(cfg)))?;
+    ensure_topics(
+        &kafka,
+        &[short(cfg.scale.shards as i32, topic.clone())],
         Existing::SamePartitions,
         Duration::from_secs(15),
     )
@@ -78,7 +97,50 @@ pub(super) fn join(cfg: &Config, health: &Health) -> anyhow::Result<Membership> 
         "sharing {} shards of tables with the other instances of the group",
         cfg.scale.shards
     );
-    Ok(m)
+    Ok((m, exchange))
+}
+
+/// What one instance says of a stream on the reach topic.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Said {
+    reach: cdc_verifier_core::Reach,
+    origins: Vec<cdc_verifier_core::origins::Epoch>,
+}
+
+impl super::state::Service {
+    /// Tells the other instances how far each stream has written, as read here, and takes
+    /// in what they told.
+    pub(super) fn exchange_reach(&mut self) {
+        let Some(ex) = &self.exchange else {
+            return;
+        };
+        let me = &self.exchange_key;
+        let engine = &mut self.verifier.engine;
+        let origins = engine.origin_epochs();
+        for reach in engine.reach() {
+            let key = format!("{me}/{}", reach.stream);
+            let said = Said {
+                reach,
+                origins: origins.clone(),
+            };
+            if let Ok(v) = serde_json::to_vec(&said) {
+                ex.say(&key, &v);
+            }
+        }
+        for (key, value) in ex.heard() {
+            if key.starts_with(&format!("{me}/")) {
+                continue;
+            }
+            let Ok(said) = serde_json::from_slice::<Said>(&value) else {
+                continue;
+            };
+            if engine.note_elsewhere(&said.reach, &said.origins) {
+                self.reach_taken += 1;
+            } else {
+                self.reach_refused += 1;
+            }
+        }
+    }
 }
 
 /// Waits until the group gives this instance shards to verify (`None`: a signal came first).

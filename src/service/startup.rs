@@ -153,6 +153,10 @@ impl Service {
                 .expect("valid bounds"),
             shards: None,
             shard_handoffs: 0,
+            exchange: None,
+            exchange_key: String::new(),
+            reach_taken: 0,
+            reach_refused: 0,
         })
     }
 }

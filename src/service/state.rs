@@ -151,6 +151,13 @@ pub(super) struct Service {
     pub shards: Option<super::shards::Shards>,
     /// Times the shards were handed back to the group since the process started.
     pub shard_handoffs: u64,
+    /// Sharing shards: the topic the instances tell each other how far streams have written
+    /// on, this instance's key there, and what was heard (taken, or refused: origins ordered
+    /// otherwise, or an unknown stream).
+    pub exchange: Option<Arc<cdc_verifier_kafka::exchange::Exchange>>,
+    pub exchange_key: String,
+    pub reach_taken: u64,
+    pub reach_refused: u64,
 }
 
 impl Service {

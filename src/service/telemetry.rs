@@ -205,6 +205,8 @@ impl Service {
         s.commits = self.commits;
         s.shards_owned = self.shards.as_ref().map_or(0, |x| x.owned.len() as u64);
         s.shard_handoffs = self.shard_handoffs;
+        s.reach_taken = self.reach_taken;
+        s.reach_refused = self.reach_refused;
         for name in &names {
             s.topics_read.insert(name.clone(), 0);
         }

@@ -6,6 +6,7 @@ pub mod assign;
 pub mod batches;
 pub mod consume;
 pub mod end_offsets;
+pub mod exchange;
 mod ffi;
 pub mod membership;
 pub mod outbox;

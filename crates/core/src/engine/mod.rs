@@ -26,6 +26,7 @@ mod compare;
 mod config;
 mod confirm;
 mod drill;
+mod elsewhere;
 mod holding;
 mod ingest;
 mod span;
@@ -41,6 +42,7 @@ pub use bounds::{Held, Limits};
 pub use checkpoint::Checkpoint;
 pub use clock::FutureRecord;
 pub use config::{Drill, EngineConfig, LagBy, Timing, TimingError};
+pub use elsewhere::Reach;
 pub use timeline::{SchemaSeen, Segment, WindowStatus};
 
 use clock::{ClockIndex, LastBucket, Skew};

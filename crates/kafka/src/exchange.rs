@@ -1,0 +1,102 @@
+//! A small topic the verifiers sharing the tables tell each other things on (how far each
+//! stream has written, as each read it): every instance writes its own keys and reads
+//! everyone's. Nothing here is needed for correctness of what one instance commits; what is
+//! lost or late only makes a quiet shard wait longer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::consume::{ConsumeError, KafkaSettings};
+
+/// The exchange: what this instance says, what the others said.
+pub struct Exchange {
+    topic: String,
+    producer: BaseProducer,
+    heard: Mutex<Receiver<(String, Vec<u8>)>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Exchange {
+    /// Reads `topic` (one partition, which must exist) from its start, and writes to it.
+    pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Exchange, ConsumeError> {
+        let producer: BaseProducer = settings
+            .config_with(&[("linger.ms", "20"), ("acks", "1")])
+            .create()
+            .map_err(crate::secrets::redact)?;
+        let consumer: BaseConsumer = settings
+            .config_with(&[
+                ("group.id", "cdc-verifier-exchange"),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+                ("fetch.wait.max.ms", "100"),
+            ])
+            .create()
+            .map_err(crate::secrets::redact)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        let (tx, rx): (Sender<(String, Vec<u8>)>, _) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("exchange".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+                            continue;
+                        };
+                        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+                        if tx
+                            .send((key, m.payload().unwrap_or_default().to_vec()))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| ConsumeError::Spawn("exchange", e))?
+        };
+        Ok(Exchange {
+            topic: topic.to_string(),
+            producer,
+            heard: Mutex::new(rx),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Says `value` under `key` (a later record under one key replaces it). Best effort: a
+    /// full queue or a broker away loses it, and the next one says it again.
+    pub fn say(&self, key: &str, value: &[u8]) {
+        let _ = self
+            .producer
+            .send(BaseRecord::to(&self.topic).partition(0).key(key).payload(value));
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// Everything heard since the last call, in order, this instance's own records included.
+    pub fn heard(&self) -> Vec<(String, Vec<u8>)> {
+        let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        rx.try_iter().collect()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.producer.flush(Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
