@@ -210,6 +210,7 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     let mut before_deletion: Vec<Alert> = Vec::new();
     let mut episodes_before_deletion: Vec<EpisodeRecord> = Vec::new();
     let mut future = None;
+    let mut takeover = None;
     match fault {
         Fault::BrokerKill => {
             pair.services(&["kill", "kafka"]);
@@ -235,8 +236,10 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
         Fault::ShardedKill => {
             fleet[1].kill();
             // Past the group's session timeout (6 s) and settling (3 s): the others verify
-            // its shard meanwhile.
-            std::thread::sleep(Duration::from_secs(15));
+            // its shard meanwhile — how soon is the recovery.
+            let killed = Instant::now();
+            takeover = taken_over(&mut fleet, &[0, 2]);
+            std::thread::sleep(Duration::from_secs(15).saturating_sub(killed.elapsed()));
             fleet[1].spawn();
         }
         Fault::RollingRestart => {
@@ -245,6 +248,7 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
                 v.spawn();
                 std::thread::sleep(Duration::from_secs(5));
             }
+            takeover = taken_over(&mut fleet, &[0, 1, 2]);
         }
         Fault::FutureRecord => {
             future = Some(stamp_ahead(
@@ -255,10 +259,10 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
         Fault::ReplicaSilent | Fault::Failover | Fault::LateTopic => {}
     }
     let span = (fault_start, wall_ms());
-    // (Sharing: the instance started last.)
+    // (Sharing: until every shard is verified again.)
     let recovery = match fault {
-        Fault::ShardedKill => fleet[1].recovery(),
-        _ => fleet.last_mut().expect("a verifier").recovery(),
+        Fault::ShardedKill | Fault::RollingRestart => takeover,
+        _ => fleet[0].recovery(),
     };
 
     let status = traffic.wait().unwrap();
@@ -300,6 +304,28 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
         }
     }
     o
+}
+
+/// How long until the verifiers `alive` own every shard between them again, none degraded,
+/// nothing pending for output.
+fn taken_over(fleet: &mut [Verifier], alive: &[usize]) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < RECOVERY_BOUND {
+        let mut owned = 0.0;
+        let mut ok = true;
+        for &i in alive {
+            fleet[i].alive();
+            let v = &fleet[i];
+            owned += v.metric("cdc_verifier_shards_owned").unwrap_or(0.0);
+            ok &= v.metric("cdc_verifier_degraded") == Some(0.0)
+                && v.metric("cdc_verifier_output_pending") == Some(0.0);
+        }
+        if ok && owned == SHARED as f64 {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
 }
 
 /// Writes the newest record of `topic`'s partition 0 again (key and value), stamped

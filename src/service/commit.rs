@@ -199,6 +199,17 @@ impl Service {
                 records as f64 / secs
             );
         }
+        if self.exchange.is_some() {
+            tracing::info!(
+                records = self.reach_said.0,
+                bytes = self.reach_said.1,
+                taken = self.reach_taken,
+                refused = self.reach_refused,
+                "reach said: {} records, {} bytes",
+                self.reach_said.0,
+                self.reach_said.1
+            );
+        }
         let e = &self.verifier.engine;
         tracing::info!(
             events = self.verifier.records,

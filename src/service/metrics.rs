@@ -97,6 +97,9 @@ pub struct Snapshot {
 #[derive(Default)]
 pub struct Metrics {
     snapshot: Mutex<Snapshot>,
+    /// Shards of tables verified now (`[scale]`): set as they are given and handed back,
+    /// between the loop's snapshots.
+    pub shards_owned: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -105,7 +108,8 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let s = self.snapshot.lock().expect("metrics lock").clone();
+        let mut s = self.snapshot.lock().expect("metrics lock").clone();
+        s.shards_owned = self.shards_owned.load(std::sync::atomic::Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,

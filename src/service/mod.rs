@@ -178,6 +178,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 s.list()
             );
         }
+        metrics.shards_owned.store(
+            owned.as_ref().map_or(0, |s| s.owned.len() as u64),
+            Ordering::Relaxed,
+        );
         svc.shards = owned;
         svc.shard_handoffs = handoffs;
         svc.exchange = exchange.clone();
@@ -196,6 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match svc.run_loop(&signals, membership.as_ref())? {
             LoopEnd::Stopped => break,
             LoopEnd::HandedOff => {
+                metrics.shards_owned.store(0, Ordering::Relaxed);
                 handoffs += 1;
                 drop(svc);
                 if let Some(m) = &membership {
@@ -309,6 +314,7 @@ impl Service {
                         "the group rebalances: finishing in-flight windows, publishing and committing before handing the shards back"
                     );
                     self.health.starting("handing the shards back to the group");
+                    self.metrics.shards_owned.store(0, Ordering::Relaxed);
                     self.drain(false)?;
                     return Ok(LoopEnd::HandedOff);
                 }

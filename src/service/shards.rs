@@ -125,6 +125,8 @@ impl super::state::Service {
             };
             if let Ok(v) = serde_json::to_vec(&said) {
                 ex.say(&key, &v);
+                self.reach_said.0 += 1;
+                self.reach_said.1 += (key.len() + v.len()) as u64;
             }
         }
         for (key, value) in ex.heard() {

@@ -157,6 +157,7 @@ impl Service {
             exchange_key: String::new(),
             reach_taken: 0,
             reach_refused: 0,
+            reach_said: (0, 0),
         })
     }
 }

@@ -203,7 +203,6 @@ impl Service {
         s.degraded_commit = self.commit_failing.is_some();
         s.commit_failures = self.commit_failures;
         s.commits = self.commits;
-        s.shards_owned = self.shards.as_ref().map_or(0, |x| x.owned.len() as u64);
         s.shard_handoffs = self.shard_handoffs;
         s.reach_taken = self.reach_taken;
         s.reach_refused = self.reach_refused;

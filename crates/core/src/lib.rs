@@ -33,8 +33,8 @@ pub mod wire;
 pub use connect_json::{ConnectJson, ConnectJsonError, WithConnectJson};
 pub use digest::{KeyRanges, Lanes, Op, RangeDigest};
 pub use engine::{
-    Checkpoint, Drill, Engine, EngineConfig, FutureRecord, Held, Ingested, LagBy, Limits, Progress, Reach,
-    Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, Timing, TimingError, TopicId,
+    Checkpoint, Drill, Engine, EngineConfig, FutureRecord, Held, Ingested, LagBy, Limits, Progress,
+    Reach, Record, SchemaSeen, SchemaUnavailable, Segment, StreamId, Timing, TimingError, TopicId,
     WindowStatus,
 };
 pub use envelope::{BadPositionField, Position, PositionField};

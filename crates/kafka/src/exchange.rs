@@ -78,9 +78,12 @@ impl Exchange {
     /// Says `value` under `key` (a later record under one key replaces it). Best effort: a
     /// full queue or a broker away loses it, and the next one says it again.
     pub fn say(&self, key: &str, value: &[u8]) {
-        let _ = self
-            .producer
-            .send(BaseRecord::to(&self.topic).partition(0).key(key).payload(value));
+        let _ = self.producer.send(
+            BaseRecord::to(&self.topic)
+                .partition(0)
+                .key(key)
+                .payload(value),
+        );
         self.producer.poll(Duration::ZERO);
     }
 

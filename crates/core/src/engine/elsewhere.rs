@@ -53,11 +53,7 @@ impl<D: Decoder> Engine<D> {
             return false;
         };
         let ours = self.decoder.origins().epochs();
-        let common = ours
-            .iter()
-            .zip(origins)
-            .take_while(|(a, b)| a == b)
-            .count() as u64;
+        let common = ours.iter().zip(origins).take_while(|(a, b)| a == b).count() as u64;
         let epoch = r.tx >> SEQ_BITS;
         // (No origin on either side: positions are not GTIDs. One side without: it has not
         // placed the origin yet, and may place another first.)
