@@ -241,8 +241,18 @@ impl Service {
                 .set_progress(p.engine_topic, p.partition, progress);
         }
         self.all_read = all;
-        if all && self.caught_up_at.is_none() && self.first_record_at.is_some() {
-            self.caught_up_at = Some((Instant::now(), self.verifier.records));
+        if all
+            && self.caught_up_at.is_none()
+            && let Some(first) = self.first_record_at
+        {
+            let records = self.verifier.records;
+            self.caught_up_at = Some((Instant::now(), records));
+            let secs = first.elapsed().as_secs_f64().max(1e-6);
+            tracing::info!(
+                records,
+                seconds = secs,
+                "read everything: {records} records in {secs:.3} s"
+            );
         }
     }
 
