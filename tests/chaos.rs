@@ -243,10 +243,12 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
             fleet[1].spawn();
         }
         Fault::RollingRestart => {
-            for v in fleet.iter_mut() {
+            for (i, v) in fleet.iter_mut().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(Duration::from_secs(5));
+                }
                 v.stop();
                 v.spawn();
-                std::thread::sleep(Duration::from_secs(5));
             }
             takeover = taken_over(&mut fleet, &[0, 1, 2]);
         }

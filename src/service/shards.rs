@@ -244,6 +244,12 @@ pub(super) fn merge(
             .filter(|r| newest.values().all(|s| s.checkpoint.started.contains(r)))
             .cloned()
             .collect(),
+        // (Each shard's windows were compared through its own point: the least is true of all.)
+        compared_through: newest
+            .values()
+            .map(|s| s.checkpoint.compared_through)
+            .min()
+            .flatten(),
         ..Checkpoint::default()
     };
     for (shard, s) in &newest {

@@ -29,6 +29,10 @@ pub struct Checkpoint {
     /// restart past a failover orders the new origin after the old one still.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<Epoch>,
+    /// Every window up to this position was compared by every replica: a record at or below
+    /// it read after a restart (a redelivery past the committed offsets) is not summed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_through: Option<Position>,
 }
 
 pub(super) fn is_zero(v: &i64) -> bool {
@@ -63,11 +67,15 @@ impl<D: Decoder> Engine<D> {
             .map(|r| self.streams[r as usize].name.clone())
             .collect();
         c.origins = self.decoder.origins().epochs();
+        c.compared_through = self.streams[PRIMARY as usize]
+            .closed_pos
+            .max(self.compared_through);
         c
     }
 
     /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
     pub fn restore(&mut self, c: &Checkpoint) {
+        self.compared_through = c.compared_through;
         self.skew.restore(c.skew_seen_ms);
         self.decoder.restore_origins(&c.origins);
         for (replica, table) in &c.drifting {

@@ -269,6 +269,11 @@ impl<D: Decoder> Engine<D> {
             return self.count_snapshot(rec, stream, table, range, ev, drift);
         }
         let ti = rec.topic as usize;
+        if self.compared_through.is_some_and(|c| ev.position <= c) {
+            // Compared by every replica before a restart: read again, not summed again.
+            self.topics[ti].stats.duplicates += 1;
+            return (Ingested::Duplicate, i64::MIN);
+        }
         // Duplicates: the same event (position and images) as one already counted in an open
         // window, or at or below a window already compared — counted as such, not summed.
         // Many events may share a position (a transaction's, without a transaction block).

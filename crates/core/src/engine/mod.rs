@@ -295,6 +295,10 @@ pub struct Engine<D: Decoder = ConfluentAvro> {
     stats: EngineStats,
     /// Verdicts reached while ingesting, handed out by the next advance.
     deferred: Vec<Divergence>,
+    /// Restored from a checkpoint: every window up to this position was compared by every
+    /// replica before the restart. A record at or below it read again (from the committed
+    /// offsets on, a redelivery the run before had seen) is a duplicate.
+    compared_through: Option<Position>,
 }
 
 const PRIMARY: StreamId = 0;
@@ -355,6 +359,7 @@ impl<D: Decoder> Engine<D> {
             now_ms: i64::MIN,
             wall_ms: i64::MAX,
             future: Vec::new(),
+            compared_through: None,
             start_ms: i64::MIN,
             ended: false,
             span_lo: None,
