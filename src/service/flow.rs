@@ -206,8 +206,25 @@ impl Service {
         let engine = &self.verifier.engine;
         self.end_offsets.ask_every(every, || engine.now_ms());
         match self.end_offsets.answer() {
-            Some((as_of, Ok(ends))) => self.apply_end_offsets(as_of, &ends),
+            Some((as_of, Ok(ends))) => {
+                if self.end_offsets_failed {
+                    // The cluster could not be reached: producers held their records meanwhile,
+                    // and deliver them now, as late as the outage was long.
+                    self.end_offsets_failed = false;
+                    let outage = self.end_offsets_ok.elapsed().as_millis() as i64;
+                    self.verifier.engine.allow_late(outage);
+                    tracing::info!(
+                        outage_ms = outage,
+                        "the partitions' end offsets answer again: records written during the outage may come up to {outage} ms late, and are waited for"
+                    );
+                }
+                self.end_offsets_ok = std::time::Instant::now();
+                self.apply_end_offsets(as_of, &ends)
+            }
             Some((_, Err(e))) => {
+                self.end_offsets_failed = true;
+                let outage = self.end_offsets_ok.elapsed().as_millis() as i64;
+                self.verifier.engine.allow_late(outage);
                 tracing::warn!(error = %e, "cannot read the partitions' end offsets; quiet partitions hold their streams back until it answers");
             }
             None => {}

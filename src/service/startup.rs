@@ -158,6 +158,8 @@ impl Service {
             reach_taken: 0,
             reach_refused: 0,
             reach_said: (0, 0),
+            end_offsets_ok: Instant::now(),
+            end_offsets_failed: false,
         })
     }
 }

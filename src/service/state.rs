@@ -160,6 +160,9 @@ pub(super) struct Service {
     pub reach_refused: u64,
     /// Records and bytes said on the reach topic.
     pub reach_said: (u64, u64),
+    /// When the partitions' end offsets last answered, and whether an ask failed since.
+    pub end_offsets_ok: Instant,
+    pub end_offsets_failed: bool,
 }
 
 impl Service {

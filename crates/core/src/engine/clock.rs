@@ -261,6 +261,13 @@ impl<D: Decoder> Engine<D> {
         }
     }
 
+    /// Records may arrive up to `ms` behind their partition's read-through time: the producers
+    /// could not write for that long (the cluster was unreachable), and what they held comes
+    /// now. Raises the skew allowed for, as a record seen that late would (fading as it does).
+    pub fn allow_late(&mut self, ms: i64) {
+        self.skew.note(ms, self.now_ms);
+    }
+
     /// Whether a record stamped `timestamp_ms` is stamped in the future: beyond the wall clock
     /// told plus `future_tolerance_ms`. Such a record is verified like any, but its stamp is
     /// not believed: it is taken as stamped at the verifier's clock reading.
