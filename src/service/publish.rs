@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cdc_verifier_core::verdict::{Divergence, Finding, PoisonInfo, Recovery};
+use cdc_verifier_core::verdict::{Divergence, PoisonInfo};
 use cdc_verifier_kafka::batches::Rec;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
@@ -18,19 +18,7 @@ const TIMESTAMP_HEADER: &str = "cdc-verifier.timestamp";
 
 impl Service {
     pub(super) fn publish_new(&mut self) -> anyhow::Result<()> {
-        let mut new: Vec<Divergence> = self.verifier.take_new();
-        // Sharing shards, every instance judges a replica's lag on its own tables: the one
-        // holding shard 0 says it, so that one lag is one alert.
-        if let Some(s) = &self.shards
-            && !s.owned.contains(&0)
-        {
-            new.retain(|d| {
-                !matches!(
-                    d.finding,
-                    Finding::ReplicaLag { .. } | Finding::Recovered(Recovery::ReplicaLag { .. })
-                )
-            });
-        }
+        let new: Vec<Divergence> = self.verifier.take_new();
         for d in &new {
             *self
                 .verdict_counts
