@@ -148,6 +148,33 @@ fn three_instances_sharing_the_tables_reach_the_verdicts_of_one() {
         3,
         "each instance first verified a shard of its own: {given:?}"
     );
+    // The holder of shard 0 placed the tables by load, and the three took that placement:
+    // each first verified tables of its own, together all of them.
+    assert!(
+        logs.iter().any(|l| l.contains("placed the tables by load")),
+        "no placement said:\n{}",
+        logs.join("\n")
+    );
+    let mut placed = Vec::new();
+    for log in &logs {
+        let line = log
+            .lines()
+            .find(|l| l.contains("tables verified here: "))
+            .expect("the tables verified said");
+        let tables = line.split("tables verified here: ").nth(1).unwrap();
+        placed.extend(
+            tables
+                .split_whitespace()
+                .map(|t| t.trim_end_matches('"').to_string()),
+        );
+    }
+    let distinct: BTreeSet<&String> = placed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        placed.len(),
+        "a table verified by two instances: {placed:?}"
+    );
+    assert_eq!(distinct.len(), 7, "every table verified: {placed:?}");
 
     let (a_one, a_shared) = (alerts(&one), alerts(&shared));
     let (v_one, v_shared) = (verdicts(&a_one), verdicts(&a_shared));

@@ -19,6 +19,7 @@ mod episodes;
 mod flow;
 mod health;
 mod metrics;
+mod placement;
 mod publish;
 mod shards;
 mod startup;
@@ -161,7 +162,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     loop {
         let owned = match &membership {
             None => None,
-            Some(m) => match shards::wait_for_shards(m, &cfg, &signals, &health) {
+            Some(m) => match shards::wait_for_shards(
+                m,
+                exchange
+                    .as_ref()
+                    .expect("an exchange beside the membership"),
+                &cfg,
+                &signals,
+                &health,
+            ) {
                 Some(s) => Some(s),
                 None => {
                     tracing::info!("stopping: no shard was being verified");
@@ -196,6 +205,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cfg.primary.name,
             cfg.replicas.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
         );
+        if svc.shards.is_some() {
+            let tables: std::collections::BTreeSet<&str> =
+                svc.topic_routes.iter().map(|(_, t)| t.as_str()).collect();
+            tracing::info!(
+                "tables verified here: {}",
+                tables.into_iter().collect::<Vec<_>>().join(" ")
+            );
+        }
         svc.until_caught_up = args.until_caught_up;
         match svc.run_loop(&signals, membership.as_ref())? {
             LoopEnd::Stopped => break,

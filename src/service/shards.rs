@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::exchange::Exchange;
-use cdc_verifier_kafka::membership::{Membership, Standing, shard_of};
+use cdc_verifier_kafka::membership::{Membership, Standing};
 
 use super::health::Health;
+use super::placement::{self, Agreeing, Placement};
 use super::state::Saved;
 use crate::clients;
 use crate::config::Config;
@@ -22,12 +23,19 @@ pub(super) struct Shards {
     pub total: u32,
     pub owned: BTreeSet<u32>,
     pub generation: u64,
+    /// The tables' shards, as the group agreed for this assignment.
+    pub placement: Placement,
 }
 
 impl Shards {
     /// Whether `table` is verified here.
     pub fn owns(&self, table: &str) -> bool {
-        self.owned.contains(&shard_of(table, self.total))
+        self.owned.contains(&self.shard(table))
+    }
+
+    /// The shard of `table`.
+    pub fn shard(&self, table: &str) -> u32 {
+        self.placement.shard(table, self.total)
     }
 
     /// The shards, as the log says them.
@@ -71,7 +79,7 @@ pub(super) fn join(cfg: &Config, health: &Health) -> anyhow::Result<(Membership,
         Duration::from_secs(15),
     )
     .with_context(|| format!("the reach topic {} must have 1 partition", reach_topic(cfg)))?;
-    let exchange = Exchange::open(&kafka, &reach_topic(cfg))
+    let exchange = Exchange::open(&kafka, &reach_topic(cfg), placement::KEY)
         .with_context(|| format!("cannot read {}", reach_topic(cfg)))?;
     ensure_topics(
         &kafka,
@@ -149,6 +157,7 @@ impl super::state::Service {
 /// An instance given none stands by, ready, until it is.
 pub(super) fn wait_for_shards(
     m: &Membership,
+    exchange: &Exchange,
     cfg: &Config,
     signals: &AtomicBool,
     health: &Health,
@@ -161,21 +170,46 @@ pub(super) fn wait_for_shards(
             return None;
         }
         match &standing {
-            Standing::Owns { generation, shards } if !shards.is_empty() => {
+            Standing::Owns {
+                generation,
+                shards,
+                group,
+            } if !shards.is_empty() => {
                 // Instances starting together join one after another: each join takes every
                 // shard back. Verifying starts once the group stays as it is for a moment.
                 health.starting("given shards: waiting for the group to settle");
                 let settle = Duration::from_millis(cfg.scale.settle_ms);
                 let next = m.wait_change(&standing, settle);
-                if next == standing {
-                    return Some(Shards {
-                        total: cfg.scale.shards,
-                        owned: shards.clone(),
-                        generation: *generation,
-                    });
+                if next != standing {
+                    standing = next;
+                    continue;
                 }
-                standing = next;
-                continue;
+                let placement = match group {
+                    Some((gen_id, member)) => {
+                        match agree(
+                            m, exchange, cfg, signals, health, &standing, *gen_id, member,
+                        ) {
+                            Agreed::Yes(p) => p,
+                            Agreed::Changed(next) => {
+                                standing = next;
+                                continue;
+                            }
+                            Agreed::Stopped => return None,
+                        }
+                    }
+                    None => {
+                        tracing::warn!(
+                            "the group's generation is unknown here: tables placed by the hash of their names"
+                        );
+                        Placement::default()
+                    }
+                };
+                return Some(Shards {
+                    total: cfg.scale.shards,
+                    owned: shards.clone(),
+                    generation: *generation,
+                    placement,
+                });
             }
             Standing::Owns { .. } => {
                 health.beat();
@@ -205,22 +239,72 @@ pub(super) fn wait_for_shards(
     }
 }
 
+enum Agreed {
+    Yes(Placement),
+    /// The group changed first.
+    Changed(Standing),
+    /// A signal came first.
+    Stopped,
+}
+
+/// Agrees with the others on where the tables go for the assignment `standing`, in the group's
+/// generation `gen_id` (see [`placement`]).
+#[allow(clippy::too_many_arguments)]
+fn agree(
+    m: &Membership,
+    exchange: &Exchange,
+    cfg: &Config,
+    signals: &AtomicBool,
+    health: &Health,
+    standing: &Standing,
+    gen_id: i32,
+    member: &str,
+) -> Agreed {
+    let Standing::Owns { shards, .. } = standing else {
+        return Agreed::Changed(standing.clone());
+    };
+    health.starting("agreeing on where the tables go: waiting for the holder of shard 0");
+    let mut a = Agreeing::start(cfg, gen_id, member.to_string(), shards.clone());
+    let since = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        if signals.load(Ordering::SeqCst) {
+            return Agreed::Stopped;
+        }
+        if let Some(p) = a.poll(exchange) {
+            return Agreed::Yes(p);
+        }
+        if !warned && since.elapsed() > Duration::from_secs(30) {
+            warned = true;
+            tracing::warn!(
+                generation = gen_id,
+                "no placement of the tables heard for this assignment after 30 s: waiting for the holder of shard 0 (or the group's next assignment)"
+            );
+        }
+        let next = m.wait_change(standing, Duration::from_millis(100));
+        if &next != standing {
+            return Agreed::Changed(next);
+        }
+    }
+}
+
 /// The checkpoint to continue from, out of those committed on the partitions of the tables
-/// verified here (each with its table): per shard the newest, each keeping only its shard's
-/// tables' episodes, merged — replica-wide state (lag, origins, skew) from the newest of all, a
-/// replica's starting state compared only where every shard's says so.
+/// verified here (each with its table; each table's first partition carries the checkpoint of
+/// the instance that verified it last): per table the newest, keeping only that table's
+/// episodes, merged — replica-wide state (lag, origins, skew) from the newest of all, a
+/// replica's starting state compared only where every table's says so. Per table, not per
+/// shard: where the tables go changes with each assignment.
 pub(super) fn merge(
     shards: &Shards,
     saved: impl Iterator<Item = (String, Saved)>,
 ) -> Option<Checkpoint> {
-    let mut newest: std::collections::BTreeMap<u32, Saved> = std::collections::BTreeMap::new();
+    let mut newest: std::collections::BTreeMap<String, Saved> = std::collections::BTreeMap::new();
     for (table, s) in saved {
-        let shard = shard_of(&table, shards.total);
-        if !shards.owned.contains(&shard) {
+        if !shards.owns(&table) {
             continue;
         }
-        if newest.get(&shard).is_none_or(|n| n.saved_ms < s.saved_ms) {
-            newest.insert(shard, s);
+        if newest.get(&table).is_none_or(|n| n.saved_ms < s.saved_ms) {
+            newest.insert(table, s);
         }
     }
     let latest = newest.values().max_by_key(|s| s.saved_ms)?;
@@ -244,7 +328,7 @@ pub(super) fn merge(
             .filter(|r| newest.values().all(|s| s.checkpoint.started.contains(r)))
             .cloned()
             .collect(),
-        // (Each shard's windows were compared through its own point: the least is true of all.)
+        // (Each table's windows were compared through its own point: the least is true of all.)
         compared_through: newest
             .values()
             .map(|s| s.checkpoint.compared_through)
@@ -252,8 +336,8 @@ pub(super) fn merge(
             .flatten(),
         ..Checkpoint::default()
     };
-    for (shard, s) in &newest {
-        let own = |(_, t): &&(String, String)| shard_of(t, shards.total) == *shard;
+    for (table, s) in &newest {
+        let own = |(_, t): &&(String, String)| t == table;
         c.drifting
             .extend(s.checkpoint.drifting.iter().filter(own).cloned());
         c.silent
@@ -284,37 +368,38 @@ mod tests {
     }
 
     #[test]
-    fn each_shard_continues_from_its_own_newest_checkpoint() {
-        let total = 64;
-        let (a, b) = (String::from("orders"), String::from("customers"));
-        assert_ne!(shard_of(&a, total), shard_of(&b, total));
-        assert!(
-            ![&a, &b]
-                .iter()
-                .any(|t| shard_of(t, total) == shard_of("products", total))
-        );
+    fn each_table_continues_from_its_own_newest_checkpoint() {
+        // orders and customers are placed on shard 1, held here; products on shard 0, not.
         let shards = Shards {
-            total,
-            owned: [shard_of(&a, total), shard_of(&b, total)].into(),
+            total: 2,
+            owned: [1].into(),
             generation: 1,
+            placement: Placement {
+                tables: [("orders", 1), ("customers", 1), ("products", 0)]
+                    .into_iter()
+                    .map(|(t, s)| (t.to_string(), s))
+                    .collect(),
+                ..Placement::default()
+            },
         };
+        let (a, b) = (String::from("orders"), String::from("customers"));
         let c = merge(
             &shards,
             [
-                // orders' shard: an old instance's checkpoint, then a newer one where the
-                // drift of orders ended.
+                // orders: an old instance's checkpoint, then a newer one where the drift of
+                // orders ended.
                 (
                     a.clone(),
                     saved(10, &[("r1", "orders"), ("r1", "customers")], &["r1", "r2"]),
                 ),
                 (a.clone(), saved(20, &[], &["r1", "r2"])),
-                // customers' shard: its own newest says customers drifts; it also names a
-                // table of another shard, which is not its to say.
+                // customers (verified elsewhere before this assignment): its own newest says
+                // customers drifts; it also names another table, which is not its to say.
                 (
                     b.clone(),
                     saved(15, &[("r1", "customers"), ("r2", "orders")], &["r1"]),
                 ),
-                // A shard not owned here is ignored.
+                // A table not verified here is ignored.
                 ("products".into(), saved(99, &[("r1", "products")], &[])),
             ]
             .into_iter(),

@@ -181,23 +181,23 @@ impl Service {
     }
 
     /// The partitions whose committed metadata carries the checkpoint: the first one read
-    /// (sharing shards, the first one read of each shard, so that whoever verifies a shard
-    /// next finds its episodes).
+    /// (sharing the tables, the first one read of each table).
     pub fn anchors(&self) -> Vec<usize> {
-        let Some(shards) = &self.shards else {
+        if self.shards.is_none() {
             return self
                 .partitions
                 .iter()
                 .position(|p| !p.gone)
                 .into_iter()
                 .collect();
-        };
+        }
+        // Sharing: each table's first partition, so that whichever instance verifies a table
+        // next finds its episodes there, wherever the tables are placed then.
         let mut seen = BTreeSet::new();
         let mut out = Vec::new();
         for (i, p) in self.partitions.iter().enumerate().filter(|(_, p)| !p.gone) {
             let table = &self.topic_routes[p.topic_index as usize].1;
-            let shard = cdc_verifier_kafka::membership::shard_of(table, shards.total);
-            if seen.insert(shard) {
+            if seen.insert(table) {
                 out.push(i);
             }
         }

@@ -16,18 +16,28 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::consume::{ConsumeError, KafkaSettings};
 
+/// How many kept records an exchange holds (the newest).
+pub const KEPT: usize = 64;
+
 /// The exchange: what this instance says, what the others said.
 pub struct Exchange {
     topic: String,
     producer: BaseProducer,
     heard: Mutex<Receiver<(String, Vec<u8>)>>,
+    kept: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Exchange {
     /// Reads `topic` (one partition, which must exist) from its start, and writes to it.
-    pub fn open(settings: &KafkaSettings, topic: &str) -> Result<Exchange, ConsumeError> {
+    /// Records whose key starts with `keep` are kept, in the order heard (the newest
+    /// [`KEPT`]), for [`Exchange::kept`], instead of passed on to [`Exchange::heard`].
+    pub fn open(
+        settings: &KafkaSettings,
+        topic: &str,
+        keep: &str,
+    ) -> Result<Exchange, ConsumeError> {
         let producer: BaseProducer = settings
             .config_with(&[("linger.ms", "20"), ("acks", "1")])
             .create()
@@ -46,8 +56,11 @@ impl Exchange {
         consumer.assign(&tpl)?;
         let (tx, rx): (Sender<(String, Vec<u8>)>, _) = channel();
         let stop = Arc::new(AtomicBool::new(false));
+        let kept = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let stop = stop.clone();
+            let kept = kept.clone();
+            let keep = keep.to_string();
             std::thread::Builder::new()
                 .name("exchange".into())
                 .spawn(move || {
@@ -56,10 +69,16 @@ impl Exchange {
                             continue;
                         };
                         let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-                        if tx
-                            .send((key, m.payload().unwrap_or_default().to_vec()))
-                            .is_err()
-                        {
+                        let value = m.payload().unwrap_or_default().to_vec();
+                        if !keep.is_empty() && key.starts_with(&keep) {
+                            let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
+                            if k.len() == KEPT {
+                                k.remove(0);
+                            }
+                            k.push((key, value));
+                            continue;
+                        }
+                        if tx.send((key, value)).is_err() {
                             break;
                         }
                     }
@@ -70,6 +89,7 @@ impl Exchange {
             topic: topic.to_string(),
             producer,
             heard: Mutex::new(rx),
+            kept,
             stop,
             thread: Some(thread),
         })
@@ -91,6 +111,17 @@ impl Exchange {
     pub fn heard(&self) -> Vec<(String, Vec<u8>)> {
         let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
         rx.try_iter().collect()
+    }
+}
+
+impl Exchange {
+    /// The records kept under `key`, in the order heard (see [`Exchange::open`]).
+    pub fn kept(&self, key: &str) -> Vec<Vec<u8>> {
+        let k = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        k.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 

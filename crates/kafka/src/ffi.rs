@@ -179,3 +179,29 @@ pub(crate) fn cached_high_watermark(
     };
     (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
 }
+
+/// The consumer group's generation and this member's id, as the group coordinator last gave
+/// them (at an assignment, those of that assignment); `None` outside a group.
+pub(crate) fn group_generation<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+) -> Option<(i32, String)> {
+    let rk = consumer.client().native_ptr();
+    // SAFETY: the client pointer is valid while `consumer` is borrowed. The group metadata
+    // returned is a copy owned here: read, then destroyed once. The member id is a string
+    // librdkafka allocated for the caller, copied, then freed with `rd_kafka_mem_free`.
+    unsafe {
+        let md = rd::rd_kafka_consumer_group_metadata(rk);
+        if md.is_null() {
+            return None;
+        }
+        let generation = rd::rd_kafka_consumer_group_metadata_generation_id(md);
+        rd::rd_kafka_consumer_group_metadata_destroy(md);
+        let id = rd::rd_kafka_memberid(rk);
+        if id.is_null() {
+            return None;
+        }
+        let member = CStr::from_ptr(id).to_string_lossy().into_owned();
+        rd::rd_kafka_mem_free(rk, id.cast());
+        Some((generation, member))
+    }
+}

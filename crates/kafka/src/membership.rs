@@ -10,7 +10,7 @@
 //! dies (kill -9) is given up by the group after `session.timeout.ms`, and its shards go to the
 //! others.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -31,6 +31,10 @@ pub enum Standing {
     Owns {
         generation: u64,
         shards: BTreeSet<u32>,
+        /// The group's generation and this member's id, as the coordinator gave them with
+        /// this assignment (`None` if librdkafka could not say): the same generation is the
+        /// same assignment for every member.
+        group: Option<(i32, String)>,
     },
     /// The group wants the shards back: stop using them, commit, then [`Membership::release`].
     HandingOff,
@@ -96,7 +100,7 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let shared = &self.0;
         let mut s = shared.lock();
         match rebalance {
@@ -110,6 +114,7 @@ impl ConsumerContext for Ctx {
                 s.standing = Standing::Owns {
                     generation: s.generation,
                     shards,
+                    group: crate::ffi::group_generation(consumer),
                 };
                 s.error = None;
             }
@@ -240,6 +245,76 @@ impl Drop for Membership {
     }
 }
 
+/// The shards each member of `group` was assigned (of `topic`), by member id, as the group
+/// coordinator describes it now: `None` when the group is not stable (a rebalance in progress)
+/// or not found.
+pub fn members(
+    settings: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Option<BTreeMap<String, BTreeSet<u32>>>, ConsumeError> {
+    let client: BaseConsumer = settings
+        .config_with(&[])
+        .create()
+        .map_err(crate::secrets::redact)?;
+    let list = client.fetch_group_list(Some(group), timeout)?;
+    let Some(g) = list.groups().iter().find(|g| g.name() == group) else {
+        return Ok(None);
+    };
+    if g.state() != "Stable" {
+        return Ok(None);
+    }
+    let mut out = BTreeMap::new();
+    for m in g.members() {
+        let shards = m
+            .assignment()
+            .and_then(|a| assigned(a, topic))
+            .unwrap_or_default();
+        out.insert(m.id().to_string(), shards);
+    }
+    Ok(Some(out))
+}
+
+/// The partitions of `topic` in a consumer protocol assignment (Kafka's
+/// `ConsumerProtocolAssignment`: version, then per topic its name and partitions, then user
+/// data); `None` when the bytes are not one.
+fn assigned(bytes: &[u8], topic: &str) -> Option<BTreeSet<u32>> {
+    struct R<'a>(&'a [u8]);
+    impl<'a> R<'a> {
+        fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (h, t) = self.0.split_at_checked(N)?;
+            self.0 = t;
+            h.try_into().ok()
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take().map(i16::from_be_bytes)
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take().map(i32::from_be_bytes)
+        }
+        fn str(&mut self) -> Option<&'a [u8]> {
+            let n = usize::try_from(self.i16()?).ok()?;
+            let (h, t) = self.0.split_at_checked(n)?;
+            self.0 = t;
+            Some(h)
+        }
+    }
+    let mut r = R(bytes);
+    r.i16()?; // version
+    let mut out = BTreeSet::new();
+    for _ in 0..r.i32()?.max(0) {
+        let name = r.str()?;
+        for _ in 0..r.i32()?.max(0) {
+            let p = r.i32()?;
+            if name == topic.as_bytes() {
+                out.insert(u32::try_from(p).ok()?);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// The shard of a table among `shards`: a hash of its name that every instance (and version)
 /// computes alike — FNV-1a, its bits mixed by MurmurHash3's finalizer (FNV's low bits alone
 /// follow the names' last letters: tables ending alike would share a parity, and so, under
@@ -261,6 +336,24 @@ pub fn shard_of(table: &str, shards: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assignment_names_its_topics_partitions() {
+        let mut b = vec![0, 1]; // version 1
+        b.extend(2i32.to_be_bytes());
+        for (topic, parts) in [("other", &[7][..]), ("g.shards", &[0, 2, 4][..])] {
+            b.extend((topic.len() as i16).to_be_bytes());
+            b.extend(topic.as_bytes());
+            b.extend((parts.len() as i32).to_be_bytes());
+            for p in parts {
+                b.extend((*p as i32).to_be_bytes());
+            }
+        }
+        b.extend((-1i32).to_be_bytes()); // no user data
+        assert_eq!(assigned(&b, "g.shards"), Some([0, 2, 4].into()));
+        assert_eq!(assigned(&b, "nothing"), Some(BTreeSet::new()));
+        assert_eq!(assigned(&b[..b.len() - 9], "g.shards"), None, "cut short");
+    }
 
     #[test]
     fn a_tables_shard_is_stable_and_spread() {
