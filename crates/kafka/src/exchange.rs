@@ -16,6 +16,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::consume::{ConsumeError, KafkaSettings};
 
+/// A record: its key and value.
+type Said = (String, Vec<u8>);
+
 /// How many kept records an exchange holds (the newest).
 pub const KEPT: usize = 64;
 
@@ -24,7 +27,7 @@ pub struct Exchange {
     topic: String,
     producer: BaseProducer,
     heard: Mutex<Receiver<(String, Vec<u8>)>>,
-    kept: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    kept: Arc<Mutex<Vec<Said>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }

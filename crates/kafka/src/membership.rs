@@ -341,12 +341,12 @@ mod tests {
     fn an_assignment_names_its_topics_partitions() {
         let mut b = vec![0, 1]; // version 1
         b.extend(2i32.to_be_bytes());
-        for (topic, parts) in [("other", &[7][..]), ("g.shards", &[0, 2, 4][..])] {
+        for (topic, parts) in [("other", &[7i32][..]), ("g.shards", &[0, 2, 4][..])] {
             b.extend((topic.len() as i16).to_be_bytes());
             b.extend(topic.as_bytes());
             b.extend((parts.len() as i32).to_be_bytes());
             for p in parts {
-                b.extend((*p as i32).to_be_bytes());
+                b.extend(p.to_be_bytes());
             }
         }
         b.extend((-1i32).to_be_bytes()); // no user data
