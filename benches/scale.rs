@@ -136,6 +136,7 @@ fn verify(prefix: &str, group: &str, detail: &str, cores: &[usize], shards: u32)
                 .args(["--set", "scale.session-timeout-ms=6000"])
                 // Both join before either starts: no hand-over mid-measurement.
                 .args(["--set", "scale.settle-ms=10000"])
+                .args(["--set", "scale.place-by=load"])
                 .env("CDC_VERIFIER_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

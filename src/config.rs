@@ -95,6 +95,17 @@ pub struct ScaleConfig {
     /// How long the shards given must stay as they are before they are verified (instances
     /// starting together would otherwise hand them over once per instance that joins).
     pub settle_ms: u64,
+    /// How the tables are placed on the shards: `hash` (of the names) or `load` (measured at
+    /// each assignment by the holder of shard 0, so that the instances share the records).
+    pub place_by: PlaceBy,
+}
+
+/// How the tables are placed on the shards (`scale.place-by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlaceBy {
+    Hash,
+    Load,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -56,6 +56,7 @@ impl Run {
             "verify.silent-after-ms=3000".to_string(),
             format!("scale.shards={shards}"),
             "scale.session-timeout-ms=6000".to_string(),
+            "scale.place-by=load".to_string(),
         ] {
             c.args(["--set", &set]);
         }

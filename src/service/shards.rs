@@ -185,6 +185,7 @@ pub(super) fn wait_for_shards(
                     continue;
                 }
                 let placement = match group {
+                    _ if cfg.scale.place_by == crate::config::PlaceBy::Hash => Placement::default(),
                     Some((gen_id, member)) => {
                         match agree(
                             m, exchange, cfg, signals, health, &standing, *gen_id, member,
