@@ -171,9 +171,7 @@ pub(super) fn wait_for_shards(
         }
         match &standing {
             Standing::Owns {
-                generation,
-                shards,
-                group,
+                generation, shards, ..
             } if !shards.is_empty() => {
                 // Instances starting together join one after another: each join takes every
                 // shard back. Verifying starts once the group stays as it is for a moment.
@@ -184,25 +182,16 @@ pub(super) fn wait_for_shards(
                     standing = next;
                     continue;
                 }
-                let placement = match group {
-                    _ if cfg.scale.place_by == crate::config::PlaceBy::Hash => Placement::default(),
-                    Some((gen_id, member)) => {
-                        match agree(
-                            m, exchange, cfg, signals, health, &standing, *gen_id, member,
-                        ) {
-                            Agreed::Yes(p) => p,
-                            Agreed::Changed(next) => {
-                                standing = next;
-                                continue;
-                            }
-                            Agreed::Stopped => return None,
+                let placement = if cfg.scale.place_by == crate::config::PlaceBy::Hash {
+                    Placement::default()
+                } else {
+                    match agree(m, exchange, cfg, signals, health, &standing) {
+                        Agreed::Yes(p) => p,
+                        Agreed::Changed(next) => {
+                            standing = next;
+                            continue;
                         }
-                    }
-                    None => {
-                        tracing::warn!(
-                            "the group's generation is unknown here: tables placed by the hash of their names"
-                        );
-                        Placement::default()
+                        Agreed::Stopped => return None,
                     }
                 };
                 return Some(Shards {
@@ -248,9 +237,8 @@ enum Agreed {
     Stopped,
 }
 
-/// Agrees with the others on where the tables go for the assignment `standing`, in the group's
-/// generation `gen_id` (see [`placement`]).
-#[allow(clippy::too_many_arguments)]
+/// Agrees with the others on where the tables go for the assignment `standing` (see
+/// [`placement`]); the hash when librdkafka could not say the group's generation.
 fn agree(
     m: &Membership,
     exchange: &Exchange,
@@ -258,14 +246,19 @@ fn agree(
     signals: &AtomicBool,
     health: &Health,
     standing: &Standing,
-    gen_id: i32,
-    member: &str,
 ) -> Agreed {
-    let Standing::Owns { shards, .. } = standing else {
+    let Standing::Owns { shards, group, .. } = standing else {
         return Agreed::Changed(standing.clone());
     };
+    let Some((gen_id, member)) = group else {
+        tracing::warn!(
+            "the group's generation is unknown here: tables placed by the hash of their names"
+        );
+        return Agreed::Yes(Placement::default());
+    };
+    let gen_id = *gen_id;
     health.starting("agreeing on where the tables go: waiting for the holder of shard 0");
-    let mut a = Agreeing::start(cfg, gen_id, member.to_string(), shards.clone());
+    let mut a = Agreeing::start(cfg, gen_id, member.clone(), shards.clone());
     let since = std::time::Instant::now();
     let mut warned = false;
     loop {
