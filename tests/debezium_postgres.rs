@@ -225,6 +225,7 @@ fn kinds(a: &[Json]) -> Vec<String> {
 /// Waits until `done` holds of the verdicts published besides those `seen`; returns them.
 fn wait_alerts(
     format: &str,
+    dir: &Path,
     seen: &[Json],
     what: &str,
     done: impl Fn(&[Json]) -> bool,
@@ -238,8 +239,9 @@ fn wait_alerts(
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: after 60 s: {:#?}",
-            kinds(&new)
+            "{what}: after 60 s: {:#?}\n{}",
+            kinds(&new),
+            log_tail(dir)
         );
     }
 }
@@ -337,7 +339,7 @@ fn story(format: &str) {
             std::thread::sleep(Duration::from_millis(200));
         }
     });
-    let lag = wait_alerts(format, &[], "stall", |a| {
+    let lag = wait_alerts(format, dir.path(), &[], "stall", |a| {
         a.iter().any(|x| x["kind"] == "ReplicaLag")
     });
     let lag_at = lag.iter().find(|x| x["kind"] == "ReplicaLag").unwrap()["emitted_at_ms"]
@@ -349,11 +351,14 @@ fn story(format: &str) {
         "replica",
         "ALTER TABLE orders ADD COLUMN currency text NOT NULL DEFAULT 'USD';",
     );
-    // (Recovery is seen once the subscriber reaches windows after the backlog.)
+    // Recovery is seen in windows written after the backlog: wait until the subscriber, which
+    // retries the failed apply on its own schedule, has applied and the connector captured it,
+    // or the new transactions are queued behind it and are late too.
+    wait_captured();
     concurrent(2, 1500, 10, true);
     wait_captured();
     // Every lag and silence recovered: each (kind, table) followed by its Recovered.
-    wait_alerts(format, &[], "stall recovered", |a| {
+    wait_alerts(format, dir.path(), &[], "stall recovered", |a| {
         let lag_recovered = a.iter().any(|x| {
             x["kind"] == "Recovered"
                 && opt(x, "recovered").and_then(Json::as_str) == Some("ReplicaLag")
@@ -390,7 +395,7 @@ fn story(format: &str) {
         "UPDATE customers SET email = 'kund17@example.no' WHERE id = 17;",
     );
     concurrent(2, 2000, 10, true);
-    let tamper = wait_alerts(format, &seen, "tamper", |a| {
+    let tamper = wait_alerts(format, dir.path(), &seen, "tamper", |a| {
         a.iter()
             .any(|x| x["kind"] == "DataMismatch" && table(x) == "customers")
     });
@@ -447,7 +452,7 @@ fn story(format: &str) {
         "UPDATE customers SET email = 'ny' || id || '@example.no' WHERE id IN (3, 5);",
     );
     concurrent(2, 3000, 10, true);
-    let drift = wait_alerts(format, &seen, "drift", |a| {
+    let drift = wait_alerts(format, dir.path(), &seen, "drift", |a| {
         a.iter().any(|x| x["kind"] == "SchemaDrift")
             && a.iter()
                 .any(|x| x["kind"] == "DataMismatch" && table(x) == "customers")
