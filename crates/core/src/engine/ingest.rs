@@ -142,10 +142,6 @@ impl<D: Decoder> Engine<D> {
         };
         let mut d = Decoded::EMPTY;
         let read = self.decoder.decode(&at, rec.key, value, src, &mut d);
-        self.stats.schema_fetches = self.decoder.fetches();
-        let origins = self.decoder.origins();
-        self.stats.origins = origins.len() as u64;
-        self.stats.origin_returns = origins.returns();
         let read = read?;
         if read.is_ok() && self.cfg.origin_span.1.is_some() {
             self.note_reach(rec, &d.event);

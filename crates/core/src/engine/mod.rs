@@ -452,6 +452,11 @@ impl<D: Decoder> Engine<D> {
         for s in &mut self.streams {
             s.clock.refresh_all();
         }
+        // The decoder's counters, read here rather than at every record.
+        self.stats.schema_fetches = self.decoder.fetches();
+        let origins = self.decoder.origins();
+        self.stats.origins = origins.len() as u64;
+        self.stats.origin_returns = origins.returns();
         self.skew.fade(self.now_ms);
         let wm = self.watermark(PRIMARY);
         if wm > self.primary_wm {
