@@ -178,6 +178,7 @@ impl ConfluentAvro {
     /// A replica's first change read with `lsn` positions: when it carries `source.origin`
     /// (Debezium's PostgreSQL connector on a logical subscriber), its LSNs are the subscriber's
     /// own and cannot be compared with the primary's. (Once per topic: the datum is rendered.)
+    #[cold]
     fn check_origin(&mut self, topic: TopicId, c: &PartCache, datum: &[u8]) {
         let schema = &c.writer.schema;
         let Ok(v) = json::to_json(schema, schema.root(), &mut Reader::new(datum)) else {
@@ -312,6 +313,7 @@ impl ConfluentAvro {
     }
 
     /// Compiles (or finds) what decoding records of this value and key schema needs.
+    #[cold]
     fn fill_cache(
         &mut self,
         at: &At<'_>,
@@ -582,6 +584,7 @@ impl Decoder for ConfluentAvro {
     }
 
     /// (Drill-down only: the key is read again rather than kept at every record.)
+    #[inline(never)]
     fn kept(&mut self, key: &[u8], value: &[u8], event: &Event) -> Kept {
         let (ti, pi) = (self.last.0 as usize, self.last.1 as usize);
         // Rows as written: compared under the column rules, shown without them.

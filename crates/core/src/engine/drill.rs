@@ -102,6 +102,7 @@ pub(super) struct Observed<'a> {
 }
 
 impl<D: Decoder> Engine<D> {
+    #[inline(never)]
     pub(super) fn drill_observe(&mut self, o: Observed<'_>) {
         let Observed {
             stream,

@@ -22,6 +22,7 @@ impl<D: Decoder> Engine<D> {
         self.poison(rec, error)
     }
 
+    #[cold]
     pub(super) fn poison(&mut self, rec: &Record<'_>, error: String) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.poison += 1;
@@ -229,6 +230,7 @@ impl<D: Decoder> Engine<D> {
         counted
     }
 
+    #[inline(never)]
     pub(super) fn park(&mut self, rec: &Record<'_>, position: Position) -> Ingested {
         let topic = &mut self.topics[rec.topic as usize];
         topic.stats.parked += 1;
