@@ -5,14 +5,25 @@
 //!    sharing the tables (`[scale] shards`), each pinned to a core of its own — each
 //!    `run --until-caught-up`, records/s from its first record until it has read everything;
 //!    alternating, `SCALE_ROUNDS` rounds (default 3), medians;
-//! 3. compares the verdicts of the two (their identities on the detail topic) and measures what
-//!    sharing writes to Kafka (the reach topic) per source record and against the source bytes.
+//! 3. compares the verdicts of the two (their identities on the detail topic; lag and silence,
+//!    judged by a clock that moves with the order partitions are read in, counted apart) and
+//!    measures what sharing writes to Kafka (the reach topic) per source record and against the
+//!    source bytes;
+//! 4. prints the CPU a record cost the instances and, beside them, the broker (which shares the
+//!    host's cores with them).
+//!
+//! `SCALE_SAME=1` runs the second phase with one instance as well: what two runs of the same
+//! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
+//! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
 //!
 //! The last line is the summary.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -109,14 +120,70 @@ struct Ran {
     reach_bytes: u64,
 }
 
+/// CPU seconds a process has used so far (user and system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(ticks / 100.0)
+}
+
+/// The broker's process, as `scripts/services` recorded it.
+fn broker_pid() -> Option<u32> {
+    let state = std::env::var("SERVICES_STATE")
+        .unwrap_or_else(|_| format!("{}/.services", env!("CARGO_MANIFEST_DIR")));
+    std::fs::read_to_string(format!("{state}/kafka.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line.split(' ')
         .find_map(|w| w.strip_prefix(&format!("{name}=")))
 }
 
+/// CPU seconds the verifiers and the broker used while the verifiers were measured (each
+/// from its first record until it had read everything).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    verifiers: f64,
+    broker: f64,
+}
+
+/// CPU readings over time: the instances' (one each) and the broker's.
+struct Samples(Vec<(Instant, Vec<f64>, f64)>);
+
+impl Samples {
+    /// How much `which` grew from `from` to `to` (the nearest readings within).
+    fn between(
+        &self,
+        from: Instant,
+        to: Instant,
+        which: impl Fn(&(Instant, Vec<f64>, f64)) -> f64,
+    ) -> f64 {
+        let inside: Vec<&(Instant, Vec<f64>, f64)> =
+            self.0.iter().filter(|s| s.0 >= from && s.0 <= to).collect();
+        match (inside.first(), inside.last()) {
+            (Some(a), Some(b)) => which(b) - which(a),
+            _ => f64::NAN,
+        }
+    }
+}
+
 /// Instances started together on `cores`, sharing `shards` shards under `group`.
-fn verify(prefix: &str, group: &str, detail: &str, cores: &[usize], shards: u32) -> Vec<Ran> {
-    let children: Vec<_> = cores
+fn verify(
+    prefix: &str,
+    group: &str,
+    detail: &str,
+    cores: &[usize],
+    shards: u32,
+) -> Option<(Vec<Ran>, Cpu)> {
+    let mut children: Vec<_> = cores
         .iter()
         .enumerate()
         .map(|(i, core)| {
@@ -144,36 +211,99 @@ fn verify(prefix: &str, group: &str, detail: &str, cores: &[usize], shards: u32)
                 .expect("taskset and the verifier run")
         })
         .collect();
-    children
-        .into_iter()
+    // Each log read as it is written, so that the moment an instance has read everything is
+    // known here.
+    let readers: Vec<_> = children
+        .iter_mut()
         .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            let log = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "the verifier failed:\n{log}");
-            // (An instance that is done leaves the group, and the others take its shards
-            // over: only the first pass, until each has read everything, is measured.)
+            let err = c.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                let mut log = String::new();
+                let (mut caught, mut rebalanced) = (None, None);
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if caught.is_none() && line.contains("read everything:") {
+                        caught = Some(Instant::now());
+                    }
+                    if rebalanced.is_none() && line.contains("the group rebalances") {
+                        rebalanced = Some(Instant::now());
+                    }
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+                (log, caught, rebalanced)
+            })
+        })
+        .collect();
+    // CPU readings every 20 ms while they run.
+    let pids: Vec<u32> = children.iter().map(std::process::Child::id).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        let broker = broker_pid();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            let mut last = vec![0.0; pids.len()];
+            while !done.load(Ordering::SeqCst) {
+                for (i, pid) in pids.iter().enumerate() {
+                    if let Some(c) = cpu_seconds(*pid) {
+                        last[i] = c;
+                    }
+                }
+                let k = broker.and_then(cpu_seconds).unwrap_or(f64::NAN);
+                samples.push((Instant::now(), last.clone(), k));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Samples(samples)
+        })
+    };
+    for c in &mut children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "the verifier failed");
+    }
+    done.store(true, Ordering::SeqCst);
+    let samples = sampler.join().unwrap();
+    let mut cpu = Cpu::default();
+    let mut span: Option<(Instant, Instant)> = None;
+    let logs: Vec<(String, Option<Instant>, Option<Instant>)> =
+        readers.into_iter().map(|r| r.join().unwrap()).collect();
+    // An instance that is done leaves the group, and the others take its shards over: only
+    // the first pass, until each has read everything, is measured; a run in which one was
+    // handed shards before it had read everything is not.
+    if logs
+        .iter()
+        .any(|(_, caught, rebalanced)| rebalanced.is_some_and(|r| caught.is_none_or(|c| r < c)))
+    {
+        return None;
+    }
+    let ran = logs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (log, caught_at, _))| {
             let caught = log
                 .lines()
                 .find(|l| l.contains("read everything:"))
                 .unwrap_or_else(|| panic!("no `read everything` line:\n{log}"));
-            let before: Vec<&str> = log
-                .lines()
-                .take_while(|l| !l.contains("read everything:"))
-                .collect();
-            assert!(
-                !before.iter().any(|l| l.contains("the group rebalances")),
-                "a shard changed hands mid-measurement:\n{log}"
-            );
             let reach = log.lines().find(|l| l.contains("reach said:"));
-            Ran {
+            let ran = Ran {
                 records: field(caught, "records").unwrap().parse().unwrap(),
                 seconds: field(caught, "seconds").unwrap().parse().unwrap(),
                 reach_bytes: reach
                     .and_then(|l| field(l, "bytes"))
                     .map_or(0, |b| b.parse().unwrap()),
-            }
+            };
+            let to = caught_at.expect("the line was read");
+            let from = to - Duration::from_secs_f64(ran.seconds);
+            cpu.verifiers += samples.between(from, to, |s| s.1[i]);
+            span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+            ran
         })
-        .collect()
+        .collect::<Vec<Ran>>();
+    // The broker over the whole measured span: from the first instance's first record until
+    // the last has read everything.
+    if let Some((from, to)) = span {
+        cpu.broker = samples.between(from, to, |s| s.2);
+    }
+    Some((ran, cpu))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -185,7 +315,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let events = env_or("SCALE_EVENTS", "300000");
+    let events = env_or("SCALE_EVENTS", "1500000");
     let rounds: usize = env_or("SCALE_ROUNDS", "3").parse().unwrap();
     let shards: u32 = env_or("SCALE_SHARDS", "8").parse().unwrap();
     let t = std::time::SystemTime::now()
@@ -211,17 +341,42 @@ fn main() {
     );
 
     let (mut one, mut two, mut reach) = (Vec::new(), Vec::new(), Vec::new());
+    // CPU microseconds a record: the one instance, the two together, the broker in each.
+    let (mut cpu_one, mut cpu_two, mut broker_one, mut broker_two) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut equal = true;
     for round in 0..rounds {
         let d1 = format!("{prefix}r{round}-one");
-        let a = verify(&prefix, &format!("{prefix}r{round}-g1"), &d1, &[0], shards);
-        let d2 = format!("{prefix}r{round}-two");
-        let b = verify(
-            &prefix,
-            &format!("{prefix}r{round}-g2"),
-            &d2,
-            &[0, 1],
-            shards,
+        let (a, ca) = verify(&prefix, &format!("{prefix}r{round}-g1"), &d1, &[0], shards)
+            .expect("one instance is never handed shards");
+        let cores: &[usize] = if std::env::var("SCALE_SAME").is_ok() {
+            &[0]
+        } else {
+            &[0, 1]
+        };
+        let mut attempt = 0;
+        let (d2, b, cb) = loop {
+            let d2 = format!("{prefix}r{round}-two{attempt}");
+            let group = format!("{prefix}r{round}-g2-{attempt}");
+            if let Some((b, cb)) = verify(&prefix, &group, &d2, cores, shards) {
+                break (d2, b, cb);
+            }
+            attempt += 1;
+            assert!(attempt < 6, "shards changed hands mid-measurement 6 times");
+            println!(
+                "round {}: an instance done left, and the other was handed its shards before it had read everything: again",
+                round + 1
+            );
+        };
+        // Every record read once, whatever the sharing.
+        assert_eq!(
+            a[0].records, source_records,
+            "1 instance read every record once"
+        );
+        assert_eq!(
+            b.iter().map(|r| r.records).sum::<u64>(),
+            source_records,
+            "2 instances read every record once between them"
         );
         let rate_one = a[0].records as f64 / a[0].seconds;
         let rate_two = b.iter().map(|r| r.records).sum::<u64>() as f64
@@ -230,17 +385,54 @@ fn main() {
         let keys = |topic: &str| -> BTreeSet<Vec<u8>> {
             read_topic(topic).into_iter().map(|(k, _)| k).collect()
         };
-        let same = keys(&d1) == keys(&d2);
+        // Lag and silence are judged by the clock, which over a backlog moves with the order
+        // the partitions happen to be read in: one instance run twice may differ in them
+        // (SCALE_SAME=1 shows it). They are counted apart; every other verdict must be equal.
+        let clocked = |k: &Vec<u8>| {
+            let k = String::from_utf8_lossy(k);
+            k.contains("ReplicaLag") || k.contains("StreamSilent")
+        };
+        let (k1, k2) = (keys(&d1), keys(&d2));
+        let (c1, k1): (BTreeSet<Vec<u8>>, BTreeSet<Vec<u8>>) = k1.into_iter().partition(clocked);
+        let (c2, k2): (BTreeSet<Vec<u8>>, BTreeSet<Vec<u8>>) = k2.into_iter().partition(clocked);
+        let same = k1 == k2;
+        for (only, in_which) in [
+            (k1.difference(&k2), "1 instance"),
+            (k2.difference(&k1), "2 instances"),
+        ] {
+            for k in only.take(10) {
+                println!("  only from {in_which}: {}", String::from_utf8_lossy(k));
+            }
+        }
+        let clock_differ = c1.symmetric_difference(&c2).count();
         equal &= same;
         println!(
-            "round {}: 1 instance {:.0} records/s; 2 instances {:.0} records/s ({} and {} records); reach {} bytes; verdicts equal: {}",
+            "round {}: 1 instance {:.0} records/s; 2 instances {:.0} records/s ({} and {} records); reach {} bytes; verdicts equal: {} ({} verdicts; lag and silence apart: {} and {}, {} differ)",
             round + 1,
             rate_one,
             rate_two,
             b[0].records,
             b.get(1).map_or(0, |r| r.records),
             said,
-            if same { "yes" } else { "no" }
+            if same { "yes" } else { "no" },
+            k1.len(),
+            c1.len(),
+            c2.len(),
+            clock_differ
+        );
+        let per = |cpu: f64, records: u64| 1e6 * cpu / records as f64;
+        let records_two = b.iter().map(|r| r.records).sum::<u64>();
+        cpu_one.push(per(ca.verifiers, a[0].records));
+        cpu_two.push(per(cb.verifiers, records_two));
+        broker_one.push(per(ca.broker, a[0].records));
+        broker_two.push(per(cb.broker, records_two));
+        println!(
+            "round {}: CPU µs a record: 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2}",
+            round + 1,
+            cpu_one[round],
+            cpu_two[round],
+            broker_one[round],
+            broker_two[round]
         );
         one.push(rate_one);
         two.push(rate_two);
@@ -248,6 +440,15 @@ fn main() {
     }
     let (a, b) = (median(one), median(two));
     let shuffle = median(reach);
+    // The broker shares the host's cores with the instances: what it costs a record says how
+    // much of the two cores the two instances really had.
+    println!(
+        "cpu, µs a record (medians): 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2} beside them",
+        median(cpu_one),
+        median(cpu_two),
+        median(broker_one),
+        median(broker_two)
+    );
     println!(
         "scale: 1 instance {a:.0} records/s, 2 instances {b:.0} records/s, efficiency {:.2}, shuffle {:.2} bytes/record ({:.3} % of the source bytes), verdicts equal: {}",
         b / (2.0 * a),
