@@ -5,7 +5,8 @@
 //!
 //! A stream's records are written in its order (one connector, one log), so a record of any
 //! table at position P stamped T says that every record of this shard's tables before P was
-//! stamped before T: it goes into the stream's clock as if read here.
+//! stamped before T: it goes into the stream's clock as if read here, and moves the verifier's
+//! clock as it would have.
 
 use super::*;
 use crate::origins::{Epoch, SEQ_BITS};
@@ -66,6 +67,14 @@ impl<D: Decoder> Engine<D> {
             order: r.order,
         };
         self.streams[s as usize].clock.note(r.ts_ms, p);
+        // One process would have read that record too, and its clock would have moved to its
+        // stamp (the start of its bucket: never later than the record's). Without this, a
+        // verifier holding only tables that went quiet keeps the clock of its own last record,
+        // and never sees the stream complete past it.
+        let stamped = r.ts_ms.saturating_sub(ClockIndex::BUCKET_MS - 1);
+        if stamped > self.now_ms && !self.in_future(stamped) {
+            self.now_ms = stamped;
+        }
         true
     }
 }
