@@ -26,7 +26,7 @@ pub const KEPT: usize = 64;
 pub struct Exchange {
     topic: String,
     producer: BaseProducer,
-    heard: Mutex<Receiver<(String, Vec<u8>)>>,
+    heard: Mutex<Receiver<Said>>,
     kept: Arc<Mutex<Vec<Said>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -57,7 +57,7 @@ impl Exchange {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;
-        let (tx, rx): (Sender<(String, Vec<u8>)>, _) = channel();
+        let (tx, rx): (Sender<Said>, _) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let kept = Arc::new(Mutex::new(Vec::new()));
         let thread = {
@@ -111,7 +111,7 @@ impl Exchange {
     }
 
     /// Everything heard since the last call, in order, this instance's own records included.
-    pub fn heard(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn heard(&self) -> Vec<Said> {
         let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
         rx.try_iter().collect()
     }
