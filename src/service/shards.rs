@@ -322,12 +322,14 @@ pub(super) fn merge(
             .filter(|r| newest.values().all(|s| s.checkpoint.started.contains(r)))
             .cloned()
             .collect(),
-        // (Each table's windows were compared through its own point: the least is true of all.)
-        compared_through: newest
-            .values()
-            .map(|s| s.checkpoint.compared_through)
-            .min()
-            .flatten(),
+        // Each table's windows were compared through its own point; a table without a
+        // checkpoint (its last holder never committed) through none: read from its start, all
+        // of it is summed.
+        compared_through: None,
+        compared_ahead: newest
+            .iter()
+            .filter_map(|(t, s)| Some((t.clone(), s.checkpoint.compared_through_of(t)?)))
+            .collect(),
         ..Checkpoint::default()
     };
     for (table, s) in &newest {
@@ -345,6 +347,7 @@ pub(super) fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cdc_verifier_core::Position;
 
     fn saved(ms: i64, drifting: &[(&str, &str)], started: &[&str]) -> Saved {
         Saved {
@@ -406,5 +409,30 @@ mod tests {
         assert_eq!(c.started, vec!["r1".to_string()]);
         assert_eq!(c.skew_seen_ms, 20);
         assert!(merge(&shards, std::iter::empty()).is_none());
+    }
+
+    #[test]
+    fn each_table_continues_from_its_own_compared_point() {
+        // orders and customers held here; customers' last holder never committed.
+        let shards = Shards {
+            total: 1,
+            owned: [0].into(),
+            generation: 1,
+            placement: Placement::default(),
+        };
+        let at = |tx| Position { tx, order: 0 };
+        let mut orders = saved(10, &[], &["r1"]);
+        orders.checkpoint.compared_through = Some(at(4200));
+        let mut payments = saved(12, &[], &["r1"]);
+        payments.checkpoint.compared_through = Some(at(3000));
+        payments.checkpoint.compared_ahead = [("payments".to_string(), at(5000))].into();
+        let c = merge(
+            &shards,
+            [("orders".into(), orders), ("payments".into(), payments)].into_iter(),
+        )
+        .expect("a checkpoint");
+        assert_eq!(c.compared_through_of("orders"), Some(at(4200)));
+        assert_eq!(c.compared_through_of("payments"), Some(at(5000)));
+        assert_eq!(c.compared_through_of("customers"), None);
     }
 }

@@ -850,3 +850,58 @@ fn a_redelivery_read_again_after_a_restart_is_not_summed_again() {
     // Without what the checkpoint says, the same records look like changes the primary lacks.
     assert!(restarted(false) > 0, "the control finds the redelivery");
 }
+
+#[test]
+fn a_table_taken_over_from_an_instance_that_never_committed_is_verified_from_its_start() {
+    // Instances sharing the tables: this one compared its other table (`payments`) through
+    // the middle of the history and committed; the instance that held `orders` was killed
+    // before it committed anything, so `orders` is read here from its start. A replica skipped
+    // an update of `orders` in the first half: it is found, though `payments` was compared
+    // further (its point is its own).
+    let changes = history(4000, 100, 31);
+    let (first, _) = changes.split_at(2000);
+    let mut before = Harness::new(&["replica-1"], 4, false);
+    let replica = delayed(&before, first, |_, _| 0);
+    deliver_live(&mut before, first, &replica, None);
+    let through = before
+        .engine
+        .checkpoint()
+        .compared_through
+        .expect("windows were compared");
+    let skipped = first
+        .iter()
+        .position(|c| c.op == "u" && c.tx + 100 < through.tx)
+        .expect("an update well inside the compared half");
+
+    let taken_over = |c: &cdc_verifier_core::Checkpoint| {
+        let c: cdc_verifier_core::Checkpoint =
+            serde_json::from_str(&serde_json::to_string(c).unwrap()).unwrap();
+        let mut h = Harness::new(&["replica-1"], 4, false);
+        h.engine.restore(&c);
+        let mut replica = delayed(&h, first, |_, _| 0);
+        replica.remove(skipped);
+        deliver_live(&mut h, first, &replica, None);
+        h.finish();
+        let found = h.of_kind(Kind::DataMismatch).len();
+        (found, h.engine.checkpoint())
+    };
+    let merged = cdc_verifier_core::Checkpoint {
+        compared_ahead: [("payments".to_string(), through)].into(),
+        ..Default::default()
+    };
+    assert_eq!(merged.compared_through_of("orders"), None);
+    let (found, after) = taken_over(&merged);
+    assert!(found > 0, "the skipped update is found");
+    assert!(
+        after
+            .compared_through_of("orders")
+            .is_some_and(|p| p >= through)
+    );
+    // The control: had `orders` itself been compared through that point, its records there
+    // would be read again as duplicates, not summed.
+    let (found, _) = taken_over(&cdc_verifier_core::Checkpoint {
+        compared_through: Some(through),
+        ..Default::default()
+    });
+    assert_eq!(found, 0, "the control skips what was compared");
+}

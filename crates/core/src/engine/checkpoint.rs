@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::origins::Epoch;
+use std::collections::BTreeMap;
 
 /// The episodes in progress, kept with committed offsets so that a restart continues them
 /// instead of opening new ones (the same verdicts as a run without the restart).
@@ -29,10 +30,26 @@ pub struct Checkpoint {
     /// restart past a failover orders the new origin after the old one still.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub origins: Vec<Epoch>,
-    /// Every window up to this position was compared by every replica: a record at or below
-    /// it read after a restart (a redelivery past the committed offsets) is not summed again.
+    /// Every window up to this position was compared by every replica, with every table not
+    /// in `compared_ahead`: a record at or below it read after a restart (a redelivery past the
+    /// committed offsets) is not summed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compared_through: Option<Position>,
+    /// Tables compared through a later position than `compared_through`. Instances sharing the
+    /// tables hand them over with their own points: a table taken over from an instance that
+    /// never committed was compared through nothing here, whatever the others were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub compared_ahead: BTreeMap<String, Position>,
+}
+
+impl Checkpoint {
+    /// The position `table`'s windows were compared through.
+    pub fn compared_through_of(&self, table: &str) -> Option<Position> {
+        self.compared_ahead
+            .get(table)
+            .copied()
+            .or(self.compared_through)
+    }
 }
 
 pub(super) fn is_zero(v: &i64) -> bool {
@@ -67,15 +84,33 @@ impl<D: Decoder> Engine<D> {
             .map(|r| self.streams[r as usize].name.clone())
             .collect();
         c.origins = self.decoder.origins().epochs();
-        c.compared_through = self.streams[PRIMARY as usize]
-            .closed_pos
-            .max(self.compared_through);
+        // Every table took part in the windows compared here; before them, each was compared
+        // through its own point.
+        let closed = self.streams[PRIMARY as usize].closed_pos;
+        let through: Vec<(&str, Option<Position>)> = self
+            .tables
+            .iter()
+            .map(|t| (t.name.as_str(), closed.max(t.compared_through)))
+            .collect();
+        c.compared_through = through
+            .iter()
+            .map(|(_, p)| *p)
+            .min()
+            .unwrap_or(closed.max(self.compared_through));
+        c.compared_ahead = through
+            .into_iter()
+            .filter_map(|(t, p)| Some((t.to_string(), p?)))
+            .filter(|(_, p)| Some(*p) > c.compared_through)
+            .collect();
         c
     }
 
     /// Continues the episodes of a checkpoint (after [`Engine::add_topic`] for every topic).
     pub fn restore(&mut self, c: &Checkpoint) {
         self.compared_through = c.compared_through;
+        for t in &mut self.tables {
+            t.compared_through = c.compared_through_of(&t.name);
+        }
         self.skew.restore(c.skew_seen_ms);
         self.decoder.restore_origins(&c.origins);
         for (replica, table) in &c.drifting {

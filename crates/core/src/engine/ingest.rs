@@ -267,7 +267,10 @@ impl<D: Decoder> Engine<D> {
             return self.count_snapshot(rec, stream, table, range, ev, drift);
         }
         let ti = rec.topic as usize;
-        if self.compared_through.is_some_and(|c| ev.position <= c) {
+        if self.tables[table as usize]
+            .compared_through
+            .is_some_and(|c| ev.position <= c)
+        {
             // Compared by every replica before a restart: read again, not summed again.
             self.topics[ti].stats.duplicates += 1;
             return (Ingested::Duplicate, i64::MIN);

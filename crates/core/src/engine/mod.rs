@@ -147,6 +147,9 @@ struct Table {
     /// Positions at or below this were compared before the table was known (it was added
     /// while running): its events there are not verified, on any stream alike.
     joined: Position,
+    /// Its windows up to this position were compared before a restart (see
+    /// [`Checkpoint::compared_through_of`]): a record at or below it read again is a duplicate.
+    compared_through: Option<Position>,
 }
 
 /// What is known of a partition beyond the records read from it.
@@ -296,8 +299,8 @@ pub struct Engine<D: Decoder = ConfluentAvro> {
     /// Verdicts reached while ingesting, handed out by the next advance.
     deferred: Vec<Divergence>,
     /// Restored from a checkpoint: every window up to this position was compared by every
-    /// replica before the restart. A record at or below it read again (from the committed
-    /// offsets on, a redelivery the run before had seen) is a duplicate.
+    /// replica before the restart, with the tables it did not name apart (each table keeps its
+    /// own: `Table::compared_through`). A table found later starts from it.
     compared_through: Option<Position>,
 }
 

@@ -23,6 +23,7 @@ impl<D: Decoder> Engine<D> {
             refs: Vec::new(),
             primary_topic: None,
             joined,
+            compared_through: self.compared_through,
         });
         let id = (self.tables.len() - 1) as TableId;
         if let Drill::Ranges(sel) = &self.cfg.drill {
