@@ -15,6 +15,7 @@
 //! `SCALE_SAME=1` runs the second phase with one instance as well: what two runs of the same
 //! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
 //! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
+//! `SCALE_CONFIG=FILE`: a config file every instance reads (consumer properties to try).
 //!
 //! The last line is the summary.
 
@@ -183,6 +184,10 @@ fn verify(
     cores: &[usize],
     shards: u32,
 ) -> Option<(Vec<Ran>, Cpu)> {
+    // (`SCALE_CONFIG`: a config file the instances read too, e.g. to try consumer properties.)
+    let config: Vec<String> = std::env::var("SCALE_CONFIG")
+        .map(|f| vec!["--config".into(), f])
+        .unwrap_or_default();
     let mut children: Vec<_> = cores
         .iter()
         .enumerate()
@@ -190,6 +195,7 @@ fn verify(
             Command::new("taskset")
                 .args(["-c", &core.to_string(), BIN])
                 .args(["run", "--until-caught-up", "--topic-prefix", prefix])
+                .args(&config)
                 .args(["--group-id", group])
                 .args(["--bootstrap-servers", &bootstrap()])
                 .args(["--registry-url", &registry()])

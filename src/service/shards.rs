@@ -137,7 +137,14 @@ impl super::state::Service {
                 self.reach_said.1 += (key.len() + v.len()) as u64;
             }
         }
-        for (key, value) in ex.heard() {
+        // A new assignment starts a new engine: what the others said before it, and will not
+        // say again while their streams are quiet, is taken in first.
+        let heard = if std::mem::replace(&mut self.reach_primed, true) {
+            ex.heard()
+        } else {
+            ex.latest()
+        };
+        for (key, value) in heard {
             if key.starts_with(&format!("{me}/")) {
                 continue;
             }

@@ -157,6 +157,7 @@ impl Service {
             exchange_key: String::new(),
             reach_taken: 0,
             reach_refused: 0,
+            reach_primed: false,
             reach_said: (0, 0),
             end_offsets_ok: Instant::now(),
             end_offsets_failed: false,

@@ -158,6 +158,8 @@ pub(super) struct Service {
     pub exchange_key: String,
     pub reach_taken: u64,
     pub reach_refused: u64,
+    /// Whether everything the others said before this engine began was taken in.
+    pub reach_primed: bool,
     /// Records and bytes said on the reach topic.
     pub reach_said: (u64, u64),
     /// When the partitions' end offsets last answered, and whether an ask failed since.

@@ -3,6 +3,7 @@
 //! everyone's. Nothing here is needed for correctness of what one instance commits; what is
 //! lost or late only makes a quiet shard wait longer.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -22,11 +23,17 @@ type Said = (String, Vec<u8>);
 /// How many kept records an exchange holds (the newest).
 pub const KEPT: usize = 64;
 
+/// How many keys [`Exchange::latest`] remembers (a key is an instance's stream; every restart
+/// of an instance says under new keys).
+pub const LATEST: usize = 4096;
+
 /// The exchange: what this instance says, what the others said.
 pub struct Exchange {
     topic: String,
     producer: BaseProducer,
     heard: Mutex<Receiver<Said>>,
+    /// The newest record under each key passed on, for [`Exchange::latest`].
+    latest: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     kept: Arc<Mutex<Vec<Said>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -60,9 +67,11 @@ impl Exchange {
         let (tx, rx): (Sender<Said>, _) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let kept = Arc::new(Mutex::new(Vec::new()));
+        let latest = Arc::new(Mutex::new(BTreeMap::new()));
         let thread = {
             let stop = stop.clone();
             let kept = kept.clone();
+            let latest = latest.clone();
             let keep = keep.to_string();
             std::thread::Builder::new()
                 .name("exchange".into())
@@ -81,6 +90,12 @@ impl Exchange {
                             k.push((key, value));
                             continue;
                         }
+                        {
+                            let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
+                            if l.len() < LATEST || l.contains_key(&key) {
+                                l.insert(key.clone(), value.clone());
+                            }
+                        }
                         if tx.send((key, value)).is_err() {
                             break;
                         }
@@ -92,6 +107,7 @@ impl Exchange {
             topic: topic.to_string(),
             producer,
             heard: Mutex::new(rx),
+            latest,
             kept,
             stop,
             thread: Some(thread),
@@ -114,6 +130,17 @@ impl Exchange {
     pub fn heard(&self) -> Vec<Said> {
         let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
         rx.try_iter().collect()
+    }
+
+    /// The newest record heard under each key since the exchange opened (of the first
+    /// [`LATEST`] keys), this instance's own included; what was heard until now is taken off
+    /// [`Exchange::heard`]. For a reader that starts over (a new assignment): what was said
+    /// before it began, and not said again since, still counts.
+    pub fn latest(&self) -> Vec<Said> {
+        let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = rx.try_iter().count();
+        let l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
