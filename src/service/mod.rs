@@ -194,7 +194,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         svc.shards = owned;
         svc.shard_handoffs = handoffs;
         svc.exchange = exchange.clone();
-        svc.exchange_key = exchange_key.clone();
+        // One key per assignment: what each engine last said stays heard after the next one
+        // begins (see `Exchange::latest`).
+        svc.exchange_key = format!("{exchange_key}.{handoffs}");
         svc.discover();
         tracing::info!(
             topics = svc.topic_names.len(),
