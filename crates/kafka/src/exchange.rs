@@ -20,11 +20,14 @@ use crate::consume::{ConsumeError, KafkaSettings};
 /// A record: its key and value.
 type Said = (String, Vec<u8>);
 
+/// The newest record under each key, with the order it came in (see [`Exchange::latest`]).
+type Latest = BTreeMap<String, (u64, Vec<u8>)>;
+
 /// How many kept records an exchange holds (the newest).
 pub const KEPT: usize = 64;
 
-/// How many keys [`Exchange::latest`] remembers (a key is an instance's stream; every restart
-/// of an instance says under new keys).
+/// How many keys [`Exchange::latest`] remembers, the most recently said (a key is an
+/// instance's stream in one assignment: every assignment says under new keys).
 pub const LATEST: usize = 4096;
 
 /// The exchange: what this instance says, what the others said.
@@ -32,8 +35,9 @@ pub struct Exchange {
     topic: String,
     producer: BaseProducer,
     heard: Mutex<Receiver<Said>>,
-    /// The newest record under each key passed on, for [`Exchange::latest`].
-    latest: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    /// The newest record under each key passed on, with the order it came in, for
+    /// [`Exchange::latest`].
+    latest: Arc<Mutex<Latest>>,
     kept: Arc<Mutex<Vec<Said>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -67,7 +71,7 @@ impl Exchange {
         let (tx, rx): (Sender<Said>, _) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let latest = Arc::new(Mutex::new(BTreeMap::new()));
+        let latest: Arc<Mutex<Latest>> = Arc::default();
         let thread = {
             let stop = stop.clone();
             let kept = kept.clone();
@@ -90,12 +94,12 @@ impl Exchange {
                             k.push((key, value));
                             continue;
                         }
-                        {
-                            let mut l = latest.lock().unwrap_or_else(|p| p.into_inner());
-                            if l.len() < LATEST || l.contains_key(&key) {
-                                l.insert(key.clone(), value.clone());
-                            }
-                        }
+                        remember(
+                            &mut latest.lock().unwrap_or_else(|p| p.into_inner()),
+                            &key,
+                            m.offset() as u64,
+                            &value,
+                        );
                         if tx.send((key, value)).is_err() {
                             break;
                         }
@@ -132,15 +136,15 @@ impl Exchange {
         rx.try_iter().collect()
     }
 
-    /// The newest record heard under each key since the exchange opened (of the first
-    /// [`LATEST`] keys), this instance's own included; what was heard until now is taken off
+    /// The newest record heard under each key since the exchange opened (of the [`LATEST`]
+    /// keys said most recently), this instance's own included; what was heard until now is taken off
     /// [`Exchange::heard`]. For a reader that starts over (a new assignment): what was said
     /// before it began, and not said again since, still counts.
     pub fn latest(&self) -> Vec<Said> {
         let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
         let _ = rx.try_iter().count();
         let l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-        l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        l.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -155,6 +159,18 @@ impl Exchange {
     }
 }
 
+/// Keeps `value` as the newest under `key` (said at `seq`, in the order heard); past
+/// [`LATEST`] keys, the key said least recently makes room.
+fn remember(latest: &mut Latest, key: &str, seq: u64, value: &[u8]) {
+    if latest.len() >= LATEST && !latest.contains_key(key) {
+        let oldest = latest.iter().min_by_key(|(_, (n, _))| *n);
+        if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+            latest.remove(&k);
+        }
+    }
+    latest.insert(key.to_string(), (seq, value.to_vec()));
+}
+
 impl Drop for Exchange {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -162,5 +178,25 @@ impl Drop for Exchange {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_bound_the_key_said_least_recently_makes_room() {
+        let mut l = BTreeMap::new();
+        for i in 0..LATEST as u64 {
+            remember(&mut l, &format!("k{i}"), i, b"v");
+        }
+        // k0 said again: now k1 is the least recent.
+        remember(&mut l, "k0", LATEST as u64, b"again");
+        remember(&mut l, "new", LATEST as u64 + 1, b"n");
+        assert_eq!(l.len(), LATEST);
+        assert!(!l.contains_key("k1"));
+        assert_eq!(l["k0"].1, b"again");
+        assert_eq!(l["new"].1, b"n");
     }
 }
