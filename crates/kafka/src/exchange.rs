@@ -137,9 +137,9 @@ impl Exchange {
     }
 
     /// The newest record heard under each key since the exchange opened (of the [`LATEST`]
-    /// keys said most recently), this instance's own included; what was heard until now is taken off
-    /// [`Exchange::heard`]. For a reader that starts over (a new assignment): what was said
-    /// before it began, and not said again since, still counts.
+    /// keys said most recently), this instance's own included; what was heard until now is
+    /// taken off [`Exchange::heard`]. For a reader that starts over (a new assignment): what
+    /// was said before it began, and not said again since, still counts.
     pub fn latest(&self) -> Vec<Said> {
         let rx = self.heard.lock().unwrap_or_else(|p| p.into_inner());
         let _ = rx.try_iter().count();
