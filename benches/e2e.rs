@@ -75,17 +75,17 @@ fn simulate(args: &[&str]) -> String {
 }
 
 fn consumer(group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap())
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "20")
-        .set("queued.min.messages", "200000")
-        .set("fetch.max.bytes", "104857600")
-        .set("max.partition.fetch.bytes", "10485760")
-        .create()
-        .unwrap()
+        .set("fetch.wait.max.ms", "20");
+    // Fetching as the verifier's own consumer does, so that the two compare like for like.
+    for (k, v) in cdc_verifier_kafka::consume::FETCH {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
 }
 
 /// Every partition of the topics with `prefix`, with its high watermark.
@@ -166,6 +166,12 @@ fn verifier_args(prefix: &str, alerts: &str, group: &str) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    // `E2E_CONFIG=FILE`: a config file the verifier reads too (e.g. consumer properties to try).
+    .chain(
+        std::env::var("E2E_CONFIG")
+            .map(|f| vec!["--config".to_string(), f])
+            .unwrap_or_default(),
+    )
     .collect()
 }
 

@@ -10,7 +10,10 @@
 //!    measures what sharing writes to Kafka (the reach topic) per source record and against the
 //!    source bytes;
 //! 4. prints the CPU a record cost the instances and, beside them, the broker (which shares the
-//!    host's cores with them).
+//!    host's cores with them), and their peak memory;
+//! 5. in each round, consumes and discards every source record with one process, then with two
+//!    pinned the same way (no verifying): what the host's broker and fetch path allow, and how
+//!    that scales.
 //!
 //! `SCALE_SAME=1` runs the second phase with one instance as well: what two runs of the same
 //! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
@@ -93,6 +96,91 @@ fn read_topic(topic: &str) -> Vec<(Vec<u8>, usize)> {
     out
 }
 
+/// `--raw <prefix> <k> <n>` (this bench run again, pinned to a core): consumes and discards
+/// the source partitions whose index is `k` modulo `n`, fetching as the verifier's consumer
+/// does, and prints `raw: <records> <seconds>` (from the first record to the last).
+fn raw_part(prefix: &str, k: usize, n: usize) {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap())
+        .set("group.id", "cdc-verifier-bench-scale-raw")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "20");
+    for (key, v) in cdc_verifier_kafka::consume::FETCH {
+        cfg.set(*key, *v);
+    }
+    let c: BaseConsumer = cfg.create().unwrap();
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    let mut all = Vec::new();
+    for t in md
+        .topics()
+        .iter()
+        .filter(|t| t.name().starts_with(prefix) && t.name().contains(".shop."))
+    {
+        for p in t.partitions() {
+            all.push((t.name().to_string(), p.id()));
+        }
+    }
+    all.sort();
+    let mut tpl = TopicPartitionList::new();
+    let mut left = 0i64;
+    for (topic, p) in all.into_iter().skip(k).step_by(n) {
+        let (low, high) = c
+            .fetch_watermarks(&topic, p, Duration::from_secs(10))
+            .unwrap();
+        left += high - low;
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let (mut records, mut first, mut last) = (0u64, None, Instant::now());
+    while left > 0 {
+        match c.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => {
+                left -= 1;
+                records += 1;
+                last = Instant::now();
+                first.get_or_insert(last);
+            }
+            Some(Err(e)) => panic!("raw consume: {e}"),
+            None => panic!("raw consume stalled with {left} records left"),
+        }
+    }
+    let seconds = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    println!("raw: {records} {seconds}");
+}
+
+/// Consume-and-discard of every source record by one process per core in `cores`, each
+/// pinned to its core and given an equal share of the partitions: records/s together. What
+/// the host's broker and fetch path allow, with no verifying at all.
+fn raw(prefix: &str, cores: &[usize]) -> f64 {
+    let me = std::env::current_exe().unwrap();
+    let children: Vec<_> = cores
+        .iter()
+        .enumerate()
+        .map(|(k, core)| {
+            Command::new("taskset")
+                .args(["-c", &core.to_string()])
+                .arg(&me)
+                .args(["--raw", prefix, &k.to_string(), &cores.len().to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("taskset and the bench run")
+        })
+        .collect();
+    let (mut records, mut seconds) = (0u64, 0f64);
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "raw consume failed");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.starts_with("raw: ")).unwrap();
+        let mut f = line[5..].split(' ');
+        records += f.next().unwrap().parse::<u64>().unwrap();
+        seconds = seconds.max(f.next().unwrap().parse().unwrap());
+    }
+    records as f64 / seconds
+}
+
 /// The source topics' records and bytes (key and value).
 fn source_size(prefix: &str) -> (u64, u64) {
     let c = consumer();
@@ -119,6 +207,16 @@ struct Ran {
     records: u64,
     seconds: f64,
     reach_bytes: u64,
+    /// The instance's peak resident memory, MB (`VmHWM`, last read before it exited).
+    peak_rss_mb: f64,
+}
+
+/// A process's peak resident memory so far, MB, from `/proc/<pid>/status`.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// CPU seconds a process has used so far (user and system), from `/proc/<pid>/stat`.
@@ -249,17 +347,21 @@ fn verify(
         std::thread::spawn(move || {
             let mut samples = Vec::new();
             let mut last = vec![0.0; pids.len()];
+            let mut peaks = vec![0.0f64; pids.len()];
             while !done.load(Ordering::SeqCst) {
                 for (i, pid) in pids.iter().enumerate() {
                     if let Some(c) = cpu_seconds(*pid) {
                         last[i] = c;
+                    }
+                    if let Some(m) = peak_rss_mb(*pid) {
+                        peaks[i] = peaks[i].max(m);
                     }
                 }
                 let k = broker.and_then(cpu_seconds).unwrap_or(f64::NAN);
                 samples.push((Instant::now(), last.clone(), k));
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Samples(samples)
+            (Samples(samples), peaks)
         })
     };
     for c in &mut children {
@@ -267,7 +369,7 @@ fn verify(
         assert!(status.success(), "the verifier failed");
     }
     done.store(true, Ordering::SeqCst);
-    let samples = sampler.join().unwrap();
+    let (samples, peaks) = sampler.join().unwrap();
     let mut cpu = Cpu::default();
     let mut span: Option<(Instant, Instant)> = None;
     let logs: Vec<(String, Option<Instant>, Option<Instant>)> =
@@ -296,6 +398,7 @@ fn verify(
                 reach_bytes: reach
                     .and_then(|l| field(l, "bytes"))
                     .map_or(0, |b| b.parse().unwrap()),
+                peak_rss_mb: peaks[i],
             };
             let to = caught_at.expect("the line was read");
             let from = to - Duration::from_secs_f64(ran.seconds);
@@ -318,7 +421,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--raw") {
+        raw_part(
+            &args[i + 1],
+            args[i + 2].parse().unwrap(),
+            args[i + 3].parse().unwrap(),
+        );
         return;
     }
     let events = env_or("SCALE_EVENTS", "1500000");
@@ -350,8 +462,21 @@ fn main() {
     // CPU microseconds a record: the one instance, the two together, the broker in each.
     let (mut cpu_one, mut cpu_two, mut broker_one, mut broker_two) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Peak resident memory, MB: the one instance, and the larger of the two.
+    let (mut rss_one, mut rss_two) = (Vec::new(), Vec::new());
+    // Consume-and-discard alone, one process against two: the host's own ceiling.
+    let (mut raw_one, mut raw_two) = (Vec::new(), Vec::new());
     let mut equal = true;
     for round in 0..rounds {
+        raw_one.push(raw(&prefix, &[0]));
+        raw_two.push(raw(&prefix, &[0, 1]));
+        println!(
+            "round {}: raw consume-and-discard: 1 consumer {:.0} records/s, 2 consumers {:.0} records/s (efficiency {:.2})",
+            round + 1,
+            raw_one[round],
+            raw_two[round],
+            raw_two[round] / (2.0 * raw_one[round])
+        );
         let d1 = format!("{prefix}r{round}-one");
         let (a, ca) = verify(&prefix, &format!("{prefix}r{round}-g1"), &d1, &[0], shards)
             .expect("one instance is never handed shards");
@@ -432,13 +557,17 @@ fn main() {
         cpu_two.push(per(cb.verifiers, records_two));
         broker_one.push(per(ca.broker, a[0].records));
         broker_two.push(per(cb.broker, records_two));
+        rss_one.push(a[0].peak_rss_mb);
+        rss_two.push(b.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max));
         println!(
-            "round {}: CPU µs a record: 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2}",
+            "round {}: CPU µs a record: 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2}; peak memory {:.0} MB alone, {:.0} MB the larger of two",
             round + 1,
             cpu_one[round],
             cpu_two[round],
             broker_one[round],
-            broker_two[round]
+            broker_two[round],
+            rss_one[round],
+            rss_two[round]
         );
         one.push(rate_one);
         two.push(rate_two);
@@ -449,11 +578,20 @@ fn main() {
     // The broker shares the host's cores with the instances: what it costs a record says how
     // much of the two cores the two instances really had.
     println!(
-        "cpu, µs a record (medians): 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2} beside them",
+        "cpu, µs a record (medians): 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2} beside them; peak memory {:.0} MB alone, {:.0} MB each of two",
         median(cpu_one),
         median(cpu_two),
         median(broker_one),
-        median(broker_two)
+        median(broker_two),
+        median(rss_one),
+        median(rss_two)
+    );
+    let (r1, r2) = (median(raw_one), median(raw_two));
+    println!(
+        "raw consume-and-discard (medians): 1 consumer {r1:.0} records/s, 2 consumers {r2:.0} records/s, efficiency {:.2}; the verifier reads at {:.2} and {:.2} of them",
+        r2 / (2.0 * r1),
+        a / r1,
+        b / r2
     );
     println!(
         "scale: 1 instance {a:.0} records/s, 2 instances {b:.0} records/s, efficiency {:.2}, shuffle {:.2} bytes/record ({:.3} % of the source bytes), verdicts equal: {}",
