@@ -19,6 +19,7 @@
 //! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
 //! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
 //! `SCALE_CONFIG=FILE`: a config file every instance reads (consumer properties to try).
+//! `SCALE_LOGS=DIR` keeps each instance's log there, at the level `SCALE_LOG` sets (`info`).
 //!
 //! The last line is the summary.
 
@@ -230,6 +231,24 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// CPU seconds the host has been busy (every core, user, system, interrupts), from
+/// `/proc/stat`.
+fn host_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return f64::NAN;
+    };
+    let f: Vec<f64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 =
+        f.iter().take(8).sum::<f64>() - f.get(3).unwrap_or(&0.0) - f.get(4).unwrap_or(&0.0);
+    busy / 100.0
+}
+
 /// The broker's process, as `scripts/services` recorded it.
 fn broker_pid() -> Option<u32> {
     let state = std::env::var("SERVICES_STATE")
@@ -252,10 +271,12 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 struct Cpu {
     verifiers: f64,
     broker: f64,
+    /// The host's cores busy (any process, the kernel included), on average over the span.
+    host_busy: f64,
 }
 
 /// CPU readings over time: the instances' (one each) and the broker's.
-struct Samples(Vec<(Instant, Vec<f64>, f64)>);
+struct Samples(Vec<(Instant, Vec<f64>, f64, f64)>);
 
 impl Samples {
     /// How much `which` grew from `from` to `to` (the nearest readings within).
@@ -263,9 +284,9 @@ impl Samples {
         &self,
         from: Instant,
         to: Instant,
-        which: impl Fn(&(Instant, Vec<f64>, f64)) -> f64,
+        which: impl Fn(&(Instant, Vec<f64>, f64, f64)) -> f64,
     ) -> f64 {
-        let inside: Vec<&(Instant, Vec<f64>, f64)> =
+        let inside: Vec<&(Instant, Vec<f64>, f64, f64)> =
             self.0.iter().filter(|s| s.0 >= from && s.0 <= to).collect();
         match (inside.first(), inside.last()) {
             (Some(a), Some(b)) => which(b) - which(a),
@@ -308,7 +329,7 @@ fn verify(
                 // Both join before either starts: no hand-over mid-measurement.
                 .args(["--set", "scale.settle-ms=10000"])
                 .args(["--set", "scale.place-by=load"])
-                .env("CDC_VERIFIER_LOG", "info")
+                .env("CDC_VERIFIER_LOG", env_or("SCALE_LOG", "info"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -358,7 +379,7 @@ fn verify(
                     }
                 }
                 let k = broker.and_then(cpu_seconds).unwrap_or(f64::NAN);
-                samples.push((Instant::now(), last.clone(), k));
+                samples.push((Instant::now(), last.clone(), k, host_busy_seconds()));
                 std::thread::sleep(Duration::from_millis(20));
             }
             (Samples(samples), peaks)
@@ -382,6 +403,13 @@ fn verify(
         .any(|(_, caught, rebalanced)| rebalanced.is_some_and(|r| caught.is_none_or(|c| r < c)))
     {
         return None;
+    }
+    // (`SCALE_LOGS=DIR`: each instance's log kept there, named after its outputs' topic.)
+    if let Ok(dir) = std::env::var("SCALE_LOGS") {
+        for (i, (log, _, _)) in logs.iter().enumerate() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(format!("{dir}/{detail}-{i}.log"), log).unwrap();
+        }
     }
     let ran = logs
         .into_iter()
@@ -411,6 +439,8 @@ fn verify(
     // the last has read everything.
     if let Some((from, to)) = span {
         cpu.broker = samples.between(from, to, |s| s.2);
+        cpu.host_busy =
+            samples.between(from, to, |s| s.3) / to.duration_since(from).as_secs_f64().max(1e-9);
     }
     Some((ran, cpu))
 }
@@ -464,6 +494,8 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Peak resident memory, MB: the one instance, and the larger of the two.
     let (mut rss_one, mut rss_two) = (Vec::new(), Vec::new());
+    // The host's cores busy over the span measured (any process and the kernel).
+    let (mut host_one, mut host_two) = (Vec::new(), Vec::new());
     // Consume-and-discard alone, one process against two: the host's own ceiling.
     let (mut raw_one, mut raw_two) = (Vec::new(), Vec::new());
     let mut equal = true;
@@ -557,15 +589,19 @@ fn main() {
         cpu_two.push(per(cb.verifiers, records_two));
         broker_one.push(per(ca.broker, a[0].records));
         broker_two.push(per(cb.broker, records_two));
+        host_one.push(ca.host_busy);
+        host_two.push(cb.host_busy);
         rss_one.push(a[0].peak_rss_mb);
         rss_two.push(b.iter().map(|r| r.peak_rss_mb).fold(0.0, f64::max));
         println!(
-            "round {}: CPU µs a record: 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2}; peak memory {:.0} MB alone, {:.0} MB the larger of two",
+            "round {}: CPU µs a record: 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2}; the host's cores busy {:.2} and {:.2} of 2; peak memory {:.0} MB alone, {:.0} MB the larger of two",
             round + 1,
             cpu_one[round],
             cpu_two[round],
             broker_one[round],
             broker_two[round],
+            host_one[round],
+            host_two[round],
             rss_one[round],
             rss_two[round]
         );
@@ -578,11 +614,13 @@ fn main() {
     // The broker shares the host's cores with the instances: what it costs a record says how
     // much of the two cores the two instances really had.
     println!(
-        "cpu, µs a record (medians): 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2} beside them; peak memory {:.0} MB alone, {:.0} MB each of two",
+        "cpu, µs a record (medians): 1 instance {:.2}, 2 instances {:.2} together; the broker {:.2} and {:.2} beside them; the host's cores busy {:.2} and {:.2} of 2; peak memory {:.0} MB alone, {:.0} MB each of two",
         median(cpu_one),
         median(cpu_two),
         median(broker_one),
         median(broker_two),
+        median(host_one),
+        median(host_two),
         median(rss_one),
         median(rss_two)
     );
