@@ -265,9 +265,12 @@ impl Service {
             let records = self.verifier.records;
             self.caught_up_at = Some((Instant::now(), records));
             let secs = first.elapsed().as_secs_f64().max(1e-6);
+            let st = &self.src.stats;
             tracing::info!(
                 records,
                 seconds = secs,
+                schemas_fetched = st.fetches,
+                schema_fetch_ms = st.fetch_time.as_millis() as u64,
                 "read everything: {records} records in {secs:.3} s"
             );
         }
