@@ -52,19 +52,24 @@ fn registry() -> String {
     )
 }
 
-fn consumer() -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .set("group.id", "cdc-verifier-bench-scale")
+/// A consumer fetching as the verifier's own does (so that the raw consume-and-discard
+/// compares like for like).
+fn consumer(group: &str) -> BaseConsumer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create()
-        .unwrap()
+        .set("fetch.wait.max.ms", "20");
+    for (k, v) in cdc_verifier_kafka::consume::FETCH {
+        c.set(*k, *v);
+    }
+    c.create().unwrap()
 }
 
 /// Every record of `topic`: its key and its size (key and value).
 fn read_topic(topic: &str) -> Vec<(Vec<u8>, usize)> {
-    let c = consumer();
+    let c = consumer("cdc-verifier-bench-scale");
     let md = c
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
@@ -101,16 +106,7 @@ fn read_topic(topic: &str) -> Vec<(Vec<u8>, usize)> {
 /// the source partitions whose index is `k` modulo `n`, fetching as the verifier's consumer
 /// does, and prints `raw: <records> <seconds>` (from the first record to the last).
 fn raw_part(prefix: &str, k: usize, n: usize) {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap())
-        .set("group.id", "cdc-verifier-bench-scale-raw")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "20");
-    for (key, v) in cdc_verifier_kafka::consume::FETCH {
-        cfg.set(*key, *v);
-    }
-    let c: BaseConsumer = cfg.create().unwrap();
+    let c = consumer("cdc-verifier-bench-scale-raw");
     let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
     let mut all = Vec::new();
     for t in md
@@ -184,7 +180,7 @@ fn raw(prefix: &str, cores: &[usize]) -> f64 {
 
 /// The source topics' records and bytes (key and value).
 fn source_size(prefix: &str) -> (u64, u64) {
-    let c = consumer();
+    let c = consumer("cdc-verifier-bench-scale");
     let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
     let topics: Vec<String> = md
         .topics()
@@ -275,19 +271,26 @@ struct Cpu {
     host_busy: f64,
 }
 
-/// CPU readings over time: the instances' (one each) and the broker's.
-struct Samples(Vec<(Instant, Vec<f64>, f64, f64)>);
+/// One reading: CPU seconds of the instances (one each) and of the broker, and the host's busy
+/// seconds.
+struct Sample {
+    at: Instant,
+    instances: Vec<f64>,
+    broker: f64,
+    host: f64,
+}
+
+/// Readings over time.
+struct Samples(Vec<Sample>);
 
 impl Samples {
     /// How much `which` grew from `from` to `to` (the nearest readings within).
-    fn between(
-        &self,
-        from: Instant,
-        to: Instant,
-        which: impl Fn(&(Instant, Vec<f64>, f64, f64)) -> f64,
-    ) -> f64 {
-        let inside: Vec<&(Instant, Vec<f64>, f64, f64)> =
-            self.0.iter().filter(|s| s.0 >= from && s.0 <= to).collect();
+    fn between(&self, from: Instant, to: Instant, which: impl Fn(&Sample) -> f64) -> f64 {
+        let inside: Vec<&Sample> = self
+            .0
+            .iter()
+            .filter(|s| s.at >= from && s.at <= to)
+            .collect();
         match (inside.first(), inside.last()) {
             (Some(a), Some(b)) => which(b) - which(a),
             _ => f64::NAN,
@@ -378,8 +381,12 @@ fn verify(
                         peaks[i] = peaks[i].max(m);
                     }
                 }
-                let k = broker.and_then(cpu_seconds).unwrap_or(f64::NAN);
-                samples.push((Instant::now(), last.clone(), k, host_busy_seconds()));
+                samples.push(Sample {
+                    at: Instant::now(),
+                    instances: last.clone(),
+                    broker: broker.and_then(cpu_seconds).unwrap_or(f64::NAN),
+                    host: host_busy_seconds(),
+                });
                 std::thread::sleep(Duration::from_millis(20));
             }
             (Samples(samples), peaks)
@@ -406,8 +413,8 @@ fn verify(
     }
     // (`SCALE_LOGS=DIR`: each instance's log kept there, named after its outputs' topic.)
     if let Ok(dir) = std::env::var("SCALE_LOGS") {
+        std::fs::create_dir_all(&dir).unwrap();
         for (i, (log, _, _)) in logs.iter().enumerate() {
-            std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(format!("{dir}/{detail}-{i}.log"), log).unwrap();
         }
     }
@@ -430,7 +437,7 @@ fn verify(
             };
             let to = caught_at.expect("the line was read");
             let from = to - Duration::from_secs_f64(ran.seconds);
-            cpu.verifiers += samples.between(from, to, |s| s.1[i]);
+            cpu.verifiers += samples.between(from, to, |s| s.instances[i]);
             span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
             ran
         })
@@ -438,9 +445,9 @@ fn verify(
     // The broker over the whole measured span: from the first instance's first record until
     // the last has read everything.
     if let Some((from, to)) = span {
-        cpu.broker = samples.between(from, to, |s| s.2);
+        cpu.broker = samples.between(from, to, |s| s.broker);
         cpu.host_busy =
-            samples.between(from, to, |s| s.3) / to.duration_since(from).as_secs_f64().max(1e-9);
+            samples.between(from, to, |s| s.host) / to.duration_since(from).as_secs_f64().max(1e-9);
     }
     Some((ran, cpu))
 }
