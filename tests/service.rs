@@ -16,8 +16,8 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Headers, Message};
 use serde_json::Value as Json;
 use support::verdicts::{
-    Alert, EpisodeRecord, alerts, episode_records, faults, faults_without_episode, latest_episodes,
-    range_of, read_all, score,
+    Alert, EpisodeRecord, alerts, episode_records, faults, faults_without_episode,
+    keyed_episode_records, latest_episodes, range_of, read_all, score,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
@@ -701,6 +701,138 @@ fn sigterm_drains_commits_and_exits_zero() {
         "after a clean stop, the restart re-read {events} events: {again}"
     );
     assert!(alerts(&run.alerts).is_empty());
+}
+
+/// Stopped while its traffic goes on and started again after it ended, the verifier continues
+/// the episodes it left open — under their keys, each opened once — and the alert topic ends
+/// as after one uninterrupted run: the same episodes, none left open beside its continuation.
+#[test]
+fn a_restart_continues_the_open_episodes_under_their_keys() {
+    support::require_services();
+    let _turn = side_by_side();
+    let run = Run::new("svc-resume");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("manifest.json");
+    // 12 s of paced traffic.
+    let mut sim = Command::new(BIN)
+        .args(["simulate", "--scenario", "faults", "--events", "240000"])
+        .args(["--rate", "20000", "--topic-prefix", &run.prefix])
+        .args(["--bootstrap-servers", &support::bootstrap()])
+        .args([
+            "--registry-url",
+            &support::registry_url(),
+            "--partitions",
+            "4",
+        ])
+        .arg("--manifest")
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let log_path = dir.path().join("verifier.log");
+    let mut child = Command::new(BIN)
+        .args(run.verifier_args(&run.group, &support::registry_url()))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Stopped once it has told a fault, while the traffic goes on.
+    wait_for_first_record(&run.episodes(), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(sim.wait().unwrap().success(), "simulate failed");
+    let before = keyed_episode_records(&run.episodes());
+    let open_before = latest_episodes(&before.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())
+        .values()
+        .filter(|e| e.phase != "Close")
+        .count();
+    let out = run.verify_until_caught_up();
+    let again = String::from_utf8_lossy(&out.stderr);
+    let records = keyed_episode_records(&run.episodes());
+    assert!(
+        open_before > 0 && records.len() > before.len(),
+        "stopped mid-way: {open_before} episodes open at the stop, {} records before, {} after\n{log}",
+        before.len(),
+        records.len()
+    );
+    assert!(
+        again.contains(&format!("continuing {open_before} episodes left open")),
+        "{again}"
+    );
+
+    // Each episode under one key, opened once.
+    let mut keys: std::collections::BTreeMap<&str, BTreeSet<&[u8]>> = Default::default();
+    for (k, r) in &records {
+        keys.entry(r.episode.as_str())
+            .or_default()
+            .insert(k.as_slice());
+    }
+    let split: Vec<_> = keys.iter().filter(|(_, k)| k.len() > 1).collect();
+    assert!(split.is_empty(), "episodes under several keys: {split:?}");
+    for e in keys.keys() {
+        let opened = records
+            .iter()
+            .filter(|(_, r)| r.episode == *e && r.phase == "Open")
+            .count();
+        assert_eq!(opened, 1, "episode {e} opened {opened} times");
+    }
+    // No fault left open twice: one episode at most per (replica, table, kind).
+    let all: Vec<EpisodeRecord> = records.into_iter().map(|(_, r)| r).collect();
+    let latest = latest_episodes(&all);
+    let mut open = BTreeSet::new();
+    for e in latest.values().filter(|e| e.phase != "Close") {
+        assert!(
+            open.insert((e.replica.clone(), e.table.clone(), e.kind.clone())),
+            "a second episode open for {} {:?} {}: {latest:#?}",
+            e.replica,
+            e.table,
+            e.kind
+        );
+    }
+
+    // The same topics in one go, under another group and alert topic: the same episodes of
+    // the tables' data and schemas.
+    let clean = Run {
+        prefix: run.prefix.clone(),
+        alerts: format!("{}alerts-2", run.prefix),
+        dlq: format!("{}dead-letter-2", run.prefix),
+        group: format!("{}group-2", run.prefix),
+    };
+    clean.verify_until_caught_up();
+    let uninterrupted = latest_episodes(&episode_records(&clean.episodes()));
+    // A silence is judged by the clock, which moves with how the records were read (live,
+    // or as a backlog): a replica table's silence still young at the stop is told after the
+    // restart as that table's mismatches (docs/known-issues.md). Those tables are left out.
+    let silent: BTreeSet<(String, Option<String>)> = uninterrupted
+        .values()
+        .filter(|e| e.kind == "StreamSilent")
+        .map(|e| (e.replica.clone(), e.table.clone()))
+        .collect();
+    let tables = |l: &std::collections::BTreeMap<String, EpisodeRecord>| {
+        l.values()
+            .filter(|e| e.kind == "DataMismatch" || e.kind == "SchemaDrift")
+            .filter(|e| !silent.contains(&(e.replica.clone(), e.table.clone())))
+            .map(|e| (e.episode.clone(), e.phase == "Close"))
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        tables(&latest),
+        tables(&uninterrupted),
+        "\n{latest:#?}\n{uninterrupted:#?}"
+    );
+    eprintln!(
+        "restart: {open_before} episodes open at the stop, continued; {} episodes in all, as \
+         in one uninterrupted run",
+        latest.len()
+    );
 }
 
 /// The value of an unlabelled metric on the verifier's `/metrics`.

@@ -7,9 +7,80 @@ use cdc_verifier_core::episodes::{EpisodeEvent, Phase};
 use cdc_verifier_core::verdict::Divergence;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::alerts::episode::ReadBack;
 use super::state::{Service, wall_ms};
+use crate::clients;
+
+/// How long reading the alert topic back may take before the episodes on it are given up.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Service {
+    /// Continues the episodes this verifier left open on the alert topic, those of the tables
+    /// verified here (and the replica-wide ones when one instance verifies everything):
+    /// after a restart or a hand-over each goes on under its key, and its recovery closes
+    /// it, instead of a second episode opening beside one left open for good.
+    pub(super) fn resume_episodes(&mut self) {
+        let topic = self.cfg.alerts.topic.clone();
+        let started = Instant::now();
+        let records = match clients::kafka_settings(&self.cfg).read_topic(&topic, READ_BACK_TIMEOUT)
+        {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(
+                    topic,
+                    error = %e,
+                    "cannot read the alert topic back: the episodes left open on it are not \
+                     continued here, and open again under new keys if their faults go on"
+                );
+                return;
+            }
+        };
+        let mut latest: BTreeMap<String, ReadBack> = BTreeMap::new();
+        for r in &records {
+            let (Some(k), Some(v)) = (&r.key, &r.value) else {
+                continue;
+            };
+            match self.episode_codec.read_back(k, v) {
+                Some(b) if b.verifier == self.cfg.kafka.group_id => {
+                    latest.insert(b.episode.clone(), b);
+                }
+                _ => {}
+            }
+        }
+        let tables: BTreeSet<&str> = self.topic_routes.iter().map(|(_, t)| t.as_str()).collect();
+        let mut resumed = Vec::new();
+        for b in latest.values().filter(|b| b.phase != Phase::Close) {
+            let here = match &b.table {
+                Some(t) => tables.contains(t.as_str()),
+                // Replica-wide ones are each instance's own while sharing (see docs/scaling.md).
+                None => self.shards.is_none(),
+            };
+            let Some(saved) = b.resume.as_deref().filter(|_| here) else {
+                continue;
+            };
+            match self.episodes.resume(saved) {
+                Ok(Some(key)) => resumed.push(key.to_string()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    episode = %b.episode,
+                    error = %e,
+                    "cannot continue an episode left open on the alert topic"
+                ),
+            }
+        }
+        tracing::info!(
+            topic,
+            records = records.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "continuing {} episodes left open: {}",
+            resumed.len(),
+            resumed.join(" ")
+        );
+    }
+
     /// Groups a published verdict into its episode, and publishes what changed.
     pub(super) fn episode_of(&mut self, d: &Divergence) -> anyhow::Result<()> {
         tracing::debug!(key = %d.key(), "{}", d.summary());
@@ -41,11 +112,17 @@ impl Service {
     pub(super) fn publish_episodes(&mut self, events: &[EpisodeEvent]) -> anyhow::Result<()> {
         if let Some(w) = &self.webhook {
             let generator = format!("http://{}/metrics", self.cfg.service.listen);
-            w.push(events, &self.cfg.instance(), &generator);
+            w.push(
+                events,
+                &self.cfg.kafka.group_id,
+                &self.cfg.instance(),
+                &generator,
+            );
         }
         for e in events {
             say(e);
-            let (k, v) = self.episode_codec.encode(e, wall_ms())?;
+            let saved = self.episodes.saved(&e.key);
+            let (k, v) = self.episode_codec.encode(e, wall_ms(), saved.as_deref())?;
             self.producer.push(Outgoing {
                 output: Output::Alert,
                 topic: self.cfg.alerts.topic.clone(),

@@ -215,6 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 tables.into_iter().collect::<Vec<_>>().join(" ")
             );
         }
+        svc.resume_episodes();
         svc.until_caught_up = args.until_caught_up;
         match svc.run_loop(&signals, membership.as_ref())? {
             LoopEnd::Stopped => break,

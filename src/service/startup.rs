@@ -65,7 +65,12 @@ impl Service {
             alerts::episode::VALUE_SCHEMA,
             "episode",
         )?;
-        let episode_codec = alerts::EpisodeCodec::new(value_id, key_id, instance.clone());
+        let episode_codec = alerts::EpisodeCodec::new(
+            value_id,
+            key_id,
+            instance.clone(),
+            cfg.kafka.group_id.clone(),
+        );
         let codec = if cfg.alerts.detail_topic.is_empty() {
             None
         } else {

@@ -1,6 +1,6 @@
 //! Episodes published to an Alertmanager (`alerts.alertmanager-url`): each open episode an
-//! alert (labels `alertname`, `replica`, `table`, `kind`, `severity`, `instance`,
-//! `episode`), posted when it opens or
+//! alert (labels `alertname`, `replica`, `table`, `kind`, `severity`, `verifier`,
+//! `episode`; the instance posting it is an annotation), posted when it opens or
 //! changes and again every minute while it lasts (Alertmanager resolves an alert not posted
 //! again within its `resolve_timeout`), and posted resolved (`endsAt`) when it closes. A
 //! sender thread posts; the main loop only hands it the latest state of each episode, so an
@@ -42,21 +42,24 @@ fn severity(kind: Kind) -> &'static str {
     }
 }
 
-fn alert(e: &EpisodeEvent, instance: &str, generator: &str) -> Json {
+fn alert(e: &EpisodeEvent, verifier: &str, instance: &str, generator: &str) -> Json {
     let ep = &e.episode;
     let mut a = json!({
+        // The labels are the alert's identity: the same whichever instance posts it (a
+        // table handed to another instance goes on as the same alert).
         "labels": {
             "alertname": "CdcVerifierEpisode",
             "replica": ep.replica,
             "table": ep.table.as_deref().unwrap_or("*"),
             "kind": ep.kind.to_string(),
             "severity": severity(ep.kind),
-            "instance": instance,
+            "verifier": verifier,
             // Each episode its own alert: a fault that ends and comes back is a new one.
             "episode": e.key,
         },
         "annotations": {
             "summary": ep.summary(),
+            "instance": instance,
         },
         "startsAt": format_utc(ep.opened_at_ms),
         "generatorURL": generator,
@@ -88,7 +91,7 @@ impl Webhook {
     }
 
     /// Hands over what changed: the newest state of each episode replaces the one waiting.
-    pub fn push(&self, events: &[EpisodeEvent], instance: &str, generator: &str) {
+    pub fn push(&self, events: &[EpisodeEvent], verifier: &str, instance: &str, generator: &str) {
         if events.is_empty() {
             return;
         }
@@ -98,7 +101,7 @@ impl Webhook {
             let resolved = e.phase == Phase::Close;
             s.alerts.insert(
                 e.key.clone(),
-                (alert(e, instance, generator), resolved, false),
+                (alert(e, verifier, instance, generator), resolved, false),
             );
         }
         cv.notify_one();
@@ -300,18 +303,33 @@ mod tests {
                     .is_ok_and(|r| r.status().is_success())
             });
             let mut w = Webhook::start(&url, Duration::from_secs(5)).unwrap();
-            w.push(&[event(Phase::Open, None)], "here", "http://x/metrics");
+            w.push(
+                &[event(Phase::Open, None)],
+                "verifiers",
+                "here",
+                "http://x/metrics",
+            );
             wait_for("the episode fires", || {
                 active(&url) == ["replica-1/orders/DataMismatch/w3"]
             });
+            // Its table handed to another instance of the verifier: the same alert goes on.
+            w.push(
+                &[event(Phase::Update, None)],
+                "verifiers",
+                "there",
+                "http://x/metrics",
+            );
+            wait_for("the update is posted", || w.stats.lock().unwrap().1 == 2);
+            assert_eq!(active(&url), ["replica-1/orders/DataMismatch/w3"]);
             w.push(
                 &[event(Phase::Close, Some(1_700_000_060_000))],
-                "here",
+                "verifiers",
+                "there",
                 "http://x/metrics",
             );
             wait_for("the episode is resolved", || active(&url).is_empty());
             w.stop(Duration::from_secs(5));
-            assert_eq!(*w.stats.lock().unwrap(), (0, 2), "(failed, accepted) posts");
+            assert_eq!(*w.stats.lock().unwrap(), (0, 3), "(failed, accepted) posts");
         });
         let _ = am.kill();
         let _ = am.wait();

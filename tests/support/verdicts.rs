@@ -319,6 +319,20 @@ pub fn episode_records(topic: &str) -> Vec<EpisodeRecord> {
         .collect()
 }
 
+/// Every record of the alert topic `topic` with its Kafka key, in the order of each
+/// partition.
+pub fn keyed_episode_records(topic: &str) -> Vec<(Vec<u8>, EpisodeRecord)> {
+    read_all(topic)
+        .iter()
+        .map(|m| {
+            (
+                m.key().unwrap_or_default().to_vec(),
+                decode_episode(m.payload().unwrap()),
+            )
+        })
+        .collect()
+}
+
 /// Each episode's latest record, by episode.
 pub fn latest_episodes(
     records: &[EpisodeRecord],

@@ -192,6 +192,20 @@ impl Identity {
     }
 }
 
+/// An open episode as another verifier instance continues it (after a restart, or when its
+/// table is handed over): its key, its state and the ranges behind its counts.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    key: String,
+    state: EpisodeState,
+    #[serde(default)]
+    ranges: BTreeSet<(String, u64)>,
+    #[serde(default)]
+    unrecovered: BTreeSet<(String, u64)>,
+    #[serde(default)]
+    newest_window: Option<i64>,
+}
+
 /// An open episode: its state and what is needed to keep it.
 struct Episode {
     key: String,
@@ -368,6 +382,42 @@ impl Episodes {
     /// The open episodes' states, in order of identity.
     pub fn open_episodes(&self) -> impl Iterator<Item = (&str, &EpisodeState)> {
         self.open.values().map(|e| (e.key.as_str(), &e.state))
+    }
+
+    /// An open episode as [`Episodes::resume`] takes it in, by its key: what a compacted
+    /// alert topic keeps, so that whichever instance verifies its table next continues it
+    /// under the same key instead of opening another (and leaving this one open for good).
+    pub fn saved(&self, key: &str) -> Option<String> {
+        let e = self.open.values().find(|e| e.key == key)?;
+        serde_json::to_string(&Saved {
+            key: e.key.clone(),
+            state: e.state.clone(),
+            ranges: e.ranges.clone(),
+            unrecovered: e.unrecovered.clone(),
+            newest_window: e.newest_window,
+        })
+        .ok()
+    }
+
+    /// Continues an episode from what [`Episodes::saved`] gave: its later verdicts count in
+    /// it, and its recovery closes it. Returns its key, or `None` when an episode of its
+    /// identity is open already (that one goes on) or `saved` is a closed one.
+    pub fn resume(&mut self, saved: &str) -> Result<Option<&str>, serde_json::Error> {
+        let s: Saved = serde_json::from_str(saved)?;
+        let id = Identity::new(&s.state.replica, s.state.table.as_deref(), s.state.kind);
+        if self.open.contains_key(&id) || s.state.closed_at_ms.is_some() {
+            return Ok(None);
+        }
+        let e = Episode {
+            key: s.key,
+            reported_at_ms: s.state.last_at_ms,
+            state: s.state,
+            ranges: s.ranges,
+            unrecovered: s.unrecovered,
+            newest_window: s.newest_window,
+            changed: false,
+        };
+        Ok(Some(self.open.entry(id).or_insert(e).key.as_str()))
     }
 
     /// Takes in one verdict: opens an episode, counts it in one, or closes one.

@@ -583,3 +583,67 @@ fn keys_of_a_mismatch_under_a_drift_go_to_the_drift_episode() {
         "the drill said more keys differ"
     );
 }
+
+#[test]
+fn an_episode_continued_elsewhere_keeps_its_key_and_closes_on_its_recovery() {
+    // An instance sees a drift, and mismatches of two ranges, one of which recovers.
+    let (first, out) = run(
+        EpisodeConfig::default(),
+        &[
+            drift(R1, "orders", 5, 1_000),
+            mismatch(R1, "customers", 1, 5, 1_000, &[1]),
+            mismatch(R1, "customers", 2, 6, 1_200, &[2]),
+            range_recovered(R1, "customers", 1, 1_300),
+        ],
+    );
+    let keys: Vec<&str> = out
+        .iter()
+        .filter(|ev| ev.phase == Phase::Open)
+        .map(|ev| ev.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "replica-1/orders/SchemaDrift/w5",
+            "replica-1/customers/DataMismatch/w5"
+        ]
+    );
+    let saved: Vec<String> = keys.iter().map(|k| first.saved(k).unwrap()).collect();
+    assert!(first.saved("replica-1/orders/SchemaDrift/w4").is_none());
+
+    // The next instance takes them in, and a verdict of an episode open already is not
+    // taken twice.
+    let mut next = Episodes::new(EpisodeConfig::default());
+    for s in &saved {
+        assert!(next.resume(s).unwrap().is_some());
+    }
+    assert_eq!(next.resume(&saved[0]).unwrap(), None);
+    assert_eq!(next.open_count(), 2);
+    let mut out = Vec::new();
+    // Its later verdicts count in the same episodes: nothing opens.
+    next.observe(&drift(R1, "orders", 9, 2_000), &mut out);
+    next.observe(&mismatch(R1, "customers", 3, 9, 2_000, &[3]), &mut out);
+    assert!(out.is_empty(), "{out:#?}");
+    next.flush(2_000, &mut out);
+    let drift_now = out.iter().find(|ev| ev.episode.kind == Kind::SchemaDrift);
+    let s = &drift_now.unwrap().episode;
+    assert_eq!((s.verdicts, s.windows, s.opened_at_ms), (2, 2, 1_000));
+    // The ranges behind its counts came with it: range 2 still diverges after 3 recovers.
+    next.observe(&range_recovered(R1, "customers", 3, 2_100), &mut out);
+    assert!(out.iter().all(|ev| ev.phase != Phase::Close), "{out:#?}");
+    next.observe(&range_recovered(R1, "customers", 2, 2_200), &mut out);
+    next.observe(&drift_recovered(R1, "orders", 10, 2_300), &mut out);
+    let closed: Vec<&str> = out
+        .iter()
+        .filter(|ev| ev.phase == Phase::Close)
+        .map(|ev| ev.key.as_str())
+        .collect();
+    assert_eq!(
+        closed,
+        [
+            "replica-1/customers/DataMismatch/w5",
+            "replica-1/orders/SchemaDrift/w5"
+        ]
+    );
+    assert_eq!(next.open_count(), 0);
+}

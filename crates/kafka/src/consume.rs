@@ -196,6 +196,84 @@ impl KafkaSettings {
 }
 
 impl KafkaSettings {
+    /// Every record of `topic`, each partition from its start to its end when asked, read
+    /// with a consumer of its own (no group, no commits): for a small compacted topic a
+    /// service rebuilds state from. Fails when the topic is not found, or when the records
+    /// are not all read within `timeout`.
+    pub fn read_topic(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<FoundRecord>, ConsumeError> {
+        let c: BaseConsumer = self
+            .config_with(&[
+                ("group.id", "cdc-verifier-read-topic"),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "true"),
+                ("isolation.level", "read_committed"),
+            ])
+            .create()
+            .map_err(crate::secrets::redact)?;
+        let deadline = Instant::now() + timeout;
+        let md = c.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(ConsumeError::NoTopic(topic.to_string()));
+        }
+        // Where each partition ends now: what is written later is not waited for.
+        let mut tpl = TopicPartitionList::new();
+        let mut left = std::collections::BTreeMap::new();
+        for p in partitions {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (low, high) = c.fetch_watermarks(topic, p, wait)?;
+            if high > low {
+                tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+                left.insert(p, high);
+            }
+        }
+        let mut out = Vec::new();
+        if left.is_empty() {
+            return Ok(out);
+        }
+        c.assign(&tpl)?;
+        while !left.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(ConsumeError::Kafka(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::OperationTimedOut,
+                )));
+            }
+            match c.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    let p = m.partition();
+                    if left.get(&p).is_some_and(|end| m.offset() < *end) {
+                        out.push(FoundRecord {
+                            timestamp_ms: m.timestamp().to_millis(),
+                            key: m.key().map(<[u8]>::to_vec),
+                            value: m.payload().map(<[u8]>::to_vec),
+                        });
+                    }
+                    // Offsets of a compacted topic have gaps, and transaction markers take
+                    // some: the end is passed once the next offset to read reaches it.
+                    if left.get(&p).is_some_and(|end| m.offset() + 1 >= *end) {
+                        left.remove(&p);
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    left.remove(&p);
+                }
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
     /// The newest timestamp among the records just before these end offsets (one per
     /// partition), read with a consumer of its own (no group, no commits); `None` when none
     /// of them holds a record there. Partitions that do not answer within `timeout`, or a

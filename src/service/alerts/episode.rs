@@ -18,39 +18,101 @@ pub struct EpisodeCodec {
     key: Schema,
     value_id: u32,
     key_id: u32,
+    /// The instance publishing (in the value).
     instance: String,
+    /// The verifier all its instances make up, `kafka.group-id` (in the key).
+    verifier: String,
+}
+
+/// An episode's record on the alert topic, as read back to continue it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBack {
+    pub verifier: String,
+    pub episode: String,
+    pub phase: Phase,
+    pub table: Option<String>,
+    /// What [`cdc_verifier_core::episodes::Episodes::resume`] takes in (open episodes only).
+    pub resume: Option<String>,
 }
 
 impl EpisodeCodec {
-    pub fn new(value_id: u32, key_id: u32, instance: String) -> EpisodeCodec {
+    pub fn new(value_id: u32, key_id: u32, instance: String, verifier: String) -> EpisodeCodec {
         EpisodeCodec {
             value: Schema::parse_str(VALUE_SCHEMA).expect("episode.avsc is valid"),
             key: Schema::parse_str(KEY_SCHEMA).expect("episode-key.avsc is valid"),
             value_id,
             key_id,
             instance,
+            verifier,
         }
     }
 
-    /// (key, value) in the wire format: the key is (instance, episode), the same for every
-    /// record of one episode.
+    /// (key, value) in the wire format: the key is (verifier, episode), the same for every
+    /// record of one episode whichever instance publishes it; `resume` is the open episode's
+    /// state for the instance that continues it.
     pub fn encode(
         &self,
         e: &EpisodeEvent,
         emitted_at_ms: i64,
+        resume: Option<&str>,
     ) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         let key = apache_avro::to_avro_datum(
             &self.key,
             rec(vec![
-                ("instance", s(&self.instance)),
+                ("verifier", s(&self.verifier)),
                 ("episode", s(&e.key)),
             ]),
         )?;
-        let value = apache_avro::to_avro_datum(&self.value, self.value_of(e, emitted_at_ms))?;
+        let mut value = self.value_of(e, emitted_at_ms);
+        if let Value::Record(fields) = &mut value {
+            fields.push(("resume".into(), opt(resume, s)));
+        }
+        let value = apache_avro::to_avro_datum(&self.value, value)?;
         let (mut k, mut v) = (Vec::new(), Vec::new());
         wire::frame(self.key_id, &key, &mut k);
         wire::frame(self.value_id, &value, &mut v);
         Ok((k, v))
+    }
+
+    /// A record of the alert topic read back: `None` when it was not written with these
+    /// schemas (another version's, or not an episode).
+    pub fn read_back(&self, key: &[u8], value: &[u8]) -> Option<ReadBack> {
+        let (kid, kbody) = wire::split(key).ok()?;
+        let (vid, vbody) = wire::split(value).ok()?;
+        if (kid, vid) != (self.key_id, self.value_id) {
+            return None;
+        }
+        let key = apache_avro::from_avro_datum(&self.key, &mut &kbody[..], None).ok()?;
+        let value = apache_avro::from_avro_datum(&self.value, &mut &vbody[..], None).ok()?;
+        let (Value::Record(key), Value::Record(value)) = (key, value) else {
+            return None;
+        };
+        let text = |fields: &[(String, Value)], name: &str| {
+            fields.iter().find(|(f, _)| f == name).and_then(|(_, v)| {
+                let v = match v {
+                    Value::Union(_, inner) => inner.as_ref(),
+                    v => v,
+                };
+                match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Enum(_, s) => Some(s.clone()),
+                    _ => None,
+                }
+            })
+        };
+        let phase = match text(&value, "phase")?.as_str() {
+            "Open" => Phase::Open,
+            "Update" => Phase::Update,
+            "Close" => Phase::Close,
+            _ => return None,
+        };
+        Some(ReadBack {
+            verifier: text(&key, "verifier")?,
+            episode: text(&key, "episode")?,
+            phase,
+            table: text(&value, "table"),
+            resume: text(&value, "resume"),
+        })
     }
 
     fn value_of(&self, e: &EpisodeEvent, emitted_at_ms: i64) -> Value {
@@ -186,8 +248,8 @@ mod tests {
 
     #[test]
     fn an_episode_reads_back_as_written() {
-        let codec = EpisodeCodec::new(9, 8, "here".into());
-        let (k, v) = codec.encode(&event(), 5_000).unwrap();
+        let codec = EpisodeCodec::new(9, 8, "here".into(), "verifiers".into());
+        let (k, v) = codec.encode(&event(), 5_000, Some("{}")).unwrap();
         let (kid, kbody) = wire::split(&k).unwrap();
         let (vid, vbody) = wire::split(&v).unwrap();
         assert_eq!((kid, vid), (8, 9));
@@ -195,7 +257,7 @@ mod tests {
         let key: serde_json::Value = apache_avro::from_value(&key).unwrap();
         assert_eq!(
             key,
-            serde_json::json!({"instance": "here", "episode": "replica-1/orders/DataMismatch/w12"})
+            serde_json::json!({"verifier": "verifiers", "episode": "replica-1/orders/DataMismatch/w12"})
         );
         let value = apache_avro::from_avro_datum(&codec.value, &mut &vbody[..], None).unwrap();
         let Value::Record(fields) = value else {
@@ -214,6 +276,32 @@ mod tests {
         assert!(
             matches!(get("summary"), Value::String(s) if s.contains("DataMismatch on replica-1 orders"))
         );
+    }
+
+    #[test]
+    fn an_episode_has_one_key_whichever_instance_publishes_it_and_reads_back() {
+        let here = EpisodeCodec::new(9, 8, "here".into(), "verifiers".into());
+        let there = EpisodeCodec::new(9, 8, "there".into(), "verifiers".into());
+        let other = EpisodeCodec::new(9, 8, "here".into(), "another-verifier".into());
+        let (k1, v1) = here.encode(&event(), 5_000, Some("saved")).unwrap();
+        let (k2, _) = there.encode(&event(), 6_000, None).unwrap();
+        let (k3, _) = other.encode(&event(), 5_000, None).unwrap();
+        assert_eq!(k1, k2, "the instance is not in the key");
+        assert_ne!(k1, k3, "the verifier is");
+        assert_eq!(
+            there.read_back(&k1, &v1),
+            Some(ReadBack {
+                verifier: "verifiers".into(),
+                episode: "replica-1/orders/DataMismatch/w12".into(),
+                phase: Phase::Update,
+                table: Some("orders".into()),
+                resume: Some("saved".into()),
+            })
+        );
+        // Records under other schema ids (another version's) are not read as ours.
+        let newer = EpisodeCodec::new(10, 8, "here".into(), "verifiers".into());
+        assert_eq!(newer.read_back(&k1, &v1), None);
+        assert_eq!(here.read_back(b"junk", &v1), None);
     }
 
     #[test]
