@@ -8,7 +8,7 @@
 //!    scenario at a steady 50,000 records/s over all its topics (`E2E_RATE`; records, as the
 //!    throughput figures count them — or `E2E_PRIMARY_RATE` primary events/s), and measures
 //!    the time from each faulty record's send to its divergence event on the alert topic
-//!    (hdrhistogram);
+//!    (hdrhistogram); `E2E_SIM_ARGS` passes more flags to that simulator;
 //! 4. reports the verifier's peak RSS.
 //!
 //! The last line is the summary.
@@ -323,25 +323,30 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // `E2E_SIM_ARGS`: more flags for the live phase's simulator (e.g. `--ms-source-ts`, to
+    // see what MariaDB's whole-second commit times cost the detection).
+    let sim_args = std::env::var("E2E_SIM_ARGS").unwrap_or_default();
     let sim = {
         let (live, dir) = (live.clone(), dir.clone());
         std::thread::spawn(move || {
-            simulate(&[
-                "--scenario",
-                "incident",
-                "--events",
-                &live_events.to_string(),
-                "--rate",
-                &rate.to_string(),
-                "--start-time",
-                "now",
-                "--partitions",
-                "8",
-                "--topic-prefix",
-                &live,
-                "--manifest",
-                dir.to_str().unwrap(),
-            ])
+            let mut args = vec![
+                "--scenario".to_string(),
+                "incident".into(),
+                "--events".into(),
+                live_events.to_string(),
+                "--rate".into(),
+                rate.to_string(),
+                "--start-time".into(),
+                "now".into(),
+                "--partitions".into(),
+                "8".into(),
+                "--topic-prefix".into(),
+                live,
+                "--manifest".into(),
+                dir.to_str().unwrap().to_string(),
+            ];
+            args.extend(sim_args.split_whitespace().map(str::to_string));
+            simulate(&args.iter().map(String::as_str).collect::<Vec<_>>())
         })
     };
     let sim_out = sim.join().unwrap();

@@ -13,6 +13,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -291,6 +292,29 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
     for f in faults_without_episode(&m, &told) {
         o.lost
             .push(format!("no episode on the alert topic for {f}"));
+    }
+    // An episode opens once, and a fault of a table is not left open twice: a restart or a
+    // hand-over continues the episode it finds open (a replica's lag is each sharing
+    // instance's own).
+    let mut opened: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in e.iter().filter(|r| r.phase == "Open") {
+        *opened.entry(r.episode.as_str()).or_default() += 1;
+    }
+    for (episode, n) in opened.iter().filter(|(_, n)| **n > 1) {
+        o.false_alerts
+            .push(format!("episode {episode} opened {n} times"));
+    }
+    let mut open: BTreeMap<(&str, &str, &str), Vec<&str>> = BTreeMap::new();
+    for r in latest.values().filter(|r| r.phase != "Close") {
+        if let Some(table) = &r.table {
+            open.entry((r.replica.as_str(), table.as_str(), r.kind.as_str()))
+                .or_default()
+                .push(r.episode.as_str());
+        }
+    }
+    for (id, episodes) in open.iter().filter(|(_, e)| e.len() > 1) {
+        o.false_alerts
+            .push(format!("{id:?} left open twice: {episodes:?}"));
     }
     (o.verdicts, o.episode_records, o.episodes) = (a.len(), e.len(), latest.len());
     if let Some(at) = future {

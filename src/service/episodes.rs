@@ -19,7 +19,9 @@ const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Service {
     /// Continues the episodes this verifier left open on the alert topic, those of the tables
-    /// verified here (and the replica-wide ones when one instance verifies everything):
+    /// verified here, and the replica-wide ones when one instance verifies everything (while
+    /// sharing, a replica-wide one is its instance's own: continued by an instance of the
+    /// same name):
     /// after a restart or a hand-over each goes on under its key, and its recovery closes
     /// it, instead of a second episode opening beside one left open for good.
     pub(super) fn resume_episodes(&mut self) {
@@ -51,12 +53,12 @@ impl Service {
             }
         }
         let tables: BTreeSet<&str> = self.topic_routes.iter().map(|(_, t)| t.as_str()).collect();
+        let instance = self.cfg.instance();
         let mut resumed = Vec::new();
         for b in latest.values().filter(|b| b.phase != Phase::Close) {
             let here = match &b.table {
                 Some(t) => tables.contains(t.as_str()),
-                // Replica-wide ones are each instance's own while sharing (see docs/scaling.md).
-                None => self.shards.is_none(),
+                None => self.shards.is_none() || b.instance == instance,
             };
             let Some(saved) = b.resume.as_deref().filter(|_| here) else {
                 continue;

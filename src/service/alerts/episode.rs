@@ -31,6 +31,8 @@ pub struct ReadBack {
     pub episode: String,
     pub phase: Phase,
     pub table: Option<String>,
+    /// The instance that published it.
+    pub instance: String,
     /// What [`cdc_verifier_core::episodes::Episodes::resume`] takes in (open episodes only).
     pub resume: Option<String>,
 }
@@ -111,6 +113,7 @@ impl EpisodeCodec {
             episode: text(&key, "episode")?,
             phase,
             table: text(&value, "table"),
+            instance: text(&value, "instance")?,
             resume: text(&value, "resume"),
         })
     }
@@ -295,6 +298,7 @@ mod tests {
                 episode: "replica-1/orders/DataMismatch/w12".into(),
                 phase: Phase::Update,
                 table: Some("orders".into()),
+                instance: "here".into(),
                 resume: Some("saved".into()),
             })
         );
