@@ -225,9 +225,15 @@ fn run_scenario(pair: &Pair, name: &'static str, fault: Fault) -> Outcome {
             pair.services(&["resume", "registry"]);
         }
         Fault::AlertTopicDeleted => {
+            // What the topics held is read with the verifier paused (and what it had sent
+            // written), so that nothing it publishes falls between the reading and the
+            // deletion: the deletion loses only what is read here.
+            fleet[0].signal("STOP");
+            std::thread::sleep(Duration::from_secs(1));
             before_deletion = alerts(&run.alerts);
             episodes_before_deletion = episode_records(&run.episodes());
             support::delete_topics(&[&run.alerts, &run.episodes()]);
+            fleet[0].signal("CONT");
         }
         Fault::VerifierKill => {
             fleet[0].kill();
@@ -600,6 +606,17 @@ impl Verifier {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// Sends it a signal (`STOP`, `CONT`).
+    fn signal(&self, sig: &str) {
+        let c = self.child.as_ref().expect("running");
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &c.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
     }
 
     /// SIGTERM, as an orchestrator stops it: it drains and commits.

@@ -140,12 +140,20 @@ impl Service {
             end_offsets,
             all_read: false,
             skew_warned: 0,
-            episodes: cdc_verifier_core::episodes::Episodes::new(
-                cdc_verifier_core::episodes::EpisodeConfig {
-                    update_interval_ms: cfg.alerts.update_interval_s.saturating_mul(1000) as i64,
-                    ..Default::default()
-                },
-            ),
+            episodes: {
+                let e = cdc_verifier_core::episodes::Episodes::new(
+                    cdc_verifier_core::episodes::EpisodeConfig {
+                        update_interval_ms: cfg.alerts.update_interval_s.saturating_mul(1000)
+                            as i64,
+                        ..Default::default()
+                    },
+                );
+                // Sharing the tables, each instance judges a replica's lag on its own.
+                match cfg.scale.shards {
+                    0 => e,
+                    _ => e.owned_by(&cfg.instance()),
+                }
+            },
             oldest_open: None,
             rule_notes_said: 0,
             origins_logged: (0, 0),

@@ -224,14 +224,18 @@ struct Episode {
 
 impl Episode {
     /// The episode `d` opens.
-    fn open(id: &Identity, d: &Divergence) -> Self {
-        let key = format!(
+    fn open(id: &Identity, d: &Divergence, owner: Option<&str>) -> Self {
+        let mut key = format!(
             "{}/{}/{}/{}",
             id.replica,
             id.table.as_deref().unwrap_or("*"),
             id.kind,
             anchor(d)
         );
+        if let (None, Some(owner)) = (&id.table, owner) {
+            key.push('@');
+            key.push_str(owner);
+        }
         let state = EpisodeState {
             replica: id.replica.clone(),
             table: id.table.clone(),
@@ -364,6 +368,8 @@ fn anchor(d: &Divergence) -> String {
 pub struct Episodes {
     cfg: EpisodeConfig,
     open: BTreeMap<Identity, Episode>,
+    /// Whose replica-wide episodes these are, when several instances each judge them.
+    owner: Option<String>,
 }
 
 impl Episodes {
@@ -371,7 +377,16 @@ impl Episodes {
         Episodes {
             cfg,
             open: BTreeMap::new(),
+            owner: None,
         }
+    }
+
+    /// Instances sharing the tables each judge a replica's lag on their own tables: their
+    /// replica-wide episodes are their own, keyed `<replica>/*/<kind>/<anchor>@<instance>` so
+    /// that two instances' episodes do not overwrite each other on a compacted topic.
+    pub fn owned_by(mut self, instance: &str) -> Self {
+        self.owner = Some(instance.to_string());
+        self
     }
 
     /// How many episodes are open.
@@ -540,7 +555,7 @@ impl Episodes {
         match self.open.get_mut(&id) {
             Some(e) => e.absorb(d, sample_keys),
             None => {
-                let mut e = Episode::open(&id, d);
+                let mut e = Episode::open(&id, d, self.owner.as_deref());
                 e.absorb(d, sample_keys);
                 out.push(e.event(Phase::Open, d.detected_at_ms));
                 self.open.insert(id, e);

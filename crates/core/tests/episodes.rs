@@ -647,3 +647,25 @@ fn an_episode_continued_elsewhere_keeps_its_key_and_closes_on_its_recovery() {
     );
     assert_eq!(next.open_count(), 0);
 }
+
+#[test]
+fn instances_sharing_the_tables_own_their_replica_wide_episodes() {
+    let mut here = Episodes::new(EpisodeConfig::default()).owned_by("i1");
+    let mut there = Episodes::new(EpisodeConfig::default()).owned_by("i2");
+    let mut out = Vec::new();
+    for e in [&mut here, &mut there] {
+        e.observe(&lag(R1, 45, 1_000), &mut out);
+        e.observe(&mismatch(R1, "orders", 1, 45, 1_000, &[1]), &mut out);
+    }
+    let keys: Vec<&str> = out.iter().map(|ev| ev.key.as_str()).collect();
+    // The same lag judged by two instances: two episodes; a table's: one key wherever told.
+    assert_eq!(
+        keys,
+        [
+            "replica-1/*/ReplicaLag/w45@i1",
+            "replica-1/orders/DataMismatch/w45",
+            "replica-1/*/ReplicaLag/w45@i2",
+            "replica-1/orders/DataMismatch/w45",
+        ]
+    );
+}
