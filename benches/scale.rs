@@ -13,7 +13,10 @@
 //!    host's cores with them), and their peak memory;
 //! 5. in each round, consumes and discards every source record with one process, then with two
 //!    pinned the same way (no verifying): what the host's broker and fetch path allow, and how
-//!    that scales.
+//!    that scales;
+//! 6. in each round, verifies once more with one instance and the broker pinned to its core
+//!    (`taskset -a -p`, given back every core after): each of two instances shares its core
+//!    with the broker, one alone does not; against this baseline, the efficiency of sharing.
 //!
 //! `SCALE_SAME=1` runs the second phase with one instance as well: what two runs of the same
 //! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
@@ -243,6 +246,19 @@ fn host_busy_seconds() -> f64 {
     let busy: f64 =
         f.iter().take(8).sum::<f64>() - f.get(3).unwrap_or(&0.0) - f.get(4).unwrap_or(&0.0);
     busy / 100.0
+}
+
+/// Pins every thread of the broker to `cores` (as taskset reads a list); false when its
+/// process is not known or taskset refuses.
+fn pin_broker(cores: &str) -> bool {
+    let Some(pid) = broker_pid() else {
+        return false;
+    };
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", cores, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The broker's process, as `scripts/services` recorded it.
@@ -505,6 +521,8 @@ fn main() {
     let (mut host_one, mut host_two) = (Vec::new(), Vec::new());
     // Consume-and-discard alone, one process against two: the host's own ceiling.
     let (mut raw_one, mut raw_two) = (Vec::new(), Vec::new());
+    // One instance with the broker pinned to its core.
+    let mut one_beside = Vec::new();
     let mut equal = true;
     for round in 0..rounds {
         raw_one.push(raw(&prefix, &[0]));
@@ -519,6 +537,28 @@ fn main() {
         let d1 = format!("{prefix}r{round}-one");
         let (a, ca) = verify(&prefix, &format!("{prefix}r{round}-g1"), &d1, &[0], shards)
             .expect("one instance is never handed shards");
+        // The one instance again, with the broker on its core: two instances each share their
+        // core with the broker serving them, while one alone leaves the broker the other core.
+        // This baseline gives one instance what each of two has.
+        if pin_broker("0") {
+            let d = format!("{prefix}r{round}-one-beside-broker");
+            let beside = verify(&prefix, &format!("{prefix}r{round}-g1b"), &d, &[0], shards);
+            let all = format!(
+                "0-{}",
+                std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+            );
+            assert!(
+                pin_broker(&all),
+                "the broker could not be given every core back"
+            );
+            let (r, _) = beside.expect("one instance is never handed shards");
+            one_beside.push(r[0].records as f64 / r[0].seconds);
+            println!(
+                "round {}: 1 instance with the broker on its core {:.0} records/s",
+                round + 1,
+                one_beside[round]
+            );
+        }
         let cores: &[usize] = if std::env::var("SCALE_SAME").is_ok() {
             &[0]
         } else {
@@ -638,6 +678,14 @@ fn main() {
         a / r1,
         b / r2
     );
+    if !one_beside.is_empty() {
+        let c = median(one_beside);
+        println!(
+            "beside the broker (medians): 1 instance sharing its core with the broker {c:.0} records/s ({:.2} of alone); 2 instances {b:.0} records/s: efficiency {:.2} against it",
+            c / a,
+            b / (2.0 * c)
+        );
+    }
     println!(
         "scale: 1 instance {a:.0} records/s, 2 instances {b:.0} records/s, efficiency {:.2}, shuffle {:.2} bytes/record ({:.3} % of the source bytes), verdicts equal: {}",
         b / (2.0 * a),
