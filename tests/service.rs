@@ -88,6 +88,31 @@ impl Run {
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap()
     }
 
+    /// Starts the `faults` scenario produced at `rate` primary events/s, its manifest to
+    /// `manifest` and its log to `log`.
+    fn simulate_paced(
+        &self,
+        events: u64,
+        rate: u64,
+        manifest: &std::path::Path,
+        log: Stdio,
+    ) -> Child {
+        Command::new(BIN)
+            .args(["simulate", "--scenario", "faults", "--events"])
+            .arg(events.to_string())
+            .arg("--rate")
+            .arg(rate.to_string())
+            .args(["--topic-prefix", &self.prefix, "--partitions", "4"])
+            .args(["--bootstrap-servers", &support::bootstrap()])
+            .args(["--registry-url", &support::registry_url()])
+            .arg("--manifest")
+            .arg(manifest)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
     /// The alert topic: episodes.
     fn episodes(&self) -> String {
         format!("{}.episodes", self.alerts)
@@ -714,22 +739,7 @@ fn a_restart_continues_the_open_episodes_under_their_keys() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("manifest.json");
     // 12 s of paced traffic.
-    let mut sim = Command::new(BIN)
-        .args(["simulate", "--scenario", "faults", "--events", "240000"])
-        .args(["--rate", "20000", "--topic-prefix", &run.prefix])
-        .args(["--bootstrap-servers", &support::bootstrap()])
-        .args([
-            "--registry-url",
-            &support::registry_url(),
-            "--partitions",
-            "4",
-        ])
-        .arg("--manifest")
-        .arg(&manifest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sim = run.simulate_paced(240_000, 20_000, &manifest, Stdio::null());
     std::thread::sleep(Duration::from_secs(2));
     let log_path = dir.path().join("verifier.log");
     let mut child = Command::new(BIN)
@@ -861,32 +871,7 @@ fn live_paced_traffic_is_verified_as_it_arrives() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("manifest.json");
     let sim_log = std::fs::File::create(dir.path().join("simulate.log")).unwrap();
-    let mut sim = Command::new(BIN)
-        .args([
-            "simulate",
-            "--scenario",
-            "faults",
-            "--events",
-            "100000",
-            "--rate",
-            "10000",
-            "--topic-prefix",
-            &run.prefix,
-        ])
-        .args([
-            "--bootstrap-servers",
-            &support::bootstrap(),
-            "--registry-url",
-            &support::registry_url(),
-            "--partitions",
-            "4",
-        ])
-        .arg("--manifest")
-        .arg(&manifest)
-        .stdout(Stdio::null())
-        .stderr(sim_log)
-        .spawn()
-        .unwrap();
+    let mut sim = run.simulate_paced(100_000, 10_000, &manifest, sim_log.into());
     wait_for_first_record(
         &format!("{}replica-2.shop.orders", run.prefix),
         Duration::from_secs(60),

@@ -147,7 +147,31 @@ pub struct FoundRecord {
     pub value: Option<Vec<u8>>,
 }
 
+impl FoundRecord {
+    fn of(m: &BorrowedMessage<'_>) -> FoundRecord {
+        FoundRecord {
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+        }
+    }
+}
+
 impl KafkaSettings {
+    /// A consumer that reads committed records where it is assigned, and commits nothing
+    /// (`group` only names it to the broker).
+    fn reader(&self, group: &str) -> Result<BaseConsumer, ConsumeError> {
+        self.config_with(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("isolation.level", "read_committed"),
+        ])
+        .create()
+        .map_err(|e| crate::secrets::redact(e).into())
+    }
+
     /// Reads the record at `offset` of a partition with a consumer of its own (no group, no
     /// commits); `None` when the partition no longer holds it.
     pub fn read_one(
@@ -157,16 +181,7 @@ impl KafkaSettings {
         offset: i64,
         timeout: Duration,
     ) -> Result<Option<FoundRecord>, ConsumeError> {
-        let c: BaseConsumer = self
-            .config_with(&[
-                ("group.id", "cdc-verifier-read-one"),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-                ("isolation.level", "read_committed"),
-            ])
-            .create()
-            .map_err(crate::secrets::redact)?;
+        let c = self.reader("cdc-verifier-read-one")?;
         {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset))?;
@@ -176,13 +191,7 @@ impl KafkaSettings {
         while Instant::now() < deadline {
             match c.poll(Duration::from_millis(100)) {
                 None => {}
-                Some(Ok(m)) if m.offset() == offset => {
-                    return Ok(Some(FoundRecord {
-                        timestamp_ms: m.timestamp().to_millis(),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().map(<[u8]>::to_vec),
-                    }));
-                }
+                Some(Ok(m)) if m.offset() == offset => return Ok(Some(FoundRecord::of(&m))),
                 Some(Ok(m)) if m.offset() > offset => return Ok(None),
                 Some(Ok(_)) => {}
                 Some(Err(KafkaError::PartitionEOF(_))) => return Ok(None),
@@ -205,16 +214,7 @@ impl KafkaSettings {
         topic: &str,
         timeout: Duration,
     ) -> Result<Vec<FoundRecord>, ConsumeError> {
-        let c: BaseConsumer = self
-            .config_with(&[
-                ("group.id", "cdc-verifier-read-topic"),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-                ("isolation.level", "read_committed"),
-            ])
-            .create()
-            .map_err(crate::secrets::redact)?;
+        let c = self.reader("cdc-verifier-read-topic")?;
         let deadline = Instant::now() + timeout;
         let md = c.fetch_metadata(Some(topic), timeout)?;
         let partitions: Vec<i32> = md
@@ -253,11 +253,7 @@ impl KafkaSettings {
                 Some(Ok(m)) => {
                     let p = m.partition();
                     if left.get(&p).is_some_and(|end| m.offset() < *end) {
-                        out.push(FoundRecord {
-                            timestamp_ms: m.timestamp().to_millis(),
-                            key: m.key().map(<[u8]>::to_vec),
-                            value: m.payload().map(<[u8]>::to_vec),
-                        });
+                        out.push(FoundRecord::of(&m));
                     }
                     // Offsets of a compacted topic have gaps, and transaction markers take
                     // some: the end is passed once the next offset to read reaches it.
