@@ -9,7 +9,8 @@
 //! `chaos: <N> scenarios, <F> faults, alerted <A>, lost <L>, false <X>, max recovery <S> s`.
 //! `scripts/chaos` runs it; `CDC_VERIFIER_CHAOS=broker-kill,verifier-kill` picks scenarios
 //! (default: all), `CDC_VERIFIER_CHAOS_EVENTS` sizes the traffic (default 30000 events at 1500
-//! a second). `scripts/test` runs it like every test.
+//! a second), `CDC_VERIFIER_CHAOS_PLACE_BY` (`hash`, `load`) how sharing instances place the
+//! tables (default: the configuration's). `scripts/test` runs it like every test.
 
 mod support;
 
@@ -568,6 +569,9 @@ impl Verifier {
                 format!("alerts.instance=verifier-{i}"),
             ] {
                 args.extend(["--set".into(), set]);
+            }
+            if let Ok(p) = std::env::var("CDC_VERIFIER_CHAOS_PLACE_BY") {
+                args.extend(["--set".into(), format!("scale.place-by={p}")]);
             }
         }
         let log = match share {
