@@ -3,12 +3,12 @@
 //! `alerts.update-interval-s` while it grows, one when it closes; not one per key range and
 //! window (those go to the detail topic when set, and to the log at debug level).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
 use cdc_verifier_core::episodes::{EpisodeEvent, Phase};
 use cdc_verifier_core::verdict::Divergence;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
-
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
 
 use super::alerts::episode::ReadBack;
 use super::state::{Service, wall_ms};
@@ -18,12 +18,11 @@ use crate::clients;
 const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Service {
-    /// Continues the episodes this verifier left open on the alert topic, those of the tables
+    /// Continues the episodes this verifier left open on the alert topic: those of the tables
     /// verified here, and the replica-wide ones when one instance verifies everything (while
-    /// sharing, a replica-wide one is its instance's own: continued by an instance of the
-    /// same name):
-    /// after a restart or a hand-over each goes on under its key, and its recovery closes
-    /// it, instead of a second episode opening beside one left open for good.
+    /// sharing, a replica-wide one is its instance's own, continued by an instance of the
+    /// same name). After a restart or a hand-over each goes on under its key, and its
+    /// recovery closes it, instead of a second episode opening beside one left open for good.
     pub(super) fn resume_episodes(&mut self) {
         let topic = self.cfg.alerts.topic.clone();
         let started = Instant::now();
@@ -73,13 +72,18 @@ impl Service {
                 ),
             }
         }
+        const NAMED: usize = 20;
+        let more = match resumed.len().saturating_sub(NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         tracing::info!(
             topic,
             records = records.len(),
             ms = started.elapsed().as_millis() as u64,
-            "continuing {} episodes left open: {}",
+            "continuing {} episodes left open: {}{more}",
             resumed.len(),
-            resumed.join(" ")
+            resumed[..resumed.len().min(NAMED)].join(" ")
         );
     }
 

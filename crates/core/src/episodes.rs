@@ -402,17 +402,29 @@ impl Episodes {
     /// An open episode as [`Episodes::resume`] takes it in, by its key: what a compacted
     /// alert topic keeps, so that whichever instance verifies its table next continues it
     /// under the same key instead of opening another (and leaving this one open for good).
+    ///
+    /// At most [`Episodes::SAVED_MAX`] bytes: beyond, without the keys it names (the record
+    /// carries them, and its next holder names them again).
     pub fn saved(&self, key: &str) -> Option<String> {
         let e = self.open.values().find(|e| e.key == key)?;
-        serde_json::to_string(&Saved {
+        let mut saved = Saved {
             key: e.key.clone(),
             state: e.state.clone(),
             ranges: e.ranges.clone(),
             unrecovered: e.unrecovered.clone(),
             newest_window: e.newest_window,
-        })
-        .ok()
+        };
+        let text = serde_json::to_string(&saved).ok()?;
+        if text.len() <= Self::SAVED_MAX {
+            return Some(text);
+        }
+        saved.state.named_keys.clear();
+        serde_json::to_string(&saved).ok()
     }
+
+    /// What [`Episodes::saved`] gives at most, with the keys named: the alert record carries
+    /// it beside the episode itself, under Kafka's default 1 MB a record.
+    pub const SAVED_MAX: usize = 256 << 10;
 
     /// Continues an episode from what [`Episodes::saved`] gave: its later verdicts count in
     /// it, and its recovery closes it. Returns its key, or `None` when an episode of its

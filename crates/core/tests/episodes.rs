@@ -669,3 +669,35 @@ fn instances_sharing_the_tables_own_their_replica_wide_episodes() {
         ]
     );
 }
+
+#[test]
+fn a_saved_episode_too_large_leaves_its_named_keys_to_its_record() {
+    let (mut e, out) = run(
+        EpisodeConfig::default(),
+        &[mismatch(R1, "orders", 1, 5, 1_000, &[1])],
+    );
+    let key = out[0].key.clone();
+    let row = json!({ "note": "x".repeat(4096) });
+    let keys: Vec<KeyDiff> = (0..100)
+        .map(|k| KeyDiff {
+            key: json!({ "id": k }),
+            primary: None,
+            replica: None,
+            repair: None,
+        })
+        .map(|mut k| {
+            k.key["row"] = row.clone();
+            k
+        })
+        .collect();
+    let mut out = Vec::new();
+    let d = mismatch(R1, "orders", 1, 5, 1_000, &[1]);
+    e.name_keys(&d, keys, false, 100, 1_000, &mut out);
+    let saved = e.saved(&key).unwrap();
+    assert!(saved.len() <= Episodes::SAVED_MAX, "{}", saved.len());
+    let mut next = Episodes::new(EpisodeConfig::default());
+    next.resume(&saved).unwrap();
+    let s = next.open_episodes().next().unwrap().1;
+    assert!(s.named_keys.is_empty());
+    assert_eq!((s.verdicts, s.ranges), (1, 1));
+}
