@@ -94,9 +94,13 @@ pub struct Snapshot {
     pub records_skipped: BTreeMap<(String, u32), u64>,
 }
 
+mod carry;
+
 #[derive(Default)]
 pub struct Metrics {
     snapshot: Mutex<Snapshot>,
+    /// What the pipelines before this one counted (see [`Metrics::carry_over`]).
+    carried: Mutex<carry::Carried>,
     /// Shards of tables verified now (`[scale]`): set as they are given and handed back,
     /// between the loop's snapshots.
     pub shards_owned: std::sync::atomic::AtomicU64,
@@ -107,7 +111,23 @@ impl Metrics {
         *self.snapshot.lock().expect("metrics lock") = s;
     }
 
+    /// The metrics in Prometheus' text format, counters carried over from the pipelines
+    /// before this one.
     pub fn render(&self) -> String {
+        let now = self.render_now();
+        self.carried.lock().expect("metrics lock").add_to(&now)
+    }
+
+    /// A pipeline ends and another starts in this process (an instance sharing the tables
+    /// given other shards): its counts are carried into what the next renders, so that
+    /// counters keep growing.
+    pub fn carry_over(&self) {
+        let now = self.render_now();
+        self.carried.lock().expect("metrics lock").take(&now);
+        *self.snapshot.lock().expect("metrics lock") = Snapshot::default();
+    }
+
+    fn render_now(&self) -> String {
         let mut s = self.snapshot.lock().expect("metrics lock").clone();
         s.shards_owned = self.shards_owned.load(std::sync::atomic::Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
@@ -551,6 +571,41 @@ fn render_topics(out: &mut String, s: &Snapshot) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_keep_growing_when_the_pipeline_is_started_again() {
+        let m = Metrics::default();
+        let table = ("primary".to_string(), "orders".to_string());
+        let first = |events: u64, open_windows: u64| Snapshot {
+            tables: [(
+                table.clone(),
+                TableCounters {
+                    events,
+                    ..TableCounters::default()
+                },
+            )]
+            .into(),
+            open_windows,
+            commits: events / 10,
+            ..Snapshot::default()
+        };
+        m.publish(first(500, 7));
+        m.carry_over();
+        // Until the next pipeline says anything: what the last one counted, no gauge.
+        let between = m.render();
+        assert!(
+            between.contains("cdc_verifier_events_total{stream=\"primary\",table=\"orders\"} 500"),
+            "{between}"
+        );
+        m.publish(first(30, 2));
+        let text = m.render();
+        assert!(
+            text.contains("cdc_verifier_events_total{stream=\"primary\",table=\"orders\"} 530"),
+            "{text}"
+        );
+        assert!(text.contains("cdc_verifier_commits_total 53"), "{text}");
+        assert!(text.contains("cdc_verifier_open_windows 2"), "{text}");
+    }
 
     #[test]
     fn registry_unavailability_is_a_gauge_and_a_counter_by_reason() {

@@ -223,6 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 metrics.shards_owned.store(0, Ordering::Relaxed);
                 handoffs += 1;
                 drop(svc);
+                metrics.carry_over();
                 if let Some(m) = &membership {
                     m.release();
                 }
