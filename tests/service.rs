@@ -22,10 +22,10 @@ use support::verdicts::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
 
-/// The tests of this file run side by side, except the one that measures how soon live
-/// traffic is verified: on a small host, a verifier and a simulator of another test beside it
-/// starve its producer, whose records then come seconds late — a property of the host, not of
-/// the verifier (which reports it and learns the skew). That one runs alone.
+/// The tests of this file run side by side, except those that verify live traffic: on a small
+/// host, a verifier and a simulator of another test beside them starve their producer, whose
+/// records then come seconds late — a property of the host, not of the verifier (which reports
+/// it and learns the skew). Those run alone.
 static TURNS: RwLock<()> = RwLock::new(());
 
 fn side_by_side() -> RwLockReadGuard<'static, ()> {
@@ -734,7 +734,7 @@ fn sigterm_drains_commits_and_exits_zero() {
 #[test]
 fn a_restart_continues_the_open_episodes_under_their_keys() {
     support::require_services();
-    let _turn = side_by_side();
+    let _turn = alone();
     let run = Run::new("svc-resume");
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("manifest.json");
