@@ -490,6 +490,38 @@ fn a_crash_and_restart_reaches_the_same_verdicts() {
     assert_eq!(raw(&crashed_alerts), raw(&clean_alerts));
 }
 
+/// The verifier run with `args`, its log going to a file: a pipe nobody reads while it runs
+/// could fill up.
+fn spawn_logged(args: &[String], log_path: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log_path).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops it as an orchestrator does (SIGTERM; it must be gone within 40 s): how it exited,
+/// and its log.
+fn sigterm(mut child: Child, log_path: &std::path::Path) -> (std::process::ExitStatus, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not stop the verifier"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status, std::fs::read_to_string(log_path).unwrap())
+}
+
 fn wait_for_first_record(topic: &str, timeout: Duration) {
     let c = support::consumer(&support::unique_name("watch"), "read_committed");
     let deadline = Instant::now() + timeout;
@@ -680,33 +712,14 @@ fn sigterm_drains_commits_and_exits_zero() {
     let _turn = side_by_side();
     let run = Run::new("svc-sigterm");
     run.simulate("clean", 30_000, &[]);
-    // The log goes to a file: a pipe nobody reads while the verifier runs could fill up.
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("verifier.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(BIN)
-        .args(run.verifier_args(&run.group, &support::registry_url()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = spawn_logged(
+        &run.verifier_args(&run.group, &support::registry_url()),
+        &log_path,
+    );
     std::thread::sleep(Duration::from_secs(8));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "SIGTERM did not stop the verifier"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let err = std::fs::read_to_string(&log_path).unwrap();
+    let (status, err) = sigterm(child, &log_path);
     assert!(status.success(), "exit {status:?}: {err}");
     assert!(err.contains("stopped cleanly"), "{err}");
     // It committed what it verified: a restart under the same group reads little or nothing again.
@@ -742,21 +755,14 @@ fn a_restart_continues_the_open_episodes_under_their_keys() {
     let mut sim = run.simulate_paced(240_000, 20_000, &manifest, Stdio::null());
     std::thread::sleep(Duration::from_secs(2));
     let log_path = dir.path().join("verifier.log");
-    let mut child = Command::new(BIN)
-        .args(run.verifier_args(&run.group, &support::registry_url()))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let child = spawn_logged(
+        &run.verifier_args(&run.group, &support::registry_url()),
+        &log_path,
+    );
     // Stopped once it has told a fault, while the traffic goes on.
     wait_for_first_record(&run.episodes(), Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let (status, log) = sigterm(child, &log_path);
     assert!(status.success(), "exit {status:?}: {log}");
     assert!(sim.wait().unwrap().success(), "simulate failed");
     let before = keyed_episode_records(&run.episodes());
@@ -891,12 +897,7 @@ fn live_paced_traffic_is_verified_as_it_arrives() {
         .parse()
         .unwrap();
     let log_path = dir.path().join("verifier.log");
-    let mut verifier = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let verifier = spawn_logged(&args, &log_path);
     let status = sim.wait().unwrap();
     assert!(
         status.success(),
@@ -907,12 +908,7 @@ fn live_paced_traffic_is_verified_as_it_arrives() {
     std::thread::sleep(Duration::from_secs(4));
     let compared = metric(port, "cdc_verifier_windows_compared_total").unwrap_or(0.0);
     let late = metric(port, "cdc_verifier_late_records_total");
-    Command::new("kill")
-        .args(["-TERM", &verifier.id().to_string()])
-        .status()
-        .unwrap();
-    let stopped = verifier.wait().unwrap();
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    let (stopped, log) = sigterm(verifier, &log_path);
     assert!(stopped.success(), "exit {stopped:?}: {log}");
     assert_eq!(
         late,
