@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Output};
 
 use serde_json::Value as Json;
-use support::verdicts::{Alert, alerts, score};
+use support::verdicts::{Alert, alerts, episode_records, score};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cdc-verifier");
 
@@ -198,6 +198,41 @@ fn three_instances_sharing_the_tables_reach_the_verdicts_of_one() {
         twice.is_empty(),
         "verdicts published more than once: {twice:#?}"
     );
+    // A replica's lag is one episode for the group, told by the holder of shard 0: as many
+    // lag episodes of each replica as one instance tells, each opened once, none keyed by an
+    // instance.
+    let lag_episodes = |topic: &str| {
+        let mut by_replica: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut opened: BTreeMap<String, usize> = BTreeMap::new();
+        for r in episode_records(topic)
+            .into_iter()
+            .filter(|r| r.kind == "ReplicaLag")
+        {
+            if r.phase == "Open" {
+                *opened.entry(r.episode.clone()).or_default() += 1;
+            }
+            by_replica.entry(r.replica).or_default().insert(r.episode);
+        }
+        (by_replica, opened)
+    };
+    let (lag_one, _) = lag_episodes(&format!("{one}.episodes"));
+    let (lag_shared, opened) = lag_episodes(&format!("{shared}.episodes"));
+    let counts = |m: &BTreeMap<String, BTreeSet<String>>| -> BTreeMap<String, usize> {
+        m.iter().map(|(r, e)| (r.clone(), e.len())).collect()
+    };
+    assert!(
+        !lag_one.is_empty(),
+        "the scenario's lag made no episode: nothing is checked"
+    );
+    assert_eq!(
+        counts(&lag_shared),
+        counts(&lag_one),
+        "lag episodes: shared {lag_shared:#?}, one instance {lag_one:#?}"
+    );
+    for (e, n) in &opened {
+        assert_eq!(*n, 1, "lag episode {e} opened {n} times");
+        assert!(!e.contains('@'), "a lag episode keyed by its instance: {e}");
+    }
     let s = score(&m, &a_shared);
     assert!(s.missed.is_empty(), "faults not reported: {:#?}", s.missed);
     assert!(

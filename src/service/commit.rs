@@ -162,6 +162,11 @@ impl Service {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             self.publish_new()?;
         }
+        self.tell_lag()?;
+        self.say_lag(true);
+        if bounded {
+            self.await_lag(deadline)?;
+        }
         // Where the open episodes stand, then every record acknowledged, then the offsets
         // behind them committed.
         self.finish_drills(Duration::from_secs(10))?;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cdc_verifier_core::episodes::{EpisodeEvent, Phase};
+use cdc_verifier_core::episodes::{EpisodeEvent, Episodes, Phase};
 use cdc_verifier_core::verdict::Divergence;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
@@ -19,9 +19,10 @@ const READ_BACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Service {
     /// Continues the episodes this verifier left open on the alert topic: those of the tables
-    /// verified here, and the replica-wide ones when one instance verifies everything (while
-    /// sharing, a replica-wide one is its instance's own, continued by an instance of the
-    /// same name). After a restart or a hand-over each goes on under its key, and its
+    /// verified here; a replica's lag where it is told (the one instance, or the holder of
+    /// shard 0 while sharing: see `lag`); other replica-wide ones when one instance verifies
+    /// everything (while sharing, such an episode is its instance's own, continued by an
+    /// instance of the same name). After a restart or a hand-over each goes on under its key, and its
     /// recovery closes it, instead of a second episode opening beside one left open for good.
     pub(super) fn resume_episodes(&mut self) {
         let topic = self.cfg.alerts.topic.clone();
@@ -53,23 +54,54 @@ impl Service {
         }
         let tables: BTreeSet<&str> = self.topic_routes.iter().map(|(_, t)| t.as_str()).collect();
         let instance = self.cfg.instance();
+        let sharing = self.shards.is_some();
+        // Who tells a replica's lag here: the one instance, or the holder of shard 0.
+        let tells_lag = !sharing || self.tells_lag();
         let mut resumed = Vec::new();
+        let mut superseded = Vec::new();
         for b in latest.values().filter(|b| b.phase != Phase::Close) {
+            let lag = b.table.is_none() && b.kind == "ReplicaLag";
             let here = match &b.table {
                 Some(t) => tables.contains(t.as_str()),
-                None => self.shards.is_none() || b.instance == instance,
+                None if lag => tells_lag,
+                None => !sharing || b.instance == instance,
             };
             let Some(saved) = b.resume.as_deref().filter(|_| here) else {
                 continue;
             };
-            match self.episodes.resume(saved) {
+            // A replica's lag keyed by the instance that told it (as earlier versions did
+            // while sharing), or a second one of one replica: the group tells one now.
+            let extra = lag && sharing && b.episode.contains('@');
+            let resumed_as = match extra {
+                true => Ok(None),
+                false => self.episodes.resume(saved),
+            };
+            match resumed_as {
                 Ok(Some(key)) => resumed.push(key.to_string()),
+                Ok(None) if lag => match Episodes::close_saved(saved, wall_ms()) {
+                    Ok(Some(e)) => superseded.push(e),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(episode = %b.episode, error = %e, "cannot close a lag episode left open on the alert topic")
+                    }
+                },
                 Ok(None) => {}
                 Err(e) => tracing::warn!(
                     episode = %b.episode,
                     error = %e,
                     "cannot continue an episode left open on the alert topic"
                 ),
+            }
+        }
+        if !superseded.is_empty() {
+            let keys: Vec<&str> = superseded.iter().map(|e| e.key.as_str()).collect();
+            tracing::info!(
+                "closing {} lag episodes left open beside the one continued, or keyed by an instance: {}",
+                keys.len(),
+                keys.join(" ")
+            );
+            if let Err(e) = self.publish_episodes(&superseded) {
+                tracing::warn!(error = %e, "cannot close the lag episodes left open");
             }
         }
         const NAMED: usize = 20;
@@ -90,6 +122,9 @@ impl Service {
     /// Groups a published verdict into its episode, and publishes what changed.
     pub(super) fn episode_of(&mut self, d: &Divergence) -> anyhow::Result<()> {
         tracing::debug!(key = %d.key(), "{}", d.summary());
+        if self.share_lag(d)? {
+            return Ok(());
+        }
         let mut events = Vec::new();
         self.episodes.observe(d, &mut events);
         self.publish_episodes(&events)?;

@@ -18,6 +18,7 @@ mod endpoints;
 mod episodes;
 mod flow;
 mod health;
+mod lag;
 mod metrics;
 mod placement;
 mod publish;
@@ -340,6 +341,7 @@ impl Service {
                     return Ok(LoopEnd::HandedOff);
                 }
                 self.exchange_reach();
+                self.tell_lag()?;
                 self.commit()?;
                 self.publish_metrics();
                 self.update_readiness();

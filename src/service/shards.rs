@@ -119,10 +119,10 @@ impl super::state::Service {
     /// Tells the other instances how far each stream has written, as read here, and takes
     /// in what they told.
     pub(super) fn exchange_reach(&mut self) {
-        let Some(ex) = &self.exchange else {
+        let Some(ex) = self.exchange.clone() else {
             return;
         };
-        let me = &self.exchange_key;
+        let me = self.exchange_key.clone();
         let engine = &mut self.verifier.engine;
         let origins = engine.origin_epochs();
         for reach in engine.reach() {
@@ -137,6 +137,7 @@ impl super::state::Service {
                 self.reach_said.1 += (key.len() + v.len()) as u64;
             }
         }
+        self.say_lag(false);
         // A new assignment starts a new engine: what the others said before it, and will not
         // say again while their streams are quiet, is taken in first.
         let heard = if std::mem::replace(&mut self.reach_primed, true) {
@@ -145,13 +146,17 @@ impl super::state::Service {
             ex.latest()
         };
         for (key, value) in heard {
-            if key.starts_with(&format!("{me}/")) {
+            if self.hear_lag(&key, &value) || key.starts_with(&format!("{me}/")) {
                 continue;
             }
             let Ok(said) = serde_json::from_slice::<Said>(&value) else {
                 continue;
             };
-            if engine.note_elsewhere(&said.reach, &said.origins) {
+            if self
+                .verifier
+                .engine
+                .note_elsewhere(&said.reach, &said.origins)
+            {
                 self.reach_taken += 1;
             } else {
                 self.reach_refused += 1;

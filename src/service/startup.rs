@@ -174,6 +174,7 @@ impl Service {
             reach_said: (0, 0),
             end_offsets_ok: Instant::now(),
             end_offsets_failed: false,
+            lag: super::lag::LagShare::new(),
         })
     }
 }

@@ -165,6 +165,8 @@ pub(super) struct Service {
     /// When the partitions' end offsets last answered, and whether an ask failed since.
     pub end_offsets_ok: Instant,
     pub end_offsets_failed: bool,
+    /// Sharing shards: a replica's lag as the instances find it (see `lag`).
+    pub lag: super::lag::LagShare,
 }
 
 impl Service {

@@ -232,7 +232,8 @@ impl Episode {
             id.kind,
             anchor(d)
         );
-        if let (None, Some(owner)) = (&id.table, owner) {
+        // A replica's lag is one episode for the whole group (see [`Episodes::owned_by`]).
+        if let (None, Some(owner), false) = (&id.table, owner, id.kind == Kind::ReplicaLag) {
             key.push('@');
             key.push_str(owner);
         }
@@ -381,9 +382,12 @@ impl Episodes {
         }
     }
 
-    /// Instances sharing the tables each judge a replica's lag on their own tables: their
-    /// replica-wide episodes are their own, keyed `<replica>/*/<kind>/<anchor>@<instance>` so
-    /// that two instances' episodes do not overwrite each other on a compacted topic.
+    /// Instances sharing the tables each tell what concerns none of their tables on their own:
+    /// their replica-wide episodes are their own, keyed `<replica>/*/<kind>/<anchor>@<instance>`
+    /// so that two instances' episodes do not overwrite each other on a compacted topic. Not a
+    /// replica's lag: every instance judges it on its own tables, and one of them (the holder
+    /// of shard 0) tells it for all, under the key one instance would give it, which the next
+    /// holder continues.
     pub fn owned_by(mut self, instance: &str) -> Self {
         self.owner = Some(instance.to_string());
         self
@@ -445,6 +449,29 @@ impl Episodes {
             changed: false,
         };
         Ok(Some(self.open.entry(id).or_insert(e).key.as_str()))
+    }
+
+    /// The event closing an episode [`Episodes::saved`] gave, without continuing it: for an
+    /// episode no verifier will continue (one an earlier version keyed by its instance).
+    /// `None` for a closed one.
+    pub fn close_saved(
+        saved: &str,
+        now_ms: i64,
+    ) -> Result<Option<EpisodeEvent>, serde_json::Error> {
+        let s: Saved = serde_json::from_str(saved)?;
+        if s.state.closed_at_ms.is_some() {
+            return Ok(None);
+        }
+        let e = Episode {
+            key: s.key,
+            reported_at_ms: s.state.last_at_ms,
+            state: s.state,
+            ranges: s.ranges,
+            unrecovered: s.unrecovered,
+            newest_window: s.newest_window,
+            changed: false,
+        };
+        Ok(Some(e.close(now_ms)))
     }
 
     /// Takes in one verdict: opens an episode, counts it in one, or closes one.

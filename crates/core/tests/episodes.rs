@@ -649,25 +649,54 @@ fn an_episode_continued_elsewhere_keeps_its_key_and_closes_on_its_recovery() {
 }
 
 #[test]
-fn instances_sharing_the_tables_own_their_replica_wide_episodes() {
+fn instances_sharing_the_tables_own_their_replica_wide_episodes_but_not_the_lag() {
     let mut here = Episodes::new(EpisodeConfig::default()).owned_by("i1");
     let mut there = Episodes::new(EpisodeConfig::default()).owned_by("i2");
     let mut out = Vec::new();
     for e in [&mut here, &mut there] {
+        e.observe(&unverified(R1, 45, 1_000), &mut out);
         e.observe(&lag(R1, 45, 1_000), &mut out);
         e.observe(&mismatch(R1, "orders", 1, 45, 1_000, &[1]), &mut out);
     }
     let keys: Vec<&str> = out.iter().map(|ev| ev.key.as_str()).collect();
-    // The same lag judged by two instances: two episodes; a table's: one key wherever told.
+    // What each instance could not verify: its own. A replica's lag and a table's: one key
+    // wherever told.
     assert_eq!(
         keys,
         [
-            "replica-1/*/ReplicaLag/w45@i1",
+            "replica-1/*/Unverified/w45@i1",
+            "replica-1/*/ReplicaLag/w45",
             "replica-1/orders/DataMismatch/w45",
-            "replica-1/*/ReplicaLag/w45@i2",
+            "replica-1/*/Unverified/w45@i2",
+            "replica-1/*/ReplicaLag/w45",
             "replica-1/orders/DataMismatch/w45",
         ]
     );
+}
+
+#[test]
+fn an_episode_no_verifier_continues_is_closed_from_its_record() {
+    let (e, out) = run(EpisodeConfig::default(), &[lag(R1, 45, 1_000)]);
+    let saved = e.saved(&out[0].key).unwrap();
+    let closed = Episodes::close_saved(&saved, 9_000).unwrap().unwrap();
+    assert_eq!(closed.phase, Phase::Close);
+    assert_eq!(closed.key, out[0].key);
+    assert_eq!(closed.episode.closed_at_ms, Some(9_000));
+    assert_eq!(closed.episode.opened_at_ms, 1_000);
+    // A closed one is not closed again.
+    let mut done = Episodes::new(EpisodeConfig::default());
+    done.resume(&saved).unwrap();
+    let mut events = Vec::new();
+    done.observe(
+        &recovered(R1, 2_000, Recovery::ReplicaLag { window: window(45) }),
+        &mut events,
+    );
+    let text = serde_json::to_string(&serde_json::json!({
+        "key": events[0].key,
+        "state": events[0].episode,
+    }))
+    .unwrap();
+    assert_eq!(Episodes::close_saved(&text, 9_000).unwrap(), None);
 }
 
 #[test]

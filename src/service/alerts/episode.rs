@@ -31,6 +31,8 @@ pub struct ReadBack {
     pub episode: String,
     pub phase: Phase,
     pub table: Option<String>,
+    /// Its kind's symbol (`ReplicaLag`, ...).
+    pub kind: String,
     /// The instance that published it.
     pub instance: String,
     /// What [`cdc_verifier_core::episodes::Episodes::resume`] takes in (open episodes only).
@@ -113,6 +115,7 @@ impl EpisodeCodec {
             episode: text(&key, "episode")?,
             phase,
             table: text(&value, "table"),
+            kind: text(&value, "kind")?,
             instance: text(&value, "instance")?,
             resume: text(&value, "resume"),
         })
@@ -298,6 +301,7 @@ mod tests {
                 episode: "replica-1/orders/DataMismatch/w12".into(),
                 phase: Phase::Update,
                 table: Some("orders".into()),
+                kind: "DataMismatch".into(),
                 instance: "here".into(),
                 resume: Some("saved".into()),
             })
