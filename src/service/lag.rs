@@ -232,3 +232,72 @@ impl Service {
         self.publish_episodes(&events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdc_verifier_core::verdict::LagInfo;
+
+    fn lag(replica: &str, w: i64) -> Divergence {
+        let window = WindowRef {
+            id: w,
+            first: Default::default(),
+            last: Default::default(),
+            start_ms: 0,
+            end_ms: 0,
+        };
+        let lag = LagInfo {
+            primary_position: Default::default(),
+            replica_position: Default::default(),
+            positions_behind: 10,
+            ms_behind: 5_000,
+        };
+        Divergence::new(replica, 1_000, Finding::ReplicaLag { window, lag })
+    }
+
+    fn said(at_ms: i64, lagging: Vec<Divergence>, done: bool) -> Vec<u8> {
+        serde_json::to_vec(&Said {
+            at_ms,
+            lagging,
+            done,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_replica_lags_while_any_instance_said_so_lately() {
+        let mut l = LagShare {
+            began_ms: 100_000,
+            ..Default::default()
+        };
+        assert!(l.note(&lag("replica-1", 5)));
+        assert!(
+            !l.hear("a#1.0/replica-1", b"{}"),
+            "a reach record is not lag"
+        );
+        assert!(l.hear(
+            "lag/b#2.0",
+            &said(100_000, vec![lag("replica-2", 6)], false)
+        ));
+        assert!(l.hear("lag/c#3.0", &said(80_000, vec![lag("replica-3", 7)], false)));
+        let now: Vec<String> = l.lagging("lag/me", 110_000).into_keys().collect();
+        // c said it 30 s ago: gone from the group.
+        assert_eq!(now, ["replica-1", "replica-2"]);
+        // b is still to say its last word; once it has, nobody is awaited.
+        assert!(l.awaiting("lag/me", 110_000));
+        l.hear("lag/b#2.0", &said(111_000, vec![lag("replica-2", 6)], true));
+        assert!(!l.awaiting("lag/me", 111_000));
+        // Its last word still counts until it is stale; this instance's recovery clears its own.
+        let recovered = Divergence::new(
+            "replica-1",
+            2_000,
+            Finding::Recovered(Recovery::ReplicaLag {
+                window: lag("replica-1", 5).window().unwrap(),
+            }),
+        );
+        assert!(l.note(&recovered));
+        let now: Vec<String> = l.lagging("lag/me", 112_000).into_keys().collect();
+        assert_eq!(now, ["replica-2"]);
+        assert!(l.lagging("lag/me", 127_000).is_empty());
+    }
+}
