@@ -23,6 +23,8 @@
 //! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
 //! `SCALE_CONFIG=FILE`: a config file every instance reads (consumer properties to try).
 //! `SCALE_LOGS=DIR` keeps each instance's log there, at the level `SCALE_LOG` sets (`info`).
+//! `SCALE_NICE=N` runs the instances and the raw consumers at niceness N (0): the broker, which
+//! shares their cores here, is then served before them, as one on a host of its own would be.
 //!
 //! The last line is the summary.
 
@@ -153,14 +155,28 @@ fn raw_part(prefix: &str, k: usize, n: usize) {
 /// Consume-and-discard of every source record by one process per core in `cores`, each
 /// pinned to its core and given an equal share of the partitions: records/s together. What
 /// the host's broker and fetch path allow, with no verifying at all.
+/// A command run on `core` alone (`taskset`), at the niceness `SCALE_NICE` gives (none by
+/// default): with the instances niced, the broker that shares their cores is served first, as
+/// a broker on a host of its own would be.
+fn pinned(core: usize) -> Command {
+    let mut c = Command::new("nice");
+    c.args([
+        "-n",
+        &env_or("SCALE_NICE", "0"),
+        "taskset",
+        "-c",
+        &core.to_string(),
+    ]);
+    c
+}
+
 fn raw(prefix: &str, cores: &[usize]) -> f64 {
     let me = std::env::current_exe().unwrap();
     let children: Vec<_> = cores
         .iter()
         .enumerate()
         .map(|(k, core)| {
-            Command::new("taskset")
-                .args(["-c", &core.to_string()])
+            pinned(*core)
                 .arg(&me)
                 .args(["--raw", prefix, &k.to_string(), &cores.len().to_string()])
                 .stdout(Stdio::piped())
@@ -330,8 +346,8 @@ fn verify(
         .iter()
         .enumerate()
         .map(|(i, core)| {
-            Command::new("taskset")
-                .args(["-c", &core.to_string(), BIN])
+            pinned(*core)
+                .arg(BIN)
                 .args(["run", "--until-caught-up", "--topic-prefix", prefix])
                 .args(&config)
                 .args(["--group-id", group])
