@@ -23,8 +23,9 @@
 //! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
 //! `SCALE_CONFIG=FILE`: a config file every instance reads (consumer properties to try).
 //! `SCALE_LOGS=DIR` keeps each instance's log there, at the level `SCALE_LOG` sets (`info`).
-//! `SCALE_NICE=N` runs the instances and the raw consumers at niceness N (0): the broker, which
-//! shares their cores here, is then served before them, as one on a host of its own would be.
+//! `SCALE_NICE=N` runs the instances and the raw consumers at niceness N (10): the broker, which
+//! shares their cores here, is served before them, as one on a host of its own would be;
+//! `SCALE_NICE=0` runs them at its priority.
 //!
 //! The last line is the summary.
 
