@@ -11,6 +11,7 @@ use cdc_verifier_core::verdict::Divergence;
 use cdc_verifier_kafka::outbox::{Outgoing, Output};
 
 use super::alerts::episode::ReadBack;
+use super::orphans::{Orphan, Orphans};
 use super::state::{Service, wall_ms};
 use crate::clients;
 
@@ -22,8 +23,9 @@ impl Service {
     /// verified here; a replica's lag where it is told (the one instance, or the holder of
     /// shard 0 while sharing: see `lag`); other replica-wide ones when one instance verifies
     /// everything (while sharing, such an episode is its instance's own, continued by an
-    /// instance of the same name). After a restart or a hand-over each goes on under its key, and its
-    /// recovery closes it, instead of a second episode opening beside one left open for good.
+    /// instance of the same name). After a restart or a hand-over each goes on under its key,
+    /// and its recovery closes it, instead of a second episode opening beside one left open
+    /// for good.
     pub(super) fn resume_episodes(&mut self) {
         let topic = self.cfg.alerts.topic.clone();
         let started = Instant::now();
@@ -55,44 +57,46 @@ impl Service {
         let tables: BTreeSet<&str> = self.topic_routes.iter().map(|(_, t)| t.as_str()).collect();
         let instance = self.cfg.instance();
         let sharing = self.shards.is_some();
-        // Who tells a replica's lag here: the one instance, or the holder of shard 0.
-        let tells_lag = !sharing || self.tells_lag();
+        let here = Here {
+            tables: &tables,
+            instance: &instance,
+            sharing,
+            // Who tells a replica's lag here: the one instance, or the holder of shard 0.
+            tells_lag: !sharing || self.tells_lag(),
+        };
+        let fates: Vec<(Fate, &ReadBack, &str)> = latest
+            .values()
+            .filter(|b| b.phase != Phase::Close)
+            .filter_map(|b| Some((here.fate(b), b, b.resume.as_deref()?)))
+            .collect();
         let mut resumed = Vec::new();
         let mut superseded = Vec::new();
-        for b in latest.values().filter(|b| b.phase != Phase::Close) {
-            let lag = b.table.is_none() && b.kind == "ReplicaLag";
-            let here = match &b.table {
-                Some(t) => tables.contains(t.as_str()),
-                None if lag => tells_lag,
-                None => !sharing || b.instance == instance,
-            };
-            let Some(saved) = b.resume.as_deref().filter(|_| here) else {
-                continue;
-            };
-            // A replica's lag keyed by the instance that told it (as earlier versions did
-            // while sharing), or a second one of one replica: the group tells one now.
-            let extra = lag && sharing && b.episode.contains('@');
-            let resumed_as = match extra {
-                true => Ok(None),
-                false => self.episodes.resume(saved),
-            };
-            match resumed_as {
-                Ok(Some(key)) => resumed.push(key.to_string()),
-                Ok(None) if lag => match Episodes::close_saved(saved, wall_ms()) {
-                    Ok(Some(e)) => superseded.push(e),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(episode = %b.episode, error = %e, "cannot close a lag episode left open on the alert topic")
+        let mut others = Vec::new();
+        for (fate, b, saved) in fates {
+            match fate {
+                Fate::Leave => {}
+                Fate::Close => superseded.extend(close_left_open(&b.episode, saved)),
+                Fate::Watch => others.push(Orphan {
+                    episode: b.episode.clone(),
+                    instance: b.instance.clone(),
+                    saved: saved.to_string(),
+                }),
+                Fate::Continue => match self.episodes.resume(saved) {
+                    Ok(Some(key)) => resumed.push(key.to_string()),
+                    // A second lag episode of one replica: one goes on.
+                    Ok(None) if b.kind == "ReplicaLag" => {
+                        superseded.extend(close_left_open(&b.episode, saved))
                     }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(
+                        episode = %b.episode,
+                        error = %e,
+                        "cannot continue an episode left open on the alert topic"
+                    ),
                 },
-                Ok(None) => {}
-                Err(e) => tracing::warn!(
-                    episode = %b.episode,
-                    error = %e,
-                    "cannot continue an episode left open on the alert topic"
-                ),
             }
         }
+        self.orphans = Orphans::new(others);
         if !superseded.is_empty() {
             let keys: Vec<&str> = superseded.iter().map(|e| e.key.as_str()).collect();
             tracing::info!(
@@ -177,11 +181,129 @@ impl Service {
     }
 }
 
+/// What becomes of an episode left open on the alert topic, read back by an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Continued here.
+    Continue,
+    /// Closed here: a replica's lag keyed by the instance that told it (as earlier versions
+    /// did while sharing); the group tells one now.
+    Close,
+    /// Another instance's own: closed here should that instance be gone (`orphans`).
+    Watch,
+    /// Another instance's business.
+    Leave,
+}
+
+/// What an instance verifies, for [`Here::fate`].
+struct Here<'a> {
+    tables: &'a BTreeSet<&'a str>,
+    instance: &'a str,
+    sharing: bool,
+    tells_lag: bool,
+}
+
+impl Here<'_> {
+    fn fate(&self, b: &ReadBack) -> Fate {
+        let Some(table) = &b.table else {
+            return match (b.kind == "ReplicaLag", self.sharing) {
+                (true, _) if !self.tells_lag => Fate::Leave,
+                (true, true) if b.episode.contains('@') => Fate::Close,
+                (true, _) => Fate::Continue,
+                (false, false) => Fate::Continue,
+                (false, true) if b.instance == self.instance => Fate::Continue,
+                (false, true) => Fate::Watch,
+            };
+        };
+        match self.tables.contains(table.as_str()) {
+            true => Fate::Continue,
+            false => Fate::Leave,
+        }
+    }
+}
+
+/// The event closing a lag episode no one continues (see [`Episodes::close_saved`]).
+fn close_left_open(episode: &str, saved: &str) -> Option<EpisodeEvent> {
+    Episodes::close_saved(saved, wall_ms()).unwrap_or_else(|e| {
+        tracing::warn!(
+            episode,
+            error = %e,
+            "cannot close a lag episode left open on the alert topic"
+        );
+        None
+    })
+}
+
 fn say(e: &EpisodeEvent) {
     let summary = e.episode.summary();
     match e.phase {
         Phase::Open => tracing::warn!(episode = %e.key, "opened: {summary}"),
         Phase::Update => tracing::warn!(episode = %e.key, "ongoing: {summary}"),
         Phase::Close => tracing::info!(episode = %e.key, "closed: {summary}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn back(episode: &str, table: Option<&str>, kind: &str, instance: &str) -> ReadBack {
+        ReadBack {
+            verifier: "v".into(),
+            episode: episode.into(),
+            phase: Phase::Update,
+            table: table.map(String::from),
+            kind: kind.into(),
+            instance: instance.into(),
+            resume: Some("{}".into()),
+        }
+    }
+
+    #[test]
+    fn each_episode_left_open_is_continued_closed_watched_or_left_where_it_belongs() {
+        let tables = BTreeSet::from(["orders"]);
+        let at = |sharing, tells_lag| Here {
+            tables: &tables,
+            instance: "i1",
+            sharing,
+            tells_lag,
+        };
+        let orders = back(
+            "r/orders/DataMismatch/w1",
+            Some("orders"),
+            "DataMismatch",
+            "i2",
+        );
+        let items = back(
+            "r/items/DataMismatch/w1",
+            Some("items"),
+            "DataMismatch",
+            "i1",
+        );
+        let lag = back("r/*/ReplicaLag/w1", None, "ReplicaLag", "i2");
+        let old_lag = back("r/*/ReplicaLag/w1@i2", None, "ReplicaLag", "i2");
+        let mine = back("r/*/Unverified/w1@i1", None, "Unverified", "i1");
+        let theirs = back("r/*/Unverified/w1@i2", None, "Unverified", "i2");
+        let fates = |h: &Here| {
+            [&orders, &items, &lag, &old_lag, &mine, &theirs]
+                .map(|b| h.fate(b))
+                .to_vec()
+        };
+        use Fate::*;
+        // One instance verifying everything continues all it verifies.
+        assert_eq!(
+            fates(&at(false, true)),
+            [Continue, Leave, Continue, Continue, Continue, Continue]
+        );
+        // Sharing, the holder of shard 0: the group's lag, and closes lag keyed by instance.
+        assert_eq!(
+            fates(&at(true, true)),
+            [Continue, Leave, Continue, Close, Continue, Watch]
+        );
+        // Sharing, another holder: no lag at all.
+        assert_eq!(
+            fates(&at(true, false)),
+            [Continue, Leave, Leave, Leave, Continue, Watch]
+        );
     }
 }

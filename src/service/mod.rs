@@ -20,6 +20,7 @@ mod flow;
 mod health;
 mod lag;
 mod metrics;
+mod orphans;
 mod placement;
 mod publish;
 mod shards;
@@ -342,6 +343,7 @@ impl Service {
                 }
                 self.exchange_reach();
                 self.tell_lag()?;
+                self.close_orphans()?;
                 self.commit()?;
                 self.publish_metrics();
                 self.update_readiness();

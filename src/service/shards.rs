@@ -140,12 +140,14 @@ impl super::state::Service {
         self.say_lag(false);
         // A new assignment starts a new engine: what the others said before it, and will not
         // say again while their streams are quiet, is taken in first.
-        let heard = if std::mem::replace(&mut self.reach_primed, true) {
-            ex.heard()
-        } else {
-            ex.latest()
-        };
+        let live = std::mem::replace(&mut self.reach_primed, true);
+        let heard = if live { ex.heard() } else { ex.latest() };
+        let now = super::state::wall_ms();
         for (key, value) in heard {
+            // (Said just now: its instance is in the group. What priming reads may be old.)
+            if let Some(instance) = super::orphans::speaker(&key).filter(|_| live) {
+                self.orphans.heard(instance, now);
+            }
             if self.hear_lag(&key, &value) || key.starts_with(&format!("{me}/")) {
                 continue;
             }

@@ -175,6 +175,7 @@ impl Service {
             end_offsets_ok: Instant::now(),
             end_offsets_failed: false,
             lag: super::lag::LagShare::new(),
+            orphans: super::orphans::Orphans::new(Vec::new()),
         })
     }
 }

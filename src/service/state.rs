@@ -167,6 +167,8 @@ pub(super) struct Service {
     pub end_offsets_failed: bool,
     /// Sharing shards: a replica's lag as the instances find it (see `lag`).
     pub lag: super::lag::LagShare,
+    /// Sharing shards: other instances' episodes, closed once those instances are gone.
+    pub orphans: super::orphans::Orphans,
 }
 
 impl Service {
