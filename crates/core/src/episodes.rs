@@ -223,6 +223,23 @@ struct Episode {
 }
 
 impl Episode {
+    /// An open episode as [`Episodes::saved`] gave it (`None`: a closed one).
+    fn saved(saved: &str) -> Result<Option<Episode>, serde_json::Error> {
+        let s: Saved = serde_json::from_str(saved)?;
+        if s.state.closed_at_ms.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Episode {
+            key: s.key,
+            reported_at_ms: s.state.last_at_ms,
+            state: s.state,
+            ranges: s.ranges,
+            unrecovered: s.unrecovered,
+            newest_window: s.newest_window,
+            changed: false,
+        }))
+    }
+
     /// The episode `d` opens.
     fn open(id: &Identity, d: &Divergence, owner: Option<&str>) -> Self {
         let mut key = format!(
@@ -434,20 +451,13 @@ impl Episodes {
     /// it, and its recovery closes it. Returns its key, or `None` when an episode of its
     /// identity is open already (that one goes on) or `saved` is a closed one.
     pub fn resume(&mut self, saved: &str) -> Result<Option<&str>, serde_json::Error> {
-        let s: Saved = serde_json::from_str(saved)?;
-        let id = Identity::new(&s.state.replica, s.state.table.as_deref(), s.state.kind);
-        if self.open.contains_key(&id) || s.state.closed_at_ms.is_some() {
+        let Some(e) = Episode::saved(saved)? else {
+            return Ok(None);
+        };
+        let id = Identity::new(&e.state.replica, e.state.table.as_deref(), e.state.kind);
+        if self.open.contains_key(&id) {
             return Ok(None);
         }
-        let e = Episode {
-            key: s.key,
-            reported_at_ms: s.state.last_at_ms,
-            state: s.state,
-            ranges: s.ranges,
-            unrecovered: s.unrecovered,
-            newest_window: s.newest_window,
-            changed: false,
-        };
         Ok(Some(self.open.entry(id).or_insert(e).key.as_str()))
     }
 
@@ -458,20 +468,7 @@ impl Episodes {
         saved: &str,
         now_ms: i64,
     ) -> Result<Option<EpisodeEvent>, serde_json::Error> {
-        let s: Saved = serde_json::from_str(saved)?;
-        if s.state.closed_at_ms.is_some() {
-            return Ok(None);
-        }
-        let e = Episode {
-            key: s.key,
-            reported_at_ms: s.state.last_at_ms,
-            state: s.state,
-            ranges: s.ranges,
-            unrecovered: s.unrecovered,
-            newest_window: s.newest_window,
-            changed: false,
-        };
-        Ok(Some(e.close(now_ms)))
+        Ok(Episode::saved(saved)?.map(|e| e.close(now_ms)))
     }
 
     /// Takes in one verdict: opens an episode, counts it in one, or closes one.
