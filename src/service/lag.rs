@@ -40,8 +40,6 @@ pub(super) struct LagShare {
     heard: BTreeMap<String, Said>,
     /// The verdicts counted in the group's episodes: (instance's key, replica, window).
     told: BTreeSet<(String, String, i64)>,
-    /// The window each replica's open episode was found lagging in, for its recovery.
-    since: BTreeMap<String, WindowRef>,
     /// When this assignment began (wall clock, ms): an episode continued from the alert topic
     /// is not closed before every instance had time to say what it finds.
     began_ms: i64,
@@ -207,20 +205,12 @@ impl Service {
             .collect();
         let mut events = Vec::new();
         for (told, d) in verdicts {
-            if let Some(w) = d.window() {
-                self.lag.since.entry(d.replica.clone()).or_insert(w);
-            }
             self.lag.told.insert(told);
             self.episodes.observe(&d, &mut events);
         }
         for replica in recovered {
-            let window = self.lag.since.remove(&replica).unwrap_or(WindowRef {
-                id: 0,
-                first: Default::default(),
-                last: Default::default(),
-                start_ms: 0,
-                end_ms: 0,
-            });
+            // (The window a recovery names is not read by the episodes: none is needed.)
+            let window = WindowRef::default();
             self.lag.told.retain(|(_, r, _)| *r != replica);
             let d = Divergence::new(
                 &replica,
@@ -241,10 +231,7 @@ mod tests {
     fn lag(replica: &str, w: i64) -> Divergence {
         let window = WindowRef {
             id: w,
-            first: Default::default(),
-            last: Default::default(),
-            start_ms: 0,
-            end_ms: 0,
+            ..Default::default()
         };
         let lag = LagInfo {
             primary_position: Default::default(),

@@ -58,7 +58,7 @@ impl std::fmt::Display for Kind {
 }
 
 /// A window: the positions it holds and the origin commit times that cut it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowRef {
     pub id: i64,
     pub first: Position,
