@@ -39,12 +39,43 @@ impl<D: Decoder> Engine<D> {
             .first_change
             .is_some_and(|o| rec.offset > o)
             || rec.timestamp_ms > self.streams[stream as usize].first_change_ms;
-        if later || self.started_id(stream) {
+        if later {
             self.topics[ti].stats.snapshot_late += 1;
             return (Ingested::Outside, i64::MIN);
         }
+        // A read of the snapshot that comes after a starting state was compared without it
+        // (its partition held back longer than the skew allowed for): it counts into that
+        // state, as a late change counts into its window.
+        let folds: Vec<StreamId> = if stream == PRIMARY {
+            (1..self.streams.len() as StreamId)
+                .filter(|r| self.streams[*r as usize].late_reads_count)
+                .collect()
+        } else if self.streams[stream as usize].late_reads_count {
+            vec![stream]
+        } else {
+            Vec::new()
+        };
+        if !folds.is_empty() {
+            let mut out = std::mem::take(&mut self.deferred);
+            self.fold_late_read(stream, &folds, (table, range), ev, &mut out);
+            self.deferred = out;
+        }
+        if self.started_id(stream) {
+            // (The primary's: once every replica has started.)
+            let stats = &mut self.topics[ti].stats;
+            if folds.is_empty() {
+                stats.snapshot_late += 1;
+                return (Ingested::Outside, i64::MIN);
+            }
+            stats.snapshot += 1;
+            stats.late += 1;
+            return (Ingested::Late, i64::MIN);
+        }
         let topic = &mut self.topics[ti];
         topic.stats.snapshot += 1;
+        if !folds.is_empty() {
+            topic.stats.late += 1;
+        }
         let part = &mut topic.parts[rec.partition as usize];
         // Held back from commits until the states compared (the front: below every window).
         match part.offsets.front_mut() {
@@ -188,6 +219,7 @@ impl<D: Decoder> Engine<D> {
             self.release_baselines();
             return false;
         }
+        self.streams[r as usize].late_reads_count = true;
         // The states: each side's baseline and the windows summed, by range.
         let mut states: BTreeMap<(TableId, u64), (RangeDigest, RangeDigest)> = BTreeMap::new();
         for (k, d) in self.streams[PRIMARY as usize].baseline.digests.iter() {
@@ -248,7 +280,11 @@ impl<D: Decoder> Engine<D> {
             let d = self.verdict(r, Finding::DataMismatch(m));
             mismatched.push(table);
             match window {
-                Some(w) if !self.confirmed(r, w.last) => {
+                Some(w)
+                    if !self.confirmed(r, w.last)
+                        || !self.snapshots_read(r, table)
+                        || !self.table_read_past(r, table, w.last) =>
+                {
                     self.hold(r, d, (table, range), w.id, (diff, None), None)
                 }
                 _ => self.emit(d, out),

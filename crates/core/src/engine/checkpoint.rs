@@ -12,12 +12,21 @@ pub struct Checkpoint {
     /// (replica, table) drifting from the primary's schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drifting: Vec<(String, String)>,
+    /// (replica, table, position of the first event found drifting) of `drifting`: after a
+    /// restart, a window before it compared again (another replica had not compared it, so
+    /// its records are read again) does not end the episode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_from: Vec<(String, String, Position)>,
     /// (replica, first window of the episode) lagging.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lagging: Vec<(String, WindowRef)>,
     /// (replica, table) silent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub silent: Vec<(String, String)>,
+    /// (replica, table, where the replica's table had got to) of `silent`: records read again
+    /// after the restart, up to there, do not end the silence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub silent_from: Vec<(String, String, Position)>,
     /// The producers' skew learned so far (ms), so that a restart does not relearn it the
     /// hard way.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -61,22 +70,29 @@ impl<D: Decoder> Engine<D> {
     pub fn checkpoint(&self) -> Checkpoint {
         let mut c = Checkpoint::default();
         for s in &self.streams[1..] {
-            let mut drifting: Vec<(String, String)> = s
+            let mut drifting: Vec<(String, String, Position)> = s
                 .drifting
-                .keys()
-                .map(|t| (s.name.clone(), self.tables[*t as usize].name.clone()))
+                .iter()
+                .map(|(t, from)| (s.name.clone(), self.tables[*t as usize].name.clone(), *from))
                 .collect();
             drifting.sort();
-            c.drifting.extend(drifting);
+            c.drifting
+                .extend(drifting.iter().map(|(r, t, _)| (r.clone(), t.clone())));
+            c.drift_from.extend(drifting);
             if let Some(w) = s.lagging {
                 c.lagging.push((s.name.clone(), w));
             }
         }
         for t in self.topics.iter().filter(|t| t.silent) {
-            c.silent.push((
+            let (replica, table) = (
                 self.streams[t.stream as usize].name.clone(),
                 self.tables[t.table as usize].name.clone(),
-            ));
+            );
+            if t.silent_mark > Position::ZERO {
+                c.silent_from
+                    .push((replica.clone(), table.clone(), t.silent_mark));
+            }
+            c.silent.push((replica, table));
         }
         c.skew_seen_ms = self.skew.seen;
         c.started = (1..self.streams.len() as StreamId)
@@ -118,7 +134,12 @@ impl<D: Decoder> Engine<D> {
                 self.stream_id(replica),
                 self.tables.iter().position(|x| &x.name == table),
             ) {
-                self.streams[r as usize].drifting.insert(t as TableId, ());
+                let from = c
+                    .drift_from
+                    .iter()
+                    .find(|(fr, ft, _)| fr == replica && ft == table)
+                    .map_or(Position::ZERO, |(.., p)| *p);
+                self.streams[r as usize].drifting.insert(t as TableId, from);
             }
         }
         for replica in &c.started {
@@ -136,6 +157,11 @@ impl<D: Decoder> Engine<D> {
             for t in self.topics.iter_mut() {
                 if Some(t.stream) == r && self.tables[t.table as usize].name == *table {
                     t.silent = true;
+                    t.silent_mark = c
+                        .silent_from
+                        .iter()
+                        .find(|(fr, ft, _)| fr == replica && ft == table)
+                        .map_or(Position::ZERO, |(.., p)| *p);
                 }
             }
         }

@@ -373,7 +373,7 @@ impl<D: Decoder> Engine<D> {
             m.offsets = self.offsets_for(w, &[PRIMARY, r], table);
             m.keys = self.key_diffs(w, r, table, range);
             let d = self.verdict(r, Finding::DataMismatch(m));
-            if !confirmed {
+            if !confirmed || !self.table_read_past(r, table, window.last) {
                 let (mut state, mut events) = (rd.lanes, rd.events);
                 state.sub(pd.lanes);
                 events.sub(pd.events);
@@ -456,16 +456,18 @@ impl<D: Decoder> Engine<D> {
             if self.streams[r as usize].drifting.contains_key(table) {
                 continue;
             }
-            self.streams[r as usize].drifting.insert(*table, ());
+            self.streams[r as usize].drifting.insert(*table, obs.first);
             let d = self.verdict(r, Finding::SchemaDrift(self.drift(r, *table, obs, window)));
             self.emit(d, out);
         }
         let rtables: Vec<TableId> = racc.tables.keys().copied().collect();
         let ended: Vec<TableId> = self.streams[r as usize]
             .drifting
-            .keys()
-            .filter(|t| rtables.contains(t) && !racc.drift.contains_key(t))
-            .copied()
+            .iter()
+            .filter(|(t, since)| {
+                rtables.contains(t) && !racc.drift.contains_key(t) && window.last >= **since
+            })
+            .map(|(t, _)| *t)
             .collect();
         for t in ended {
             self.streams[r as usize].drifting.remove(&t);
@@ -567,14 +569,16 @@ impl<D: Decoder> Engine<D> {
                     .absent
                     .get(&table)
                     .is_some_and(|held| held.iter().any(|a| a.needed < ppos));
-            let silent_now = silent_for >= self.cfg.timing.silent_after_ms
+            let silent_now = (silent_for >= self.cfg.timing.silent_after_ms
                 && (kept_writing || was)
-                && (!pending || was);
+                && (!pending || was))
+                || (was && rpos <= self.topics[t as usize].silent_mark);
             if silent_now == was {
                 continue;
             }
             self.topics[t as usize].silent = silent_now;
             if silent_now {
+                self.topics[t as usize].silent_mark = rpos;
                 self.streams[r as usize].absent.remove(&table);
             }
             let table = self.tables[table as usize].name.clone();

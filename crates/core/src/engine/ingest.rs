@@ -284,7 +284,10 @@ impl<D: Decoder> Engine<D> {
         let part = &mut self.topics[ti].parts[rec.partition as usize];
         if part.last_pos.is_some() && ev.position <= part.hwm {
             let seen = part.recent.binary_search(&id);
-            if closed.is_some_and(|c| ev.position <= c) || seen.is_ok() {
+            // (An event of the partition's last transaction not seen yet is a first delivery:
+            // that transaction's events are kept, see `drop_compared`; it came late.)
+            let older = ev.position.tx < part.hwm.tx;
+            if (older && closed.is_some_and(|c| ev.position <= c)) || seen.is_ok() {
                 // (Below the high-water mark and in a compared window: a redelivery, or a
                 // first delivery that came too late — the two cannot be told apart.)
                 self.topics[ti].stats.duplicates += 1;

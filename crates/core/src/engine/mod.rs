@@ -212,6 +212,10 @@ struct Topic {
     behind_since: i64,
     behind_mark: Position,
     silent: bool,
+    /// Where the replica's table had got to when it was found silent: the silence ends only
+    /// once it is heard from beyond (records read again after a restart or a hand-over, from
+    /// before the silence, do not end it).
+    silent_mark: Position,
     /// The highest position seen on this topic.
     max_pos: Position,
 }
@@ -243,7 +247,9 @@ struct Stream {
     /// quiet on both sides while the replica is read past that change (see `release_heard`).
     /// Their windows, and so their offsets, are kept until then.
     absent: BTreeMap<TableId, Vec<compare::Absent>>,
-    drifting: FastMap<TableId, ()>,
+    /// Tables whose SchemaDrift episode is open, with the position of the first event found
+    /// drifting: a window before it (compared again after a restart) says nothing of its end.
+    drifting: FastMap<TableId, Position>,
     /// The stream's snapshot: Σ H(row) of its reads per (table, range), its schema drift.
     baseline: WindowAcc,
     /// The lowest position of a change (not a snapshot read) the stream has sent.
@@ -252,6 +258,9 @@ struct Stream {
     first_change_ms: i64,
     /// How this replica's verification has started (the primary's: unused).
     start: Start,
+    /// Its starting state was compared in this run, from both streams' snapshots: reads of
+    /// those snapshots that arrive after count into it (see `confirm`).
+    late_reads_count: bool,
     /// Mismatches awaiting confirmation (see `confirm`).
     provisional: Vec<confirm::Provisional>,
 }
@@ -344,6 +353,7 @@ impl<D: Decoder> Engine<D> {
             baseline: WindowAcc::default(),
             first_change: None,
             first_change_ms: i64::MAX,
+            late_reads_count: false,
             start: Start::default(),
             provisional: Vec::new(),
         };

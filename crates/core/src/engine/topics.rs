@@ -70,6 +70,7 @@ impl<D: Decoder> Engine<D> {
             last_ms: i64::MIN,
             behind_since: i64::MIN,
             behind_mark: Position::ZERO,
+            silent_mark: Position::ZERO,
             silent: false,
             max_pos: Position::ZERO,
         });

@@ -184,6 +184,8 @@ impl Bounds {
     /// transactions span it; else, between the last window before it and the first after it,
     /// the window of its time, or the nearer of the two when its time lies outside them — so
     /// that windows keep disjoint, ascending spans of transactions in the order of their times.
+    /// Once the window before it is final (its span fixed), the first after it: where a
+    /// replica's copy, read before it, was put.
     #[cold]
     pub(super) fn window_between(&self, tx: u64, w: i64) -> i64 {
         let mut prev = None;
@@ -195,8 +197,11 @@ impl Bounds {
             if b.first.tx <= tx {
                 return *k;
             }
-            // `k` is the first window after it.
+            // `k` is the first window after it. Once the window before it is final, a
+            // replica's copy of it is looked up in `k` (`window_of`): it goes there too.
+            let closed = |p: &i64| self.map.get(p).is_some_and(|b| b.final_at.is_some());
             return match prev {
+                Some(p) if closed(&p) => *k,
                 Some(p) if w <= p => p,
                 _ if w >= *k => *k,
                 _ => w,
@@ -436,7 +441,10 @@ impl<D: Decoder> Engine<D> {
             let done = self.streams[t.stream as usize].done_upto;
             for p in &mut t.parts {
                 if let Some(c) = closed {
-                    let n = p.recent.partition_point(|(x, _)| *x <= c);
+                    // (The events of the partition's last transaction stay: more of it may
+                    // still come, late, and must not be taken for redeliveries.)
+                    let hwm = p.hwm.tx;
+                    let n = p.recent.partition_point(|(x, _)| *x <= c && x.tx < hwm);
                     p.recent.drain(..n);
                 }
                 if let Some(d) = done {
