@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cdc_verifier_kafka::admin::{Existing, TopicSpec, ensure_topics};
 use cdc_verifier_kafka::consume::KafkaSettings;
-use cdc_verifier_kafka::produce::{ProducerSettings, RecordProducer};
+use cdc_verifier_kafka::produce::{OutRecord, ProducerSettings, RecordProducer};
 use cdc_verifier_kafka::registry::RegistryClient;
 use cdc_verifier_sim::{
     CaptureWriter, FaultKind, GtidStyle, OfflineRegistry, PositionKind, Registered, Scenario,
@@ -230,10 +230,14 @@ pub struct Args {
     #[arg(long)]
     linger_ms: Option<u32>,
 
-    /// Producer instances (Kafka connections) to spread the topic-partitions over; into one local
-    /// broker more than one costs the broker more CPU than it gains
-    #[arg(long, default_value_t = 1)]
-    producers: usize,
+    /// Producer instances (Kafka connections) to spread the topic-partitions over [default: 1
+    /// when preloading (into one local broker more cost the broker more CPU than they gain);
+    /// one per topic-partition, up to 8, when paced by --rate: librdkafka sends one partition
+    /// per request, at most 5 in flight, so on one connection a slow broker holds partitions
+    /// behind one another; a connector's producer sends every partition's batch to a broker in
+    /// one request]
+    #[arg(long)]
+    producers: Option<usize>,
 
     /// Extra librdkafka producer property, KEY=VALUE (repeatable)
     #[arg(long = "producer-property", value_name = "KEY=VALUE")]
@@ -353,7 +357,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         settings.linger_ms = args
             .linger_ms
             .unwrap_or(if args.rate.is_some() { 5 } else { 10 });
-        settings.instances = args.producers;
+        let partitions: usize = sim.topics().iter().map(|t| t.partitions as usize).sum();
+        settings.instances = args.producers.unwrap_or(if args.rate.is_some() {
+            partitions.clamp(1, 8)
+        } else {
+            1
+        });
+        // The manifest names each faulty record by the offset Kafka gave it: a broker that
+        // failed over mid-write (or a topic written before) moves offsets from the count.
+        settings.report_offsets = args.manifest.is_some();
         for kv in &args.producer_properties {
             let (k, v) = kv
                 .split_once('=')
@@ -399,6 +411,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             sim.manifest()
         })
         .context("starting the generator thread")?;
+    // How far behind its pace the run fell (a starved host): records go out stamped with their
+    // schedule, so one sent late arrives that much behind its stamp.
+    let mut behind_max = Duration::ZERO;
     for rec in rx.iter().flatten() {
         if pace {
             let t0 = *first_ts.get_or_insert_with(|| {
@@ -419,6 +434,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
+            } else {
+                behind_max = behind_max.max(now - due);
             }
         }
         if let Some(w) = capture.as_mut() {
@@ -429,13 +446,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("creating topic {}", topic_names[rec.topic as usize]))?;
         }
         if let Some(p) = producer.as_mut() {
-            p.send(
-                &topic_names[rec.topic as usize],
-                rec.partition as i32,
-                rec.timestamp_ms,
-                rec.key.as_deref(),
-                rec.value.as_deref(),
-            )?;
+            let out = OutRecord {
+                topic: &topic_names[rec.topic as usize],
+                partition: Some(rec.partition as i32),
+                timestamp_ms: Some(rec.timestamp_ms),
+                key: rec.key.as_deref(),
+                value: rec.value.as_deref(),
+                headers: &[],
+            };
+            match rec.fault {
+                Some(f) => p.send_located(&out, f)?,
+                None => p.send_record(&out)?,
+            }
         }
         per_topic[rec.topic as usize] += 1;
         records += 1;
@@ -461,11 +483,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = capture.take() {
         w.finish().context("finishing the capture")?;
     }
-    let manifest = generator
+    let mut manifest = generator
         .join()
         .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?;
+    if let Some(p) = &producer {
+        for l in p.located() {
+            manifest.locate(l.tag, l.partition as u32, l.offset);
+        }
+    }
     if let Some(path) = &args.manifest {
         manifest.write(path)?;
+    }
+    if behind_max >= Duration::from_millis(100) {
+        eprintln!(
+            "simulate: fell up to {} ms behind the pace of --rate: records sent late arrived that much behind their stamps",
+            behind_max.as_millis()
+        );
     }
 
     // The report.

@@ -447,20 +447,23 @@ fn judge(
     // Every poison record is dead-lettered too, once at least.
     let letters = read_all(&run.dlq);
     eprintln!("{} dead letters on {}", letters.len(), run.dlq);
-    let dead: Vec<(String, i64)> = letters
+    let dead: Vec<(String, i64, i64)> = letters
         .iter()
         .filter_map(|d| {
             let h = |k: &str| support::header(d, k);
             Some((
                 h("cdc-verifier.topic")?,
+                h("cdc-verifier.partition")?.parse().ok()?,
                 h("cdc-verifier.offset")?.parse().ok()?,
             ))
         })
         .collect();
     for f in m["faults"].as_array().unwrap() {
         if f["kind"] == "poison" {
+            // Where Kafka put it: the simulator takes the offsets from its delivery reports.
             let at = (
                 f["topic"].as_str().unwrap_or_default().to_string(),
+                f["partition"].as_i64().unwrap_or(-1),
                 f["offset"].as_i64().unwrap_or(-1),
             );
             if !dead.contains(&at) {
@@ -521,7 +524,8 @@ impl Run {
             .arg(manifest)
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Kept beside the manifest: whether the simulator kept its pace.
+            .stderr(std::fs::File::create(manifest.with_file_name("simulate.log")).unwrap())
             .spawn()
             .unwrap()
     }
@@ -608,8 +612,28 @@ impl Verifier {
         );
     }
 
+    /// Appends what `/metrics` says now (per topic: snapshot rows counted and ignored,
+    /// duplicates, records not verified…) beside the log, for a failure to be studied.
+    fn keep_metrics(&self) {
+        let Ok(body) = support::http()
+            .get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .and_then(|r| r.text())
+        else {
+            return;
+        };
+        let path = self.log.with_extension("metrics");
+        let mut all = std::fs::read_to_string(&path).unwrap_or_default();
+        all.push_str(&format!("# at {} ms (wall)\n{body}\n", wall_ms()));
+        let _ = std::fs::write(path, all);
+    }
+
     /// SIGKILL: no drain, no last commit.
     fn kill(&mut self) {
+        if self.child.is_some() {
+            self.keep_metrics();
+        }
         if let Some(mut c) = self.child.take() {
             c.kill().unwrap();
             c.wait().unwrap();
@@ -629,6 +653,9 @@ impl Verifier {
 
     /// SIGTERM, as an orchestrator stops it: it drains and commits.
     fn stop(&mut self) {
+        if self.child.is_some() {
+            self.keep_metrics();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])

@@ -5,7 +5,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use cdc_verifier_kafka::consume::KafkaSettings;
 use cdc_verifier_kafka::exchange::Exchange;
 
 #[test]
@@ -14,10 +13,7 @@ fn what_was_said_before_a_reader_starts_over_is_still_there() {
     let topic = support::unique_name("exchange");
     support::create_topic(&topic, 1);
     support::wait_for_topic(&topic, 1);
-    let settings = KafkaSettings {
-        bootstrap_servers: support::bootstrap(),
-        properties: Vec::new(),
-    };
+    let settings = support::kafka_settings();
     let ex = Exchange::open(&settings, &topic, "placement").expect("the exchange opens");
     for (k, v) in [("a/primary", "1"), ("b/primary", "7"), ("a/primary", "2")] {
         ex.say(k, v.as_bytes());

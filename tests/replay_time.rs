@@ -191,10 +191,7 @@ fn the_end_of_a_replayed_span_is_the_newest_stamp_of_the_partitions_last_records
         .unwrap();
     }
     support::flush(&p);
-    let settings = cdc_verifier_kafka::consume::KafkaSettings {
-        bootstrap_servers: support::bootstrap(),
-        properties: Vec::new(),
-    };
+    let settings = support::kafka_settings();
     let newest = |ends: &[(u32, i64)]| {
         settings
             .newest_stamp_before(

@@ -57,6 +57,14 @@ pub fn bootstrap() -> String {
     }
 }
 
+/// The project's client settings for the test broker (no further properties).
+pub fn kafka_settings() -> cdc_verifier_kafka::consume::KafkaSettings {
+    cdc_verifier_kafka::consume::KafkaSettings {
+        bootstrap_servers: bootstrap(),
+        properties: Vec::new(),
+    }
+}
+
 /// The base URL of the Confluent-compatible schema-registry API (no trailing slash).
 pub fn registry_url() -> String {
     match OWN.get() {

@@ -2,6 +2,7 @@
 //! offsets by time and watermarks, assignment, pausing, committing, and polling one record at
 //! a time (the service reads in batches on its own thread, see [`crate::batches`]).
 
+use std::collections::HashMap;
 use std::ffi::CStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -287,43 +288,94 @@ impl KafkaSettings {
         if at.is_empty() {
             return Ok(None);
         }
-        let c: BaseConsumer = self
-            .config_with(&[
-                ("group.id", "cdc-verifier-read-one"),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("enable.partition.eof", "true"),
-                ("isolation.level", "read_committed"),
-            ])
-            .create()?;
+        let c = self.reader("cdc-verifier-read-one")?;
         c.assign(&partitions_at(at.iter().copied())?)?;
         let mut waiting: std::collections::HashSet<(&str, u32)> =
             at.iter().map(|(t, p, _)| (*t, *p)).collect();
         let mut newest = None;
-        let deadline = Instant::now() + timeout;
-        // Once the partitions have started answering, one quiet second ends the wait: the
-        // ones left hold no record at their last offset (a transaction marker).
-        let mut answered: Option<Instant> = None;
-        while !waiting.is_empty()
-            && Instant::now() < deadline
-            && answered.is_none_or(|a| a.elapsed() < Duration::from_secs(1))
-        {
-            match c.poll(Duration::from_millis(100)) {
-                None => {}
-                Some(Ok(m)) => {
-                    answered = Some(Instant::now());
-                    let stamp = m.timestamp().to_millis();
-                    newest = newest.max(stamp);
-                    let (topic, partition) = (m.topic(), m.partition() as u32);
-                    waiting.retain(|(t, p)| !(*t == topic && *p == partition));
-                }
-                // (An end of partition names no topic, so it does not say which one answered.)
-                Some(Err(KafkaError::PartitionEOF(_))) => answered = Some(Instant::now()),
-                Some(Err(e)) => return Err(e.into()),
-            }
-        }
+        poll_until_quiet(&c, timeout, |m| {
+            newest = newest.max(m.timestamp().to_millis());
+            let (topic, partition) = (m.topic(), m.partition() as u32);
+            waiting.retain(|(t, p)| !(*t == topic && *p == partition));
+            waiting.is_empty()
+        })?;
         Ok(newest)
     }
+}
+
+/// Records read and the bytes of their keys and values, per (topic, partition).
+pub type Sizes = HashMap<(String, u32), (u64, u64)>;
+
+impl KafkaSettings {
+    /// The sizes of the newest records of each partition `(topic, partition, low, high)`: of
+    /// the last `per_partition` records before `high` (none before `low`), read with a consumer
+    /// of its own (no group, no commits), as (records read, bytes of their keys and values)
+    /// per partition. Partitions that do not answer within `timeout`, or a second after the
+    /// others, are left out; so are empty ones.
+    pub fn sizes_before(
+        &self,
+        parts: &[(&str, u32, i64, i64)],
+        per_partition: i64,
+        timeout: Duration,
+    ) -> Result<Sizes, ConsumeError> {
+        let mut sizes = HashMap::new();
+        // What is left to read of each partition: the offset of its last record.
+        let mut waiting: HashMap<(String, u32), i64> = parts
+            .iter()
+            .filter(|(_, _, low, high)| high > low)
+            .map(|(t, p, _, high)| ((t.to_string(), *p), high - 1))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(sizes);
+        }
+        let c = self.reader("cdc-verifier-sizes")?;
+        c.assign(&partitions_at(
+            parts
+                .iter()
+                .filter(|(_, _, low, high)| high > low)
+                .map(|(t, p, low, high)| (*t, *p, (*high - per_partition).max(*low))),
+        )?)?;
+        poll_until_quiet(&c, timeout, |m| {
+            let at = (m.topic().to_string(), m.partition() as u32);
+            let bytes = m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+            let size = sizes.entry(at.clone()).or_insert((0u64, 0u64));
+            size.0 += 1;
+            size.1 += bytes as u64;
+            if waiting.get(&at).is_some_and(|last| m.offset() >= *last) {
+                waiting.remove(&at);
+            }
+            waiting.is_empty()
+        })?;
+        Ok(sizes)
+    }
+}
+
+/// Polls `c`, giving `take` each record, until `take` says every partition it waits for is
+/// read, `timeout` passes, or, once the partitions have started answering, a second passes
+/// without a record: the ones left end in a transaction marker or lost their records to
+/// retention. (An end of partition names no topic, so it does not say which one answered.)
+fn poll_until_quiet(
+    c: &BaseConsumer,
+    timeout: Duration,
+    mut take: impl FnMut(&BorrowedMessage<'_>) -> bool,
+) -> Result<(), ConsumeError> {
+    let deadline = Instant::now() + timeout;
+    let mut answered: Option<Instant> = None;
+    while Instant::now() < deadline && answered.is_none_or(|a| a.elapsed() < Duration::from_secs(1))
+    {
+        match c.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                answered = Some(Instant::now());
+                if take(&m) {
+                    break;
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => answered = Some(Instant::now()),
+            Some(Err(e)) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A consumer that owns its offsets (see [`KafkaSettings::consumer`]). Clones share one

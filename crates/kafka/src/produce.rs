@@ -48,6 +48,9 @@ pub struct ProducerSettings {
     pub compression: String,
     /// Further librdkafka properties, applied last.
     pub extra: Vec<(String, String)>,
+    /// Report the offset of each record sent with [`RecordProducer::send_located`]
+    /// ([`RecordProducer::located`]). Costs a delivery callback per record.
+    pub report_offsets: bool,
     /// Producer instances (connections). librdkafka sends one request per partition and keeps at
     /// most 5 in flight per connection when idempotent; several connections can help a remote
     /// cluster, but into one local broker they cost it more CPU than they gain. A topic-partition
@@ -63,6 +66,7 @@ impl std::fmt::Debug for ProducerSettings {
             .field("batch_size", &self.batch_size)
             .field("compression", &self.compression)
             .field("extra", &crate::secrets::Shown(&self.extra))
+            .field("report_offsets", &self.report_offsets)
             .field("instances", &self.instances)
             .finish()
     }
@@ -76,6 +80,7 @@ impl ProducerSettings {
             batch_size: 1_000_000,
             compression: "lz4".into(),
             extra: Vec::new(),
+            report_offsets: false,
             instances: 1,
         }
     }
@@ -113,8 +118,12 @@ impl ProducerSettings {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .set("message.timeout.ms", "120000")
-            // Only failures need a report; success reports cost a callback per record.
-            .set("delivery.report.only.error", "true");
+            // Only failures need a report, unless offsets are asked for: success reports cost a
+            // callback per record.
+            .set(
+                "delivery.report.only.error",
+                if self.report_offsets { "false" } else { "true" },
+            );
         for (k, v) in &self.extra {
             c.set(k, v);
         }
@@ -122,21 +131,41 @@ impl ProducerSettings {
     }
 }
 
-/// Counts failed deliveries; keeps the first failure for the report.
+/// Counts failed deliveries; keeps the first failure for the report, and where each record
+/// sent with a tag landed.
 #[derive(Default)]
 pub struct DeliveryCounter {
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    located: Mutex<Vec<Located>>,
+}
+
+/// Where a record sent with [`RecordProducer::send_located`] was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The tag it was sent with.
+    pub tag: usize,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 impl ClientContext for DeliveryCounter {}
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    /// 0, or a [`RecordProducer::send_located`] tag plus one.
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         match result {
-            Ok(_) => {}
+            Ok(m) => {
+                if opaque != 0 {
+                    self.located.lock().unwrap().push(Located {
+                        tag: opaque - 1,
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    });
+                }
+            }
             Err((e, m)) => {
                 if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
                     *self.first_error.lock().unwrap() =
@@ -195,28 +224,32 @@ impl RecordProducer {
     }
 
     /// Enqueues one record, waiting while the local queue is full.
-    pub fn send(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-    ) -> Result<(), ProduceError> {
-        self.send_record(&OutRecord {
-            topic,
-            partition: Some(partition),
-            timestamp_ms: Some(timestamp_ms),
-            key,
-            value,
-            headers: &[],
-        })
+    pub fn send_record(&mut self, r: &OutRecord<'_>) -> Result<(), ProduceError> {
+        self.enqueue(r, 0)
     }
 
-    /// Enqueues one record, waiting while the local queue is full.
-    pub fn send_record(&mut self, r: &OutRecord<'_>) -> Result<(), ProduceError> {
+    /// [`RecordProducer::send_record`], and once Kafka acknowledges the record, says where it
+    /// was written, with `tag`, in [`RecordProducer::located`] (with
+    /// [`ProducerSettings::report_offsets`]).
+    pub fn send_located(&mut self, r: &OutRecord<'_>, tag: usize) -> Result<(), ProduceError> {
+        self.enqueue(r, tag + 1)
+    }
+
+    /// Where the records sent with [`RecordProducer::send_located`] and acknowledged so far were
+    /// written.
+    pub fn located(&self) -> Vec<Located> {
+        let mut all: Vec<Located> = self
+            .producers
+            .iter()
+            .flat_map(|p| p.context().located.lock().unwrap().clone())
+            .collect();
+        all.sort_by_key(|l| l.tag);
+        all
+    }
+
+    fn enqueue(&mut self, r: &OutRecord<'_>, opaque: usize) -> Result<(), ProduceError> {
         let (topic, partition) = (r.topic, r.partition.unwrap_or(-1));
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, opaque);
         if let Some(p) = r.partition {
             record = record.partition(p);
         }
@@ -312,5 +345,51 @@ impl RecordProducer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::mocking::MockCluster;
+
+    #[test]
+    fn a_located_record_is_told_at_the_offset_kafka_gave_it() {
+        let mock = MockCluster::new(1).unwrap();
+        mock.create_topic("t", 2, 1).unwrap();
+        let mut s = ProducerSettings::new(&mock.bootstrap_servers());
+        s.compression = "none".into();
+        s.report_offsets = true;
+        let mut p = RecordProducer::new(&s).unwrap();
+        // Records before it, on its partition and on another, as a topic written before has.
+        let record = |partition, value: &'static [u8]| OutRecord {
+            topic: "t",
+            partition: Some(partition),
+            timestamp_ms: Some(1_000),
+            key: Some(b"k"),
+            value: Some(value),
+            headers: &[],
+        };
+        for i in 0..5 {
+            p.send_record(&record(i % 2, b"before")).unwrap();
+        }
+        p.send_located(&record(1, b"poison"), 7).unwrap();
+        p.send_located(&record(0, b"poison"), 3).unwrap();
+        p.flush(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            p.located(),
+            vec![
+                Located {
+                    tag: 3,
+                    partition: 0,
+                    offset: 3
+                },
+                Located {
+                    tag: 7,
+                    partition: 1,
+                    offset: 2
+                },
+            ]
+        );
     }
 }

@@ -260,6 +260,16 @@ impl Manifest {
         })
     }
 
+    /// Puts the offset a producer got for fault `fault`'s record (see
+    /// [`Record::fault`](crate::Record::fault)) in place of the one counted for a fresh topic.
+    /// A broker that failed over mid-write, or a topic written before, gives offsets of its own.
+    pub fn locate(&mut self, fault: usize, partition: u32, offset: i64) {
+        if let Some(f) = self.faults.get_mut(fault) {
+            f.partition = Some(partition);
+            f.offset = Some(offset);
+        }
+    }
+
     /// The faults of one kind.
     pub fn faults_of(&self, kind: FaultKind) -> impl Iterator<Item = &Fault> {
         self.faults.iter().filter(move |f| f.kind == kind)

@@ -439,6 +439,7 @@ impl Iterator for Simulation {
                     timestamp_ms: emit_ms,
                     key: p.key,
                     value: p.value,
+                    fault: (p.fault != NO_FAULT).then_some(p.fault as usize),
                 };
                 *offset += 1;
                 self.manifest.records += 1;

@@ -183,6 +183,10 @@ pub struct Record {
     pub timestamp_ms: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// The manifest's fault (an index into [`Manifest::faults`](crate::Manifest)) this record
+    /// is the first record of: a producer writing it somewhere other than a fresh topic should
+    /// put the offset it really got there ([`Manifest::locate`](crate::Manifest::locate)).
+    pub fault: Option<usize>,
 }
 
 /// Setting up a simulation failed.
