@@ -1,6 +1,6 @@
 //! Scale-out against the local broker and registry (`scripts/bench scale`):
 //!
-//! 1. preloads the simulator's `faults` scenario (primary + 2 replicas, 8 partitions a topic);
+//! 1. preloads the simulator's `faults` scenario (or `SCALE_SCENARIO`) (primary + 2 replicas, 8 partitions a topic);
 //! 2. verifies it with one instance pinned to one core (`taskset`), then with two instances
 //!    sharing the tables (`[scale] shards`), each pinned to a core of its own — each
 //!    `run --until-caught-up`, records/s from its first record until it has read everything;
@@ -18,6 +18,8 @@
 //!    (`taskset -a -p`, given back every core after): each of two instances shares its core
 //!    with the broker, one alone does not; against this baseline, the efficiency of sharing.
 //!
+//! `SCALE_SCENARIO` preloads another of the simulator's scenarios (`clean`: no fault, every
+//! replica in line with the primary).
 //! `SCALE_SAME=1` runs the second phase with one instance as well: what two runs of the same
 //! differ in. `SCALE_EVENTS` (1.5 M primary events, about 5 M records: runs of seconds, so that
 //! noticing the end, every 100 ms, weighs little) and `SCALE_SHARDS` (8) size it.
@@ -511,8 +513,9 @@ fn main() {
         .unwrap()
         .as_millis();
     let prefix = format!("bench-scale-{t}-");
+    let scenario = env_or("SCALE_SCENARIO", "faults");
     let out = Command::new(BIN)
-        .args(["simulate", "--scenario", "faults", "--events", &events])
+        .args(["simulate", "--scenario", &scenario, "--events", &events])
         .args(["--topic-prefix", &prefix, "--partitions", "8"])
         .args(["--bootstrap-servers", &bootstrap()])
         .args(["--registry-url", &registry()])
@@ -525,7 +528,7 @@ fn main() {
     );
     let (source_records, source_bytes) = source_size(&prefix);
     println!(
-        "preloaded: {events} primary events of the faults scenario, {source_records} records, {source_bytes} bytes; {shards} shards"
+        "preloaded: {events} primary events of the {scenario} scenario, {source_records} records, {source_bytes} bytes; {shards} shards"
     );
 
     let (mut one, mut two, mut reach) = (Vec::new(), Vec::new(), Vec::new());
@@ -633,6 +636,21 @@ fn main() {
         }
         let clock_differ = c1.symmetric_difference(&c2).count();
         equal &= same;
+        // The two are timed by the one that ends last: how far apart they end is the
+        // placement's share of what two instances lose.
+        println!(
+            "round {}: 2 instances: {}",
+            round + 1,
+            b.iter()
+                .map(|r| format!(
+                    "{} records in {:.2} s ({:.0} records/s)",
+                    r.records,
+                    r.seconds,
+                    r.records as f64 / r.seconds
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         println!(
             "round {}: 1 instance {:.0} records/s; 2 instances {:.0} records/s ({} and {} records); reach {} bytes; verdicts equal: {} ({} verdicts; lag and silence apart: {} and {}, {} differ)",
             round + 1,

@@ -216,6 +216,11 @@ impl Verifier {
         self.engine.advance(now_ms, &mut src, &mut self.verdicts)
     }
 
+    /// A stop that a restart continues (see [`Engine::release_starts`]).
+    pub fn release_starts(&mut self) {
+        self.engine.release_starts(&mut self.verdicts)
+    }
+
     /// End of a bounded input.
     pub fn finish(&mut self, src: &mut dyn SchemaSource) -> Result<(), SchemaUnavailable> {
         let mut src = WithConnectJson {

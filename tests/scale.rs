@@ -247,3 +247,62 @@ fn three_instances_sharing_the_tables_reach_the_verdicts_of_one() {
         s.faults
     );
 }
+
+/// The placer weighs a table's records by their size, read from the newest records of each
+/// partition (`KafkaSettings::sizes_before`).
+#[test]
+fn the_newest_records_of_each_partition_give_their_size() {
+    use rdkafka::producer::BaseRecord;
+    support::require_kafka();
+    let topic = support::unique_name("sizes");
+    support::create_topic(&topic, 3);
+    let p = support::idempotent_producer();
+    // Partition 0: 10 records of 100 bytes after 5 of 1,000; partition 1: 3 of 40 bytes (a
+    // key of 10); partition 2: empty.
+    let big = [b'x'; 1_000];
+    let small = [b'y'; 100];
+    let sends = (0..5)
+        .map(|_| (0, &big[..], None))
+        .chain((0..10).map(|_| (0, &small[..], None)));
+    for (partition, value, key) in
+        sends.chain((0..3).map(|_| (1, &small[..30], Some(&b"0123456789"[..]))))
+    {
+        let mut r = BaseRecord::<[u8], [u8]>::to(&topic)
+            .partition(partition)
+            .payload(value);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        p.send(r).map_err(|(e, _)| e).unwrap();
+    }
+    support::flush(&p);
+    let settings = support::kafka_settings();
+    let sizes = settings
+        .sizes_before(
+            &[(&topic, 0, 0, 15), (&topic, 1, 0, 3), (&topic, 2, 0, 0)],
+            10,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(
+        sizes.get(&(topic.clone(), 0)),
+        Some(&(10, 1_000)),
+        "the last 10 only"
+    );
+    assert_eq!(
+        sizes.get(&(topic.clone(), 1)),
+        Some(&(3, 120)),
+        "keys count"
+    );
+    assert_eq!(sizes.get(&(topic.clone(), 2)), None, "an empty partition");
+    // From the low watermark on, no earlier.
+    let sizes = settings
+        .sizes_before(
+            &[(&topic, 0, 12, 15)],
+            10,
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
+    assert_eq!(sizes.get(&(topic.clone(), 0)), Some(&(3, 300)));
+    support::delete_topics(&[&topic]);
+}

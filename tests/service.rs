@@ -749,12 +749,16 @@ fn a_restart_continues_the_open_episodes_under_their_keys() {
     support::require_services();
     let _turn = alone();
     let run = Run::new("svc-resume");
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("manifest.json");
+    // Kept after the run: the three verifiers' logs and the manifest, for a failure to be
+    // studied.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("service-resume");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("manifest.json");
     // 12 s of paced traffic.
     let mut sim = run.simulate_paced(240_000, 20_000, &manifest, Stdio::null());
     std::thread::sleep(Duration::from_secs(2));
-    let log_path = dir.path().join("verifier.log");
+    let log_path = dir.join("verifier.log");
     let child = spawn_logged(
         &run.verifier_args(&run.group, &support::registry_url()),
         &log_path,
@@ -771,6 +775,7 @@ fn a_restart_continues_the_open_episodes_under_their_keys() {
         .filter(|e| e.phase != "Close")
         .count();
     let out = run.verify_until_caught_up();
+    std::fs::write(dir.join("restarted.log"), &out.stderr).unwrap();
     let again = String::from_utf8_lossy(&out.stderr);
     let records = keyed_episode_records(&run.episodes());
     assert!(
@@ -822,7 +827,8 @@ fn a_restart_continues_the_open_episodes_under_their_keys() {
         dlq: format!("{}dead-letter-2", run.prefix),
         group: format!("{}group-2", run.prefix),
     };
-    clean.verify_until_caught_up();
+    let out = clean.verify_until_caught_up();
+    std::fs::write(dir.join("uninterrupted.log"), &out.stderr).unwrap();
     let uninterrupted = latest_episodes(&episode_records(&clean.episodes()));
     // A silence is judged by the clock, which moves with how the records were read (live,
     // or as a backlog): a replica table's silence still young at the stop is told after the

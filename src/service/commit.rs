@@ -160,8 +160,10 @@ impl Service {
             self.verifier
                 .finish(&mut self.src)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.publish_new()?;
+        } else {
+            self.verifier.release_starts();
         }
+        self.publish_new()?;
         self.tell_lag()?;
         self.say_lag(true);
         if bounded {

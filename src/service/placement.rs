@@ -3,9 +3,10 @@
 //! topic. A hash of the names places tables, not traffic: with few tables, or one hot one, an
 //! instance could get most of the work (docs/scaling.md).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use cdc_verifier_kafka::consume::Sizes;
 use cdc_verifier_kafka::exchange::Exchange;
 use cdc_verifier_kafka::membership::{self, shard_of};
 
@@ -44,7 +45,7 @@ impl Placement {
     }
 }
 
-/// Places tables of the given loads (records) on `total` shards so that the members, each
+/// Places tables of the given loads (see [`loads`]) on `total` shards so that the members, each
 /// holding the shards given, get about equal loads: the heaviest table first, on the member
 /// with the least load so far, on its least loaded shard (longest processing time first; ties
 /// by name and number, so that the result is the same wherever it is computed). Shards no
@@ -90,24 +91,88 @@ pub(super) fn place(
     out
 }
 
+/// What verifying a record costs beside its bytes, in bytes of it. Measured on the
+/// simulator's tables (docs/scaling.md), a record costs about 0.3 µs plus 4.4 ns a byte of its
+/// key and value (each fault-free table verified alone: 70 bytes' worth), or 0.7 µs plus
+/// 6.5 ns (fitted to two instances' times: 110 bytes' worth): a record of 100 bytes costs
+/// about twice what its bytes alone would say, one of 300 bytes a third more.
+const RECORD_COST_BYTES: u64 = 100;
+
+/// Records read at the end of each partition to learn the size of its records: up to 200,
+/// and no more than 100,000 over all partitions (at least 10 each).
+fn size_sample(partitions: usize) -> i64 {
+    (100_000 / partitions.max(1)).clamp(10, 200) as i64
+}
+
+/// One partition of a verified table: topic, table, partition, low and high watermarks.
+type Held = (String, String, u32, i64, i64);
+
 /// Each table's load: the records its topics hold now, on every stream (the topics of one
-/// platform share a retention, so what they hold follows their traffic).
+/// platform share a retention, so what they hold follows their traffic), each weighed by its
+/// topic's record size (sampled from the newest records) plus [`RECORD_COST_BYTES`]: the tables
+/// of one platform differ several times in their records' size, and so in what a record costs.
 fn loads(cfg: &Config) -> anyhow::Result<BTreeMap<String, u64>> {
-    let consumer = clients::kafka_settings(cfg).consumer(&cfg.kafka.group_id)?;
+    let kafka = clients::kafka_settings(cfg);
+    let consumer = kafka.consumer(&cfg.kafka.group_id)?;
     let timeout = Duration::from_secs(10);
-    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    let mut held: Vec<Held> = Vec::new();
     for (topic, partitions) in consumer.discover(timeout)? {
         let Some((_, table)) = cfg.route(&topic) else {
             continue;
         };
-        let mut held = 0u64;
         for p in 0..partitions {
             let (low, high) = consumer.watermarks(&topic, p, timeout)?;
-            held += u64::try_from(high - low).unwrap_or(0);
+            held.push((topic.clone(), table.clone(), p, low, high));
         }
-        *out.entry(table).or_default() += held;
     }
-    Ok(out)
+    let parts: Vec<(&str, u32, i64, i64)> = held
+        .iter()
+        .map(|(t, _, p, low, high)| (t.as_str(), *p, *low, *high))
+        .collect();
+    let sizes = kafka
+        .sizes_before(&parts, size_sample(parts.len()), timeout)
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the newest records' sizes: tables placed by their records alone");
+            HashMap::new()
+        });
+    let loads = weigh(&held, &sizes);
+    tracing::info!(
+        "tables' loads (records held × (mean size + {RECORD_COST_BYTES} B)): {}",
+        loads
+            .iter()
+            .map(|(t, l)| format!("{t} {:.1} MB", *l as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(loads)
+}
+
+/// Each table's load from its partitions' records held and the sizes sampled of them: a
+/// topic's records weigh the mean size sampled from it, or, with none sampled, the mean of
+/// all sampled (0 with none at all: tables weigh their records alone).
+fn weigh(held: &[Held], sizes: &Sizes) -> BTreeMap<String, u64> {
+    let mut per_topic: HashMap<&str, (u64, u64)> = HashMap::new();
+    for ((topic, _), (records, bytes)) in sizes {
+        let t = per_topic.entry(topic.as_str()).or_default();
+        t.0 += records;
+        t.1 += bytes;
+    }
+    let all = per_topic
+        .values()
+        .fold((0u64, 0u64), |a, s| (a.0 + s.0, a.1 + s.1));
+    let mean = |(records, bytes): (u64, u64)| bytes.checked_div(records);
+    let overall = mean(all).unwrap_or(0);
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for (topic, table, _, low, high) in held {
+        let size = per_topic
+            .get(topic.as_str())
+            .copied()
+            .and_then(mean)
+            .unwrap_or(overall);
+        let records = u64::try_from(high - low).unwrap_or(0);
+        *out.entry(table.clone()).or_default() += records * (size + RECORD_COST_BYTES);
+    }
+    out
 }
 
 /// The placement for this instance's assignment: computed and said here when this instance
@@ -282,6 +347,41 @@ mod tests {
         let one: Vec<BTreeSet<u32>> = vec![[0, 1].into()];
         let placed = place(&loads(&[("a", 5), ("b", 5)]), &one, 2);
         assert_ne!(placed["a"], placed["b"]);
+    }
+
+    #[test]
+    fn a_table_of_larger_records_weighs_more_a_record() {
+        let held = |topic: &str, table: &str, p: u32, records: i64| -> Held {
+            (topic.into(), table.into(), p, 1_000, 1_000 + records)
+        };
+        let held = vec![
+            held("primary.shop.cart_items", "cart_items", 0, 2_000),
+            held("primary.shop.cart_items", "cart_items", 1, 1_000),
+            held("primary.shop.orders", "orders", 0, 1_500),
+            // Not sampled: weighs the mean of all sampled.
+            held("replica-1.shop.orders", "orders", 0, 100),
+            held("primary.shop.quiet", "quiet", 0, 0),
+        ];
+        let sizes = HashMap::from([
+            (("primary.shop.cart_items".to_string(), 0), (200, 20_000)),
+            (("primary.shop.cart_items".to_string(), 1), (200, 20_000)),
+            (("primary.shop.orders".to_string(), 0), (200, 60_000)),
+        ]);
+        let l = weigh(&held, &sizes);
+        // cart_items: 3,000 records of 100 B; orders: 1,500 of 300 B, and 100 of the mean,
+        // (40,000 + 60,000) / 600 = 166 B.
+        assert_eq!(l["cart_items"], 3_000 * (100 + RECORD_COST_BYTES));
+        assert_eq!(
+            l["orders"],
+            1_500 * (300 + RECORD_COST_BYTES) + 100 * (166 + RECORD_COST_BYTES)
+        );
+        assert_eq!(l["quiet"], 0);
+        // Twice the records of orders, and yet not twice its load.
+        assert!(l["cart_items"] < l["orders"] * 2 * 9 / 10, "{l:?}");
+        // Nothing sampled: by records alone.
+        let l = weigh(&held, &HashMap::new());
+        assert_eq!(l["cart_items"], 3_000 * RECORD_COST_BYTES);
+        assert_eq!(l["orders"], 1_600 * RECORD_COST_BYTES);
     }
 
     #[test]

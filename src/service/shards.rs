@@ -352,8 +352,24 @@ pub(super) fn merge(
             .extend(s.checkpoint.drifting.iter().filter(own).cloned());
         c.silent
             .extend(s.checkpoint.silent.iter().filter(own).cloned());
+        c.drift_from.extend(
+            s.checkpoint
+                .drift_from
+                .iter()
+                .filter(|(_, t, _)| t == table)
+                .cloned(),
+        );
+        c.silent_from.extend(
+            s.checkpoint
+                .silent_from
+                .iter()
+                .filter(|(_, t, _)| t == table)
+                .cloned(),
+        );
     }
     c.drifting.sort();
+    c.drift_from.sort();
+    c.silent_from.sort();
     c.silent.sort();
     Some(c)
 }
