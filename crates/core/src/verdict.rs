@@ -448,6 +448,17 @@ impl Divergence {
                 }
                 let (p, p_events) = side(m.sides.as_ref().map(|s| &s.primary));
                 let (r, r_events) = side(m.sides.as_ref().map(|s| &s.replica));
+                // Equal state digests: the range ends the window alike, but the replica got
+                // there through other changes (a row it held wrong for a while).
+                if m.sides
+                    .as_ref()
+                    .is_some_and(|s| s.primary.digest == s.replica.digest)
+                {
+                    return format!(
+                        "DataMismatch {replica} {table} {}{window}: the same rows at the end (state {p}), reached by other changes: primary {p_events} events, replica {r_events} events",
+                        m.range.label,
+                    );
+                }
                 format!(
                     "DataMismatch {replica} {table} {}{window}: primary {p} ({p_events} events), replica {r} ({r_events} events)",
                     m.range.label,

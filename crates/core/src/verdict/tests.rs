@@ -183,3 +183,36 @@ fn a_record_missing_what_its_kind_needs_is_refused() {
     r.recovered = Some(Kind::PoisonEvent);
     assert!(Divergence::try_from(r).is_err());
 }
+
+#[test]
+fn a_mismatch_of_equal_end_states_says_the_changes_differ_not_the_rows() {
+    let mismatch = |replica: &str| {
+        Divergence::new(
+            "replica-1",
+            5,
+            Finding::DataMismatch(Mismatch {
+                table: "carts".into(),
+                range: range(),
+                window: Some(window(7)),
+                sides: Some(Sides {
+                    primary: side("559c182e00"),
+                    replica: side(replica),
+                }),
+                offsets: Vec::new(),
+                keys: Vec::new(),
+            }),
+        )
+        .summary()
+    };
+    assert_eq!(
+        mismatch("559c182e00"),
+        "DataMismatch replica-1 carts [0x3000..0x4000) window 7 (positions 10..20): the same \
+         rows at the end (state 559c182e), reached by other changes: primary 2 events, replica 2 \
+         events"
+    );
+    assert_eq!(
+        mismatch("47d0fd3400"),
+        "DataMismatch replica-1 carts [0x3000..0x4000) window 7 (positions 10..20): primary \
+         559c182e (2 events), replica 47d0fd34 (2 events)"
+    );
+}
