@@ -94,13 +94,24 @@ impl<D: Decoder> Engine<D> {
         }
         let confirm = self.cfg.timing.confirm_ms;
         let all = std::mem::take(&mut self.streams[r as usize].provisional);
+        // What each held mismatch is checked against, worked out once for all of them (a
+        // backlog read unevenly can hold thousands): how far both streams are complete, and
+        // per table, how far all its partitions are read past and whether its snapshots are in.
+        let complete = self
+            .watermark_strict(PRIMARY, true)
+            .min(self.watermark_strict(r, true));
+        let mut tables: FastMap<TableId, (Option<Position>, bool)> = FastMap::default();
         let mut keep = Vec::new();
         for p in all {
+            let table = p.key.0;
+            let (read_past, snapshots) = *tables
+                .entry(table)
+                .or_insert_with(|| (self.table_read_to(r, table), self.snapshots_read(r, table)));
             let due = self.ended
                 || self.now_ms.saturating_sub(p.since) >= confirm
-                || (self.confirmed(r, p.last)
-                    && (!p.states || self.snapshots_read(r, p.key.0))
-                    && self.table_read_past(r, p.key.0, p.last));
+                || (complete > p.last
+                    && (!p.states || snapshots)
+                    && read_past.is_some_and(|t| t >= p.last));
             if !due {
                 keep.push(p);
             } else if p.residual.0.is_zero() && p.residual.1.is_zero() {
@@ -321,9 +332,19 @@ impl<D: Decoder> Engine<D> {
     /// them, and the mismatch published before they come. Until then a mismatch of the table
     /// waits, `confirm_ms` at most (a partition that is only quiet sends nothing more).
     pub(super) fn table_read_past(&self, r: StreamId, table: TableId, last: Position) -> bool {
-        self.table_parts(r, table).all(|p| {
-            p.progress == Progress::Ended || p.last_pos.is_some_and(|l| before_tx(l) >= last)
-        })
+        self.table_read_to(r, table).is_some_and(|p| p >= last)
+    }
+
+    /// The position every partition of `table`, on the primary and on replica `r`, has been
+    /// read past by records of its own (see [`Engine::table_read_past`]): `Position::MAX` when
+    /// all have ended, `None` while one has sent nothing.
+    fn table_read_to(&self, r: StreamId, table: TableId) -> Option<Position> {
+        self.table_parts(r, table)
+            .filter(|p| p.progress != Progress::Ended)
+            // (`None`, a partition that sent nothing, is the least.)
+            .map(|p| p.last_pos.map(before_tx))
+            .min()
+            .unwrap_or(Some(Position::MAX))
     }
 
     /// Whether every partition of `table` on the primary and on replica `r` has sent a change:
